@@ -1,0 +1,306 @@
+"""Import of the weekly database package into the lake.
+
+Each package member is a snapshot of one table for one course. A newer package
+replaces the course's previous snapshot of that table; the same package imported
+twice changes nothing (fingerprints match); an older package never replaces a newer
+one. All new snapshots of a run become current in a single catalog transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..decrypt import DecryptError, GpgSettings
+from ..lake import Lake, QuarantineFile, Snapshot
+from ..names import course_slug
+from ..schemas import TABLES, TableSchema
+from . import documents
+from .sources import Source
+from .tsv import FileRejected, Header, Reject, locate_bad_utf8, output_schema, read_mysql_tsv
+from .typing import arrow_type
+
+# Files whose course id can be read from their content are imported first, so that the
+# course id (not just the file-name slug, which loses '/', '+' and '.') is known for the rest.
+_ORDER = {"course_structure": 0, "student_courseenrollment": 1, "courseware_studentmodule": 2}
+
+
+@dataclass
+class FileResult:
+    label: str
+    table: str
+    course_id: str | None
+    status: str  # loaded | unchanged | older | failed
+    rows: int = 0
+    rejected: int = 0
+    message: str = ""
+    extra_columns: list[str] = field(default_factory=list)
+    nbytes: int = 0
+
+
+@dataclass
+class ImportSummary:
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files if f.status == "loaded")
+
+    @property
+    def rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.failed) or self.rejected > 0
+
+
+class _SnapshotWriter:
+    """Writes typed batches plus the constant columns to a Parquet file under a temporary name."""
+
+    def __init__(self, path: Path, schema: pa.Schema, constants: dict[str, str | None]):
+        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
+        self.schema, self.constants = schema, constants
+        self.writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, cols: dict[str, pa.Array], n: int) -> None:
+        if n == 0:
+            return
+        arrays = []
+        for f in self.schema:
+            if f.name in cols:
+                arrays.append(cols[f.name])
+            else:
+                arrays.append(pa.array([self.constants.get(f.name)] * n, f.type))
+        self.writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self.rows += n
+
+    def close(self) -> None:
+        self.writer.close()
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+def _added(schema: TableSchema) -> list[tuple[str, pa.DataType]]:
+    return [(n, pa.string()) for n in ("course_id", "org", "package_date", "source_file")]
+
+
+def write_quarantine(lake: Lake, kind: str, key: str, label: str, rejects: list[Reject]) -> QuarantineFile:
+    path = lake.quarantine_file(kind)
+    if rejects:
+        now = pa.scalar(int(time.time() * 1e6), pa.timestamp("us"))
+        table = pa.table({
+            "kind": pa.array([kind] * len(rejects)),
+            "source_file": pa.array([label] * len(rejects)),
+            "line": pa.array([r.line for r in rejects], pa.int64()),
+            "reason": pa.array([r.reason for r in rejects]),
+            "raw": pa.array([r.raw for r in rejects], pa.binary()),
+            "imported_at": pa.array([now.value] * len(rejects), pa.timestamp("us")),
+        })
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    return QuarantineFile(key, kind, path, len(rejects))
+
+
+class PackageImporter:
+    def __init__(self, lake: Lake, gpg: GpgSettings, on_file: Callable[[FileResult], None] | None = None):
+        self.lake, self.gpg, self.on_file = lake, gpg, on_file
+        self.slug_to_course: dict[str, str] = {}
+
+    def run(self, sources: Iterable[Source]) -> ImportSummary:
+        t0 = time.perf_counter()
+        summary = ImportSummary()
+        snapshots: list[Snapshot] = []
+        quarantine: list[QuarantineFile] = []
+        log: list[tuple] = []
+        srcs = sorted((s for s in sources if s.member), key=lambda s: (s.package_date or "", _ORDER.get(s.member.table, 9)))
+        with self.lake.connect(read_only=False) as con:
+            known = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM _edx_snapshots").fetchall()]
+        for cid in known:
+            self.slug_to_course.setdefault(course_slug(cid), cid)
+        for src in srcs:
+            result, snap, qfile = self._import_one(src)
+            summary.files.append(result)
+            if snap:
+                snapshots.append(snap)
+            if qfile:
+                quarantine.append(qfile)
+            log.append((src.label, result.table, result.course_id, src.package_date, result.status,
+                        result.rows, result.rejected, result.message))
+            if self.on_file:
+                self.on_file(result)
+        self.lake.commit(snapshots, quarantine, log)
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    # -- one file -------------------------------------------------------------------
+    def _course_for(self, src: Source) -> str | None:
+        m = src.member
+        assert m is not None
+        if m.slug is None:
+            return f"org:{src.org}"
+        return self.slug_to_course.get(m.slug)
+
+    def _import_one(self, src: Source) -> tuple[FileResult, Snapshot | None, QuarantineFile | None]:
+        m = src.member
+        assert m is not None
+        schema = TABLES[m.table]
+        course_id = self._course_for(src)
+        result = FileResult(src.label, m.table, course_id, "loaded", nbytes=src.size)
+        if course_id is not None and (skip := self._skip_reason(m.table, course_id, src)):
+            result.status, result.message = skip
+            return result, None, None
+        try:
+            snap, rejects = self._parse(src, schema, course_id, result)
+        except (FileRejected, DecryptError) as exc:
+            result.status, result.message = "failed", str(exc)
+            return result, None, None
+        if snap is None:
+            return result, None, None
+        qkey = f"export:{m.table}:{snap.course_id}"
+        qfile = write_quarantine(self.lake, "export", qkey, src.label, rejects)
+        result.rows, result.rejected, result.course_id = snap.rows, len(rejects), snap.course_id
+        if rejects:
+            result.message = f"{len(rejects)} line(s) rejected, first: line {rejects[0].line}: {rejects[0].reason}"
+        return result, snap, qfile
+
+    def _skip_reason(self, table: str, course_id: str, src: Source) -> tuple[str, str] | None:
+        with self.lake.connect(read_only=False) as con:
+            cur = self.lake.current(con, table, course_id)
+        if not cur:
+            return None
+        pdate, fingerprint, _ = cur
+        if pdate == src.package_date and fingerprint == src.fingerprint:
+            return "unchanged", "already imported"
+        if pdate > (src.package_date or ""):
+            return "older", f"package {src.package_date} is older than the current snapshot ({pdate})"
+        return None
+
+    def _parse(self, src: Source, schema: TableSchema, course_id: str | None, result: FileResult
+               ) -> tuple[Snapshot | None, list[Reject]]:
+        kind = schema.kind
+        rejects: list[Reject] = []
+        writer: _SnapshotWriter | None = None
+        header_box: list[Header] = []
+        constants = {"org": src.org, "package_date": src.package_date, "source_file": src.label}
+
+        def open_writer(cid: str, arrow_schema: pa.Schema) -> _SnapshotWriter:
+            path = self.lake.table_file(schema.name, cid, src.package_date or "unknown")
+            return _SnapshotWriter(path, arrow_schema, {**constants, "course_id": cid})
+
+        try:
+            with src.open(self.gpg) as raw:
+                if kind in ("sql", "csv"):
+                    reader = (read_mysql_tsv(raw, src.label, schema, header_cb=header_box.append) if kind == "sql"
+                              else documents.read_email_opt_in(raw, src.label))
+                    for cols, n, rej in reader:
+                        rejects.extend(rej)
+                        if writer is None and n:
+                            course_id = course_id or self._course_from_rows(src, cols)
+                            hdr = header_box[0] if header_box else Header(list(cols))
+                            extra = [k for k in cols if schema.column(k) is None]
+                            hdr.extra = extra
+                            writer = open_writer(course_id, output_schema(schema, hdr, _added(schema)))
+                        if writer:
+                            writer.write(cols, n)
+                    if writer is None:  # header only: an empty snapshot is still a snapshot
+                        hdr = header_box[0] if header_box else Header([])
+                        course_id = course_id or self._fallback_course(src)
+                        writer = open_writer(course_id, output_schema(schema, hdr, _added(schema)))
+                    result.extra_columns = header_box[0].extra if header_box else []
+                elif kind == "json":
+                    rows, cid = documents.read_course_structure(raw, src.label)
+                    if cid and src.member and src.member.slug:
+                        self.slug_to_course[src.member.slug] = cid
+                    course_id = cid or course_id or self._fallback_course(src)
+                    writer = open_writer(course_id, _doc_schema(schema))
+                    _write_rows(writer, rows)
+                elif kind == "mongo":
+                    for rows, rej in documents.read_forum(raw, src.label):
+                        rejects.extend(rej)
+                        if writer is None:
+                            course_id = course_id or next((r["course_id"] for r in rows if r.get("course_id")), None) \
+                                or self._fallback_course(src)
+                            writer = open_writer(course_id, _doc_schema(schema))
+                        for r in rows:
+                            r.pop("course_id", None)
+                        _write_rows(writer, rows)
+                    if writer is None:
+                        writer = open_writer(course_id or self._fallback_course(src), _doc_schema(schema))
+                elif kind == "tar":
+                    rows = documents.read_course_content(raw, src.label)
+                    writer = open_writer(course_id or self._fallback_course(src), _doc_schema(schema))
+                    _write_rows(writer, rows)
+        except FileRejected as exc:
+            if writer:
+                writer.discard()
+            if "invalid UTF-8" in str(exc):
+                with src.open(self.gpg) as again:
+                    where = locate_bad_utf8(again)
+                if where:
+                    raise FileRejected(f"{src.label}: line {where[0]}: invalid UTF-8 bytes (byte {where[1]} of the line)") from None
+            raise
+        except BaseException:
+            if writer:
+                writer.discard()
+            raise
+        assert writer is not None
+        # A course whose id we could not know earlier (no structure/enrolment): check skip now.
+        if result.course_id is None and (skip := self._skip_reason(schema.name, writer.constants["course_id"], src)):
+            writer.discard()
+            result.status, result.message, result.course_id = *skip, writer.constants["course_id"]
+            return None, []
+        writer.close()
+        cid = writer.constants["course_id"]
+        return Snapshot(schema.name, cid, src.org, src.package_date or "", writer.path, writer.rows, len(rejects),
+                        src.fingerprint, src.label, result.extra_columns), rejects
+
+    def _course_from_rows(self, src: Source, cols: dict[str, pa.Array]) -> str:
+        if "course_id" in cols:
+            for v in cols["course_id"].to_pylist():
+                if v:
+                    if src.member and src.member.slug and course_slug(v) == src.member.slug:
+                        self.slug_to_course[src.member.slug] = v
+                    return v if (src.member and src.member.slug is None) else self.slug_to_course.get(src.member.slug, v)
+        return self._fallback_course(src)
+
+    def _fallback_course(self, src: Source) -> str:
+        m = src.member
+        if m is None or m.slug is None:
+            return f"org:{src.org}"
+        return self.slug_to_course.get(m.slug, m.slug)
+
+
+def _doc_schema(schema: TableSchema) -> pa.Schema:
+    fields = [pa.field(c.name, arrow_type(c.type)) for c in schema.columns]
+    fields += [pa.field(n, t) for n, t in _added(schema) if schema.column(n) is None]
+    return pa.schema(fields)
+
+
+def _write_rows(writer: _SnapshotWriter, rows: list[dict]) -> None:
+    if not rows:
+        return
+    names = [f.name for f in writer.schema if f.name not in writer.constants]
+    cols = {n: pa.array([r.get(n) for r in rows], writer.schema.field(n).type) for n in names}
+    writer.write(cols, len(rows))

@@ -1,0 +1,139 @@
+"""Finding importable files (zip, directory, single files) and opening them as plaintext streams."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import BinaryIO, Callable, ContextManager, Iterator
+
+from ..decrypt import GpgSettings, gpg_decrypt
+from ..names import EventsFile, PackageFile, parse_events_name, parse_package_member, parse_package_name
+
+
+class SourceError(Exception):
+    """A source file cannot be used; the message names the file."""
+
+
+@dataclass
+class Source:
+    """One file to import, from wherever it lives."""
+
+    label: str  # shown to people: path, or zip:member
+    encrypted: bool
+    fingerprint: str  # identity of the raw bytes (size + checksum)
+    opener: Callable[[], ContextManager[BinaryIO]]  # raw bytes, still encrypted if .gpg
+    member: PackageFile | None = None
+    events: EventsFile | None = None
+    org: str | None = None
+    package_date: str | None = None
+    size: int = 0
+
+    @contextmanager
+    def open(self, gpg: GpgSettings) -> Iterator[BinaryIO]:
+        """The file's plaintext as a stream; decryption failures raise DecryptError."""
+        with self.opener() as raw:
+            if not self.encrypted:
+                yield raw
+                return
+            with gpg_decrypt(raw, gpg, label=self.label) as plain:
+                yield plain  # type: ignore[misc]
+
+
+@dataclass
+class Discovery:
+    sources: list[Source] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # files whose names are not edX's
+
+
+def _file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return f"{path.stat().st_size}:sha256:{h.hexdigest()}"
+
+
+def _package_of(path: Path) -> tuple[str, str] | None:
+    for parent in [path.parent, *path.parents]:
+        if found := parse_package_name(parent.name):
+            return found
+    return None
+
+
+def _classify(label: str, name: str, opener, fingerprint: str, size: int, pkg: tuple[str, str] | None,
+              package_date: str | None) -> Source | None:
+    if member := parse_package_member(name):
+        org, pdate = pkg if pkg else (member.org, package_date)
+        return Source(label, member.encrypted, fingerprint, opener, member=member, org=org or member.org,
+                      package_date=pdate, size=size)
+    if ev := parse_events_name(name):
+        return Source(label, ev.encrypted, fingerprint, opener, events=ev, org=ev.org, size=size)
+    return None
+
+
+def _zip_sources(path: Path, package_date: str | None, out: Discovery) -> None:
+    pkg = parse_package_name(path.name)
+    try:
+        zf = zipfile.ZipFile(path)
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SourceError(f"{path}: not a readable zip file ({exc})") from None
+    for info in infos:
+        if info.is_dir():
+            continue
+
+        @contextmanager
+        def opener(info=info) -> Iterator[BinaryIO]:
+            with zipfile.ZipFile(path) as z, z.open(info) as f:
+                yield f  # type: ignore[misc]
+
+        label = f"{path}:{info.filename}"
+        src = _classify(label, info.filename.rsplit("/", 1)[-1], opener, f"{info.file_size}:crc32:{info.CRC:08x}",
+                        info.file_size, pkg or _package_of(Path(info.filename)), package_date)
+        (out.sources.append(src) if src else out.unknown.append(label))
+
+
+def discover(paths: list[Path], package_date: str | None = None) -> Discovery:
+    """Every importable file under ``paths`` (zips are opened; directories are walked)."""
+    out = Discovery()
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise SourceError(f"{p}: no such file or directory")
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            if f.name.lower().endswith(".zip") or f.name.lower().endswith(".zip.gpg"):
+                if f.name.lower().endswith(".gpg"):
+                    raise SourceError(f"{f}: encrypted zip files are not supported; edX encrypts the members")
+                _zip_sources(f, package_date, out)
+                continue
+            if f.name in ("manifest.json",) or f.name.startswith("."):
+                continue
+
+            @contextmanager
+            def opener(f=f) -> Iterator[BinaryIO]:
+                with open(f, "rb") as fh:
+                    yield fh
+
+            pkg = _package_of(f)
+            if pkg is None and package_date is None and parse_package_member(f.name):
+                mtime = datetime.fromtimestamp(os.stat(f).st_mtime, tz=timezone.utc).date()
+                pdate = mtime.isoformat()
+            else:
+                pdate = package_date
+            src = _classify(str(f), f.name, opener, "", f.stat().st_size, pkg, pdate)
+            if src:
+                src.fingerprint = _file_fingerprint(f)
+                out.sources.append(src)
+            else:
+                out.unknown.append(str(f))
+    return out
+
+
+def today() -> str:
+    return date.today().isoformat()

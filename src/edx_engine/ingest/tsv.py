@@ -1,0 +1,228 @@
+"""Reader for the ``.sql`` files of a database package: MySQL batch-mode TSV.
+
+Rules (edx-data-formats.md §3): UTF-8, header line, one row per line, ``NULL`` is NULL,
+an empty field is an empty string, ``\\t \\n \\\\ \\0`` escapes inside values. Columns are
+matched by header name, never by position. Parsing is done by Arrow's streaming CSV
+reader in C++; rows with the wrong number of fields are handed back as rejects with
+their line number, never guessed.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import BinaryIO, Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ..schemas import Column, TableSchema
+from .typing import BadValue, type_column, unescape_mysql
+
+
+class FileRejected(Exception):
+    """The whole file is unusable; the message names the file (and line where known)."""
+
+
+@dataclass
+class Reject:
+    line: int
+    reason: str
+    raw: bytes
+
+
+@dataclass
+class Header:
+    names: list[str]
+    extra: list[str] = field(default_factory=list)  # not in the schema: kept as text, reported
+    missing_optional: list[str] = field(default_factory=list)
+
+
+class _Tracked:
+    """A read-only stream that remembers the last byte it returned (to detect truncation)."""
+
+    def __init__(self, raw: BinaryIO, prefix: bytes = b""):
+        self.raw, self.prefix = raw, prefix
+        self.last = prefix[-1:] if prefix else b""
+        self.nbytes = len(prefix)
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        if self.prefix:
+            out, self.prefix = self.prefix, b""
+            return out
+        chunk = self.raw.read(n if n and n > 0 else 1 << 20)
+        if chunk:
+            self.last = chunk[-1:]
+            self.nbytes += len(chunk)
+        return chunk
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def read_header_line(raw: BinaryIO, label: str) -> tuple[bytes, bytes]:
+    """The first line (without newline) and what was read after it."""
+    buf = b""
+    while b"\n" not in buf:
+        chunk = raw.read(1 << 16)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > 1 << 20:
+            raise FileRejected(f"{label}: line 1: header line longer than 1 MiB; not an edX table file")
+    if not buf:
+        raise FileRejected(f"{label}: file is empty (no header line)")
+    line, _, rest = buf.partition(b"\n")
+    return line.rstrip(b"\r"), rest
+
+
+def check_header(line: bytes, schema: TableSchema, label: str, delimiter: str = "\t") -> Header:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FileRejected(f"{label}: line 1: header is not valid UTF-8") from None
+    names = [n.strip().strip('"') for n in text.split(delimiter)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise FileRejected(f"{label}: line 1: duplicate column(s) in header: {', '.join(dupes)}")
+    missing = [c.name for c in schema.columns if c.required and c.name not in names]
+    if missing:
+        raise FileRejected(
+            f"{label}: line 1: missing column(s) {', '.join(missing)} for table {schema.name} "
+            f"(header has: {', '.join(names[:8])}{'...' if len(names) > 8 else ''})"
+        )
+    extra = [n for n in names if schema.column(n) is None]
+    optional = [c.name for c in schema.columns if not c.required and c.name not in names]
+    return Header(names, extra, optional)
+
+
+def output_schema(schema: TableSchema, header: Header, added: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    from .typing import arrow_type
+
+    fields = [pa.field(c.name, arrow_type(c.type)) for c in schema.columns]
+    fields += [pa.field(n, pa.string()) for n in header.extra]
+    have = {f.name for f in fields}
+    fields += [pa.field(n, t) for n, t in added if n not in have]
+    return pa.schema(fields)
+
+
+def type_batch(
+    batch: pa.RecordBatch, schema: TableSchema, header: Header, unescape: bool
+) -> tuple[dict[str, pa.Array], list[BadValue]]:
+    """Typed arrays for every schema column (+ extras as text); bad values are reported per row."""
+    bad: list[BadValue] = []
+    out: dict[str, pa.Array] = {}
+    n = batch.num_rows
+    for col in list(schema.columns) + [Column(x) for x in header.extra]:
+        if col.name in batch.schema.names:
+            arr = batch.column(col.name)
+            if unescape and col.type in ("text", "json"):
+                arr = unescape_mysql(arr)
+            out[col.name] = type_column(arr, col, bad)
+        else:
+            out[col.name] = pa.nulls(n, pa.string())
+    return out, bad
+
+
+def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=None) -> Iterator[
+    tuple[dict[str, pa.Array], int, list[Reject]]
+]:
+    """Stream a table file: yields (typed columns, row count, rejects) per block.
+
+    Raises FileRejected for a bad header, invalid UTF-8 or a truncated file.
+    """
+    line, rest = read_header_line(raw, label)
+    header = check_header(line, schema, label)
+    if header_cb:
+        header_cb(header)
+    stream = _Tracked(raw, rest)
+    rejected_lines: list[int] = []
+    pending: list[Reject] = []
+
+    def on_invalid(row) -> str:
+        lineno = (row.number + 1) if row.number is not None else -1
+        text = row.text or ""
+        pending.append(Reject(lineno, f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                              text.encode("utf-8", "surrogateescape")))
+        bisect.insort(rejected_lines, lineno)
+        return "skip"
+
+    reader = pacsv.open_csv(
+        stream,
+        read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False, block_size=4 << 20),
+        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
+                                         newlines_in_values=False, ignore_empty_lines=False,
+                                         invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in header.names}, null_values=["NULL"],
+            strings_can_be_null=True, quoted_strings_can_be_null=False, check_utf8=True,
+        ),
+    )
+    accepted = 0  # data rows accepted so far (to map a batch row back to its file line)
+
+    def line_of(j: int) -> int:
+        lineno = j + 2
+        for r in rejected_lines:
+            if r <= lineno:
+                lineno += 1
+            else:
+                break
+        return lineno
+
+    try:
+        for batch in reader:
+            cols, bad = type_batch(batch, schema, header, unescape=True)
+            rejects, pending[:] = list(pending), []
+            n = batch.num_rows
+            if bad:
+                drop = sorted({b.row for b in bad})
+                reasons: dict[int, list[str]] = {}
+                for b in bad:
+                    reasons.setdefault(b.row, []).append(b.reason)
+                for i in drop:
+                    raw_row = "\t".join("NULL" if batch.column(k)[i].as_py() is None else str(batch.column(k)[i].as_py())
+                                        for k in range(batch.num_columns))
+                    rejects.append(Reject(line_of(accepted + i), "; ".join(reasons[i]), raw_row.encode()))
+                dropped = set(drop)
+                keep = pa.array([i not in dropped for i in range(n)])
+                cols = {k: v.filter(keep) for k, v in cols.items()}
+                accepted_n = n - len(drop)
+            else:
+                accepted_n = n
+            accepted += n
+            yield cols, accepted_n, rejects
+    except pa.ArrowInvalid as exc:
+        msg = str(exc)
+        if "UTF8" in msg or "UTF-8" in msg or "utf8" in msg.lower():
+            raise FileRejected(f"{label}: invalid UTF-8 bytes in the data") from None
+        raise FileRejected(f"{label}: cannot parse: {msg.splitlines()[0]}") from None
+    # edX's files always end with a newline: a file without one was cut short.
+    if stream.nbytes and stream.last != b"\n":
+        last_line = accepted + len(rejected_lines) + 1
+        raise FileRejected(f"{label}: line {last_line}: file is truncated (ends in the middle of a line)")
+    if pending:
+        yield {}, 0, list(pending)
+
+
+def locate_bad_utf8(raw: BinaryIO) -> tuple[int, int] | None:
+    """(line, byte column) of the first invalid UTF-8 sequence, for the error message."""
+    lineno, carry = 1, b""
+    while True:
+        chunk = raw.read(1 << 20)
+        if not chunk and not carry:
+            return None
+        data = carry + chunk
+        lines = data.split(b"\n")
+        carry = lines.pop() if chunk else b""
+        for ln in lines:
+            try:
+                ln.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return lineno, e.start + 1
+            lineno += 1
+        if not chunk:
+            return None

@@ -1,0 +1,211 @@
+"""The store: a Parquet lake plus a DuckDB catalog that exposes it.
+
+Layout under the data directory::
+
+    edx.duckdb                                  catalog (views + bookkeeping tables)
+    lake/tables/<table>/<course>/<file>.parquet one immutable file per snapshot
+    lake/quarantine/<kind>/<file>.parquet       rejected lines (source file, line, reason, raw bytes)
+    lake/events/...                             tracking logs (see ingest/events.py)
+
+Parquet files are written under a temporary name and never modified afterwards. Which
+file is *current* for a (table, course) lives in the catalog table ``_edx_snapshots``;
+switching to new files and recreating the views happens in one DuckDB transaction, so
+an interrupted import leaves the previous state intact. Files no longer referenced are
+deleted afterwards (``collect_garbage``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from .names import path_slug
+from .schemas import ADDED_COLUMNS, TABLES, TableSchema
+
+CATALOG = "edx.duckdb"
+
+QUARANTINE_COLUMNS = {
+    "kind": "VARCHAR", "source_file": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR",
+    "raw": "BLOB", "imported_at": "TIMESTAMP",
+}
+
+_BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS _edx_snapshots (
+    table_name VARCHAR, course_id VARCHAR, org VARCHAR, package_date VARCHAR,
+    path VARCHAR, rows BIGINT, rejected BIGINT, fingerprint VARCHAR, source_file VARCHAR,
+    extra_columns VARCHAR, imported_at TIMESTAMP,
+    PRIMARY KEY (table_name, course_id)
+);
+CREATE TABLE IF NOT EXISTS _edx_quarantine_files (
+    key VARCHAR PRIMARY KEY, kind VARCHAR, path VARCHAR, rows BIGINT, imported_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS _edx_import_log (
+    logged_at TIMESTAMP, source_file VARCHAR, table_name VARCHAR, course_id VARCHAR,
+    package_date VARCHAR, status VARCHAR, rows BIGINT, rejected BIGINT, message VARCHAR
+);
+"""
+
+
+class StoreBusy(Exception):
+    """Another process holds the store's write lock."""
+
+
+@dataclass
+class Snapshot:
+    """A freshly written Parquet file that should become a table's current data for a course."""
+
+    table: str
+    course_id: str
+    org: str | None
+    package_date: str
+    path: Path
+    rows: int
+    rejected: int
+    fingerprint: str
+    source_file: str
+    extra_columns: list[str]
+
+
+@dataclass
+class QuarantineFile:
+    key: str  # identifies the source (re-importing the source replaces its quarantine file)
+    kind: str
+    path: Path
+    rows: int
+
+
+class Lake:
+    def __init__(self, data_dir: str | Path):
+        self.root = Path(data_dir)
+        self.lake_dir = self.root / "lake"
+        self.catalog_path = self.root / CATALOG
+
+    # -- files -------------------------------------------------------------------------
+    def init(self) -> None:
+        for sub in ("lake/tables", "lake/quarantine", "lake/events", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            con.execute(_BOOKKEEPING)
+            if not self._views_exist(con):
+                self.refresh_views(con)
+
+    def table_file(self, table: str, course_id: str, package_date: str) -> Path:
+        """A new, unique path for a table snapshot (written as ``<path>.tmp`` then renamed)."""
+        d = self.lake_dir / "tables" / table / path_slug(course_id)
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{package_date}-{uuid.uuid4().hex[:12]}.parquet"
+
+    def quarantine_file(self, kind: str) -> Path:
+        d = self.lake_dir / "quarantine" / kind
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
+
+    def rel(self, path: Path) -> str:
+        return str(Path(path).resolve().relative_to(self.root.resolve()))
+
+    def abs(self, rel: str) -> Path:
+        return self.root / rel
+
+    # -- catalog -----------------------------------------------------------------------
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(self.catalog_path), read_only=read_only)
+
+    @contextmanager
+    def writer(self, wait: bool = False) -> Iterator[None]:
+        """Exclusive write lock on the store (one import or sync at a time)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise StoreBusy(f"another edx-engine process is writing to {self.root} (lock {self.root / '.lock'})")
+            yield
+        finally:
+            os.close(fd)
+
+    def current(self, con: duckdb.DuckDBPyConnection, table: str, course_id: str) -> tuple | None:
+        return con.execute(
+            "SELECT package_date, fingerprint, path FROM _edx_snapshots WHERE table_name=? AND course_id=?",
+            [table, course_id],
+        ).fetchone()
+
+    def commit(self, snapshots: list[Snapshot], quarantine: list[QuarantineFile], log: list[tuple]) -> None:
+        """Make the new files current, atomically, then delete what is no longer referenced."""
+        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for s in snapshots:
+                    con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [s.table, s.course_id])
+                    con.execute(
+                        "INSERT INTO _edx_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        [s.table, s.course_id, s.org, s.package_date, self.rel(s.path), s.rows, s.rejected,
+                         s.fingerprint, s.source_file, ",".join(s.extra_columns), now],
+                    )
+                for q in quarantine:
+                    con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [q.key])
+                    if q.rows:
+                        con.execute("INSERT INTO _edx_quarantine_files VALUES (?,?,?,?,?)",
+                                    [q.key, q.kind, self.rel(q.path), q.rows, now])
+                for entry in log:
+                    con.execute("INSERT INTO _edx_import_log VALUES (?,?,?,?,?,?,?,?,?)", [now, *entry])
+                self.refresh_views(con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self.collect_garbage()
+
+    def collect_garbage(self) -> int:
+        """Delete lake files the catalog no longer references (left by replaced snapshots or crashes)."""
+        with self.connect(read_only=False) as con:
+            referenced = {r[0] for r in con.execute("SELECT path FROM _edx_snapshots UNION ALL "
+                                                      "SELECT path FROM _edx_quarantine_files").fetchall()}
+        removed = 0
+        for sub in ("tables", "quarantine"):
+            for f in (self.lake_dir / sub).rglob("*"):
+                if f.is_file() and self.rel(f) not in referenced:
+                    f.unlink()
+                    removed += 1
+        return removed
+
+    # -- views -------------------------------------------------------------------------
+    def _views_exist(self, con: duckdb.DuckDBPyConnection) -> bool:
+        return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name='auth_user'").fetchone()[0])
+
+    def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """One view per edX table over its current snapshots; typed empty views for absent tables."""
+        rows = con.execute("SELECT table_name, list(path ORDER BY course_id) FROM _edx_snapshots GROUP BY 1").fetchall()
+        # Views hold absolute paths so that any DuckDB client opened anywhere can query them;
+        # the bookkeeping keeps relative ones (a moved store is fixed by re-running refresh_views).
+        base = str(self.root.resolve())
+        paths = {t: [f"{base}/{p}" for p in ps] for t, ps in rows}
+        for name, schema in TABLES.items():
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {self._table_sql(schema, paths.get(name))}")
+        qpaths = [f"{base}/{r[0]}" for r in con.execute("SELECT path FROM _edx_quarantine_files ORDER BY path").fetchall()]
+        if qpaths:
+            sql = f"SELECT * FROM read_parquet({_sql_list(qpaths)}, union_by_name=true)"
+        else:
+            sql = "SELECT " + ", ".join(f"NULL::{t} AS {c}" for c, t in QUARANTINE_COLUMNS.items()) + " WHERE false"
+        con.execute(f"CREATE OR REPLACE VIEW quarantine AS {sql}")
+
+    @staticmethod
+    def _table_sql(schema: TableSchema, paths: list[str] | None) -> str:
+        if paths:
+            return f"SELECT * FROM read_parquet({_sql_list(paths)}, union_by_name=true)"
+        cols = list(schema.columns) + [c for c in ADDED_COLUMNS if schema.column(c.name) is None]
+        return "SELECT " + ", ".join(f"NULL::{c.duckdb_type} AS {c.name}" for c in cols) + " WHERE false"
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"

@@ -1,0 +1,122 @@
+"""File-name grammar: what a file found in an edX delivery is.
+
+Database package members are named ``{org}-{course}-{run}-{table}-{site}-analytics.sql``;
+course and run may contain ``-``, so names are split from the right on known table
+names, never on ``-``. Matching is case-insensitive on the organisation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .schemas import TABLES
+
+SITES = ("prod", "edge")
+
+_SQL_TABLES = sorted((t for t, s in TABLES.items() if s.kind == "sql"), key=len, reverse=True)
+_SQL_RE = re.compile(
+    r"^(?P<slug>.+)-(?P<table>" + "|".join(map(re.escape, _SQL_TABLES)) + r")-(?P<site>prod|edge)-analytics\.sql$"
+)
+_STRUCTURE_RE = re.compile(r"^(?P<slug>.+)-course_structure-(?P<site>prod|edge)-analytics\.json$")
+_CONTENT_RE = re.compile(r"^(?P<slug>.+)-course-(?P<site>prod|edge)-analytics\.xml\.tar\.gz$")
+_MONGO_RE = re.compile(r"^(?P<slug>.+)-(?P<site>prod|edge)\.mongo$")
+_OPTIN_RE = re.compile(r"^(?P<org>[^-]+)-email_opt_in-(?P<site>prod|edge)-analytics\.csv$")
+_PACKAGE_RE = re.compile(r"^(?P<org>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.zip(\.gpg)?$")
+_EVENTS_RE = re.compile(
+    r"^(?P<org>.+?)(?:-(?P<site>edx|edge))?-events-(?P<date>\d{4}-\d{2}-\d{2})\.log(?P<gz>\.gz)?(?P<gpg>\.gpg)?$"
+)
+_DATE_DIR_RE = re.compile(r"^(?P<org>.+)-(?P<date>\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """A member of a weekly database package, identified from its name."""
+
+    name: str  # base name without .gpg
+    table: str  # schema name: auth_user, ..., course_structure, forum, course_content, email_opt_in
+    slug: str | None  # course id with separators replaced by '-' (None for org-level files)
+    site: str
+    org: str | None = None
+    encrypted: bool = False
+
+
+@dataclass(frozen=True)
+class EventsFile:
+    name: str
+    org: str
+    site: str
+    date: str
+    gzipped: bool
+    encrypted: bool
+
+
+def strip_gpg(name: str) -> tuple[str, bool]:
+    if name.lower().endswith(".gpg"):
+        return name[:-4], True
+    return name, False
+
+
+def parse_package_member(filename: str) -> PackageFile | None:
+    """Identify a database package member by its base name; None when unknown."""
+    name, encrypted = strip_gpg(filename.rsplit("/", 1)[-1])
+    if m := _SQL_RE.match(name):
+        return PackageFile(name, m["table"], m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted)
+    if m := _STRUCTURE_RE.match(name):
+        return PackageFile(name, "course_structure", m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted)
+    if m := _CONTENT_RE.match(name):
+        return PackageFile(name, "course_content", m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted)
+    if m := _OPTIN_RE.match(name):
+        return PackageFile(name, "email_opt_in", None, m["site"], m["org"], encrypted)
+    if m := _MONGO_RE.match(name):
+        return PackageFile(name, "forum", m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted)
+    return None
+
+
+def parse_package_name(filename: str) -> tuple[str, str] | None:
+    """``IDBx-2016-10-09.zip`` (or the folder ``IDBx-2016-10-09``) -> (org, date)."""
+    base = filename.rstrip("/").rsplit("/", 1)[-1]
+    m = _PACKAGE_RE.match(base) or _DATE_DIR_RE.match(base)
+    return (m["org"], m["date"]) if m else None
+
+
+def parse_events_name(filename: str) -> EventsFile | None:
+    base = filename.rsplit("/", 1)[-1]
+    m = _EVENTS_RE.match(base)
+    if not m:
+        return None
+    return EventsFile(base, m["org"], m["site"] or "edx", m["date"], bool(m["gz"]), bool(m["gpg"]))
+
+
+def course_slug(course_id: str) -> str:
+    """``course-v1:IDBx+IDB1x+2T2016`` or ``IDBx/IDB1x/2T2016`` -> ``IDBx-IDB1x-2T2016``."""
+    cid = course_id.split(":", 1)[1] if course_id.startswith("course-v1:") else course_id
+    return re.sub(r"[/+.]", "-", cid)
+
+
+def path_slug(course_id: str) -> str:
+    """A filesystem-safe, collision-free name for a course id (for lake paths)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"~{ord(m.group()):02x}", course_id)
+
+
+def course_id_from_usage_key(key: str) -> str | None:
+    """Course id from a block usage key, in the course-id form the key uses."""
+    if key.startswith("block-v1:"):
+        body = key[len("block-v1:"):].split("+type@", 1)[0]
+        return "course-v1:" + body
+    if key.startswith("i4x://"):
+        parts = key[len("i4x://"):].split("/")
+        if len(parts) >= 4 and parts[2] == "course":
+            return f"{parts[0]}/{parts[1]}/{parts[3]}"
+    return None
+
+
+_COURSE_IN_URL = re.compile(r"/courses/(course-v1:[^/?#]+|[^/?#]+/[^/?#]+/[^/?#]+)")
+
+
+def course_id_from_url(url: str | None) -> str | None:
+    """Course id from a page URL or a URL event_type (``/courses/<id>/courseware/...``)."""
+    if not url:
+        return None
+    m = _COURSE_IN_URL.search(url)
+    return m.group(1) if m else None
