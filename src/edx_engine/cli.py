@@ -209,6 +209,15 @@ def demo(
     demo_summary(settings, time.perf_counter() - t0)
 
 
+# Commands of the later stages live in their own modules and register themselves on `app`.
+for _module in ("cli_sync", "cli_models", "cli_privacy"):
+    try:
+        __import__(f"{__package__}.{_module}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{__package__}.{_module}":
+            raise
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -198,6 +198,8 @@ class Lake:
         else:
             sql = "SELECT " + ", ".join(f"NULL::{t} AS {c}" for c, t in QUARANTINE_COLUMNS.items()) + " WHERE false"
         con.execute(f"CREATE OR REPLACE VIEW quarantine AS {sql}")
+        for hook in _VIEW_HOOKS:
+            hook(self, con)
 
     @staticmethod
     def _table_sql(schema: TableSchema, paths: list[str] | None) -> str:
@@ -205,6 +207,16 @@ class Lake:
             return f"SELECT * FROM read_parquet({_sql_list(paths)}, union_by_name=true)"
         cols = list(schema.columns) + [c for c in ADDED_COLUMNS if schema.column(c.name) is None]
         return "SELECT " + ", ".join(f"NULL::{c.duckdb_type} AS {c.name}" for c in cols) + " WHERE false"
+
+
+# Other stages (tracking logs, models) add their own views inside the same transaction.
+_VIEW_HOOKS: list = []
+
+
+def register_view_hook(hook) -> None:
+    """``hook(lake, con)`` is called whenever the catalog's views are rebuilt."""
+    if hook not in _VIEW_HOOKS:
+        _VIEW_HOOKS.append(hook)
 
 
 def _sql_list(paths: list[str]) -> str:

@@ -403,6 +403,13 @@ def build_world(cfg: SyntheticConfig) -> World:
         if u.culture in ("es",) and rng.random() < 0.5:
             u.last += " " + rng.choice(V.LAST["es"])
         u.name = f"{u.first} {u.last}"
+        r = rng.random()
+        if r < 0.02:
+            u.name = f"{u.last}, {u.first}"
+        elif r < 0.03:
+            u.name = f'{u.first} "{rng.choice(["Pepe", "Tata", "Nando", "Lulú"])}" {u.last}'
+        elif r < 0.05:
+            u.name = u.name.upper()
         base = ascii_fold(u.first.split()[0][0] + u.last.split()[0]).replace("'", "")
         base = "".join(ch for ch in base if ch.isalnum()) or "user"
         uname = base if rng.random() < 0.3 else f"{base}{rng.randint(1, 9999)}"
@@ -444,8 +451,6 @@ def build_world(cfg: SyntheticConfig) -> World:
         modes = MODES_OLD if c.old else MODES_NEW
         in_window_p = 0.03 if c.old else 0.08
         ens = []
-        for i in members + [None] * len(staff):
-            pass
         for j, ui in enumerate(members):
             e = Enrolment(pool[ui], c)
             if crng.random() < in_window_p and hi > w0:
@@ -494,6 +499,7 @@ def build_world(cfg: SyntheticConfig) -> World:
 
     # date_joined / last_login and precomputed rows
     appearing = [u for u in users if u.enrolments]
+    lp_id = itertools.count(200_000 + rng.randrange(1000))
     for u in appearing:
         first = min(e.created for e in u.enrolments)
         u.date_joined = max(epoch(_dt.date(2013, 6, 1)), first - rng.uniform(0, 40) * DAY)
@@ -504,6 +510,7 @@ def build_world(cfg: SyntheticConfig) -> World:
         else:
             u.last_login = None
         _user_rows(u, rng)
+        u.rows["student_languageproficiency"] = [f"{next(lp_id)}\t{u.profile_id}\t{code}" for code in u.langs]
     appearing.sort(key=lambda u: u.id)
     return World(cfg, courses, appearing, staff, w0, w1, snapshot)
 

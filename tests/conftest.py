@@ -1,0 +1,60 @@
+"""Shared fixtures: a throwaway GPG key in a temporary GNUPGHOME (real gpg binary)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TEST_PASSPHRASE = "correct horse battery staple ñ"
+
+
+def _gpg(home: Path, *args: str, passphrase: str | None = None) -> str:
+    cmd = ["gpg", "--homedir", str(home), "--batch", "--yes", "--no-tty"]
+    if passphrase is not None:
+        r, w = os.pipe()
+        os.write(w, passphrase.encode() + b"\n")
+        os.close(w)
+        cmd += ["--pinentry-mode", "loopback", "--passphrase-fd", str(r)]
+        try:
+            return subprocess.run(cmd + list(args), check=True, capture_output=True, text=True, pass_fds=(r,)).stdout
+        finally:
+            os.close(r)
+    return subprocess.run(cmd + list(args), check=True, capture_output=True, text=True).stdout
+
+
+def make_key(home: Path, uid: str, passphrase: str) -> str:
+    """Create a key (sign primary + encryption subkey); returns its fingerprint."""
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    # Never cache passphrases: a wrong-passphrase test must really be asked for one.
+    (home / "gpg-agent.conf").write_text("default-cache-ttl 0\nmax-cache-ttl 0\n")
+    _gpg(home, "--quick-gen-key", uid, "rsa2048", "default", "never", passphrase=passphrase)
+    fpr = next(ln.split(":")[9] for ln in _gpg(home, "-K", "--with-colons").splitlines() if ln.startswith("fpr"))
+    _gpg(home, "--quick-add-key", fpr, "rsa2048", "encr", "never", passphrase=passphrase)
+    return fpr
+
+
+@pytest.fixture(scope="session")
+def gpg_key(tmp_path_factory):
+    """(GNUPGHOME, fingerprint, passphrase) of a throwaway key; agents are stopped afterwards."""
+    home = Path(tmp_path_factory.mktemp("gnupg"))
+    fpr = make_key(home, "edx-engine Test <edx-test@example.org>", TEST_PASSPHRASE)
+    yield home, fpr, TEST_PASSPHRASE
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+
+
+@pytest.fixture(scope="session")
+def other_gpg_key(tmp_path_factory):
+    """A second, unrelated key: files encrypted to it cannot be read with gpg_key."""
+    home = Path(tmp_path_factory.mktemp("gnupg-other"))
+    fpr = make_key(home, "Someone Else <else@example.org>", "another secret")
+    yield home, fpr
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+
+
+def gpg_encrypt(home: Path, recipient: str, src: Path, dst: Path) -> Path:
+    _gpg(home, "--trust-model", "always", "--encrypt", "-r", recipient, "-o", str(dst), str(src))
+    return dst
