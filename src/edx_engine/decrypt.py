@@ -30,7 +30,20 @@ class GpgSettings:
         return f"GpgSettings(gnupghome={self.gnupghome!r}, passphrase={'***' if self.passphrase else None})"
 
 
+def _gpg_error_codes(status: str) -> set[int]:
+    """Low 16 bits of the codes in ``[GNUPG:] ERROR <where> <code>`` status lines."""
+    codes = set()
+    for ln in status.splitlines():
+        parts = ln.split()
+        if len(parts) >= 4 and parts[1] == "ERROR" and parts[3].isdigit():
+            codes.add(int(parts[3]) & 0xFFFF)
+    return codes
+
+
 def _reason(status: str, stderr: str) -> str:
+    codes = _gpg_error_codes(status)
+    if 11 in codes:  # GPG_ERR_BAD_PASSPHRASE
+        return "wrong passphrase for the secret key"
     if "NO_SECKEY" in status:
         keys = [ln.split()[2] for ln in status.splitlines() if "NO_SECKEY" in ln and len(ln.split()) > 2]
         return f"no secret key for this file (encrypted to {', '.join(keys) or 'an unknown key'})"
@@ -98,7 +111,7 @@ class _GpgStream:
 
 
 def _gpg_command(settings: GpgSettings, passphrase_fd: int | None, status_fd: int) -> list[str]:
-    cmd = ["gpg", "--batch", "--quiet", "--no-tty", "--yes", "--status-fd", str(status_fd)]
+    cmd = ["gpg", "--batch", "--no-tty", "--yes", "--status-fd", str(status_fd)]
     if settings.gnupghome:
         cmd += ["--homedir", settings.gnupghome]
     if passphrase_fd is not None:

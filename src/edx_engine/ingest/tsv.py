@@ -151,17 +151,6 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
         bisect.insort(rejected_lines, lineno)
         return "skip"
 
-    reader = pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False, block_size=4 << 20),
-        parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
-                                         newlines_in_values=False, ignore_empty_lines=False,
-                                         invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in header.names}, null_values=["NULL"],
-            strings_can_be_null=True, quoted_strings_can_be_null=False, check_utf8=True,
-        ),
-    )
     accepted = 0  # data rows accepted so far (to map a batch row back to its file line)
 
     def line_of(j: int) -> int:
@@ -174,6 +163,17 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
         return lineno
 
     try:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False, block_size=4 << 20),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
+                                             newlines_in_values=False, ignore_empty_lines=False,
+                                             invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in header.names}, null_values=["NULL"],
+                strings_can_be_null=True, quoted_strings_can_be_null=False, check_utf8=True,
+            ),
+        )
         for batch in reader:
             cols, bad = type_batch(batch, schema, header, unescape=True)
             rejects, pending[:] = list(pending), []

@@ -461,7 +461,7 @@ def build_world(cfg: SyntheticConfig) -> World:
             ens.append(e)
         for u in staff:
             e = Enrolment(u, c)
-            e.created = c.start - 90 * DAY
+            e.created = c.start - crng.uniform(60, 120) * DAY
             e.mode = "honor" if c.old else "audit"
             ens.append(e)
         ens.sort(key=lambda e: e.created)

@@ -1,0 +1,275 @@
+"""Import of the weekly database exports: parser rules, snapshots, bad input (issue 2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from edx_engine.config import resolve
+from edx_engine.cli import run_import
+from edx_engine.decrypt import GpgSettings
+from edx_engine.ingest.exports import PackageImporter
+from edx_engine.ingest.sources import discover
+from edx_engine.lake import Lake
+
+from conftest import gpg_encrypt
+
+CID = "course-v1:IDBx+IDB1x+2T2016"
+SLUG = "IDBx-IDB1x-2T2016"
+
+
+def write(pkg: Path, table: str, text: str | bytes, slug: str = SLUG) -> Path:
+    pkg.mkdir(parents=True, exist_ok=True)
+    p = pkg / f"{slug}-{table}-prod-analytics.sql"
+    p.write_bytes(text.encode() if isinstance(text, str) else text)
+    return p
+
+
+ENROL_HEADER = "id\tuser_id\tcourse_id\tcreated\tis_active\tmode\n"
+
+
+def enrolments(n: int = 3, cid: str = CID) -> str:
+    return ENROL_HEADER + "".join(f"{i}\t{100 + i}\t{cid}\t2016-05-0{i} 13:11:09\t{i % 2}\taudit\n" for i in range(1, n + 1))
+
+
+def load(data: Path, *paths: Path, gpg: GpgSettings | None = None):
+    lake = Lake(data)
+    lake.init()
+    with lake.writer():
+        return PackageImporter(lake, gpg or GpgSettings()).run(discover(list(paths)).sources)
+
+
+def q(data: Path, sql: str):
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def store_state(data: Path):
+    return q(data, "SELECT table_name, course_id, package_date, path, rows FROM _edx_snapshots ORDER BY 1, 2")
+
+
+# --- parser rules -----------------------------------------------------------------------------
+
+def test_mysql_batch_rules_null_escapes_utf8_types(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", enrolments(1))
+    header = ("id\tuser_id\tname\tlanguage\tlocation\tmeta\tcourseware\tgender\tmailing_address\tyear_of_birth\t"
+              "level_of_education\tgoals\tallow_certificate\tcountry\tcity\tbio\tprofile_image_uploaded_at\n")
+    rows = [
+        # tab, newline and backslash escapes; accents; NULL vs empty; JSON with doubled backslashes
+        "17\t101\tMaría José Pérez\t\t\t{\\\\\"a\\\\\": 1}\tcourse.xml\tf\tNULL\t1986\tm\t"
+        "Mejorar\\ten el\\nsector\\\\público\t1\tCO\tBogotá\tNULL\t2016-05-02 13:11:09.250000\n",
+        # an escaped backslash followed by a 't' must stay a backslash and a 't'
+        "18\t102\tJoão\\\\t Gonçalves\tpt\tNULL\tNULL\tNULL\t\tNULL\tNULL\t\tNULL\t0\t\tNULL\t\tNULL\n",
+    ]
+    write(pkg, "auth_userprofile", header + "".join(rows))
+    summary = load(tmp_path / "d", pkg)
+    assert not summary.failed and summary.rejected == 0
+    got = q(tmp_path / "d", "SELECT id, user_id, name, language, meta, gender, mailing_address, year_of_birth, goals, "
+                            "allow_certificate, country, city, bio, profile_image_uploaded_at, course_id, org, "
+                            "package_date FROM auth_userprofile ORDER BY id")
+    assert got[0] == (17, 101, "María José Pérez", "", '{\\"a\\": 1}', "f", None, 1986,
+                      "Mejorar\ten el\nsector\\público", True, "CO", "Bogotá", None,
+                      dt.datetime(2016, 5, 2, 13, 11, 9, 250000), CID, "IDBx", "2016-10-09")
+    assert got[1][2] == "João\\t Gonçalves"
+    assert got[1][3:8] == ("pt", None, "", None, None)  # empty gender stays empty, NULL stays NULL
+    assert got[1][9] is False and got[1][10] == "" and got[1][13] is None
+
+
+def test_types_from_schema_and_timestamps(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", enrolments(1))
+    write(pkg, "certificates_generatedcertificate",
+          "id\tuser_id\tdownload_url\tgrade\tcourse_id\tkey\tdistinction\tstatus\tverify_uuid\tdownload_uuid\tname\t"
+          "created_date\tmodified_date\terror_reason\tmode\n"
+          f"1\t101\t\t0.82\t{CID}\tk\t0\tdownloadable\tv\td\tAna\t2016-07-01 10:00:00\t2016-07-01 10:00:00.5\t\tverified\n"
+          f"2\t102\t\t\t{CID}\tk\t0\tnotpassing\tv\td\tBea\tNULL\t0000-00-00 00:00:00\t\thonor\n")
+    load(tmp_path / "d", pkg)
+    types = dict(q(tmp_path / "d", "SELECT column_name, data_type FROM information_schema.columns "
+                                   "WHERE table_name='certificates_generatedcertificate'"))
+    assert types["grade"] == "DOUBLE" and types["created_date"] == "TIMESTAMP" and types["distinction"] == "BOOLEAN"
+    rows = q(tmp_path / "d", "SELECT grade, created_date, modified_date FROM certificates_generatedcertificate ORDER BY id")
+    assert rows == [(0.82, dt.datetime(2016, 7, 1, 10), dt.datetime(2016, 7, 1, 10, 0, 0, 500000)), (None, None, None)]
+
+
+def test_unknown_column_kept_and_missing_optional_allowed(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", ENROL_HEADER.rstrip("\n") + "\tnew_col\n"
+          f"1\t101\t{CID}\t2016-05-01 13:11:09\t1\taudit\thello\n")
+    summary = load(tmp_path / "d", pkg)
+    assert summary.files[0].extra_columns == ["new_col"]
+    assert q(tmp_path / "d", "SELECT new_col FROM student_courseenrollment") == [("hello",)]
+
+
+def test_missing_required_column_is_an_error_naming_file_and_column(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", "id\tuser_id\tcourse_id\tcreated\tmode\n1\t2\tx\t2016-01-01 00:00:00\taudit\n")
+    summary = load(tmp_path / "d", pkg)
+    (f,) = summary.failed
+    assert "student_courseenrollment-prod-analytics.sql" in f.message and "line 1" in f.message
+    assert "missing column(s) is_active" in f.message
+    assert store_state(tmp_path / "d") == []
+
+
+# --- snapshots ------------------------------------------------------------------------------
+
+def test_reimport_is_idempotent_and_newer_package_replaces(tmp_path):
+    data = tmp_path / "d"
+    p1 = tmp_path / "IDBx-2016-10-09"
+    write(p1, "student_courseenrollment", enrolments(3))
+    load(data, p1)
+    before = store_state(data)
+    files_before = sorted((data / "lake").rglob("*.parquet"))
+    again = load(data, p1)
+    assert [f.status for f in again.files] == ["unchanged"]
+    assert store_state(data) == before and sorted((data / "lake").rglob("*.parquet")) == files_before
+
+    p2 = tmp_path / "IDBx-2016-10-16"
+    write(p2, "student_courseenrollment", enrolments(5))
+    load(data, p2)
+    assert q(data, "SELECT count(*), min(package_date), max(package_date) FROM student_courseenrollment") == \
+        [(5, "2016-10-16", "2016-10-16")]
+    # the replaced snapshot's file is gone from the lake
+    assert len(list((data / "lake" / "tables").rglob("*.parquet"))) == 1
+    # an older package never replaces a newer one
+    older = load(data, p1)
+    assert older.files[0].status == "older"
+    assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(5,)]
+
+
+def test_course_id_from_content_for_both_formats(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    old = "IDBx/IDB0x/2T2014"
+    write(pkg, "student_courseenrollment", enrolments(2, old), slug="IDBx-IDB0x-2T2014")
+    write(pkg, "user_id_map", "hash_id\tid\tusername\nab\t101\tana\n", slug="IDBx-IDB0x-2T2014")
+    write(pkg, "student_courseenrollment", enrolments(1))
+    write(pkg, "user_id_map", "hash_id\tid\tusername\ncd\t101\tana\n")
+    load(tmp_path / "d", pkg)
+    assert q(tmp_path / "d", "SELECT course_id, hash_id FROM user_id_map ORDER BY 1") == [(old, "ab"), (CID, "cd")]
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+def _baseline(tmp_path) -> tuple[Path, list]:
+    data = tmp_path / "d"
+    good = tmp_path / "IDBx-2016-10-09"
+    write(good, "student_courseenrollment", enrolments(2))
+    load(data, good)
+    return data, store_state(data)
+
+
+def test_malformed_interior_line_is_quarantined_rest_loaded(tmp_path):
+    data, _ = _baseline(tmp_path)
+    pkg = tmp_path / "IDBx-2016-10-16"
+    text = enrolments(4).splitlines(keepends=True)
+    text.insert(3, "99\toops\n")
+    write(pkg, "student_courseenrollment", "".join(text))
+    summary = load(data, pkg)
+    assert summary.rejected == 1 and summary.partial
+    assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(4,)]
+    ((src, line, reason, raw),) = q(data, "SELECT source_file, line, reason, raw FROM quarantine")
+    assert src.endswith("student_courseenrollment-prod-analytics.sql") and line == 4
+    assert "expected 6 fields, found 2" in reason and raw == b"99\toops"
+
+
+@pytest.mark.parametrize("case", ["truncated", "non_utf8", "wrong_header", "bad_value_header_only"])
+def test_bad_file_leaves_store_as_it_was(tmp_path, case):
+    data, before = _baseline(tmp_path)
+    pkg = tmp_path / "IDBx-2016-10-16"
+    body = enrolments(4)
+    if case == "truncated":
+        body_b = body.encode()[:-15]
+        expect = ["line 5", "truncated"]
+    elif case == "non_utf8":
+        body_b = body.replace("audit", "aud\udcffit", 1).encode("utf-8", "surrogateescape")
+        expect = ["line 2", "invalid UTF-8"]
+    elif case == "wrong_header":
+        body_b = body.replace("user_id", "userid", 1).encode()
+        expect = ["line 1", "missing column(s) user_id"]
+    else:
+        body_b = b""
+        expect = ["empty"]
+    write(pkg, "student_courseenrollment", body_b)
+    summary = load(data, pkg)
+    (f,) = summary.failed
+    assert "IDBx-IDB1x-2T2016-student_courseenrollment-prod-analytics.sql" in f.message
+    for e in expect:
+        assert e in f.message, f.message
+    assert "\n" not in f.message
+    assert store_state(data) == before
+    assert len(list((data / "lake" / "tables").rglob("*"))) == len(list((data / "lake" / "tables").rglob("*")))
+    assert not list((data / "lake").rglob("*.tmp"))
+
+
+# --- encrypted packages -----------------------------------------------------------------------
+
+def _encrypted_pkg(tmp_path, home, fpr, n=3) -> Path:
+    plain = write(tmp_path / "plain", "student_courseenrollment", enrolments(n))
+    pkg = tmp_path / f"IDBx-2016-10-{9 + n:02d}"
+    pkg.mkdir()
+    gpg_encrypt(home, fpr, plain, pkg / (plain.name + ".gpg"))
+    return pkg
+
+
+def test_gpg_member_decrypts_and_loads(tmp_path, gpg_key):
+    home, fpr, passphrase = gpg_key
+    pkg = _encrypted_pkg(tmp_path, home, fpr)
+    summary = load(tmp_path / "d", pkg, gpg=GpgSettings(str(home), passphrase))
+    assert not summary.failed
+    assert q(tmp_path / "d", "SELECT count(*) FROM student_courseenrollment") == [(3,)]
+    assert not list((tmp_path / "d").rglob("*.sql")), "no plaintext copy left in the store"
+
+
+def test_wrong_passphrase_and_wrong_key_are_clear_errors(tmp_path, gpg_key, other_gpg_key):
+    home, fpr, passphrase = gpg_key
+    data, before = _baseline(tmp_path)
+    pkg = _encrypted_pkg(tmp_path, home, fpr, n=4)
+    summary = load(data, pkg, gpg=GpgSettings(str(home), "not the passphrase"))
+    (f,) = summary.failed
+    assert "wrong passphrase" in f.message and ".sql.gpg" in f.message
+    assert "not the passphrase" not in f.message
+    assert store_state(data) == before
+
+    other_home, other_fpr = other_gpg_key
+    pkg2 = tmp_path / "other" / "IDBx-2016-10-20"
+    pkg2.mkdir(parents=True)
+    plain = write(tmp_path / "plain2", "student_courseenrollment", enrolments(2))
+    gpg_encrypt(other_home, other_fpr, plain, pkg2 / (plain.name + ".gpg"))
+    summary = load(data, pkg2, gpg=GpgSettings(str(home), passphrase))
+    (f,) = summary.failed
+    assert "no secret key" in f.message and ".sql.gpg" in f.message
+    assert store_state(data) == before
+
+
+def test_cli_exit_codes_and_one_line_errors(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    text = enrolments(3) + "7\tbroken\n"
+    write(pkg, "student_courseenrollment", text)
+    cmd = [sys.executable, "-m", "edx_engine.cli", "import", str(pkg), "--data-dir", str(tmp_path / "d")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "rejected lines: 1" in r.stdout
+    r = subprocess.run(cmd[:4] + [str(tmp_path / "nope"), "--data-dir", str(tmp_path / "d")], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "no such file or directory" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_settings_precedence(tmp_path, monkeypatch):
+    conf = tmp_path / "c.toml"
+    conf.write_text('data_dir = "from-file"\n[gpg]\ngnupghome = "/g"\n')
+    monkeypatch.delenv("EDX_ENGINE_DATA_DIR", raising=False)
+    monkeypatch.delenv("GNUPGHOME", raising=False)
+    assert str(resolve(config=str(conf)).data_dir) == "from-file"
+    monkeypatch.setenv("EDX_ENGINE_DATA_DIR", "from-env")
+    assert str(resolve(config=str(conf)).data_dir) == "from-env"
+    assert str(resolve(data_dir="from-arg", config=str(conf)).data_dir) == "from-arg"
+    assert resolve(config=str(conf)).gnupghome == "/g"
+    pf = tmp_path / "pass"
+    pf.write_text("s3cret\n")
+    assert resolve(passphrase_file=str(pf), config=str(conf)).gpg().passphrase == "s3cret"
+    assert "s3cret" not in repr(resolve(passphrase_file=str(pf), config=str(conf)).gpg())
