@@ -496,7 +496,7 @@ def write_events(world: World, out_dir: Path) -> tuple[list[Path], list[dict], G
         starters = plan[d]
         planned = sum(s[4] for s in starters)
         n_bad = (max(4, planned // 1000) if planned >= 40 else max(1, min(4, planned // 10))) if cfg.malformed else 0
-        bad_at = sorted(mrng.sample(range(dups + 2, dups + planned + 2), n_bad)) if n_bad else []
+        bad_at = sorted(mrng.sample(range(dups + 1, dups + planned + 2), n_bad)) if n_bad else []
         bad_at.reverse()  # pop from the end
         bad_records: list[dict] = []
         kinds = itertools.cycle(MALFORMED_KINDS)
