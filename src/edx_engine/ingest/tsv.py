@@ -197,6 +197,8 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
             yield cols, accepted_n, rejects
     except pa.ArrowInvalid as exc:
         msg = str(exc)
+        if "Empty CSV file" in msg and stream.nbytes == len(rest) and not rest.strip():
+            return  # a header and no rows: an empty table is a valid snapshot
         if "UTF8" in msg or "UTF-8" in msg or "utf8" in msg.lower():
             raise FileRejected(f"{label}: invalid UTF-8 bytes in the data") from None
         raise FileRejected(f"{label}: cannot parse: {msg.splitlines()[0]}") from None
