@@ -1,0 +1,103 @@
+"""What the indicator definitions read: input tables, the columns used, and their portable types.
+
+This is the contract between the store's catalog and ``definitions.py``. Only the columns
+listed here are read (and, for PostgreSQL, copied), so personal columns such as e-mail
+addresses or forum bodies never leave the DuckDB catalog. A table or column the catalog
+does not have (yet) is read as an empty, typed relation / typed NULLs, so every model can
+be built before the first tracking log was imported.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+# name -> {column: DuckDB type}. Types are the portable subset (BIGINT, DOUBLE, BOOLEAN,
+# VARCHAR, TIMESTAMP, DATE) that every engine maps the same way.
+INPUTS: dict[str, dict[str, str]] = {
+    "auth_user": {
+        "id": "BIGINT", "username": "VARCHAR", "is_staff": "BOOLEAN", "date_joined": "TIMESTAMP",
+        "course_id": "VARCHAR", "package_date": "VARCHAR",
+    },
+    "auth_userprofile": {
+        "user_id": "BIGINT", "gender": "VARCHAR", "year_of_birth": "BIGINT", "level_of_education": "VARCHAR",
+        "country": "VARCHAR", "course_id": "VARCHAR", "package_date": "VARCHAR",
+    },
+    "student_courseenrollment": {
+        "id": "BIGINT", "user_id": "BIGINT", "course_id": "VARCHAR", "created": "TIMESTAMP",
+        "is_active": "BOOLEAN", "mode": "VARCHAR", "package_date": "VARCHAR",
+    },
+    "certificates_generatedcertificate": {
+        "id": "BIGINT", "user_id": "BIGINT", "course_id": "VARCHAR", "grade": "DOUBLE", "status": "VARCHAR",
+        "mode": "VARCHAR", "created_date": "TIMESTAMP", "modified_date": "TIMESTAMP",
+    },
+    "courseware_studentmodule": {
+        "student_id": "BIGINT", "course_id": "VARCHAR", "module_type": "VARCHAR", "module_id": "VARCHAR",
+        "created": "TIMESTAMP", "modified": "TIMESTAMP",
+    },
+    "course_structure": {
+        "course_id": "VARCHAR", "block_id": "VARCHAR", "category": "VARCHAR", "chapter_id": "VARCHAR",
+    },
+    "forum": {
+        "course_id": "VARCHAR", "id": "VARCHAR", "type": "VARCHAR", "author_id": "BIGINT",
+        "created_at": "TIMESTAMP",
+    },
+    "events": {
+        "event_id": "VARCHAR", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR",
+        "user_id": "BIGINT", "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
+        "event_source": "VARCHAR",
+    },
+    "events_video": {
+        "event_id": "VARCHAR", "time": "TIMESTAMP", "username": "VARCHAR", "user_id": "BIGINT",
+        "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR", "video_id": "VARCHAR",
+    },
+    "events_problem": {
+        "event_id": "VARCHAR", "time": "TIMESTAMP", "username": "VARCHAR", "user_id": "BIGINT",
+        "course_id": "VARCHAR", "event_type": "VARCHAR", "event_source": "VARCHAR", "problem_id": "VARCHAR",
+        "attempts": "BIGINT", "success": "VARCHAR",
+    },
+    "events_enrollment": {
+        "event_id": "VARCHAR", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR",
+        "user_id": "BIGINT", "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
+        "mode": "VARCHAR",
+    },
+    # Built in Python from the course registry file + course_structure + _edx_snapshots (registry.py).
+    "course_info": {
+        "course_id": "VARCHAR", "name": "VARCHAR", "sme": "VARCHAR", "start_date": "DATE", "end_date": "DATE",
+        "in_registry": "BOOLEAN", "structure_name": "VARCHAR", "structure_start": "DATE", "structure_end": "DATE",
+        "tables": "VARCHAR",
+    },
+}
+
+# Which store tables each input depends on (for change detection).
+SOURCE_TABLES = {name: [name] for name in INPUTS if name != "course_info"}
+
+
+def catalog_columns(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str] | None:
+    """Columns of a catalog view/table (main schema), or None if it does not exist."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema='main' AND table_name=? ORDER BY ordinal_position", [name]).fetchall()
+    return {r[0]: r[1] for r in rows} if rows else None
+
+
+def input_sql(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """A DuckDB SELECT giving exactly the INPUTS columns of ``name``, typed; empty if absent."""
+    spec = INPUTS[name]
+    have = catalog_columns(con, name)
+    if have is None:
+        return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in spec.items()) + " WHERE false"
+    cols = []
+    for c, t in spec.items():
+        if c not in have:
+            cols.append(f"CAST(NULL AS {t}) AS {q(c)}")
+        elif have[c].upper().startswith("TIMESTAMP WITH TIME ZONE") and t == "TIMESTAMP":
+            cols.append(f"timezone('UTC', {q(c)}) AS {q(c)}")  # UTC wall time, whatever the session zone
+        elif have[c].upper() == t:
+            cols.append(q(c))
+        else:
+            cols.append(f"TRY_CAST({q(c)} AS {t}) AS {q(c)}")
+    return f"SELECT {', '.join(cols)} FROM {q(name)}"
+
+
+def q(ident: str) -> str:
+    return '"' + ident.replace('"', '""') + '"'
