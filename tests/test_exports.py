@@ -273,3 +273,26 @@ def test_settings_precedence(tmp_path, monkeypatch):
     pf.write_text("s3cret\n")
     assert resolve(passphrase_file=str(pf), config=str(conf)).gpg().passphrase == "s3cret"
     assert "s3cret" not in repr(resolve(passphrase_file=str(pf), config=str(conf)).gpg())
+
+
+def test_interrupted_import_leaves_previous_state(tmp_path, monkeypatch):
+    data, before = _baseline(tmp_path)
+    pkg = tmp_path / "IDBx-2016-10-16"
+    write(pkg, "student_courseenrollment", enrolments(4))
+    write(pkg, "user_id_map", "hash_id\tid\tusername\nab\t101\tana\n")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("simulated kill between writing files and switching to them")
+
+    monkeypatch.setattr(Lake, "commit", crash)
+    with pytest.raises(KeyboardInterrupt):
+        load(data, pkg)
+    monkeypatch.undo()
+    assert store_state(data) == before
+    assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(2,)]
+    # the orphaned new files are collected by the next import, which completes the work
+    load(data, pkg)
+    assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(4,)]
+    referenced = {r[0] for r in q(data, "SELECT path FROM _edx_snapshots")}
+    on_disk = {str(p.relative_to(data)) for p in (data / "lake" / "tables").rglob("*.parquet")}
+    assert on_disk == referenced

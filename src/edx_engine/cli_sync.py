@@ -1,0 +1,372 @@
+"""Commands ``sync``, ``status`` and ``keys import``: the daily unattended download from edX's S3 buckets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TransferSpeedColumn)
+from rich.table import Table
+
+from . import config as cfg
+from .cli import ConfigOpt, DataDir, GnupgHome, PassFile, _settings, app, console, fail, out
+from .decrypt import GpgSettings
+
+keys_app = typer.Typer(help="Manage the organisation's private GPG key.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+PASSPHRASE_ENV = "EDX_ENGINE_GPG_PASSPHRASE"
+
+
+# -- settings -------------------------------------------------------------------------------
+
+def _pick(option: Any, env: str | None, section: dict, key: str, default: Any = None) -> Any:
+    """command-line option > environment variable > config file > default."""
+    if option is not None:
+        return option
+    if env and os.environ.get(env) not in (None, ""):
+        return os.environ[env]
+    if section.get(key) is not None:
+        return section[key]
+    return default
+
+
+def _as_list(v: Any) -> list[str] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return [p for p in (x.strip() for x in v.split(",")) if p] or None
+    return [str(x) for x in v]
+
+
+def _date(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(str(value)).isoformat()
+    except ValueError:
+        fail(f"{what} must be a date YYYY-MM-DD, not {value!r}")
+        raise
+
+
+def _gnupghome(settings: cfg.Settings, explicit: str | None) -> str | None:
+    """--gnupghome / GNUPGHOME / config, else the private keyring under the data dir when it exists."""
+    from .fetch.keys import default_home
+
+    if explicit or settings.gnupghome:
+        return explicit or settings.gnupghome
+    home = default_home(settings.data_dir)
+    return str(home) if home.is_dir() else None
+
+
+def _read_gpg(settings: cfg.Settings, home: str | None) -> GpgSettings:
+    """Read the passphrase once, then drop it from the environment so that gpg and gpg-agent
+    (our children) do not inherit it."""
+    try:
+        gpg = GpgSettings(home, cfg.read_passphrase(settings.passphrase_file))
+    except cfg.ConfigError as exc:
+        fail(str(exc))
+        raise
+    os.environ.pop(PASSPHRASE_ENV, None)
+    return gpg
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+@keys_app.command("import")
+def keys_import(
+    key_file: Path = typer.Argument(..., help="The organisation's private key (ASCII-armoured or binary)."),
+    data_dir: Optional[str] = DataDir, gnupghome: Optional[str] = GnupgHome,
+    passphrase_file: Optional[str] = PassFile, config: Optional[str] = ConfigOpt,
+) -> None:
+    """Import the private key into a private keyring (default <data-dir>/gnupg, mode 0700, no passphrase cache)."""
+    from .fetch.keys import KeyError_, default_home, import_key
+
+    settings = _settings(data_dir, None, passphrase_file, config)
+    home = Path(gnupghome) if gnupghome else default_home(settings.data_dir)
+    gpg = _read_gpg(settings, str(home))
+    try:
+        fprs = import_key(key_file, home, gpg.passphrase)
+    except KeyError_ as exc:
+        fail(str(exc))
+        return
+    out.print(f"private key imported into {home}: {', '.join(fprs)}", highlight=False)
+
+
+# -- sync -----------------------------------------------------------------------------------
+
+@app.command()
+def sync(
+    org: Optional[str] = typer.Option(None, "--org", help="Organisation as edX spells it, e.g. IDBx (env EDX_ENGINE_ORG, "
+                                                           "config [sync] org)."),
+    packages_bucket: Optional[str] = typer.Option(None, "--packages-bucket",
+                                                  help="Bucket of the weekly database packages (default course-data)."),
+    events_bucket: Optional[str] = typer.Option(None, "--events-bucket",
+                                                help="Bucket of the daily tracking logs (default edx-course-data)."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url",
+                                               help="S3-compatible endpoint (default: AWS, or boto3's AWS_ENDPOINT_URL)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile (default: boto3's credential chain)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only objects whose name's date is on/after YYYY-MM-DD."),
+    only: Optional[str] = typer.Option(None, "--only", help="events | packages (default both)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be downloaded and imported; change nothing."),
+    keep_downloads: Optional[bool] = typer.Option(None, "--keep-downloads/--delete-downloads",
+                                                  help="Keep the (still encrypted) downloaded files after import "
+                                                       "(default: delete them)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for a running sync to finish instead of exiting."),
+    key_file: Optional[Path] = typer.Option(None, "--key-file",
+                                            help="Import this private key into <data-dir>/gnupg first."),
+    retries: Optional[int] = typer.Option(None, "--retries", help="Retries of a failing S3 request (default 4)."),
+    retry_delay: Optional[float] = typer.Option(None, "--retry-delay",
+                                                help="First backoff delay in seconds, doubled at each retry (default 1)."),
+    data_dir: Optional[str] = DataDir, gnupghome: Optional[str] = GnupgHome,
+    passphrase_file: Optional[str] = PassFile, config: Optional[str] = ConfigOpt,
+) -> None:
+    """Download every new or changed object from edX's S3 buckets, decrypt and import it (catches up missed days)."""
+    from .fetch.keys import KeyError_, default_home, import_key
+    from .fetch.s3 import FetchError, S3Error, S3Fetcher, S3Settings
+    from .fetch.sync import SyncBusy, Syncer, SyncSettings, sync_lock
+    from .ledger import LedgerBusy
+
+    settings = _settings(data_dir, None, passphrase_file, config)
+    sec = settings.section("sync")
+    since = _date(_pick(since, None, sec, "since"), "--since")
+    if only is not None and only not in ("events", "packages"):
+        fail("--only must be `events` or `packages`")
+    org = _pick(org, "EDX_ENGINE_ORG", sec, "org")
+    if not org:
+        fail("no organisation: give --org (or EDX_ENGINE_ORG, or `org` in the config file's [sync] section)")
+    try:
+        conf = S3Settings(
+            org=str(org),
+            packages_bucket=_pick(packages_bucket, "EDX_ENGINE_PACKAGES_BUCKET", sec, "packages_bucket", "course-data"),
+            events_bucket=_pick(events_bucket, "EDX_ENGINE_EVENTS_BUCKET", sec, "events_bucket", "edx-course-data"),
+            packages_prefixes=_as_list(sec.get("packages_prefixes")),
+            events_prefixes=_as_list(sec.get("events_prefixes")),
+            endpoint_url=_pick(endpoint_url, None, sec, "endpoint_url"),
+            profile=_pick(profile, None, sec, "profile"),
+            region=sec.get("region"),
+            retries=int(_pick(retries, None, sec, "retries", 4)),
+            retry_delay=float(_pick(retry_delay, None, sec, "retry_delay", 1.0)),
+            multipart_threshold=int(float(sec.get("multipart_threshold_mb", 16)) * (1 << 20)),
+            chunk_size=int(float(sec.get("chunk_size_mb", 8)) * (1 << 20)),
+            concurrency=int(sec.get("concurrency", 4)),
+            verify_etag=bool(sec.get("verify_etag", True)),
+        )
+    except (TypeError, ValueError) as exc:
+        fail(f"invalid [sync] setting in the config file: {exc}")
+        return
+    keep = bool(_pick(keep_downloads, None, sec, "keep_downloads", False))
+    key_file = key_file or (Path(sec["key_file"]) if sec.get("key_file") else None)
+
+    if shutil.which("gpg") is None:
+        fail("the gpg binary was not found (install gnupg)")
+    passphrase = _read_gpg(settings, None).passphrase  # read once; dropped from the environment
+    home_opt = gnupghome
+    if key_file is not None and not dry_run:
+        home = Path(home_opt) if home_opt else default_home(settings.data_dir)
+        try:
+            import_key(key_file, home, passphrase)
+        except KeyError_ as exc:
+            fail(str(exc))
+        home_opt = str(home)
+    home = _gnupghome(settings, home_opt)
+    gpg = GpgSettings(home, passphrase)
+    run_settings = SyncSettings.of(settings, home, gpg)
+
+    try:
+        fetcher = S3Fetcher(conf)
+    except Exception as exc:  # botocore: bad profile, bad endpoint URL
+        fail(f"cannot set up the S3 client: {exc}")
+        return
+
+    if dry_run:
+        try:
+            res = Syncer(run_settings, fetcher).dry_run(only, since)
+        except (S3Error, FetchError, LedgerBusy) as exc:
+            fail(str(exc), 1 if isinstance(exc, S3Error) else 2)
+            return
+        t = Table("action", "object", "date", "size", "why")
+        for p in res.plan:
+            t.add_row(p.action, f"s3://{p.obj.bucket}/{p.obj.key}", p.obj.date, f"{p.obj.size:,}", p.reason)
+        if res.plan:
+            out.print(t)
+        for k in res.skipped:
+            console.print(f"[yellow]ignored[/] {k}: not an edX name for {conf.org}", highlight=False)
+        out.print(res.one_line(), highlight=False)
+        return
+
+    def on_term(signum, frame):  # systemd stop / docker stop: record the run as interrupted
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)
+    log = (lambda msg: progress.console.print(msg, highlight=False, soft_wrap=True))
+    try:
+        with sync_lock(settings.data_dir, wait=wait):
+            with progress:
+                syncer = Syncer(run_settings, fetcher, keep_downloads=keep, log=log,
+                                progress=progress if console.is_terminal else None)
+                res = syncer.run(only, since, options={"org": conf.org, "only": only, "since": since,
+                                                       "packages_bucket": conf.packages_bucket,
+                                                       "events_bucket": conf.events_bucket,
+                                                       "endpoint_url": conf.endpoint_url})
+    except SyncBusy as exc:
+        fail(str(exc))
+        return
+    except S3Error as exc:
+        fail(str(exc))
+        return
+    except LedgerBusy as exc:
+        fail(str(exc), 2)
+        return
+    except KeyboardInterrupt:
+        console.print("interrupted; the next sync resumes where this one stopped", highlight=False)
+        raise typer.Exit(130)
+    for k in res.skipped:
+        console.print(f"[yellow]ignored[/] {k}: not an edX name for {conf.org}", highlight=False)
+    for url, why in res.failed:
+        console.print(f"[red]failed[/] {url}: {why}", highlight=False, soft_wrap=True)
+    for url, why in res.pending:
+        console.print(f"[yellow]pending[/] {url}: {why}", highlight=False, soft_wrap=True)
+    out.print(res.one_line(), highlight=False, soft_wrap=True)
+    if res.status != "ok":
+        raise typer.Exit(2)
+
+
+# -- status ---------------------------------------------------------------------------------
+
+def _events_coverage(con) -> list[tuple]:
+    """(course_id, first event day, last event day) from the events view, when there is one."""
+    try:
+        cols = {r[0]: r[1] for r in con.execute("DESCRIBE events").fetchall()}
+    except Exception:
+        return []
+    if "course_id" not in cols:
+        return []
+    day = next((c for c in ("event_date", "day", "date") if c in cols), None)
+    expr = day or next((f"CAST({c} AS DATE)" for c in ("time", "event_time", "timestamp") if c in cols), None)
+    if expr is None:
+        return []
+    try:
+        return con.execute(f"SELECT course_id, min({expr}), max({expr}) FROM events "
+                           f"WHERE course_id IS NOT NULL AND course_id <> '' GROUP BY 1 ORDER BY 1").fetchall()
+    except Exception:
+        return []
+
+
+def _missing_days(dates: list[str]) -> list[str]:
+    if not dates:
+        return []
+    ds = sorted({dt.date.fromisoformat(d) for d in dates})
+    have = set(ds)
+    out_, d = [], ds[0]
+    while d <= ds[-1]:
+        if d not in have:
+            out_.append(d.isoformat())
+        d += dt.timedelta(days=1)
+    return out_
+
+
+def collect_status(data_dir: Path) -> dict[str, Any]:
+    from .fetch.sync import lock_holder
+    from .ledger import Ledger
+
+    ledger = Ledger(data_dir, lock_timeout=30)
+    report: dict[str, Any] = {"data_dir": str(data_dir), "running_pid": lock_holder(data_dir), "last_sync": None,
+                              "last_ok_sync": None, "states": {}, "pending": [], "failed": [], "packages": [],
+                              "events": [], "event_files": {}}
+    if not ledger.exists():
+        return report
+    with ledger.connect(read_only=True) as con:
+        cols = ["run_id", "pid", "started_at", "ended_at", "status", "summary"]
+        r = con.execute(f"SELECT {', '.join(cols)} FROM _edx_sync_runs ORDER BY started_at DESC LIMIT 1").fetchone()
+        report["last_sync"] = dict(zip(cols, r)) if r else None
+        r = con.execute(f"SELECT {', '.join(cols)} FROM _edx_sync_runs WHERE status='ok' "
+                        f"ORDER BY started_at DESC LIMIT 1").fetchone()
+        report["last_ok_sync"] = dict(zip(cols, r)) if r else None
+        report["states"] = {f"{k}/{s}": n for k, s, n in con.execute(
+            "SELECT kind, state, count(*) FROM _edx_ledger GROUP BY 1, 2 ORDER BY 1, 2").fetchall()}
+        for state, dest in (("failed", "failed"), ("pending", "pending")):
+            where = "state='failed'" if state == "failed" else "state IN ('listed', 'downloaded')"
+            report[dest] = [dict(zip(("url", "state", "attempts", "error", "since"), row)) for row in con.execute(
+                f"SELECT 's3://' || bucket || '/' || key, state, attempts, error, coalesce(failed_at, listed_at) "
+                f"FROM _edx_ledger WHERE {where} ORDER BY object_date, key").fetchall()]
+        has_snap = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name='_edx_snapshots'").fetchone()[0]
+        if has_snap:
+            report["packages"] = [dict(zip(("course_id", "latest_package", "tables", "rows"), row))
+                                  for row in con.execute(
+                "SELECT course_id, max(package_date), count(*), sum(rows) FROM _edx_snapshots "
+                "WHERE course_id NOT LIKE 'org:%' GROUP BY 1 ORDER BY 1").fetchall()]
+        report["events"] = [{"course_id": c, "first_day": str(a), "last_day": str(b)}
+                            for c, a, b in _events_coverage(con)]
+        days = [r[0] for r in con.execute("SELECT object_date FROM _edx_ledger WHERE kind='events' "
+                                          "AND state='imported'").fetchall()]
+        report["event_files"] = {"imported": len(days), "first_day": min(days) if days else None,
+                                 "last_day": max(days) if days else None, "missing_days": _missing_days(days)}
+    return report
+
+
+@app.command()
+def status(
+    data_dir: Optional[str] = DataDir, config: Optional[str] = ConfigOpt,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show the sync ledger: last sync, pending and failed files (with reasons), data coverage per course."""
+    from .ledger import LedgerBusy
+
+    settings = _settings(data_dir, None, None, config)
+    try:
+        rep = collect_status(Path(settings.data_dir))
+    except LedgerBusy as exc:
+        fail(f"{exc}; try again in a moment")
+        return
+    if as_json:
+        out.print_json(json.dumps(rep, default=str))
+        return
+    if rep["running_pid"]:
+        out.print(f"a sync is running now (pid {rep['running_pid']})", highlight=False)
+    last = rep["last_sync"]
+    if last is None:
+        out.print(f"no sync has run on {settings.data_dir} yet (run `edx-engine sync --org ORG`)", highlight=False)
+        return
+    out.print(f"last sync: {last['started_at']:%Y-%m-%d %H:%M:%S} UTC, {last['status']}"
+              + (f" — {last['summary']}" if last["summary"] else ""), highlight=False, soft_wrap=True)
+    ok = rep["last_ok_sync"]
+    if ok and ok["run_id"] != last["run_id"]:
+        out.print(f"last complete sync: {ok['started_at']:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+    out.print("ledger: " + (", ".join(f"{k} {n}" for k, n in rep["states"].items()) or "empty"), highlight=False)
+    ef = rep["event_files"]
+    if ef["imported"]:
+        out.print(f"event logs: {ef['imported']} days imported, {ef['first_day']} to {ef['last_day']}"
+                  + (f"; missing days: {', '.join(ef['missing_days'])}" if ef["missing_days"] else ""),
+                  highlight=False)
+    if rep["pending"]:
+        t = Table("pending", "state", "attempts", "last error", title=f"{len(rep['pending'])} file(s) pending")
+        for p in rep["pending"]:
+            t.add_row(p["url"], p["state"], str(p["attempts"]), p["error"] or "")
+        out.print(t)
+    if rep["failed"]:
+        t = Table("failed", "attempts", "reason", title=f"{len(rep['failed'])} file(s) failed")
+        for p in rep["failed"]:
+            t.add_row(p["url"], str(p["attempts"]), p["error"] or "")
+        out.print(t)
+    cov: dict[str, dict] = {}
+    for p in rep["packages"]:
+        cov.setdefault(p["course_id"], {})["latest_package"] = p["latest_package"]
+    for e in rep["events"]:
+        cov.setdefault(e["course_id"], {}).update(first_day=e["first_day"], last_day=e["last_day"])
+    if cov:
+        t = Table("course", "first event day", "last event day", "latest package", title="coverage per course")
+        for cid in sorted(cov):
+            c = cov[cid]
+            t.add_row(cid, c.get("first_day", "-"), c.get("last_day", "-"), c.get("latest_package", "-"))
+        out.print(t)

@@ -1,0 +1,91 @@
+"""The organisation's private GPG key in a private keyring under the data directory.
+
+``<data_dir>/gnupg`` (mode 0700) with a ``gpg-agent.conf`` that never caches passphrases, so
+the passphrase is needed (and checked) for every decryption and nothing lingers in an agent.
+The passphrase, when given, travels over a pipe (``--passphrase-fd``), never argv.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+AGENT_CONF = "default-cache-ttl 0\nmax-cache-ttl 0\n"
+
+
+class KeyError_(Exception):
+    """The key file cannot be imported; the message says why (never the passphrase)."""
+
+
+def default_home(data_dir: Path) -> Path:
+    return Path(data_dir) / "gnupg"
+
+
+def prepare_home(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    conf = home / "gpg-agent.conf"
+    if not conf.exists() or "default-cache-ttl 0" not in conf.read_text():
+        conf.write_text(AGENT_CONF)
+        os.chmod(conf, 0o600)
+
+
+def _gpg(home: Path, args: list[str], passphrase: str | None = None) -> subprocess.CompletedProcess:
+    cmd = ["gpg", "--homedir", str(home), "--batch", "--yes", "--no-tty"]
+    fds: tuple[int, ...] = ()
+    r = w = None
+    if passphrase is not None:
+        r, w = os.pipe()
+        cmd += ["--pinentry-mode", "loopback", "--passphrase-fd", str(r)]
+        fds = (r,)
+    env = {k: v for k, v in os.environ.items() if k != "EDX_ENGINE_GPG_PASSPHRASE"}
+    try:
+        proc = subprocess.Popen(cmd + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=fds, env=env)
+        if r is not None:
+            os.close(r)
+            r = None
+            try:
+                os.write(w, passphrase.encode() + b"\n")  # type: ignore[union-attr]
+            except BrokenPipeError:
+                pass
+            os.close(w)  # type: ignore[arg-type]
+            w = None
+        out, err = proc.communicate()
+        return subprocess.CompletedProcess(cmd + args, proc.returncode, out.decode("utf-8", "replace"),
+                                           err.decode("utf-8", "replace"))
+    except FileNotFoundError:
+        raise KeyError_("the gpg binary was not found (install gnupg)") from None
+    finally:
+        for fd in (r, w):
+            if fd is not None:
+                os.close(fd)
+
+
+def secret_fingerprints(home: Path) -> list[str]:
+    res = _gpg(home, ["--with-colons", "--list-secret-keys"])
+    fprs, want = [], False
+    for line in res.stdout.splitlines():
+        kind = line.split(":", 1)[0]
+        if kind in ("sec", "ssb"):
+            want = True
+        elif kind == "fpr" and want:
+            fprs.append(line.split(":")[9])
+            want = False
+    return fprs
+
+
+def import_key(key_file: Path, home: Path, passphrase: str | None = None) -> list[str]:
+    """Import a private key file into ``home``; returns the secret (sub)key fingerprints there."""
+    key_file = Path(key_file)
+    if not key_file.is_file():
+        raise KeyError_(f"key file {key_file} does not exist")
+    prepare_home(home)
+    res = _gpg(home, ["--import", str(key_file)], passphrase)
+    if res.returncode != 0 and "secret keys imported" not in res.stderr and "unchanged" not in res.stderr:
+        last = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        raise KeyError_(f"cannot import {key_file}: {last[-1] if last else 'gpg failed'}")
+    fprs = secret_fingerprints(home)
+    if not fprs:
+        raise KeyError_(f"{key_file} holds no private key (export it with `gpg --export-secret-keys`)")
+    return fprs

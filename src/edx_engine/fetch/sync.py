@@ -1,0 +1,442 @@
+"""``sync``: bring the store up to date with edX's S3 buckets, one object at a time.
+
+For each of the organisation's objects that the ledger has not imported (or that changed in
+S3: other size or ETag) the steps are::
+
+    listed ──download (.part, resumable)──► downloaded ──import (decrypt + load)──► imported
+                                                   └──────────────► failed (reason kept; retried next sync)
+
+Each step is committed to the ledger only after it is durable, and the import itself is
+atomic and idempotent (same bytes → "unchanged"), so a process killed at any point leaves a
+state from which the next sync finishes the work without duplicating or losing rows.
+Missed days are caught up by construction: everything listed and not imported is done.
+
+Only one sync runs at a time (``<data_dir>/.sync.lock``, flock). The store's own write lock
+is taken by each import; a concurrent ``edx-engine import`` makes the sync wait for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..config import Settings
+from ..decrypt import DecryptError, GpgSettings
+from ..ledger import Entry, Ledger, now
+from . import testhooks
+from .s3 import (DownloadCorrupt, FetchError, ObjectChanged, RemoteObject, S3Error, S3Fetcher, local_path_for)
+
+
+class SyncBusy(Exception):
+    """Another sync holds the sync lock."""
+
+
+@dataclass
+class SyncSettings(Settings):
+    """Settings whose GPG settings were resolved once (the passphrase is read a single time)."""
+
+    fixed_gpg: GpgSettings | None = None
+
+    def gpg(self) -> GpgSettings:
+        return self.fixed_gpg if self.fixed_gpg is not None else super().gpg()
+
+    @classmethod
+    def of(cls, base: Settings, gnupghome: str | None, gpg: GpgSettings) -> "SyncSettings":
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(Settings)}
+        fields["gnupghome"] = gnupghome
+        return cls(**fields, fixed_gpg=gpg)
+
+
+# -- the sync lock ---------------------------------------------------------------------------
+
+def lock_path(data_dir: Path) -> Path:
+    return Path(data_dir) / ".sync.lock"
+
+
+def lock_holder(data_dir: Path) -> int | None:
+    """The pid of the running sync, or None when no sync is running."""
+    p = lock_path(data_dir)
+    if not p.exists():
+        return None
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = Path(p).read_text().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def sync_lock(data_dir: Path, wait: bool = False, timeout: float | None = None) -> Iterator[None]:
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(data_dir), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait or (deadline is not None and time.monotonic() > deadline):
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    raise SyncBusy(f"another sync is running (pid {holder}) on {data_dir}"
+                                   + ("" if wait else "; use --wait to wait for it")) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+# -- results ---------------------------------------------------------------------------------
+
+@dataclass
+class Planned:
+    obj: RemoteObject
+    action: str  # download | import | retry
+    reason: str  # new | changed | resume | pending import | failed before
+    entry: Entry | None = None
+
+
+@dataclass
+class SyncResult:
+    run_id: str | None = None
+    listed: int = 0
+    new: int = 0
+    changed: int = 0
+    downloaded: int = 0
+    imported: int = 0
+    unchanged: int = 0
+    rows: int = 0
+    rejected: int = 0
+    bytes: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (s3 url, reason)
+    pending: list[tuple[str, str]] = field(default_factory=list)  # not finished, will be retried
+    skipped: list[str] = field(default_factory=list)  # keys that are not edX's names for this org
+    plan: list[Planned] = field(default_factory=list)
+    seconds: float = 0.0
+    aborted: str | None = None  # why the run stopped early (network down, listing failed)
+    dry_run: bool = False
+
+    @property
+    def status(self) -> str:
+        return "partial" if (self.failed or self.pending or self.aborted or self.rejected) else "ok"
+
+    def counts(self) -> dict[str, int]:
+        return {"listed": self.listed, "new": self.new + self.changed, "downloaded": self.downloaded,
+                "imported": self.imported, "failed": len(self.failed), "pending": len(self.pending),
+                "rows": self.rows, "rejected": self.rejected, "bytes": self.bytes}
+
+    def one_line(self) -> str:
+        if self.dry_run:
+            dl = [p for p in self.plan if p.action == "download"]
+            return (f"sync (dry run): {self.listed} objects listed, {len(self.plan)} to do "
+                    f"({len(dl)} to download, {_mb(sum(p.obj.size for p in dl))}; "
+                    f"{len(self.plan) - len(dl)} to import again), nothing changed")
+        s = (f"sync {self.status}: {self.listed} objects listed, {self.new} new, {self.changed} changed, "
+             f"{self.downloaded} downloaded ({_mb(self.bytes)}), {self.imported} imported "
+             f"({self.rows:,} rows, {self.rejected:,} rejected), {len(self.failed)} failed, "
+             f"{len(self.pending)} pending, {self.seconds:.1f} s")
+        if self.aborted:
+            s += f"; stopped early: {self.aborted}"
+        return s
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _url(o: RemoteObject | Entry) -> str:
+    return f"s3://{o.bucket}/{o.key}"
+
+
+# -- the sync --------------------------------------------------------------------------------
+
+ImportFn = Callable[[Settings, list[Path]], tuple]
+
+
+class Syncer:
+    def __init__(self, settings: Settings, fetcher: S3Fetcher, *, keep_downloads: bool = False,
+                 import_fn: ImportFn | None = None, log: Callable[[str], None] | None = None,
+                 progress=None, store_wait: float = 600.0):
+        self.settings = settings
+        self.fetcher = fetcher
+        self.data_dir = Path(settings.data_dir)
+        self.ledger = Ledger(self.data_dir)
+        self.downloads = self.data_dir / "downloads"
+        self.keep_downloads = keep_downloads
+        self.import_fn = import_fn or _default_import
+        self.log = log or (lambda msg: None)
+        self.progress = progress  # rich Progress or None
+        self.store_wait = store_wait
+
+    # -- planning ----------------------------------------------------------------------
+    def plan(self, remote: list[RemoteObject], entries: dict[tuple[str, str], Entry]) -> list[Planned]:
+        out = []
+        for o in remote:
+            e = entries.get((o.bucket, o.key))
+            if e is None:
+                out.append(Planned(o, "download", "new"))
+            elif e.size != o.size or (e.etag or "") != o.etag:
+                out.append(Planned(o, "download", "changed", e))
+            elif e.state == "imported":
+                continue
+            elif e.state in ("downloaded", "failed") and e.local_path and (self.data_dir / e.local_path).exists():
+                out.append(Planned(o, "import", "pending import" if e.state == "downloaded" else "failed before", e))
+            else:
+                out.append(Planned(o, "download", "failed before" if e.state == "failed" else "resume", e))
+        return out
+
+    def dry_run(self, only: str | None, since: str | None) -> SyncResult:
+        t0 = time.perf_counter()
+        res = SyncResult(dry_run=True)
+        remote, res.skipped = self.fetcher.list(only, since)
+        entries = self._entries_ro()
+        res.listed = len(remote)
+        res.plan = self.plan(remote, entries)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    def _entries_ro(self) -> dict[tuple[str, str], Entry]:
+        if not self.ledger.exists():
+            return {}
+        with self.ledger.connect(read_only=True) as con:
+            return self.ledger.entries(con)
+
+    # -- running -----------------------------------------------------------------------
+    def run(self, only: str | None = None, since: str | None = None, options: dict | None = None) -> SyncResult:
+        t0 = time.perf_counter()
+        res = SyncResult()
+        self.ledger.init()
+        res.run_id = self.ledger.start_run(options or {"only": only, "since": since})
+        status = "failed"
+        try:
+            try:
+                remote, res.skipped = self.fetcher.list(only, since)
+            except FetchError as exc:
+                res.aborted = str(exc)
+                status = "partial"
+                return res
+            testhooks.pause("list")
+            res.listed = len(remote)
+            entries = self.ledger.entries()
+            res.plan = self.plan(remote, entries)
+            self._record_listing(res, entries)
+            self._work(res)
+            status = res.status
+            return res
+        except BaseException as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                status, res.aborted = "interrupted", "interrupted"
+            else:
+                status, res.aborted = "failed", res.aborted or f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            res.seconds = time.perf_counter() - t0
+            try:
+                self.ledger.end_run(res.run_id, status, res.counts(), res.one_line())
+            except Exception:
+                pass
+
+    def _record_listing(self, res: SyncResult, entries: dict[tuple[str, str], Entry]) -> None:
+        t = now()
+        for p in res.plan:
+            o, e = p.obj, p.entry
+            if p.reason == "new":
+                res.new += 1
+                self.ledger.upsert(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
+                                         o.last_modified, state="listed", first_seen=t, listed_at=t,
+                                         run_id=res.run_id))
+            elif p.reason == "changed":
+                res.changed += 1
+                self.log(f"changed in S3: {_url(o)} (size {e.size} → {o.size}, ETag {e.etag} → {o.etag})")
+                if e.local_path:
+                    _unlink(self.data_dir / e.local_path)
+                self.ledger.upsert(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
+                                         o.last_modified, state="listed", first_seen=e.first_seen, listed_at=t,
+                                         changes=(e.changes or 0) + 1, run_id=res.run_id))
+
+    def _work(self, res: SyncResult) -> None:
+        task = None
+        if self.progress is not None:
+            total = sum(p.obj.size for p in res.plan if p.action == "download")
+            task = self.progress.add_task("downloading", total=total or None)
+            ftask = self.progress.add_task("objects", total=len(res.plan))
+        network_down: str | None = None
+        for p in res.plan:
+            o = p.obj
+            path = local_path_for(self.downloads, o)
+            if p.action == "download":
+                if network_down:
+                    res.pending.append((_url(o), f"not downloaded: {network_down}"))
+                    continue
+                ok = self._download(res, o, path, task)
+                if ok is None:
+                    continue
+                if ok is False:
+                    network_down = res.pending[-1][1]
+                    res.aborted = f"S3 unreachable: {network_down}"
+                    continue
+            self._import(res, o, path, downloaded_now=p.action == "download")
+            if self.progress is not None:
+                self.progress.advance(ftask)
+
+    def _download(self, res: SyncResult, o: RemoteObject, path: Path, task) -> bool | None:
+        """True: downloaded; False: network gave up (stop downloading); None: this object failed."""
+        on_bytes = (lambda n: self.progress.advance(task, n)) if self.progress is not None and task is not None else None
+        entry = self.ledger.get(o.bucket, o.key)
+        attempts = (entry.attempts if entry else 0) + 1
+
+        def resumed(done: int, total: int) -> None:
+            self.log(f"resuming download of {_url(o)}: {done} of {total} chunks already on disk")
+
+        try:
+            sha = self.fetcher.download(o, path, on_bytes=on_bytes, on_resume=resumed)
+        except FetchError as exc:
+            msg = str(exc)
+            self.ledger.update(o.bucket, o.key, error=msg, attempts=attempts, run_id=res.run_id)
+            res.pending.append((_url(o), msg))
+            self.log(f"[red]not downloaded[/] {_url(o)}: {msg}")
+            return None if isinstance(exc, ObjectChanged) else False
+        except DownloadCorrupt as exc:
+            msg = f"{exc} (will download again next sync)"
+            self.ledger.update(o.bucket, o.key, error=msg, attempts=attempts, run_id=res.run_id)
+            res.pending.append((_url(o), msg))
+            self.log(f"[red]not downloaded[/] {msg}")
+            return None
+        except S3Error as exc:
+            msg = str(exc)
+            self.ledger.update(o.bucket, o.key, state="failed", error=msg, attempts=attempts, failed_at=now(),
+                               run_id=res.run_id)
+            res.failed.append((_url(o), msg))
+            self.log(f"[red]failed[/] {_url(o)}: {msg}")
+            return None
+        testhooks.pause("downloaded")
+        self.ledger.update(o.bucket, o.key, state="downloaded", sha256=sha, downloaded_at=now(), error=None,
+                           local_path=str(path.relative_to(self.data_dir)), attempts=attempts, run_id=res.run_id)
+        res.downloaded += 1
+        res.bytes += o.size
+        return True
+
+    def _import(self, res: SyncResult, o: RemoteObject, path: Path, downloaded_now: bool) -> None:
+        from ..ingest.sources import SourceError
+        from ..lake import StoreBusy
+
+        testhooks.pause("import")
+        error: str | None = None
+        rows = rejected = 0
+        deadline = time.monotonic() + self.store_wait
+        while True:
+            try:
+                exports, events = self.import_fn(self.settings, [path])
+                break
+            except StoreBusy as exc:
+                if time.monotonic() > deadline:
+                    msg = f"{exc}; the import will be retried next sync"
+                    self.ledger.update(o.bucket, o.key, error=msg, run_id=res.run_id)
+                    res.pending.append((_url(o), msg))
+                    return
+                time.sleep(1.0)
+            except (SourceError, DecryptError) as exc:
+                error = str(exc)
+                exports = events = None
+                break
+            except ImportError as exc:
+                error = f"cannot import {o.kind}: this version of edx-engine lacks the importer ({exc})"
+                exports = events = None
+                break
+            except Exception as exc:  # an importer bug must not stop the other files
+                error = f"import failed: {type(exc).__name__}: {exc}"
+                exports = events = None
+                break
+        failures: list[str] = []
+        if exports is not None:
+            for f in exports.files:
+                if f.status == "failed":
+                    failures.append(f.message or f"{f.label}: failed")
+                elif f.status == "loaded":
+                    rows += f.rows
+                    rejected += f.rejected
+                elif f.status == "unchanged":
+                    r = self._snapshot_rows(f.table, f.course_id)
+                    rows += r[0]
+                    rejected += r[1]
+                else:
+                    rejected += f.rejected
+        if events is not None:
+            for f in getattr(events, "files", []) or []:
+                st = getattr(f, "status", "loaded")
+                if st == "failed":
+                    failures.append(getattr(f, "message", "") or f"{getattr(f, 'label', path)}: failed")
+                else:
+                    rows += int(getattr(f, "events", 0) or 0)
+                    rejected += int(getattr(f, "rejected", 0) or 0)
+        if failures and error is None:
+            more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
+            error = f"{len(failures)} file(s) failed: " + "; ".join(failures[:3]) + more
+        testhooks.pause("imported")
+        entry = self.ledger.get(o.bucket, o.key)
+        attempts = (entry.attempts or 0) if entry else 0
+        if not downloaded_now:  # a download in this run already counted this attempt
+            attempts += 1
+        t = now()
+        rel = str(path.relative_to(self.data_dir))
+        if error:
+            self.ledger.update(o.bucket, o.key, state="failed", error=error, failed_at=t, rows=rows, rejected=rejected,
+                               attempts=attempts, local_path=rel if path.exists() else None, run_id=res.run_id)
+            res.failed.append((_url(o), error))
+            self.log(f"[red]failed[/] {_url(o)}: {error}")
+            return
+        keep = self.keep_downloads
+        self.ledger.update(o.bucket, o.key, state="imported", error=None, decrypted_at=t, imported_at=t, rows=rows,
+                           rejected=rejected, attempts=attempts, local_path=rel if keep else None, run_id=res.run_id)
+        if not keep:
+            _unlink(path)
+        res.imported += 1
+        res.rows += rows
+        res.rejected += rejected
+        self.log(f"imported {_url(o)}: {rows:,} rows" + (f", {rejected:,} rejected lines (see the quarantine view)"
+                                                           if rejected else ""))
+
+    def _snapshot_rows(self, table: str, course_id: str | None) -> tuple[int, int]:
+        try:
+            with self.ledger.connect() as con:
+                r = con.execute("SELECT rows, rejected FROM _edx_snapshots WHERE table_name=? AND course_id=?",
+                                [table, course_id]).fetchone()
+            return (int(r[0] or 0), int(r[1] or 0)) if r else (0, 0)
+        except Exception:
+            return (0, 0)
+
+
+def _default_import(settings: Settings, paths: list[Path]):
+    from ..cli import run_import
+
+    return run_import(settings, paths, quiet=True)
+
+
+def _unlink(p: Path) -> None:
+    try:
+        p.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # pragma: no cover
+        if exc.errno != errno.ENOENT:
+            raise

@@ -1,0 +1,510 @@
+"""Every indicator, defined once, as Ibis expressions.
+
+The same functions run on DuckDB (default), PostgreSQL and - unchanged - any other Ibis
+backend (Spark). Nothing here knows which engine runs it: a definition receives the input
+tables and the models it depends on as Ibis tables and returns an Ibis table. The
+prose definition of every column is in ``docs/indicators.md``; keep the two in step.
+
+Conventions
+- learner key: ``user_id`` (auth_user.id). Tables delivered per course (auth_user,
+  auth_userprofile) are de-duplicated to one row per user (the row from the newest package,
+  ties broken by course id).
+- "unknown": a NULL or empty (after trimming) demographic value is counted as ``unknown``,
+  never dropped.
+- staff (auth_user.is_staff) are flagged in ``person_course`` and excluded from every other
+  model unless ``Params.include_staff``.
+- events without a ``user_id`` are attributed through their ``username``; anonymous events
+  (no user id, empty username) count only in course coverage (first/last event day).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable
+
+import ibis
+import ibis.expr.types as ir
+
+UNKNOWN = "unknown"
+ALL = "(all)"
+DEFAULT_PASSING_GRADE = 0.65
+
+PLAY_VIDEO = ("play_video", "edx.video.played")
+COMPLETE_VIDEO = ("complete_video", "edx.video.completed")
+ENROLL_ACTIVATED = "edx.course.enrollment.activated"
+ENROLL_DEACTIVATED = "edx.course.enrollment.deactivated"
+
+
+@dataclass(frozen=True)
+class Params:
+    passing_grade: float = DEFAULT_PASSING_GRADE
+    include_staff: bool = False
+    built_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None,
+                                                                                                   microsecond=0))
+
+    def fingerprint(self) -> str:
+        return f"passing_grade={self.passing_grade!r};include_staff={self.include_staff!r}"
+
+
+class Tables:
+    """Input tables and already-built models, by name (``t.events``, ``t["person_course"]``)."""
+
+    def __init__(self, get: Callable[[str], ir.Table]):
+        self._get = get
+        self._cache: dict[str, ir.Table] = {}
+
+    def __getitem__(self, name: str) -> ir.Table:
+        if name not in self._cache:
+            self._cache[name] = self._get(name)
+        return self._cache[name]
+
+    __getattr__ = __getitem__
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    inputs: tuple[str, ...]  # input tables (models/inputs.py)
+    deps: tuple[str, ...]  # models it reads
+    build: Callable[[Tables, Params], ir.Table]
+    doc: str
+    uses_params: bool = True
+    uses_built_at: bool = False
+
+
+MODELS: dict[str, Model] = {}
+
+
+def model(name: str, inputs=(), deps=(), doc: str = "", uses_params: bool = True, uses_built_at: bool = False):
+    def deco(fn):
+        MODELS[name] = Model(name, tuple(inputs), tuple(deps), fn, doc or (fn.__doc__ or "").strip(),
+                             uses_params, uses_built_at)
+        return fn
+    return deco
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def clean(col: ir.Value, upper: bool = False, lower: bool = False) -> ir.StringValue:
+    """Trimmed text; NULL or empty -> 'unknown'."""
+    s = col.cast("string").strip()
+    if upper:
+        s = s.upper()
+    if lower:
+        s = s.lower()
+    return s.nullif("").fill_null(UNKNOWN)
+
+
+def first_per(t: ir.Table, keys: list[str], order: list) -> ir.Table:
+    """One row per ``keys``: the first in ``order`` (deterministic on every engine)."""
+    w = ibis.window(group_by=[t[k] for k in keys], order_by=order)
+    return t.mutate(_rn=ibis.row_number().over(w)).filter(lambda s: s._rn == 0).drop("_rn")
+
+
+def users(t: Tables) -> ir.Table:
+    """auth_user, one row per user id: user_id, username, is_staff."""
+    u = t.auth_user.filter(lambda s: s.id.notnull())
+    u = first_per(u, ["id"], [ibis.desc(u.package_date), u.course_id])
+    return u.select(user_id=u.id, username=u.username, is_staff=u.is_staff.fill_null(False))
+
+
+def profiles(t: Tables) -> ir.Table:
+    """auth_userprofile, one row per user id, demographics normalised."""
+    p = t.auth_userprofile.filter(lambda s: s.user_id.notnull())
+    p = first_per(p, ["user_id"], [ibis.desc(p.package_date), p.course_id])
+    return p.select(
+        user_id=p.user_id,
+        gender=clean(p.gender, lower=True),
+        year_of_birth=p.year_of_birth,
+        level_of_education=clean(p.level_of_education, lower=True),
+        country=clean(p.country, upper=True),
+    )
+
+
+def staff_ids(t: Tables) -> ir.Table:
+    u = users(t)
+    return u.filter(u.is_staff).select(staff_id=u.user_id)
+
+
+def without_staff(t: Tables, p: Params, rel: ir.Table, col: str = "user_id") -> ir.Table:
+    if p.include_staff:
+        return rel
+    s = staff_ids(t)
+    return rel.anti_join(s, rel[col] == s.staff_id)
+
+
+def event_users(t: Tables, ev: ir.Table) -> ir.Table:
+    """Add ``uid``: the event's user_id, else the id of its username (anonymous -> NULL)."""
+    u = users(t).select(map_username="username", map_user_id="user_id")
+    u = first_per(u, ["map_username"], [u.map_user_id])
+    j = ev.left_join(u, (ev.username == u.map_username) & ev.user_id.isnull())
+    return j.mutate(uid=ibis.coalesce(j.user_id, j.map_user_id)).drop("map_username", "map_user_id")
+
+
+def course_events(ev: ir.Table) -> ir.Table:
+    return ev.filter(ev.course_id.notnull() & (ev.course_id != ""))
+
+
+def weeks(d: ir.DateValue) -> ir.DateValue:
+    """Monday of the ISO week."""
+    return d.truncate("W")
+
+
+# --- course registry --------------------------------------------------------------------------------
+
+@model("learner_day", inputs=("events", "auth_user"), uses_params=False)
+def learner_day(t: Tables, p: Params) -> ir.Table:
+    """One row per learner per course per day with events (staff included; filtered downstream)."""
+    ev = course_events(t.events)
+    ev = ev.filter((ev.user_id.notnull()) | (ev.username.notnull() & (ev.username != "")))
+    is_play = ev.event_type.isin(PLAY_VIDEO) | ev.name.fill_null("").isin(PLAY_VIDEO)
+    is_check = (ev.event_type == "problem_check") & (ev.event_source == "server")
+    # pre-aggregate per (course, user_id, username, day): the username join then runs on few rows
+    pre = ev.group_by(["course_id", "user_id", "username", "event_date"]).aggregate(
+        nevents=ev.count(), first_event=ev.time.min(), last_event=ev.time.max(),
+        nplay_video=ev.count(where=is_play), nproblem_check=ev.count(where=is_check),
+    )
+    r = event_users(t, pre)
+    r = r.filter(r.uid.notnull())
+    return r.group_by(["course_id", r.uid.name("user_id"), r.event_date.name("date")]).aggregate(
+        nevents=r.nevents.sum(), first_event=r.first_event.min(), last_event=r.last_event.max(),
+        nplay_video=r.nplay_video.sum(), nproblem_check=r.nproblem_check.sum(),
+    )
+
+
+@model("courses", inputs=("course_info", "student_courseenrollment", "course_structure", "events", "auth_user"),
+       deps=())
+def courses(t: Tables, p: Params) -> ir.Table:
+    """Course registry merged with the package: one row per course known anywhere."""
+    ci = t.course_info
+    enr = without_staff(t, p, t.student_courseenrollment)
+    learners = enr.group_by("course_id").aggregate(learners=enr.user_id.nunique())
+    ev = course_events(t.events)
+    cover = ev.group_by("course_id").aggregate(first_event_day=ev.event_date.min(), last_event_day=ev.event_date.max(),
+                                               nevents=ev.count())
+    cs = t.course_structure
+    chapters = cs.filter(cs.category == "chapter").group_by("course_id").aggregate(nchapters=cs.block_id.nunique())
+    j = ci.left_join(learners, ci.course_id == learners.course_id).drop("course_id_right")
+    j = j.left_join(cover, j.course_id == cover.course_id).drop("course_id_right")
+    j = j.left_join(chapters, j.course_id == chapters.course_id).drop("course_id_right")
+    return j.select(
+        "course_id", "name", "sme", "start_date", "end_date", "in_registry", "structure_name", "structure_start",
+        "structure_end", "tables",
+        nchapters=j.nchapters.fill_null(0), learners=j.learners.fill_null(0),
+        first_event_day=j.first_event_day, last_event_day=j.last_event_day, nevents=j.nevents.fill_null(0),
+    )
+
+
+# --- person_course -------------------------------------------------------------------------------------
+
+@model("person_course", deps=("learner_day", "courses"),
+       inputs=("student_courseenrollment", "auth_user", "auth_userprofile", "certificates_generatedcertificate",
+               "courseware_studentmodule", "course_structure", "forum"))
+def person_course(t: Tables, p: Params) -> ir.Table:
+    """One row per enrolment (learner x course), HarvardX/MITx definitions; staff flagged, not removed."""
+    e = t.student_courseenrollment.filter(lambda s: s.user_id.notnull() & s.course_id.notnull())
+    e = first_per(e, ["course_id", "user_id"], [ibis.desc(e.package_date), ibis.desc(e.created), ibis.desc(e.id)])
+    e = e.select("course_id", "user_id", enrolled_at=e.created, is_active=e.is_active.fill_null(True),
+                 mode=clean(e.mode, lower=True))
+
+    c = t.certificates_generatedcertificate.filter(lambda s: s.user_id.notnull())
+    c = first_per(c, ["course_id", "user_id"], [ibis.desc(c.modified_date), ibis.desc(c.id)])
+    c = c.select(c_course_id="course_id", c_user_id="user_id", cert_status=c.status, grade=c.grade,
+                 cert_mode=c.mode, cert_created=c.created_date)
+
+    sm = t.courseware_studentmodule.filter(lambda s: s.student_id.notnull())
+    cs = t.course_structure
+    blocks = cs.select(b_course_id="course_id", b_block_id="block_id", b_chapter_id="chapter_id")
+    smj = sm.left_join(blocks, (sm.course_id == blocks.b_course_id) & (sm.module_id == blocks.b_block_id))
+    chapter = ibis.coalesce(smj.b_chapter_id, ibis.ifelse(smj.module_type == "chapter", smj.module_id, None))
+    sma = smj.group_by([smj.course_id.name("s_course_id"), smj.student_id.name("s_user_id")]).aggregate(
+        nstudentmodule=smj.count(), nchapters=chapter.nunique(),
+        first_studentmodule=smj.created.min(), last_studentmodule=ibis.greatest(smj.modified, smj.created).max(),
+    )
+
+    ld = t.learner_day
+    eva = ld.group_by([ld.course_id.name("v_course_id"), ld.user_id.name("v_user_id")]).aggregate(
+        nevents=ld.nevents.sum(), ndays_act=ld.date.nunique(), first_event=ld.first_event.min(),
+        last_event=ld.last_event.max(), nplay_video=ld.nplay_video.sum(), nproblem_check=ld.nproblem_check.sum(),
+    )
+
+    f = t.forum.filter(lambda s: s.author_id.notnull())
+    fa = f.group_by([f.course_id.name("f_course_id"), f.author_id.name("f_user_id")]).aggregate(
+        nforum_posts=f.count())
+
+    crs = t.courses.select(k_course_id="course_id", course_chapters="nchapters")
+    u = users(t).select(u_user_id="user_id", username="username", is_staff="is_staff")
+    pr = profiles(t).rename(p_user_id="user_id")
+
+    j = e.left_join(c, (e.course_id == c.c_course_id) & (e.user_id == c.c_user_id))
+    j = j.left_join(sma, (j.course_id == sma.s_course_id) & (j.user_id == sma.s_user_id))
+    j = j.left_join(eva, (j.course_id == eva.v_course_id) & (j.user_id == eva.v_user_id))
+    j = j.left_join(fa, (j.course_id == fa.f_course_id) & (j.user_id == fa.f_user_id))
+    j = j.left_join(crs, j.course_id == crs.k_course_id)
+    j = j.left_join(u, j.user_id == u.u_user_id)
+    j = j.left_join(pr, j.user_id == pr.p_user_id)
+
+    nchapters = j.nchapters.fill_null(0)
+    nsm = j.nstudentmodule.fill_null(0)
+    return j.select(
+        "course_id", "user_id", "username",
+        registered=ibis.literal(True),
+        is_active=j.is_active,
+        unenrolled=~j.is_active,
+        mode=j.mode,
+        enrolled_at=j.enrolled_at,
+        viewed=nsm > 0,
+        explored=(j.course_chapters.fill_null(0) > 0) & (nchapters * 2 >= j.course_chapters.fill_null(0)),
+        certified=j.cert_status.fill_null("") == "downloadable",
+        passed=j.grade.fill_null(-1.0) >= p.passing_grade,
+        cert_status=clean(j.cert_status, lower=True).substitute({UNKNOWN: "none"}),
+        grade=j.grade,
+        cert_created=j.cert_created,
+        nstudentmodule=nsm,
+        nchapters=nchapters,
+        course_chapters=j.course_chapters.fill_null(0),
+        first_studentmodule=j.first_studentmodule,
+        last_studentmodule=j.last_studentmodule,
+        nevents=j.nevents.fill_null(0),
+        ndays_act=j.ndays_act.fill_null(0),
+        first_event=j.first_event,
+        last_event=j.last_event,
+        nplay_video=j.nplay_video.fill_null(0),
+        nproblem_check=j.nproblem_check.fill_null(0),
+        nforum_posts=j.nforum_posts.fill_null(0),
+        gender=j.gender.fill_null(UNKNOWN),
+        level_of_education=j.level_of_education.fill_null(UNKNOWN),
+        year_of_birth=j.year_of_birth,
+        country=j.country.fill_null(UNKNOWN),
+        is_staff=j.is_staff.fill_null(False),
+    )
+
+
+def learners(t: Tables, p: Params) -> ir.Table:
+    """person_course rows counted by the indicators (staff removed unless include_staff)."""
+    pc = t.person_course
+    return pc if p.include_staff else pc.filter(~pc.is_staff)
+
+
+# --- the original reports ------------------------------------------------------------------------------
+
+@model("course_summary", deps=("person_course", "courses"), uses_built_at=True)
+def course_summary(t: Tables, p: Params) -> ir.Table:
+    """Course report, headline figures: one row per course (courses with no learners get zeros)."""
+    pc = learners(t, p)
+    known_country = pc.country != UNKNOWN
+    a = pc.group_by(pc.course_id.name("a_course_id")).aggregate(
+        enrolled=pc.count(),
+        enrolled_active=pc.count(where=pc.is_active),
+        unenrolled=pc.count(where=pc.unenrolled),
+        active=pc.count(where=pc.viewed),
+        active_events=pc.count(where=pc.nevents > 0),
+        explored=pc.count(where=pc.explored),
+        certificates_failed=pc.count(where=pc.cert_status == "notpassing"),
+        approved=pc.count(where=pc.passed),
+        certified=pc.count(where=pc.certified),
+        male=pc.count(where=pc.gender == "m"),
+        female=pc.count(where=pc.gender == "f"),
+        other_unknown=pc.count(where=~pc.gender.isin(["m", "f"])),
+        countries=pc.country.nunique(where=known_country),
+    )
+    c = t.courses
+    j = c.left_join(a, c.course_id == a.a_course_id)
+    counts = ["enrolled", "enrolled_active", "unenrolled", "active", "active_events", "explored",
+              "certificates_failed", "approved", "certified", "male", "female", "other_unknown", "countries"]
+    return j.select(
+        "course_id", "name", "sme", "start_date", "end_date",
+        **{k: j[k].fill_null(0) for k in counts},
+        passing_grade=ibis.literal(p.passing_grade, type="float64"),
+        created_at=ibis.literal(p.built_at, type="timestamp"),
+    )
+
+
+@model("course_breakdown", deps=("person_course",))
+def course_breakdown(t: Tables, p: Params) -> ir.Table:
+    """Course report, breakdowns: learners by gender / education / country / year of birth, for the
+    whole course (country = '(all)') and per country (gender, education, year of birth)."""
+    pc = learners(t, p)
+    pc = pc.mutate(yob=clean(pc.year_of_birth.cast("string")))
+    dims = {"gender": pc.gender, "level_of_education": pc.level_of_education, "year_of_birth": pc.yob}
+    parts = []
+    for dim, col in {**dims, "country": pc.country}.items():
+        parts.append(pc.group_by(["course_id", col.name("value")]).aggregate(learners=pc.count())
+                     .mutate(country=ibis.literal(ALL), dimension=ibis.literal(dim)))
+    for dim, col in dims.items():
+        parts.append(pc.group_by(["course_id", pc.country.name("country"), col.name("value")])
+                     .aggregate(learners=pc.count()).mutate(dimension=ibis.literal(dim)))
+    cols = ["course_id", "country", "dimension", "value", "learners"]
+    return ibis.union(*[x.select(*cols) for x in parts], distinct=False)
+
+
+@model("general_report", deps=("course_summary",), uses_built_at=True)
+def general_report(t: Tables, p: Params) -> ir.Table:
+    """One row per course: the general CSV of the original system."""
+    s = t.course_summary
+    return s.select("course_id", "name", "sme", "start_date", "end_date", total=s.enrolled, active=s.active,
+                    approved=s.approved, certified=s.certified, failed=s.certificates_failed, male=s.male,
+                    female=s.female, other_unknown=s.other_unknown, countries=s.countries)
+
+
+@model("enrolment_report", deps=("person_course", "courses"))
+def enrolment_report(t: Tables, p: Params) -> ir.Table:
+    """One row per enrolment, all courses: course name, id, registration date, gender, country."""
+    pc = learners(t, p)
+    c = t.courses.select(k_course_id="course_id", course_name="name")
+    j = pc.left_join(c, pc.course_id == c.k_course_id)
+    return j.select("course_name", "course_id", "user_id", registration_date=j.enrolled_at, gender=j.gender,
+                    country=j.country, mode=j.mode, is_active=j.is_active)
+
+
+@model("active_users", deps=("person_course", "courses"))
+def active_users(t: Tables, p: Params) -> ir.Table:
+    """Active learners per course and combined (course_id '(all)': distinct learners over all courses)."""
+    pc = learners(t, p)
+    c = t.courses
+    per = pc.group_by(pc.course_id.name("a_course_id")).aggregate(
+        enrolled=pc.count(),
+        active=pc.user_id.nunique(where=pc.viewed),
+        active_events=pc.user_id.nunique(where=pc.nevents > 0),
+    )
+    j = c.left_join(per, c.course_id == per.a_course_id)
+    per = j.select("course_id", enrolled=j.enrolled.fill_null(0), active=j.active.fill_null(0),
+                   active_events=j.active_events.fill_null(0))
+    allc = pc.aggregate(enrolled=pc.user_id.nunique(), active=pc.user_id.nunique(where=pc.viewed),
+                        active_events=pc.user_id.nunique(where=pc.nevents > 0)).mutate(course_id=ibis.literal(ALL))
+    return ibis.union(per, allc.select(*per.columns), distinct=False)
+
+
+@model("demographics", deps=("person_course",))
+def demographics(t: Tables, p: Params) -> ir.Table:
+    """One row per learner (over all courses): demographics and course counts."""
+    pc = learners(t, p)
+    return pc.group_by(["user_id", "gender", "year_of_birth", "level_of_education", "country"]).aggregate(
+        courses=pc.count(), courses_active=pc.count(where=pc.viewed), certificates=pc.count(where=pc.certified))
+
+
+@model("masterfile", deps=("person_course", "courses"))
+def masterfile(t: Tables, p: Params) -> ir.Table:
+    """MASTERFILE: one row per learner per course, demographics + progress + certificate + course metadata."""
+    pc = learners(t, p)
+    c = t.courses.select(k_course_id="course_id", course_name="name", sme="sme", course_start="start_date",
+                         course_end="end_date")
+    j = pc.left_join(c, pc.course_id == c.k_course_id)
+    return j.select("user_id", "username", "course_id", "course_name", "sme", "course_start", "course_end",
+                    "gender", "year_of_birth", "level_of_education", "country", "mode", "enrolled_at", "is_active",
+                    progress=j.nstudentmodule, cert_status=j.cert_status, grade=j.grade, certified=j.certified,
+                    passed=j.passed)
+
+
+# --- time series --------------------------------------------------------------------------------------------
+
+@model("enrolment_daily", inputs=("student_courseenrollment", "events_enrollment", "auth_user"))
+def enrolment_daily(t: Tables, p: Params) -> ir.Table:
+    """Per course, day and mode: enrolments (snapshot `created`), activations / deactivations (events)."""
+    e = without_staff(t, p, t.student_courseenrollment.filter(lambda s: s.created.notnull()))
+    snap = e.group_by(["course_id", e.created.date().name("date"), clean(e.mode, lower=True).name("mode")]) \
+        .aggregate(enrollments=e.count()).mutate(activations=ibis.literal(0, "int64"),
+                                                 deactivations=ibis.literal(0, "int64"))
+    ev = course_events(t.events_enrollment)
+    ev = event_users(t, ev)
+    ev = without_staff(t, p, ev.filter(ev.uid.notnull()), "uid")
+    kind = ev.event_type
+    evs = ev.filter(kind.isin([ENROLL_ACTIVATED, ENROLL_DEACTIVATED]) & ev.time.notnull())
+    evs = evs.group_by(["course_id", evs.time.date().name("date"), clean(evs.mode, lower=True).name("mode")]) \
+        .aggregate(activations=evs.count(where=evs.event_type == ENROLL_ACTIVATED),
+                   deactivations=evs.count(where=evs.event_type == ENROLL_DEACTIVATED)) \
+        .mutate(enrollments=ibis.literal(0, "int64"))
+    cols = ["course_id", "date", "mode", "enrollments", "activations", "deactivations"]
+    u = ibis.union(snap.select(*cols), evs.select(*cols), distinct=False)
+    return u.group_by(["course_id", "date", "mode"]).aggregate(
+        enrollments=u.enrollments.sum(), activations=u.activations.sum(), deactivations=u.deactivations.sum())
+
+
+@model("activity_daily", deps=("learner_day",), inputs=("auth_user",))
+def activity_daily(t: Tables, p: Params) -> ir.Table:
+    """Per course and day: learners with at least one event, and their events."""
+    ld = without_staff(t, p, t.learner_day)
+    return ld.group_by(["course_id", "date"]).aggregate(active_learners=ld.user_id.nunique(),
+                                                         nevents=ld.nevents.sum())
+
+
+@model("activity_weekly", deps=("learner_day",), inputs=("auth_user",))
+def activity_weekly(t: Tables, p: Params) -> ir.Table:
+    """Per course and ISO week (Monday): learners with at least one event that week, and their events."""
+    ld = without_staff(t, p, t.learner_day)
+    return ld.group_by(["course_id", weeks(ld.date).name("week")]).aggregate(
+        active_learners=ld.user_id.nunique(), nevents=ld.nevents.sum())
+
+
+@model("video_summary", inputs=("events_video", "auth_user"))
+def video_summary(t: Tables, p: Params) -> ir.Table:
+    """Per course and video: viewers, plays, learners who completed it, completion rate."""
+    ev = course_events(t.events_video)
+    ev = ev.filter(ev.video_id.notnull() & (ev.video_id != ""))
+    ev = event_users(t, ev)
+    ev = without_staff(t, p, ev.filter(ev.uid.notnull()), "uid")
+    play = ev.event_type.isin(PLAY_VIDEO) | ev.name.fill_null("").isin(PLAY_VIDEO)
+    done = ev.event_type.isin(COMPLETE_VIDEO) | ev.name.fill_null("").isin(COMPLETE_VIDEO)
+    a = ev.group_by(["course_id", "video_id"]).aggregate(
+        learners=ev.uid.nunique(), viewers=ev.uid.nunique(where=play), plays=ev.count(where=play),
+        completers=ev.uid.nunique(where=done), nevents=ev.count())
+    return a.mutate(completion_rate=ibis.ifelse(a.viewers > 0, (a.completers / a.viewers).round(6), None))
+
+
+@model("problem_summary", inputs=("events_problem", "auth_user"))
+def problem_summary(t: Tables, p: Params) -> ir.Table:
+    """Per course and problem (server problem_check events): submissions, learners, first-attempt correctness."""
+    ev = course_events(t.events_problem)
+    ev = ev.filter((ev.event_type == "problem_check") & (ev.event_source == "server") & ev.problem_id.notnull()
+                   & (ev.problem_id != ""))
+    ev = event_users(t, ev)
+    ev = without_staff(t, p, ev.filter(ev.uid.notnull()), "uid")
+    first = first_per(ev, ["course_id", "problem_id", "uid"], [ev.time, ev.event_id])
+    fa = first.group_by([first.course_id.name("f_course_id"), first.problem_id.name("f_problem_id")]).aggregate(
+        first_attempt_correct=first.count(where=first.success == "correct"))
+    a = ev.group_by(["course_id", "problem_id"]).aggregate(
+        submissions=ev.count(), learners=ev.uid.nunique(), learners_correct=ev.uid.nunique(where=ev.success == "correct"))
+    j = a.left_join(fa, (a.course_id == fa.f_course_id) & (a.problem_id == fa.f_problem_id))
+    fac = j.first_attempt_correct.fill_null(0)
+    return j.select("course_id", "problem_id", "submissions", "learners", "learners_correct",
+                    first_attempt_correct=fac,
+                    first_attempt_correct_rate=ibis.ifelse(j.learners > 0, (fac / j.learners).round(6), None),
+                    attempts_per_learner=ibis.ifelse(j.learners > 0, (j.submissions / j.learners).round(6), None))
+
+
+@model("forum_weekly", inputs=("forum", "auth_user"))
+def forum_weekly(t: Tables, p: Params) -> ir.Table:
+    """Per course and ISO week: forum posts (threads + responses/comments) and distinct authors."""
+    f = t.forum.filter(lambda s: s.created_at.notnull())
+    f = without_staff(t, p, f, "author_id")
+    return f.group_by(["course_id", weeks(f.created_at.date()).name("week")]).aggregate(
+        posts=f.count(), threads=f.count(where=f.type == "CommentThread"),
+        comments=f.count(where=f.type == "Comment"), authors=f.author_id.nunique())
+
+
+def order(names: list[str] | None = None) -> list[str]:
+    """Models in dependency order (all, or ``names`` plus what they need)."""
+    want = set(names or MODELS)
+    out: list[str] = []
+
+    def visit(n: str) -> None:
+        if n in out:
+            return
+        for d in MODELS[n].deps:
+            visit(d)
+        out.append(n)
+
+    for n in MODELS:
+        if n in want:
+            visit(n)
+    return out
+
+
+def all_inputs(name: str) -> set[str]:
+    """Input tables a model depends on, directly or through the models it reads."""
+    m = MODELS[name]
+    s = set(m.inputs)
+    for d in m.deps:
+        s |= all_inputs(d)
+    return s

@@ -1,0 +1,167 @@
+"""Course registry: what the programme says about its courses, merged with what the packages say.
+
+Registry sources, first found wins:
+1. ``--registry PATH`` (TOML or CSV);
+2. ``courses.toml`` in the working directory;
+3. the ``[courses]`` section of the config file (``edx-engine.toml``).
+
+TOML shapes accepted (see ``courses.example.toml``)::
+
+    [courses."course-v1:IDBx+IDB1x+2T2016"]          # a table per course id ...
+    name = "..."; sme = "..."; start = 2016-05-01; end = 2016-07-31
+
+    [[course]]                                        # ... or an array of tables with ``id``
+    id = "IDBx/IDB1x/2T2014"; name = "..."
+
+CSV: a header with ``id,name,sme,start,end`` (other columns ignored).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from .inputs import INPUTS, catalog_columns
+
+DEFAULT_REGISTRY = "courses.toml"
+
+
+class RegistryError(Exception):
+    pass
+
+
+@dataclass
+class CourseEntry:
+    course_id: str
+    name: str | None = None
+    sme: str | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+
+def _date(v: Any, where: str) -> dt.date | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, dt.datetime):
+        return v.date()
+    if isinstance(v, dt.date):
+        return v
+    try:
+        return dt.date.fromisoformat(str(v).strip()[:10])
+    except ValueError:
+        raise RegistryError(f"{where}: not a date (YYYY-MM-DD): {v!r}") from None
+
+
+def _entry(cid: str, d: dict, where: str) -> CourseEntry:
+    if not isinstance(d, dict):
+        raise RegistryError(f"{where}: expected a table for course {cid!r}")
+    s = lambda k: (str(d[k]).strip() or None) if d.get(k) is not None else None  # noqa: E731
+    return CourseEntry(cid.strip(), s("name"), s("sme"), _date(d.get("start"), f"{where} {cid} start"),
+                       _date(d.get("end"), f"{where} {cid} end"))
+
+
+def parse_toml_registry(doc: dict, where: str) -> list[CourseEntry]:
+    out: list[CourseEntry] = []
+    courses = doc.get("courses", {})
+    if isinstance(courses, dict):
+        for cid, d in courses.items():
+            out.append(_entry(cid, d, where))
+    elif isinstance(courses, list):  # [[courses]] with id
+        doc = {"course": courses}
+    for d in doc.get("course", []) or []:
+        if not isinstance(d, dict) or not d.get("id"):
+            raise RegistryError(f"{where}: every [[course]] needs an id")
+        out.append(_entry(str(d["id"]), d, where))
+    return out
+
+
+def load_registry(path: str | Path | None = None, config: dict | None = None) -> tuple[list[CourseEntry], str]:
+    """Entries and a description of where they came from."""
+    p = Path(path) if path else Path(DEFAULT_REGISTRY)
+    if path and not p.exists():
+        raise RegistryError(f"course registry {p} does not exist")
+    if p.exists():
+        if p.suffix.lower() == ".csv":
+            with open(p, newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+            if rows and "id" not in rows[0]:
+                raise RegistryError(f"{p}: the CSV needs an 'id' column (id,name,sme,start,end)")
+            entries = [_entry(r["id"], r, str(p)) for r in rows if (r.get("id") or "").strip()]
+        else:
+            try:
+                doc = tomllib.loads(p.read_text("utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise RegistryError(f"{p}: invalid TOML: {exc}") from None
+            entries = parse_toml_registry(doc, str(p))
+        return _dedupe(entries), str(p)
+    section = (config or {}).get("courses")
+    if section:
+        return _dedupe(parse_toml_registry({"courses": section}, "config [courses]")), "config file [courses]"
+    return [], "none"
+
+
+def _dedupe(entries: list[CourseEntry]) -> list[CourseEntry]:
+    seen: dict[str, CourseEntry] = {}
+    for e in entries:
+        seen[e.course_id] = e  # the last definition wins
+    return list(seen.values())
+
+
+# --- course_info: registry + package metadata ---------------------------------------------------------------
+
+_PER_COURSE_TABLES = ("student_courseenrollment", "course_structure", "certificates_generatedcertificate",
+                      "auth_user")
+
+
+def course_info(con: duckdb.DuckDBPyConnection, entries: list[CourseEntry]) -> pa.Table:
+    """One row per course known to the registry, the packages or the events (INPUTS['course_info'])."""
+    ids: set[str] = {e.course_id for e in entries}
+    for t in _PER_COURSE_TABLES + ("events",):
+        if catalog_columns(con, t) is not None:
+            ids |= {r[0] for r in con.execute(
+                f"SELECT DISTINCT course_id FROM {t} WHERE course_id IS NOT NULL AND course_id <> ''").fetchall()}
+    structure: dict[str, tuple] = {}
+    if catalog_columns(con, "course_structure") is not None:
+        for cid, name, start, end in con.execute(
+                "SELECT course_id, display_name, start, TRY_CAST(json_extract_string(metadata, '$.end') AS TIMESTAMP) "
+                "FROM course_structure WHERE category = 'course' ORDER BY course_id, block_id").fetchall():
+            structure.setdefault(cid, (name, start, end))
+    tables: dict[str, list[str]] = {}
+    try:
+        for cid, t in con.execute("SELECT course_id, table_name FROM _edx_snapshots WHERE rows > 0 "
+                                  "ORDER BY table_name").fetchall():
+            tables.setdefault(cid, []).append(t)
+    except duckdb.CatalogException:
+        pass
+    if catalog_columns(con, "events") is not None:
+        for (cid,) in con.execute("SELECT DISTINCT course_id FROM events WHERE course_id <> ''").fetchall():
+            tables.setdefault(cid, []).append("events")
+    reg = {e.course_id: e for e in entries}
+    rows = []
+    for cid in sorted(ids):
+        e = reg.get(cid)
+        sname, sstart, send = structure.get(cid, (None, None, None))
+        sstart = sstart.date() if isinstance(sstart, dt.datetime) else sstart
+        send = send.date() if isinstance(send, dt.datetime) else send
+        rows.append({
+            "course_id": cid,
+            "name": (e and e.name) or sname or cid,
+            "sme": (e and e.sme) or None,
+            "start_date": (e and e.start) or sstart,
+            "end_date": (e and e.end) or send,
+            "in_registry": e is not None,
+            "structure_name": sname, "structure_start": sstart, "structure_end": send,
+            "tables": ",".join(tables.get(cid, [])),
+        })
+    return pa.Table.from_pylist(rows, schema=COURSE_INFO_SCHEMA)
+
+
+_ARROW = {"VARCHAR": pa.string(), "DATE": pa.date32(), "BOOLEAN": pa.bool_()}
+COURSE_INFO_SCHEMA = pa.schema([(c, _ARROW[t]) for c, t in INPUTS["course_info"].items()])
