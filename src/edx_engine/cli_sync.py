@@ -105,7 +105,7 @@ def keys_import(
 @app.command()
 def sync(
     org: Optional[str] = typer.Option(None, "--org", help="Organisation as edX spells it, e.g. IDBx (env EDX_ENGINE_ORG, "
-                                                           "config [sync] org)."),
+                                                           "config file: sync.org)."),
     packages_bucket: Optional[str] = typer.Option(None, "--packages-bucket",
                                                   help="Bucket of the weekly database packages (default course-data)."),
     events_bucket: Optional[str] = typer.Option(None, "--events-bucket",

@@ -313,7 +313,7 @@ class S3Fetcher:
             body.close()
 
     def _ranged(self, obj: RemoteObject, part: Path, meta: Path, label: str, on_bytes, on_resume) -> None:
-        size, csize = obj.size, max(1 << 16, self.conf.chunk_size)
+        size, csize = obj.size, max(1 << 14, self.conf.chunk_size)
         nchunks = (size + csize - 1) // csize
         state = _load_meta(meta)
         done: set[int] = set()

@@ -83,11 +83,13 @@ def sync_lock(data_dir: Path, wait: bool = False, timeout: float | None = None) 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path(data_dir), os.O_RDWR | os.O_CREAT, 0o600)
+    held = False
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
                 break
             except BlockingIOError:
                 if not wait or (deadline is not None and time.monotonic() > deadline):
@@ -99,10 +101,11 @@ def sync_lock(data_dir: Path, wait: bool = False, timeout: float | None = None) 
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
-        try:
-            os.ftruncate(fd, 0)
-        except OSError:
-            pass
+        if held:
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
         os.close(fd)
 
 

@@ -96,6 +96,11 @@ def clean(col: ir.Value, upper: bool = False, lower: bool = False) -> ir.StringV
     return s.nullif("").fill_null(UNKNOWN)
 
 
+def isum(col: ir.NumericColumn) -> ir.IntegerScalar:
+    """Integer sum (SUM(BIGINT) is HUGEINT in DuckDB and NUMERIC in PostgreSQL)."""
+    return col.sum().cast("int64")
+
+
 def first_per(t: ir.Table, keys: list[str], order: list) -> ir.Table:
     """One row per ``keys``: the first in ``order`` (deterministic on every engine)."""
     w = ibis.window(group_by=[t[k] for k in keys], order_by=order)
@@ -135,11 +140,15 @@ def without_staff(t: Tables, p: Params, rel: ir.Table, col: str = "user_id") -> 
 
 
 def event_users(t: Tables, ev: ir.Table) -> ir.Table:
-    """Add ``uid``: the event's user_id, else the id of its username (anonymous -> NULL)."""
+    """Add ``uid``: the event's user_id, else the id of its username (anonymous -> NULL).
+
+    The join key is NULL whenever user_id is known, so the hash join only probes the few
+    username-only events."""
     u = users(t).select(map_username="username", map_user_id="user_id")
-    u = first_per(u, ["map_username"], [u.map_user_id])
-    j = ev.left_join(u, (ev.username == u.map_username) & ev.user_id.isnull())
-    return j.mutate(uid=ibis.coalesce(j.user_id, j.map_user_id)).drop("map_username", "map_user_id")
+    u = u.group_by("map_username").aggregate(map_user_id=u.map_user_id.min())
+    ev = ev.mutate(_lookup=ibis.ifelse(ev.user_id.isnull() & (ev.username != ""), ev.username, None))
+    j = ev.left_join(u, ev._lookup == u.map_username)
+    return j.mutate(uid=ibis.coalesce(j.user_id, j.map_user_id)).drop("_lookup", "map_username", "map_user_id")
 
 
 def course_events(ev: ir.Table) -> ir.Table:
@@ -148,7 +157,7 @@ def course_events(ev: ir.Table) -> ir.Table:
 
 def weeks(d: ir.DateValue) -> ir.DateValue:
     """Monday of the ISO week."""
-    return d.truncate("W")
+    return d.cast("timestamp").truncate("W").date()
 
 
 # --- course registry --------------------------------------------------------------------------------
@@ -158,18 +167,13 @@ def learner_day(t: Tables, p: Params) -> ir.Table:
     """One row per learner per course per day with events (staff included; filtered downstream)."""
     ev = course_events(t.events)
     ev = ev.filter((ev.user_id.notnull()) | (ev.username.notnull() & (ev.username != "")))
+    ev = event_users(t, ev)
+    ev = ev.filter(ev.uid.notnull())
     is_play = ev.event_type.isin(PLAY_VIDEO) | ev.name.fill_null("").isin(PLAY_VIDEO)
     is_check = (ev.event_type == "problem_check") & (ev.event_source == "server")
-    # pre-aggregate per (course, user_id, username, day): the username join then runs on few rows
-    pre = ev.group_by(["course_id", "user_id", "username", "event_date"]).aggregate(
+    return ev.group_by(["course_id", ev.uid.name("user_id"), ev.event_date.name("date")]).aggregate(
         nevents=ev.count(), first_event=ev.time.min(), last_event=ev.time.max(),
         nplay_video=ev.count(where=is_play), nproblem_check=ev.count(where=is_check),
-    )
-    r = event_users(t, pre)
-    r = r.filter(r.uid.notnull())
-    return r.group_by(["course_id", r.uid.name("user_id"), r.event_date.name("date")]).aggregate(
-        nevents=r.nevents.sum(), first_event=r.first_event.min(), last_event=r.last_event.max(),
-        nplay_video=r.nplay_video.sum(), nproblem_check=r.nproblem_check.sum(),
     )
 
 
@@ -225,8 +229,8 @@ def person_course(t: Tables, p: Params) -> ir.Table:
 
     ld = t.learner_day
     eva = ld.group_by([ld.course_id.name("v_course_id"), ld.user_id.name("v_user_id")]).aggregate(
-        nevents=ld.nevents.sum(), ndays_act=ld.date.nunique(), first_event=ld.first_event.min(),
-        last_event=ld.last_event.max(), nplay_video=ld.nplay_video.sum(), nproblem_check=ld.nproblem_check.sum(),
+        nevents=isum(ld.nevents), ndays_act=ld.date.nunique(), first_event=ld.first_event.min(),
+        last_event=ld.last_event.max(), nplay_video=isum(ld.nplay_video), nproblem_check=isum(ld.nproblem_check),
     )
 
     f = t.forum.filter(lambda s: s.author_id.notnull())
@@ -257,7 +261,7 @@ def person_course(t: Tables, p: Params) -> ir.Table:
         viewed=nsm > 0,
         explored=(j.course_chapters.fill_null(0) > 0) & (nchapters * 2 >= j.course_chapters.fill_null(0)),
         certified=j.cert_status.fill_null("") == "downloadable",
-        passed=j.grade.fill_null(-1.0) >= p.passing_grade,
+        passed=j.grade.fill_null(-1.0) >= ibis.literal(repr(float(p.passing_grade))).cast("float64"),
         cert_status=clean(j.cert_status, lower=True).substitute({UNKNOWN: "none"}),
         grade=j.grade,
         cert_created=j.cert_created,
@@ -316,7 +320,7 @@ def course_summary(t: Tables, p: Params) -> ir.Table:
     return j.select(
         "course_id", "name", "sme", "start_date", "end_date",
         **{k: j[k].fill_null(0) for k in counts},
-        passing_grade=ibis.literal(p.passing_grade, type="float64"),
+        passing_grade=ibis.literal(repr(float(p.passing_grade))).cast("float64"),
         created_at=ibis.literal(p.built_at, type="timestamp"),
     )
 
@@ -418,7 +422,7 @@ def enrolment_daily(t: Tables, p: Params) -> ir.Table:
     cols = ["course_id", "date", "mode", "enrollments", "activations", "deactivations"]
     u = ibis.union(snap.select(*cols), evs.select(*cols), distinct=False)
     return u.group_by(["course_id", "date", "mode"]).aggregate(
-        enrollments=u.enrollments.sum(), activations=u.activations.sum(), deactivations=u.deactivations.sum())
+        enrollments=isum(u.enrollments), activations=isum(u.activations), deactivations=isum(u.deactivations))
 
 
 @model("activity_daily", deps=("learner_day",), inputs=("auth_user",))
@@ -426,7 +430,7 @@ def activity_daily(t: Tables, p: Params) -> ir.Table:
     """Per course and day: learners with at least one event, and their events."""
     ld = without_staff(t, p, t.learner_day)
     return ld.group_by(["course_id", "date"]).aggregate(active_learners=ld.user_id.nunique(),
-                                                         nevents=ld.nevents.sum())
+                                                         nevents=isum(ld.nevents))
 
 
 @model("activity_weekly", deps=("learner_day",), inputs=("auth_user",))
@@ -434,7 +438,7 @@ def activity_weekly(t: Tables, p: Params) -> ir.Table:
     """Per course and ISO week (Monday): learners with at least one event that week, and their events."""
     ld = without_staff(t, p, t.learner_day)
     return ld.group_by(["course_id", weeks(ld.date).name("week")]).aggregate(
-        active_learners=ld.user_id.nunique(), nevents=ld.nevents.sum())
+        active_learners=ld.user_id.nunique(), nevents=isum(ld.nevents))
 
 
 @model("video_summary", inputs=("events_video", "auth_user"))

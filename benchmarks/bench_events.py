@@ -1,0 +1,339 @@
+"""Benchmark of the tracking-log import on one generated day (>= 1M events, >= 700 MB of JSON).
+
+    .venv/bin/python benchmarks/bench_events.py [--dir /tmp/edx-bench-events] [--repeat 3]
+
+Measures, in the same run and on the same encrypted file:
+  (a) floor: ``gpg -d file | gzip -dc > /dev/null``
+  (b) DuckDB ``read_json`` of the decrypted .gz into a table (explicit columns, 2 threads);
+      reported alone and as decryption (to a temporary .gz) + read_json
+  (c) naive baseline: ``json.loads`` per line + row inserts (sqlite3 executemany), measured
+      on a sample of lines and extrapolated to the whole file
+  (d) ``import_events`` from the .log.gz.gpg into a fresh store (discovery + fingerprint
+      included), peak RSS summed over the importer, its parse workers and gpg
+Throughput is MB of uncompressed JSON per second; each figure is the median of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PASSPHRASE = "bench-events passphrase"
+TARGET_EVENTS = 1_000_000
+TARGET_BYTES = 700_000_000
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# -- data ---------------------------------------------------------------------------------
+def gpg(home: Path, *args: str, passphrase: str | None = None, **kw) -> subprocess.CompletedProcess:
+    cmd = ["gpg", "--homedir", str(home), "--batch", "--yes", "--no-tty"]
+    fds: tuple = ()
+    if passphrase is not None:
+        r, w = os.pipe()
+        os.write(w, passphrase.encode() + b"\n")
+        os.close(w)
+        cmd += ["--pinentry-mode", "loopback", "--passphrase-fd", str(r)]
+        fds = (r,)
+    try:
+        return subprocess.run(cmd + list(args), check=True, capture_output=True, pass_fds=fds, **kw)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def make_key(home: Path) -> str:
+    if (home / "fpr").exists():
+        return (home / "fpr").read_text().strip()
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    (home / "gpg-agent.conf").write_text("default-cache-ttl 0\nmax-cache-ttl 0\n")
+    gpg(home, "--quick-gen-key", "Bench <bench-events@example.org>", "rsa2048", "default", "never",
+        passphrase=PASSPHRASE)
+    out = gpg(home, "-K", "--with-colons").stdout.decode()
+    fpr = next(ln.split(":")[9] for ln in out.splitlines() if ln.startswith("fpr"))
+    gpg(home, "--quick-add-key", fpr, "rsa2048", "encr", "never", passphrase=PASSPHRASE)
+    (home / "fpr").write_text(fpr)
+    return fpr
+
+
+def generate_day(base: Path) -> tuple[Path, Path, dict]:
+    """The encrypted day file, the gnupg home, and {lines, json_bytes, events}."""
+    home = base / "gnupg"
+    fpr = make_key(home)
+    meta_path = base / "day.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if Path(meta["file"]).exists():
+            return Path(meta["file"]), home, meta
+    from edx_engine.synthetic import SyntheticConfig, generate
+
+    out = base / "gen"
+    shutil.rmtree(out, ignore_errors=True)
+    log("generating one day of events (about a minute)...")
+    t = time.perf_counter()
+    m = generate(out, SyntheticConfig(org="IDBx", seed=7, courses=3, learners=20000, days=1,
+                                      events_per_learner=20, start=dt.date(2026, 10, 1), package=False,
+                                      encrypt_to=fpr, gnupghome=str(home), malformed=True))
+    f = out / m.events_files[0]["file"]
+    size = 0
+    lines = 0
+    with subprocess.Popen(["gpg", "--homedir", str(home), "--batch", "--quiet", "--pinentry-mode", "loopback",
+                           "--passphrase-fd", "0", "-d", str(f)], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE) as p:
+        p.stdin.write(PASSPHRASE.encode() + b"\n")  # type: ignore[union-attr]
+        p.stdin.close()  # type: ignore[union-attr]
+        with gzip.open(p.stdout) as g:  # type: ignore[arg-type]
+            while b := g.read(1 << 22):
+                size += len(b)
+                lines += b.count(b"\n")
+    meta = {"file": str(f), "lines": lines, "json_bytes": size, "events": m.events_files[0]["valid_events"],
+            "gpg_bytes": f.stat().st_size}
+    meta_path.write_text(json.dumps(meta))
+    log(f"generated in {time.perf_counter() - t:.0f} s")
+    return f, home, meta
+
+
+# -- measurements -------------------------------------------------------------------------
+def _pass_cmd(home: Path, path: Path) -> str:
+    return (f"gpg --homedir {home} --batch --quiet --no-tty --pinentry-mode loopback --passphrase-fd 3 -d {path} "
+            f"3<<<'{PASSPHRASE}'")
+
+
+def floor(path: Path, home: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run(["bash", "-c", f"set -o pipefail; {_pass_cmd(home, path)} | gzip -dc > /dev/null"], check=True)
+    return time.perf_counter() - t
+
+
+def decrypt_to(path: Path, home: Path, dst: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run(["bash", "-c", f"{_pass_cmd(home, path)} > {dst}"], check=True)
+    return time.perf_counter() - t
+
+
+DUCK_COLUMNS = {c: "VARCHAR" for c in ("username", "event_source", "event_type", "name", "session", "ip", "agent",
+                                       "host", "referer", "accept_language", "page")}
+DUCK_COLUMNS.update({"time": "TIMESTAMPTZ", "event": "JSON", "context": "JSON"})
+
+
+def duckdb_read_json(gz: Path) -> tuple[float, int]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads=2")
+    cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in DUCK_COLUMNS.items()) + "}"
+    t = time.perf_counter()
+    con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{gz}', format='newline_delimited', "
+                f"columns={cols}, ignore_errors=true)")
+    dt_ = time.perf_counter() - t
+    n = con.execute("SELECT count(*) FROM t").fetchone()[0]
+    con.close()
+    return dt_, n
+
+
+def naive(gz: Path, sample: int) -> tuple[float, int, int]:
+    """json.loads per line + executemany inserts of the common fields; (seconds, lines, bytes) of the sample."""
+    lines = []
+    nbytes = 0
+    with gzip.open(gz) as g:
+        for ln in g:
+            lines.append(ln)
+            nbytes += len(ln)
+            if len(lines) >= sample:
+                break
+    con = sqlite3.connect(":memory:")
+    cols = ["time", "username", "event_source", "event_type", "name", "session", "ip", "agent", "host", "referer",
+            "accept_language", "page", "course_id", "user_id", "event", "context"]
+    con.execute(f"CREATE TABLE events ({', '.join(cols)})")
+    sql = f"INSERT INTO events VALUES ({', '.join('?' * len(cols))})"
+    t = time.perf_counter()
+    batch = []
+    for ln in lines:
+        try:
+            d = json.loads(ln)
+        except ValueError:
+            continue
+        ctx = d.get("context") or {}
+        ev = d.get("event")
+        batch.append((d.get("time"), d.get("username"), d.get("event_source"), d.get("event_type"), d.get("name"),
+                      d.get("session"), d.get("ip"), d.get("agent"), d.get("host"), d.get("referer"),
+                      d.get("accept_language"), d.get("page"), ctx.get("course_id") if isinstance(ctx, dict) else None,
+                      ctx.get("user_id") if isinstance(ctx, dict) else None,
+                      ev if isinstance(ev, str) else json.dumps(ev), json.dumps(ctx)))
+        if len(batch) >= 10000:
+            con.executemany(sql, batch)
+            batch = []
+    if batch:
+        con.executemany(sql, batch)
+    con.commit()
+    return time.perf_counter() - t, len(lines), nbytes
+
+
+class RssSampler(threading.Thread):
+    """Peak of the summed RSS of a process and all its descendants (sampled every 20 ms)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop_flag = pid, 0, False
+
+    @staticmethod
+    def _tree(root: int) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    children.setdefault(ppid, []).append(int(d))
+                except (OSError, ValueError, IndexError):
+                    pass
+        out, todo = [], [root]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            todo.extend(children.get(p, []))
+        return out
+
+    @staticmethod
+    def _rss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for ln in f:
+                    if ln.startswith("VmRSS:"):
+                        return int(ln.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def run(self) -> None:
+        while not self.stop_flag:
+            self.peak = max(self.peak, sum(self._rss(p) for p in self._tree(self.pid)))
+            time.sleep(0.02)
+
+
+IMPORT_CODE = r"""
+import json, sys, time
+from pathlib import Path
+from edx_engine.decrypt import GpgSettings
+from edx_engine.ingest.events import import_events
+from edx_engine.ingest.sources import discover
+from edx_engine.lake import Lake
+path, data, home, workers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+passphrase = sys.stdin.readline().rstrip("\n")
+t = time.perf_counter()
+lake = Lake(data)
+with lake.writer():
+    lake.init()
+    srcs = [s for s in discover([Path(path)]).sources if s.events]
+    s = import_events(lake, srcs, GpgSettings(home, passphrase), workers=None if workers == "auto" else int(workers))
+dt = time.perf_counter() - t
+print(json.dumps({"seconds": dt, "events": s.events, "rejected": s.rejected, "line": s.one_line(),
+                  "status": [f.status for f in s.files]}))
+"""
+
+
+def ours(path: Path, home: Path, data: Path, workers: str) -> tuple[float, int, dict]:
+    shutil.rmtree(data, ignore_errors=True)
+    p = subprocess.Popen([sys.executable, "-c", IMPORT_CODE, str(path), str(data), str(home), workers],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    sampler = RssSampler(p.pid)
+    sampler.start()
+    out, _ = p.communicate(PASSPHRASE + "\n")
+    sampler.stop_flag = True
+    sampler.join()
+    if p.returncode != 0:
+        raise SystemExit(f"import failed (exit {p.returncode})")
+    res = json.loads(out.strip().splitlines()[-1])
+    return res["seconds"], sampler.peak, res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", default="/tmp/edx-bench-events", help="work directory (data, store, gnupg home)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sample", type=int, default=100_000, help="lines for the naive baseline (c)")
+    ap.add_argument("--workers", default="auto")
+    ap.add_argument("--only", default="abcd", help="which measurements to run (subset of abcd)")
+    args = ap.parse_args()
+    base = Path(args.dir)
+    base.mkdir(parents=True, exist_ok=True)
+    path, home, meta = generate_day(base)
+    mb = meta["json_bytes"] / 1e6
+    log(f"file: {path.name}: {meta['gpg_bytes'] / 1e6:.1f} MB encrypted, {mb:.1f} MB of JSON, "
+        f"{meta['lines']:,} lines, {meta['events']:,} valid events; cores: {os.cpu_count()}; "
+        f"load average: {os.getloadavg()[0]:.2f}")
+    if meta["events"] < TARGET_EVENTS or meta["json_bytes"] < TARGET_BYTES:
+        log("WARNING: the day is smaller than the 1M events / 700 MB the benchmark calls for")
+    res: dict[str, list[float]] = {k: [] for k in ("a", "dec", "b", "c", "d")}
+    rss: list[int] = []
+    last_line = ""
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        gz = Path(tmp) / "day.log.gz"
+        for i in range(args.repeat):
+            if "a" in args.only:
+                res["a"].append(floor(path, home))
+            if "b" in args.only:
+                res["dec"].append(decrypt_to(path, home, gz))
+                sec, n = duckdb_read_json(gz)
+                res["b"].append(sec)
+            if "d" in args.only:
+                sec, peak, r = ours(path, home, base / "store", args.workers)
+                res["d"].append(sec)
+                rss.append(peak)
+                last_line = r["line"]
+            if "c" in args.only and i == 0:
+                if not gz.exists():
+                    decrypt_to(path, home, gz)
+                sec, nlines, nbytes = naive(gz, args.sample)
+                res["c"].append(sec * meta["json_bytes"] / nbytes)
+                naive_note = f"measured on {nlines:,} lines ({nbytes / 1e6:.1f} MB) and extrapolated"
+            log(f"run {i + 1}/{args.repeat}: " + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in res.items() if v))
+    med = {k: statistics.median(v) for k, v in res.items() if v}
+    rate = {k: mb / v for k, v in med.items()}
+    log("")
+    log(f"medians of {args.repeat} runs, MB/s of JSON ({mb:.0f} MB, {meta['lines']:,} lines):")
+    if "a" in med:
+        log(f"  (a) gpg -d | gzip -dc > /dev/null (floor)        {med['a']:6.2f} s  {rate['a']:7.1f} MB/s")
+    if "b" in med:
+        both = med["dec"] + med["b"]
+        log(f"  (b) DuckDB read_json of the decrypted .gz         {med['b']:6.2f} s  {rate['b']:7.1f} MB/s")
+        log(f"      decryption to .gz + (b)                       {both:6.2f} s  {mb / both:7.1f} MB/s")
+    if "c" in med:
+        log(f"  (c) naive json.loads + row inserts                {med['c']:6.2f} s  {rate['c']:7.1f} MB/s"
+            f"  ({naive_note})")
+    if "d" in med:
+        log(f"  (d) edx-engine import_events from .log.gz.gpg     {med['d']:6.2f} s  {rate['d']:7.1f} MB/s"
+            f"  peak RSS {max(rss) / 2**20:.0f} MiB (median {statistics.median(rss) / 2**20:.0f} MiB)")
+        log(f"      {last_line}")
+    log("")
+    checks = []
+    if "a" in med and "d" in med:
+        checks.append(("(d) >= 0.6 x (a)", rate["d"] / rate["a"], rate["d"] >= 0.6 * rate["a"]))
+    if "b" in med and "d" in med:
+        both = med["dec"] + med["b"]
+        checks.append(("(d) faster than decryption + (b)", both / med["d"], med["d"] < both))
+    if "c" in med and "d" in med:
+        checks.append(("(d) >= 5 x (c)", rate["d"] / rate["c"], rate["d"] >= 5 * rate["c"]))
+    for name, ratio, ok in checks:
+        log(f"  {name:36s} ratio {ratio:5.2f}  {'OK' if ok else 'MISSED'}")
+    if rss:
+        log(f"  {'peak RSS < 1 GB':36s} {max(rss) / 1e9:5.2f} GB  {'OK' if max(rss) < 1e9 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Commands of the models stage: `courses`, `build`, `report`."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .cli import DataDir, _settings, app, console, fail, out
+from .lake import Lake, StoreBusy
+
+RegistryOpt = typer.Option(None, "--registry", help="Course registry (TOML or CSV; default ./courses.toml, "
+                                                     "else [courses] of the config file).")
+StoreOpt = typer.Option(None, "--store", help="PostgreSQL store URL (postgresql://user@host:port/db); env "
+                                               "EDX_ENGINE_STORE; default: the DuckDB catalog.")
+ConfigOpt = typer.Option(None, "--config", help="TOML config file (default ./edx-engine.toml if present).")
+
+
+def _registry(settings, registry: Optional[str]):
+    from .models import RegistryError, load_registry
+
+    try:
+        return load_registry(registry, settings.file)
+    except RegistryError as exc:
+        fail(str(exc))
+        raise
+
+
+def _params(settings, passing_grade: Optional[float], include_staff: Optional[bool]):
+    from .models import Params
+
+    conf = settings.section("models")
+    pg = passing_grade if passing_grade is not None else conf.get("passing_grade", 0.65)
+    try:
+        pg = float(pg)
+    except (TypeError, ValueError):
+        fail(f"passing grade must be a number, got {pg!r}")
+    if not 0 <= pg <= 1:
+        fail(f"passing grade must be between 0 and 1, got {pg}")
+    staff = include_staff if include_staff is not None else bool(conf.get("include_staff", False))
+    return Params(passing_grade=pg, include_staff=staff)
+
+
+def _store(settings, store: Optional[str]) -> Optional[str]:
+    s = store or os.environ.get("EDX_ENGINE_STORE") or settings.section("models").get("store")
+    if s and not (s.startswith("postgresql://") or s.startswith("postgres://")):
+        fail(f"unsupported store {s!r}: use postgresql://... (or nothing for the DuckDB catalog)")
+    return s or None
+
+
+@app.command()
+def courses(
+    data_dir: Optional[str] = DataDir, registry: Optional[str] = RegistryOpt, config: Optional[str] = ConfigOpt,
+    include_staff: Optional[bool] = typer.Option(None, "--include-staff/--exclude-staff",
+                                                 help="Count staff among the learners (default: exclude)."),
+) -> None:
+    """List courses: registry metadata merged with the packages, and data coverage."""
+    from .models import BuildError
+    from .models.build import evaluate
+
+    settings = _settings(data_dir, config=config)
+    entries, source = _registry(settings, registry)
+    try:
+        t = evaluate(Lake(settings.data_dir), entries, _params(settings, None, include_staff), "courses")
+    except BuildError as exc:
+        fail(str(exc))
+        return
+    rows = t.to_pylist()
+    tab = Table("course", "name", "sme", "start", "end", "registry", "tables", "events", "learners",
+                title=f"{len(rows)} courses (registry: {source})")
+    missing = []
+    for r in rows:
+        tables = [x for x in (r["tables"] or "").split(",") if x]
+        ev = f"{r['first_event_day']} .. {r['last_event_day']}" if r["first_event_day"] else "none"
+        reg = "yes" if r["in_registry"] else "[yellow]not in registry[/]"
+        if not r["in_registry"]:
+            missing.append(r["course_id"])
+        tab.add_row(r["course_id"], r["name"] or "", r["sme"] or "", str(r["start_date"] or ""),
+                    str(r["end_date"] or ""), reg, str(len(tables)), ev, f"{r['learners']:,}")
+    out.print(tab)
+    if missing:
+        out.print(f"{len(missing)} course(s) not in registry: {', '.join(missing)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def build(
+    data_dir: Optional[str] = DataDir, store: Optional[str] = StoreOpt, registry: Optional[str] = RegistryOpt,
+    config: Optional[str] = ConfigOpt,
+    passing_grade: Optional[float] = typer.Option(None, "--passing-grade",
+                                                  help="Grade at or above which a learner is 'approved' (0.65)."),
+    include_staff: Optional[bool] = typer.Option(None, "--include-staff/--exclude-staff",
+                                                 help="Count staff in the indicators (default: exclude)."),
+    model: Optional[list[str]] = typer.Option(None, "--model", help="Build only this model (and what it needs)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even if nothing changed."),
+) -> None:
+    """(Re)compute the indicator models; only models whose inputs or parameters changed are rebuilt."""
+    from .models import MODELS, BuildError, build_duckdb, build_postgres
+
+    settings = _settings(data_dir, config=config)
+    entries, _ = _registry(settings, registry)
+    params = _params(settings, passing_grade, include_staff)
+    for m in model or []:
+        if m not in MODELS:
+            fail(f"unknown model {m!r}; models: {', '.join(MODELS)}")
+    url = _store(settings, store)
+    lake = Lake(settings.data_dir)
+
+    def on_model(r):
+        if r.status == "built":
+            console.print(f"  {r.name:<18} {r.rows:>12,} rows {r.seconds:7.2f} s", highlight=False)
+
+    try:
+        if url:
+            res = build_postgres(lake, url, entries, params, model or None, force, on_model)
+        else:
+            res = build_duckdb(lake, entries, params, model or None, force, on_model)
+    except (BuildError, StoreBusy) as exc:
+        fail(str(exc))
+        return
+    out.print(res.one_line(), highlight=False)
+
+
+@app.command()
+def report(
+    name: str = typer.Argument(..., help="Report name (run with a wrong name to list them)."),
+    course: Optional[str] = typer.Option(None, "--course", help="Only this course id."),
+    fmt: str = typer.Option("csv", "--format", help="csv, json or parquet."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file ('-' = stdout; default "
+                                                                      "./NAME.FORMAT)."),
+    data_dir: Optional[str] = DataDir, store: Optional[str] = StoreOpt, config: Optional[str] = ConfigOpt,
+) -> None:
+    """Write a report (general, course, enrolment, courses, active_users, demographics, masterfile, ...)."""
+    from .models import BuildError
+    from .reports import FORMATS, REPORTS, ReportError, produce, unknown_report_message, write
+
+    if name not in REPORTS:
+        fail(unknown_report_message(name))
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
+    settings = _settings(data_dir, config=config)
+    try:
+        data = produce(Lake(settings.data_dir), name, _store(settings, store), course)
+        where = write(name, data, fmt, output)
+    except (BuildError, ReportError, OSError) as exc:
+        fail(str(exc))
+        return
+    if where != "stdout":
+        n = data[0].num_rows if isinstance(data, tuple) else data.num_rows
+        console.print(f"{name}: {n:,} row(s) -> {where}", highlight=False)

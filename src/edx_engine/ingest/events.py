@@ -1,0 +1,587 @@
+"""Import of the daily tracking logs (``*.log``, ``*.log.gz``, ``*.log.gz.gpg``) into the lake.
+
+    import_events(lake, sources, gpg, progress=None) -> EventsSummary
+
+Pipeline per file (nothing decrypted is written to disk except the Parquet columns)::
+
+    gpg -d (own process) -> isal gunzip -> blocks of whole lines -> 2 parse processes
+        (msgspec typed decode, event/context kept as raw JSON) -> per-date Parquet parts
+
+Layout: ``lake/events/date=YYYY-MM-DD/<source-key>-<uuid>-<worker>.parquet``. The source
+key is the file name without ``.log``/``.gz``/``.gpg`` (``idbx-edx-events-2016-10-12``), so
+the same daily file delivered again (even under another path or compression) replaces
+exactly its own rows. Catalog bookkeeping, switched in one DuckDB transaction per file:
+
+* ``_edx_event_files``: one row per imported source file (fingerprint, rows, rejected,
+  duplicates, first/last event time, imported_at);
+* ``_edx_event_parts``: the Parquet parts of each source file;
+* ``_edx_event_dups``: delivered rows that repeat an event already delivered (same raw
+  line bytes, hence same time and partition) in an earlier file (by source key) or
+  earlier in the same file; ``events`` leaves them out, ``events_all`` flags them.
+
+Views (always present, typed and empty before the first import): ``events``,
+``events_all`` and the family views ``events_video``, ``events_problem``,
+``events_navigation``, ``events_enrollment``, ``events_certificate``, ``events_forum``,
+``events_grades``. Bad lines go to ``lake/quarantine/events`` (the ``quarantine`` view,
+kind ``events``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..decrypt import DecryptError, GpgSettings
+from ..lake import Lake, _sql_list, register_view_hook
+from .events_pipeline import EventsParseError, ParsePool, read_blocks, tune_malloc
+from .sources import Source
+
+KIND = "events"
+INLINE_BELOW = 16 << 20  # total bytes below which no worker processes are started
+QUARANTINE_BATCH = 2000
+
+
+# -- results ------------------------------------------------------------------------------
+@dataclass
+class EventsFileResult:
+    label: str
+    status: str  # loaded | unchanged | failed
+    events: int = 0  # rows delivered by the file (including duplicates of other files' events)
+    rejected: int = 0
+    duplicates: int = 0  # delivered copies of this file's events left out of `events`
+    message: str = ""
+    source_key: str = ""
+    nbytes: int = 0  # bytes of JSON read
+    seconds: float = 0.0
+
+
+@dataclass
+class EventsSummary:
+    files: list[EventsFileResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def loaded(self) -> list[EventsFileResult]:
+        return [f for f in self.files if f.status == "loaded"]
+
+    @property
+    def failed(self) -> list[EventsFileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def events(self) -> int:
+        return sum(f.events for f in self.loaded)
+
+    @property
+    def rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.loaded)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.nbytes for f in self.files)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.failed) or self.rejected > 0
+
+    def one_line(self) -> str:
+        unchanged = sum(1 for f in self.files if f.status == "unchanged")
+        mb = self.nbytes / 1e6
+        rate = mb / self.seconds if self.seconds > 0 else 0.0
+        return (f"event files: {len(self.files)} ({len(self.loaded)} loaded, {unchanged} unchanged, "
+                f"{len(self.failed)} failed), events: {self.events:,}, duplicates: {self.duplicates:,}, "
+                f"rejected lines: {self.rejected:,}, {mb:,.1f} MB in {self.seconds:.1f} s ({rate:,.1f} MB/s)")
+
+
+# -- catalog ------------------------------------------------------------------------------
+_BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS _edx_event_files (
+    source_key VARCHAR PRIMARY KEY, source_file VARCHAR, fingerprint VARCHAR, file_date DATE,
+    rows BIGINT, rejected BIGINT, duplicates BIGINT, first_event_time TIMESTAMP, last_event_time TIMESTAMP,
+    json_bytes BIGINT, imported_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS _edx_event_parts (
+    source_key VARCHAR, event_date DATE, path VARCHAR, rows BIGINT, min_time TIMESTAMP, max_time TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS _edx_event_dups (
+    event_date DATE, source_key VARCHAR, line BIGINT, event_id UUID
+);
+CREATE TABLE IF NOT EXISTS _edx_import_log (
+    logged_at TIMESTAMP, source_file VARCHAR, table_name VARCHAR, course_id VARCHAR,
+    package_date VARCHAR, status VARCHAR, rows BIGINT, rejected BIGINT, message VARCHAR
+);
+CREATE TABLE IF NOT EXISTS _edx_quarantine_files (
+    key VARCHAR PRIMARY KEY, kind VARCHAR, path VARCHAR, rows BIGINT, imported_at TIMESTAMP
+);
+"""
+
+EVENT_COLUMNS: dict[str, str] = {
+    "event_id": "UUID", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR", "user_id": "BIGINT",
+    "course_id": "VARCHAR", "org_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
+    "event_source": "VARCHAR", "session": "VARCHAR", "ip": "VARCHAR", "agent": "VARCHAR", "host": "VARCHAR",
+    "referer": "VARCHAR", "accept_language": "VARCHAR", "page": "VARCHAR", "path": "VARCHAR",
+    "module_id": "VARCHAR", "event": "JSON", "event_text": "VARCHAR", "context": "JSON",
+    "source_file": "VARCHAR", "line": "BIGINT",
+}
+
+VIDEO_TYPES = ("load_video", "play_video", "pause_video", "stop_video", "seek_video", "speed_change_video",
+               "show_transcript", "hide_transcript", "complete_video", "video_show_cc_menu", "video_hide_cc_menu")
+PROBLEM_TYPES = ("problem_check", "problem_check_fail", "problem_graded", "problem_save", "save_problem_success",
+                 "save_problem_fail", "save_problem_check", "problem_reset", "reset_problem", "reset_problem_fail",
+                 "problem_rescore", "problem_rescore_fail", "problem_show", "showanswer", "show_answer")
+NAVIGATION_TYPES = ("seq_goto", "seq_next", "seq_prev", "page_close")
+
+
+def _in(values) -> str:
+    return "(" + ", ".join("'" + v + "'" for v in values) + ")"
+
+
+def _num(path: str, typ: str = "DOUBLE") -> str:
+    return f"TRY_CAST((event->>'{path}') AS {typ})"
+
+
+# family view: (filter, [(column, expression, type)])
+FAMILIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "events_video": (
+        f"(event_type IN {_in(VIDEO_TYPES)} OR event_type LIKE 'edx.video.%')",
+        [("video_id", "(event->>'id')"),
+         ("current_time", f"coalesce({_num('currentTime')}, {_num('current_time')})"),
+         ("old_time", _num("old_time")), ("new_time", _num("new_time")),
+         ("old_speed", _num("old_speed")), ("new_speed", _num("new_speed"))]),
+    "events_problem": (
+        f"(event_type IN {_in(PROBLEM_TYPES)} OR event_type LIKE 'edx.problem.%')",
+        [("problem_id", "coalesce((event->>'problem_id'), (event->>'problem'), module_id)"),
+         ("attempts", _num("attempts", "BIGINT")), ("grade", _num("grade")), ("max_grade", _num("max_grade")),
+         ("success", "(event->>'success')")]),
+    "events_navigation": (
+        f"(event_type IN {_in(NAVIGATION_TYPES)} OR event_type LIKE 'edx.ui.lms.%' "
+        f"OR (event_source = 'server' AND event_type LIKE '/%'))",
+        [("sequence_id", "CASE WHEN event_type LIKE '/%' THEN NULL ELSE (event->>'id') END"),
+         ("old_position", f"coalesce({_num('old', 'BIGINT')}, {_num('current_tab', 'BIGINT')})"),
+         ("new_position", f"coalesce({_num('new', 'BIGINT')}, {_num('target_tab', 'BIGINT')})")]),
+    "events_enrollment": (
+        "(event_type LIKE 'edx.course.enrollment.%')",
+        [("mode", "(event->>'mode')")]),
+    "events_certificate": (
+        "(event_type LIKE 'edx.certificate.%')",
+        [("certificate_id", "(event->>'certificate_id')"), ("enrollment_mode", "(event->>'enrollment_mode')"),
+         ("generation_mode", "(event->>'generation_mode')")]),
+    "events_forum": (
+        "(event_type LIKE 'edx.forum.%')",
+        [("post_id", "(event->>'id')"),
+         ("thread_id", "CASE WHEN event_type LIKE 'edx.forum.thread.%' THEN (event->>'id') "
+                       "ELSE (event->'discussion'->>'id') END"),
+         ("response_id", "CASE WHEN event_type LIKE 'edx.forum.response.%' THEN (event->>'id') "
+                         "ELSE (event->'response'->>'id') END"),
+         ("commentable_id", "(event->>'commentable_id')"), ("category_id", "(event->>'category_id')"),
+         ("category_name", "(event->>'category_name')"), ("title", "(event->>'title')")]),
+    "events_grades": (
+        "(event_type LIKE 'edx.grades.%')",
+        [("percent_grade", _num("percent_grade")), ("letter_grade", "(event->>'letter_grade')"),
+         ("course_version", "(event->>'course_version')")]),
+}
+
+
+def ensure_catalog(con) -> None:
+    con.execute(_BOOKKEEPING)
+
+
+def _refresh_event_views(lake: Lake, con) -> None:
+    """View hook: (re)create ``events``, ``events_all`` and the family views."""
+    ensure_catalog(con)
+    base = str(lake.root.resolve())
+    paths = [f"{base}/{r[0]}" for r in con.execute("SELECT path FROM _edx_event_parts ORDER BY path").fetchall()]
+    cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
+    if paths:
+        src = f"read_parquet({_sql_list(paths)}, hive_partitioning=false, union_by_name=true)"
+        has_dups = con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0] > 0
+        if has_dups:
+            all_sql = (f"SELECT {cols}, (d.line IS NOT NULL) AS duplicate FROM {src} e "
+                       f"LEFT JOIN _edx_event_dups d ON d.source_key = e.source_key AND d.line = e.line "
+                       f"AND d.event_date = e.event_date")
+            ev_sql = (f"SELECT {cols} FROM {src} e ANTI JOIN _edx_event_dups d "
+                      f"ON d.source_key = e.source_key AND d.line = e.line AND d.event_date = e.event_date")
+        else:
+            all_sql = f"SELECT {cols}, false AS duplicate FROM {src} e"
+            ev_sql = f"SELECT {cols} FROM {src} e"
+    else:
+        empty = ", ".join(f"NULL::{t} AS {c}" for c, t in EVENT_COLUMNS.items())
+        all_sql = f"SELECT {empty}, NULL::BOOLEAN AS duplicate WHERE false"
+        ev_sql = f"SELECT {empty} WHERE false"
+    con.execute(f"CREATE OR REPLACE VIEW events_all AS {all_sql}")
+    con.execute(f"CREATE OR REPLACE VIEW events AS {ev_sql}")
+    for view, (where, extra) in FAMILIES.items():
+        ex = ", ".join(f"{expr} AS {name}" for name, expr in extra)
+        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {ex} FROM events WHERE {where}")
+
+
+register_view_hook(_refresh_event_views)
+
+
+# -- helpers ------------------------------------------------------------------------------
+_KEY_SUFFIX = re.compile(r"(\.gpg)?$", re.I)
+
+
+def source_key(src: Source) -> str:
+    """Identity of a daily file across deliveries: its name without .log/.gz/.gpg, lower case."""
+    name = src.events.name if src.events else Path(src.label.rsplit(":", 1)[-1]).name
+    name = name.lower()
+    for suffix in (".gpg", ".gz", ".log"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return re.sub(r"[^a-z0-9_.+-]", "_", name) or "events"
+
+
+class _Plain:
+    """Plaintext (decompressed) bytes of a raw stream, gzip or not, read in large chunks.
+
+    ``n`` counts the raw bytes consumed (for progress). Concatenated gzip members are
+    followed; a stream that ends inside a member raises EOFError.
+    """
+
+    CHUNK = 512 << 10  # compressed bytes per read (about 4 MB of JSON)
+
+    def __init__(self, raw) -> None:
+        from isal import isal_zlib
+
+        self.raw, self.n = raw, 0
+        self._zlib = isal_zlib
+        head = raw.read(self.CHUNK)
+        self.n += len(head)
+        self.gz = head[:2] == b"\x1f\x8b"
+        self.pending = head
+        self.d = isal_zlib.decompressobj(31) if self.gz else None
+
+    MAX_OUT = 16 << 20
+
+    def read(self, size: int = -1) -> bytes:  # size is ignored: decompressed chunks of up to 16 MB
+        while True:
+            if not self.pending:
+                self.pending = self.raw.read(self.CHUNK)
+                self.n += len(self.pending)
+                if not self.pending:
+                    if self.d is not None:
+                        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                    return b""
+            if not self.gz:
+                data, self.pending = self.pending, b""
+                return data
+            if self.d is None:
+                if not self.pending.lstrip(b"\x00"):  # zero padding after the last member
+                    self.pending = b""
+                    continue
+                self.d = self._zlib.decompressobj(31)
+            out = self.d.decompress(self.pending, self.MAX_OUT)
+            if self.d.eof:
+                self.pending = self.d.unused_data
+                self.d = None
+            else:
+                self.pending = self.d.unconsumed_tail
+            if out:
+                return out
+
+
+class _QuarantineWriter:
+    """Rejected lines of one source file, streamed to a Parquet file of the quarantine layout."""
+
+    SCHEMA = pa.schema([("kind", pa.string()), ("source_file", pa.string()), ("line", pa.int64()),
+                        ("reason", pa.string()), ("raw", pa.binary()), ("imported_at", pa.timestamp("us"))])
+
+    def __init__(self, lake: Lake, label: str):
+        self.lake, self.label = lake, label
+        self.path: Path | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+        self.first: tuple[int, str] | None = None
+        self.now = int(time.time() * 1e6)
+
+    def add(self, rejects: list) -> None:
+        if not rejects:
+            return
+        if self.writer is None:
+            self.path = self.lake.quarantine_file(KIND)
+            self.writer = pq.ParquetWriter(self.path.with_name(self.path.name + ".tmp"), self.SCHEMA,
+                                           compression="zstd")
+        rejects.sort()
+        if self.first is None or rejects[0][0] < self.first[0]:
+            self.first = (rejects[0][0], rejects[0][1])
+        n = len(rejects)
+        self.writer.write_table(pa.table({
+            "kind": pa.array([KIND] * n, pa.string()),
+            "source_file": pa.array([self.label] * n, pa.string()),
+            "line": pa.array([r[0] for r in rejects], pa.int64()),
+            "reason": pa.array([r[1] for r in rejects], pa.string()),
+            "raw": pa.array([r[2] for r in rejects], pa.binary()),
+            "imported_at": pa.array([self.now] * n, pa.int64()).cast(pa.timestamp("us")),
+        }, schema=self.SCHEMA))
+        self.rows += n
+
+    def close(self) -> Path | None:
+        if self.writer is None:
+            return None
+        self.writer.close()
+        assert self.path is not None
+        os.replace(self.path.with_name(self.path.name + ".tmp"), self.path)
+        return self.path
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+            assert self.path is not None
+            self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
+
+
+# -- import -------------------------------------------------------------------------------
+def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress: Any = None,
+                  workers: int | None = None) -> EventsSummary:
+    """Import daily tracking-log files; each file is switched in atomically on its own.
+
+    ``workers``: parse processes (default: 2, or 0 = inline when there is little data).
+    """
+    t0 = time.perf_counter()
+    summary = EventsSummary()
+    sources = [s for s in sources]
+    lake.init()
+    with lake.connect() as con:
+        ensure_catalog(con)
+        if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name='events'").fetchone()[0]:
+            con.execute("BEGIN TRANSACTION")
+            _refresh_event_views(lake, con)
+            con.execute("COMMIT")
+        known = {k: fp for k, fp in con.execute("SELECT source_key, fingerprint FROM _edx_event_files").fetchall()}
+    if workers is None:
+        total = sum(s.size for s in sources)
+        workers = 0 if total < INLINE_BELOW else min(2, max(1, os.cpu_count() or 1))
+    overall = None
+    if progress is not None:
+        overall = progress.add_task("event files", total=max(1, sum(s.size for s in sources)))
+    done_bytes = 0
+    if workers:
+        tune_malloc()
+    pool = ParsePool(workers)
+    try:
+        for src in sources:
+            key = source_key(src)
+            if known.get(key) == src.fingerprint and src.fingerprint:
+                res = EventsFileResult(src.label, "unchanged", source_key=key, message="already imported")
+                _log(lake, src, res)
+            else:
+                res = _import_one(lake, src, key, gpg, pool, progress, overall, done_bytes)
+                if res.status == "loaded":
+                    known[key] = src.fingerprint
+            summary.files.append(res)
+            done_bytes += src.size
+            if progress is not None:
+                progress.update(overall, completed=done_bytes)
+                if res.status == "failed":
+                    progress.console.print(f"[red]failed[/] {res.message}", highlight=False, soft_wrap=True)
+                elif res.rejected:
+                    progress.console.print(f"[yellow]partial[/] {res.label}: {res.message}", highlight=False,
+                                           soft_wrap=True)
+    finally:
+        pool.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool: ParsePool, progress, overall,
+                done_before: int) -> EventsFileResult:
+    t0 = time.perf_counter()
+    res = EventsFileResult(src.label, "loaded", source_key=key)
+    task = progress.add_task(Path(src.label).name[-48:], total=max(1, src.size)) if progress is not None else None
+    quarantine = _QuarantineWriter(lake, src.label)
+    pool.begin(lake.lake_dir / "events", key, src.label)
+    parts: list[dict] = []
+    try:
+        with src.open(gpg) as raw:
+            counting = _Plain(raw)
+            for first, pieces in read_blocks(counting):
+                pool.submit(first, pieces)
+                res.nbytes += sum(len(p) for p in pieces)
+                if pool.state.rejects:
+                    quarantine.add(pool.drain_rejects())
+                if task is not None:
+                    progress.update(task, completed=counting.n)
+                    progress.update(overall, completed=done_before + counting.n)
+        parts = pool.end()
+        quarantine.add(pool.drain_rejects())
+    except (DecryptError, EOFError, OSError, zlib.error, EventsParseError, ValueError) as exc:
+        pool.abort()
+        quarantine.discard()
+        res.status = "failed"
+        res.message = _failure_message(src.label, exc)
+        res.seconds = time.perf_counter() - t0
+        _log(lake, src, res)
+        if task is not None:
+            progress.remove_task(task)
+        return res
+    except BaseException:
+        pool.abort()
+        quarantine.discard()
+        raise
+    qpath = quarantine.close()
+    res.events = sum(p["rows"] for p in parts)
+    res.rejected = quarantine.rows
+    try:
+        res.duplicates = _commit(lake, src, key, parts, qpath, quarantine.rows, res)
+    except BaseException:
+        for p in parts:
+            Path(p["path"]).unlink(missing_ok=True)
+        if qpath:
+            qpath.unlink(missing_ok=True)
+        raise
+    if quarantine.rows:
+        line, reason = quarantine.first or (0, "")
+        res.message = f"{quarantine.rows} line(s) rejected, first: line {line}: {reason}"
+    if res.duplicates:
+        res.message = (res.message + "; " if res.message else "") + \
+            f"{res.duplicates} duplicate event(s) shared with other deliveries"
+    res.seconds = time.perf_counter() - t0
+    if task is not None:
+        progress.update(task, completed=max(1, src.size))
+        progress.remove_task(task)
+    _collect_garbage(lake)
+    return res
+
+
+def _failure_message(label: str, exc: BaseException) -> str:
+    if isinstance(exc, DecryptError):
+        return str(exc)
+    if isinstance(exc, EOFError):
+        return f"{label}: compressed stream is truncated ({exc})"
+    if isinstance(exc, EventsParseError):
+        last = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        return f"{label}: internal error while parsing: {last[-1] if last else exc}"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{label}: cannot read: {text}"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+
+
+def _file_date(src: Source) -> str | None:
+    return src.events.date if src.events else None
+
+
+def _log(lake: Lake, src: Source, res: EventsFileResult, con=None) -> None:
+    row = [src.label, KIND, None, _file_date(src), res.status, res.events, res.rejected, res.message]
+    sql = f"INSERT INTO _edx_import_log VALUES ('{_now()}'::TIMESTAMP, ?,?,?,?,?,?,?,?)"
+    if con is not None:
+        con.execute(sql, row)
+        return
+    with lake.connect() as c:
+        c.execute(sql, row)
+
+
+def _commit(lake: Lake, src: Source, key: str, parts: list[dict], qpath: Path | None, qrows: int,
+            res: EventsFileResult) -> int:
+    """Switch the file's new parts in (one transaction); returns its duplicate count."""
+    qkey = f"{KIND}:{key}"
+    with lake.connect() as con:
+        ensure_catalog(con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            old_dates = {r[0] for r in con.execute(
+                "SELECT DISTINCT event_date FROM _edx_event_parts WHERE source_key=?", [key]).fetchall()}
+            con.execute("DELETE FROM _edx_event_parts WHERE source_key=?", [key])
+            if parts:
+                con.executemany(
+                    "INSERT INTO _edx_event_parts VALUES (?, ?::DATE, ?, ?, make_timestamp(?), make_timestamp(?))",
+                    [[key, p["date"], lake.rel(Path(p["path"])), p["rows"], p["min_time"], p["max_time"]]
+                     for p in parts])
+            new_dates = {p["date"] for p in parts}
+            affected = sorted({str(d) for d in old_dates} | new_dates)
+            dups = _recompute_duplicates(lake, con, affected, key, parts)
+            first = min((p["min_time"] for p in parts if p["min_time"] is not None), default=None)
+            last = max((p["max_time"] for p in parts if p["max_time"] is not None), default=None)
+            con.execute("DELETE FROM _edx_event_files WHERE source_key=?", [key])
+            con.execute(
+                "INSERT INTO _edx_event_files VALUES (?, ?, ?, ?::DATE, ?, ?, "
+                "(SELECT count(*) FROM _edx_event_dups WHERE source_key=?), "
+                f"make_timestamp(?), make_timestamp(?), ?, '{_now()}'::TIMESTAMP)",
+                [key, src.label, src.fingerprint, _file_date(src), res.events, qrows, key, first, last, res.nbytes])
+            if affected:
+                con.execute(
+                    "UPDATE _edx_event_files f SET duplicates = (SELECT count(*) FROM _edx_event_dups d "
+                    "WHERE d.source_key = f.source_key) WHERE source_key IN "
+                    "(SELECT DISTINCT source_key FROM _edx_event_parts WHERE event_date IN "
+                    f"(SELECT unnest({_sql_list(affected)}::DATE[])))")
+            con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [qkey])
+            if qpath is not None and qrows:
+                con.execute(f"INSERT INTO _edx_quarantine_files VALUES (?, ?, ?, ?, '{_now()}'::TIMESTAMP)",
+                            [qkey, KIND, lake.rel(qpath), qrows])
+            res.duplicates = dups
+            _log(lake, src, res, con)
+            lake.refresh_views(con)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return dups
+
+
+def _recompute_duplicates(lake: Lake, con, dates: list[str], key: str, parts: list[dict]) -> int:
+    """Recompute ``_edx_event_dups`` for the given dates; returns the number of excluded copies
+    of events delivered by ``key``.
+
+    Identical lines have identical times, so duplicates always share a date partition.
+    The copy kept is the one in the smallest source key (then the smallest line number).
+    """
+    if not dates:
+        return 0
+    dl = f"(SELECT unnest({_sql_list(dates)}::DATE[]))"
+    con.execute(f"DELETE FROM _edx_event_dups WHERE event_date IN {dl}")
+    base = str(lake.root.resolve())
+    paths = [f"{base}/{r[0]}" for r in con.execute(
+        f"SELECT path FROM _edx_event_parts WHERE event_date IN {dl}").fetchall()]
+    if not paths:
+        return 0
+    src = f"read_parquet({_sql_list(paths)}, hive_partitioning=false)"
+    con.execute(f"""
+        INSERT INTO _edx_event_dups
+        SELECT event_date, source_key, line, event_id FROM (
+            SELECT event_date, source_key, line, event_id,
+                   row_number() OVER (PARTITION BY event_id ORDER BY source_key, line) AS rn
+            FROM {src}
+            WHERE event_id IN (SELECT event_id FROM {src} GROUP BY event_id HAVING count(*) > 1)
+        ) WHERE rn > 1""")
+    if not parts:
+        return 0
+    mine = f"read_parquet({_sql_list([p['path'] for p in parts])}, hive_partitioning=false)"
+    return con.execute(f"SELECT count(*) FROM _edx_event_dups WHERE event_date IN {dl} "
+                       f"AND event_id IN (SELECT event_id FROM {mine})").fetchone()[0]
+
+
+def _collect_garbage(lake: Lake) -> int:
+    """Delete event parts the catalog no longer references (replaced files, crashed runs)."""
+    with lake.connect() as con:
+        referenced = {r[0] for r in con.execute("SELECT path FROM _edx_event_parts").fetchall()}
+    removed = 0
+    root = lake.lake_dir / "events"
+    if root.exists():
+        for f in root.rglob("*.parquet*"):
+            if f.is_file() and lake.rel(f) not in referenced:
+                f.unlink()
+                removed += 1
+        for d in root.iterdir():
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+    removed += lake.collect_garbage()
+    return removed

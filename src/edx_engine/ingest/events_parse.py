@@ -1,0 +1,367 @@
+"""Tracking-log lines -> typed Arrow tables (the hot path of the events import).
+
+``parse_block(block, first_line, rejects)`` takes a block of complete lines (bytes, as
+read from the decompressed stream) and returns an Arrow table with one row per good
+line; bad lines are appended to ``rejects`` as ``(line_number, reason, raw_bytes)``.
+
+The fast path decodes each line with msgspec into a typed Struct whose ``event`` and
+``context`` are kept as raw JSON (``msgspec.Raw``); columns are then built as Python
+lists and converted to Arrow in one call each. Lines the typed decoder refuses (odd
+types, non-object JSON, truncation, ...) go through a slow, forgiving path that
+decides whether the line is usable or must be quarantined, and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from operator import attrgetter
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..names import course_id_from_url
+
+STRING_FIELDS = ("username", "event_source", "event_type", "name", "session", "ip", "agent", "host", "referer",
+                 "accept_language", "page")
+
+JSON_TYPE = pa.json_(pa.string())
+UUID_TYPE = pa.uuid()
+
+# Column order of the Parquet files (the catalog views select from these by name).
+SCHEMA = pa.schema([
+    ("event_id", UUID_TYPE),
+    ("time", pa.timestamp("us")),
+    ("event_date", pa.date32()),
+    ("username", pa.string()),
+    ("user_id", pa.int64()),
+    ("course_id", pa.string()),
+    ("org_id", pa.string()),
+    ("event_type", pa.string()),
+    ("name", pa.string()),
+    ("event_source", pa.string()),
+    ("session", pa.string()),
+    ("ip", pa.string()),
+    ("agent", pa.string()),
+    ("host", pa.string()),
+    ("referer", pa.string()),
+    ("accept_language", pa.string()),
+    ("page", pa.string()),
+    ("path", pa.string()),
+    ("module_id", pa.string()),
+    ("event", JSON_TYPE),
+    ("event_text", pa.string()),
+    ("context", JSON_TYPE),
+    ("line", pa.int64()),
+])
+
+
+class _Module(msgspec.Struct, gc=False):
+    usage_key: str | None = None
+
+
+class _Ctx(msgspec.Struct, gc=False):
+    course_id: str | None = None
+    org_id: str | None = None
+    user_id: int | str | None = None
+    path: str | None = None
+    module: _Module | None = None
+
+
+_NO_RAW = msgspec.Raw(b"")
+
+
+class _Line(msgspec.Struct, gc=False):
+    time: str | None = None
+    username: str | None = None
+    event_source: str | None = None
+    event_type: str | None = None
+    name: str | None = None
+    session: str | None = None
+    ip: str | None = None
+    agent: str | None = None
+    host: str | None = None
+    referer: str | None = None
+    accept_language: str | None = None
+    page: str | None = None
+    event: msgspec.Raw = _NO_RAW
+    context: msgspec.Raw = _NO_RAW
+
+
+_decode_line = msgspec.json.Decoder(_Line).decode
+_decode_ctx = msgspec.json.Decoder(_Ctx).decode
+_decode_str = msgspec.json.Decoder(str).decode
+_decode_raw = msgspec.json.Decoder(msgspec.Raw).decode
+_decode_any = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+_EMPTY_CTX = _Ctx()
+_sha1 = hashlib.sha1
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _as_text(v) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    return _encode(v).decode()
+
+
+def _slow(line: bytes) -> _Line | str | None:
+    """A line the typed decoder refused: a usable record, a reject reason, or None (blank line)."""
+    if not line.strip():
+        return None
+    try:
+        obj = _decode_any(line)
+    except UnicodeDecodeError:
+        return "invalid UTF-8"
+    except msgspec.DecodeError as exc:
+        return "truncated JSON" if "truncated" in str(exc) else "not JSON"
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    t = obj.get("time")
+    if t is None or t == "":
+        return "no time"
+    if not isinstance(t, str):
+        return "invalid time"
+    kw = {f: _as_text(obj.get(f)) for f in STRING_FIELDS}
+    ev = obj.get("event", msgspec.UNSET)
+    ctx = obj.get("context", msgspec.UNSET)
+    return _Line(time=t, event=_NO_RAW if ev is msgspec.UNSET else msgspec.Raw(_encode(ev)),
+                 context=_NO_RAW if ctx is msgspec.UNSET else msgspec.Raw(_encode(ctx)), **kw)
+
+
+_NAIVE_RE = r"(T|\s)\d\d:\d\d(:\d\d(\.\d*)?)?$"
+
+
+def _parse_time_one(s: str | None) -> int | None:
+    """Microseconds since the epoch (UTC) or None; naive times are UTC."""
+    if not s:
+        return None
+    try:
+        d = datetime.fromisoformat(s.strip())
+    except ValueError:
+        return None
+    if d.tzinfo is not None:
+        d = d.astimezone(timezone.utc).replace(tzinfo=None)
+    delta = d - datetime(1970, 1, 1)
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_times(times: pa.Array) -> pa.Array:
+    """Strings -> timestamp[us] (UTC, naive); null where unparseable."""
+    try:
+        return times.cast(pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    try:  # mixed naive and offset-carrying times: naive ones are UTC
+        fixed = pc.replace_substring_regex(times, pattern=_NAIVE_RE, replacement=r"\0Z")
+        return fixed.cast(pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    return pa.array([_parse_time_one(s) for s in times.to_pylist()], pa.int64()).cast(pa.timestamp("us"))
+
+
+def _user_id(u) -> int | None:
+    if type(u) is int:
+        return u if -(1 << 63) <= u < (1 << 63) else None
+    if isinstance(u, str):
+        u = u.strip()
+        if u.lstrip("-").isdigit():
+            try:
+                v = int(u)
+                return v if -(1 << 63) <= v < (1 << 63) else None
+            except ValueError:
+                return None
+    return None
+
+
+def _course_from(page, event_type, path) -> str | None:
+    if page and (c := course_id_from_url(page)):
+        return c
+    if event_type and event_type.startswith("/") and (c := course_id_from_url(event_type)):
+        return c
+    if path and (c := course_id_from_url(path)):
+        return c
+    return None
+
+
+def normalise_event(raw: bytes) -> tuple[str | bytes | None, str | None]:
+    """(event JSON text or None, event_text or None) for the raw JSON of the ``event`` field."""
+    if not raw:
+        return None, None
+    c = raw[0]
+    if c == 34:  # '"': a string; its content is JSON, or text kept as is
+        try:
+            s = _decode_str(raw)
+        except UnicodeDecodeError:
+            return raw, None  # rejected as invalid UTF-8 by the caller
+        if not s:
+            return None, None
+        try:
+            _decode_raw(s)
+        except msgspec.DecodeError:
+            return None, s
+        return s, None
+    if raw == b"null":
+        return None, None
+    return raw, None
+
+
+_get = {f: attrgetter(f) for f in (*STRING_FIELDS, "time")}
+
+
+def parse_block(lines: list[bytes], first_line: int, rejects: list) -> pa.Table | None:
+    """Parse consecutive lines (without their newlines); ``first_line`` is the 1-based number of the first."""
+    recs: list[_Line] = []
+    nos: list[int] = []
+    ids: list[bytes] = []
+    dec = _decode_line
+    sha1 = _sha1
+    line_no = first_line - 1
+    for ln in lines:
+        line_no += 1
+        try:
+            r = dec(ln)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            r = _slow(ln)
+            if r is None:
+                continue
+            if type(r) is str:
+                rejects.append((line_no, r, ln))
+                continue
+        if r.time is None:
+            rejects.append((line_no, "no time", ln))
+            continue
+        recs.append(r)
+        nos.append(line_no)
+        ids.append(sha1(ln).digest()[:16])
+    if not recs:
+        return None
+    return _columns(recs, nos, ids, lines, first_line, rejects)
+
+
+def _columns(recs: list[_Line], nos: list[int], ids: list[bytes], lines: list[bytes], first_line: int,
+             rejects: list) -> pa.Table | None:
+    ts = parse_times(pa.array(list(map(_get["time"], recs)), pa.string()))
+    bad: set[int] = set()
+    if ts.null_count:
+        for j, ok in enumerate(ts.is_valid().to_pylist()):
+            if not ok:
+                bad.add(j)
+                rejects.append((nos[j], "invalid time" if recs[j].time else "no time", lines[nos[j] - first_line]))
+
+    # event and context: raw JSON (not yet checked for UTF-8: msgspec only checks strings it decodes)
+    ctx_raw: list[bytes | None] = []
+    ctxs: list[_Ctx] = []
+    events: list = []
+    texts: list = []
+    dctx = _decode_ctx
+    norm = normalise_event
+    empty = _EMPTY_CTX
+    for r in recs:
+        c = bytes(r.context)
+        if not c or c == b"null":
+            ctx_raw.append(None)
+            ctxs.append(empty)
+        else:
+            ctx_raw.append(c)
+            try:
+                ctxs.append(dctx(c))
+            except msgspec.DecodeError:
+                ctxs.append(_slow_ctx(c))
+            except UnicodeDecodeError:
+                ctxs.append(empty)
+        e, t = norm(bytes(r.event))
+        events.append(e)
+        texts.append(t)
+    ev_arr = _utf8(events)
+    ctx_arr = _utf8(ctx_raw)
+    if ev_arr is None or ctx_arr is None:  # invalid UTF-8 inside event or context: reject those lines
+        for j in range(len(recs)):
+            if j not in bad and not (_ok_utf8(events[j]) and _ok_utf8(ctx_raw[j])):
+                bad.add(j)
+                rejects.append((nos[j], "invalid UTF-8", lines[nos[j] - first_line]))
+    if bad:
+        keep = [j for j in range(len(recs)) if j not in bad]
+        if not keep:
+            return None
+        recs, nos, ids, ctx_raw, ctxs, events, texts = (
+            [x[j] for j in keep] for x in (recs, nos, ids, ctx_raw, ctxs, events, texts))
+        ts = ts.take(pa.array(keep, pa.int64()))
+        ev_arr, ctx_arr = _utf8(events), _utf8(ctx_raw)
+
+    cols: dict[str, pa.Array] = {}
+    strs = {f: list(map(_get[f], recs)) for f in STRING_FIELDS}
+    course = [c.course_id for c in ctxs]
+    pages, etypes = strs["page"], strs["event_type"]
+    paths = [c.path for c in ctxs]
+    for j, cid in enumerate(course):
+        if not cid:
+            course[j] = _course_from(pages[j], etypes[j], paths[j])
+    uids = [u if type(u) is int else _user_id(u) for u in (c.user_id for c in ctxs)]
+    modules = [c.module.usage_key if c.module is not None else None for c in ctxs]
+
+    cols["event_id"] = pa.ExtensionArray.from_storage(UUID_TYPE, pa.array(ids, pa.binary(16)))
+    cols["time"] = ts
+    cols["event_date"] = ts.cast(pa.date32())
+    for f in STRING_FIELDS:
+        cols[f] = pa.array(strs[f], pa.string())
+    cols["user_id"] = pa.array(uids, pa.int64())
+    cols["course_id"] = pa.array(course, pa.string())
+    cols["org_id"] = pa.array([c.org_id for c in ctxs], pa.string())
+    cols["path"] = pa.array(paths, pa.string())
+    cols["module_id"] = pa.array(modules, pa.string())
+    cols["event"] = pa.ExtensionArray.from_storage(JSON_TYPE, ev_arr)
+    cols["event_text"] = pa.array(texts, pa.string())
+    cols["context"] = pa.ExtensionArray.from_storage(JSON_TYPE, ctx_arr)
+    cols["line"] = pa.array(nos, pa.int64())
+    return pa.Table.from_arrays([cols[f.name] for f in SCHEMA], schema=SCHEMA)
+
+
+def _ok_utf8(v) -> bool:
+    if v is None or isinstance(v, str) or v.isascii():
+        return True
+    return _is_utf8(v)
+
+
+def _utf8(values: list) -> pa.Array | None:
+    """bytes/str/None -> string array; None when some bytes are not UTF-8."""
+    try:
+        return pa.array(values, pa.binary()).cast(pa.string())
+    except (pa.ArrowInvalid, UnicodeError):
+        return None
+
+
+class _LooseCtx(msgspec.Struct, gc=False):
+    course_id: object = None
+    org_id: object = None
+    user_id: object = None
+    path: object = None
+    module: object = None
+
+
+def _slow_ctx(raw: bytes) -> _Ctx:
+    """A context whose fields have unexpected types (or that is not an object)."""
+    try:
+        obj = _decode_any(raw)
+    except msgspec.DecodeError:
+        return _EMPTY_CTX
+    if not isinstance(obj, dict):
+        return _EMPTY_CTX
+    mod = obj.get("module")
+    usage = mod.get("usage_key") if isinstance(mod, dict) else None
+
+    def s(v):
+        return v if isinstance(v, str) else (None if v is None else _as_text(v))
+
+    uid = obj.get("user_id")
+    return _Ctx(course_id=s(obj.get("course_id")), org_id=s(obj.get("org_id")),
+                user_id=uid if isinstance(uid, (int, str)) and not isinstance(uid, bool) else None,
+                path=s(obj.get("path")), module=_Module(s(usage)))

@@ -1,0 +1,421 @@
+"""Run the indicator definitions on a store and keep the results.
+
+DuckDB store (default): every model is written as one Parquet file under
+``<data_dir>/lake/models/<name>/<name>-<id>.parquet`` and exposed in the catalog as the view
+``models.<name>`` (schema ``models`` of ``edx.duckdb``). Bookkeeping: ``_edx_models``.
+
+PostgreSQL store (``--store postgresql://...``): the input columns the definitions read
+(models/inputs.py) are copied from the DuckDB catalog into schema ``edx_raw`` (DuckDB's
+postgres extension), the same Ibis definitions run inside PostgreSQL, and each model becomes
+the table ``edx_models.<name>``. Bookkeeping: ``edx_models._edx_models`` and ``_edx_inputs``.
+
+Only what changed is rebuilt: a model's fingerprint hashes the definitions' source, the
+parameters it uses, the fingerprints of its input tables (package snapshots from
+``_edx_snapshots``; row count and time range for event views; the course registry) and the
+fingerprints of the models it reads. An unchanged fingerprint skips the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+import resource
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import ibis
+import pyarrow as pa
+
+from ..lake import Lake
+from . import definitions as D
+from .inputs import INPUTS, catalog_columns, input_sql, q
+from .registry import CourseEntry, course_info
+
+SCHEMA = "models"  # DuckDB schema of the model views
+PG_MODELS = "edx_models"
+PG_RAW = "edx_raw"
+EVENT_TABLES = tuple(n for n in INPUTS if n.startswith("events"))
+
+
+class BuildError(Exception):
+    pass
+
+
+@dataclass
+class ModelResult:
+    name: str
+    status: str  # built | unchanged
+    rows: int
+    seconds: float
+    peak_rss_mb: float = 0.0
+
+
+@dataclass
+class BuildResult:
+    store: str
+    models: list[ModelResult] = field(default_factory=list)
+    seconds: float = 0.0
+    copy_seconds: float = 0.0
+
+    def one_line(self) -> str:
+        built = sum(1 for m in self.models if m.status == "built")
+        return (f"models: {len(self.models)} ({built} built, {len(self.models) - built} unchanged) in {self.store}, "
+                f"{self.seconds:.1f} s")
+
+
+def _code_version() -> str:
+    h = hashlib.sha256()
+    for mod in ("definitions.py", "inputs.py"):
+        h.update((Path(__file__).parent / mod).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _hash(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table) -> dict[str, str]:
+    fp: dict[str, str] = {}
+    snaps: dict[str, list] = {}
+    try:
+        for t, c, f, d in con.execute("SELECT table_name, course_id, fingerprint, package_date FROM _edx_snapshots "
+                                      "ORDER BY 1, 2").fetchall():
+            snaps.setdefault(t, []).append((c, f, d))
+    except duckdb.CatalogException:
+        pass
+    for name in INPUTS:
+        if name == "course_info":
+            fp[name] = _hash(info.to_pylist())
+        elif name in EVENT_TABLES:
+            cols = catalog_columns(con, name)
+            if cols is None:
+                fp[name] = "absent"
+            else:
+                tcol = "time" if "time" in cols else "NULL"
+                fp[name] = _hash(con.execute(f"SELECT count(*), min({tcol}), max({tcol}) FROM {q(name)}").fetchone(),
+                                 sorted(cols.items()))
+        else:
+            fp[name] = _hash(snaps.get(name, []), sorted((catalog_columns(con, name) or {}).items()))
+    return fp
+
+
+def model_fingerprints(names: list[str], inputs_fp: dict[str, str], params: D.Params) -> dict[str, str]:
+    code = _code_version()
+    out: dict[str, str] = {}
+    for n in D.order(names):
+        m = D.MODELS[n]
+        out[n] = _hash(code, n, params.fingerprint() if m.uses_params else "",
+                       {i: inputs_fp[i] for i in sorted(m.inputs)}, {d: out[d] for d in m.deps})
+    return out
+
+
+class _PeakRSS:
+    """Peak resident memory of this process while a block runs (sampled every 20 ms)."""
+
+    def __init__(self):
+        self.peak = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def __enter__(self):
+        self.peak = self._rss()
+
+        def run():
+            while not self._stop.wait(0.02):
+                self.peak = max(self.peak, self._rss())
+        self._t = threading.Thread(target=run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._rss())
+
+
+# --- DuckDB ---------------------------------------------------------------------------------------------------
+
+_BOOKKEEPING = """
+CREATE SCHEMA IF NOT EXISTS models;
+CREATE TABLE IF NOT EXISTS _edx_models (
+    name VARCHAR PRIMARY KEY, path VARCHAR, fingerprint VARCHAR, rows BIGINT, seconds DOUBLE,
+    params VARCHAR, built_at TIMESTAMP
+);
+"""
+
+
+def _duck_config(con: duckdb.DuckDBPyConnection, threads: int | None, memory_limit: str | None, tmp: Path) -> None:
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    tmp.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = '{tmp}'")
+    con.execute("SET preserve_insertion_order = false")
+
+
+def _stored_models(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+    try:
+        return {n: (p, f) for n, p, f in con.execute("SELECT name, path, fingerprint FROM _edx_models").fetchall()}
+    except duckdb.CatalogException:
+        return {}
+
+
+def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names: list[str] | None = None,
+                 force: bool = False, on_model: Callable[[ModelResult], None] | None = None,
+                 threads: int | None = None, memory_limit: str | None = None) -> BuildResult:
+    if not lake.catalog_path.exists():
+        raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
+    t0 = time.perf_counter()
+    res = BuildResult(store=str(lake.catalog_path))
+    todo = D.order(names)
+    models_dir = lake.lake_dir / "models"
+    new_paths: dict[str, tuple[Path, str, int, float]] = {}
+    with lake.writer():
+        with lake.connect(read_only=True) as con:
+            _duck_config(con, threads, memory_limit, lake.root / "tmp" / "models")
+            info = course_info(con, entries)
+            fps = model_fingerprints(todo, input_fingerprints(con, info), params)
+            stored = _stored_models(con)
+            ib = ibis.duckdb.from_connection(con)
+            current: dict[str, str] = {n: str(lake.root / p) for n, (p, _) in stored.items()}
+
+            def get(name: str):
+                if name == "course_info":
+                    return ibis.memtable(info)
+                if name in INPUTS:
+                    return ib.sql(input_sql(con, name))
+                return ib.read_parquet(current[name])
+
+            for n in todo:
+                m = D.MODELS[n]
+                old = stored.get(n)
+                if not force and old and old[1] == fps[n] and (lake.root / old[0]).exists():
+                    r = ModelResult(n, "unchanged", -1, 0.0)
+                else:
+                    tables = D.Tables(get)
+                    d = models_dir / n
+                    d.mkdir(parents=True, exist_ok=True)
+                    path = d / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
+                    tmp = path.with_name(path.name + ".tmp")
+                    s0 = time.perf_counter()
+                    with _PeakRSS() as mem:
+                        expr = m.build(tables, params)
+                        ib.to_parquet(expr, str(tmp), compression="zstd")
+                    os.replace(tmp, path)
+                    rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+                    r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
+                    new_paths[n] = (path, fps[n], rows, r.seconds)
+                    current[n] = str(path)
+                res.models.append(r)
+                if on_model:
+                    on_model(r)
+        if new_paths:
+            with lake.connect() as con:
+                con.execute(_BOOKKEEPING)
+                con.execute("BEGIN TRANSACTION")
+                for n, (path, fp, rows, secs) in new_paths.items():
+                    con.execute("DELETE FROM _edx_models WHERE name = ?", [n])
+                    con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
+                                [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
+                _create_views(lake, con)
+                con.execute("COMMIT")
+                keep = {str((lake.root / p).resolve()) for (p,) in con.execute("SELECT path FROM _edx_models").fetchall()}
+            for f in models_dir.rglob("*.parquet"):
+                if str(f.resolve()) not in keep:
+                    f.unlink()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _create_views(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE SCHEMA IF NOT EXISTS models")
+    for n, p in con.execute("SELECT name, path FROM _edx_models ORDER BY name").fetchall():
+        full = str((lake.root / p).resolve()).replace("'", "''")
+        con.execute(f"CREATE OR REPLACE VIEW models.{q(n)} AS SELECT * FROM read_parquet('{full}')")
+
+
+def _view_hook(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
+    """Keep model views pointing at absolute paths when the catalog's views are rebuilt."""
+    try:
+        _create_views(lake, con)
+    except duckdb.CatalogException:
+        pass  # no models built yet
+
+
+def register() -> None:
+    from ..lake import register_view_hook
+    register_view_hook(_view_hook)
+
+
+register()
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------------------------
+
+def _load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("LOAD postgres_scanner")
+        return
+    except duckdb.Error:
+        pass
+    try:
+        base = importlib.resources.files("duckdb_extension_postgres_scanner")
+    except ModuleNotFoundError:
+        raise BuildError("PostgreSQL stores need DuckDB's postgres extension: "
+                         f"pip install duckdb-extension-postgres-scanner=={duckdb.__version__}") from None
+    f = base / "extensions" / f"v{duckdb.__version__}" / "postgres_scanner.duckdb_extension"
+    if not Path(str(f)).exists():
+        raise BuildError(f"postgres extension for DuckDB {duckdb.__version__} not found in {base}")
+    con.execute(f"LOAD '{f}'")
+
+
+def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.Params,
+                   names: list[str] | None = None, force: bool = False,
+                   on_model: Callable[[ModelResult], None] | None = None) -> BuildResult:
+    import psycopg
+
+    if not lake.catalog_path.exists():
+        raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
+    t0 = time.perf_counter()
+    res = BuildResult(store=_redact(url))
+    todo = D.order(names)
+    needed = sorted(set().union(*(D.all_inputs(n) for n in todo)))
+    try:
+        pg = psycopg.connect(url, autocommit=True)
+    except psycopg.Error as exc:
+        raise BuildError(f"cannot connect to PostgreSQL {_redact(url)}: {str(exc).strip()}") from None
+    with pg, lake.writer():
+        pg.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_RAW}; CREATE SCHEMA IF NOT EXISTS {PG_MODELS}")
+        pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_models (name TEXT PRIMARY KEY, fingerprint TEXT, "
+                   f"rows BIGINT, seconds DOUBLE PRECISION, params TEXT, built_at TIMESTAMP)")
+        pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_inputs (name TEXT PRIMARY KEY, fingerprint TEXT)")
+        stored_inputs = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_inputs").fetchall())
+        stored = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_models").fetchall())
+        existing = {r[0] for r in pg.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s",
+                                             [PG_MODELS]).fetchall()}
+        raw_existing = {r[0] for r in pg.execute("SELECT table_name FROM information_schema.tables "
+                                                 "WHERE table_schema=%s", [PG_RAW]).fetchall()}
+        c0 = time.perf_counter()
+        with lake.connect(read_only=True) as con:
+            con.execute("SET TimeZone = 'UTC'")
+            info = course_info(con, entries)
+            in_fp = input_fingerprints(con, info)
+            fps = model_fingerprints(todo, in_fp, params)
+            copy = [n for n in needed if force or stored_inputs.get(n) != in_fp[n] or n not in raw_existing]
+            if copy:
+                _load_postgres_extension(con)
+                con.execute(f"ATTACH {_sql_str(url)} AS pgdb (TYPE postgres, READ_WRITE)")
+                con.register("_course_info_arrow", info)
+                for n in copy:
+                    src = "SELECT * FROM _course_info_arrow" if n == "course_info" else input_sql(con, n)
+                    con.execute(f"DROP TABLE IF EXISTS pgdb.{PG_RAW}.{q(n)}")
+                    con.execute(f"CREATE TABLE pgdb.{PG_RAW}.{q(n)} AS {src}")
+                con.execute("DETACH pgdb")
+        for n in copy:
+            pg.execute(f"ANALYZE {PG_RAW}.{q(n)}")
+            pg.execute(f"INSERT INTO {PG_MODELS}._edx_inputs VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
+                       f"SET fingerprint = EXCLUDED.fingerprint", [n, in_fp[n]])
+        res.copy_seconds = time.perf_counter() - c0
+        ib = ibis.postgres.from_connection(pg)
+
+        def get(name: str):
+            if name in INPUTS:
+                return ib.table(name, database=PG_RAW)
+            return ib.table(name, database=PG_MODELS)
+
+        for n in todo:
+            if not force and stored.get(n) == fps[n] and n in existing:
+                r = ModelResult(n, "unchanged", -1, 0.0)
+            else:
+                s0 = time.perf_counter()
+                expr = D.MODELS[n].build(D.Tables(get), params)
+                ib.create_table(n, expr, database=PG_MODELS, overwrite=True)
+                pg.execute(f"ANALYZE {PG_MODELS}.{q(n)}")
+                rows = pg.execute(f"SELECT count(*) FROM {PG_MODELS}.{q(n)}").fetchone()[0]
+                r = ModelResult(n, "built", rows, time.perf_counter() - s0)
+                pg.execute(f"INSERT INTO {PG_MODELS}._edx_models VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO "
+                           f"UPDATE SET fingerprint=EXCLUDED.fingerprint, rows=EXCLUDED.rows, "
+                           f"seconds=EXCLUDED.seconds, params=EXCLUDED.params, built_at=EXCLUDED.built_at",
+                           [n, fps[n], rows, r.seconds, params.fingerprint(), params.built_at])
+            res.models.append(r)
+            if on_model:
+                on_model(r)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a postgresql:// URL."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+# --- reading models back --------------------------------------------------------------------------------------
+
+def read_model(lake: Lake, name: str, store: str | None = None, course: str | None = None) -> pa.Table:
+    """A built model as an Arrow table (optionally one course), from DuckDB or PostgreSQL."""
+    if name not in D.MODELS:
+        raise BuildError(f"unknown model {name!r}")
+    if store:
+        import psycopg
+
+        try:
+            with psycopg.connect(store, autocommit=True) as pg:
+                ib = ibis.postgres.from_connection(pg)
+                try:
+                    t = ib.table(name, database=PG_MODELS)
+                except Exception:
+                    raise BuildError(f"model {name} is not built in {_redact(store)} (run `edx-engine build "
+                                     f"--store ...`)") from None
+                if course is not None:
+                    t = t.filter(t.course_id == course)
+                return t.to_pyarrow()
+        except psycopg.Error as exc:
+            raise BuildError(f"cannot read from PostgreSQL {_redact(store)}: {str(exc).strip()}") from None
+    if not lake.catalog_path.exists():
+        raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
+    with lake.connect(read_only=True) as con:
+        ok = con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name = 'models' AND view_name = ?",
+                         [name]).fetchone()[0]
+        if not ok:
+            raise BuildError(f"model {name} is not built yet (run `edx-engine build`)")
+        sql = f"SELECT * FROM models.{q(name)}"
+        if course is not None:
+            return con.execute(sql + " WHERE course_id = ?", [course]).to_arrow_table()
+        return con.execute(sql).to_arrow_table()
+
+
+def evaluate(lake: Lake, entries: list[CourseEntry], params: D.Params, name: str) -> pa.Table:
+    """Compute one dependency-free model on the DuckDB catalog without storing it (e.g. ``courses``)."""
+    m = D.MODELS[name]
+    if m.deps:
+        raise BuildError(f"{name} reads other models; build it instead")
+    if not lake.catalog_path.exists():
+        raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
+    with lake.connect(read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        info = course_info(con, entries)
+        ib = ibis.duckdb.from_connection(con)
+        tables = D.Tables(lambda n: ibis.memtable(info) if n == "course_info" else ib.sql(input_sql(con, n)))
+        return ib.to_pyarrow(m.build(tables, params))

@@ -1,0 +1,253 @@
+"""Shareable exports: pseudonymised research files and small-cell-suppressed public tables.
+
+``export_table(lake, name, path, ...)`` reads a built model (``models.<name>``: masterfile,
+person_course, ...) or an edX table of the store (auth_userprofile, certificates, ...) and
+writes CSV or Parquet where
+
+- every user-id column (user_id, student_id, author_id, auth_user.id, ...) holds the learner's
+  keyed pseudonym instead of the id (``--anonymised``);
+- every personal column is dropped: the registry's flags, ``scrub.SUPPLEMENT``, the usual
+  identifying names (username, email, ...), edX's own linkable ids (anonymous_user_id, hash_id,
+  certificate uuids) and free text (studentmodule state);
+- with ``--public``, an aggregated table goes through small-cell suppression (``PUBLIC_SPECS``);
+  row-level tables cannot be public.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ..lake import Lake
+from ..schemas import TABLES
+from . import suppress as S
+from .pseudonym import Pseudonymizer
+from .scrub import DERIVED_PERSONAL, table_personal_columns
+
+USER_ID_COLUMNS = ("user_id", "student_id", "author_id", "owner_id", "uid")
+TABLE_USER_ID = {"auth_user": ("id",), "user_id_map": ("id",)}
+ALWAYS_DROP = ("hash_id", "anonymous_user_id", "verify_uuid", "download_uuid")
+EXPORT_DROP: dict[str, tuple[str, ...]] = {
+    "courseware_studentmodule": ("state",),  # learners' answers: free text
+    "auth_userprofile": ("id",),  # the profile id is a second user id
+    "certificates_generatedcertificate": ("key",),
+    "student_languageproficiency": ("user_profile_id",),
+}
+NOT_EXPORTABLE = {
+    "events": "tracking logs keep user ids and free text inside their JSON; export models built from them",
+    "quarantine": "rejected raw lines are personal data",
+    "forum": "forum posts are personal free text; export forum_weekly (or other models) instead",
+    "wiki_articlerevision": "wiki revisions are personal free text",
+}
+ROW_LEVEL_MODELS = ("person_course", "masterfile", "enrolment_report", "demographics", "learner_day")
+
+
+def _course_summary(t: pa.Table, k: int) -> pa.Table:
+    counts = [c for c in ("enrolled", "enrolled_active", "unenrolled", "active", "active_events", "explored",
+                          "certificates_failed", "approved", "certified", "male", "female", "other_unknown")
+              if c in t.column_names]
+    return S.suppress(t, counts, k, row_sums=[("enrolled", ["male", "female", "other_unknown"])])
+
+
+def _general_report(t: pa.Table, k: int) -> pa.Table:
+    counts = [c for c in ("total", "active", "approved", "certified", "failed", "male", "female", "other_unknown")
+              if c in t.column_names]
+    return S.suppress(t, counts, k, row_sums=[("total", ["male", "female", "other_unknown"])])
+
+
+def _active_users(t: pa.Table, k: int) -> pa.Table:
+    return S.suppress(t, ["enrolled", "active", "active_events"], k, column_totals=False)
+
+
+def _per_course_time(count_cols: list[str], key: str, cat: str | None = None):
+    def run(t: pa.Table, k: int) -> pa.Table:
+        out = t
+        for c in count_cols:
+            if c not in out.column_names:
+                continue
+            if cat:
+                out = S.suppress_crosstab(out.drop_columns([S.SUPPRESSED_COLUMN])
+                                          if S.SUPPRESSED_COLUMN in out.column_names else out,
+                                          key, cat, c, k, by=["course_id"])
+            else:
+                out = S.suppress(out.drop_columns([S.SUPPRESSED_COLUMN]) if S.SUPPRESSED_COLUMN in out.column_names
+                                 else out, [c], k, by=["course_id"])
+        return out
+    return run
+
+
+# Aggregated models that may be published, and how each is suppressed.
+PUBLIC_SPECS: dict[str, Callable[[pa.Table, int], pa.Table]] = {
+    "course_summary": _course_summary,
+    "general_report": _general_report,
+    "course_breakdown": lambda t, k: S.suppress_course_breakdown(t, k),
+    "active_users": _active_users,
+    "enrolment_daily": _per_course_time(["enrollments", "activations", "deactivations"], "date", "mode"),
+    "activity_daily": _per_course_time(["active_learners"], "date"),
+    "activity_weekly": _per_course_time(["active_learners"], "week"),
+    "forum_weekly": _per_course_time(["authors"], "week"),
+    "user_location_summary": lambda t, k: S.suppress(
+        t, ["learners", "from_profile", "from_ip", "not_locatable"], k,
+        row_sums=[("learners", ["from_profile", "from_ip", "not_locatable"])]),
+}
+
+
+class ExportError(Exception):
+    pass
+
+
+@dataclass
+class ExportResult:
+    name: str
+    source: str
+    path: Path
+    rows: int
+    columns: list[str]
+    dropped: list[str] = field(default_factory=list)
+    pseudonymised: list[str] = field(default_factory=list)
+    suppressed_cells: int = 0
+    key_id: str | None = None
+
+    def one_line(self) -> str:
+        parts = [f"exported {self.name}: {self.rows:,} rows, {len(self.columns)} columns to {self.path}"]
+        if self.pseudonymised:
+            parts.append(f"pseudonymised {', '.join(self.pseudonymised)} (key id {self.key_id})")
+        if self.dropped:
+            parts.append(f"dropped {', '.join(self.dropped)}")
+        if self.suppressed_cells:
+            parts.append(f"{self.suppressed_cells} cell(s) suppressed")
+        return "; ".join(parts)
+
+
+def _has_view(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE schema_name=? AND view_name=?",
+                            [schema, name]).fetchone()[0]
+                or con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name=? AND table_name=?",
+                               [schema, name]).fetchone()[0])
+
+
+def source_of(con: duckdb.DuckDBPyConnection, name: str) -> tuple[str, str]:
+    """(SQL relation, kind) for an exportable name: a model, a geo table or an edX table."""
+    if name in NOT_EXPORTABLE or name.startswith("events"):
+        raise ExportError(f"{name} cannot be exported: {NOT_EXPORTABLE.get(name, NOT_EXPORTABLE['events'])}")
+    if _has_view(con, "models", name):
+        return f'models."{name}"', "model"
+    if name in ("user_location", "user_location_summary") and _has_view(con, "main", name):
+        return f'"{name}"', "model"
+    if name in TABLES and _has_view(con, "main", name):
+        return f'"{name}"', "table"
+    known = sorted(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name='models'")
+                   .fetchall())
+    hint = f"built models: {', '.join(known)}" if known else "no models are built yet (run `edx-engine build`)"
+    raise ExportError(f"nothing called {name!r} to export; {hint}; edX tables: {', '.join(sorted(TABLES))}")
+
+
+def columns_plan(name: str, kind: str, columns: list[str]) -> tuple[list[str], list[str]]:
+    """(columns to drop, user-id columns to pseudonymise) for a table's columns."""
+    drop = set(DERIVED_PERSONAL) | set(ALWAYS_DROP)
+    ids = set(USER_ID_COLUMNS)
+    if kind == "table":
+        drop |= set(table_personal_columns(name)) | set(EXPORT_DROP.get(name, ()))
+        ids |= set(TABLE_USER_ID.get(name, ()))
+    return [c for c in columns if c in drop], [c for c in columns if c in ids and c not in drop]
+
+
+def anonymise_batch(batch: pa.RecordBatch | pa.Table, drop: list[str], ids: list[str],
+                    pz: Pseudonymizer) -> pa.Table:
+    t = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    t = t.drop_columns([c for c in drop if c in t.column_names])
+    for c in ids:
+        i = t.schema.get_field_index(c)
+        t = t.set_column(i, pa.field(c, pa.string()), pz.users(t.column(c)))
+    return t
+
+
+def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
+                 pseudonymizer: Pseudonymizer | None = None, public: bool = False,
+                 k: int = S.DEFAULT_K) -> ExportResult:
+    if pseudonymizer is None and not public:
+        raise ExportError("an export is either --anonymised (pseudonymised research file) or --public "
+                          "(suppressed aggregate); for internal, identified outputs use `edx-engine report`")
+    path = Path(path)
+    fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
+    if fmt not in ("csv", "parquet"):
+        raise ExportError(f"unknown format {fmt!r} (csv or parquet)")
+    if k < 1:
+        raise ExportError("k must be at least 1")
+    if not lake.catalog_path.exists():
+        raise ExportError(f"no store at {lake.root} (run `edx-engine import` first)")
+    with lake.connect(read_only=True) as con:
+        rel, kind = source_of(con, name)
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+        drop, ids = columns_plan(name, kind, cols)
+        if public and (kind == "table" or name in ROW_LEVEL_MODELS or name not in PUBLIC_SPECS):
+            raise ExportError(f"{name} is not an aggregated table that can be published; --public works for: "
+                              f"{', '.join(sorted(PUBLIC_SPECS))} (row-level files can only be shared --anonymised "
+                              "under a data-use agreement)")
+        if ids and pseudonymizer is None:
+            raise ExportError(f"{name} has user ids ({', '.join(ids)}): add --anonymised (needs the "
+                              "pseudonymisation secret)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        rows = 0
+        suppressed = 0
+        out_cols: list[str] = []
+        reader = con.execute(f"SELECT * FROM {rel}").to_arrow_reader(65_536)
+        if public:
+            table = reader.read_all()
+            table = anonymise_batch(table, drop, ids, pseudonymizer) if pseudonymizer else table.drop_columns(drop)
+            table = PUBLIC_SPECS[name](table, k)
+            suppressed = sum(len(s.split(";")) for s in table.column(S.SUPPRESSED_COLUMN).to_pylist() if s)
+            batches = [table]
+        else:
+            batches = (anonymise_batch(b, drop, ids, pseudonymizer) for b in reader)
+        writer = None
+        try:
+            for t in batches:
+                if writer is None:
+                    out_cols = t.column_names
+                    writer = (pq.ParquetWriter(tmp, t.schema, compression="zstd") if fmt == "parquet"
+                              else pacsv.CSVWriter(tmp, t.schema))
+                writer.write_table(t)
+                rows += t.num_rows
+            if writer is None:  # empty: still write the header / schema
+                empty = anonymise_batch(reader.schema.empty_table(), drop, ids, pseudonymizer) if pseudonymizer \
+                    else reader.schema.empty_table().drop_columns(drop)
+                out_cols = empty.column_names
+                writer = (pq.ParquetWriter(tmp, empty.schema) if fmt == "parquet"
+                          else pacsv.CSVWriter(tmp, empty.schema))
+            writer.close()
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    res = ExportResult(name, kind, path, rows, out_cols, drop, ids if pseudonymizer else [], suppressed,
+                       pseudonymizer.key_id if pseudonymizer else None)
+    meta = {"name": name, "source": kind, "rows": rows, "columns": out_cols, "dropped_columns": drop,
+            "pseudonymised_columns": res.pseudonymised, "pseudonym": "HMAC-SHA256(secret, 'user:'+user_id), "
+            "first 20 hex" if pseudonymizer else None, "pseudonym_key_id": res.key_id,
+            "public": public, "k": k if public else None, "suppressed_cells": suppressed,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    path.with_name(path.name + ".meta.json").write_text(json.dumps(meta, indent=1) + "\n", "utf-8")
+    return res
+
+
+def scan_for_values(paths, values) -> list[tuple[str, str]]:
+    """(file, value) for every value found in the bytes of every file (case-insensitive)."""
+    found = []
+    needles = [(v, v.lower().encode("utf-8")) for v in values if v]
+    for p in paths:
+        data = Path(p).read_bytes().lower()
+        for v, b in needles:
+            if b in data:
+                found.append((str(p), v))
+    return found

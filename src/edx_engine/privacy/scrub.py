@@ -1,0 +1,444 @@
+"""``edx-engine scrub``: irreversible removal of personal data from the store.
+
+Every Parquet file the catalog references is rewritten without its personal data:
+
+- package snapshots (``_edx_snapshots``): the columns the schema registry flags as personal
+  (``schemas.personal_columns()``) plus the few in ``SUPPLEMENT`` are set to NULL;
+- tracking-log files (``_edx_event_parts``, else every file under ``lake/events``): ``username``,
+  ``ip``, ``agent``, ``session`` set to NULL; free-text keys (``body``, ``title``, ``query``...)
+  removed from the ``event`` JSON; ``user_id`` back-filled from ``username`` (via auth_user)
+  *before* the username goes, so that reports attribute the same events as before;
+- quarantine files (``_edx_quarantine_files``): the raw bytes of rejected lines set to NULL;
+- built models (``_edx_models``): identifying columns such as ``username`` set to NULL.
+
+Columns are kept (all NULL, same type) rather than dropped, so every view, model and query
+that names them stays valid. New files are written under new names, the catalog switches to
+them in one transaction (with a row per file in ``_edx_scrub_log``), then the old files are
+deleted: nothing personal is left in the lake. Packages imported later bring personal data
+back: run ``scrub`` again (files already scrubbed are skipped) or set
+``[privacy] scrub_on_import = true``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..lake import Lake
+from ..schemas import personal_columns
+
+# Personal columns the registry does not flag (yet), per table.
+SUPPLEMENT: dict[str, list[str]] = {
+    # the whole mongo document: holds author_username, body and title
+    "forum": ["raw", "title"],
+    # verify_uuid / download_uuid form the public certificate URL, which shows the learner's name
+    "certificates_generatedcertificate": ["verify_uuid", "download_uuid"],
+}
+
+# Tracking-log columns that identify a person or a device.
+EVENT_PERSONAL = ("username", "ip", "agent", "session")
+# Free-text keys removed from the top level of the `event` JSON payload (forum posts, searches, notes).
+EVENT_JSON_KEYS = ("body", "title", "query", "search_text", "note_text", "user_message", "content",
+                   "username", "email", "full_name")
+EVENT_JSON_COLUMNS = ("event", "event_text")
+# Quarantine: the raw line is personal (it is a row of auth_user, a tracking event...).
+QUARANTINE_PERSONAL = ("raw",)
+# Columns of derived tables (models, geo) that identify a person. `name` is NOT here: in the
+# models it is the course's name.
+DERIVED_PERSONAL = ("username", "email", "full_name", "first_name", "last_name", "ip", "ip_address", "agent",
+                    "session", "mailing_address", "location", "city", "bio", "goals", "author_username",
+                    "download_url", "verify_uuid", "download_uuid")
+
+# Catalog bookkeeping tables that reference lake files: (table, kind, label column).
+FILE_SETS = (
+    ("_edx_snapshots", "table", "table_name"),
+    ("_edx_quarantine_files", "quarantine", "kind"),
+    ("_edx_event_parts", "events", None),
+    ("_edx_models", "models", "name"),
+)
+
+SCRUB_LOG = """
+CREATE TABLE IF NOT EXISTS _edx_scrub_log (
+    scrubbed_at TIMESTAMP, kind VARCHAR, name VARCHAR, path VARCHAR, old_path VARCHAR,
+    columns VARCHAR, json_keys VARCHAR, rows BIGINT, values_removed BIGINT
+)
+"""
+
+
+class ScrubError(Exception):
+    pass
+
+
+def table_personal_columns(table: str) -> list[str]:
+    """Personal columns of an edX table: the registry's flags plus ``SUPPLEMENT``."""
+    cols = list(personal_columns().get(table, []))
+    cols += [c for c in SUPPLEMENT.get(table, []) if c not in cols]
+    return cols
+
+
+@dataclass
+class FilePlan:
+    kind: str  # table | quarantine | events | models | loose-events
+    name: str  # table / model name, quarantine kind, "events"
+    bookkeeping: str | None
+    stored_path: str  # as stored in the bookkeeping table
+    path: Path
+    rows: int
+    columns: list[str]  # columns to set to NULL (present in the file)
+    json_columns: list[str]  # columns whose JSON loses EVENT_JSON_KEYS
+    values: dict[str, int] = field(default_factory=dict)  # non-null values per column that will be removed
+    scrubbed: bool = False  # already scrubbed (listed in _edx_scrub_log)
+
+    @property
+    def to_remove(self) -> int:
+        return sum(self.values.values())
+
+
+@dataclass
+class ScrubResult:
+    plans: list[FilePlan]
+    dry_run: bool
+    seconds: float = 0.0
+    backfilled_user_ids: int = 0
+    located: bool = False
+
+    @property
+    def todo(self) -> list[FilePlan]:
+        return [p for p in self.plans if not p.scrubbed]
+
+    def by_table(self) -> list[tuple[str, str, int, int, list[str], int]]:
+        """(kind, name, files, rows, columns, values removed) for the files to scrub."""
+        agg: dict[tuple[str, str], list] = {}
+        for p in self.todo:
+            a = agg.setdefault((p.kind, p.name), [0, 0, [], 0])
+            a[0] += 1
+            a[1] += p.rows
+            a[2] += [c for c in p.columns + [f"{j} (JSON free-text keys)" for j in p.json_columns]
+                     if c not in a[2]]
+            a[3] += p.to_remove
+        return [(k, n, *v) for (k, n), v in sorted(agg.items())]
+
+    def one_line(self) -> str:
+        files = len(self.todo)
+        rows = sum(p.rows for p in self.todo)
+        verb = "would scrub" if self.dry_run else "scrubbed"
+        skipped = len(self.plans) - files
+        return (f"{verb} {files} file(s), {rows:,} rows, {sum(p.to_remove for p in self.todo):,} personal values"
+                + (f" ({skipped} already scrubbed)" if skipped else "") + f", {self.seconds:.1f} s")
+
+
+# -- planning ---------------------------------------------------------------------------------------
+
+def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name=? AND schema_name='main'",
+                            [name]).fetchone()[0])
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name=? "
+                                      "AND schema_name='main'", [table]).fetchall()]
+
+
+def _resolve(lake: Lake, stored: str) -> Path:
+    p = Path(stored)
+    return p if p.is_absolute() else lake.root / p
+
+
+def _non_null(path: Path, columns: list[str]) -> tuple[int, dict[str, int]]:
+    """Rows of a Parquet file and non-null values per column (from the footer statistics)."""
+    meta = pq.ParquetFile(path).metadata
+    idx = {meta.schema.column(i).path.split(".")[0]: i for i in range(meta.num_columns)}
+    out: dict[str, int] = {}
+    for c in columns:
+        i = idx.get(c)
+        if i is None:
+            continue
+        n = 0
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            st = rg.column(i).statistics
+            nulls = st.null_count if (st is not None and st.has_null_count) else 0
+            n += rg.num_rows - nulls
+        out[c] = n
+    return meta.num_rows, out
+
+
+def _plan_file(kind: str, name: str, bookkeeping: str | None, stored: str, path: Path) -> FilePlan | None:
+    if not path.exists():
+        return None
+    names = set(pq.read_schema(path).names)
+    if kind == "table":
+        wanted = table_personal_columns(name)
+        json_cols: list[str] = []
+    elif kind == "quarantine":
+        wanted = list(QUARANTINE_PERSONAL)
+        json_cols = []
+    elif kind in ("events", "loose-events"):
+        wanted = list(EVENT_PERSONAL)
+        json_cols = [c for c in EVENT_JSON_COLUMNS if c in names]
+    else:
+        wanted = list(DERIVED_PERSONAL)
+        json_cols = []
+    cols = [c for c in wanted if c in names]
+    if not cols and not json_cols:
+        return None  # nothing personal in this file
+    rows, values = _non_null(path, cols)
+    return FilePlan(kind, name, bookkeeping, stored, path, rows, cols, json_cols, values)
+
+
+def plan(lake: Lake, con: duckdb.DuckDBPyConnection) -> list[FilePlan]:
+    """Every lake file with personal data, and what scrubbing it means."""
+    plans: list[FilePlan] = []
+    seen: set[Path] = set()
+    done: set[str] = set()
+    if _table_exists(con, "_edx_scrub_log"):
+        done = {r[0] for r in con.execute("SELECT path FROM _edx_scrub_log").fetchall()}
+    for table, kind, label in FILE_SETS:
+        if not _table_exists(con, table) or "path" not in _columns(con, table):
+            continue
+        lab = label if label and label in _columns(con, table) else f"'{kind}'"
+        for stored, name in con.execute(f"SELECT DISTINCT path, {lab} FROM {table} WHERE path IS NOT NULL "
+                                        f"ORDER BY 2, 1").fetchall():
+            path = _resolve(lake, stored)
+            p = _plan_file(kind, str(name), table, stored, path)
+            if p is None:
+                continue
+            seen.add(path.resolve())
+            p.scrubbed = stored in done and p.to_remove == 0
+            plans.append(p)
+    # Tracking-log files the catalog does not list individually (depends on the events importer).
+    ev_dir = lake.lake_dir / "events"
+    if ev_dir.exists():
+        for f in sorted(ev_dir.rglob("*.parquet")):
+            if f.resolve() in seen:
+                continue
+            stored = lake.rel(f)
+            p = _plan_file("loose-events", "events", None, stored, f)
+            if p is not None:
+                p.scrubbed = stored in done and p.to_remove == 0
+                plans.append(p)
+    return plans
+
+
+# -- rewriting ----------------------------------------------------------------------------------------
+
+def _strip_json_text(s: str | None) -> str | None:
+    if s is None or not any(f'"{k}"' in s for k in EVENT_JSON_KEYS):
+        return s
+    try:
+        obj = orjson.loads(s)
+    except orjson.JSONDecodeError:
+        return s
+    if isinstance(obj, str):  # JSON-encoded string holding an object
+        inner = _strip_json_text(obj)
+        return s if inner == obj else orjson.dumps(inner).decode()
+    if not isinstance(obj, dict):
+        return s
+    for k in EVENT_JSON_KEYS:
+        obj.pop(k, None)
+    return orjson.dumps(obj).decode()
+
+
+def _strip_json(arr: pa.Array) -> pa.Array:
+    ext = isinstance(arr.type, pa.ExtensionType)
+    storage = arr.storage if ext else arr
+    if not pa.types.is_string(storage.type) and not pa.types.is_large_string(storage.type):
+        return arr
+    hit = None
+    for k in EVENT_JSON_KEYS:
+        m = pc.match_substring(storage, f'"{k}"')
+        hit = m if hit is None else pc.or_(hit, m)
+        # JSON-encoded strings hold the key escaped: \"body\"
+        hit = pc.or_(hit, pc.match_substring(storage, f'\\"{k}\\"'))
+    if hit is None or not pc.any(hit).as_py():
+        return arr
+    values = storage.to_pylist()
+    flags = hit.to_pylist()
+    new = pa.array([_strip_json_text(v) if f else v for v, f in zip(values, flags)], storage.type)
+    return pa.ExtensionArray.from_storage(arr.type, new) if ext else new
+
+
+def _backfill(user_id: pa.Array, username: pa.Array, user_map: tuple[pa.Array, pa.Array]) -> tuple[pa.Array, int]:
+    keys, ids = user_map
+    if len(keys) == 0 or user_id.null_count == 0:
+        return user_id, 0
+    idx = pc.index_in(username, value_set=keys)
+    mapped = pc.take(ids, idx).cast(user_id.type)
+    out = pc.coalesce(user_id, mapped)
+    return out, user_id.null_count - out.null_count
+
+
+def _new_path(path: Path) -> Path:
+    stem = re.sub(r"\.s[0-9a-f]{8}$", "", path.stem)
+    return path.with_name(f"{stem}.s{uuid.uuid4().hex[:8]}.parquet")
+
+
+def rewrite(p: FilePlan, dst: Path, user_map: tuple[pa.Array, pa.Array] | None = None) -> int:
+    """Write ``p.path`` to ``dst`` without its personal data; returns the user ids back-filled."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    pf = pq.ParquetFile(p.path)
+    schema = pf.schema_arrow
+    null_cols, json_cols = set(p.columns), set(p.json_columns)
+    backfill = (user_map is not None and p.kind in ("events", "loose-events")
+                and "user_id" in schema.names and "username" in schema.names)
+    filled = 0
+    writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+    try:
+        for batch in pf.iter_batches(batch_size=65_536, use_threads=True):
+            arrays = []
+            for i, f in enumerate(schema):
+                a = batch.column(i)
+                if backfill and f.name == "user_id":
+                    a, n = _backfill(a, batch.column(schema.get_field_index("username")), user_map)
+                    filled += n
+                if f.name in null_cols:
+                    a = pa.nulls(len(a), f.type)
+                elif f.name in json_cols:
+                    a = _strip_json(a)
+                arrays.append(a)
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+        writer.close()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        try:
+            writer.close()
+        except Exception:
+            pass
+        tmp.unlink(missing_ok=True)
+        raise
+    return filled
+
+
+def _username_map(con: duckdb.DuckDBPyConnection) -> tuple[pa.Array, pa.Array]:
+    """username -> user id from auth_user (usernames that map to exactly one id)."""
+    try:
+        t = con.execute("SELECT username, min(id) AS id FROM auth_user WHERE username IS NOT NULL AND username <> '' "
+                        "AND id IS NOT NULL GROUP BY 1 HAVING count(DISTINCT id) = 1").arrow()
+    except duckdb.Error:
+        return pa.array([], pa.string()), pa.array([], pa.int64())
+    if isinstance(t, pa.RecordBatchReader):
+        t = t.read_all()
+    return t.column("username").combine_chunks(), t.column("id").combine_chunks()
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+def scrub(lake: Lake, dry_run: bool = False, take_lock: bool = True, locate: bool = True,
+          on_file: Callable[[FilePlan], None] | None = None) -> ScrubResult:
+    """Remove personal data from every file of the store (see the module docstring).
+
+    ``locate``: run ``locate-users`` first when tracking logs still hold IP addresses, so the
+    IP-derived country survives the removal of the IPs. ``take_lock=False`` when the caller
+    already holds ``lake.writer()`` (e.g. an import with ``privacy.scrub_on_import``).
+    """
+    if not lake.catalog_path.exists():
+        raise ScrubError(f"no store at {lake.root} (run `edx-engine import` first)")
+    t0 = time.perf_counter()
+    if take_lock and not dry_run:
+        with lake.writer():
+            return _scrub(lake, dry_run, locate, on_file, t0)
+    return _scrub(lake, dry_run, locate, on_file, t0)
+
+
+def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> ScrubResult:
+    with lake.connect(read_only=dry_run) as con:
+        plans = plan(lake, con)
+        result = ScrubResult(plans, dry_run)
+        todo = result.todo
+        if dry_run or not todo:
+            result.seconds = time.perf_counter() - t0
+            return result
+        ip_left = any(p.values.get("ip") for p in todo if p.kind in ("events", "loose-events"))
+        user_map = _username_map(con)
+    if locate and ip_left:
+        from .. import geo
+
+        geo.locate_users(lake, take_lock=False)
+        result.located = True
+    written: list[tuple[FilePlan, Path]] = []
+    try:
+        for p in todo:
+            if p.bookkeeping is None:  # not referenced by path in the catalog: replace in place
+                dst = p.path
+            else:
+                dst = _new_path(p.path)
+            result.backfilled_user_ids += rewrite(p, dst, user_map)
+            written.append((p, dst))
+            if on_file:
+                on_file(p)
+        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        with lake.connect() as con:
+            con.execute(SCRUB_LOG)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for p, dst in written:
+                    new_stored = p.stored_path if dst == p.path else _stored_like(lake, p.stored_path, dst)
+                    if p.bookkeeping is not None:
+                        con.execute(f"UPDATE {p.bookkeeping} SET path=? WHERE path=?", [new_stored, p.stored_path])
+                    cols = ",".join(p.columns)
+                    keys = ",".join(EVENT_JSON_KEYS) if p.json_columns else ""
+                    con.execute("INSERT INTO _edx_scrub_log VALUES (?,?,?,?,?,?,?,?,?)",
+                                [now, p.kind, p.name, new_stored, p.stored_path, cols, keys, p.rows, p.to_remove])
+                _load_view_hooks()
+                lake.refresh_views(con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+    except BaseException:
+        for p, dst in written:  # the catalog still references the old files: drop the new ones
+            if dst != p.path:
+                dst.unlink(missing_ok=True)
+        raise
+    for p, dst in written:  # irreversible: the old files go
+        if dst != p.path:
+            p.path.unlink(missing_ok=True)
+    lake.collect_garbage()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _load_view_hooks() -> None:
+    """Import the stages that own views over the files we moved, so ``refresh_views`` rebuilds them."""
+    import importlib
+
+    for mod in ("edx_engine.ingest.events", "edx_engine.models.build", "edx_engine.geo"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def _stored_like(lake: Lake, old: str, new: Path) -> str:
+    return str(new) if Path(old).is_absolute() else lake.rel(new)
+
+
+def status(lake: Lake) -> dict[str, int]:
+    """Files and personal values not scrubbed yet (0/0 = the store holds no personal data)."""
+    if not lake.catalog_path.exists():
+        return {"files": 0, "values": 0}
+    with lake.connect(read_only=True) as con:
+        todo = [p for p in plan(lake, con) if not p.scrubbed and p.to_remove]
+    return {"files": len(todo), "values": sum(p.to_remove for p in todo)}
+
+
+def scrub_on_import_enabled(settings) -> bool:
+    """``[privacy] scrub_on_import = true`` in the config file, or EDX_ENGINE_SCRUB_ON_IMPORT=1."""
+    env = os.environ.get("EDX_ENGINE_SCRUB_ON_IMPORT")
+    if env is not None:
+        return env.strip().lower() in ("1", "true", "yes", "on")
+    return bool(settings.section("privacy").get("scrub_on_import", False))

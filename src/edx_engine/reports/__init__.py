@@ -1,0 +1,170 @@
+"""The original system's reports (and every model) as CSV, JSON or Parquet files.
+
+Each report reads a model table from the store (DuckDB catalog or PostgreSQL), so a report
+and the table behind it are always the same numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ..lake import Lake
+from ..models.build import read_model
+from ..models.definitions import ALL
+
+FORMATS = ("csv", "json", "parquet")
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    model: str
+    doc: str
+
+
+REPORTS: dict[str, Report] = {r.name: r for r in [
+    Report("course", "course_summary", "per-course report: headline figures + breakdowns by gender, education, "
+                                       "country, and per country (tables course_summary + course_breakdown)"),
+    Report("general", "general_report", "one row per course: id, name, sme, dates, total, active, approved, "
+                                        "certified, failed, male, female, other/unknown, countries"),
+    Report("enrolment", "enrolment_report", "every enrolment: course name, id, registration date, gender, country"),
+    Report("courses", "courses", "course list: registry merged with the packages, data coverage"),
+    Report("active_users", "active_users", "active learners per course and combined ('(all)')"),
+    Report("demographics", "demographics", "one row per learner: gender, year of birth, education, country"),
+    Report("masterfile", "masterfile", "MASTERFILE: one row per learner per course"),
+    Report("person_course", "person_course", "HarvardX/MITx person-course table (staff flagged)"),
+    Report("course_summary", "course_summary", "course report headline figures only"),
+    Report("course_breakdown", "course_breakdown", "course report breakdowns only (long form)"),
+    Report("enrolment_daily", "enrolment_daily", "enrolments / activations / deactivations per day and mode"),
+    Report("activity_daily", "activity_daily", "active learners per course and day"),
+    Report("activity_weekly", "activity_weekly", "active learners per course and ISO week"),
+    Report("video", "video_summary", "views and completion per video"),
+    Report("problem", "problem_summary", "attempts and first-attempt correctness per problem"),
+    Report("forum_weekly", "forum_weekly", "forum posts per course and week"),
+    Report("learner_day", "learner_day", "events per learner, course and day (includes staff)"),
+]}
+
+
+class ReportError(Exception):
+    pass
+
+
+def unknown_report_message(name: str) -> str:
+    lines = [f"unknown report {name!r}; available reports:"]
+    lines += [f"  {r.name:<17} {r.doc}" for r in REPORTS.values()]
+    return "\n".join(lines)
+
+
+def course_report_rows(summary: pa.Table, breakdown: pa.Table) -> pa.Table:
+    """Long form of the course report: indicators and breakdowns in one table."""
+    metrics = [c for c in summary.column_names if c not in ("course_id", "name", "sme", "start_date", "end_date",
+                                                            "passing_grade", "created_at")]
+    rows = []
+    for s in summary.to_pylist():
+        for m in metrics:
+            rows.append({"course_id": s["course_id"], "country": ALL, "dimension": "indicator", "value": m,
+                         "learners": s[m]})
+    rows += sorted(breakdown.to_pylist(), key=lambda r: (r["course_id"], r["country"] != ALL, r["country"],
+                                                         r["dimension"], r["value"]))
+    schema = pa.schema([("course_id", pa.string()), ("country", pa.string()), ("dimension", pa.string()),
+                        ("value", pa.string()), ("learners", pa.int64())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def course_report_docs(summary: pa.Table, breakdown: pa.Table) -> list[dict]:
+    """Nested course report: one document per course."""
+    names = {"gender": "by_gender", "level_of_education": "by_education", "country": "by_country",
+             "year_of_birth": "by_year_of_birth"}
+    docs = {}
+    for s in summary.to_pylist():
+        d = dict(s)
+        for n in names.values():
+            d[n] = {}
+        d["by_country_detail"] = {}
+        docs[s["course_id"]] = d
+    for r in sorted(breakdown.to_pylist(), key=lambda r: (r["country"], r["dimension"], r["value"])):
+        d = docs.get(r["course_id"])
+        if d is None:
+            continue
+        if r["country"] == ALL:
+            d[names[r["dimension"]]][r["value"]] = r["learners"]
+        else:
+            d["by_country_detail"].setdefault(r["country"], {}).setdefault(r["dimension"], {})[r["value"]] = \
+                r["learners"]
+    return list(docs.values())
+
+
+def _sorted(t: pa.Table) -> pa.Table:
+    keys = [c for c in ("course_id", "date", "week", "country", "dimension", "value", "user_id", "mode",
+                        "video_id", "problem_id") if c in t.column_names]
+    return t.sort_by([(k, "ascending") for k in keys]) if keys and t.num_rows else t
+
+
+def produce(lake: Lake, name: str, store: str | None = None, course: str | None = None) -> pa.Table | list[dict]:
+    """The report's data: an Arrow table (or, for ``course`` in JSON, built by ``write``)."""
+    if name not in REPORTS:
+        raise ReportError(unknown_report_message(name))
+    if name == "course":
+        return (read_model(lake, "course_summary", store, course), read_model(lake, "course_breakdown", store, course))
+    return _sorted(read_model(lake, REPORTS[name].model, store, course))
+
+
+def write(name: str, data, fmt: str, path: str | None) -> str:
+    """Write ``data`` (from ``produce``) as ``fmt`` to ``path`` ('-' = stdout). Returns where it went."""
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
+    if path is None:
+        path = f"{name}.{fmt}"
+    if isinstance(data, tuple):  # course report
+        summary, breakdown = data
+        data = course_report_docs(summary, breakdown) if fmt == "json" else course_report_rows(summary, breakdown)
+    if fmt == "json":
+        recs = data if isinstance(data, list) else data.to_pylist()
+        payload = orjson.dumps(recs, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=_json_default) \
+            + b"\n"
+    elif fmt == "csv":
+        buf = io.BytesIO()
+        pacsv.write_csv(_csv_ready(data), buf)
+        payload = buf.getvalue()
+    else:
+        if path == "-":
+            raise ReportError("Parquet cannot go to stdout: give -o PATH")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(path) + ".tmp")
+        pq.write_table(data, tmp, compression="zstd")
+        tmp.replace(path)
+        return str(path)
+    if path == "-":
+        sys.stdout.buffer.write(payload) if hasattr(sys.stdout, "buffer") else sys.stdout.write(payload.decode())
+        sys.stdout.flush()
+        return "stdout"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_bytes(payload)
+    tmp.replace(path)
+    return str(path)
+
+
+def _csv_ready(t: pa.Table) -> pa.Table:
+    """Timestamps as 'YYYY-MM-DD HH:MM:SS[.ffffff]' (no 'Z'), everything else as pyarrow writes it."""
+    cols = []
+    for f, c in zip(t.schema, t.columns):
+        if pa.types.is_timestamp(f.type):
+            c = pa.array([None if v is None else v.isoformat(sep=" ") for v in c.to_pylist()], pa.string())
+        cols.append(c)
+    return pa.table(cols, names=t.column_names)
+
+
+def _json_default(v):
+    if isinstance(v, (dt.date, dt.datetime)):
+        return v.isoformat()
+    raise TypeError

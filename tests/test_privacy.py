@@ -1,0 +1,326 @@
+"""Privacy, through the real commands: scrub, pseudonymised exports, suppressed public exports.
+
+A synthetic package (with known personal values) is imported with the real importer; the
+commands run through typer's CliRunner on that store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from edx_engine import config
+from edx_engine.cli import app, run_import
+from edx_engine.lake import Lake
+from edx_engine.privacy.export import PUBLIC_SPECS, scan_for_values
+from edx_engine.privacy.pseudonym import Pseudonymizer, SecretError, load_secret, pseudonym
+from edx_engine.privacy.scrub import table_personal_columns
+from edx_engine.schemas import TABLES
+from edx_engine.synthetic import SyntheticConfig, generate
+
+SECRET = "s3cret-for-tests-0123456789abcdef"
+OTHER_SECRET = "another-secret-0123456789abcdef!"
+runner = CliRunner()
+
+
+def invoke(*args, env=None, code=0):
+    r = runner.invoke(app, [str(a) for a in args], env=env)
+    assert r.exit_code == code, (r.exit_code, r.output, r.exception)
+    return r
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pkg")
+    m = generate(d, SyntheticConfig(seed=0, courses=2, learners=60, days=3))
+    return d, m
+
+
+def make_store(tmp: Path, package_dir: Path) -> Path:
+    data = tmp / "store"
+    run_import(config.resolve(data_dir=str(data)), [package_dir], quiet=True)
+    return data
+
+
+def personal_values(data: Path, manifest) -> dict[str, set[str]]:
+    """Every email, username, full name and IP of the store (before any scrub), plus the manifest's."""
+    kp = manifest.known_personal_values
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        q = lambda sql: {r[0] for r in con.execute(sql).fetchall() if r[0]}  # noqa: E731
+        emails = q("SELECT email FROM auth_user") | q("SELECT email FROM email_opt_in")
+        usernames = q("SELECT username FROM auth_user") | q("SELECT username FROM events")
+        names = q("SELECT name FROM auth_userprofile") | q("SELECT trim(first_name || ' ' || last_name) FROM auth_user")
+        ips = q("SELECT ip FROM events")
+    assert set(kp["emails"]) <= emails and set(kp["ips"]) <= ips and len(ips) > 10
+    return {"emails": emails | set(kp["emails"]), "usernames": usernames | set(kp["usernames"]),
+            "full_names": {n for n in names if len(n) > 5} | set(kp["full_names"]), "ips": ips | set(kp["ips"])}
+
+
+def parquet_text(path: Path) -> str:
+    """All values of a Parquet file as text (the bytes on disk are compressed)."""
+    t = pq.read_table(path)
+    parts = []
+    for col in t.columns:
+        col = col.combine_chunks()
+        if isinstance(col.type, pa.ExtensionType):
+            col = col.storage
+        if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+            parts += [v.decode("utf-8", "replace") for v in col.to_pylist() if v is not None]
+        else:
+            parts += [str(v) for v in col.to_pylist() if v is not None]
+    return "\n".join(parts)
+
+
+def leaks(text: str, values: dict[str, set[str]]) -> list[str]:
+    low = text.lower()
+    found = [v for k in ("emails", "full_names", "ips") for v in values[k] if v.lower() in low]
+    for u in values["usernames"]:  # whole tokens: a short username may be a substring of a hex pseudonym
+        if re.search(r"(?<![\w.@-])" + re.escape(u.lower()) + r"(?![\w.@-])", low):
+            found.append(u)
+    return found
+
+
+def store_text(data: Path) -> str:
+    texts = [parquet_text(f) for f in (data / "lake").rglob("*.parquet")]
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall():
+            texts.append(str(con.execute(f'SELECT * FROM "{t}"').fetchall()))
+    return "\n".join(texts)
+
+
+# -- scrub -----------------------------------------------------------------------------------------------
+
+def test_scrub_dry_run_then_scrub_removes_everything_and_reports_still_build(package, tmp_path):
+    pkg, manifest = package
+    data = make_store(tmp_path, pkg)
+    values = personal_values(data, manifest)
+    assert leaks(store_text(data), values)  # the check finds personal data before scrubbing
+
+    invoke("build", "--data-dir", data)
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        before = {n: con.execute(f"SELECT * EXCLUDE (username) FROM models.{n} ORDER BY ALL").fetchall()
+                  for n in ("person_course",)}
+        before_summary = con.execute("SELECT * EXCLUDE (created_at) FROM models.course_summary ORDER BY ALL").fetchall()
+        attributable = con.execute(
+            "SELECT count(*) FROM events e WHERE e.user_id IS NOT NULL OR e.username IN "
+            "(SELECT username FROM auth_user)").fetchone()[0]
+
+    files = {f: f.stat().st_mtime_ns for f in (data / "lake").rglob("*.parquet")}
+    r = invoke("scrub", "--dry-run", "--data-dir", data)
+    for word in ("auth_user", "email", "username", "ip", "raw", "download_url", "would scrub"):
+        assert word in r.output
+    assert {f: f.stat().st_mtime_ns for f in (data / "lake").rglob("*.parquet")} == files  # nothing changed
+    invoke("scrub", "--check", "--data-dir", data, code=3)
+
+    r = invoke("scrub", "--data-dir", data)
+    assert "scrubbed" in r.output
+    invoke("scrub", "--check", "--data-dir", data)
+    assert leaks(store_text(data), values) == []
+    assert not any(f.exists() for f in files if "events" in str(f) or "tables" in str(f)
+                   and any(t in str(f) for t in ("auth_user", "email_opt_in")))  # old files deleted
+
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        for table in TABLES:
+            for col in table_personal_columns(table):
+                cols = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+                if col in cols:  # kept as a column (queries stay valid), all NULL
+                    assert con.execute(f"SELECT count({col}) FROM {table}").fetchone()[0] == 0, (table, col)
+        for col in ("username", "ip", "agent", "session"):
+            assert con.execute(f"SELECT count({col}) FROM events").fetchone()[0] == 0
+        # events lost their username but kept their learner: user_id was back-filled first
+        assert con.execute("SELECT count(*) FROM events WHERE user_id IS NOT NULL").fetchone()[0] == attributable
+        assert con.execute("SELECT count(*) FROM _edx_scrub_log").fetchone()[0] > 10
+        assert con.execute("SELECT count(*) FROM user_location WHERE source = 'ip'").fetchone()[0] >= 0
+
+    invoke("build", "--force", "--data-dir", data)
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        after = con.execute("SELECT * EXCLUDE (username) FROM models.person_course ORDER BY ALL").fetchall()
+        after_summary = con.execute("SELECT * EXCLUDE (created_at) FROM models.course_summary ORDER BY ALL").fetchall()
+        assert con.execute("SELECT count(username) FROM models.person_course").fetchone()[0] == 0
+    assert after == before["person_course"]
+    assert after_summary == before_summary
+    for rep in ("general", "course", "enrolment", "masterfile"):
+        out = tmp_path / f"{rep}.csv"
+        r = runner.invoke(app, ["report", rep, "-o", str(out), "--data-dir", str(data)])
+        if r.exit_code == 0:
+            assert leaks(out.read_text("utf-8"), values) == []
+
+    # a later package brings personal data back; scrub again clears it
+    later = tmp_path / "pkg2"
+    generate(later, SyntheticConfig(seed=0, courses=2, learners=60, days=3, start=dt.date(2026, 10, 8)))
+    run_import(config.resolve(data_dir=str(data)), [later], quiet=True)
+    invoke("scrub", "--check", "--data-dir", data, code=3)
+    invoke("scrub", "--data-dir", data)
+    invoke("scrub", "--check", "--data-dir", data)
+
+
+# -- pseudonyms and anonymised exports -----------------------------------------------------------------------
+
+def test_pseudonym_is_hmac_sha256_of_user_id():
+    expected = hmac.new(SECRET.encode(), b"user:42", hashlib.sha256).hexdigest()[:20]
+    assert pseudonym(42, SECRET) == expected == pseudonym("42", SECRET)
+    assert pseudonym(42, OTHER_SECRET) != expected
+    assert pseudonym(None, SECRET) is None
+    assert len({pseudonym(i, SECRET) for i in range(20000)}) == 20000
+
+
+def test_secret_is_required_and_must_be_long(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDX_ENGINE_PSEUDONYM_SECRET", raising=False)
+    monkeypatch.delenv("EDX_ENGINE_PSEUDONYM_SECRET_FILE", raising=False)
+    with pytest.raises(SecretError, match="EDX_ENGINE_PSEUDONYM_SECRET"):
+        load_secret()
+    f = tmp_path / "secret"
+    f.write_text("short\n")
+    with pytest.raises(SecretError, match="too short"):
+        load_secret(f)
+    f.write_text(SECRET + "\n")
+    assert load_secret(f) == SECRET.encode()
+    monkeypatch.setenv("EDX_ENGINE_PSEUDONYM_SECRET", OTHER_SECRET)
+    assert load_secret() == OTHER_SECRET.encode()
+
+
+ROW_LEVEL = ["masterfile", "person_course", "enrolment_report", "demographics", "auth_user", "auth_userprofile",
+             "certificates_generatedcertificate", "student_courseenrollment", "user_id_map", "email_opt_in",
+             "courseware_studentmodule", "student_anonymoususerid", "grades_persistentcoursegrade",
+             "teams_membership", "user_location"]
+
+
+def export_all(data: Path, out: Path, secret: str) -> list[Path]:
+    env = {"EDX_ENGINE_PSEUDONYM_SECRET": secret}
+    for name in ROW_LEVEL:
+        for ext in ("csv", "parquet"):
+            invoke("export", name, "--anonymised", "-o", out / f"{name}.{ext}", "--data-dir", data, env=env)
+    return sorted(p for p in out.iterdir() if p.is_file())
+
+
+def test_anonymised_exports_leak_nothing_and_pseudonyms_are_stable(package, tmp_path):
+    pkg, manifest = package
+    a = make_store(tmp_path / "a", pkg)
+    b = make_store(tmp_path / "b", pkg)  # a second, independent import of the same package
+    values = personal_values(a, manifest)
+    for d in (a, b):
+        invoke("locate-users", "--data-dir", d)
+        invoke("build", "--data-dir", d)
+
+    # refused without a secret, with a clear message
+    r = runner.invoke(app, ["export", "masterfile", "--anonymised", "-o", str(tmp_path / "x.csv"), "--data-dir",
+                            str(a)], env={"EDX_ENGINE_PSEUDONYM_SECRET": ""})
+    assert r.exit_code == 1 and "EDX_ENGINE_PSEUDONYM_SECRET" in r.output
+    assert not (tmp_path / "x.csv").exists()
+    r = runner.invoke(app, ["export", "person_course", "-o", str(tmp_path / "x.csv"), "--data-dir", str(a)])
+    assert r.exit_code == 1 and "--anonymised" in r.output
+    r = runner.invoke(app, ["export", "events", "--anonymised", "-o", str(tmp_path / "x.csv"), "--data-dir",
+                            str(a)], env={"EDX_ENGINE_PSEUDONYM_SECRET": SECRET})
+    assert r.exit_code == 1 and "cannot be exported" in r.output
+
+    out_a, out_b, out_c = tmp_path / "out_a", tmp_path / "out_b", tmp_path / "out_c"
+    files = export_all(a, out_a, SECRET)
+    export_all(b, out_b, SECRET)
+    export_all(a, out_c, OTHER_SECRET)
+    assert len(files) == 4 * len(ROW_LEVEL)  # csv + parquet + their .meta.json
+
+    # no e-mail, username, name or IP of the input in any exported file
+    for f in files:
+        text = parquet_text(f) if f.suffix == ".parquet" else f.read_text("utf-8")
+        assert leaks(text, values) == [], f
+    assert scan_for_values(files, values["emails"] | values["ips"]) == []
+
+    mf = pq.read_table(out_a / "masterfile.parquet")
+    assert "username" not in mf.column_names and mf.schema.field("user_id").type == pa.string()
+    with duckdb.connect(str(a / "edx.duckdb"), read_only=True) as con:
+        ids = [r[0] for r in con.execute("SELECT user_id FROM models.masterfile").fetchall()]
+    pz = Pseudonymizer(SECRET)
+    assert sorted(mf.column("user_id").to_pylist()) == sorted(pz.user(i) for i in ids)
+    assert not set(map(str, ids)) & set(mf.column("user_id").to_pylist())
+
+    # stable across two imports: identical pseudonyms (and files); another secret: unrelated pseudonyms
+    for name in ("masterfile", "person_course", "auth_userprofile"):
+        pa_, pb = pq.read_table(out_a / f"{name}.parquet"), pq.read_table(out_b / f"{name}.parquet")
+        assert sorted(pa_.column("user_id").to_pylist()) == sorted(pb.column("user_id").to_pylist())
+        pc_ = pq.read_table(out_c / f"{name}.parquet")
+        assert not set(pa_.column("user_id").to_pylist()) & set(pc_.column("user_id").to_pylist())
+    # the same learner has the same pseudonym in every export (joinable)
+    prof = set(pq.read_table(out_a / "auth_userprofile.parquet").column("user_id").to_pylist())
+    assert set(mf.column("user_id").to_pylist()) <= prof
+    meta = json.loads((out_a / "masterfile.csv.meta.json").read_text())
+    assert meta["pseudonym_key_id"] == pz.key_id and "username" in meta["dropped_columns"]
+
+
+# -- public exports: small-cell suppression --------------------------------------------------------------------
+
+def test_public_exports_cannot_be_undone_by_subtraction(package, tmp_path):
+    from edx_engine.privacy.suppress import check_protected
+
+    pkg, _ = package
+    data = make_store(tmp_path, pkg)
+    invoke("locate-users", "--data-dir", data)
+    invoke("build", "--data-dir", data)
+    r = runner.invoke(app, ["export", "person_course", "--public", "-o", str(tmp_path / "pc.csv"), "--data-dir",
+                            str(data)])
+    assert r.exit_code == 1 and "not an aggregated table" in r.output
+
+    invoke("export", "course_breakdown", "--public", "-o", tmp_path / "cb.parquet", "--data-dir", data)
+    pub = pq.read_table(tmp_path / "cb.parquet").to_pylist()
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        orig = {(r[0], r[1], r[2], r[3]): r[4] for r in con.execute(
+            "SELECT course_id, country, dimension, value, learners FROM models.course_breakdown").fetchall()}
+        totals = dict(con.execute("SELECT course_id, enrolled FROM models.course_summary").fetchall())
+    assert len(pub) == len(orig)
+    hidden = [r for r in pub if r["learners"] is None]
+    assert hidden and all(r["suppressed"] == "learners" for r in hidden)
+    assert all(r["learners"] is None or r["learners"] == 0 or r["learners"] >= 5 for r in pub)
+    assert any(orig[(r["course_id"], r["country"], r["dimension"], r["value"])] >= 5 for r in hidden)  # complementary
+    # rebuild the reader's equations from the published file and check no hidden cell is determined
+    keys = [(r["course_id"], r["country"], r["dimension"], r["value"]) for r in pub]
+    idx = {k: i for i, k in enumerate(keys)}
+    values = [orig[k] for k in keys]
+    hid = {idx[(r["course_id"], r["country"], r["dimension"], r["value"])] for r in hidden}
+    eqs, fixed = [], []
+    for cid in {k[0] for k in keys}:
+        t = len(values)
+        values.append(totals[cid])
+        fixed.append(t)
+        dims = {k[2] for k in keys if k[0] == cid}
+        countries = {k[1] for k in keys if k[0] == cid and k[1] != "(all)"}
+        for d in dims:
+            eqs.append([t] + [i for k, i in idx.items() if k[0] == cid and k[1] == "(all)" and k[2] == d])
+            if d == "country":
+                continue
+            for v in {k[3] for k in keys if k[0] == cid and k[2] == d}:
+                if (cid, "(all)", d, v) in idx:
+                    eqs.append([idx[(cid, "(all)", d, v)]] + [idx[(cid, c, d, v)] for c in countries
+                                                              if (cid, c, d, v) in idx])
+            for c in countries:
+                if (cid, "(all)", "country", c) in idx:
+                    eqs.append([idx[(cid, "(all)", "country", c)]] + [i for k, i in idx.items() if k[0] == cid
+                                                                      and k[1] == c and k[2] == d])
+    assert check_protected(values, eqs, hid, 5, fixed) == []
+
+    invoke("export", "general_report", "--public", "--k", "10", "-o", tmp_path / "g.csv", "--data-dir", data)
+    invoke("export", "user_location_summary", "--public", "-o", tmp_path / "loc.csv", "--data-dir", data)
+    loc = pa.csv.read_csv(tmp_path / "loc.csv").to_pylist()
+    for row in loc:
+        parts = [row[c] for c in ("from_profile", "from_ip", "not_locatable")]
+        hidden_n = sum(p is None for p in parts) + (row["learners"] is None)
+        assert hidden_n != 1  # never a single hidden cell in `learners = profile + ip + not locatable`
+
+
+def test_public_specs_exist_for_the_published_reports():
+    assert {"course_summary", "general_report", "course_breakdown", "active_users"} <= set(PUBLIC_SPECS)
+
+
+def test_store_copy_is_not_needed_for_scrub_dry_run_on_missing_store(tmp_path):
+    r = runner.invoke(app, ["scrub", "--dry-run", "--data-dir", str(tmp_path / "none")])
+    assert r.exit_code == 1 and "no store" in r.output
+    shutil.rmtree(tmp_path / "none", ignore_errors=True)

@@ -1,0 +1,110 @@
+"""Small-cell suppression: no suppressed cell can be recomputed from the published cells and totals."""
+
+from __future__ import annotations
+
+import random
+
+import pyarrow as pa
+
+from edx_engine.privacy.suppress import (check_protected, determined, merge_small, protect, suppress,
+                                         suppress_crosstab)
+
+
+def test_single_small_cell_gets_a_complementary_suppression():
+    t = pa.table({"course": ["a", "b"], "total": [60, 80], "male": [30, 40], "female": [27, 38],
+                  "other": [3, 2]})
+    out = suppress(t, ["total", "male", "female", "other"], 5, row_sums=[("total", ["male", "female", "other"])],
+                   column_totals=False).to_pylist()
+    for row in out:
+        hidden = row["suppressed"].split(";")
+        assert "other" in hidden and len(hidden) >= 2 and row["other"] is None
+        # the reader cannot do total - male - female
+        assert sum(row[c] is None for c in ("total", "male", "female", "other")) >= 2
+
+
+def test_bridge_cells_are_found_by_linear_algebra():
+    # a 2x2 table (cells 0..3) with its known margins (4..7)
+    values = [1, 1, 1, 1]
+    eqs = [[4, 0, 1], [5, 2, 3], [6, 0, 2], [7, 1, 3]]
+    values += [2, 2, 2, 2]
+    assert determined(values, eqs, {0, 1, 2, 3}) == []  # a cycle: nothing determined
+    assert determined(values, eqs, {0, 1}) == [0, 1]  # columns c0, c1 each have one hidden cell
+
+
+def test_random_crosstabs_are_protected():
+    rng = random.Random(7)
+    trials = 0
+    while trials < 80:
+        nr, nc = rng.randint(2, 7), rng.randint(2, 6)
+        grid = [[rng.choice([0, 1, 2, 3, 4, 6, 9, 15, 40, rng.randint(0, 100)]) for _ in range(nc)] for _ in range(nr)]
+        if min(map(sum, grid)) < 5 or min(sum(col) for col in zip(*grid)) < 5:
+            continue  # a line whose published total is below k cannot be protected by any suppression
+        trials += 1
+        rows = [{"g": "x", "r": f"r{i}", "c": f"c{j}", "n": grid[i][j]} for i in range(nr) for j in range(nc)]
+        out = suppress_crosstab(pa.Table.from_pylist(rows), "r", "c", "n", 5, by=["g"]).to_pylist()
+        hidden = {i for i, row in enumerate(out) if row["n"] is None}
+        values = [row["n"] for row in rows]
+        eqs = []
+        for key, n in (("r", nr), ("c", nc)):  # row totals and column totals are known to the reader
+            for i in range(n):
+                cells = [k for k, row in enumerate(rows) if row[key] == f"{key}{i}"]
+                values.append(sum(rows[k]["n"] for k in cells))
+                eqs.append([len(values) - 1] + cells)
+        fixed = list(range(len(rows), len(values)))
+        assert check_protected(values, eqs, hidden, 5, fixed) == [], (grid, sorted(hidden))
+
+
+def test_protect_with_published_margins_in_the_table():
+    # a 2x3 table with its margins as cells (row 'T' and column 'T'), as reports publish them
+    grid = {("a", "x"): 10, ("a", "y"): 2, ("a", "z"): 20, ("b", "x"): 12, ("b", "y"): 9, ("b", "z"): 30}
+    rows = [{"r": r, "c": c, "n": n} for (r, c), n in grid.items()]
+    for r in "ab":
+        rows.append({"r": r, "c": "T", "n": sum(n for (rr, _), n in grid.items() if rr == r)})
+    for c in "xyz":
+        rows.append({"r": "T", "c": c, "n": sum(n for (_, cc), n in grid.items() if cc == c)})
+    rows.append({"r": "T", "c": "T", "n": sum(grid.values())})
+    rows = [dict(row, g=1) for row in rows]
+    out = suppress_crosstab(pa.Table.from_pylist(rows), "r", "c", "n", 5, by=["g"], total_label="T").to_pylist()
+    hidden = {i for i, row in enumerate(out) if row["n"] is None}
+    idx = {(row["r"], row["c"]): i for i, row in enumerate(rows)}
+    eqs = [[idx[(r, "T")]] + [idx[(r, c)] for c in "xyz"] for r in "ab"]
+    eqs += [[idx[("T", c)]] + [idx[(r, c)] for r in "ab"] for c in "xyz"]
+    eqs += [[idx[("T", "T")]] + [idx[(r, "T")] for r in "ab"], [idx[("T", "T")]] + [idx[("T", c)] for c in "xyz"]]
+    assert idx[("a", "y")] in hidden
+    assert check_protected([row["n"] for row in rows], eqs, hidden, 5) == []
+
+
+def test_protect_flags_what_it_cannot_protect():
+    # total (known from elsewhere) = one single part: no suppression can hide it
+    p = protect([3, 3], [[0, 1]], 5, fixed=[0])
+    assert p.unprotectable == [1]
+
+
+def test_merge_small_into_other():
+    t = pa.table({"course": ["a"] * 5 + ["b"] * 2,
+                  "country": ["CO", "MX", "PE", "AR", "BR", "CO", "MX"],
+                  "learners": [40, 12, 3, 1, 7, 2, 1]})
+    out = merge_small(t, "country", "learners", 5, by=["course"]).to_pylist()
+    a = {r["country"]: r["learners"] for r in out if r["course"] == "a"}
+    assert a == {"CO": 40, "MX": 12, "other": 11}  # PE 3 + AR 1 < 5, so BR 7 joins them
+    b = [r for r in out if r["course"] == "b"]
+    assert b == [{"course": "b", "country": "other", "learners": None, "suppressed": "learners"}]
+    assert sum(a.values()) == 63  # totals still add up
+    for r in out:
+        assert r["learners"] is None or r["learners"] >= 5
+
+
+def test_a_bridge_between_two_cycles_is_determined_although_every_line_hides_two_cells():
+    # 4x4 grid, cell (i, j) = 4*i + j; row totals 16..19, column totals 20..23 (all known)
+    eqs = [[16 + i] + [4 * i + j for j in range(4)] for i in range(4)]
+    eqs += [[20 + j] + [4 * i + j for i in range(4)] for j in range(4)]
+    values = [7] * 16 + [28] * 8
+    cycle1 = {0, 1, 4, 5}  # rows 0,1 x cols 0,1
+    cycle2 = {10, 11, 14, 15}  # rows 2,3 x cols 2,3
+    bridge = 2  # (row 0, col 2)
+    hidden = cycle1 | cycle2 | {bridge}
+    for e in eqs:  # every line has 0 or >= 2 hidden cells...
+        assert sum(c in hidden for c in e) != 1
+    assert determined(values, eqs, hidden) == [bridge]  # ...yet the bridge is recovered
+    p = protect([1 if c == bridge else 7 for c in range(16)] + [28] * 8, eqs, 5, fixed=range(16, 24))
+    assert determined([1 if c == bridge else 7 for c in range(16)] + [28] * 8, eqs, p.hidden) == []
