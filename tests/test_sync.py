@@ -58,6 +58,9 @@ class Moto:
 
 @pytest.fixture(scope="module")
 def moto(request):
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     m = Moto()
@@ -414,8 +417,8 @@ def test_wrong_passphrase_fails_clearly_then_recovers(s3, moto, deliveries, gpg_
     # the download is kept for the retry; the right passphrase finishes the job without downloading again
     r = run_sync(data, conf, sync_env(gpg_key))
     assert r.returncode == 0, r.stderr
-    assert "0 downloaded" in r.stdout and "1 imported" in r.stdout
-    assert ledger(data)["course-data/IDBx-2026-10-04.zip"][0] == "imported"
+    assert "0 downloaded" in r.stdout and f"{len(ledger(data))} imported" in r.stdout
+    assert all(state == "imported" for state, _, _ in ledger(data).values())
 
 
 def test_network_error_is_retried_reported_then_recovered(s3, moto, deliveries, gpg_key, tmp_path):

@@ -44,8 +44,13 @@ def _settings(data_dir, gnupghome=None, passphrase_file=None, config=None) -> cf
         raise  # unreachable
 
 
-def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | None = None, quiet: bool = False):
-    """Import packages and event logs; returns (exports summary, events summary or None)."""
+def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | None = None, quiet: bool = False,
+               scrub: bool = False):
+    """Import packages and event logs; returns (exports summary, events summary or None).
+
+    With ``scrub`` (or ``[privacy] scrub_on_import``), personal data is removed from the
+    store before the write lock is released, so no reader ever sees it.
+    """
     from .ingest.exports import PackageImporter
 
     lake = Lake(settings.data_dir)
@@ -78,6 +83,10 @@ def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | No
                 from .ingest.events import import_events
 
                 ev = import_events(lake, events, gpg, progress=progress)
+        from .privacy.scrub import scrub as scrub_store, scrub_on_import_enabled
+
+        if scrub or scrub_on_import_enabled(settings):
+            scrub_store(lake, take_lock=False)
     return exports, ev
 
 
@@ -87,11 +96,13 @@ def import_cmd(
     package_date: Optional[str] = typer.Option(None, help="Package date (YYYY-MM-DD) for loose files that do not say it."),
     data_dir: Optional[str] = DataDir, gnupghome: Optional[str] = GnupgHome,
     passphrase_file: Optional[str] = PassFile, config: Optional[str] = ConfigOpt,
+    scrub: bool = typer.Option(False, "--scrub", help="Remove personal data right after the import "
+                                                      "(see `edx-engine scrub`)."),
 ) -> None:
     """Import weekly database packages and daily tracking logs (.gpg files are decrypted with gpg)."""
     settings = _settings(data_dir, gnupghome, passphrase_file, config)
     try:
-        exports, events = run_import(settings, paths, package_date)
+        exports, events = run_import(settings, paths, package_date, scrub=scrub)
     except (SourceError, DecryptError, StoreBusy, cfg.ConfigError) as exc:
         fail(str(exc))
         return

@@ -105,7 +105,8 @@ _TABLES: list[TableSchema] = [
         C("grade", "double", "final grade 0..1"),
         C("course_id"), C("key"), C("distinction", "bool"),
         C("status", meaning="downloadable, notpassing, audit_passing, ..."),
-        C("verify_uuid"), C("download_uuid"),
+        # the two uuids form the public certificate URL, whose page shows the learner's name
+        P("verify_uuid"), P("download_uuid"),
         P("name", meaning="name printed on the certificate"),
         C("created_date", "timestamp"), C("modified_date", "timestamp"),
         C("error_reason"), C("mode"),
@@ -181,12 +182,12 @@ _TABLES: list[TableSchema] = [
     ), kind="json"),
     TableSchema("forum", "Discussion forum posts (threads and comments)", (
         C("id", meaning="_id $oid"), C("type", meaning="CommentThread or Comment"),
-        C("author_id", "int"), P("author_username"), C("title"), P("body"),
+        C("author_id", "int"), P("author_username"), P("title"), P("body"),
         C("commentable_id"), C("thread_type"), C("comment_thread_id"), C("parent_id"),
         C("created_at", "timestamp"), C("updated_at", "timestamp"), C("last_activity_at", "timestamp"),
         C("votes_up", "int"), C("comment_count", "int"), C("anonymous", "bool"),
         C("anonymous_to_peers", "bool"), C("closed", "bool"), C("pinned", "bool"),
-        C("endorsed", "bool"), C("raw", "json", "the whole document"),
+        C("endorsed", "bool"), P("raw", "json", "the whole document (holds username, body, title)"),
     ), kind="mongo"),
     TableSchema("course_content", "Course OLX export (kept as a file listing)", (
         C("path", meaning="member path inside the tar.gz"), C("size", "int"),

@@ -389,6 +389,10 @@ class Syncer:
                 st = getattr(f, "status", "loaded")
                 if st == "failed":
                     failures.append(getattr(f, "message", "") or f"{getattr(f, 'label', path)}: failed")
+                elif st == "unchanged" and getattr(f, "source_key", None):
+                    r = self._event_file_rows(f.source_key)
+                    rows += r[0]
+                    rejected += r[1]
                 else:
                     rows += int(getattr(f, "events", 0) or 0)
                     rejected += int(getattr(f, "rejected", 0) or 0)
@@ -418,6 +422,14 @@ class Syncer:
         res.rejected += rejected
         self.log(f"imported {_url(o)}: {rows:,} rows" + (f", {rejected:,} rejected lines (see the quarantine view)"
                                                            if rejected else ""))
+
+    def _event_file_rows(self, key: str) -> tuple[int, int]:
+        try:
+            with self.ledger.connect() as con:
+                r = con.execute("SELECT rows, rejected FROM _edx_event_files WHERE source_key=?", [key]).fetchone()
+            return (int(r[0] or 0), int(r[1] or 0)) if r else (0, 0)
+        except Exception:
+            return (0, 0)
 
     def _snapshot_rows(self, table: str, course_id: str | None) -> tuple[int, int]:
         try:

@@ -6,7 +6,7 @@ writes CSV or Parquet where
 
 - every user-id column (user_id, student_id, author_id, auth_user.id, ...) holds the learner's
   keyed pseudonym instead of the id (``--anonymised``);
-- every personal column is dropped: the registry's flags, ``scrub.SUPPLEMENT``, the usual
+- every personal column is dropped: the registry's flags, the usual
   identifying names (username, email, ...), edX's own linkable ids (anonymous_user_id, hash_id,
   certificate uuids) and free text (studentmodule state);
 - with ``--public``, an aggregated table goes through small-cell suppression (``PUBLIC_SPECS``);

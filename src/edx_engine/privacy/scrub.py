@@ -3,7 +3,7 @@
 Every Parquet file the catalog references is rewritten without its personal data:
 
 - package snapshots (``_edx_snapshots``): the columns the schema registry flags as personal
-  (``schemas.personal_columns()``) plus the few in ``SUPPLEMENT`` are set to NULL;
+  (``schemas.personal_columns()``) are set to NULL;
 - tracking-log files (``_edx_event_parts``, else every file under ``lake/events``): ``username``,
   ``ip``, ``agent``, ``session`` set to NULL; free-text keys (``body``, ``title``, ``query``...)
   removed from the ``event`` JSON; ``user_id`` back-filled from ``username`` (via auth_user)
@@ -39,13 +39,6 @@ from ..lake import Lake
 from ..schemas import personal_columns
 
 # Personal columns the registry does not flag (yet), per table.
-SUPPLEMENT: dict[str, list[str]] = {
-    # the whole mongo document: holds author_username, body and title
-    "forum": ["raw", "title"],
-    # verify_uuid / download_uuid form the public certificate URL, which shows the learner's name
-    "certificates_generatedcertificate": ["verify_uuid", "download_uuid"],
-}
-
 # Tracking-log columns that identify a person or a device.
 EVENT_PERSONAL = ("username", "ip", "agent", "session")
 # Free-text keys removed from the top level of the `event` JSON payload (forum posts, searches, notes).
@@ -81,10 +74,8 @@ class ScrubError(Exception):
 
 
 def table_personal_columns(table: str) -> list[str]:
-    """Personal columns of an edX table: the registry's flags plus ``SUPPLEMENT``."""
-    cols = list(personal_columns().get(table, []))
-    cols += [c for c in SUPPLEMENT.get(table, []) if c not in cols]
-    return cols
+    """Personal columns of an edX table, as the schema registry flags them."""
+    return list(personal_columns().get(table, []))
 
 
 @dataclass
