@@ -170,25 +170,34 @@ def tables(data_dir: Optional[str] = DataDir) -> None:
 
 
 def demo_summary(settings: cfg.Settings, seconds: float) -> None:
+    from .models import read_model
+
     lake = Lake(settings.data_dir)
     with lake.connect(read_only=True) as con:
-        courses = con.execute("SELECT count(DISTINCT course_id) FROM student_courseenrollment").fetchone()[0]
         learners = con.execute("SELECT count(DISTINCT user_id) FROM student_courseenrollment").fetchone()[0]
         counts = con.execute("SELECT table_name, sum(rows) FROM _edx_snapshots GROUP BY 1 ORDER BY 1").fetchall()
-        has_events = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name='events'").fetchone()[0]
-        nevents = con.execute("SELECT count(*) FROM events").fetchone()[0] if has_events else 0
-    t = Table("table", "rows", title=f"{courses} courses, {learners} learners, {nevents:,} events")
+        nevents = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    t = Table("table", "rows", title=f"{learners} learners, {nevents:,} events")
     for name, n in counts:
         t.add_row(name, f"{n:,}")
     out.print(t)
+    general = read_model(lake, "general_report").to_pylist()
+    if general:
+        cols = [c for c in ("course_id", "total", "active", "approved", "certified", "failed", "countries")
+                if c in general[0]]
+        g = Table(*cols, title="general report (edx-engine report general)")
+        for row in general:
+            g.add_row(*("" if row[c] is None else str(row[c]) for c in cols))
+        out.print(g)
     db = lake.catalog_path
     out.print(f"demo finished in {seconds:.1f} s. Query it with DuckDB:\n"
               f"  duckdb {db}\n"
               f"  SELECT course_id, count(*) FROM student_courseenrollment GROUP BY 1;\n"
               f"  SELECT gender, count(*) FROM auth_userprofile GROUP BY 1 ORDER BY 2 DESC;\n"
-              f"  SELECT status, count(*) FROM certificates_generatedcertificate GROUP BY 1;\n"
-              f"  SELECT * FROM quarantine;   -- lines that were rejected, with file and line number\n"
-              f"or from Python: duckdb.connect('{db}', read_only=True).sql('SHOW TABLES')", highlight=False)
+              f"  SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC LIMIT 10;\n"
+              f"  SELECT * FROM models.person_course LIMIT 5;\n"
+              f"  SELECT * FROM quarantine;   -- rejected lines, with file and line number\n"
+              f"or write a report: edx-engine report course --format json -o course.json", highlight=False)
 
 
 @app.command()
@@ -217,6 +226,10 @@ def demo(
                   f"synthetic package contains a few)", highlight=False)
     if events:
         out.print(events.one_line(), highlight=False)
+    from .models import Params, build_duckdb, load_registry
+
+    build = build_duckdb(Lake(settings.data_dir), load_registry(None, settings.file)[0], Params())
+    out.print(build.one_line(), highlight=False)
     demo_summary(settings, time.perf_counter() - t0)
 
 

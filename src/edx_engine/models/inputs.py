@@ -60,6 +60,12 @@ INPUTS: dict[str, dict[str, str]] = {
         "user_id": "BIGINT", "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
         "mode": "VARCHAR",
     },
+    # Written by `edx-engine locate-users` (edx_engine.geo): Parquet under lake/geo, the catalog view
+    # `user_location`, bookkeeping `_edx_geo`. One row per (course, learner). Absent until the first run.
+    "user_location": {
+        "course_id": "VARCHAR", "user_id": "BIGINT", "ip_country": "VARCHAR", "country": "VARCHAR",
+        "source": "VARCHAR",
+    },
     # Built in Python from the course registry file + course_structure + _edx_snapshots (registry.py).
     "course_info": {
         "course_id": "VARCHAR", "name": "VARCHAR", "sme": "VARCHAR", "start_date": "DATE", "end_date": "DATE",
@@ -69,7 +75,8 @@ INPUTS: dict[str, dict[str, str]] = {
 }
 
 # Which store tables each input depends on (for change detection).
-SOURCE_TABLES = {name: [name] for name in INPUTS if name != "course_info"}
+SOURCE_TABLES = {name: [name] for name in INPUTS if name not in ("course_info", "user_location")}
+SOURCE_TABLES["user_location"] = ["_edx_geo"]
 
 
 def catalog_columns(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str] | None:
