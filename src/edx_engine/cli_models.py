@@ -129,19 +129,32 @@ def report(
     fmt: str = typer.Option("csv", "--format", help="csv, json or parquet."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file ('-' = stdout; default "
                                                                       "./NAME.FORMAT)."),
+    public: bool = typer.Option(False, "--public", help="Small-cell suppression for publication (aggregated "
+                                                        "reports only; see docs/privacy.md)."),
+    k: int = typer.Option(5, "--k", help="With --public: smallest count that may be published."),
     data_dir: Optional[str] = DataDir, store: Optional[str] = StoreOpt, config: Optional[str] = ConfigOpt,
 ) -> None:
     """Write a report (general, course, enrolment, courses, active_users, demographics, masterfile, ...)."""
     from .models import BuildError
-    from .reports import FORMATS, REPORTS, ReportError, produce, unknown_report_message, write
+    from .reports import FORMATS, REPORTS, ReportError, check_public, make_public, produce, unknown_report_message, \
+        write
 
     if name not in REPORTS:
         fail(unknown_report_message(name))
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
+    if public:
+        try:
+            check_public(name)
+        except ReportError as exc:
+            fail(str(exc))
+        if k < 1:
+            fail("--k must be at least 1")
     settings = _settings(data_dir, config=config)
     try:
         data = produce(Lake(settings.data_dir), name, _store(settings, store), course)
+        if public:
+            data = make_public(name, data, k)
         where = write(name, data, fmt, output)
     except (BuildError, ReportError, OSError) as exc:
         fail(str(exc))

@@ -11,8 +11,8 @@ the table ``edx_models.<name>``. Bookkeeping: ``edx_models._edx_models`` and ``_
 
 Only what changed is rebuilt: a model's fingerprint hashes the definitions' source, the
 parameters it uses, the fingerprints of its input tables (package snapshots from
-``_edx_snapshots``; row count and time range for event views; the course registry) and the
-fingerprints of the models it reads. An unchanged fingerprint skips the model.
+``_edx_snapshots``; row count and time range for event views; the ``_edx_geo`` row of
+``user_location``; the course registry) and the fingerprints of the models it reads. An unchanged fingerprint skips the model.
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table) -> dict[s
     for name in INPUTS:
         if name == "course_info":
             fp[name] = _hash(info.to_pylist())
+        elif name == "user_location":
+            fp[name] = _geo_fingerprint(con, name)
         elif name in EVENT_TABLES:
             cols = catalog_columns(con, name)
             if cols is None:
@@ -104,6 +106,21 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table) -> dict[s
         else:
             fp[name] = _hash(snaps.get(name, []), sorted((catalog_columns(con, name) or {}).items()))
     return fp
+
+
+def _geo_fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """A table written by ``edx-engine locate-users``: its ``_edx_geo`` row (file, rows, IP database, run time).
+
+    Every run writes a new file under a new name, so a new run changes the fingerprint."""
+    cols = catalog_columns(con, name)
+    try:
+        row = con.execute("SELECT path, rows, ip_db, ip_db_date, located_at FROM _edx_geo WHERE name = ?",
+                          [name]).fetchone()
+    except duckdb.CatalogException:
+        row = None
+    if cols is None and row is None:
+        return "absent"
+    return _hash(row, sorted((cols or {}).items()))
 
 
 def model_fingerprints(names: list[str], inputs_fp: dict[str, str], params: D.Params) -> dict[str, str]:

@@ -127,6 +127,15 @@ def profiles(t: Tables) -> ir.Table:
     )
 
 
+def locations(t: Tables) -> ir.Table:
+    """user_location (``edx-engine locate-users``), one row per (course, user): the IP-derived country
+    (upper-cased; 'unknown' when not locatable) and where ``user_location.country`` came from."""
+    loc = t.user_location.filter(lambda s: s.user_id.notnull() & s.course_id.notnull())
+    loc = first_per(loc, ["course_id", "user_id"], [loc.source.fill_null(""), loc.ip_country.fill_null("")])
+    return loc.select(l_course_id=loc.course_id, l_user_id=loc.user_id, ip_country=clean(loc.ip_country, upper=True),
+                      country_source=clean(loc.source, lower=True).substitute({UNKNOWN: "none"}))
+
+
 def staff_ids(t: Tables) -> ir.Table:
     u = users(t)
     return u.filter(u.is_staff).select(staff_id=u.user_id)
@@ -204,7 +213,7 @@ def courses(t: Tables, p: Params) -> ir.Table:
 
 @model("person_course", deps=("learner_day", "courses"),
        inputs=("student_courseenrollment", "auth_user", "auth_userprofile", "certificates_generatedcertificate",
-               "courseware_studentmodule", "course_structure", "forum"))
+               "courseware_studentmodule", "course_structure", "forum", "user_location"))
 def person_course(t: Tables, p: Params) -> ir.Table:
     """One row per enrolment (learner x course), HarvardX/MITx definitions; staff flagged, not removed."""
     e = t.student_courseenrollment.filter(lambda s: s.user_id.notnull() & s.course_id.notnull())
@@ -240,6 +249,7 @@ def person_course(t: Tables, p: Params) -> ir.Table:
     crs = t.courses.select(k_course_id="course_id", course_chapters="nchapters")
     u = users(t).select(u_user_id="user_id", username="username", is_staff="is_staff")
     pr = profiles(t).rename(p_user_id="user_id")
+    loc = locations(t)
 
     j = e.left_join(c, (e.course_id == c.c_course_id) & (e.user_id == c.c_user_id))
     j = j.left_join(sma, (j.course_id == sma.s_course_id) & (j.user_id == sma.s_user_id))
@@ -248,6 +258,7 @@ def person_course(t: Tables, p: Params) -> ir.Table:
     j = j.left_join(crs, j.course_id == crs.k_course_id)
     j = j.left_join(u, j.user_id == u.u_user_id)
     j = j.left_join(pr, j.user_id == pr.p_user_id)
+    j = j.left_join(loc, (j.course_id == loc.l_course_id) & (j.user_id == loc.l_user_id))
 
     nchapters = j.nchapters.fill_null(0)
     nsm = j.nstudentmodule.fill_null(0)
@@ -281,6 +292,8 @@ def person_course(t: Tables, p: Params) -> ir.Table:
         level_of_education=j.level_of_education.fill_null(UNKNOWN),
         year_of_birth=j.year_of_birth,
         country=j.country.fill_null(UNKNOWN),
+        ip_country=j.ip_country.fill_null(UNKNOWN),
+        country_source=j.country_source.fill_null("none"),
         is_staff=j.is_staff.fill_null(False),
     )
 
@@ -312,11 +325,13 @@ def course_summary(t: Tables, p: Params) -> ir.Table:
         female=pc.count(where=pc.gender == "f"),
         other_unknown=pc.count(where=~pc.gender.isin(["m", "f"])),
         countries=pc.country.nunique(where=known_country),
+        countries_ip=pc.ip_country.nunique(where=pc.ip_country != UNKNOWN),
     )
     c = t.courses
     j = c.left_join(a, c.course_id == a.a_course_id)
     counts = ["enrolled", "enrolled_active", "unenrolled", "active", "active_events", "explored",
-              "certificates_failed", "approved", "certified", "male", "female", "other_unknown", "countries"]
+              "certificates_failed", "approved", "certified", "male", "female", "other_unknown", "countries",
+              "countries_ip"]
     return j.select(
         "course_id", "name", "sme", "start_date", "end_date",
         **{k: j[k].fill_null(0) for k in counts},
@@ -327,13 +342,14 @@ def course_summary(t: Tables, p: Params) -> ir.Table:
 
 @model("course_breakdown", deps=("person_course",))
 def course_breakdown(t: Tables, p: Params) -> ir.Table:
-    """Course report, breakdowns: learners by gender / education / country / year of birth, for the
-    whole course (country = '(all)') and per country (gender, education, year of birth)."""
+    """Course report, breakdowns: learners by gender / education / country / year of birth / IP-derived
+    country, for the whole course (country = '(all)'), and per (profile) country by gender, education and
+    year of birth."""
     pc = learners(t, p)
     pc = pc.mutate(yob=clean(pc.year_of_birth.cast("string")))
     dims = {"gender": pc.gender, "level_of_education": pc.level_of_education, "year_of_birth": pc.yob}
     parts = []
-    for dim, col in {**dims, "country": pc.country}.items():
+    for dim, col in {**dims, "country": pc.country, "ip_country": pc.ip_country}.items():
         parts.append(pc.group_by(["course_id", col.name("value")]).aggregate(learners=pc.count())
                      .mutate(country=ibis.literal(ALL), dimension=ibis.literal(dim)))
     for dim, col in dims.items():
@@ -349,7 +365,8 @@ def general_report(t: Tables, p: Params) -> ir.Table:
     s = t.course_summary
     return s.select("course_id", "name", "sme", "start_date", "end_date", total=s.enrolled, active=s.active,
                     approved=s.approved, certified=s.certified, failed=s.certificates_failed, male=s.male,
-                    female=s.female, other_unknown=s.other_unknown, countries=s.countries)
+                    female=s.female, other_unknown=s.other_unknown, countries=s.countries,
+                    countries_ip=s.countries_ip)
 
 
 @model("enrolment_report", deps=("person_course", "courses"))

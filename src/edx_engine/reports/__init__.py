@@ -22,6 +22,7 @@ from ..models.build import read_model
 from ..models.definitions import ALL
 
 FORMATS = ("csv", "json", "parquet")
+SUPPRESSED = "suppressed"  # privacy.suppress.SUPPRESSED_COLUMN
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,9 @@ class Report:
 
 REPORTS: dict[str, Report] = {r.name: r for r in [
     Report("course", "course_summary", "per-course report: headline figures + breakdowns by gender, education, "
-                                       "country, and per country (tables course_summary + course_breakdown)"),
+                                       "country, IP country, and per country (course_summary + course_breakdown)"),
     Report("general", "general_report", "one row per course: id, name, sme, dates, total, active, approved, "
-                                        "certified, failed, male, female, other/unknown, countries"),
+                                        "certified, failed, male, female, other/unknown, countries, countries_ip"),
     Report("enrolment", "enrolment_report", "every enrolment: course name, id, registration date, gender, country"),
     Report("courses", "courses", "course list: registry merged with the packages, data coverage"),
     Report("active_users", "active_users", "active learners per course and combined ('(all)')"),
@@ -65,25 +66,32 @@ def unknown_report_message(name: str) -> str:
 
 
 def course_report_rows(summary: pa.Table, breakdown: pa.Table) -> pa.Table:
-    """Long form of the course report: indicators and breakdowns in one table."""
+    """Long form of the course report: indicators and breakdowns in one table.
+
+    Public (suppressed) tables carry a ``suppressed`` column; it is kept, per row: for an indicator
+    row it says whether that indicator is hidden."""
+    public = SUPPRESSED in summary.column_names or SUPPRESSED in breakdown.column_names
     metrics = [c for c in summary.column_names if c not in ("course_id", "name", "sme", "start_date", "end_date",
-                                                            "passing_grade", "created_at")]
+                                                            "passing_grade", "created_at", SUPPRESSED)]
     rows = []
     for s in summary.to_pylist():
+        hidden = set((s.get(SUPPRESSED) or "").split(";")) - {""}
         for m in metrics:
             rows.append({"course_id": s["course_id"], "country": ALL, "dimension": "indicator", "value": m,
-                         "learners": s[m]})
+                         "learners": s[m], SUPPRESSED: m if m in hidden else None})
     rows += sorted(breakdown.to_pylist(), key=lambda r: (r["course_id"], r["country"] != ALL, r["country"],
                                                          r["dimension"], r["value"]))
-    schema = pa.schema([("course_id", pa.string()), ("country", pa.string()), ("dimension", pa.string()),
-                        ("value", pa.string()), ("learners", pa.int64())])
-    return pa.Table.from_pylist(rows, schema=schema)
+    fields = [("course_id", pa.string()), ("country", pa.string()), ("dimension", pa.string()),
+              ("value", pa.string()), ("learners", pa.int64())]
+    if public:
+        fields.append((SUPPRESSED, pa.string()))
+    return pa.Table.from_pylist(rows, schema=pa.schema(fields))
 
 
 def course_report_docs(summary: pa.Table, breakdown: pa.Table) -> list[dict]:
     """Nested course report: one document per course."""
     names = {"gender": "by_gender", "level_of_education": "by_education", "country": "by_country",
-             "year_of_birth": "by_year_of_birth"}
+             "year_of_birth": "by_year_of_birth", "ip_country": "by_ip_country"}
     docs = {}
     for s in summary.to_pylist():
         d = dict(s)
@@ -96,11 +104,53 @@ def course_report_docs(summary: pa.Table, breakdown: pa.Table) -> list[dict]:
         if d is None:
             continue
         if r["country"] == ALL:
-            d[names[r["dimension"]]][r["value"]] = r["learners"]
+            d.setdefault(names.get(r["dimension"], "by_" + r["dimension"]), {})[r["value"]] = r["learners"]
         else:
             d["by_country_detail"].setdefault(r["country"], {}).setdefault(r["dimension"], {})[r["value"]] = \
                 r["learners"]
     return list(docs.values())
+
+
+def public_models(name: str) -> list[str]:
+    """The models behind report ``name`` (the course report reads two)."""
+    return ["course_summary", "course_breakdown"] if name == "course" else [REPORTS[name].model]
+
+
+def public_reports() -> list[str]:
+    """Reports that can be published with small-cell suppression (every model behind them has a rule)."""
+    from ..privacy.export import PUBLIC_SPECS
+
+    return [n for n in REPORTS if all(m in PUBLIC_SPECS for m in public_models(n))]
+
+
+def check_public(name: str) -> None:
+    """Raise ReportError unless report ``name`` may be published (``--public``)."""
+    from ..privacy.export import PUBLIC_SPECS
+
+    if name not in REPORTS:
+        raise ReportError(unknown_report_message(name))
+    refused = [m for m in public_models(name) if m not in PUBLIC_SPECS]
+    if refused:
+        m = refused[0]
+        raise ReportError(
+            f"report {name} cannot be --public: {m} is not an aggregated table with a small-cell suppression rule "
+            f"(public reports: {', '.join(public_reports())}). Row-level data can only be shared pseudonymised, "
+            f"under a data-use agreement: `edx-engine export {m} --anonymised -o FILE` (see docs/privacy.md)")
+
+
+def make_public(name: str, data, k: int):
+    """Apply ``privacy.export.PUBLIC_SPECS`` (small-cell suppression with threshold ``k``) to ``produce``'s data.
+
+    Counts with 0 < n < k - and the complementary cells that would give them back - become NULL;
+    a ``suppressed`` column names the hidden cells of each row."""
+    from ..privacy.export import PUBLIC_SPECS
+
+    check_public(name)
+    if k < 1:
+        raise ReportError("k must be at least 1")
+    if isinstance(data, tuple):  # course report: (course_summary, course_breakdown)
+        return tuple(_sorted(PUBLIC_SPECS[m](t, k)) for m, t in zip(public_models(name), data))
+    return _sorted(PUBLIC_SPECS[public_models(name)[0]](data, k))
 
 
 def _sorted(t: pa.Table) -> pa.Table:
