@@ -97,14 +97,33 @@ def upload(c, delivery: Path) -> list[str]:
     return keys
 
 
+# -- the key ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def gpg_key(tmp_path_factory):
+    """Like conftest's throwaway key (passphrase-protected, agent never caches), but protected with
+    a small S2K count: unlocking it then costs ~10 ms instead of ~0.5 s per gpg run on these
+    machines, and a package is one gpg run per member."""
+    from conftest import TEST_PASSPHRASE, _gpg
+
+    home = Path(tmp_path_factory.mktemp("gnupg-sync"))
+    home.chmod(0o700)
+    (home / "gpg-agent.conf").write_text("default-cache-ttl 0\nmax-cache-ttl 0\ns2k-count 65536\n")
+    _gpg(home, "--quick-gen-key", "edx-engine Sync Test <sync-test@example.org>", "rsa2048", "default", "never",
+         passphrase=TEST_PASSPHRASE)
+    fpr = next(ln.split(":")[9] for ln in _gpg(home, "-K", "--with-colons").splitlines() if ln.startswith("fpr"))
+    _gpg(home, "--quick-add-key", fpr, "rsa2048", "encr", "never", passphrase=TEST_PASSPHRASE)
+    yield home, fpr, TEST_PASSPHRASE
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
+
+
 # -- deliveries -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def deliveries(gpg_key, tmp_path_factory):
     home, fpr, _ = gpg_key
     base = tmp_path_factory.mktemp("deliveries")
-    # One course keeps the suite quick: every package member is a separate gpg run (~0.5 s each here).
-    common = dict(org="IDBx", courses=1, learners=40, encrypt_to=fpr, gnupghome=str(home), malformed=False)
+    common = dict(org="IDBx", courses=2, learners=40, encrypt_to=fpr, gnupghome=str(home), malformed=False)
     generate(base / "A", SyntheticConfig(seed=0, days=3, start="2026-10-01", **common))
     generate(base / "B", SyntheticConfig(seed=0, days=3, start="2026-10-04", package_date="2026-10-11", **common))
     generate(base / "A1", SyntheticConfig(seed=1, days=3, start="2026-10-01", **common))

@@ -198,6 +198,7 @@ class Lake:
         else:
             sql = "SELECT " + ", ".join(f"NULL::{t} AS {c}" for c, t in QUARANTINE_COLUMNS.items()) + " WHERE false"
         con.execute(f"CREATE OR REPLACE VIEW quarantine AS {sql}")
+        _load_view_hooks()
         for hook in _VIEW_HOOKS:
             hook(self, con)
 
@@ -211,6 +212,17 @@ class Lake:
 
 # Other stages (tracking logs, models) add their own views inside the same transaction.
 _VIEW_HOOKS: list = []
+
+
+# Modules whose views belong in every catalog (they register a hook when imported).
+_HOOK_MODULES = ("edx_engine.ingest.events", "edx_engine.geo", "edx_engine.models.build")
+
+
+def _load_view_hooks() -> None:
+    import importlib
+
+    for name in _HOOK_MODULES:
+        importlib.import_module(name)
 
 
 def register_view_hook(hook) -> None:
