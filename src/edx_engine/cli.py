@@ -247,4 +247,7 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    # Run the app of the imported module: the command modules registered themselves on it.
+    from edx_engine.cli import app as _app
+
+    sys.exit(_app())

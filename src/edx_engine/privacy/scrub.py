@@ -38,7 +38,6 @@ import pyarrow.parquet as pq
 from ..lake import Lake
 from ..schemas import personal_columns
 
-# Personal columns the registry does not flag (yet), per table.
 # Tracking-log columns that identify a person or a device.
 EVENT_PERSONAL = ("username", "ip", "agent", "session")
 # Free-text keys removed from the top level of the `event` JSON payload (forum posts, searches, notes).

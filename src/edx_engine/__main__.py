@@ -1,0 +1,5 @@
+"""`python -m edx_engine` runs the CLI."""
+
+from .cli import app
+
+app()
