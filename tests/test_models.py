@@ -225,7 +225,12 @@ def test_course_breakdown_counts_unknown(store):
     co = {(r["dimension"], r["value"]): r["learners"] for r in rows(lake, "course_breakdown", course_id=A,
                                                                      country="CO")}
     assert co == {("gender", "f"): 1, ("gender", "m"): 1, ("level_of_education", "b"): 1,
-                  ("level_of_education", "m"): 1, ("year_of_birth", "1990"): 1, ("year_of_birth", "unknown"): 1}
+                  ("level_of_education", "m"): 1, ("year_of_birth", "1990"): 1, ("year_of_birth", "unknown"): 1,
+                  ("ip_country", "unknown"): 2}  # no user_location (locate-users never ran): all unknown
+    assert {k[1]: v for k, v in got.items() if k[0] == "ip_country"} == {"unknown": 5}
+    assert one(lake, "course_summary", course_id=A)["countries_ip"] == 0
+    assert (one(lake, "person_course", course_id=A, user_id=1)["ip_country"],
+            one(lake, "person_course", course_id=A, user_id=1)["country_source"]) == ("unknown", "none")
     unk = {(r["dimension"], r["value"]): r["learners"] for r in rows(lake, "course_breakdown", course_id=A,
                                                                       country="unknown")}
     assert unk[("gender", "unknown")] == 1

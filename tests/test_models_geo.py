@@ -19,6 +19,8 @@ from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb, read_model
 from edx_engine.synthetic import SyntheticConfig, generate
 
+from test_postgres_models import pg_url  # noqa: F401  (fixture: a throwaway PostgreSQL server)
+
 runner = CliRunner()
 K = 5
 # addresses whose RIR country is known (as in test_geo.py)
@@ -137,6 +139,10 @@ def test_person_course_ip_country_is_most_frequent_ip(store):
               if x["dimension"] == "ip_country" and x["country"] == "(all)"}
         assert bd == dict(Counter(x["ip_country"] for x in learners))
         assert sum(bd.values()) == s["enrolled"]
+        by_country = Counter((x["country"], x["ip_country"]) for x in learners)  # profile country x IP country
+        assert {(x["country"], x["value"]): x["learners"]
+                for x in read_model(lake, "course_breakdown", course=course).to_pylist()
+                if x["dimension"] == "ip_country" and x["country"] != "(all)"} == dict(by_country)
     assert sum(x["countries_ip"] for x in read_model(lake, "course_summary").to_pylist()) >= 3
     # nothing changed: nothing rebuilt; a new locate-users run: the dependants are rebuilt
     assert all(m.status == "unchanged" for m in build_duckdb(lake, [], Params()).models)
@@ -208,3 +214,20 @@ def test_report_public_refuses_row_level(store, tmp_path):
     # without --public, the identified report is unchanged
     r = runner.invoke(app, ["report", "masterfile", "--data-dir", d, "-o", str(tmp_path / "m.csv")])
     assert r.exit_code == 0, r.output
+
+
+def test_ip_country_models_identical_on_postgresql(store, pg_url):
+    """DuckDB = PostgreSQL with a non-empty user_location (the parity test's package has none)."""
+    from edx_engine.models import build_postgres
+
+    from test_postgres_models import _rows
+
+    lake, _, _ = store
+    params = Params(built_at=Params().built_at)
+    build_duckdb(lake, [], params, force=True)
+    build_postgres(lake, pg_url, [], params)
+    for name in ("person_course", "course_summary", "course_breakdown", "general_report"):
+        d, p = read_model(lake, name), read_model(lake, name, store=pg_url)
+        assert _rows(d) == _rows(p), name
+    located = [r for r in read_model(lake, "person_course", store=pg_url).to_pylist() if r["ip_country"] != "unknown"]
+    assert located and all(r["country_source"] in ("profile", "ip") for r in located)

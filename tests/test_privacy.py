@@ -107,6 +107,7 @@ def test_scrub_dry_run_then_scrub_removes_everything_and_reports_still_build(pac
     values = personal_values(data, manifest)
     assert leaks(store_text(data), values)  # the check finds personal data before scrubbing
 
+    invoke("locate-users", "--data-dir", data)  # scrub locates users first: compare like with like
     invoke("build", "--data-dir", data)
     with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
         before = {n: con.execute(f"SELECT * EXCLUDE (username) FROM models.{n} ORDER BY ALL").fetchall()

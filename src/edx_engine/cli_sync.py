@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TransferSpeedColumn)
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import config as cfg
@@ -192,9 +191,10 @@ def sync(
         except (S3Error, FetchError, LedgerBusy) as exc:
             fail(str(exc), 1 if isinstance(exc, S3Error) else 2)
             return
-        t = Table("action", "object", "date", "size", "why")
+        t = Table("action", "date", "size", "why")
+        t.add_column("object", overflow="fold")
         for p in res.plan:
-            t.add_row(p.action, f"s3://{p.obj.bucket}/{p.obj.key}", p.obj.date, f"{p.obj.size:,}", p.reason)
+            t.add_row(p.action, p.obj.date, f"{p.obj.size:,}", p.reason, f"s3://{p.obj.bucket}/{p.obj.key}")
         if res.plan:
             out.print(t)
         for k in res.skipped:
@@ -206,9 +206,8 @@ def sync(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True,
-                        disable=not console.is_terminal)
+    progress = Progress(TextColumn("{task.description:<60.60}"), BarColumn(), TaskProgressColumn(),
+                        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
     log = (lambda msg: progress.console.print(msg, highlight=False, soft_wrap=True))
     try:
         with sync_lock(settings.data_dir, wait=wait):
@@ -350,12 +349,19 @@ def status(
                   + (f"; missing days: {', '.join(ef['missing_days'])}" if ef["missing_days"] else ""),
                   highlight=False)
     if rep["pending"]:
-        t = Table("pending", "state", "attempts", "last error", title=f"{len(rep['pending'])} file(s) pending")
+        t = Table(title=f"{len(rep['pending'])} file(s) pending")
+        t.add_column("pending", overflow="fold")
+        t.add_column("state")
+        t.add_column("attempts")
+        t.add_column("last error", overflow="fold")
         for p in rep["pending"]:
             t.add_row(p["url"], p["state"], str(p["attempts"]), p["error"] or "")
         out.print(t)
     if rep["failed"]:
-        t = Table("failed", "attempts", "reason", title=f"{len(rep['failed'])} file(s) failed")
+        t = Table(title=f"{len(rep['failed'])} file(s) failed")
+        t.add_column("failed", overflow="fold")
+        t.add_column("attempts")
+        t.add_column("reason", overflow="fold")
         for p in rep["failed"]:
             t.add_row(p["url"], str(p["attempts"]), p["error"] or "")
         out.print(t)

@@ -154,11 +154,12 @@ class SyncResult:
             return (f"sync (dry run): {self.listed} objects listed, {len(self.plan)} to do "
                     f"({len(dl)} to download, {_mb(sum(p.obj.size for p in dl))}; "
                     f"{len(self.plan) - len(dl)} to import again), nothing changed")
-        s = (f"sync {self.status}: {self.listed} objects listed, {self.new} new, {self.changed} changed, "
+        label = "interrupted" if self.aborted == "interrupted" else self.status
+        s = (f"sync {label}: {self.listed} objects listed, {self.new} new, {self.changed} changed, "
              f"{self.downloaded} downloaded ({_mb(self.bytes)}), {self.imported} imported "
              f"({self.rows:,} rows, {self.rejected:,} rejected), {len(self.failed)} failed, "
              f"{len(self.pending)} pending, {self.seconds:.1f} s")
-        if self.aborted:
+        if self.aborted and self.aborted != "interrupted":
             s += f"; stopped early: {self.aborted}"
         return s
 
@@ -281,12 +282,14 @@ class Syncer:
         task = None
         if self.progress is not None:
             total = sum(p.obj.size for p in res.plan if p.action == "download")
-            task = self.progress.add_task("downloading", total=total or None)
-            ftask = self.progress.add_task("objects", total=len(res.plan))
+            task = self.progress.add_task(f"download {total / 1e6:,.1f} MB", total=total or 1)
+            ftask = self.progress.add_task(f"{len(res.plan)} objects", total=len(res.plan) or 1)
         network_down: str | None = None
         for p in res.plan:
             o = p.obj
             path = local_path_for(self.downloads, o)
+            if self.progress is not None:
+                self.progress.update(ftask, description=f"{p.action} {o.name}")
             if p.action == "download":
                 if network_down:
                     res.pending.append((_url(o), f"not downloaded: {network_down}"))
@@ -298,6 +301,8 @@ class Syncer:
                     network_down = res.pending[-1][1]
                     res.aborted = f"S3 unreachable: {network_down}"
                     continue
+            if self.progress is not None:
+                self.progress.update(ftask, description=f"import {o.name}")
             self._import(res, o, path, downloaded_now=p.action == "download")
             if self.progress is not None:
                 self.progress.advance(ftask)

@@ -12,7 +12,8 @@ the table ``edx_models.<name>``. Bookkeeping: ``edx_models._edx_models`` and ``_
 Only what changed is rebuilt: a model's fingerprint hashes the definitions' source, the
 parameters it uses, the fingerprints of its input tables (package snapshots from
 ``_edx_snapshots``; row count and time range for event views; the ``_edx_geo`` row of
-``user_location``; the course registry) and the fingerprints of the models it reads. An unchanged fingerprint skips the model.
+``user_location``; the course registry) and the fingerprints of the models it reads. An
+unchanged fingerprint skips the model.
 """
 
 from __future__ import annotations

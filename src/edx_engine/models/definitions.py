@@ -342,14 +342,15 @@ def course_summary(t: Tables, p: Params) -> ir.Table:
 
 @model("course_breakdown", deps=("person_course",))
 def course_breakdown(t: Tables, p: Params) -> ir.Table:
-    """Course report, breakdowns: learners by gender / education / country / year of birth / IP-derived
-    country, for the whole course (country = '(all)'), and per (profile) country by gender, education and
-    year of birth."""
+    """Course report, breakdowns: learners by gender / education / year of birth / IP-derived country /
+    profile country for the whole course (country = '(all)'), and per (profile) country by gender, education,
+    year of birth and IP-derived country."""
     pc = learners(t, p)
     pc = pc.mutate(yob=clean(pc.year_of_birth.cast("string")))
-    dims = {"gender": pc.gender, "level_of_education": pc.level_of_education, "year_of_birth": pc.yob}
+    dims = {"gender": pc.gender, "level_of_education": pc.level_of_education, "year_of_birth": pc.yob,
+            "ip_country": pc.ip_country}
     parts = []
-    for dim, col in {**dims, "country": pc.country, "ip_country": pc.ip_country}.items():
+    for dim, col in {**dims, "country": pc.country}.items():
         parts.append(pc.group_by(["course_id", col.name("value")]).aggregate(learners=pc.count())
                      .mutate(country=ibis.literal(ALL), dimension=ibis.literal(dim)))
     for dim, col in dims.items():

@@ -1,0 +1,284 @@
+"""Tracking-log lines -> typed Arrow tables, one DuckDB statement per block (the hot path).
+
+    gpg (own process) -> reader thread: isal inflate, blocks of whole lines (32 MB),
+        numpy newline split -> zero-copy Arrow BLOB column + line numbers
+    -> bounded queue (2 blocks)
+    -> caller thread: one SQL statement per block on a persistent in-memory DuckDB
+        connection (2 threads): UTF-8 check, JSON check, one json_transform parse,
+        event normalisation, context fields, time, course id fallback, user id, ids
+    -> good rows: per-date Parquet parts (PartSink); bad rows: (line, reason, raw bytes)
+
+No per-row Python work is done for good lines. Bad lines (rare) get their exact reason
+from the same rules as before (``events_parse._slow``) and their raw bytes from the block.
+
+``event_id`` is a UUID made of two 64-bit DuckDB hashes: ``hash(raw line)`` and
+``hash(time, length(raw line))``. Identical lines get identical ids; two different lines
+get the same id only if both 64-bit hashes collide, and duplicates are only looked for
+within one event date, among lines with the same microsecond time and length for the
+second half to agree. See docs/events.md.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .events_parse import JSON_TYPE, SCHEMA, STRING_FIELDS, UUID_TYPE, _slow
+
+BLOCK_BYTES = 32 << 20  # JSON bytes per block (a longer line makes a bigger block)
+QUEUE_BLOCKS = 2
+BATCH_ROWS = 4096  # rows per Arrow record batch handed to DuckDB  # blocks decoded ahead of the SQL
+MEMORY_LIMIT = "600MB"
+
+_COURSE_RE = r"/courses/(course-v1:[^/?#]+|[^/?#]+/[^/?#]+/[^/?#]+)"
+_SPEC = "{" + ", ".join(f'"{f}": "VARCHAR"' for f in ("time", *STRING_FIELDS)) + \
+    ', "event": "JSON", "context": "JSON"}'
+_CTX_SPEC = ('{"course_id": "VARCHAR", "org_id": "VARCHAR", "user_id": "VARCHAR", "path": "VARCHAR", '
+             '"module": "JSON"}')
+
+
+def _course(expr: str) -> str:
+    return f"nullif(regexp_extract({expr}, '{_COURSE_RE}', 1), '')"
+
+
+# Reasons: 'invalid UTF-8', 'no time', 'invalid time' are final; 'check' means "not a JSON
+# object line for DuckDB" and is classified (or skipped when blank) in Python.
+SQL = f"""
+WITH s AS (
+    SELECT line, raw, try(decode(raw)) AS txt FROM blk
+), j AS (
+    SELECT line, raw, txt,
+           (txt IS NOT NULL AND (starts_with(txt, '{{') OR starts_with(ltrim(txt), '{{')) AND json_valid(txt)) AS ok
+    FROM s
+), p AS (
+    SELECT line, raw, txt, ok, CASE WHEN ok THEN json_transform(txt, '{_SPEC}') END AS e FROM j
+), t AS (
+    SELECT line, raw, txt, ok, e,
+           CASE WHEN ends_with(e.time, '+00:00') OR ends_with(e.time, 'Z') THEN TRY_CAST(e.time AS TIMESTAMP)
+                ELSE TRY_CAST(e.time AS TIMESTAMPTZ)::TIMESTAMP END AS ts,
+           CASE WHEN e.context IS NOT NULL AND starts_with(e.context, '{{')
+                THEN json_transform(e.context, '{_CTX_SPEC}') END AS c,
+           CASE WHEN starts_with(e.event, '"') THEN (e.event->>'$') END AS estr
+    FROM p
+)
+SELECT
+    hash(raw) AS h1, hash(ts, octet_length(raw)) AS h2,
+    ts AS time, ts::DATE AS event_date,
+    e.username AS username,
+    CASE WHEN TRY_CAST(c.user_id AS BIGINT) IS NOT NULL
+              AND (c.user_id = TRY_CAST(c.user_id AS BIGINT)::VARCHAR
+                   OR regexp_full_match(c.user_id, '\\s*-?[0-9]+\\s*'))
+         THEN TRY_CAST(c.user_id AS BIGINT) END AS user_id,
+    coalesce(nullif(c.course_id, ''), {_course('e.page')},
+             CASE WHEN starts_with(e.event_type, '/') THEN {_course('e.event_type')} END,
+             {_course('c.path')}) AS course_id,
+    c.org_id AS org_id,
+    e.event_type AS event_type, e.name AS name, e.event_source AS event_source, e.session AS session,
+    e.ip AS ip, e.agent AS agent, e.host AS host, e.referer AS referer, e.accept_language AS accept_language,
+    e.page AS page, c.path AS path,
+    CASE WHEN starts_with(c.module, '{{') THEN (c.module->>'usage_key') END AS module_id,
+    CASE WHEN estr IS NOT NULL THEN (CASE WHEN estr <> '' AND json_valid(estr) THEN estr END)
+         WHEN e.event = 'null' THEN NULL
+         ELSE e.event::VARCHAR END AS event,
+    CASE WHEN estr IS NOT NULL AND estr <> '' AND NOT json_valid(estr) THEN estr END AS event_text,
+    CASE WHEN e.context <> 'null' THEN e.context::VARCHAR END AS context,
+    line,
+    CASE WHEN txt IS NULL THEN 'invalid UTF-8'
+         WHEN NOT ok THEN 'check'
+         WHEN e.time IS NULL OR e.time = '' THEN 'no time'
+         WHEN ts IS NULL THEN 'invalid time' END AS reason
+FROM t
+"""
+
+
+class Block:
+    __slots__ = ("first", "data", "offsets", "table", "nbytes")
+
+    def __init__(self, first: int, data, offsets: np.ndarray, table: pa.Table):
+        self.first, self.data, self.offsets, self.table = first, data, offsets, table
+        self.nbytes = len(data)
+
+    def raw(self, line: int) -> bytes:
+        i = line - self.first
+        b = bytes(self.data[self.offsets[i]:self.offsets[i + 1]])
+        return b[:-1] if b.endswith(b"\n") else b
+
+
+def make_block(first: int, data) -> Block:
+    """A block of whole lines, each ending with a newline -> Arrow table (raw BLOB, line)."""
+    buf = np.frombuffer(data, np.uint8)
+    nl = np.flatnonzero(buf == 10)
+    n = len(nl)
+    offsets = np.empty(n + 1, np.int64)
+    offsets[0] = 0
+    np.add(nl, 1, out=offsets[1:])
+    raw = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    lines = pa.array(np.arange(first, first + n, dtype=np.int64))
+    # several record batches: DuckDB scans Arrow batches in parallel, one batch per thread
+    step = BATCH_ROWS
+    batches = [pa.RecordBatch.from_arrays([raw.slice(i, step), lines.slice(i, step)], names=["raw", "line"])
+               for i in range(0, max(n, 1), step)]
+    return Block(first, data, offsets, pa.Table.from_batches(batches))
+
+
+def iter_blocks(stream, block_bytes: int = BLOCK_BYTES):
+    """Blocks of whole lines from a binary stream (``read()`` returns chunks, b"" at the end)."""
+    pending: list = []
+    size = 0
+    line = 1
+    read = stream.read
+    while True:
+        chunk = read(block_bytes)
+        if chunk:
+            pending.append(chunk)
+            size += len(chunk)
+            if size < block_bytes:
+                continue
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            cut = data.rfind(b"\n")
+            if cut < 0:  # a line longer than the block: keep reading
+                pending, size = [data], len(data)
+                continue
+            if cut == len(data) - 1:
+                pending, size = [], 0
+                blk = data
+            else:
+                rest = data[cut + 1:]
+                pending, size = [rest], len(rest)
+                blk = memoryview(data)[: cut + 1]
+            b = make_block(line, blk)
+            line += len(b.offsets) - 1
+            yield b
+            continue
+        data = b"".join(pending)
+        if data.strip():
+            if not data.endswith(b"\n"):
+                data += b"\n"
+            yield make_block(line, data)
+        return
+
+
+class BlockReader:
+    """Runs ``iter_blocks`` in a thread, ``QUEUE_BLOCKS`` ahead; exceptions are re-raised in the caller."""
+
+    def __init__(self, stream, threaded: bool = True):
+        self.stream = stream
+        self.threaded = threaded
+        self._stop = threading.Event()
+        self._q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
+        self._t: threading.Thread | None = None
+
+    def _run(self) -> None:
+        try:
+            for b in iter_blocks(self.stream):
+                if not self._put(("block", b)):
+                    return
+            self._put(("end", None))
+        except BaseException as exc:  # re-raised in the consumer
+            self._put(("error", exc))
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        if not self.threaded:
+            yield from iter_blocks(self.stream)
+            return
+        self._t = threading.Thread(target=self._run, name="events-reader", daemon=True)
+        self._t.start()
+        while True:
+            kind, val = self._q.get()
+            if kind == "block":
+                yield val
+            elif kind == "end":
+                self._t.join()
+                return
+            else:
+                self._t.join()
+                raise val
+
+    def close(self) -> None:
+        """Stop the reader thread (after a failure in the consumer)."""
+        self._stop.set()
+        if self._t is not None:
+            while self._t.is_alive():
+                try:
+                    self._q.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            self._t = None
+
+
+class DuckParser:
+    """One in-memory DuckDB connection that turns blocks into event tables."""
+
+    def __init__(self, threads: int = 2):
+        import duckdb
+
+        self.con = duckdb.connect(config={"threads": max(1, threads), "memory_limit": MEMORY_LIMIT,
+                                          "preserve_insertion_order": True})
+        self.con.execute("SET TimeZone='UTC'")  # naive times are UTC; offsets are converted to UTC
+
+    def parse(self, block: Block, rejects: list) -> pa.Table | None:
+        """Good rows as a SCHEMA table (or None); bad lines appended to ``rejects``."""
+        self.con.register("blk", block.table)
+        try:
+            res = self.con.execute(SQL).to_arrow_table()
+        finally:
+            self.con.unregister("blk")
+        reason = res.column("reason")
+        if reason.null_count < len(reason):
+            bad = res.filter(pc.is_valid(reason)).select(["line", "reason"]).to_pylist()
+            for r in bad:
+                line, why = r["line"], r["reason"]
+                raw = block.raw(line)
+                if why == "check":
+                    got = _slow(raw)
+                    if got is None:
+                        continue  # blank line
+                    why = got if isinstance(got, str) else "not JSON"
+                rejects.append((line, why, raw))
+            res = res.filter(pc.is_null(reason))
+        if res.num_rows == 0:
+            return None
+        return _to_schema(res)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _to_schema(res: pa.Table) -> pa.Table:
+    n = res.num_rows
+    ids = np.empty((n, 2), dtype=">u8")
+    ids[:, 0] = res.column("h1").to_numpy()
+    ids[:, 1] = res.column("h2").to_numpy()
+    storage = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(ids)])
+    cols = {
+        "event_id": pa.ExtensionArray.from_storage(UUID_TYPE, storage),
+        "event": _json(res.column("event")),
+        "context": _json(res.column("context")),
+    }
+    arrays = []
+    for f in SCHEMA:
+        a = cols.get(f.name)
+        if a is None:
+            a = res.column(f.name)
+            if a.type != f.type:
+                a = a.cast(f.type)
+        arrays.append(a)
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _json(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    chunks = [c.cast(pa.string()) if c.type != pa.string() else c for c in col.chunks]
+    return pa.chunked_array([pa.ExtensionArray.from_storage(JSON_TYPE, c) for c in chunks], JSON_TYPE)
