@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+_SECRET_ENV = ("EDX_ENGINE_GPG_PASSPHRASE", "EDX_ENGINE_PSEUDONYM_SECRET")
+
+
 class DecryptError(Exception):
     """A file could not be decrypted; the message names the file and the reason."""
 
@@ -139,9 +142,11 @@ def gpg_decrypt(source: Path | BinaryIO, settings: GpgSettings, label: str | Non
     is_path = isinstance(source, (str, Path))
     if is_path:
         cmd.append(str(source))
+    # gpg (and the gpg-agent it may start, which lives on) must not inherit the passphrase.
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL if is_path else subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=stderr_file, pass_fds=fds, bufsize=1 << 20,
+        stderr=stderr_file, pass_fds=fds, bufsize=1 << 20, env=env,
     )
     if pass_r is not None:
         os.close(pass_r)

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .events_parse import JSON_TYPE, SCHEMA, STRING_FIELDS, UUID_TYPE, _slow
+from .events_parse import JSON_TYPE, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow
 
 BLOCK_BYTES = 32 << 20  # JSON bytes per block (a longer line makes a bigger block)
 QUEUE_BLOCKS = 2
@@ -45,19 +45,19 @@ def _course(expr: str) -> str:
     return f"nullif(regexp_extract({expr}, '{_COURSE_RE}', 1), '')"
 
 
-# Reasons: 'invalid UTF-8', 'no time', 'invalid time' are final; 'check' means "not a JSON
-# object line for DuckDB" and is classified (or skipped when blank) in Python.
+# ``raw`` is scanned as VARCHAR without a UTF-8 check: DuckDB's JSON reader (yyjson) validates
+# UTF-8, so a line with invalid UTF-8 is not ``json_valid`` and never reaches the output columns.
+# Reasons: 'no time', 'invalid time' are final; 'check' means "not valid JSON or not an object
+# for DuckDB" and is classified (or skipped when blank) in Python from the raw bytes.
 SQL = f"""
-WITH s AS (
-    SELECT line, raw, try(decode(raw)) AS txt FROM blk
-), j AS (
-    SELECT line, raw, txt,
-           (txt IS NOT NULL AND (starts_with(txt, '{{') OR starts_with(ltrim(txt), '{{')) AND json_valid(txt)) AS ok
-    FROM s
+WITH j AS (
+    SELECT line, raw AS txt,
+           (json_valid(raw) AND (starts_with(raw, '{{') OR starts_with(ltrim(raw), '{{'))) AS ok
+    FROM blk
 ), p AS (
-    SELECT line, raw, txt, ok, CASE WHEN ok THEN json_transform(txt, '{_SPEC}') END AS e FROM j
+    SELECT line, txt, ok, CASE WHEN ok THEN json_transform(txt, '{_SPEC}') END AS e FROM j
 ), t AS (
-    SELECT line, raw, txt, ok, e,
+    SELECT line, txt, ok, e,
            CASE WHEN ends_with(e.time, '+00:00') OR ends_with(e.time, 'Z') THEN TRY_CAST(e.time AS TIMESTAMP)
                 ELSE TRY_CAST(e.time AS TIMESTAMPTZ)::TIMESTAMP END AS ts,
            CASE WHEN e.context IS NOT NULL AND starts_with(e.context, '{{')
@@ -66,7 +66,7 @@ WITH s AS (
     FROM p
 )
 SELECT
-    hash(raw) AS h1, hash(ts, octet_length(raw)) AS h2,
+    hash(txt) AS h1, hash(ts, strlen(txt)) AS h2,
     ts AS time, ts::DATE AS event_date,
     e.username AS username,
     CASE WHEN TRY_CAST(c.user_id AS BIGINT) IS NOT NULL
@@ -87,8 +87,7 @@ SELECT
     CASE WHEN estr IS NOT NULL AND estr <> '' AND NOT json_valid(estr) THEN estr END AS event_text,
     CASE WHEN e.context <> 'null' THEN e.context::VARCHAR END AS context,
     line,
-    CASE WHEN txt IS NULL THEN 'invalid UTF-8'
-         WHEN NOT ok THEN 'check'
+    CASE WHEN NOT ok THEN 'check'
          WHEN e.time IS NULL OR e.time = '' THEN 'no time'
          WHEN ts IS NULL THEN 'invalid time' END AS reason
 FROM t
@@ -116,7 +115,8 @@ def make_block(first: int, data) -> Block:
     offsets = np.empty(n + 1, np.int64)
     offsets[0] = 0
     np.add(nl, 1, out=offsets[1:])
-    raw = pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    # large_string over the raw bytes (no UTF-8 check here: see SQL)
+    raw = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
     lines = pa.array(np.arange(first, first + n, dtype=np.int64))
     # several record batches: DuckDB scans Arrow batches in parallel, one batch per thread
     step = BATCH_ROWS
@@ -246,7 +246,7 @@ class DuckParser:
                     got = _slow(raw)
                     if got is None:
                         continue  # blank line
-                    why = got if isinstance(got, str) else "not JSON"
+                    why = got if isinstance(got, str) else ("not JSON" if _is_utf8(raw) else "invalid UTF-8")
                 rejects.append((line, why, raw))
             res = res.filter(pc.is_null(reason))
         if res.num_rows == 0:
