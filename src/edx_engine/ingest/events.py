@@ -36,15 +36,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..decrypt import DecryptError, GpgSettings
 from ..lake import Lake, _sql_list, register_view_hook
-from .events_pipeline import EventsParseError, ParsePool, read_blocks, tune_malloc
+from .events_pipeline import EventsParseError, ParsePool, PartSink, read_blocks, tune_malloc
 from .sources import Source
 
 KIND = "events"
+# "duckdb": one SQL statement per block (events_duck); "msgspec": the former per-row parse in
+# worker processes (events_parse / events_pipeline), kept as a fallback.
+ENGINE = os.environ.get("EDX_EVENTS_ENGINE", "duckdb")
 INLINE_BELOW = 16 << 20  # total bytes below which no worker processes are started
 QUARANTINE_BATCH = 2000
 
@@ -372,9 +376,12 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
     if progress is not None:
         overall = progress.add_task("event files", total=max(1, sum(s.size for s in sources)))
     done_bytes = 0
-    if workers:
-        tune_malloc()
-    pool = ParsePool(workers)
+    if ENGINE == "msgspec":
+        if workers:
+            tune_malloc()
+        pool = ParsePool(workers)
+    else:
+        pool = _DuckEngine(workers)
     try:
         for src in sources:
             key = source_key(src)
@@ -400,7 +407,58 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
     return summary
 
 
-def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool: ParsePool, progress, overall,
+class _DuckEngine:
+    """The DuckDB-per-block parse (events_duck) behind the ParsePool interface used below.
+
+    ``workers``: DuckDB threads (0: one thread and no reader thread, for small inputs).
+    """
+
+    def __init__(self, workers: int):
+        from .events_duck import DuckParser
+
+        self.threaded = workers > 0
+        self.parser = DuckParser(max(1, workers))
+        self.sink: PartSink | None = None
+
+    def begin(self, events_dir: Path, source_key: str, source_file: str) -> None:
+        import uuid
+
+        self.sink = PartSink(events_dir, source_key, source_file, f"{uuid.uuid4().hex[:6]}d")
+
+    def run(self, counting: "_Plain", quarantine: "_QuarantineWriter", res: "EventsFileResult", tick) -> None:
+        from .events_duck import BlockReader
+
+        reader = BlockReader(counting, threaded=self.threaded)
+        rejects: list = []
+        try:
+            for block in reader:
+                table = self.parser.parse(block, rejects)
+                res.nbytes += block.nbytes
+                del block
+                self.sink.add(table)  # type: ignore[union-attr]
+                if rejects:
+                    quarantine.add(rejects)
+                    rejects = []
+                tick()
+        except BaseException:
+            reader.close()
+            raise
+
+    def end(self) -> list[dict]:
+        parts = self.sink.close()  # type: ignore[union-attr]
+        self.sink = None
+        return parts
+
+    def abort(self) -> None:
+        if self.sink is not None:
+            self.sink.discard()
+        self.sink = None
+
+    def close(self) -> None:
+        self.parser.close()
+
+
+def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progress, overall,
                 done_before: int) -> EventsFileResult:
     t0 = time.perf_counter()
     res = EventsFileResult(src.label, "loaded", source_key=key)
@@ -411,16 +469,27 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool: Parse
     try:
         with src.open(gpg) as raw:
             counting = _Plain(raw)
-            for first, pieces in read_blocks(counting):
-                pool.submit(first, pieces)
-                res.nbytes += sum(len(p) for p in pieces)
-                if pool.state.rejects:
-                    quarantine.add(pool.drain_rejects())
+
+            def tick() -> None:
                 if task is not None:
                     progress.update(task, completed=counting.n)
                     progress.update(overall, completed=done_before + counting.n)
+
+            if isinstance(pool, _DuckEngine):
+                try:
+                    pool.run(counting, quarantine, res, tick)
+                except duckdb.Error as exc:
+                    raise EventsParseError(f"{type(exc).__name__}: {exc}") from None
+            else:
+                for first, pieces in read_blocks(counting):
+                    pool.submit(first, pieces)
+                    res.nbytes += sum(len(p) for p in pieces)
+                    if pool.state.rejects:
+                        quarantine.add(pool.drain_rejects())
+                    tick()
         parts = pool.end()
-        quarantine.add(pool.drain_rejects())
+        if not isinstance(pool, _DuckEngine):
+            quarantine.add(pool.drain_rejects())
     except (DecryptError, EOFError, OSError, zlib.error, EventsParseError, ValueError) as exc:
         pool.abort()
         quarantine.discard()
