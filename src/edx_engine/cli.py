@@ -174,10 +174,11 @@ def demo_summary(settings: cfg.Settings, seconds: float) -> None:
 
     lake = Lake(settings.data_dir)
     with lake.connect(read_only=True) as con:
-        learners = con.execute("SELECT count(DISTINCT user_id) FROM student_courseenrollment").fetchone()[0]
+        courses, learners = con.execute("SELECT count(DISTINCT course_id), count(DISTINCT user_id) "
+                                        "FROM student_courseenrollment").fetchone()
         counts = con.execute("SELECT table_name, sum(rows) FROM _edx_snapshots GROUP BY 1 ORDER BY 1").fetchall()
         nevents = con.execute("SELECT count(*) FROM events").fetchone()[0]
-    t = Table("table", "rows", title=f"{learners} learners, {nevents:,} events")
+    t = Table("table", "rows", title=f"{courses} courses, {learners} learners, {nevents:,} events")
     for name, n in counts:
         t.add_row(name, f"{n:,}")
     out.print(t)

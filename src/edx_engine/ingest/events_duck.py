@@ -29,10 +29,10 @@ import pyarrow.compute as pc
 
 from .events_parse import JSON_TYPE, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow
 
-BLOCK_BYTES = 32 << 20  # JSON bytes per block (a longer line makes a bigger block)
+BLOCK_BYTES = 16 << 20  # JSON bytes per block (a longer line makes a bigger block)
 QUEUE_BLOCKS = 2
 BATCH_ROWS = 4096  # rows per Arrow record batch handed to DuckDB  # blocks decoded ahead of the SQL
-MEMORY_LIMIT = "600MB"
+MEMORY_LIMIT = "512MB"  # no spilling (temp_directory unset): decrypted data never goes to disk
 
 _COURSE_RE = r"/courses/(course-v1:[^/?#]+|[^/?#]+/[^/?#]+/[^/?#]+)"
 _SPEC = "{" + ", ".join(f'"{f}": "VARCHAR"' for f in ("time", *STRING_FIELDS)) + \
@@ -163,22 +163,28 @@ def iter_blocks(stream, block_bytes: int = BLOCK_BYTES):
 
 
 class BlockReader:
-    """Runs ``iter_blocks`` in a thread, ``QUEUE_BLOCKS`` ahead; exceptions are re-raised in the caller."""
+    """Runs ``iter_blocks`` in a thread, ``QUEUE_BLOCKS`` ahead, for one or more consumer threads.
 
-    def __init__(self, stream, threaded: bool = True):
+    ``get()`` returns the next block, None at the end, and re-raises the reader's exception
+    (every consumer sees the end and the error). ``close()`` stops everything early.
+    """
+
+    _END = ("end", None)
+
+    def __init__(self, stream):
         self.stream = stream
-        self.threaded = threaded
         self._stop = threading.Event()
         self._q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
-        self._t: threading.Thread | None = None
+        self._t = threading.Thread(target=self._run, name="events-reader", daemon=True)
+        self._t.start()
 
     def _run(self) -> None:
         try:
             for b in iter_blocks(self.stream):
                 if not self._put(("block", b)):
                     return
-            self._put(("end", None))
-        except BaseException as exc:  # re-raised in the consumer
+            self._put(self._END)
+        except BaseException as exc:  # re-raised in the consumers
             self._put(("error", exc))
 
     def _put(self, item) -> bool:
@@ -190,44 +196,48 @@ class BlockReader:
                 continue
         return False
 
-    def __iter__(self):
-        if not self.threaded:
-            yield from iter_blocks(self.stream)
-            return
-        self._t = threading.Thread(target=self._run, name="events-reader", daemon=True)
-        self._t.start()
+    def get(self) -> "Block | None":
         while True:
-            kind, val = self._q.get()
+            if self._stop.is_set():
+                return None
+            try:
+                kind, val = self._q.get(timeout=0.1)
+            except queue.Empty:
+                continue
             if kind == "block":
-                yield val
-            elif kind == "end":
-                self._t.join()
-                return
-            else:
-                self._t.join()
-                raise val
+                return val
+            self._q.put((kind, val))  # for the other consumers
+            if kind == "end":
+                return None
+            raise val
 
     def close(self) -> None:
-        """Stop the reader thread (after a failure in the consumer)."""
+        """Stop the reader thread and wake the consumers."""
         self._stop.set()
-        if self._t is not None:
-            while self._t.is_alive():
-                try:
-                    self._q.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-            self._t = None
+        while self._t.is_alive():
+            try:
+                self._q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._t.join()
 
 
 class DuckParser:
     """One in-memory DuckDB connection that turns blocks into event tables."""
 
-    def __init__(self, threads: int = 2):
+    def __init__(self, threads: int = 2, con=None):
         import duckdb
 
-        self.con = duckdb.connect(config={"threads": max(1, threads), "memory_limit": MEMORY_LIMIT,
-                                          "preserve_insertion_order": True})
-        self.con.execute("SET TimeZone='UTC'")  # naive times are UTC; offsets are converted to UTC
+        if con is None:
+            # rows come back in any order: they carry their line number
+            con = duckdb.connect(config={"threads": max(1, threads), "memory_limit": MEMORY_LIMIT,
+                                         "preserve_insertion_order": False, "temp_directory": ""})
+            con.execute("SET TimeZone='UTC'")  # naive times are UTC; offsets are converted to UTC
+        self.con = con
+
+    def cursor(self) -> "DuckParser":
+        """Another parser on the same database, for another thread."""
+        return DuckParser(con=self.con.cursor())
 
     def parse(self, block: Block, rejects: list) -> pa.Table | None:
         """Good rows as a SCHEMA table (or None); bad lines appended to ``rejects``."""
@@ -238,7 +248,7 @@ class DuckParser:
             self.con.unregister("blk")
         reason = res.column("reason")
         if reason.null_count < len(reason):
-            bad = res.filter(pc.is_valid(reason)).select(["line", "reason"]).to_pylist()
+            bad = res.select(["line", "reason"]).filter(pc.is_valid(reason)).to_pylist()
             for r in bad:
                 line, why = r["line"], r["reason"]
                 raw = block.raw(line)

@@ -107,6 +107,7 @@ class PartSink:
         self.writers: dict[str, tuple[pq.ParquetWriter, Path, list]] = {}  # date -> writer, final path, [rows,min,max]
         self.parts: list[dict] = []
         self.rows = 0
+        self.row_group_rows = ROW_GROUP_ROWS
 
     def add(self, table: pa.Table | None) -> None:
         if table is None or table.num_rows == 0:
@@ -123,7 +124,7 @@ class PartSink:
     def _buffer(self, date: str, table: pa.Table) -> None:
         self.buffers.setdefault(date, []).append(table)
         self.buffered[date] = self.buffered.get(date, 0) + table.num_rows
-        if self.buffered[date] >= ROW_GROUP_ROWS:
+        if self.buffered[date] >= self.row_group_rows:
             self._flush(date)
 
     def _flush(self, date: str) -> None:
