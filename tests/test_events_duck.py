@@ -1,0 +1,132 @@
+"""The DuckDB-per-block parse of tracking logs (events_duck): block splitting, parity with
+the former msgspec parse, threaded pipeline failures."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+
+import pytest
+
+import edx_engine.ingest.events as E
+from edx_engine.ingest import events_duck as D
+
+from test_events import FAMILY_LINES, ev, line, q, row, run, write_log
+
+
+class _Chunks:
+    def __init__(self, data: bytes, size: int):
+        self.f, self.size = io.BytesIO(data), size
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(self.size)
+
+
+def _lines(blocks) -> list[tuple[int, bytes]]:
+    out = []
+    for b in blocks:
+        for i in range(len(b.offsets) - 1):
+            out.append((b.first + i, b.raw(b.first + i)))
+    return out
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 1 << 20])
+def test_blocks_split_whole_lines(chunk):
+    body = b"a\nbb\n\nccc" + b"x" * 300 + b"\nlast-no-newline"
+    blocks = list(D.iter_blocks(_Chunks(body, chunk), block_bytes=64))
+    got = _lines(blocks)
+    assert got == [(i + 1, ln) for i, ln in enumerate(body.split(b"\n"))]
+    for b in blocks:
+        assert bytes(b.data).endswith(b"\n")
+        assert b.table.num_rows == len(b.offsets) - 1
+        assert b.table.column("line").to_pylist() == list(range(b.first, b.first + b.table.num_rows))
+
+
+def test_blank_tail_is_dropped():
+    blocks = list(D.iter_blocks(_Chunks(b"a\nb\n  ", 3), block_bytes=4))
+    assert _lines(blocks) == [(1, b"a"), (2, b"b")]
+
+
+def test_parity_with_msgspec_engine(tmp_path, monkeypatch):
+    """Both engines give the same rows (JSON compared as values) and the same rejects."""
+    good = line(ev(session="g1"))
+    lines = FAMILY_LINES + [
+        b"  " + good,                                  # leading blanks: still an object
+        good + b"\r",                                  # CRLF line ending
+        b"2016-10-12 14:00:00,118 ERROR tracking",     # not JSON
+        good[: len(good) // 2],                        # truncated
+        line(ev(session="b1")).replace(b"Mozilla/5.0", b"Mozilla/5.0 \xff"),  # invalid UTF-8
+        line(ev(session="bt", time="yesterday")),      # invalid time
+        line(ev(session="nt", time="")),               # no time
+        b"[1, 2, 3]",                                  # not an object
+        b"   ",                                        # blank
+        line(ev(session="num", time="2016-10-12T14:03:21Z", event=5)),
+        line(ev(session="nul", event=None, context=None)),
+        line(ev(session="lead0", context={"course_id": "", "user_id": "007", "path": "/courses/a/b/c/x"})),
+        line(ev(session="flt", context={"course_id": CID_X, "user_id": 5.0})),
+        line(ev(session="bool", context={"course_id": CID_X, "user_id": True})),
+        line(ev(session="mod", context={"course_id": CID_X, "module": "not an object"})),
+    ]
+    f = write_log(tmp_path / "in", lines)
+    cols = ("time, event_date, username, user_id, course_id, org_id, event_type, name, event_source, session, ip, "
+            "agent, host, referer, accept_language, page, path, module_id, event::VARCHAR, event_text, "
+            "context::VARCHAR, source_file, line")
+    out = {}
+    for engine in ("duckdb", "msgspec"):
+        monkeypatch.setattr(E, "ENGINE", engine)
+        data = tmp_path / engine
+        s = run(data, f)
+        rows = q(data, f"SELECT {cols} FROM events ORDER BY line")
+        rows = [r[:18] + (json.loads(r[18]) if r[18] else None, r[19], json.loads(r[20]) if r[20] else None)
+                + r[21:] for r in rows]
+        rej = q(data, "SELECT line, reason, raw FROM quarantine ORDER BY line")
+        out[engine] = (s.events, s.rejected, rows, rej)
+    assert out["duckdb"][0] == out["msgspec"][0] == len(FAMILY_LINES) + 8
+    assert out["duckdb"][1] == out["msgspec"][1] == 6
+    assert out["duckdb"][3] == out["msgspec"][3]
+    for a, b in zip(out["duckdb"][2], out["msgspec"][2]):
+        assert a == b
+
+
+CID_X = "course-v1:IDBx+IDB1x+2T2016"
+
+
+def test_event_id_same_line_same_id_across_files(tmp_path):
+    e = line(ev(session="same"))
+    a = write_log(tmp_path / "in", [e, line(ev(session="other"))], date="2016-10-12")
+    b = write_log(tmp_path / "in", [line(ev(session="x")), e], date="2016-10-13", gz=False)
+    data = tmp_path / "d"
+    s = run(data, a, b)
+    assert s.duplicates == 1
+    ids = q(data, "SELECT source_file, event_id FROM events_all WHERE session='same' ORDER BY 1")
+    assert len(ids) == 2 and ids[0][1] == ids[1][1]
+    assert row(data, "SELECT count(DISTINCT event_id) FROM events_all")[0] == 3
+
+
+def test_threaded_pipeline_truncated_gzip_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "BLOCK_BYTES", 64 << 10)  # many blocks, both consumer threads busy
+    body = b"".join(line(ev(session=str(i), agent="x" * 500 + str(i))) + b"\n" for i in range(3000))
+    raw = gzip.compress(body)
+    (tmp_path / "in").mkdir()
+    bad = tmp_path / "in" / "idbx-edx-events-2016-10-12.log.gz"
+    bad.write_bytes(raw[: len(raw) // 2])
+    s = run(tmp_path / "d", bad, workers=2)
+    assert [f.status for f in s.files] == ["failed"] and "truncated" in s.files[0].message
+    assert row(tmp_path / "d", "SELECT count(*) FROM events")[0] == 0
+    assert not list((tmp_path / "d" / "lake").rglob("*.parquet*")) or \
+        all(p.suffix == ".parquet" for p in (tmp_path / "d" / "lake").rglob("*") if p.is_file())
+
+
+def test_threaded_pipeline_many_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "BLOCK_BYTES", 32 << 10)
+    lines = [ev(session=str(i), time=f"2016-10-1{2 + i % 2}T10:00:00Z") for i in range(2000)]
+    lines[777] = b"garbage"
+    f = write_log(tmp_path / "in", lines)
+    s = run(tmp_path / "d", f, workers=2)
+    assert s.events == 1999 and s.rejected == 1
+    assert q(tmp_path / "d", "SELECT line, reason FROM quarantine") == [(778, "not JSON")]
+    assert row(tmp_path / "d", "SELECT count(*), count(DISTINCT line), min(line), max(line) FROM events") == \
+        (1999, 1999, 1, 2000)
+    assert [n for _, n in q(tmp_path / "d", "SELECT event_date, count(*) FROM events GROUP BY 1 ORDER BY 1")] == \
+        [1000, 999]  # line 778 (a 2016-10-13 line) is the bad one
