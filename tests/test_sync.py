@@ -212,13 +212,16 @@ def test_first_sync_loads_everything_second_does_nothing(s3, moto, deliveries, g
     assert not [p for p in (data / "downloads").rglob("*") if p.is_file()]
     runs = q(data, "SELECT status, imported, failed FROM _edx_sync_runs")
     assert runs == [("ok", len(want), 0)]
+    # rows name the S3 object they came from, not the (deleted) download
+    sources = {r[0] for r in q(data, "SELECT DISTINCT source_file FROM student_courseenrollment")}
+    assert sources and all(s.startswith(f"s3://{PKG_BUCKET}/") and ".zip:" in s for s in sources), sources
+    log_rows = q(data, "SELECT count(*) FROM _edx_import_log")[0][0]
 
     r2 = run_sync(data, conf, env)
     assert r2.returncode == 0, r2.stderr
     assert "0 new, 0 changed, 0 downloaded" in r2.stdout and "0 imported" in r2.stdout
     assert counts(data) == c
-    assert q(data, "SELECT count(*) FROM _edx_import_log")[0][0] == \
-        q(data, "SELECT count(*) FROM _edx_import_log")[0][0]
+    assert q(data, "SELECT count(*) FROM _edx_import_log")[0][0] == log_rows  # nothing was even attempted
 
     st = subprocess.run(cli_args(data, conf, "status"), env=env, capture_output=True, text=True)
     assert st.returncode == 0, st.stderr

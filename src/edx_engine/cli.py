@@ -16,7 +16,7 @@ from rich.table import Table
 
 from . import config as cfg
 from .decrypt import DecryptError
-from .ingest.sources import SourceError, discover
+from .ingest.sources import SourceError
 from .lake import Lake, StoreBusy
 
 app = typer.Typer(help="edx-engine: edX research data packages -> analytics database, indicators, dashboards.",
@@ -45,49 +45,23 @@ def _settings(data_dir, gnupghome=None, passphrase_file=None, config=None) -> cf
 
 
 def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | None = None, quiet: bool = False,
-               scrub: bool = False):
-    """Import packages and event logs; returns (exports summary, events summary or None).
+               scrub: bool = False, labels: dict[Path, str] | None = None):
+    """`ingest.run.import_paths` with a progress bar and messages on the console."""
+    from .ingest.run import import_paths
 
-    With ``scrub`` (or ``[privacy] scrub_on_import``), personal data is removed from the
-    store before the write lock is released, so no reader ever sees it.
-    """
-    from .ingest.exports import PackageImporter
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=quiet or not console.is_terminal) as progress:
+        def on_file(r) -> None:
+            if r.status == "failed":
+                progress.console.print(f"[red]failed[/] {r.message}", highlight=False, soft_wrap=True)
+            elif r.rejected:
+                progress.console.print(f"[yellow]partial[/] {r.label}: {r.message}", highlight=False, soft_wrap=True)
 
-    lake = Lake(settings.data_dir)
-    found = discover(paths, package_date)
-    if not found.sources:
-        raise SourceError("nothing to import: no edX package members or event logs found in "
-                          + ", ".join(map(str, paths)))
-    for u in found.unknown:
-        console.print(f"[yellow]skipped[/] {u}: not a file name edX uses", highlight=False)
-    gpg = settings.gpg()
-    with lake.writer():
-        lake.init()
-        members = [s for s in found.sources if s.member]
-        events = [s for s in found.sources if s.events]
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, disable=quiet or not console.is_terminal) as progress:
-            task = progress.add_task("database files", total=len(members))
+        def on_unknown(label: str) -> None:
+            progress.console.print(f"[yellow]skipped[/] {label}: not a file name edX uses", highlight=False)
 
-            def on_file(r):
-                progress.advance(task)
-                if r.status == "failed":
-                    progress.console.print(f"[red]failed[/] {r.message}", highlight=False, soft_wrap=True)
-                elif r.rejected:
-                    progress.console.print(f"[yellow]partial[/] {r.label}: {r.message}", highlight=False,
-                                           soft_wrap=True)
-
-            exports = PackageImporter(lake, gpg, on_file=on_file).run(members) if members else None
-            ev = None
-            if events:
-                from .ingest.events import import_events
-
-                ev = import_events(lake, events, gpg, progress=progress)
-        from .privacy.scrub import scrub as scrub_store, scrub_on_import_enabled
-
-        if scrub or scrub_on_import_enabled(settings):
-            scrub_store(lake, take_lock=False)
-    return exports, ev
+        return import_paths(settings, paths, package_date, scrub=scrub, progress=progress, on_file=on_file,
+                            on_unknown=on_unknown, labels=labels)
 
 
 @app.command("import")

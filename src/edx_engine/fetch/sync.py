@@ -174,7 +174,7 @@ def _url(o: RemoteObject | Entry) -> str:
 
 # -- the sync --------------------------------------------------------------------------------
 
-ImportFn = Callable[[Settings, list[Path]], tuple]
+ImportFn = Callable[[Settings, list[Path], dict[Path, str]], tuple]
 
 
 class Syncer:
@@ -354,7 +354,8 @@ class Syncer:
         deadline = time.monotonic() + self.store_wait
         while True:
             try:
-                exports, events = self.import_fn(self.settings, [path])
+                # rows and quarantine name the object by its S3 address, not the download path
+                exports, events = self.import_fn(self.settings, [path], {path: f"s3://{o.bucket}/{o.key}"})
                 break
             except StoreBusy as exc:
                 if time.monotonic() > deadline:
@@ -446,10 +447,10 @@ class Syncer:
             return (0, 0)
 
 
-def _default_import(settings: Settings, paths: list[Path]):
-    from ..cli import run_import
+def _default_import(settings: Settings, paths: list[Path], labels: dict[Path, str]):
+    from ..ingest.run import import_paths
 
-    return run_import(settings, paths, quiet=True)
+    return import_paths(settings, paths, labels=labels)
 
 
 def _unlink(p: Path) -> None:

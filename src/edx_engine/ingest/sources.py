@@ -76,7 +76,7 @@ def _classify(label: str, name: str, opener, fingerprint: str, size: int, pkg: t
     return None
 
 
-def _zip_sources(path: Path, package_date: str | None, out: Discovery) -> None:
+def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label: str) -> None:
     pkg = parse_package_name(path.name)
     try:
         zf = zipfile.ZipFile(path)
@@ -92,15 +92,19 @@ def _zip_sources(path: Path, package_date: str | None, out: Discovery) -> None:
             with zipfile.ZipFile(path) as z, z.open(info) as f:
                 yield f  # type: ignore[misc]
 
-        label = f"{path}:{info.filename}"
+        label = f"{zip_label}:{info.filename}"
         src = _classify(label, info.filename.rsplit("/", 1)[-1], opener, f"{info.file_size}:crc32:{info.CRC:08x}",
                         info.file_size, pkg or _package_of(Path(info.filename)), package_date)
         (out.sources.append(src) if src else out.unknown.append(label))
 
 
-def discover(paths: list[Path], package_date: str | None = None) -> Discovery:
-    """Every importable file under ``paths`` (zips are opened; directories are walked)."""
+def discover(paths: list[Path], package_date: str | None = None, labels: dict[Path, str] | None = None) -> Discovery:
+    """Every importable file under ``paths`` (zips are opened; directories are walked).
+
+    ``labels`` gives files a name for people (default: their path).
+    """
     out = Discovery()
+    labels = {Path(k).resolve(): v for k, v in (labels or {}).items()}
     for p in paths:
         p = Path(p)
         if not p.exists():
@@ -110,7 +114,7 @@ def discover(paths: list[Path], package_date: str | None = None) -> Discovery:
             if f.name.lower().endswith(".zip") or f.name.lower().endswith(".zip.gpg"):
                 if f.name.lower().endswith(".gpg"):
                     raise SourceError(f"{f}: encrypted zip files are not supported; edX encrypts the members")
-                _zip_sources(f, package_date, out)
+                _zip_sources(f, package_date, out, labels.get(f.resolve(), str(f)))
                 continue
             if f.name in ("manifest.json",) or f.name.startswith("."):
                 continue
@@ -126,7 +130,7 @@ def discover(paths: list[Path], package_date: str | None = None) -> Discovery:
                 pdate = mtime.isoformat()
             else:
                 pdate = package_date
-            src = _classify(str(f), f.name, opener, "", f.stat().st_size, pkg, pdate)
+            src = _classify(labels.get(f.resolve(), str(f)), f.name, opener, "", f.stat().st_size, pkg, pdate)
             if src:
                 src.fingerprint = _file_fingerprint(f)
                 out.sources.append(src)
