@@ -277,13 +277,15 @@ class PackageImporter:
                         src.fingerprint, src.label, result.extra_columns), rejects
 
     def _course_from_rows(self, src: Source, cols: dict[str, pa.Array]) -> str:
-        if "course_id" in cols:
-            for v in cols["course_id"].to_pylist():
-                if v:
-                    if src.member and src.member.slug and course_slug(v) == src.member.slug:
-                        self.slug_to_course[src.member.slug] = v
-                    return v if (src.member and src.member.slug is None) else self.slug_to_course.get(src.member.slug, v)
-        return self._fallback_course(src)
+        """The course id written in the rows themselves (first non-empty ``course_id``)."""
+        values = cols["course_id"].drop_null().to_pylist() if "course_id" in cols else []
+        value = next((v for v in values if v), None)
+        if value is None:
+            return self._fallback_course(src)
+        slug = src.member.slug if src.member else None
+        if slug and course_slug(value) == slug:
+            self.slug_to_course[slug] = value  # remembered for this course's files without a course_id
+        return value
 
     def _fallback_course(self, src: Source) -> str:
         m = src.member
