@@ -60,6 +60,9 @@ def test_parity_with_msgspec_engine(tmp_path, monkeypatch):
         line(ev(session="bt", time="yesterday")),      # invalid time
         line(ev(session="nt", time="")),               # no time
         b"[1, 2, 3]",                                  # not an object
+        good + b" \t ",                               # trailing blanks: still an object
+        b'{"time": "2016-10-12T14:00:00Z", oops}',     # looks like an object, not JSON (SQL try() path)
+        b"\xff" + good,                                # invalid UTF-8 on the first byte
         b"   ",                                        # blank
         line(ev(session="num", time="2016-10-12T14:03:21Z", event=5)),
         line(ev(session="nul", event=None, context=None)),
@@ -82,14 +85,25 @@ def test_parity_with_msgspec_engine(tmp_path, monkeypatch):
                 + r[21:] for r in rows]
         rej = q(data, "SELECT line, reason, raw FROM quarantine ORDER BY line")
         out[engine] = (s.events, s.rejected, rows, rej)
-    assert out["duckdb"][0] == out["msgspec"][0] == len(FAMILY_LINES) + 8
-    assert out["duckdb"][1] == out["msgspec"][1] == 6
+    assert out["duckdb"][0] == out["msgspec"][0] == len(FAMILY_LINES) + 9
+    assert out["duckdb"][1] == out["msgspec"][1] == 8
     assert out["duckdb"][3] == out["msgspec"][3]
     for a, b in zip(out["duckdb"][2], out["msgspec"][2]):
         assert a == b
 
 
 CID_X = "course-v1:IDBx+IDB1x+2T2016"
+
+
+def test_invalid_utf8_lines_are_masked_for_the_sql_only():
+    body = b'{"a":1}\n\xff{"b":2}\n{"c":"\xc3"}\n{"d":"\xc3\xa9"}\n{"e":"\xe2\x82"}\n'
+    b = D.make_block(1, body)
+    scan = b.table.column("raw").chunk(0).buffers()[2].to_pybytes()
+    assert scan == body.replace(b"\xff{", b"#{").replace(b'{"c"', b'#"c"').replace(b'{"e"', b'#"e"')
+    assert [b.raw(i) for i in range(1, 6)] == body.split(b"\n")[:5]  # quarantine gets the original bytes
+    assert bytes(D._mask_slow(body, b.offsets)) == scan  # the fallback when Arrow's message is not understood
+    ok = b'{"a":"\xc3\xa9"}\n'
+    assert D._mask_invalid_utf8(ok, D.make_block(1, ok).offsets) is ok
 
 
 def test_event_id_same_line_same_id_across_files(tmp_path):

@@ -384,9 +384,9 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
     if progress is not None:
         overall = progress.add_task("event files", total=max(1, sum(s.size for s in sources)))
     done_bytes = 0
+    if workers:
+        tune_malloc()  # large blocks reuse heap memory instead of fresh mmaps (page faults)
     if ENGINE == "msgspec":
-        if workers:
-            tune_malloc()
         pool = ParsePool(workers)
     else:
         pool = _DuckEngine(workers)
@@ -415,6 +415,7 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
     return summary
 
 
+CONSUMERS = 2  # DuckDB engine: threads running one block's SQL each (the caller included)
 ROW_GROUP_ROWS = 16384  # DuckDB engine: rows buffered per date before a row group is written (memory)
 
 
@@ -429,7 +430,7 @@ class _DuckEngine:
 
         self.threaded = workers > 0
         self.parser = DuckParser(1)  # one thread per query: the parallelism is one query per consumer thread
-        self.parser2 = self.parser.cursor() if self.threaded else None
+        self.others = [self.parser.cursor() for _ in range(CONSUMERS - 1)] if self.threaded else []
         self.sink: PartSink | None = None
 
     def begin(self, events_dir: Path, source_key: str, source_file: str) -> None:
@@ -462,10 +463,13 @@ class _DuckEngine:
                 errors.append(exc)
                 reader.close()
 
-        other = threading.Thread(target=consume, args=(self.parser2, False), name="events-sql", daemon=True)
-        other.start()
+        others = [threading.Thread(target=consume, args=(p, False), name="events-sql", daemon=True)
+                  for p in self.others]
+        for t in others:
+            t.start()
         consume(self.parser, True)
-        other.join()
+        for t in others:
+            t.join()
         reader.close()
         if errors:
             raise errors[0]
@@ -490,8 +494,8 @@ class _DuckEngine:
         self.sink = None
 
     def close(self) -> None:
-        if self.parser2 is not None:
-            self.parser2.close()
+        for p in self.others:
+            p.close()
         self.parser.close()
 
 

@@ -1,12 +1,12 @@
 """Tracking-log lines -> typed Arrow tables, one DuckDB statement per block (the hot path).
 
     gpg (own process) -> reader thread: isal inflate, blocks of whole lines (8 MB),
-        numpy newline split -> zero-copy Arrow string column + line numbers
+        numpy newline split, Arrow UTF-8 check -> zero-copy Arrow string column + line numbers
     -> bounded queue (2 blocks)
     -> 2 consumer threads (the caller and one more), each with its own cursor on one
         in-memory DuckDB database (threads=1 per query: two queries in parallel use the
-        2 cores better than one 2-thread query): one SQL statement per block does the JSON
-        (and UTF-8) check, one json_transform parse, event normalisation, context fields,
+        2 cores better than one 2-thread query): one SQL statement per block does one
+        try(json_transform) parse (NULL: not JSON), event normalisation, context fields,
         time, course id fallback, user id and the id hashes
     -> good rows: per-date Parquet parts (PartSink); bad rows: (line, reason, raw bytes)
 
@@ -22,7 +22,9 @@ second half to agree. See docs/events.md.
 
 from __future__ import annotations
 
+import codecs
 import queue
+import re
 import threading
 
 import numpy as np
@@ -47,19 +49,22 @@ def _course(expr: str) -> str:
     return f"nullif(regexp_extract({expr}, '{_COURSE_RE}', 1), '')"
 
 
-# ``raw`` is scanned as VARCHAR without a UTF-8 check: DuckDB's JSON reader (yyjson) validates
-# UTF-8, so a line with invalid UTF-8 is not ``json_valid`` and never reaches the output columns.
-# Reasons: 'no time', 'invalid time' are final; 'check' means "not valid JSON or not an object
-# for DuckDB" and is classified (or skipped when blank) in Python from the raw bytes.
+# ``raw`` is scanned as VARCHAR. There is no separate validity pass: a line that can be an object
+# (first and last non-blank characters '{' and '}') gets one ``try(json_transform(...))``, which is
+# NULL when the line is not valid JSON. try() re-evaluates the vector row by row after an error,
+# so the cheap bracket test keeps most bad lines (log noise, truncated lines) out of it, and lines
+# with invalid UTF-8 are hidden before the SQL (``_mask_invalid_utf8``), since yyjson would refuse
+# them too. Reasons: 'no time', 'invalid time' are final; 'check' means "not valid JSON or not an
+# object for DuckDB" and is classified (or skipped when blank) in Python from the raw bytes.
 SQL = f"""
-WITH j AS (
+WITH p AS (
     SELECT line, raw AS txt,
-           (json_valid(raw) AND (starts_with(raw, '{{') OR starts_with(ltrim(raw), '{{'))) AS ok
+           CASE WHEN (starts_with(raw, '{{') OR starts_with(ltrim(raw, ' \t\r\n'), '{{'))
+                     AND (ends_with(raw, '}}\n') OR ends_with(rtrim(raw, ' \t\r\n'), '}}'))
+                THEN try(json_transform(raw, '{_SPEC}')) END AS e
     FROM blk
-), p AS (
-    SELECT line, txt, ok, CASE WHEN ok THEN json_transform(txt, '{_SPEC}') END AS e FROM j
 ), t AS (
-    SELECT line, txt, ok, e,
+    SELECT line, txt, e IS NOT NULL AS ok, e,
            CASE WHEN ends_with(e.time, '+00:00') OR ends_with(e.time, 'Z') THEN TRY_CAST(e.time AS TIMESTAMP)
                 ELSE TRY_CAST(e.time AS TIMESTAMPTZ)::TIMESTAMP END AS ts,
            CASE WHEN e.context IS NOT NULL AND starts_with(e.context, '{{')
@@ -75,9 +80,10 @@ SELECT
               AND (c.user_id = TRY_CAST(c.user_id AS BIGINT)::VARCHAR
                    OR regexp_full_match(c.user_id, '\\s*-?[0-9]+\\s*'))
          THEN TRY_CAST(c.user_id AS BIGINT) END AS user_id,
-    coalesce(nullif(c.course_id, ''), {_course('e.page')},
-             CASE WHEN starts_with(e.event_type, '/') THEN {_course('e.event_type')} END,
-             {_course('c.path')}) AS course_id,
+    CASE WHEN c.course_id <> '' THEN c.course_id  -- CASE, not coalesce: the regexes run only on the rest
+         ELSE coalesce({_course('e.page')},
+                       CASE WHEN starts_with(e.event_type, '/') THEN {_course('e.event_type')} END,
+                       {_course('c.path')}) END AS course_id,
     c.org_id AS org_id,
     e.event_type AS event_type, e.name AS name, e.event_source AS event_source, e.session AS session,
     e.ip AS ip, e.agent AS agent, e.host AS host, e.referer AS referer, e.accept_language AS accept_language,
@@ -120,14 +126,61 @@ def make_block(first: int, data) -> Block:
     offsets = np.empty(n + 1, np.int64)
     offsets[0] = 0
     np.add(nl, 1, out=offsets[1:])
-    # large_string over the raw bytes (no UTF-8 check here: see SQL)
-    raw = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    # large_string over the raw bytes. Lines with invalid UTF-8 (rare) are hidden from the SQL
+    # (first byte set to '#' in a copy of the block) so that the JSON parse never sees them.
+    scan = _mask_invalid_utf8(data, offsets)
+    raw = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(scan))
     lines = pa.array(np.arange(first, first + n, dtype=np.int64))
     # several record batches: DuckDB scans Arrow batches in parallel, one batch per thread
     step = BATCH_ROWS
     batches = [pa.RecordBatch.from_arrays([raw.slice(i, step), lines.slice(i, step)], names=["raw", "line"])
                for i in range(0, max(n, 1), step)]
     return Block(first, data, offsets, pa.Table.from_batches(batches))
+
+
+_BAD_UTF8 = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
+
+
+def _mask_invalid_utf8(data, offsets: np.ndarray):
+    """``data``, or a copy in which each line holding invalid UTF-8 starts with '#'.
+
+    Arrow's UTF-8 validation (fast) names the first bad line; the rest is validated after it.
+    If its message cannot be read, the lines are checked with Python's decoder instead."""
+    n = len(offsets) - 1
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    bad = []
+    start = 0
+    while start < n:
+        try:
+            arr.slice(start).validate(full=True)
+            break
+        except pa.ArrowInvalid as exc:
+            m = _BAD_UTF8.search(str(exc))
+            if m is None:
+                return _mask_slow(data, offsets)
+            i = start + int(m.group(1))
+            bad.append(int(offsets[i]))
+            start = i + 1
+    if not bad:
+        return data
+    out = bytearray(data)
+    for o in bad:
+        out[o] = 0x23  # '#'
+    return out
+
+
+def _mask_slow(data, offsets: np.ndarray):
+    mv = memoryview(data)
+    out = None
+    for i in range(len(offsets) - 1):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        try:
+            codecs.utf_8_decode(mv[a:b], "strict", True)
+        except UnicodeDecodeError:
+            if out is None:
+                out = bytearray(data)
+            out[a] = 0x23
+    return data if out is None else out
 
 
 def iter_blocks(stream, block_bytes: int | None = None):
@@ -238,8 +291,8 @@ class DuckParser:
             # rows come back in any order: they carry their line number
             con = duckdb.connect(config={"threads": max(1, threads), "memory_limit": MEMORY_LIMIT,
                                          "preserve_insertion_order": False, "temp_directory": "",
-                                         "allocator_flush_threshold": "8MB",
-                                         "allocator_bulk_deallocation_flush_threshold": "32MB"})
+                                         "allocator_flush_threshold": "64MB",
+                                         "allocator_bulk_deallocation_flush_threshold": "128MB"})
             con.execute("SET TimeZone='UTC'")  # naive times are UTC; offsets are converted to UTC
         self.con = con
 
@@ -256,7 +309,8 @@ class DuckParser:
             self.con.unregister("blk")
         reason = res.column("reason")
         if reason.null_count < len(reason):
-            bad = res.select(["line", "reason"]).filter(pc.is_valid(reason)).to_pylist()
+            idx = pc.indices_nonzero(pc.is_valid(reason)).to_numpy()
+            bad = res.select(["line", "reason"]).take(idx).to_pylist()
             for r in bad:
                 line, why = r["line"], r["reason"]
                 raw = block.raw(line)
@@ -266,7 +320,15 @@ class DuckParser:
                         continue  # blank line
                     why = got if isinstance(got, str) else ("not JSON" if _is_utf8(raw) else "invalid UTF-8")
                 rejects.append((line, why, raw))
-            res = res.filter(pc.is_null(reason))
+            # the good rows as zero-copy slices around the (few) bad ones, rather than a filtered copy
+            pieces, prev = [], 0
+            for i in idx.tolist():
+                if i > prev:
+                    pieces.append(res.slice(prev, i - prev))
+                prev = i + 1
+            if prev < res.num_rows:
+                pieces.append(res.slice(prev))
+            res = pa.concat_tables(pieces) if pieces else res.slice(0, 0)
         if res.num_rows == 0:
             return None
         return _to_schema(res)
