@@ -20,7 +20,8 @@ def edx(*args: str, cwd: Path | None = None, env: dict | None = None) -> subproc
 
 def test_every_command_has_help():
     names = sorted(get_command(app).commands)
-    assert {"import", "synthetic", "demo", "tables"} <= set(names)
+    assert {"import", "synthetic", "demo", "tables", "sql", "sync", "status", "build", "report", "scrub", "export",
+            "locate-users", "courses"} <= set(names)
     for name in names:
         r = edx(name, "--help")
         assert r.returncode == 0 and "Usage" in r.stdout, (name, r.stderr)
@@ -35,6 +36,11 @@ def test_demo_end_to_end(tmp_path):
         (courses,) = con.execute("SELECT count(DISTINCT course_id) FROM student_courseenrollment").fetchone()
         (n,) = con.execute("SELECT count(*) FROM auth_user").fetchone()
     assert courses == 2 and n > 0
+    # `edx-engine sql` answers from the same store, read-only
+    r = edx("sql", "SELECT count(*) AS users FROM auth_user", cwd=tmp_path)
+    assert r.returncode == 0 and f"{n}" in r.stdout, r.stdout + r.stderr
+    r = edx("sql", "SELECT no_such_column FROM auth_user", cwd=tmp_path)
+    assert r.returncode == 1 and "no_such_column" in r.stderr and "Traceback" not in r.stderr
     # running the demo again is fine (fresh package, same store: re-import is idempotent)
     assert edx("demo", "--learners", "40", "--courses", "2", "--days", "2", cwd=tmp_path).returncode == 0
 

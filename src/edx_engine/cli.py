@@ -143,6 +143,36 @@ def tables(data_dir: Optional[str] = DataDir) -> None:
     out.print(t)
 
 
+@app.command()
+def sql(
+    query: str = typer.Argument(..., help="SQL to run on the catalog (read-only), e.g. \"SELECT * FROM events LIMIT 5\"."),
+    data_dir: Optional[str] = DataDir,
+    limit: int = typer.Option(50, help="Rows to show at most."),
+) -> None:
+    """Query the store with DuckDB SQL, read-only (no DuckDB CLI needed)."""
+    import duckdb
+
+    lake = Lake(_settings(data_dir).data_dir)
+    if not lake.catalog_path.exists():
+        fail(f"no store at {lake.root} (run `edx-engine import` or `edx-engine demo` first)")
+    try:
+        with lake.connect(read_only=True) as con:
+            rel = con.sql(query)
+            if rel is None:
+                return
+            cols = rel.columns
+            rows = rel.limit(limit + 1).fetchall()
+    except duckdb.Error as exc:
+        fail(str(exc).splitlines()[0])
+        return
+    t = Table(*cols)
+    for row in rows[:limit]:
+        t.add_row(*("NULL" if v is None else str(v) for v in row))
+    out.print(t)
+    if len(rows) > limit:
+        out.print(f"(first {limit} rows; --limit N for more)", highlight=False)
+
+
 def demo_summary(settings: cfg.Settings, seconds: float) -> None:
     from .models import read_model
 
@@ -165,8 +195,8 @@ def demo_summary(settings: cfg.Settings, seconds: float) -> None:
             g.add_row(*("" if row[c] is None else str(row[c]) for c in cols))
         out.print(g)
     db = lake.catalog_path
-    out.print(f"demo finished in {seconds:.1f} s. Query it with DuckDB:\n"
-              f"  duckdb {db}\n"
+    out.print(f"demo finished in {seconds:.1f} s. Query it with `edx-engine sql \"...\"` or any DuckDB client "
+              f"(`duckdb {db}`):\n"
               f"  SELECT course_id, count(*) FROM student_courseenrollment GROUP BY 1;\n"
               f"  SELECT gender, count(*) FROM auth_userprofile GROUP BY 1 ORDER BY 2 DESC;\n"
               f"  SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC LIMIT 10;\n"
