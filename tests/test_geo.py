@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import duckdb
@@ -13,6 +11,8 @@ from typer.testing import CliRunner
 from edx_engine import config, geo
 from edx_engine.cli import app, run_import
 from edx_engine.synthetic import SyntheticConfig, generate
+
+from eventlog import tracking_event, write_day
 
 runner = CliRunner()
 KNOWN = {"8.8.8.8": "US", "200.160.2.3": "BR", "81.2.69.142": "GB", "1.0.16.1": "JP"}
@@ -26,14 +26,6 @@ def test_lookup_known_ips_offline():
     assert db.name.startswith("iptocc ") and db.date and len(db.date) == 10
     assert geo.valid_country(" co ") == "CO" and geo.valid_country("") is None and geo.valid_country("XX") is None
     assert geo.country_name("BR") == "Brazil"
-
-
-def _event(username, uid, course, ip, minute):
-    return {"username": username, "event_source": "server", "event_type": "problem_check", "name": "problem_check",
-            "time": f"2026-10-20T10:{minute:02d}:00+00:00", "event": {"problem_id": "p"},
-            "context": {"course_id": course, "org_id": "IDBx", "user_id": uid, "path": "/event"}, "page": None,
-            "ip": ip, "agent": "Mozilla/5.0", "host": "courses.edx.org", "session": "s", "referer": "",
-            "accept_language": "en"}
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +58,8 @@ def store(tmp_path_factory):
         for _ in range(n):
             minute += 1
             # half the events carry no user_id: attributed through the username
-            lines.append(_event(username, uid if minute % 2 else "", course, ip, minute))
-    logs = tmp / "logs" / "edx-course-data" / "idbx" / "edx" / "events" / "2026"
-    logs.mkdir(parents=True)
-    with gzip.open(logs / "idbx-edx-events-2026-10-20.log.gz", "wt", encoding="utf-8") as f:
-        for ev in lines:
-            f.write(json.dumps(ev) + "\n")
+            lines.append(tracking_event(username, uid if minute % 2 else "", course, ip, minute))
+    write_day(tmp / "logs", lines)
     run_import(settings, [tmp / "logs"], quiet=True)
     return data, {"BR": u_br, "GB": u_gb, "JP": u_jp, None: u_none, "profile": u_prof}
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import json
 from collections import Counter
@@ -19,6 +18,8 @@ from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb, read_model
 from edx_engine.synthetic import SyntheticConfig, generate
 
+from eventlog import tracking_event, write_day
+
 from test_postgres_models import pg_url  # noqa: F401  (fixture: a throwaway PostgreSQL server)
 
 runner = CliRunner()
@@ -26,14 +27,6 @@ K = 5
 # addresses whose RIR country is known (as in test_geo.py)
 BR, US, GB, JP = "200.160.2.3", "8.8.8.8", "81.2.69.142", "1.0.16.1"
 COUNTRY = {BR: "BR", US: "US", GB: "GB", JP: "JP"}
-
-
-def _event(username, uid, course, ip, minute):
-    return {"username": username, "event_source": "server", "event_type": "problem_check", "name": "problem_check",
-            "time": f"2026-10-20T10:{minute // 60:02d}:{minute % 60:02d}+00:00", "event": {"problem_id": "p"},
-            "context": {"course_id": course, "org_id": "IDBx", "user_id": uid, "path": "/event"}, "page": None,
-            "ip": ip, "agent": "Mozilla/5.0", "host": "courses.edx.org", "session": "s", "referer": "",
-            "accept_language": "en"}
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +65,8 @@ def store(tmp_path_factory):
             for _ in range(n):
                 minute += 1
                 # half the events carry no user_id: attributed through the username
-                lines.append(_event(username, uid if minute % 2 else "", course, ip, minute))
-    logs = tmp / "logs" / "edx-course-data" / "idbx" / "edx" / "events" / "2026"
-    logs.mkdir(parents=True)
-    with gzip.open(logs / "idbx-edx-events-2026-10-20.log.gz", "wt", encoding="utf-8") as f:
-        for ev in lines:
-            f.write(json.dumps(ev) + "\n")
+                lines.append(tracking_event(username, uid if minute % 2 else "", course, ip, minute))
+    write_day(tmp / "logs", lines)
     run_import(settings, [tmp / "logs"], quiet=True)
     lake = Lake(data)
     before = build_duckdb(lake, [], Params())  # user_location absent: read as empty
