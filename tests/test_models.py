@@ -25,7 +25,7 @@ from edx_engine.models import Params, build_duckdb, load_registry, read_model
 from edx_engine.models.registry import RegistryError
 from edx_engine.schemas import TABLES
 
-from test_models_support import put_events
+from models_support import put_events
 
 A = "course-v1:T+A+2024"
 B = "course-v1:T+B+2024"

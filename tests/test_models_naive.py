@@ -10,7 +10,7 @@ import pytest
 
 from edx_engine.models import Params, build_duckdb, read_model
 
-from test_models_support import synthetic_store
+from models_support import synthetic_store
 
 PASS = 0.65
 

@@ -17,7 +17,7 @@ import pytest
 from edx_engine.models import MODELS, Params, build_duckdb, build_postgres, read_model
 from edx_engine.models import CourseEntry
 
-from test_models_support import synthetic_store
+from models_support import synthetic_store
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 
