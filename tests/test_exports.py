@@ -296,3 +296,25 @@ def test_interrupted_import_leaves_previous_state(tmp_path, monkeypatch):
     referenced = {r[0] for r in q(data, "SELECT path FROM _edx_snapshots")}
     on_disk = {str(p.relative_to(data)) for p in (data / "lake" / "tables").rglob("*.parquet")}
     assert on_disk == referenced
+
+
+def test_impossible_date_and_empty_line_are_quarantined_not_the_file(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    lines = enrolments(3).splitlines(keepends=True)
+    lines.insert(2, "\n")  # an empty line 3
+    lines[3] = lines[3].replace("2016-05-02 13:11:09", "2016-02-30 13:11:09")  # row id 2, now line 4
+    write(pkg, "student_courseenrollment", "".join(lines))
+    summary = load(tmp_path / "d", pkg)
+    assert not summary.failed and summary.rejected == 2
+    assert q(tmp_path / "d", "SELECT id FROM student_courseenrollment ORDER BY id") == [(1,), (3,)]
+    got = q(tmp_path / "d", "SELECT line, reason FROM quarantine ORDER BY line")
+    assert got[0] == (3, "empty line")
+    assert got[1][0] == 4 and "column created: '2016-02-30 13:11:09' is not a valid timestamp" in got[1][1]
+
+
+def test_unescape_keeps_private_use_characters(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", enrolments(1))
+    write(pkg, "user_id_map", "hash_id\tid\tusername\n\ue000x\\\\t\t101\ta\\tb\\\\\n")
+    load(tmp_path / "d", pkg)
+    assert q(tmp_path / "d", "SELECT hash_id, username FROM user_id_map") == [("\ue000x\\t", "a\tb\\")]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..schemas import Column, TableSchema
@@ -128,6 +129,20 @@ def type_batch(
     return out, bad
 
 
+EMPTY_LINE = "empty line"
+
+
+def _empty_lines(batch: pa.RecordBatch) -> list[BadValue]:
+    """Rows that came from an empty line (Arrow does not count them as short rows)."""
+    if batch.num_columns < 2 or batch.num_rows == 0:
+        return []
+    empty = None
+    for col in batch.columns:
+        e = pc.or_kleene(pc.is_null(col), pc.equal(col, ""))
+        empty = e if empty is None else pc.and_kleene(empty, e)
+    return [BadValue(i, EMPTY_LINE) for i in pc.indices_nonzero(empty).to_pylist()]
+
+
 def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=None) -> Iterator[
     tuple[dict[str, pa.Array], int, list[Reject]]
 ]:
@@ -176,6 +191,7 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
         )
         for batch in reader:
             cols, bad = type_batch(batch, schema, header, unescape=True)
+            bad += _empty_lines(batch)
             rejects, pending[:] = list(pending), []
             n = batch.num_rows
             if bad:
@@ -184,6 +200,9 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
                 for b in bad:
                     reasons.setdefault(b.row, []).append(b.reason)
                 for i in drop:
+                    if reasons[i] == [EMPTY_LINE]:
+                        rejects.append(Reject(line_of(accepted + i), EMPTY_LINE, b""))
+                        continue
                     raw_row = "\t".join("NULL" if batch.column(k)[i].as_py() is None else str(batch.column(k)[i].as_py())
                                         for k in range(batch.num_columns))
                     rejects.append(Reject(line_of(accepted + i), "; ".join(reasons[i]), raw_row.encode()))

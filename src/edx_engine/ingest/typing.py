@@ -26,10 +26,9 @@ _VALID = {
     "int": r"^\s*[-+]?\d{1,18}\s*$",
     "double": r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$",
     "bool": r"^(0|1|[Tt]rue|[Ff]alse|TRUE|FALSE)$",
-    "timestamp": r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]00:?00)?$",
+    "timestamp": r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]00:?00)?$",
 }
 _ZERO_DATE = r"^0000-00-00"
-_PLACEHOLDER = "\ue000"
 
 
 def arrow_type(logical: str) -> pa.DataType:
@@ -37,13 +36,19 @@ def arrow_type(logical: str) -> pa.DataType:
 
 
 def unescape_mysql(arr: pa.Array) -> pa.Array:
-    r"""Undo MySQL batch escaping (``\t``, ``\n``, ``\r``, ``\0``, ``\\``) in one pass per sequence."""
+    r"""Undo MySQL batch escaping (``\t``, ``\n``, ``\r``, ``\0``, ``\Z``, ``\\``), vectorised.
+
+    Values are split on the escaped backslash first, so ``\\t`` stays a backslash and a
+    ``t``; the pieces are unescaped and joined back with a real backslash.
+    """
     if len(arr) == 0 or not pc.any(pc.match_substring(arr, "\\")).as_py():
         return arr
-    a = pc.replace_substring(arr, "\\\\", _PLACEHOLDER)
+    pieces = pc.split_pattern(arr, "\\\\")
+    flat = pieces.flatten()
     for seq, ch in (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"), ("\\0", "\x00"), ("\\Z", "\x1a")):
-        a = pc.replace_substring(a, seq, ch)
-    return pc.replace_substring(a, _PLACEHOLDER, "\\")
+        flat = pc.replace_substring(flat, seq, ch)
+    rebuilt = pa.ListArray.from_arrays(pieces.offsets, flat, mask=pieces.is_null())
+    return pc.binary_join(rebuilt, "\\")
 
 
 @dataclass
@@ -71,4 +76,22 @@ def type_column(arr: pa.Array, column: Column, bad: list[BadValue]) -> pa.Array:
         arr = pc.replace_substring_regex(arr, r"(Z|[+-]00:?00)$", "")
     if column.type in ("int", "double"):
         arr = pc.utf8_trim_whitespace(arr)
+    try:
+        return pc.cast(arr, ARROW_TYPES[column.type])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # Well-formed but impossible values (2026-02-30, 24:00:00): find them one by one, reject them.
+    values = arr.to_pylist()
+    keep = []
+    for i, value in enumerate(values):
+        if value is None:
+            keep.append(True)
+            continue
+        try:
+            pc.cast(pa.array([value]), ARROW_TYPES[column.type])
+            keep.append(True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            keep.append(False)
+            bad.append(BadValue(i, f"column {column.name}: {value[:60]!r} is not a valid {column.type}"))
+    arr = pc.if_else(pa.array(keep), arr, pa.scalar(None, pa.string()))
     return pc.cast(arr, ARROW_TYPES[column.type])
