@@ -318,3 +318,31 @@ def test_unescape_keeps_private_use_characters(tmp_path):
     write(pkg, "user_id_map", "hash_id\tid\tusername\n\ue000x\\\\t\t101\ta\\tb\\\\\n")
     load(tmp_path / "d", pkg)
     assert q(tmp_path / "d", "SELECT hash_id, username FROM user_id_map") == [("\ue000x\\t", "a\tb\\")]
+
+
+def test_package_date_is_validated_and_never_guessed(tmp_path):
+    loose = write(tmp_path / "somewhere", "student_courseenrollment", enrolments(2))
+    from edx_engine.ingest.sources import SourceError
+
+    with pytest.raises(SourceError, match="cannot tell which package"):
+        discover([loose])
+    with pytest.raises(SourceError, match="is not a date"):
+        discover([loose], package_date="2026-9-27")
+    (src,) = discover([loose], package_date="2026-10-04").sources
+    assert src.package_date == "2026-10-04"
+
+
+def test_course_keyed_by_slug_is_retired_when_its_real_id_appears(tmp_path):
+    data = tmp_path / "d"
+    p1 = tmp_path / "IDBx-2016-10-02"
+    write(p1, "student_courseenrollment", ENROL_HEADER)  # no rows, no structure: only the slug is known
+    write(p1, "user_id_map", "hash_id\tid\tusername\nab\t101\tana\n")
+    load(data, p1)
+    assert {r[0] for r in q(data, "SELECT DISTINCT course_id FROM _edx_snapshots")} == {SLUG}
+    p2 = tmp_path / "IDBx-2016-10-09"
+    write(p2, "student_courseenrollment", enrolments(2))
+    write(p2, "user_id_map", "hash_id\tid\tusername\nab\t101\tana\ncd\t102\tbea\n")
+    load(data, p2)
+    assert {r[0] for r in q(data, "SELECT DISTINCT course_id FROM _edx_snapshots")} == {CID}
+    assert q(data, "SELECT count(*) FROM user_id_map") == [(2,)]
+    assert q(data, "SELECT DISTINCT course_id FROM user_id_map") == [(CID,)]

@@ -72,6 +72,7 @@ class Snapshot:
     fingerprint: str
     source_file: str
     extra_columns: list[str]
+    supersedes: str | None = None  # an earlier key of the same course (its file-name slug) to retire
 
 
 @dataclass
@@ -147,6 +148,9 @@ class Lake:
             try:
                 for s in snapshots:
                     con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [s.table, s.course_id])
+                    if s.supersedes and s.supersedes != s.course_id:
+                        con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?",
+                                    [s.table, s.supersedes])
                     con.execute(
                         "INSERT INTO _edx_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         [s.table, s.course_id, s.org, s.package_date, self.rel(s.path), s.rows, s.rejected,

@@ -137,8 +137,8 @@ class PackageImporter:
         srcs = sorted((s for s in sources if s.member), key=lambda s: (s.package_date or "", _ORDER.get(s.member.table, 9)))
         with self.lake.connect(read_only=False) as con:
             known = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM _edx_snapshots").fetchall()]
-        for cid in known:
-            self.slug_to_course.setdefault(course_slug(cid), cid)
+        for cid in sorted(known, key=_is_real_course_id):  # real ids last: they win over bare slugs
+            self.slug_to_course[course_slug(cid)] = cid
         for src in srcs:
             result, snap, qfile = self._import_one(src)
             summary.files.append(result)
@@ -166,7 +166,8 @@ class PackageImporter:
         m = src.member
         assert m is not None
         schema = TABLES[m.table]
-        course_id = self._course_for(src)
+        # Rows that carry their course id are the authority; other tables use what the package said.
+        course_id = None if (schema.column("course_id") and m.slug) else self._course_for(src)
         result = FileResult(src.label, m.table, course_id, "loaded", nbytes=src.size)
         if course_id is not None and (skip := self._skip_reason(m.table, course_id, src)):
             result.status, result.message = skip
@@ -273,8 +274,10 @@ class PackageImporter:
             return None, []
         writer.close()
         cid = writer.constants["course_id"]
+        slug = src.member.slug if src.member else None
+        supersedes = slug if (slug and _is_real_course_id(cid)) else None
         return Snapshot(schema.name, cid, src.org, src.package_date or "", writer.path, writer.rows, len(rejects),
-                        src.fingerprint, src.label, result.extra_columns), rejects
+                        src.fingerprint, src.label, result.extra_columns, supersedes), rejects
 
     def _course_from_rows(self, src: Source, cols: dict[str, pa.Array]) -> str:
         """The course id written in the rows themselves (first non-empty ``course_id``)."""
@@ -292,6 +295,11 @@ class PackageImporter:
         if m is None or m.slug is None:
             return f"org:{src.org}"
         return self.slug_to_course.get(m.slug, m.slug)
+
+
+def _is_real_course_id(course_id: str) -> bool:
+    """True for ``course-v1:...`` and ``Org/Course/Run``; False for a bare file-name slug."""
+    return ":" in course_id or "/" in course_id
 
 
 def _doc_schema(schema: TableSchema) -> pa.Schema:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Callable, ContextManager, Iterator
 
@@ -105,6 +104,11 @@ def discover(paths: list[Path], package_date: str | None = None, labels: dict[Pa
     """
     out = Discovery()
     labels = {Path(k).resolve(): v for k, v in (labels or {}).items()}
+    if package_date is not None:
+        try:
+            package_date = date.fromisoformat(package_date).isoformat()
+        except ValueError:
+            raise SourceError(f"--package-date {package_date!r} is not a date (YYYY-MM-DD)") from None
     for p in paths:
         p = Path(p)
         if not p.exists():
@@ -126,10 +130,10 @@ def discover(paths: list[Path], package_date: str | None = None, labels: dict[Pa
 
             pkg = _package_of(f)
             if pkg is None and package_date is None and parse_package_member(f.name):
-                mtime = datetime.fromtimestamp(os.stat(f).st_mtime, tz=timezone.utc).date()
-                pdate = mtime.isoformat()
-            else:
-                pdate = package_date
+                # The date decides which snapshot is newer: never guess it (a copied file's mtime lies).
+                raise SourceError(f"{f}: cannot tell which package this file belongs to; put it in a folder "
+                                  f"named {{org}}-{{YYYY-MM-DD}} (as in edX's zip) or pass --package-date")
+            pdate = package_date
             src = _classify(labels.get(f.resolve(), str(f)), f.name, opener, "", f.stat().st_size, pkg, pdate)
             if src:
                 src.fingerprint = _file_fingerprint(f)
@@ -137,7 +141,3 @@ def discover(paths: list[Path], package_date: str | None = None, labels: dict[Pa
             else:
                 out.unknown.append(str(f))
     return out
-
-
-def today() -> str:
-    return date.today().isoformat()
