@@ -50,3 +50,15 @@ def test_synthetic_command_writes_a_delivery(tmp_path):
     assert r.returncode == 0, r.stderr
     assert list((tmp_path / "p" / "course-data").glob("IDBx-*.zip"))
     assert list((tmp_path / "p" / "edx-course-data" / "idbx" / "edx" / "events").rglob("*.log.gz"))
+
+
+def test_catalog_open_elsewhere_is_a_one_line_error(tmp_path):
+    pkg = tmp_path / "p"
+    assert edx("synthetic", "--out", str(pkg), "--learners", "10", "--courses", "1", "--days", "1").returncode == 0
+    data = tmp_path / "d"
+    edx("import", str(pkg / "course-data"), "--data-dir", str(data))
+    with duckdb.connect(str(data / "edx.duckdb")):  # e.g. an analyst's DuckDB client, holding the file lock
+        for args in (["import", str(pkg / "course-data")], ["sql", "SELECT 1"], ["tables"]):
+            r = edx(*args, "--data-dir", str(data))
+            assert r.returncode == 1, (args, r.stderr)
+            assert "is open in another program" in r.stderr and "Traceback" not in r.stderr

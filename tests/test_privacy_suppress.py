@@ -108,3 +108,17 @@ def test_a_bridge_between_two_cycles_is_determined_although_every_line_hides_two
     assert determined(values, eqs, hidden) == [bridge]  # ...yet the bridge is recovered
     p = protect([1 if c == bridge else 7 for c in range(16)] + [28] * 8, eqs, 5, fixed=range(16, 24))
     assert determined([1 if c == bridge else 7 for c in range(16)] + [28] * 8, eqs, p.hidden) == []
+
+
+def test_course_summary_hides_unenrolled_pair_so_it_cannot_be_subtracted():
+    import pyarrow as pa
+
+    from edx_engine.privacy.export import _course_summary
+
+    t = pa.table({"course_id": ["c1"], "enrolled": [100], "enrolled_active": [98], "unenrolled": [2],
+                  "male": [50], "female": [45], "other_unknown": [5]})
+    (row,) = _course_summary(t, 5).to_pylist()
+    assert row["unenrolled"] is None  # below k
+    # enrolled = enrolled_active + unenrolled: if enrolled and enrolled_active were both published,
+    # unenrolled = 100 - 98 would be recoverable
+    assert row["enrolled"] is None or row["enrolled_active"] is None

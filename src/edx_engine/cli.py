@@ -247,12 +247,17 @@ for _module in ("cli_sync", "cli_models", "cli_privacy"):
             raise
 
 
-def main() -> None:  # pragma: no cover
-    app()
+def main() -> None:
+    """Console entry point: the app, with a one-line error for a busy store wherever it is met."""
+    try:
+        app()
+    except StoreBusy as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
     # Run the app of the imported module: the command modules registered themselves on it.
-    from edx_engine.cli import app as _app
+    from edx_engine.cli import main as _main
 
-    sys.exit(_app())
+    _main()

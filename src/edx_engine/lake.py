@@ -118,7 +118,13 @@ class Lake:
     # -- catalog -----------------------------------------------------------------------
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         self.root.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(self.catalog_path), read_only=read_only)
+        try:
+            return duckdb.connect(str(self.catalog_path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusy(f"the catalog {self.catalog_path} is open in another program (a DuckDB client "
+                                f"such as the duckdb CLI or DBeaver?); close it and try again") from None
+            raise
 
     @contextmanager
     def writer(self, wait: bool = False) -> Iterator[None]:

@@ -31,7 +31,10 @@ def import_paths(
     ``labels`` names files for people (e.g. their S3 address instead of a download path);
     the label is what ``source_file`` columns, the quarantine and messages show.
     With ``scrub`` (or ``[privacy] scrub_on_import``), personal data is removed before the
-    write lock is released, so no reader ever sees it.
+    write lock is released, so no other import, build or sync ever works on it. Readers of
+    the catalog can see the new files for the seconds between the import's commit and the
+    scrub's; a crash in that window leaves them unscrubbed until the next ``scrub`` (which
+    picks up every file not yet scrubbed).
     """
     lake = Lake(settings.data_dir)
     found = discover(paths, package_date, labels=labels)

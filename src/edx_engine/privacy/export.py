@@ -55,7 +55,8 @@ def _course_summary(t: pa.Table, k: int) -> pa.Table:
     counts = [c for c in ("enrolled", "enrolled_active", "unenrolled", "active", "active_events", "explored",
                           "certificates_failed", "approved", "certified", "male", "female", "other_unknown")
               if c in t.column_names]
-    return S.suppress(t, counts, k, row_sums=[("enrolled", ["male", "female", "other_unknown"])])
+    return S.suppress(t, counts, k, row_sums=[("enrolled", ["male", "female", "other_unknown"]),
+                                             ("enrolled", ["enrolled_active", "unenrolled"])])
 
 
 def _general_report(t: pa.Table, k: int) -> pa.Table:
