@@ -24,3 +24,27 @@ def write_day(root: Path, events: list[dict], day: str = "2026-10-20") -> Path:
         for ev in events:
             f.write(json.dumps(ev) + "\n")
     return root
+
+
+def learners_store(tmp: Path, exclude_staff: bool = False) -> tuple[Path, object, list[tuple]]:
+    """A store from a small synthetic package without tracking logs, and its learners.
+
+    Returns (data dir, settings, rows of (user_id, username, course_id, profile country)).
+    """
+    import duckdb
+
+    from edx_engine import config
+    from edx_engine.cli import run_import
+    from edx_engine.synthetic import SyntheticConfig, generate
+
+    generate(tmp / "pkg", SyntheticConfig(seed=0, courses=2, learners=60, days=3, events=False))
+    data = tmp / "store"
+    settings = config.resolve(data_dir=str(data))
+    run_import(settings, [tmp / "pkg"], quiet=True)
+    staff = "WHERE NOT coalesce(TRY_CAST(u.is_staff AS BOOLEAN), false) " if exclude_staff else ""
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT DISTINCT p.user_id, u.username, e.course_id, p.country FROM auth_userprofile p "
+            "JOIN auth_user u ON u.id = p.user_id JOIN student_courseenrollment e ON e.user_id = p.user_id "
+            f"{staff}ORDER BY p.user_id, e.course_id").fetchall()
+    return data, settings, rows

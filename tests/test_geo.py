@@ -8,11 +8,10 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from edx_engine import config, geo
+from edx_engine import geo
 from edx_engine.cli import app, run_import
-from edx_engine.synthetic import SyntheticConfig, generate
 
-from eventlog import tracking_event, write_day
+from eventlog import learners_store, tracking_event, write_day
 
 runner = CliRunner()
 KNOWN = {"8.8.8.8": "US", "200.160.2.3": "BR", "81.2.69.142": "GB", "1.0.16.1": "JP"}
@@ -31,16 +30,7 @@ def test_lookup_known_ips_offline():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("geo")
-    pkg = tmp / "pkg"
-    generate(pkg, SyntheticConfig(seed=0, courses=2, learners=60, days=3, events=False))
-    data = tmp / "store"
-    settings = config.resolve(data_dir=str(data))
-    run_import(settings, [pkg], quiet=True)
-    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
-        rows = con.execute(
-            "SELECT DISTINCT p.user_id, u.username, e.course_id, p.country FROM auth_userprofile p "
-            "JOIN auth_user u ON u.id = p.user_id JOIN student_courseenrollment e ON e.user_id = p.user_id "
-            "ORDER BY p.user_id").fetchall()
+    data, settings, rows = learners_store(tmp)
     no_country = [r for r in rows if not (r[3] or "").strip()]
     with_country = [r for r in rows if (r[3] or "").strip()]
     assert len({r[0] for r in no_country}) >= 4

@@ -12,13 +12,11 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from edx_engine import config
 from edx_engine.cli import app, run_import
 from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb, read_model
-from edx_engine.synthetic import SyntheticConfig, generate
 
-from eventlog import tracking_event, write_day
+from eventlog import learners_store, tracking_event, write_day
 
 from test_postgres_models import pg_url  # noqa: F401  (fixture: a throwaway PostgreSQL server)
 
@@ -35,16 +33,7 @@ def store(tmp_path_factory):
 
     Returns (lake, plan): plan = {user_id: (course_id, [(ip, events), ...])}."""
     tmp = tmp_path_factory.mktemp("models_geo")
-    pkg = tmp / "pkg"
-    generate(pkg, SyntheticConfig(seed=0, courses=2, learners=60, days=3, events=False))
-    data = tmp / "store"
-    settings = config.resolve(data_dir=str(data))
-    run_import(settings, [pkg], quiet=True)
-    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
-        rows = con.execute(
-            "SELECT DISTINCT p.user_id, u.username, e.course_id, p.country FROM auth_userprofile p "
-            "JOIN auth_user u ON u.id = p.user_id JOIN student_courseenrollment e ON e.user_id = p.user_id "
-            "WHERE NOT coalesce(TRY_CAST(u.is_staff AS BOOLEAN), false) ORDER BY p.user_id, e.course_id").fetchall()
+    data, settings, rows = learners_store(tmp, exclude_staff=True)
     first: dict[int, tuple] = {}
     for r in rows:
         first.setdefault(r[0], r)
