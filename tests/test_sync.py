@@ -397,12 +397,13 @@ def test_corrupt_objects_are_marked_failed_others_go_on(s3, moto, deliveries, gp
     s3.put_object(Bucket=PKG_BUCKET, Key="IDBx-2026-10-18.zip", Body=good[: len(good) // 2])  # truncated zip
     buf = io.BytesIO()  # a zip whose member is not OpenPGP data
     with zipfile.ZipFile(buf, "w") as z:
+        # deterministic: random bytes sometimes look like an OpenPGP packet and fail differently
         z.writestr("IDBx-2026-10-25/IDBx-IDB1x-2T2026-student_courseenrollment-prod-analytics.sql.gpg",
-                   os.urandom(3000))
+                   b"id\tuser_id\tcourse_id\tcreated\tis_active\tmode\n" * 60)
     s3.put_object(Bucket=PKG_BUCKET, Key="IDBx-2026-10-25.zip", Body=buf.getvalue())
     if HAS_EVENTS:
         s3.put_object(Bucket=EV_BUCKET, Key="idbx/edx/events/2026/idbx-edx-events-2026-10-09.log.gz.gpg",
-                      Body=os.urandom(5000))
+                      Body=b"this log was never encrypted\n" * 150)
     s3.put_object(Bucket=PKG_BUCKET, Key="README.txt", Body=b"not ours")
     r = run_sync(data, conf, env)
     assert r.returncode == 2, r.stderr + r.stdout
