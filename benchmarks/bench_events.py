@@ -10,7 +10,12 @@ Measures, in the same run and on the same encrypted file:
       on a sample of lines and extrapolated to the whole file
   (d) ``import_events`` from the .log.gz.gpg into a fresh store (discovery + fingerprint
       included), peak RSS summed over the importer, its parse workers and gpg
+  (e) a reference for the storage job: DuckDB alone, ``read_json`` of the decrypted .gz
+      straight into one zstd Parquet file (``COPY ... TO``); none of (d)'s other work
+      (context fields, event ids, line numbers, quarantine, date partitions)
 Throughput is MB of uncompressed JSON per second; each figure is the median of --repeat runs.
+CPU-seconds (user + system, all threads and child processes) are printed beside the wall
+times: the machine's cores bound how much CPU work fits in a given wall time.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -114,16 +120,16 @@ def _pass_cmd(home: Path, path: Path) -> str:
             f"3<<<'{PASSPHRASE}'")
 
 
-def floor(path: Path, home: Path) -> float:
-    t = time.perf_counter()
+def floor(path: Path, home: Path) -> tuple[float, float]:
+    t, c = time.perf_counter(), _cpu_children()
     subprocess.run(["bash", "-c", f"set -o pipefail; {_pass_cmd(home, path)} | gzip -dc > /dev/null"], check=True)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _cpu_children() - c
 
 
-def decrypt_to(path: Path, home: Path, dst: Path) -> float:
-    t = time.perf_counter()
+def decrypt_to(path: Path, home: Path, dst: Path) -> tuple[float, float]:
+    t, c = time.perf_counter(), _cpu_children()
     subprocess.run(["bash", "-c", f"{_pass_cmd(home, path)} > {dst}"], check=True)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _cpu_children() - c
 
 
 DUCK_COLUMNS = {c: "VARCHAR" for c in ("username", "event_source", "event_type", "name", "session", "ip", "agent",
@@ -131,19 +137,47 @@ DUCK_COLUMNS = {c: "VARCHAR" for c in ("username", "event_source", "event_type",
 DUCK_COLUMNS.update({"time": "TIMESTAMPTZ", "event": "JSON", "context": "JSON"})
 
 
-def duckdb_read_json(gz: Path) -> tuple[float, int]:
+def _cpu_self() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _cpu_children() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _read_json_sql(gz: Path) -> str:
+    cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in DUCK_COLUMNS.items()) + "}"
+    return f"read_json('{gz}', format='newline_delimited', columns={cols}, ignore_errors=true)"
+
+
+def duckdb_read_json(gz: Path) -> tuple[float, float, int]:
+    """(b): (seconds, CPU-seconds, rows) of read_json into an in-memory table, 2 threads."""
     import duckdb
 
     con = duckdb.connect()
     con.execute("SET threads=2")
-    cols = "{" + ", ".join(f"'{k}': '{v}'" for k, v in DUCK_COLUMNS.items()) + "}"
-    t = time.perf_counter()
-    con.execute(f"CREATE TABLE t AS SELECT * FROM read_json('{gz}', format='newline_delimited', "
-                f"columns={cols}, ignore_errors=true)")
-    dt_ = time.perf_counter() - t
+    t, c = time.perf_counter(), _cpu_self()
+    con.execute(f"CREATE TABLE t AS SELECT * FROM {_read_json_sql(gz)}")
+    dt_, cpu = time.perf_counter() - t, _cpu_self() - c
     n = con.execute("SELECT count(*) FROM t").fetchone()[0]
     con.close()
-    return dt_, n
+    return dt_, cpu, n
+
+
+def duckdb_to_parquet(gz: Path, out: Path) -> tuple[float, float]:
+    """(e): (seconds, CPU-seconds) of read_json copied straight into one zstd Parquet file."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads=2")
+    t, c = time.perf_counter(), _cpu_self()
+    con.execute(f"COPY (SELECT * FROM {_read_json_sql(gz)}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
+    dt_, cpu = time.perf_counter() - t, _cpu_self() - c
+    con.close()
+    out.unlink()
+    return dt_, cpu
 
 
 def naive(gz: Path, sample: int) -> tuple[float, int, int]:
@@ -247,8 +281,10 @@ print(json.dumps({"seconds": dt, "events": s.events, "rejected": s.rejected, "li
 """
 
 
-def ours(path: Path, home: Path, data: Path, workers: str) -> tuple[float, int, dict]:
+def ours(path: Path, home: Path, data: Path, workers: str) -> tuple[float, float, int, dict]:
+    """(d): (seconds inside the import, CPU-seconds of the whole process tree, peak RSS, result)."""
     shutil.rmtree(data, ignore_errors=True)
+    c = _cpu_children()
     p = subprocess.Popen([sys.executable, "-c", IMPORT_CODE, str(path), str(data), str(home), workers],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     sampler = RssSampler(p.pid)
@@ -256,10 +292,11 @@ def ours(path: Path, home: Path, data: Path, workers: str) -> tuple[float, int, 
     out, _ = p.communicate(PASSPHRASE + "\n")
     sampler.stop_flag = True
     sampler.join()
+    cpu = _cpu_children() - c
     if p.returncode != 0:
         raise SystemExit(f"import failed (exit {p.returncode})")
     res = json.loads(out.strip().splitlines()[-1])
-    return res["seconds"], sampler.peak, res
+    return res["seconds"], cpu, sampler.peak, res
 
 
 def main() -> None:
@@ -268,58 +305,80 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sample", type=int, default=100_000, help="lines for the naive baseline (c)")
     ap.add_argument("--workers", default="auto")
-    ap.add_argument("--only", default="abcd", help="which measurements to run (subset of abcd)")
+    ap.add_argument("--only", default="abcde", help="which measurements to run (subset of abcde)")
     args = ap.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     path, home, meta = generate_day(base)
     mb = meta["json_bytes"] / 1e6
+    cores = os.cpu_count() or 1
     log(f"file: {path.name}: {meta['gpg_bytes'] / 1e6:.1f} MB encrypted, {mb:.1f} MB of JSON, "
-        f"{meta['lines']:,} lines, {meta['events']:,} valid events; cores: {os.cpu_count()}; "
+        f"{meta['lines']:,} lines, {meta['events']:,} valid events; cores: {cores}; "
         f"load average: {os.getloadavg()[0]:.2f}")
     if meta["events"] < TARGET_EVENTS or meta["json_bytes"] < TARGET_BYTES:
         log("WARNING: the day is smaller than the 1M events / 700 MB the benchmark calls for")
-    res: dict[str, list[float]] = {k: [] for k in ("a", "dec", "b", "c", "d")}
+    keys = ("a", "dec", "b", "c", "d", "e")
+    res: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
     rss: list[int] = []
-    last_line = ""
+    last_line = naive_note = ""
+
+    def record(key: str, seconds: float, cpu_seconds: float | None = None) -> None:
+        res[key].append(seconds)
+        if cpu_seconds is not None:
+            cpu[key].append(cpu_seconds)
+
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         gz = Path(tmp) / "day.log.gz"
         for i in range(args.repeat):
             if "a" in args.only:
-                res["a"].append(floor(path, home))
+                record("a", *floor(path, home))
+            if "b" in args.only or "e" in args.only:
+                record("dec", *decrypt_to(path, home, gz))
             if "b" in args.only:
-                res["dec"].append(decrypt_to(path, home, gz))
-                sec, n = duckdb_read_json(gz)
-                res["b"].append(sec)
+                sec, cpu_s, _ = duckdb_read_json(gz)
+                record("b", sec, cpu_s)
+            if "e" in args.only:
+                record("e", *duckdb_to_parquet(gz, Path(tmp) / "e.parquet"))
             if "d" in args.only:
-                sec, peak, r = ours(path, home, base / "store", args.workers)
-                res["d"].append(sec)
+                sec, cpu_s, peak, r = ours(path, home, base / "store", args.workers)
+                record("d", sec, cpu_s)
                 rss.append(peak)
                 last_line = r["line"]
             if "c" in args.only and i == 0:
                 if not gz.exists():
                     decrypt_to(path, home, gz)
                 sec, nlines, nbytes = naive(gz, args.sample)
-                res["c"].append(sec * meta["json_bytes"] / nbytes)
+                record("c", sec * meta["json_bytes"] / nbytes)
                 naive_note = f"measured on {nlines:,} lines ({nbytes / 1e6:.1f} MB) and extrapolated"
             log(f"run {i + 1}/{args.repeat}: " + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in res.items() if v))
     med = {k: statistics.median(v) for k, v in res.items() if v}
+    mcpu = {k: statistics.median(v) for k, v in cpu.items() if v}
     rate = {k: mb / v for k, v in med.items()}
+
+    def row(label: str, key: str, seconds: float | None = None, note: str = "") -> None:
+        sec = med[key] if seconds is None else seconds
+        c = f"{mcpu[key]:6.2f} CPU-s" if key in mcpu and seconds is None else " " * 12
+        log(f"  {label:48s} {sec:6.2f} s  {mb / sec:7.1f} MB/s  {c}{note}")
+
     log("")
     log(f"medians of {args.repeat} runs, MB/s of JSON ({mb:.0f} MB, {meta['lines']:,} lines):")
     if "a" in med:
-        log(f"  (a) gpg -d | gzip -dc > /dev/null (floor)        {med['a']:6.2f} s  {rate['a']:7.1f} MB/s")
+        row("(a) gpg -d | gzip -dc > /dev/null (floor)", "a")
+    if "dec" in med:
+        row("    decryption to a .gz file", "dec")
     if "b" in med:
-        both = med["dec"] + med["b"]
-        log(f"  (b) DuckDB read_json of the decrypted .gz         {med['b']:6.2f} s  {rate['b']:7.1f} MB/s")
-        log(f"      decryption to .gz + (b)                       {both:6.2f} s  {mb / both:7.1f} MB/s")
+        row("(b) DuckDB read_json of the decrypted .gz", "b")
+        row("    decryption to .gz + (b)", "b", med["dec"] + med["b"])
     if "c" in med:
-        log(f"  (c) naive json.loads + row inserts                {med['c']:6.2f} s  {rate['c']:7.1f} MB/s"
-            f"  ({naive_note})")
+        row("(c) naive json.loads + row inserts", "c", note=f"  ({naive_note})")
     if "d" in med:
-        log(f"  (d) edx-engine import_events from .log.gz.gpg     {med['d']:6.2f} s  {rate['d']:7.1f} MB/s"
-            f"  peak RSS {max(rss) / 2**20:.0f} MiB (median {statistics.median(rss) / 2**20:.0f} MiB)")
+        row("(d) edx-engine import_events from .log.gz.gpg", "d",
+            note=f"  peak RSS {max(rss) / 2**20:.0f} MiB (median {statistics.median(rss) / 2**20:.0f} MiB)")
         log(f"      {last_line}")
+    if "e" in med:
+        row("(e) DuckDB alone: read_json .gz -> Parquet", "e")
+        row("    decryption to .gz + (e)", "e", med["dec"] + med["e"])
     log("")
     checks = []
     if "a" in med and "d" in med:
@@ -333,6 +392,12 @@ def main() -> None:
         log(f"  {name:36s} ratio {ratio:5.2f}  {'OK' if ok else 'MISSED'}")
     if rss:
         log(f"  {'peak RSS < 1 GB':36s} {max(rss) / 1e9:5.2f} GB  {'OK' if max(rss) < 1e9 else 'MISSED'}")
+    if mcpu:
+        log("")
+        log(f"CPU budget on {cores} cores: a run that needs C CPU-seconds takes at least C / {cores} seconds.")
+        for key, label in (("b", "(b)"), ("e", "(e)"), ("d", "(d)")):
+            if key in mcpu:
+                log(f"  {label} {mcpu[key]:6.2f} CPU-s -> at least {mcpu[key] / cores:5.2f} s")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from .schemas import TABLES
 
@@ -111,12 +112,21 @@ def course_id_from_usage_key(key: str) -> str | None:
     return None
 
 
-_COURSE_IN_URL = re.compile(r"/courses/(course-v1:[^/?#]+|[^/?#]+/[^/?#]+/[^/?#]+)")
+# A course id in a URL path: ``course-v1:...`` (its ':' and '+' may be percent-encoded), or the
+# old ``Org/Course/Run`` form, whose segments are restricted to the characters edX allowed in
+# them, so that a percent-encoded new-form id is never read as three old-form segments. The same
+# pattern is used by the SQL of the DuckDB engine (``events_duck``): one definition.
+COURSE_IN_URL = r"/courses/(course-v1(?::|%3[Aa])[^/?#]+|[A-Za-z0-9_.~-]+/[A-Za-z0-9_.~-]+/[A-Za-z0-9_.~-]+)"
+_COURSE_IN_URL = re.compile(COURSE_IN_URL)
 
 
 def course_id_from_url(url: str | None) -> str | None:
-    """Course id from a page URL or a URL event_type (``/courses/<id>/courseware/...``)."""
+    """Course id from a page URL or a URL event_type (``/courses/<id>/courseware/...``),
+    percent-decoded (``course-v1%3AOrg%2BX%2BRun`` -> ``course-v1:Org+X+Run``)."""
     if not url:
         return None
     m = _COURSE_IN_URL.search(url)
-    return m.group(1) if m else None
+    if not m:
+        return None
+    cid = m.group(1)
+    return unquote(cid) if "%" in cid else cid

@@ -46,6 +46,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from isal.isal_zlib import IsalError
 
 from ..decrypt import DecryptError, GpgSettings
 from ..lake import Lake, _sql_list, register_view_hook
@@ -264,7 +265,7 @@ class _Plain:
 
     CHUNK = 512 << 10  # compressed bytes per read (about 4 MB of JSON)
 
-    def __init__(self, raw) -> None:
+    def __init__(self, raw, gzip_name: bool = False) -> None:
         from isal import isal_zlib
 
         self.raw, self.n = raw, 0
@@ -272,12 +273,27 @@ class _Plain:
         head = raw.read(self.CHUNK)
         self.n += len(head)
         self.gz = head[:2] == b"\x1f\x8b"
+        if gzip_name and not self.gz:
+            # an empty or cut .gz would otherwise be read as an empty plain log and replace the day
+            raise OSError(f"not a gzip stream ({len(head)} bytes, no gzip header) although the name ends in .gz")
         self.pending = head
         self.d = isal_zlib.decompressobj(31) if self.gz else None
+        self._start = True
 
     MAX_OUT = 16 << 20
 
     def read(self, size: int = -1) -> bytes:  # size is ignored: decompressed chunks of up to 16 MB
+        """The next chunk of plaintext; a UTF-8 byte order mark at the start of the file is dropped."""
+        data = self._read()
+        if self._start:
+            if len(data) < 3 and data and b"\xef\xbb\xbf".startswith(data):
+                data += self._read()  # a mark split across chunks (only for tiny chunks)
+            self._start = False
+            if data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:] or self._read()
+        return data
+
+    def _read(self) -> bytes:
         while True:
             if not self.pending:
                 self.pending = self.raw.read(self.CHUNK)
@@ -509,7 +525,7 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progr
     parts: list[dict] = []
     try:
         with src.open(gpg) as raw:
-            counting = _Plain(raw)
+            counting = _Plain(raw, gzip_name=_gzip_name(src.label))
 
             def tick() -> None:
                 if task is not None:
@@ -531,7 +547,7 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progr
         parts = pool.end()
         if not isinstance(pool, _DuckEngine):
             quarantine.add(pool.drain_rejects())
-    except (DecryptError, EOFError, OSError, zlib.error, EventsParseError, ValueError) as exc:
+    except (DecryptError, EOFError, OSError, zlib.error, IsalError, EventsParseError, ValueError) as exc:
         pool.abort()
         quarantine.discard()
         res.status = "failed"
@@ -570,6 +586,13 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progr
     return res
 
 
+def _gzip_name(label: str) -> bool:
+    """Whether the file's name says its plaintext is gzip (``….log.gz`` or ``….log.gz.gpg``)."""
+    name = label.lower()
+    name = name[:-4] if name.endswith(".gpg") else name
+    return name.endswith(".gz")
+
+
 def _failure_message(label: str, exc: BaseException) -> str:
     if isinstance(exc, DecryptError):
         return str(exc)
@@ -578,6 +601,8 @@ def _failure_message(label: str, exc: BaseException) -> str:
     if isinstance(exc, EventsParseError):
         last = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         return f"{label}: internal error while parsing: {last[-1] if last else exc}"
+    if isinstance(exc, (zlib.error, IsalError)):
+        return f"{label}: compressed stream is corrupt ({exc})"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{label}: cannot read: {text}"
 

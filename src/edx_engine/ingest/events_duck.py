@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..names import COURSE_IN_URL
 from .events_parse import JSON_TYPE, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow
 
 BLOCK_BYTES = 8 << 20  # JSON bytes per block (a longer line makes a bigger block)
@@ -38,7 +39,6 @@ QUEUE_BLOCKS = 2  # blocks decoded ahead of the SQL
 BATCH_ROWS = 4096  # rows per Arrow record batch handed to DuckDB
 MEMORY_LIMIT = "512MB"  # no spilling (temp_directory unset): decrypted data never goes to disk
 
-_COURSE_RE = r"/courses/(course-v1:[^/?#]+|[^/?#]+/[^/?#]+/[^/?#]+)"
 _SPEC = "{" + ", ".join(f'"{f}": "VARCHAR"' for f in ("time", *STRING_FIELDS)) + \
     ', "event": "JSON", "context": "JSON"}'
 _CTX_SPEC = ('{"course_id": "VARCHAR", "org_id": "VARCHAR", "user_id": "VARCHAR", "path": "VARCHAR", '
@@ -46,7 +46,9 @@ _CTX_SPEC = ('{"course_id": "VARCHAR", "org_id": "VARCHAR", "user_id": "VARCHAR"
 
 
 def _course(expr: str) -> str:
-    return f"nullif(regexp_extract({expr}, '{_COURSE_RE}', 1), '')"
+    """SQL: the course id in a URL (names.COURSE_IN_URL), percent-decoded, or NULL."""
+    m = f"nullif(regexp_extract({expr}, '{COURSE_IN_URL}', 1), '')"
+    return f"(CASE WHEN contains({m}, '%') THEN url_decode({m}) ELSE {m} END)"
 
 
 # ``raw`` is scanned as VARCHAR. There is no separate validity pass: a line that can be an object
@@ -97,7 +99,11 @@ SELECT
     line,
     CASE WHEN NOT ok THEN 'check'
          WHEN e.time IS NULL OR e.time = '' THEN 'no time'
-         WHEN ts IS NULL THEN 'invalid time' END AS reason
+         -- ISO 8601 only (DuckDB's casts also take 'epoch', 'infinity', BC dates) and a year that
+         -- a date can hold after conversion to UTC (Parquet readers and Python need 1..9999)
+         WHEN ts IS NULL OR NOT isfinite(ts) OR year(ts) NOT BETWEEN 1 AND 9999
+              OR NOT (CASE WHEN e.time[5] = '-' THEN true ELSE ltrim(e.time)[5] = '-' END)
+              THEN 'invalid time' END AS reason
 FROM t
 """
 
@@ -293,7 +299,9 @@ class DuckParser:
                                          "preserve_insertion_order": False, "temp_directory": "",
                                          "allocator_flush_threshold": "64MB",
                                          "allocator_bulk_deallocation_flush_threshold": "128MB"})
-            con.execute("SET TimeZone='UTC'")  # naive times are UTC; offsets are converted to UTC
+        # naive times are UTC; offsets are converted to UTC. Set on every cursor too: a cursor is a
+        # session of its own and starts in the host's time zone.
+        con.execute("SET TimeZone='UTC'")
         self.con = con
 
     def cursor(self) -> "DuckParser":

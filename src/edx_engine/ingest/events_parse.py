@@ -149,7 +149,10 @@ def _parse_time_one(s: str | None) -> int | None:
     except ValueError:
         return None
     if d.tzinfo is not None:
-        d = d.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            d = d.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # beyond year 9999 (or before year 1) once in UTC
+            return None
     delta = d - datetime(1970, 1, 1)
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
@@ -305,7 +308,7 @@ def _columns(recs: list[_Line], nos: list[int], ids: list[bytes], lines: list[by
     for j, cid in enumerate(course):
         if not cid:
             course[j] = _course_from(pages[j], etypes[j], paths[j])
-    uids = [u if type(u) is int else _user_id(u) for u in (c.user_id for c in ctxs)]
+    uids = [_user_id(c.user_id) for c in ctxs]
     modules = [c.module.usage_key if c.module is not None else None for c in ctxs]
 
     cols["event_id"] = pa.ExtensionArray.from_storage(UUID_TYPE, pa.array(ids, pa.binary(16)))

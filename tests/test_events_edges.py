@@ -1,0 +1,141 @@
+"""Edge cases of the tracking-log import found in review: the host's time zone, times DuckDB
+casts but a date cannot hold, corrupt or empty .gz files, percent-encoded course ids in URLs,
+a byte order mark, an out-of-range user id in the former engine."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import edx_engine.ingest.events as E
+from edx_engine.names import course_id_from_url
+
+from test_events import CID, ev, line, q, row, run, write_log
+
+ENGINES = ["duckdb", "msgspec"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, monkeypatch):
+    monkeypatch.setattr(E, "ENGINE", request.param)
+    return request.param
+
+
+TZ_SCRIPT = r"""
+import json, sys
+from edx_engine.ingest import events_duck as D
+body = b"".join(json.dumps({"time": t, "event_type": k}).encode() + b"\n" for k, t in json.loads(sys.argv[1]))
+parser = D.DuckParser(threads=1)
+out = {}
+for name, p in (("parser", parser), ("cursor", parser.cursor())):
+    res = p.parse(D.make_block(1, body), [])
+    out[name] = {k: str(t) for k, t in zip(res.column("event_type").to_pylist(), res.column("time").to_pylist())}
+print(json.dumps(out))
+"""
+
+
+def test_times_are_utc_on_every_cursor_whatever_the_host_zone():
+    """Both consumer threads (the parser and its cursor) read times as UTC in a non-UTC host zone."""
+    times = {"offset": ("2016-10-12T14:03:21+05:30", "2016-10-12 08:33:21"),
+             "plus0000": ("2016-10-12T14:03:21+0000", "2016-10-12 14:03:21"),
+             "minus0000": ("2016-10-12T14:03:21-00:00", "2016-10-12 14:03:21"),
+             "naive_in_dst_gap": ("2016-03-13T02:30:00", "2016-03-13 02:30:00"),
+             "z": ("2016-10-12T14:03:21Z", "2016-10-12 14:03:21")}
+    env = {**os.environ, "TZ": "America/New_York"}
+    out = subprocess.run([sys.executable, "-c", TZ_SCRIPT, json.dumps([(k, t) for k, (t, _) in times.items()])],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    got = json.loads(out)
+    expected = {k: want for k, (_, want) in times.items()}
+    assert got["parser"] == expected
+    assert got["cursor"] == expected
+
+
+BAD_TIMES = ["10000-01-01T00:00:00Z", "9999-12-31T23:30:00-05:00", "0000-01-01T00:00:00Z", "0044-03-15 (BC)",
+             "-0044-03-15T00:00:00", "infinity", "-infinity", "epoch"]
+
+
+def test_times_a_date_cannot_hold_are_quarantined(tmp_path, engine):
+    lines = [ev(event_type="ok")] + [ev(event_type=f"bad{i}", time=t) for i, t in enumerate(BAD_TIMES)]
+    lines.append(ev(event_type="edge", time="9999-12-31T23:59:59Z"))
+    data = tmp_path / "d"
+    s = run(data, write_log(tmp_path / "in", lines))
+    assert [f.status for f in s.files] == ["loaded"]
+    assert q(data, "SELECT event_type, time::VARCHAR FROM events ORDER BY line") == \
+        [("ok", "2016-10-12 14:03:21.584523"), ("edge", "9999-12-31 23:59:59")]
+    assert q(data, "SELECT line, reason FROM quarantine ORDER BY line") == \
+        [(i + 2, "invalid time") for i in range(len(BAD_TIMES))]
+
+
+def test_corrupt_gzip_fails_that_file_only(tmp_path):
+    good = gzip.compress(line(ev(session="a")) + b"\n")
+    bad = bytearray(gzip.compress(b"".join(line(ev(session=str(i))) + b"\n" for i in range(50))))
+    bad[-6] ^= 0xFF  # CRC-32 of the member no longer matches
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "idbx-edx-events-2016-10-12.log.gz").write_bytes(bytes(bad))
+    (tmp_path / "in" / "idbx-edx-events-2016-10-13.log.gz").write_bytes(good)
+    data = tmp_path / "d"
+    s = run(data, tmp_path / "in")
+    by_name = {Path(f.label).name: f for f in s.files}
+    failed = by_name["idbx-edx-events-2016-10-12.log.gz"]
+    assert failed.status == "failed" and "corrupt" in failed.message and "2016-10-12.log.gz" in failed.message
+    assert by_name["idbx-edx-events-2016-10-13.log.gz"].status == "loaded"
+    assert q(data, "SELECT session FROM events") == [("a",)]
+
+
+@pytest.mark.parametrize("content", [b"", b"\x1f", b"not gzip at all\n"])
+def test_gz_without_gzip_content_fails_and_keeps_the_day(tmp_path, content):
+    data = tmp_path / "d"
+    first = write_log(tmp_path / "a", [ev(session=str(i)) for i in range(5)])
+    assert run(data, first).events == 5
+    (tmp_path / "b").mkdir()
+    cut = tmp_path / "b" / first.name  # the same day's file delivered again, empty or cut
+    cut.write_bytes(content)
+    s = run(data, cut)
+    assert [f.status for f in s.files] == ["failed"] and "gzip" in s.files[0].message
+    assert row(data, "SELECT count(*) FROM events")[0] == 5
+
+
+PAGES = {
+    "https://courses.edx.org/courses/course-v1%3AIDBx%2BIDB1x%2B2T2016/courseware/3f1/9a2/": CID,
+    "https://courses.edx.org/courses/course-v1:IDBx%2BIDB1x%2B2T2016/courseware/3f1/": CID,
+    "https://courses.edx.org/courses/course-v1%3aIDBx%2BIDB1x%2B2T2016/jump_to/abc": CID,
+    "https://courses.edx.org/courses/IDBx/IDB2x/2014_T1/courseware/w1/": "IDBx/IDB2x/2014_T1",
+    "https://courses.edx.org/courses/IDBx%2FIDB1x%2F2T2014/courseware/3f1/": None,
+    "https://courses.edx.org/dashboard": None,
+}
+
+
+def test_course_id_from_url_decodes_percent_encoding():
+    assert {p: course_id_from_url(p) for p in PAGES} == PAGES
+
+
+def test_course_id_from_percent_encoded_page(tmp_path, engine):
+    ctx = {"course_id": "", "org_id": "IDBx", "user_id": 1, "path": "/event"}
+    data = tmp_path / "d"
+    run(data, write_log(tmp_path / "in", [ev(page=p, context=ctx) for p in PAGES]))
+    assert [c for (c,) in q(data, "SELECT course_id FROM events ORDER BY line")] == list(PAGES.values())
+
+
+def test_byte_order_mark_at_file_start_is_dropped(tmp_path, engine):
+    data = tmp_path / "d"
+    body = b"\xef\xbb\xbf" + line(ev(session="first")) + b"\n" + line(ev(session="second")) + b"\n"
+    (tmp_path / "in").mkdir()
+    f = tmp_path / "in" / "idbx-edx-events-2016-10-12.log"
+    f.write_bytes(body)
+    s = run(data, f)
+    assert s.rejected == 0
+    assert q(data, "SELECT line, session FROM events ORDER BY line") == [(1, "first"), (2, "second")]
+
+
+def test_user_id_beyond_64_bits_is_null(tmp_path, engine):
+    ctx = {"course_id": CID, "org_id": "IDBx", "user_id": 1 << 64, "path": "/event"}
+    data = tmp_path / "d"
+    s = run(data, write_log(tmp_path / "in", [ev(context=ctx), ev(session="n")]))
+    assert s.events == 2 and s.rejected == 0
+    assert q(data, "SELECT user_id FROM events ORDER BY line") == [(None,), (1042,)]
