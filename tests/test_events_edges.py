@@ -139,3 +139,19 @@ def test_user_id_beyond_64_bits_is_null(tmp_path, engine):
     s = run(data, write_log(tmp_path / "in", [ev(context=ctx), ev(session="n")]))
     assert s.events == 2 and s.rejected == 0
     assert q(data, "SELECT user_id FROM events ORDER BY line") == [(None,), (1042,)]
+
+
+def test_lone_surrogate_escapes_become_replacement_characters(tmp_path, engine):
+    """Python's json (edX's writer) writes a lone surrogate as an escape; strict parsers refuse it."""
+    pair = line(ev(session="pair", agent="ok \U0001F600"))  # json.dumps(ensure_ascii=False) keeps the emoji
+    lines = [line(ev(session="high")).replace(b'"Mozilla/5.0"', b'"cut \\ud83d"'),
+             line(ev(session="low")).replace(b'"Mozilla/5.0"', b'"\\ude00 cut"'),
+             pair,
+             line(ev(session="escaped_pair")).replace(b'"Mozilla/5.0"', b'"\\ud83d\\ude00"'),
+             b'{"time": "2016-10-12T10:00:00Z", "agent": "\\ud83d", oops}']
+    data = tmp_path / "d"
+    s = run(data, write_log(tmp_path / "in", lines))
+    assert s.events == 4 and s.rejected == 1
+    assert q(data, "SELECT session, agent FROM events ORDER BY line") == [
+        ("high", "cut \ufffd"), ("low", "\ufffd cut"), ("pair", "ok \U0001F600"), ("escaped_pair", "\U0001F600")]
+    assert q(data, "SELECT line, reason FROM quarantine") == [(5, "not JSON")]

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..names import COURSE_IN_URL
-from .events_parse import JSON_TYPE, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow
+from .events_parse import JSON_TYPE, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow, repair_lone_surrogates
 
 BLOCK_BYTES = 8 << 20  # JSON bytes per block (a longer line makes a bigger block)
 QUEUE_BLOCKS = 2  # blocks decoded ahead of the SQL
@@ -308,17 +308,22 @@ class DuckParser:
         """Another parser on the same database, for another thread."""
         return DuckParser(con=self.con.cursor())
 
-    def parse(self, block: Block, rejects: list) -> pa.Table | None:
-        """Good rows as a SCHEMA table (or None); bad lines appended to ``rejects``."""
-        self.con.register("blk", block.table)
+    def _run(self, table: pa.Table) -> pa.Table:
+        self.con.register("blk", table)
         try:
-            res = self.con.sql(SQL).to_arrow_table()  # relation: DuckDB builds Arrow directly (arrow collector)
+            return self.con.sql(SQL).to_arrow_table()  # relation: DuckDB builds Arrow directly (arrow collector)
         finally:
             self.con.unregister("blk")
+
+    def parse(self, block: Block, rejects: list) -> pa.Table | None:
+        """Good rows as a SCHEMA table (or None); bad lines appended to ``rejects``."""
+        res = self._run(block.table)
         reason = res.column("reason")
+        repaired = None
         if reason.null_count < len(reason):
             idx = pc.indices_nonzero(pc.is_valid(reason)).to_numpy()
             bad = res.select(["line", "reason"]).take(idx).to_pylist()
+            fixed: dict[int, bytes] = {}
             for r in bad:
                 line, why = r["line"], r["reason"]
                 raw = block.raw(line)
@@ -326,8 +331,13 @@ class DuckParser:
                     got = _slow(raw)
                     if got is None:
                         continue  # blank line
+                    if not isinstance(got, str) and (f := repair_lone_surrogates(raw)) is not None:
+                        fixed[line] = f  # parsed again below, with U+FFFD for the lone surrogates
+                        continue
                     why = got if isinstance(got, str) else ("not JSON" if _is_utf8(raw) else "invalid UTF-8")
                 rejects.append((line, why, raw))
+            if fixed:
+                repaired = self._repaired(fixed, block, rejects)
             # the good rows as zero-copy slices around the (few) bad ones, rather than a filtered copy
             pieces, prev = [], 0
             for i in idx.tolist():
@@ -336,10 +346,24 @@ class DuckParser:
                 prev = i + 1
             if prev < res.num_rows:
                 pieces.append(res.slice(prev))
+            if repaired is not None:
+                pieces.append(repaired)
             res = pa.concat_tables(pieces) if pieces else res.slice(0, 0)
         if res.num_rows == 0:
             return None
         return _to_schema(res)
+
+    def _repaired(self, fixed: dict[int, bytes], block: Block, rejects: list) -> pa.Table | None:
+        """Rows of the lines whose lone surrogate escapes were replaced; the rest go to ``rejects``."""
+        lines = sorted(fixed)
+        table = pa.table({"raw": pa.array([fixed[n] + b"\n" for n in lines], pa.large_binary()).cast(pa.large_string()),
+                          "line": pa.array(lines, pa.int64())})
+        res = self._run(table)
+        reason = res.column("reason")
+        for line, why in zip(res.column("line").to_pylist(), reason.to_pylist()):
+            if why is not None:
+                rejects.append((line, "not JSON" if why == "check" else why, block.raw(line)))
+        return res.filter(pc.is_null(reason)) if res.num_rows else None
 
     def close(self) -> None:
         self.con.close()

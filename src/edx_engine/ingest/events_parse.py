@@ -14,6 +14,7 @@ decides whether the line is usable or must be quarantined, and why.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime, timezone
 from operator import attrgetter
 
@@ -113,8 +114,23 @@ def _as_text(v) -> str | None:
     return _encode(v).decode()
 
 
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or the reverse. Python's json (edX's
+# writer) reads and writes such lone surrogates (a browser's text cut inside an emoji); strict
+# parsers refuse them.
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                             rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def repair_lone_surrogates(line: bytes) -> bytes | None:
+    """The line with each lone surrogate escape replaced by ``\\ufffd`` (U+FFFD), or None if it has none."""
+    fixed, n = _LONE_SURROGATE.subn(rb"\\ufffd", line)
+    return fixed if n else None
+
+
 def _slow(line: bytes) -> _Line | str | None:
-    """A line the typed decoder refused: a usable record, a reject reason, or None (blank line)."""
+    """A line the typed decoder refused: a usable record, a reject reason, or None (blank line).
+
+    A line whose only fault is a lone surrogate escape is decoded with U+FFFD in its place."""
     if not line.strip():
         return None
     try:
@@ -122,7 +138,13 @@ def _slow(line: bytes) -> _Line | str | None:
     except UnicodeDecodeError:
         return "invalid UTF-8"
     except msgspec.DecodeError as exc:
-        return "truncated JSON" if "truncated" in str(exc) else "not JSON"
+        fixed = repair_lone_surrogates(line)
+        try:
+            if fixed is None:
+                raise exc
+            obj = _decode_any(fixed)
+        except msgspec.DecodeError as exc2:
+            return "truncated JSON" if "truncated" in str(exc2) and fixed is None else "not JSON"
     if not isinstance(obj, dict):
         return "not a JSON object"
     t = obj.get("time")
