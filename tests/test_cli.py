@@ -41,6 +41,15 @@ def test_demo_end_to_end(tmp_path):
     assert r.returncode == 0 and f"{n}" in r.stdout, r.stdout + r.stderr
     r = edx("sql", "SELECT no_such_column FROM auth_user", cwd=tmp_path)
     assert r.returncode == 1 and "no_such_column" in r.stderr and "Traceback" not in r.stderr
+    # only queries: nothing is written anywhere, not even through COPY ... TO or ATTACH
+    leak = tmp_path / "leak.csv"
+    for stmt, kind in ((f"COPY (SELECT * FROM auth_user) TO '{leak}'", "COPY"),
+                       (f"ATTACH '{tmp_path / 'other.duckdb'}' AS o", "ATTACH"), ("INSTALL httpfs", "LOAD"),
+                       ("SET threads = 1", "SET"), ("SELECT 1; DELETE FROM auth_user", "2 given")):
+        r = edx("sql", stmt, cwd=tmp_path)
+        assert r.returncode == 1 and kind in r.stderr and "Traceback" not in r.stderr, (stmt, r.stderr)
+    assert not leak.exists() and not (tmp_path / "other.duckdb").exists()
+    assert edx("sql", "DESCRIBE auth_user", cwd=tmp_path).returncode == 0
     # running the demo again is fine (fresh package, same store: re-import is idempotent)
     assert edx("demo", "--learners", "40", "--courses", "2", "--days", "2", cwd=tmp_path).returncode == 0
 

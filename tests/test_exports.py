@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -235,6 +236,20 @@ def test_wrong_passphrase_and_wrong_key_are_clear_errors(tmp_path, gpg_key, othe
     assert "not the passphrase" not in f.message
     assert store_state(data) == before
 
+    # no passphrase at all: said at once (gpg never waits for a pinentry), not "corrupt"
+    t0 = time.perf_counter()
+    summary = load(data, pkg, gpg=GpgSettings(str(home), None))
+    (f,) = summary.failed
+    assert "needs a passphrase and none was given" in f.message and ".sql.gpg" in f.message
+    assert time.perf_counter() - t0 < 5
+    assert store_state(data) == before
+
+    # once imported, the same package needs no decryption again: a wrong passphrase is harmless
+    assert not load(data, pkg, gpg=GpgSettings(str(home), passphrase)).failed
+    again = load(data, pkg, gpg=GpgSettings(str(home), "not the passphrase"))
+    assert not again.failed and {f.status for f in again.files} == {"unchanged"}
+    data, before = _baseline(tmp_path / "fresh")
+
     other_home, other_fpr = other_gpg_key
     pkg2 = tmp_path / "other" / "IDBx-2016-10-20"
     pkg2.mkdir(parents=True)
@@ -257,6 +272,14 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path):
     r = subprocess.run(cmd[:4] + [str(tmp_path / "nope"), "--data-dir", str(tmp_path / "d")], capture_output=True,
                        text=True)
     assert r.returncode == 1 and "no such file or directory" in r.stderr and "Traceback" not in r.stderr
+    # a newer package, then the older one again: the older files are named as such, not "unchanged"
+    newer = tmp_path / "IDBx-2016-10-16"
+    write(newer, "student_courseenrollment", enrolments(3))
+    assert subprocess.run(cmd[:4] + [str(newer), "--data-dir", str(tmp_path / "d")]).returncode == 0
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    flat = " ".join(r.stdout.split())
+    assert "0 unchanged, 1 older than the store" in flat and "2016-10-09 is older" in flat
 
 
 def test_settings_precedence(tmp_path, monkeypatch):

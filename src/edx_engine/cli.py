@@ -82,11 +82,15 @@ def import_cmd(
         return
     partial = False
     if exports:
-        loaded = [f for f in exports.files if f.status == "loaded"]
-        unchanged = [f for f in exports.files if f.status in ("unchanged", "older")]
-        out.print(f"database files: {len(exports.files)} ({len(loaded)} loaded, {len(unchanged)} unchanged, "
-                  f"{len(exports.failed)} failed), rows: {exports.rows:,}, rejected lines: {exports.rejected:,}, "
-                  f"{exports.seconds:.1f} s", highlight=False)
+        by_status = {s: [f for f in exports.files if f.status == s] for s in ("loaded", "unchanged", "older")}
+        older = f", {len(by_status['older'])} older than the store" if by_status["older"] else ""
+        out.print(f"database files: {len(exports.files)} ({len(by_status['loaded'])} loaded, "
+                  f"{len(by_status['unchanged'])} unchanged{older}, {len(exports.failed)} failed), "
+                  f"rows: {exports.rows:,}, rejected lines: {exports.rejected:,}, {exports.seconds:.1f} s",
+                  highlight=False)
+        if by_status["older"]:
+            out.print(f"note: {by_status['older'][0].message} (and the same for the other older files); "
+                      "nothing of them was imported", highlight=False)
         extras = sorted({(f.table, c) for f in exports.files for c in f.extra_columns})
         for table, col in extras:
             out.print(f"note: unknown column {table}.{col} kept as text", highlight=False)
@@ -156,6 +160,7 @@ def sql(
     if not lake.catalog_path.exists():
         fail(f"no store at {lake.root} (run `edx-engine import` or `edx-engine demo` first)")
     try:
+        _check_read_only_query(query)
         with lake.connect(read_only=True) as con:
             rel = con.sql(query)
             if rel is None:
@@ -171,6 +176,23 @@ def sql(
     out.print(t)
     if len(rows) > limit:
         out.print(f"(first {limit} rows; --limit N for more)", highlight=False)
+
+
+READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")  # SELECT covers DESCRIBE, SHOW, SUMMARIZE, FROM ...
+
+
+def _check_read_only_query(query: str) -> None:
+    """One query statement only. The catalog is opened read-only, but COPY ... TO, ATTACH,
+    INSTALL/LOAD or SET would still write files (personal data among them) or change settings."""
+    import duckdb
+
+    stmts = duckdb.extract_statements(query)
+    if len(stmts) != 1:
+        fail(f"`sql` runs exactly one statement ({len(stmts)} given)")
+    kind = stmts[0].type.name
+    if kind not in READ_ONLY_STATEMENTS:
+        fail(f"`sql` only runs queries (SELECT, DESCRIBE, SHOW, EXPLAIN ...), not {kind}; "
+             "use DuckDB itself to write files")
 
 
 def demo_summary(settings: cfg.Settings, seconds: float) -> None:

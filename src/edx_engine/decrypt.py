@@ -52,7 +52,7 @@ def _reason(status: str, stderr: str) -> str:
         return f"no secret key for this file (encrypted to {', '.join(keys) or 'an unknown key'})"
     if "BAD_PASSPHRASE" in status or "Bad passphrase" in stderr:
         return "wrong passphrase for the secret key"
-    if "MISSING_PASSPHRASE" in status:
+    if "MISSING_PASSPHRASE" in status or ("NEED_PASSPHRASE" in status and "can't get input" in stderr):
         return "the secret key needs a passphrase and none was given (set EDX_ENGINE_GPG_PASSPHRASE or --passphrase-file)"
     if "NODATA" in status or "no valid OpenPGP data" in stderr:
         return "not an OpenPGP message (no valid OpenPGP data)"
@@ -117,8 +117,12 @@ def _gpg_command(settings: GpgSettings, passphrase_fd: int | None, status_fd: in
     cmd = ["gpg", "--batch", "--no-tty", "--yes", "--status-fd", str(status_fd)]
     if settings.gnupghome:
         cmd += ["--homedir", settings.gnupghome]
+    # Loopback even without a passphrase: gpg then never starts a pinentry (which fails or
+    # prompts once per file without a terminal) and reports MISSING_PASSPHRASE at once for a
+    # protected key; an unprotected key still decrypts.
+    cmd += ["--pinentry-mode", "loopback"]
     if passphrase_fd is not None:
-        cmd += ["--pinentry-mode", "loopback", "--passphrase-fd", str(passphrase_fd)]
+        cmd += ["--passphrase-fd", str(passphrase_fd)]
     return cmd + ["--decrypt"]
 
 

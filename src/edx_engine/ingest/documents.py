@@ -17,7 +17,7 @@ import pyarrow.csv as pacsv
 
 from ..names import course_id_from_usage_key
 from ..schemas import TABLES
-from .tsv import FileRejected, Header, Reject, check_header, read_header_line
+from .tsv import FileRejected, Header, LineMap, Reject, check_header, read_header_line
 from .typing import type_column
 
 BATCH = 20_000
@@ -31,15 +31,25 @@ def _ts(value) -> datetime | None:
             value = value.get("$numberLong")
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.lstrip("-").isdigit()):
-        return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).replace(tzinfo=None)
     try:
+        if isinstance(value, (int, float)) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+            return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc).replace(tzinfo=None)
         dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if dt.tzinfo is not None:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    except (ValueError, OverflowError, OSError):  # not a date, or one outside years 1..9999
         return None
-    if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
     return dt
+
+
+def _text(v) -> str | None:
+    """A text column's value: strings as they are, anything else as its JSON text."""
+    if v is None or isinstance(v, str):
+        return v
+    try:
+        return orjson.dumps(v).decode()
+    except TypeError:  # an integer beyond 64 bits
+        return str(v)
 
 
 def _bool(v) -> bool | None:
@@ -54,9 +64,10 @@ def _int(v) -> int | None:
     if isinstance(v, dict):
         v = v.get("$numberLong", v.get("$numberInt"))
     try:
-        return int(v) if v not in (None, "") else None
-    except (TypeError, ValueError):
+        n = int(v) if v not in (None, "") else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return n if n is None or -(1 << 63) <= n < (1 << 63) else None
 
 
 def read_course_structure(raw: BinaryIO, label: str) -> tuple[list[dict], str | None]:
@@ -76,19 +87,21 @@ def read_course_structure(raw: BinaryIO, label: str) -> tuple[list[dict], str | 
         if key in seen or key not in doc:
             return
         seen.add(key)
-        block = doc[key] or {}
-        meta = block.get("metadata") or {}
-        cat = block.get("category")
+        block = doc[key] if isinstance(doc[key], dict) else {}  # an odd block keeps its id, nothing else
+        meta = block.get("metadata") if isinstance(block.get("metadata"), dict) else {}
+        cat = _text(block.get("category"))
         chapter = key if cat == "chapter" else chapter
         rows.append({
-            "block_id": key, "category": cat, "display_name": meta.get("display_name"),
+            "block_id": key, "category": cat, "display_name": _text(meta.get("display_name")),
             "parent_id": parent, "position": pos, "chapter_id": chapter,
             "start": _ts(meta.get("start")), "due": _ts(meta.get("due")),
-            "graded": _bool(meta.get("graded")), "format": meta.get("format"),
+            "graded": _bool(meta.get("graded")), "format": _text(meta.get("format")),
             "metadata": orjson.dumps(meta).decode(),
         })
-        for i, child in enumerate(block.get("children") or []):
-            visit(child, key, i, chapter)
+        children = block.get("children")
+        for i, child in enumerate(children if isinstance(children, list) else []):
+            if isinstance(child, str):
+                visit(child, key, i, chapter)
 
     if course_key:
         visit(course_key, None, None, None)
@@ -104,7 +117,7 @@ def read_course_structure(raw: BinaryIO, label: str) -> tuple[list[dict], str | 
 def read_forum(raw: BinaryIO, label: str) -> Iterator[tuple[list[dict], list[Reject]]]:
     rows: list[dict] = []
     rejects: list[Reject] = []
-    for lineno, line in enumerate(_lines(raw), start=1):
+    for lineno, line in enumerate(_lines(raw, label), start=1):
         if not line.strip():
             continue
         try:
@@ -114,23 +127,7 @@ def read_forum(raw: BinaryIO, label: str) -> Iterator[tuple[list[dict], list[Rej
         except (orjson.JSONDecodeError, ValueError) as exc:
             rejects.append(Reject(lineno, f"not a JSON document: {str(exc)[:80]}", line))
             continue
-        oid = d.get("_id")
-        votes = d.get("votes") or {}
-        parent = d.get("parent_id") or (d.get("parent_ids") or [None])[-1]
-        rows.append({
-            "id": oid.get("$oid") if isinstance(oid, dict) else (str(oid) if oid is not None else None),
-            "type": d.get("_type"), "author_id": _int(d.get("author_id")),
-            "author_username": d.get("author_username"), "title": d.get("title"), "body": d.get("body"),
-            "commentable_id": d.get("commentable_id"), "thread_type": d.get("thread_type"),
-            "comment_thread_id": _oid(d.get("comment_thread_id")), "parent_id": _oid(parent),
-            "created_at": _ts(d.get("created_at")), "updated_at": _ts(d.get("updated_at")),
-            "last_activity_at": _ts(d.get("last_activity_at")),
-            "votes_up": _int(votes.get("up_count")) if isinstance(votes, dict) else None,
-            "comment_count": _int(d.get("comment_count")), "anonymous": _bool(d.get("anonymous")),
-            "anonymous_to_peers": _bool(d.get("anonymous_to_peers")), "closed": _bool(d.get("closed")),
-            "pinned": _bool(d.get("pinned")), "endorsed": _bool(d.get("endorsed")),
-            "raw": line.decode("utf-8", "replace"), "course_id": d.get("course_id"),
-        })
+        rows.append(_forum_row(d, line))
         if len(rows) >= BATCH:
             yield rows, rejects
             rows, rejects = [], []
@@ -138,57 +135,90 @@ def read_forum(raw: BinaryIO, label: str) -> Iterator[tuple[list[dict], list[Rej
         yield rows, rejects
 
 
-def _oid(v):
+def _forum_row(d: dict, line: bytes) -> dict:
+    """One forum document as a row; values of unexpected types become text or NULL, never errors."""
+    oid = d.get("_id")
+    votes = d.get("votes")
+    parents = d.get("parent_ids")
+    parent = d.get("parent_id") or (parents[-1] if isinstance(parents, list) and parents else None)
+    return {
+        "id": _oid(oid), "type": _text(d.get("_type")), "author_id": _int(d.get("author_id")),
+        "author_username": _text(d.get("author_username")), "title": _text(d.get("title")),
+        "body": _text(d.get("body")), "commentable_id": _text(d.get("commentable_id")),
+        "thread_type": _text(d.get("thread_type")),
+        "comment_thread_id": _oid(d.get("comment_thread_id")), "parent_id": _oid(parent),
+        "created_at": _ts(d.get("created_at")), "updated_at": _ts(d.get("updated_at")),
+        "last_activity_at": _ts(d.get("last_activity_at")),
+        "votes_up": _int(votes.get("up_count")) if isinstance(votes, dict) else None,
+        "comment_count": _int(d.get("comment_count")), "anonymous": _bool(d.get("anonymous")),
+        "anonymous_to_peers": _bool(d.get("anonymous_to_peers")), "closed": _bool(d.get("closed")),
+        "pinned": _bool(d.get("pinned")), "endorsed": _bool(d.get("endorsed")),
+        "raw": line.decode("utf-8", "replace"), "course_id": _text(d.get("course_id")),
+    }
+
+
+def _oid(v) -> str | None:
     if isinstance(v, dict):
-        return v.get("$oid")
-    return v
+        v = v.get("$oid")
+    return _text(v)
 
 
-def _lines(raw: BinaryIO) -> Iterator[bytes]:
+def _lines(raw: BinaryIO, label: str) -> Iterator[bytes]:
+    """Lines of a newline-terminated file; one that ends inside a line was cut short."""
     carry = b""
     while chunk := raw.read(1 << 20):
         data = carry + chunk
         parts = data.split(b"\n")
         carry = parts.pop()
         yield from parts
-    if carry:
-        yield carry
+    if carry.strip():
+        raise FileRejected(f"{label}: file is truncated (ends in the middle of a line)")
 
 
 def read_email_opt_in(raw: BinaryIO, label: str) -> Iterator[tuple[dict[str, pa.Array], int, list[Reject]]]:
-    """The organisation's opt-in CSV (comma-separated, quoted, header)."""
+    """The organisation's opt-in CSV (comma-separated, quoted, header), by the same line rules as
+    the TSV tables: bad rows and bad values are quarantined with their line, a cut file is rejected."""
+    from ..schemas import Column
+
     schema = TABLES["email_opt_in"]
     line, rest = read_header_line(raw, label)
     header: Header = check_header(line, schema, label, delimiter=",")
-    rejects: list[Reject] = []
+    body = rest + raw.read()  # one row per learner of the organisation: small
+    if not body.strip():
+        return  # a header and no rows: an empty snapshot
+    if not body.endswith(b"\n"):
+        raise FileRejected(f"{label}: file is truncated (ends in the middle of a line)")
+    lines = LineMap()
+    pending: list[Reject] = []
 
     def on_invalid(row) -> str:
-        rejects.append(Reject((row.number or 0) + 1, f"expected {row.expected_columns} fields, found "
-                              f"{row.actual_columns}", (row.text or "").encode()))
+        pending.append(lines.invalid_row(row))
         return "skip"
 
-    body = io.BytesIO(rest + raw.read())  # one row per learner of the organisation: small
-    reader = pacsv.open_csv(
-        body,
-        read_options=pacsv.ReadOptions(column_names=header.names),
-        parse_options=pacsv.ParseOptions(delimiter=",", invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header.names},
-                                             null_values=[], strings_can_be_null=False),
-    )
-    from ..schemas import Column
-
-    for batch in reader:
-        bad: list = []
-        cols = {}
-        for col in list(schema.columns) + [Column(x) for x in header.extra]:
-            arr = batch.column(col.name) if col.name in header.names else pa.nulls(batch.num_rows, pa.string())
-            cols[col.name] = type_column(arr, col, bad)
-        if bad:
-            raise FileRejected(f"{label}: {bad[0].reason}")
-        yield cols, batch.num_rows, rejects
-        rejects = []
-    if rejects:
-        yield {}, 0, rejects
+    try:
+        reader = pacsv.open_csv(
+            io.BytesIO(body),
+            read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=",", invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header.names},
+                                                 null_values=[], strings_can_be_null=False),
+        )
+        for batch in reader:
+            bad: list = []
+            cols = {}
+            for col in list(schema.columns) + [Column(x) for x in header.extra]:
+                arr = batch.column(col.name) if col.name in header.names else pa.nulls(batch.num_rows, pa.string())
+                cols[col.name] = type_column(arr, col, bad)
+            rejects, pending[:] = list(pending), []
+            cols, n = lines.drop_bad_rows(batch, cols, bad, rejects, ",")
+            yield cols, n, rejects
+    except pa.ArrowInvalid as exc:
+        msg = str(exc)
+        if "utf8" in msg.lower() or "utf-8" in msg.lower():
+            raise FileRejected(f"{label}: invalid UTF-8 bytes in the data") from None
+        raise FileRejected(f"{label}: cannot parse: {msg.splitlines()[0]}") from None
+    if pending:
+        yield {}, 0, list(pending)
 
 
 def read_course_content(raw: BinaryIO, label: str) -> list[dict]:

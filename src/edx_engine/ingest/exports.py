@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..decrypt import DecryptError, GpgSettings
@@ -172,10 +175,17 @@ class PackageImporter:
         if course_id is not None and (skip := self._skip_reason(m.table, course_id, src)):
             result.status, result.message = skip
             return result, None, None
+        if course_id is None and (same := self._same_file_current(m.table, src)):
+            # already imported (its course id came from its rows): no need to decrypt it again
+            result.status, result.message, result.course_id = "unchanged", "already imported", same
+            return result, None, None
         try:
             snap, rejects = self._parse(src, schema, course_id, result)
         except (FileRejected, DecryptError) as exc:
             result.status, result.message = "failed", str(exc)
+            return result, None, None
+        except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the package
+            result.status, result.message = "failed", _unreadable(src.label, exc)
             return result, None, None
         if snap is None:
             return result, None, None
@@ -185,6 +195,13 @@ class PackageImporter:
         if rejects:
             result.message = f"{len(rejects)} line(s) rejected, first: line {rejects[0].line}: {rejects[0].reason}"
         return result, snap, qfile
+
+    def _same_file_current(self, table: str, src: Source) -> str | None:
+        """The course of the current snapshot made from this very file (same bytes, same package)."""
+        with self.lake.connect(read_only=False) as con:
+            row = con.execute("SELECT course_id FROM _edx_snapshots WHERE table_name=? AND package_date=? "
+                              "AND fingerprint=?", [table, src.package_date or "", src.fingerprint]).fetchone()
+        return row[0] if row else None
 
     def _skip_reason(self, table: str, course_id: str, src: Source) -> tuple[str, str] | None:
         with self.lake.connect(read_only=False) as con:
@@ -215,6 +232,7 @@ class PackageImporter:
                 if kind in ("sql", "csv"):
                     reader = (read_mysql_tsv(raw, src.label, schema, header_cb=header_box.append) if kind == "sql"
                               else documents.read_email_opt_in(raw, src.label))
+                    from_rows = course_id is None
                     for cols, n, rej in reader:
                         rejects.extend(rej)
                         if writer is None and n:
@@ -223,6 +241,8 @@ class PackageImporter:
                             extra = [k for k in cols if schema.column(k) is None]
                             hdr.extra = extra
                             writer = open_writer(course_id, output_schema(schema, hdr, _added(schema)))
+                        if from_rows and n:
+                            _check_one_course(src.label, cols, course_id)
                         if writer:
                             writer.write(cols, n)
                     if writer is None:  # header only: an empty snapshot is still a snapshot
@@ -295,6 +315,25 @@ class PackageImporter:
         if m is None or m.slug is None:
             return f"org:{src.org}"
         return self.slug_to_course.get(m.slug, m.slug)
+
+
+def _check_one_course(label: str, cols: dict[str, pa.Array], course_id: str | None) -> None:
+    """A course's table file holds that course only: rows naming another one would put the
+    snapshot under the wrong course (and count the real course's learners twice)."""
+    if "course_id" not in cols:
+        return
+    others = [v for v in pc.unique(cols["course_id"].drop_null()).to_pylist() if v and v != course_id]
+    if others:
+        raise FileRejected(f"{label}: rows name more than one course ({course_id}, {others[0]}); "
+                           "a course's table file holds one course")
+
+
+def _unreadable(label: str, exc: Exception) -> str:
+    """One line for a file that failed in an unexpected way (corrupt zip member, odd document)."""
+    if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError)):
+        return f"{label}: corrupt or truncated zip member ({exc})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{label}: cannot read the file ({type(exc).__name__}{': ' + text if text else ''})"
 
 
 def _is_real_course_id(course_id: str) -> bool:

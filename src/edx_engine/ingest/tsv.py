@@ -10,6 +10,7 @@ their line number, never guessed.
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
@@ -39,16 +40,25 @@ class Header:
     missing_optional: list[str] = field(default_factory=list)
 
 
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
 class _Tracked:
-    """A read-only stream that remembers the last byte it returned (to detect truncation)."""
+    """A read-only stream that remembers the last byte it read (to detect truncation).
+
+    MySQL's batch output does not escape a carriage return inside a value, and Arrow's CSV
+    reader would end the row there. A CR not followed by LF is therefore handed on as the
+    escape ``\\r``, which ``unescape_mysql`` turns back into a CR. CRLF line ends stay as they are.
+    """
 
     def __init__(self, raw: BinaryIO, prefix: bytes = b""):
         self.raw, self.prefix = raw, prefix
         self.last = prefix[-1:] if prefix else b""
         self.nbytes = len(prefix)
         self.closed = False
+        self._cr = False  # a CR held back from the previous chunk (is an LF next?)
 
-    def read(self, n: int = -1) -> bytes:
+    def _next(self, n: int) -> bytes:
         if self.prefix:
             out, self.prefix = self.prefix, b""
             return out
@@ -58,6 +68,20 @@ class _Tracked:
             self.nbytes += len(chunk)
         return chunk
 
+    def read(self, n: int = -1) -> bytes:
+        while True:
+            data = self._next(n)
+            eof = not data
+            if self._cr:
+                data, self._cr = b"\r" + data, False
+            if not eof and data.endswith(b"\r"):
+                data, self._cr = data[:-1], True
+                if not data:
+                    continue
+            if b"\r" in data:
+                data = _LONE_CR.sub(rb"\\r", data)
+            return data
+
     def readable(self) -> bool:
         return True
 
@@ -66,7 +90,9 @@ class _Tracked:
 
 
 def read_header_line(raw: BinaryIO, label: str) -> tuple[bytes, bytes]:
-    """The first line (without newline) and what was read after it."""
+    """The first line (without newline) and what was read after it.
+
+    A file that ends inside its header line was cut short (edX's files end with a newline)."""
     buf = b""
     while b"\n" not in buf:
         chunk = raw.read(1 << 16)
@@ -77,8 +103,10 @@ def read_header_line(raw: BinaryIO, label: str) -> tuple[bytes, bytes]:
             raise FileRejected(f"{label}: line 1: header line longer than 1 MiB; not an edX table file")
     if not buf:
         raise FileRejected(f"{label}: file is empty (no header line)")
+    if b"\n" not in buf:
+        raise FileRejected(f"{label}: line 1: file is truncated (ends in the middle of the header line)")
     line, _, rest = buf.partition(b"\n")
-    return line.rstrip(b"\r"), rest
+    return line.rstrip(b"\r").removeprefix(b"\xef\xbb\xbf"), rest  # a byte order mark is not a column name
 
 
 def check_header(line: bytes, schema: TableSchema, label: str, delimiter: str = "\t") -> Header:
@@ -132,6 +160,54 @@ def type_batch(
 EMPTY_LINE = "empty line"
 
 
+class LineMap:
+    """File line numbers of the rows of a CSV/TSV body read by Arrow (header on line 1).
+
+    Arrow skips rows with the wrong number of fields (``invalid_row``) and numbers the others
+    by batch position only; the skipped lines tell where each later row really is.
+    """
+
+    def __init__(self) -> None:
+        self.skipped: list[int] = []
+        self.rows = 0  # data rows delivered by Arrow so far
+
+    def invalid_row(self, row) -> Reject:
+        lineno = (row.number + 1) if row.number is not None else -1
+        bisect.insort(self.skipped, lineno)
+        return Reject(lineno, f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                      (row.text or "").encode("utf-8", "surrogateescape"))
+
+    def line_of(self, j: int) -> int:
+        """The file line of the j-th delivered row (0-based)."""
+        lineno = j + 2
+        for r in self.skipped:
+            if r <= lineno:
+                lineno += 1
+            else:
+                break
+        return lineno
+
+    def drop_bad_rows(self, batch: pa.RecordBatch, cols: dict[str, pa.Array], bad: list[BadValue],
+                      rejects: list[Reject], delimiter: str) -> tuple[dict[str, pa.Array], int]:
+        """Move the rows with bad values to ``rejects`` (with their line); the rest and its count."""
+        n = batch.num_rows
+        first, self.rows = self.rows, self.rows + n
+        if not bad:
+            return cols, n
+        reasons: dict[int, list[str]] = {}
+        for b in bad:
+            reasons.setdefault(b.row, []).append(b.reason)
+        for i in sorted(reasons):
+            if reasons[i] == [EMPTY_LINE]:
+                rejects.append(Reject(self.line_of(first + i), EMPTY_LINE, b""))
+                continue
+            raw_row = delimiter.join("NULL" if batch.column(k)[i].as_py() is None else str(batch.column(k)[i].as_py())
+                                     for k in range(batch.num_columns))
+            rejects.append(Reject(self.line_of(first + i), "; ".join(reasons[i]), raw_row.encode()))
+        keep = pa.array([i not in reasons for i in range(n)])
+        return {k: v.filter(keep) for k, v in cols.items()}, n - len(reasons)
+
+
 def _empty_lines(batch: pa.RecordBatch) -> list[BadValue]:
     """Rows that came from an empty line (Arrow does not count them as short rows)."""
     if batch.num_columns < 2 or batch.num_rows == 0:
@@ -155,27 +231,13 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     if header_cb:
         header_cb(header)
     stream = _Tracked(raw, rest)
-    rejected_lines: list[int] = []
     pending: list[Reject] = []
 
     def on_invalid(row) -> str:
-        lineno = (row.number + 1) if row.number is not None else -1
-        text = row.text or ""
-        pending.append(Reject(lineno, f"expected {row.expected_columns} fields, found {row.actual_columns}",
-                              text.encode("utf-8", "surrogateescape")))
-        bisect.insort(rejected_lines, lineno)
+        pending.append(lines.invalid_row(row))
         return "skip"
 
-    accepted = 0  # data rows accepted so far (to map a batch row back to its file line)
-
-    def line_of(j: int) -> int:
-        lineno = j + 2
-        for r in rejected_lines:
-            if r <= lineno:
-                lineno += 1
-            else:
-                break
-        return lineno
+    lines = LineMap()
 
     try:
         reader = pacsv.open_csv(
@@ -193,27 +255,8 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
             cols, bad = type_batch(batch, schema, header, unescape=True)
             bad += _empty_lines(batch)
             rejects, pending[:] = list(pending), []
-            n = batch.num_rows
-            if bad:
-                drop = sorted({b.row for b in bad})
-                reasons: dict[int, list[str]] = {}
-                for b in bad:
-                    reasons.setdefault(b.row, []).append(b.reason)
-                for i in drop:
-                    if reasons[i] == [EMPTY_LINE]:
-                        rejects.append(Reject(line_of(accepted + i), EMPTY_LINE, b""))
-                        continue
-                    raw_row = "\t".join("NULL" if batch.column(k)[i].as_py() is None else str(batch.column(k)[i].as_py())
-                                        for k in range(batch.num_columns))
-                    rejects.append(Reject(line_of(accepted + i), "; ".join(reasons[i]), raw_row.encode()))
-                dropped = set(drop)
-                keep = pa.array([i not in dropped for i in range(n)])
-                cols = {k: v.filter(keep) for k, v in cols.items()}
-                accepted_n = n - len(drop)
-            else:
-                accepted_n = n
-            accepted += n
-            yield cols, accepted_n, rejects
+            cols, n = lines.drop_bad_rows(batch, cols, bad, rejects, "\t")
+            yield cols, n, rejects
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "Empty CSV file" in msg and stream.nbytes == len(rest) and not rest.strip():
@@ -223,7 +266,7 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
         raise FileRejected(f"{label}: cannot parse: {msg.splitlines()[0]}") from None
     # edX's files always end with a newline: a file without one was cut short.
     if stream.nbytes and stream.last != b"\n":
-        last_line = accepted + len(rejected_lines) + 1
+        last_line = lines.rows + len(lines.skipped) + 1
         raise FileRejected(f"{label}: line {last_line}: file is truncated (ends in the middle of a line)")
     if pending:
         yield {}, 0, list(pending)

@@ -1,0 +1,162 @@
+"""Bad or unusual package files found in review: each one is rejected or quarantined on its own,
+with its file and line, and never stops the rest of the package (issue 2's rules)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from test_exports import CID, SLUG, _baseline, enrolments, load, q, store_state, write
+
+PROFILE_HEADER = ("id\tuser_id\tname\tlanguage\tlocation\tmeta\tcourseware\tgender\tmailing_address\tyear_of_birth\t"
+                  "level_of_education\tgoals\tallow_certificate\tcountry\tcity\tbio\tprofile_image_uploaded_at\n")
+
+
+def profile(i: int, goals: str = "NULL", year: str = "1980") -> str:
+    return f"{i}\t{100 + i}\tName {i}\t\t\t{{}}\tcourse.xml\tf\tNULL\t{year}\tm\t{goals}\t1\tCO\tBogotá\tNULL\tNULL\n"
+
+
+def test_raw_carriage_return_inside_a_value_is_kept_and_lines_stay_right(tmp_path):
+    """MySQL's batch output does not escape CR: it is part of the value, not a line end."""
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", enrolments(1))
+    rows = [profile(1, goals="first\rsecond"), profile(2, goals="ends with CR\r"), profile(3, year="19x0"),
+            profile(4).replace("\n", "\r\n")]
+    write(pkg, "auth_userprofile", PROFILE_HEADER + "".join(rows))
+    data = tmp_path / "d"
+    load(data, pkg)
+    assert q(data, "SELECT id, goals FROM auth_userprofile ORDER BY id") == \
+        [(1, "first\rsecond"), (2, "ends with CR\r"), (4, None)]
+    assert q(data, "SELECT line, reason FROM quarantine") == [(4, "column year_of_birth: '19x0' is not a valid int")]
+
+
+def test_header_only_file_without_newline_is_truncated(tmp_path):
+    data, before = _baseline(tmp_path)
+    pkg = tmp_path / "IDBx-2016-10-16"
+    write(pkg, "student_courseenrollment", enrolments(0).rstrip("\n"))
+    (f,) = load(data, pkg).failed
+    assert "line 1" in f.message and "truncated" in f.message
+    assert store_state(data) == before
+
+
+def test_corrupt_zip_member_fails_that_file_only(tmp_path):
+    data = tmp_path / "d"
+    zpath = tmp_path / "IDBx-2016-10-09.zip"
+    with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr(f"IDBx-2016-10-09/{SLUG}-student_courseenrollment-prod-analytics.sql", enrolments(3))
+        z.writestr(f"IDBx-2016-10-09/{SLUG}-auth_user-prod-analytics.sql",
+                   "id\tusername\tfirst_name\tlast_name\temail\tpassword\tis_staff\tis_active\tis_superuser\t"
+                   "last_login\tdate_joined\n101\tana\tAna\tRuiz\ta@x.org\t\t0\t1\t0\tNULL\t2016-01-01 00:00:00\n")
+    raw = bytearray(zpath.read_bytes())
+    at = raw.index(b"audit")  # inside the stored enrolment member: its CRC-32 no longer matches
+    raw[at] = ord("A")
+    zpath.write_bytes(bytes(raw))
+    summary = load(data, zpath)
+    (f,) = summary.failed
+    assert "student_courseenrollment" in f.message and "corrupt" in f.message and "\n" not in f.message
+    assert q(data, "SELECT username FROM auth_user") == [("ana",)]
+    assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(0,)]
+
+
+def _forum_line(**over) -> bytes:
+    d = {"_id": {"$oid": "5e75a8c0c56a9a6bc7fb3cdb"}, "_type": "CommentThread", "title": "Hola", "body": "b",
+         "course_id": CID, "author_id": 7, "author_username": "ana", "comment_count": 2,
+         "created_at": {"$date": "2016-05-02T10:00:00Z"}, "votes": {"up_count": 1}}
+    d.update(over)
+    return json.dumps(d).encode() + b"\n"
+
+
+def test_forum_values_of_unexpected_types_become_text_or_null(tmp_path):
+    pkg = tmp_path / "IDBx-2016-10-09"
+    pkg.mkdir()
+    (pkg / f"{SLUG}-prod.mongo").write_bytes(
+        _forum_line() +
+        _forum_line(title={"a": 1}, body=5, _type=["x"], comment_count=10 ** 20,
+                    created_at={"$date": "99999-01-01T00:00:00Z"}, updated_at={"$date": 10 ** 18}, votes=[1]))
+    data = tmp_path / "d"
+    summary = load(data, pkg)
+    assert not summary.failed and summary.rejected == 0
+    assert q(data, "SELECT title, body, type, comment_count, created_at IS NULL, updated_at, votes_up FROM forum "
+                   "ORDER BY title") == [
+        ("Hola", "b", "CommentThread", 2, False, None, 1),
+        ('{"a":1}', "5", '["x"]', None, True, None, None)]
+
+
+def test_truncated_forum_file_keeps_the_previous_snapshot(tmp_path):
+    data = tmp_path / "d"
+    first = tmp_path / "IDBx-2016-10-09"
+    first.mkdir()
+    (first / f"{SLUG}-prod.mongo").write_bytes(_forum_line() + _forum_line(title="two"))
+    load(data, first)
+    before = store_state(data)
+    cut = tmp_path / "IDBx-2016-10-16"
+    cut.mkdir()
+    (cut / f"{SLUG}-prod.mongo").write_bytes((_forum_line() + _forum_line(title="two"))[:-20])
+    (f,) = load(data, cut).failed
+    assert "truncated" in f.message
+    assert store_state(data) == before and q(data, "SELECT count(*) FROM forum") == [(2,)]
+
+
+def test_course_structure_with_odd_blocks_loads(tmp_path):
+    course = "i4x://IDBx/IDB1x/course/2T2016"
+    doc = {course: {"category": "course", "children": ["ch1", 5, ["x"], "odd", "meta_str"],
+                    "metadata": {"display_name": 42, "start": "99999-01-01T00:00:00Z"}},
+           "ch1": {"category": "chapter", "children": "abc", "metadata": {"display_name": "Week 1"}},
+           "odd": "not an object", "meta_str": {"category": "html", "metadata": "x"}}
+    pkg = tmp_path / "IDBx-2016-10-09"
+    pkg.mkdir()
+    (pkg / f"{SLUG}-course_structure-prod-analytics.json").write_text(json.dumps(doc))
+    data = tmp_path / "d"
+    summary = load(data, pkg)
+    assert not summary.failed
+    assert q(data, "SELECT block_id, category, display_name, parent_id, position, start FROM course_structure "
+                   "ORDER BY block_id") == [
+        ("ch1", "chapter", "Week 1", course, 0, None), (course, "course", "42", None, None, None),
+        ("meta_str", "html", None, course, 4, None), ("odd", None, None, course, 3, None)]
+
+
+OPT_HEADER = "user_id,username,email,full_name,course_id,is_opted_in_for_email,preference_set_datetime\n"
+
+
+def _optin(*rows: str) -> str:
+    return OPT_HEADER + "".join(r + "\n" for r in rows)
+
+
+def _load_optin(tmp_path: Path, name: str, body: bytes, data: Path):
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "IDBx-email_opt_in-prod-analytics.csv").write_bytes(body)
+    return load(data, pkg)
+
+
+def test_email_opt_in_follows_the_line_rules(tmp_path):
+    data = tmp_path / "d"
+    good = f"1,ana,a@x.org,Ana,{CID},True,2016-01-01 00:00:00"
+    s = _load_optin(tmp_path, "IDBx-2016-10-09", _optin(good, f"2,bo,b@x.org,Bo,{CID},Maybe,",
+                                                          f"3,cy,c@x.org,Cy,{CID},False,,extra",
+                                                          f"4,di,d@x.org,Di,{CID},False,2016-02-30 00:00:00",
+                                                          f"5,ed,e@x.org,Ed,{CID},False,").encode(), data)
+    assert not s.failed and s.rejected == 3
+    assert q(data, "SELECT user_id FROM email_opt_in ORDER BY 1") == [(1,), (5,)]
+    assert [(line, reason.split(":")[0]) for line, reason in q(data, "SELECT line, reason FROM quarantine ORDER BY 1")] \
+        == [(3, "column is_opted_in_for_email"), (4, "expected 7 fields, found 8"), (5, "column preference_set_datetime")]
+    before = store_state(data)
+    (f,) = _load_optin(tmp_path, "IDBx-2016-10-16", _optin(good, good).encode()[:-10], data).failed
+    assert "truncated" in f.message
+    (f,) = _load_optin(tmp_path, "IDBx-2016-10-23", _optin(good, good).encode().replace(b"Ana", b"A\xffa"), data).failed
+    assert "line 2" in f.message and "invalid UTF-8" in f.message
+    assert store_state(data) == before
+    s = _load_optin(tmp_path, "IDBx-2016-10-30", OPT_HEADER.encode(), data)
+    assert not s.failed and q(data, "SELECT count(*) FROM email_opt_in") == [(0,)]
+
+
+def test_rows_naming_another_course_reject_the_file(tmp_path):
+    data, before = _baseline(tmp_path)
+    pkg = tmp_path / "IDBx-2016-10-16"
+    lines = enrolments(4).splitlines(keepends=True)
+    lines[1] = lines[1].replace(CID, "course-v1:Other+X+1")  # the first row names another course
+    write(pkg, "student_courseenrollment", "".join(lines))
+    (f,) = load(data, pkg).failed
+    assert "more than one course" in f.message and "course-v1:Other+X+1" in f.message
+    assert store_state(data) == before
