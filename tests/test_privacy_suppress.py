@@ -122,3 +122,42 @@ def test_course_summary_hides_unenrolled_pair_so_it_cannot_be_subtracted():
     # enrolled = enrolled_active + unenrolled: if enrolled and enrolled_active were both published,
     # unenrolled = 100 - 98 would be recoverable
     assert row["enrolled"] is None or row["enrolled_active"] is None
+
+
+def _breakdown(rows: list[tuple]) -> pa.Table:
+    return pa.table({k: [r[i] for r in rows] for i, k in enumerate(("course_id", "country", "dimension", "value",
+                                                                      "learners"))})
+
+
+def test_course_breakdown_publishes_no_rows_for_a_country_of_few_learners():
+    """One learner from DE: the rows that exist for DE would tell their gender and year of birth."""
+    from edx_engine.privacy.suppress import suppress_course_breakdown
+
+    rows = [("c", "(all)", "country", "CO", 12), ("c", "(all)", "country", "DE", 1),
+            ("c", "(all)", "gender", "f", 7), ("c", "(all)", "gender", "m", 6),
+            ("c", "(all)", "year_of_birth", "1966", 1), ("c", "(all)", "year_of_birth", "1990", 12),
+            ("c", "CO", "gender", "f", 7), ("c", "CO", "gender", "m", 5), ("c", "CO", "year_of_birth", "1990", 12),
+            ("c", "DE", "gender", "m", 1), ("c", "DE", "year_of_birth", "1966", 1)]
+    out = suppress_course_breakdown(_breakdown(rows), k=5).to_pylist()
+    assert not [r for r in out if r["country"] == "DE"]
+    de = [r for r in out if r["value"] == "DE"]
+    assert len(de) == 1 and de[0]["learners"] is None  # the country is listed, its count hidden
+    co = {(r["dimension"], r["value"]): r["learners"] for r in out if r["country"] == "CO"}
+    assert set(co) == {("gender", "f"), ("gender", "m"), ("year_of_birth", "1990")}  # 12 learners: published
+    # the hidden DE cells still count in the equations: CO's m (5) cannot stay next to (all) m (6)
+    allm = [r["learners"] for r in out if r["country"] == "(all)" and r["value"] == "m"][0]
+    assert allm is None or co[("gender", "m")] is None
+
+
+def test_counts_that_bound_a_hidden_count_of_people_are_hidden_too():
+    """1 post in a week means 1 author: posts are hidden wherever authors are, with complements."""
+    t = pa.table({"course_id": ["c"] * 4, "week": ["w1", "w2", "w3", "w4"], "authors": [1, 8, 9, 7],
+                  "posts": [1, 20, 15, 3]})
+    out = suppress(t, ["authors"], 5, by=["course_id"], linked={"authors": ["posts"]}).to_pylist()
+    assert out[0]["authors"] is None and out[0]["posts"] is None
+    # column totals are known: a second posts cell and a second authors cell hide with them
+    assert sum(r["posts"] is None for r in out) >= 2 and sum(r["authors"] is None for r in out) >= 2
+    # 3 posts by 7 authors is not a small count of people: nothing forces it hidden by itself
+    t2 = pa.table({"course_id": ["c"] * 2, "week": ["w1", "w2"], "authors": [7, 8], "posts": [3, 20]})
+    assert suppress(t2, ["authors"], 5, by=["course_id"], linked={"authors": ["posts"]}).column("posts").to_pylist() \
+        == [3, 20]

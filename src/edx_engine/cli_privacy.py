@@ -37,7 +37,8 @@ def scrub(
             fail(str(exc))
             return
         if s["files"]:
-            out.print(f"personal data left: {s['values']:,} value(s) in {s['files']} file(s); run `edx-engine scrub`",
+            out.print(f"personal data left in {s['files']} file(s) not scrubbed yet ({s['values']:,} value(s) in "
+                      "personal columns, plus any free text in event JSON and rejected lines); run `edx-engine scrub`",
                       highlight=False)
             raise typer.Exit(3)
         out.print("no personal data left in the store", highlight=False)

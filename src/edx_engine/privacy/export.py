@@ -69,19 +69,28 @@ def _active_users(t: pa.Table, k: int) -> pa.Table:
     return S.suppress(t, ["enrolled", "active", "active_events"], k, column_totals=False)
 
 
-def _per_course_time(count_cols: list[str], key: str, cat: str | None = None):
+def _per_course_time(count_cols: list[str], key: str, cat: str | None = None,
+                     linked: dict[str, list[str]] | None = None):
+    """Per course and period (and category): each count column protected on its own; ``linked``
+    columns (posts, events) are hidden wherever the people count they bound is hidden."""
     def run(t: pa.Table, k: int) -> pa.Table:
-        out = t
+        if not cat:
+            cols = [c for c in count_cols if c in t.column_names]
+            links = {p: [c for c in ls if c in t.column_names] for p, ls in (linked or {}).items()
+                     if p in t.column_names}
+            return S.suppress(t, cols, k, by=["course_id"], linked=links)
+        out, names = t, []
         for c in count_cols:
             if c not in out.column_names:
                 continue
-            if cat:
-                out = S.suppress_crosstab(out.drop_columns([S.SUPPRESSED_COLUMN])
-                                          if S.SUPPRESSED_COLUMN in out.column_names else out,
-                                          key, cat, c, k, by=["course_id"])
-            else:
-                out = S.suppress(out.drop_columns([S.SUPPRESSED_COLUMN]) if S.SUPPRESSED_COLUMN in out.column_names
-                                 else out, [c], k, by=["course_id"])
+            out = S.suppress_crosstab(out.drop_columns([S.SUPPRESSED_COLUMN])
+                                      if S.SUPPRESSED_COLUMN in out.column_names else out,
+                                      key, cat, c, k, by=["course_id"])
+            names.append(out.column(S.SUPPRESSED_COLUMN).to_pylist())
+        if names:  # name every hidden column of a row, not only the last one's
+            merged = [";".join(x for x in parts if x) or None for parts in zip(*names)]
+            out = out.set_column(out.column_names.index(S.SUPPRESSED_COLUMN), S.SUPPRESSED_COLUMN,
+                                 pa.array(merged, pa.string()))
         return out
     return run
 
@@ -93,9 +102,10 @@ PUBLIC_SPECS: dict[str, Callable[[pa.Table, int], pa.Table]] = {
     "course_breakdown": lambda t, k: S.suppress_course_breakdown(t, k),
     "active_users": _active_users,
     "enrolment_daily": _per_course_time(["enrollments", "activations", "deactivations"], "date", "mode"),
-    "activity_daily": _per_course_time(["active_learners"], "date"),
-    "activity_weekly": _per_course_time(["active_learners"], "week"),
-    "forum_weekly": _per_course_time(["authors"], "week"),
+    "activity_daily": _per_course_time(["active_learners"], "date", linked={"active_learners": ["nevents"]}),
+    "activity_weekly": _per_course_time(["active_learners"], "week", linked={"active_learners": ["nevents"]}),
+    "forum_weekly": _per_course_time(["authors"], "week",
+                                     linked={"authors": ["posts", "threads", "comments", "responses"]}),
     "user_location_summary": lambda t, k: S.suppress(
         t, ["learners", "from_profile", "from_ip", "not_locatable"], k,
         row_sums=[("learners", ["from_profile", "from_ip", "not_locatable"])]),

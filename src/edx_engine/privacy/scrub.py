@@ -40,10 +40,26 @@ from ..schemas import personal_columns
 
 # Tracking-log columns that identify a person or a device.
 EVENT_PERSONAL = ("username", "ip", "agent", "session")
-# Free-text keys removed from the top level of the `event` JSON payload (forum posts, searches, notes).
+# Keys removed, at any depth, from the `event` JSON payload: free text (forum posts, searches,
+# notes), names and e-mails, the learner an instructor acted on, certificate uuids (they form the
+# public certificate URL, which shows the name) and the parameters of logged requests.
 EVENT_JSON_KEYS = ("body", "title", "query", "search_text", "note_text", "user_message", "content",
-                   "username", "email", "full_name")
+                   "username", "email", "full_name", "name_on_certificate", "student", "certificate_id",
+                   "certificate_url", "POST", "GET")
+# Keys removed only from some event types (elsewhere they mean something else: seq_goto's old/new).
+EVENT_TYPE_JSON_KEYS = {"edx.user.settings.changed": ("old", "new"), "edx.user.settings.viewed": ("old", "new"),
+                        "edx.team.changed": ("old", "new"), "edx.team.created": ("name", "description")}
 EVENT_JSON_COLUMNS = ("event", "event_text")
+# Tracking-log columns holding URLs or JSON, where a username can sit in a path
+# (/u/<username>, /api/user/v1/accounts/<username>): that segment is replaced.
+EVENT_URL_COLUMNS = ("event_type", "page", "referer", "path", "context", "event", "event_text")
+USER_IN_URL = r"(/u/|/accounts/|/users/|/profile/|/user_profile/)[^/?#\"\\\s]+"
+USER_IN_URL_REPLACEMENT = r"\1(removed)"
+# Reasons of rejected lines quote the bad value (possibly an e-mail in the wrong column).
+QUOTED_VALUE = r": '.*' is not a valid"
+QUOTED_VALUE_REPLACEMENT = ": (value removed) is not a valid"
+# Scrub rules change: files scrubbed by an older version are scrubbed again.
+SCRUB_VERSION = "v2"
 # Quarantine: the raw line is personal (it is a row of auth_user, a tracking event...).
 QUARANTINE_PERSONAL = ("raw",)
 # Columns of derived tables (models, geo) that identify a person. `name` is NOT here: in the
@@ -173,7 +189,7 @@ def _plan_file(kind: str, name: str, bookkeeping: str | None, stored: str, path:
         json_cols: list[str] = []
     elif kind == "quarantine":
         wanted = list(QUARANTINE_PERSONAL)
-        json_cols = []
+        json_cols = ["reason"] if "reason" in names else []  # the quoted bad value is removed
     elif kind in ("events", "loose-events"):
         wanted = list(EVENT_PERSONAL)
         json_cols = [c for c in EVENT_JSON_COLUMNS if c in names]
@@ -193,7 +209,8 @@ def plan(lake: Lake, con: duckdb.DuckDBPyConnection) -> list[FilePlan]:
     seen: set[Path] = set()
     done: set[str] = set()
     if _table_exists(con, "_edx_scrub_log"):
-        done = {r[0] for r in con.execute("SELECT path FROM _edx_scrub_log").fetchall()}
+        done = {r[0] for r in con.execute("SELECT path FROM _edx_scrub_log WHERE json_keys LIKE ?",
+                                          [SCRUB_VERSION + ":%"]).fetchall()}
     for table, kind, label in FILE_SETS:
         if not _table_exists(con, table) or "path" not in _columns(con, table):
             continue
@@ -223,39 +240,71 @@ def plan(lake: Lake, con: duckdb.DuckDBPyConnection) -> list[FilePlan]:
 
 # -- rewriting ----------------------------------------------------------------------------------------
 
-def _strip_json_text(s: str | None) -> str | None:
-    if s is None or not any(f'"{k}"' in s for k in EVENT_JSON_KEYS):
-        return s
+def _strip(obj, keys: frozenset):
+    """``obj`` without ``keys`` at any depth, JSON-encoded strings of objects included."""
+    if isinstance(obj, dict):
+        return {k: _strip(v, keys) for k, v in obj.items() if k not in keys}
+    if isinstance(obj, list):
+        return [_strip(v, keys) for v in obj]
+    if isinstance(obj, str) and obj[:1] in ("{", "["):
+        try:
+            inner = orjson.loads(obj)
+        except orjson.JSONDecodeError:
+            return obj
+        if isinstance(inner, (dict, list)):
+            return orjson.dumps(_strip(inner, keys)).decode()
+    return obj
+
+
+def _strip_json_text(s: str | None, keys: frozenset) -> str | None:
     try:
-        obj = orjson.loads(s)
+        obj = orjson.loads(s) if s is not None else None
     except orjson.JSONDecodeError:
+        return s  # not JSON (event_text): free text is not parsed
+    if not isinstance(obj, (dict, list, str)):
         return s
-    if isinstance(obj, str):  # JSON-encoded string holding an object
-        inner = _strip_json_text(obj)
-        return s if inner == obj else orjson.dumps(inner).decode()
-    if not isinstance(obj, dict):
-        return s
-    for k in EVENT_JSON_KEYS:
-        obj.pop(k, None)
-    return orjson.dumps(obj).decode()
+    new = _strip(obj, keys)
+    return s if new == obj else orjson.dumps(new).decode()
 
 
-def _strip_json(arr: pa.Array) -> pa.Array:
-    ext = isinstance(arr.type, pa.ExtensionType)
+def _has_key(storage: pa.Array, keys) -> pa.Array | None:
+    hit = None
+    for k in keys:
+        for pattern in (f'"{k}"', f'\\"{k}\\"'):  # JSON-encoded strings hold the key escaped: \"body\"
+            m = pc.match_substring(storage, pattern)
+            hit = m if hit is None else pc.or_(hit, m)
+    return hit
+
+
+def _strip_json(arr: pa.Array, event_type: pa.Array | None = None) -> pa.Array:
+    """Remove EVENT_JSON_KEYS (and EVENT_TYPE_JSON_KEYS for their event types) from JSON text."""
+    ext = isinstance(arr.type, pa.BaseExtensionType)  # pyarrow's JSON type and ours
     storage = arr.storage if ext else arr
     if not pa.types.is_string(storage.type) and not pa.types.is_large_string(storage.type):
         return arr
-    hit = None
-    for k in EVENT_JSON_KEYS:
-        m = pc.match_substring(storage, f'"{k}"')
-        hit = m if hit is None else pc.or_(hit, m)
-        # JSON-encoded strings hold the key escaped: \"body\"
-        hit = pc.or_(hit, pc.match_substring(storage, f'\\"{k}\\"'))
-    if hit is None or not pc.any(hit).as_py():
+    hit = _has_key(storage, EVENT_JSON_KEYS)
+    typed = None
+    if event_type is not None:
+        typed = pc.fill_null(pc.is_in(event_type, value_set=pa.array(list(EVENT_TYPE_JSON_KEYS))), False)
+        extra = _has_key(storage, sorted({k for ks in EVENT_TYPE_JSON_KEYS.values() for k in ks}))
+        hit = pc.or_(hit, pc.and_(typed, extra))
+    if not pc.any(hit).as_py():
         return arr
-    values = storage.to_pylist()
-    flags = hit.to_pylist()
-    new = pa.array([_strip_json_text(v) if f else v for v, f in zip(values, flags)], storage.type)
+    base = frozenset(EVENT_JSON_KEYS)
+    per_type = {t: base | frozenset(ks) for t, ks in EVENT_TYPE_JSON_KEYS.items()}
+    types = event_type.to_pylist() if event_type is not None else [None] * len(storage)
+    new = pa.array([_strip_json_text(v, per_type.get(t, base)) if f else v
+                    for v, f, t in zip(storage.to_pylist(), pc.fill_null(hit, False).to_pylist(), types)],
+                   storage.type)
+    return pa.ExtensionArray.from_storage(arr.type, new) if ext else new
+
+
+def _replace_regex(arr: pa.Array, pattern: str, replacement: str) -> pa.Array:
+    ext = isinstance(arr.type, pa.BaseExtensionType)
+    storage = arr.storage if ext else arr
+    if not pa.types.is_string(storage.type) and not pa.types.is_large_string(storage.type):
+        return arr
+    new = pc.replace_substring_regex(storage, pattern, replacement)
     return pa.ExtensionArray.from_storage(arr.type, new) if ext else new
 
 
@@ -283,6 +332,7 @@ def rewrite(p: FilePlan, dst: Path, user_map: tuple[pa.Array, pa.Array] | None =
     backfill = (user_map is not None and p.kind in ("events", "loose-events")
                 and "user_id" in schema.names and "username" in schema.names)
     filled = 0
+    events = p.kind in ("events", "loose-events")
     writer = pq.ParquetWriter(tmp, schema, compression="zstd")
     try:
         for batch in pf.iter_batches(batch_size=65_536, use_threads=True):
@@ -294,8 +344,13 @@ def rewrite(p: FilePlan, dst: Path, user_map: tuple[pa.Array, pa.Array] | None =
                     filled += n
                 if f.name in null_cols:
                     a = pa.nulls(len(a), f.type)
+                elif p.kind == "quarantine" and f.name in json_cols:
+                    a = _replace_regex(a, QUOTED_VALUE, QUOTED_VALUE_REPLACEMENT)
                 elif f.name in json_cols:
-                    a = _strip_json(a)
+                    a = _strip_json(a, batch.column(schema.get_field_index("event_type"))
+                                    if "event_type" in schema.names else None)
+                if events and f.name in EVENT_URL_COLUMNS:
+                    a = _replace_regex(a, USER_IN_URL, USER_IN_URL_REPLACEMENT)
                 arrays.append(a)
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
         writer.close()
@@ -379,9 +434,12 @@ def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> Scrub
                     if p.bookkeeping is not None:
                         con.execute(f"UPDATE {p.bookkeeping} SET path=? WHERE path=?", [new_stored, p.stored_path])
                     cols = ",".join(p.columns)
-                    keys = ",".join(EVENT_JSON_KEYS) if p.json_columns else ""
+                    keys = f"{SCRUB_VERSION}:" + (",".join(EVENT_JSON_KEYS) if p.json_columns else "")
                     con.execute("INSERT INTO _edx_scrub_log VALUES (?,?,?,?,?,?,?,?,?)",
                                 [now, p.kind, p.name, new_stored, p.stored_path, cols, keys, p.rows, p.to_remove])
+                if _table_exists(con, "_edx_import_log"):  # first-reject messages quote bad values too
+                    con.execute("UPDATE _edx_import_log SET message = regexp_replace(message, ?, ?) "
+                                "WHERE message LIKE '%is not a valid%'", [QUOTED_VALUE, QUOTED_VALUE_REPLACEMENT])
                 _load_view_hooks()
                 lake.refresh_views(con)
                 con.execute("COMMIT")
@@ -422,7 +480,7 @@ def status(lake: Lake) -> dict[str, int]:
     if not lake.catalog_path.exists():
         return {"files": 0, "values": 0}
     with lake.connect(read_only=True) as con:
-        todo = [p for p in plan(lake, con) if not p.scrubbed and p.to_remove]
+        todo = [p for p in plan(lake, con) if not p.scrubbed and (p.to_remove or p.json_columns)]
     return {"files": len(todo), "values": sum(p.to_remove for p in todo)}
 
 

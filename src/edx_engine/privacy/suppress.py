@@ -52,15 +52,21 @@ class Protection:
 
 
 def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k: int = DEFAULT_K,
-            fixed: Sequence[int] = (), zero_is_safe: bool = True) -> Protection:
+            fixed: Sequence[int] = (), zero_is_safe: bool = True, forced: Sequence[int] = (),
+            not_counts: Sequence[int] = ()) -> Protection:
     """Cells to hide. ``equations``: ``[total, part1, part2, ...]`` index lists meaning
     ``values[total] == sum(values[parts])``. ``fixed`` cells are known to every reader (e.g. a total
-    published in another report): they are never hidden and never count as unknowns."""
+    published in another report): they are never hidden and never count as unknowns.
+    ``not_counts`` are not counts of people (posts, events): no small-cell rule of their own;
+    ``forced`` cells are hidden whatever their value (they would reveal a hidden count of people)."""
     vals = [int(v) if v is not None else 0 for v in values]
     fixed_set = set(fixed)
     known_missing = {i for i, v in enumerate(values) if v is None}
     lo = 0 if zero_is_safe else -1
-    primary = {i for i, v in enumerate(vals) if lo < v < k and i not in fixed_set and i not in known_missing}
+    exempt = set(not_counts)
+    primary = {i for i, v in enumerate(vals) if lo < v < k and i not in fixed_set and i not in known_missing
+               and i not in exempt}
+    primary |= {i for i in forced if i not in fixed_set and i not in known_missing}
     hidden = set(primary)
     unprotectable: list[int] = []
     eqs = [list(dict.fromkeys(e)) for e in equations if len(e) >= 2]
@@ -184,15 +190,20 @@ def _groups(table: pa.Table, by: Sequence[str]) -> dict[tuple, list[int]]:
 
 def suppress(table: pa.Table, count_columns: Sequence[str] | str, k: int = DEFAULT_K, *,
              by: Sequence[str] = (), row_sums: Sequence[tuple[str, Sequence[str]]] = (),
-             column_totals: bool = True) -> pa.Table:
+             column_totals: bool = True, linked: dict[str, Sequence[str]] | None = None) -> pa.Table:
     """Suppress small counts in a wide table (one row per entity, one column per count).
 
     ``row_sums``: ``[("total", ["male", "female", "other_unknown"]), ...]`` additive relations
     inside each row. ``column_totals``: the sum of each count column (per ``by`` group, or over
     the whole table) is treated as known to the reader (safe default: it usually is published
-    somewhere). Returns the table with hidden cells NULL and a ``suppressed`` column.
+    somewhere). ``linked``: ``{"authors": ["posts", ...]}``: columns that are not counts of people
+    but bound one (1 post means 1 author); they are hidden, with complements, in every row
+    whose people count is hidden as too small. Returns the table with hidden cells NULL and a
+    ``suppressed`` column.
     """
+    linked = linked or {}
     cols = [count_columns] if isinstance(count_columns, str) else list(count_columns)
+    cols += [c for ls in linked.values() for c in ls if c not in cols and c in table.column_names]
     cells: list[tuple[int, str]] = []
     values: list[int | None] = []
     index: dict[tuple[int, str], int] = {}
@@ -214,7 +225,10 @@ def suppress(table: pa.Table, count_columns: Sequence[str] | str, k: int = DEFAU
                 values.append(sum(data[c][r] or 0 for r in rows))
                 fixed.append(t)
                 eqs.append([t] + [index[(r, c)] for r in rows])
-    hidden = protect(values, eqs, k, fixed=fixed).hidden
+    not_counts = [index[(r, c)] for ls in linked.values() for c in ls if c in data for r in range(table.num_rows)]
+    forced = [index[(r, c)] for p, ls in linked.items() if p in data for r in range(table.num_rows)
+              if 0 < (data[p][r] or 0) < k for c in ls if c in data]
+    hidden = protect(values, eqs, k, fixed=fixed, forced=forced, not_counts=not_counts).hidden
     return _apply(table, cells, {h for h in hidden if h < len(cells)}, cols)
 
 
@@ -364,7 +378,17 @@ def suppress_course_breakdown(table: pa.Table, k: int = DEFAULT_K, all_label: st
                 if (all_label, "country", c) in idx and parts:
                     eqs.append([idx[(all_label, "country", c)]] + parts)
     hidden = protect(values, eqs, k, fixed=fixed).hidden
-    return _apply(table, cells, {h for h in hidden if h < len(cells)}, ["learners"])
+    out = _apply(table, cells, {h for h in hidden if h < len(cells)}, ["learners"])
+    # A country with fewer than k learners keeps its hidden cells in the equations above (so
+    # nothing is recovered by subtraction), but its breakdown rows are not published: which
+    # values occur there would describe those few learners (one learner: their gender,
+    # education and year of birth), whatever the counts say.
+    small = {(course[r], val[r]) for r in range(table.num_rows)
+             if country[r] == all_label and dim[r] == "country" and 0 < (table.column("learners")[r].as_py() or 0) < k}
+    if not small:
+        return out
+    keep = [not (country[r] != all_label and (course[r], country[r]) in small) for r in range(table.num_rows)]
+    return out.filter(pa.array(keep))
 
 
 def check_protected(values: Sequence[int | None], equations: Sequence[Sequence[int]], hidden: set[int],
