@@ -180,6 +180,12 @@ def test_report_public_suppresses_small_cells(store, tmp_path):
     for x in g:
         for col in ("total", "active", "approved", "certified", "failed", "male", "female", "other_unknown"):
             assert x[col] == "" or int(x[col]) == 0 or int(x[col]) >= K
+    # --course picks rows of the suppressed whole: the same cells hidden as in the full report
+    for cid in sorted({x["course_id"] for x in g}):
+        r = runner.invoke(app, ["report", "general", "--public", "--course", cid, "--data-dir", d,
+                                "-o", str(tmp_path / "g1.csv")])
+        assert r.exit_code == 0, r.output
+        assert _cells(tmp_path / "g1.csv") == [x for x in g if x["course_id"] == cid]
 
 
 def test_report_public_refuses_row_level(store, tmp_path):

@@ -331,3 +331,12 @@ def test_store_copy_is_not_needed_for_scrub_dry_run_on_missing_store(tmp_path):
     r = runner.invoke(app, ["scrub", "--dry-run", "--data-dir", str(tmp_path / "none")])
     assert r.exit_code == 1 and "no store" in r.output
     shutil.rmtree(tmp_path / "none", ignore_errors=True)
+
+
+def test_unknown_table_columns_are_not_exported():
+    """A column edX adds later (kept as text in the store) may be personal: not exported until registered."""
+    from edx_engine.privacy.export import columns_plan
+
+    drop, ids = columns_plan("auth_userprofile", "table",
+                             ["id", "user_id", "gender", "country", "phone_number", "course_id", "source_file", "name"])
+    assert set(drop) == {"phone_number", "name", "id"} and ids == ["user_id"]

@@ -136,8 +136,8 @@ def report(
 ) -> None:
     """Write a report (general, course, enrolment, courses, active_users, demographics, masterfile, ...)."""
     from .models import BuildError
-    from .reports import FORMATS, REPORTS, ReportError, check_public, make_public, produce, unknown_report_message, \
-        write
+    from .reports import FORMATS, REPORTS, ReportError, check_public, make_public, only_course, produce, \
+        unknown_report_message, write
 
     if name not in REPORTS:
         fail(unknown_report_message(name))
@@ -152,9 +152,13 @@ def report(
             fail("--k must be at least 1")
     settings = _settings(data_dir, config=config)
     try:
-        data = produce(Lake(settings.data_dir), name, _store(settings, store), course)
+        # public: suppress the whole table, then keep the course. Suppressing the course's rows
+        # alone would hide other complementary cells, and both files together could be subtracted.
+        data = produce(Lake(settings.data_dir), name, _store(settings, store), None if public else course)
         if public:
             data = make_public(name, data, k)
+            if course:
+                data = only_course(data, course)
         where = write(name, data, fmt, output)
     except (BuildError, ReportError, OSError) as exc:
         fail(str(exc))

@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..lake import Lake
-from ..schemas import TABLES
+from ..schemas import ADDED_COLUMNS, TABLES
 from . import suppress as S
 from .pseudonym import Pseudonymizer
 from .scrub import DERIVED_PERSONAL, table_personal_columns
@@ -169,6 +169,10 @@ def columns_plan(name: str, kind: str, columns: list[str]) -> tuple[list[str], l
     if kind == "table":
         drop |= set(table_personal_columns(name)) | set(EXPORT_DROP.get(name, ()))
         ids |= set(TABLE_USER_ID.get(name, ()))
+        # a column edX added after the registry was written (kept as text in the store) may be
+        # personal (a phone number...): it is not exported until the registry describes it
+        known = {c.name for c in TABLES[name].columns} | {c.name for c in ADDED_COLUMNS}
+        drop |= {c for c in columns if c not in known}
     return [c for c in columns if c in drop], [c for c in columns if c in ids and c not in drop]
 
 

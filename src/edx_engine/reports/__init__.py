@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -166,6 +167,15 @@ def produce(lake: Lake, name: str, store: str | None = None, course: str | None 
     if name == "course":
         return (read_model(lake, "course_summary", store, course), read_model(lake, "course_breakdown", store, course))
     return _sorted(read_model(lake, REPORTS[name].model, store, course))
+
+
+def only_course(data, course: str):
+    """The rows of one course, from a report's data (a table, or the course report's pair)."""
+    if isinstance(data, tuple):
+        return tuple(only_course(d, course) for d in data)
+    if "course_id" not in data.column_names:
+        return data
+    return data.filter(pc.equal(data.column("course_id"), course))
 
 
 def write(name: str, data, fmt: str, path: str | None) -> str:
