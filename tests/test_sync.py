@@ -487,6 +487,111 @@ def test_listing_unreachable_server_is_reported(gpg_key, tmp_path):
     assert "gave up after 2 attempts" in r.stdout + r.stderr and "Traceback" not in r.stderr
 
 
+class SlowDownProxy:
+    """An HTTP proxy in front of moto that answers 503 SlowDown to every GET of objects whose path
+    holds ``needle`` (moto cannot make one object fail and not the others; the proxy is real HTTP,
+    so boto3's own retries and our backoff run for real)."""
+
+    def __init__(self, upstream_port: int, needle: str):
+        import http.client
+        import http.server
+
+        outer = self
+        self.needle = needle
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                if self.command == "GET" and outer.needle and outer.needle in self.path and "list-type" not in self.path:
+                    x = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(x)))
+                    self.end_headers()
+                    self.wfile.write(x)
+                    return
+                c = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                hdrs["Host"] = f"127.0.0.1:{upstream_port}"
+                c.request(self.command, self.path, body=body, headers=hdrs)
+                r = c.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_one_object_that_keeps_failing_does_not_hold_back_the_others(s3, moto, deliveries, gpg_key, tmp_path):
+    upload(s3, deliveries / "A")
+    upload(s3, deliveries / "B")
+    stubborn = "course-data/IDBx-2026-10-04.zip"  # downloaded first, every day
+    proxy = SlowDownProxy(moto.port, "IDBx-2026-10-04.zip")
+    try:
+        conf, env, data = write_config(tmp_path, proxy.url), sync_env(gpg_key), tmp_path / "d"
+        for _ in range(2):  # two days in a row: the same object fails, everything else is done
+            r = run_sync(data, conf, env)
+            assert r.returncode == 2, r.stderr + r.stdout
+            assert "stopped early" not in r.stdout
+            led = ledger(data)
+            state, _, err = led[stubborn]
+            assert state == "listed" and "SlowDown" in err
+            assert all(v[0] == "imported" for k, v in led.items() if k != stubborn), led
+    finally:
+        proxy.stop()
+    r = run_sync(data, write_config(tmp_path, moto.url), env)  # S3 serves it again
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert ledger(data)[stubborn][0] == "imported"
+
+
+def test_object_deleted_from_s3_before_its_import_is_reported_once(s3, moto, deliveries, gpg_key, tmp_path):
+    upload(s3, deliveries / "A")
+    conf, env, data, flag = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d", tmp_path / "p"
+    proc = start_paused(data, conf, env, "download", flag)  # inside the first (multipart) download
+    wait_for(flag, proc)
+    kill9(proc)
+    assert list((data / "downloads").rglob("*.part"))
+    s3.delete_object(Bucket=PKG_BUCKET, Key="IDBx-2026-10-04.zip")
+    r = run_sync(data, conf, env)
+    assert r.returncode == 2, r.stderr + r.stdout
+    assert "deleted from the bucket before it was imported" in r.stderr + r.stdout and "1 failed" in r.stdout
+    state, _, err = ledger(data)["course-data/IDBx-2026-10-04.zip"]
+    assert state == "gone" and "deleted from the bucket" in err
+    assert not [p for p in (data / "downloads").rglob("*") if p.is_file()]  # no partial download left
+    st = subprocess.run(cli_args(data, conf, "status"), env=env, capture_output=True, text=True)
+    assert "IDBx-2026-10-04.zip" in st.stdout and "gone" in st.stdout
+    r = run_sync(data, conf, env)  # reported once; nothing else to do
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_run_that_fails_is_summarised_as_failed(s3, moto, gpg_key, tmp_path):
+    conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
+    r = run_sync(data, conf, env, "--packages-bucket", "no-such-bucket", "--only", "packages")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    ((status, summary),) = q(data, "SELECT status, summary FROM _edx_sync_runs")
+    assert status == "failed" and summary.startswith("sync failed"), summary
+
+
 # -- secrets ---------------------------------------------------------------------------------------------
 
 def test_passphrase_never_in_argv_logs_or_ledger_and_key_file_import(s3, moto, deliveries, gpg_key, tmp_path):

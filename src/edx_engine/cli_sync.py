@@ -295,7 +295,7 @@ def collect_status(data_dir: Path) -> dict[str, Any]:
         report["states"] = {f"{k}/{s}": n for k, s, n in con.execute(
             "SELECT kind, state, count(*) FROM _edx_ledger GROUP BY 1, 2 ORDER BY 1, 2").fetchall()}
         for state, dest in (("failed", "failed"), ("pending", "pending")):
-            where = "state='failed'" if state == "failed" else "state IN ('listed', 'downloaded')"
+            where = "state IN ('failed', 'gone')" if state == "failed" else "state IN ('listed', 'downloaded')"
             report[dest] = [dict(zip(("url", "state", "attempts", "error", "since"), row)) for row in con.execute(
                 f"SELECT 's3://' || bucket || '/' || key, state, attempts, error, coalesce(failed_at, listed_at) "
                 f"FROM _edx_ledger WHERE {where} ORDER BY object_date, key").fetchall()]

@@ -10,7 +10,7 @@ Two bookkeeping tables live in the store's DuckDB catalog (``<data_dir>/edx.duck
     size, etag             as listed by S3; a change of either means the object changed
     last_modified          as listed by S3
     sha256                 checksum of the downloaded bytes (still encrypted)
-    state                  listed | downloaded | imported | failed
+    state                  listed | downloaded | imported | failed | gone (deleted from S3 before import)
     rows, rejected         rows loaded / lines rejected by the import of this object
     error                  why it failed (or why the last attempt did not finish); never secrets
     local_path             the downloaded file while it is kept (relative to the data dir)
@@ -43,7 +43,7 @@ import duckdb
 
 from .lake import CATALOG
 
-STATES = ("listed", "downloaded", "imported", "failed")
+STATES = ("listed", "downloaded", "imported", "failed", "gone")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS _edx_ledger (

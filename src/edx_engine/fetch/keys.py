@@ -75,17 +75,60 @@ def secret_fingerprints(home: Path) -> list[str]:
     return fprs
 
 
+def _file_secret_keys(home: Path, key_file: Path) -> tuple[list[str], str | None]:
+    """(secret (sub)key fingerprints in the file, fingerprint of its first primary secret key)."""
+    res = _gpg(home, ["--with-colons", "--import-options", "show-only", "--import", str(key_file)])
+    fprs, primary, want = [], None, None
+    for line in res.stdout.splitlines():
+        kind = line.split(":", 1)[0]
+        if kind in ("sec", "ssb"):
+            want = kind
+        elif kind in ("pub", "sub"):
+            want = None
+        elif kind == "fpr" and want:
+            fprs.append(line.split(":")[9])
+            if want == "sec" and primary is None:
+                primary = fprs[-1]
+            want = None
+    return fprs, primary
+
+
+def _check_passphrase(home: Path, fpr: str, passphrase: str) -> None:
+    """Sign an empty file with the key: gpg needs the passphrase and says if it is wrong.
+
+    The signature goes to stdout (captured, thrown away): gpg replaces an --output file by
+    renaming over it, which must never be a device such as /dev/null."""
+    empty = home / "passphrase-check.txt"
+    empty.write_bytes(b"")
+    try:
+        res = _gpg(home, ["--status-fd", "2", "--local-user", fpr, "--output", "-", "--sign", str(empty)],
+                   passphrase)
+    finally:
+        empty.unlink(missing_ok=True)
+    if "BAD_PASSPHRASE" in res.stderr or "Bad passphrase" in res.stderr:
+        raise KeyError_("the passphrase does not unlock this key (wrong passphrase)")
+
+
 def import_key(key_file: Path, home: Path, passphrase: str | None = None) -> list[str]:
-    """Import a private key file into ``home``; returns the secret (sub)key fingerprints there."""
+    """Import a private key file into ``home``; returns the secret (sub)key fingerprints it brought.
+
+    A file with public keys only is refused (even if the keyring already holds a private key),
+    and a passphrase, when given, is checked against the key before the key is used for a sync."""
     key_file = Path(key_file)
     if not key_file.is_file():
         raise KeyError_(f"key file {key_file} does not exist")
     prepare_home(home)
+    wanted, primary = _file_secret_keys(home, key_file)
+    if not wanted:
+        raise KeyError_(f"{key_file} holds no private key (export it with `gpg --export-secret-keys`)")
     res = _gpg(home, ["--import", str(key_file)], passphrase)
     if res.returncode != 0 and "secret keys imported" not in res.stderr and "unchanged" not in res.stderr:
         last = [ln for ln in res.stderr.splitlines() if ln.strip()]
         raise KeyError_(f"cannot import {key_file}: {last[-1] if last else 'gpg failed'}")
-    fprs = secret_fingerprints(home)
+    have = set(secret_fingerprints(home))
+    fprs = [f for f in wanted if f in have]
     if not fprs:
-        raise KeyError_(f"{key_file} holds no private key (export it with `gpg --export-secret-keys`)")
+        raise KeyError_(f"cannot import the private key of {key_file}")
+    if passphrase is not None and primary:
+        _check_passphrase(home, primary, passphrase)
     return fprs

@@ -175,6 +175,8 @@ def with_retries(conf: S3Settings, what: str, fn: Callable[[], T], sleep: Callab
         except Exception as exc:
             if isinstance(exc, bex.ClientError) and _client_error_code(exc) in ("PreconditionFailed", "412"):
                 raise ObjectChanged(f"{what}: the object changed in S3 during the download") from None
+            if isinstance(exc, bex.FlexibleChecksumError):  # the body did not match S3's checksum
+                raise DownloadCorrupt(f"{what}: {describe(exc)}") from None
             if not is_transient(exc):
                 raise S3Error(f"{what}: {describe(exc)}") from None
             if attempt + 1 >= attempts:
@@ -278,9 +280,13 @@ class S3Fetcher:
                 testhooks.pause("download")
                 with_retries(self.conf, label, lambda: self._single(obj, part, on_bytes))
             sha = self._verify(obj, part)
-        except (ObjectChanged, DownloadCorrupt):
+        except (ObjectChanged, DownloadCorrupt, S3Error):
             part.unlink(missing_ok=True)
             meta.unlink(missing_ok=True)
+            raise
+        except FetchError:
+            if not meta.exists():  # a single-request download restarts from zero: nothing to resume
+                part.unlink(missing_ok=True)
             raise
         os.replace(part, dest)
         meta.unlink(missing_ok=True)

@@ -138,6 +138,7 @@ class SyncResult:
     seconds: float = 0.0
     aborted: str | None = None  # why the run stopped early (network down, listing failed)
     dry_run: bool = False
+    final_status: str | None = None  # as recorded in _edx_sync_runs (a run that raised is "failed")
 
     @property
     def status(self) -> str:
@@ -154,7 +155,7 @@ class SyncResult:
             return (f"sync (dry run): {self.listed} objects listed, {len(self.plan)} to do "
                     f"({len(dl)} to download, {_mb(sum(p.obj.size for p in dl))}; "
                     f"{len(self.plan) - len(dl)} to import again), nothing changed")
-        label = "interrupted" if self.aborted == "interrupted" else self.status
+        label = "interrupted" if self.aborted == "interrupted" else (self.final_status or self.status)
         s = (f"sync {label}: {self.listed} objects listed, {self.new} new, {self.changed} changed, "
              f"{self.downloaded} downloaded ({_mb(self.bytes)}), {self.imported} imported "
              f"({self.rows:,} rows, {self.rejected:,} rejected), {len(self.failed)} failed, "
@@ -162,6 +163,9 @@ class SyncResult:
         if self.aborted and self.aborted != "interrupted":
             s += f"; stopped early: {self.aborted}"
         return s
+
+
+GIVE_UP_AFTER = 3  # consecutive objects that fail to download before the run stops downloading
 
 
 def _mb(n: int) -> str:
@@ -244,6 +248,7 @@ class Syncer:
             entries = self.ledger.entries()
             res.plan = self.plan(remote, entries)
             self._record_listing(res, entries)
+            self._record_gone(res, remote, entries, only, since)
             self._work(res)
             status = res.status
             return res
@@ -255,6 +260,7 @@ class Syncer:
             raise
         finally:
             res.seconds = time.perf_counter() - t0
+            res.final_status = status
             try:
                 self.ledger.end_run(res.run_id, status, res.counts(), res.one_line())
             except Exception:
@@ -278,6 +284,24 @@ class Syncer:
                                          o.last_modified, state="listed", first_seen=e.first_seen, listed_at=t,
                                          changes=(e.changes or 0) + 1, run_id=res.run_id))
 
+    def _record_gone(self, res: SyncResult, remote: list[RemoteObject], entries: dict[tuple[str, str], Entry],
+                     only: str | None, since: str | None) -> None:
+        """Objects the ledger still waits for that are no longer in the bucket: they can never be
+        imported now. Each is reported once as failed (state ``gone``) and its partial download removed."""
+        listed = {(o.bucket, o.key) for o in remote}
+        for (bucket, key), e in entries.items():
+            if (bucket, key) in listed or e.state in ("imported", "gone"):
+                continue
+            if (only and e.kind != only) or (since and (e.date or "") < since):
+                continue  # outside this run's listing: not known to be gone
+            msg = "deleted from the bucket before it was imported"
+            self.ledger.update(bucket, key, state="gone", error=msg, failed_at=now(), run_id=res.run_id)
+            res.failed.append((_url(e), msg))
+            self.log(f"[red]gone[/] {_url(e)}: {msg}")
+            dest = self.downloads.joinpath(bucket, *[p for p in key.split("/") if p not in ("", ".", "..")])
+            for f in (dest, dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")):
+                _unlink(f)
+
     def _work(self, res: SyncResult) -> None:
         task = None
         if self.progress is not None:
@@ -285,6 +309,7 @@ class Syncer:
             task = self.progress.add_task(f"download {total / 1e6:,.1f} MB", total=total or 1)
             ftask = self.progress.add_task(f"{len(res.plan)} objects", total=len(res.plan) or 1)
         network_down: str | None = None
+        consecutive = 0  # objects in a row that S3 would not serve even after retries
         for p in res.plan:
             o = p.obj
             path = local_path_for(self.downloads, o)
@@ -292,15 +317,22 @@ class Syncer:
                 self.progress.update(ftask, description=f"{p.action} {o.name}")
             if p.action == "download":
                 if network_down:
-                    res.pending.append((_url(o), f"not downloaded: {network_down}"))
+                    msg = f"not downloaded: {network_down}"
+                    res.pending.append((_url(o), msg))
+                    self.ledger.update(o.bucket, o.key, error=msg, run_id=res.run_id)
                     continue
                 ok = self._download(res, o, path, task)
                 if ok is None:
                     continue
                 if ok is False:
-                    network_down = res.pending[-1][1]
-                    res.aborted = f"S3 unreachable: {network_down}"
+                    # One object that keeps failing must not hold back the others (every day, as the
+                    # order is fixed); several in a row mean S3 itself is unreachable.
+                    consecutive += 1
+                    if consecutive >= GIVE_UP_AFTER:
+                        network_down = res.pending[-1][1]
+                        res.aborted = f"S3 unreachable: {network_down}"
                     continue
+                consecutive = 0
             if self.progress is not None:
                 self.progress.update(ftask, description=f"import {o.name}")
             self._import(res, o, path, downloaded_now=p.action == "download")
