@@ -592,6 +592,17 @@ def test_run_that_fails_is_summarised_as_failed(s3, moto, gpg_key, tmp_path):
     assert status == "failed" and summary.startswith("sync failed"), summary
 
 
+def test_many_foreign_keys_are_counted_not_listed(s3, moto, gpg_key, tmp_path):
+    for i in range(13):
+        s3.put_object(Bucket=PKG_BUCKET, Key=f"IDBx-readme-{i:02d}.txt", Body=b"not ours")
+    r = run_sync(tmp_path / "d", write_config(tmp_path, moto.url), sync_env(gpg_key), "--only", "packages")
+    assert r.returncode == 0, r.stderr + r.stdout
+    flat = " ".join(r.stderr.split())
+    assert flat.count("not an edX name for IDBx") == 10  # 10 named, then one line for the rest
+    assert "readme-00.txt" in flat and "readme-12.txt" not in flat
+    assert "3 more keys that are not edX names for IDBx" in flat
+
+
 # -- secrets ---------------------------------------------------------------------------------------------
 
 def test_passphrase_never_in_argv_logs_or_ledger_and_key_file_import(s3, moto, deliveries, gpg_key, tmp_path):

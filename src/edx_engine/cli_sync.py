@@ -77,6 +77,17 @@ def _read_gpg(settings: cfg.Settings, home: str | None) -> GpgSettings:
     return gpg
 
 
+IGNORED_SHOWN = 10  # keys that are not edX's names: the first few are named, the rest counted
+
+
+def _print_ignored(keys: list[str], org: str) -> None:
+    for k in keys[:IGNORED_SHOWN]:
+        console.print(f"[yellow]ignored[/] {k}: not an edX name for {org}", highlight=False)
+    if len(keys) > IGNORED_SHOWN:
+        console.print(f"[yellow]ignored[/] {len(keys) - IGNORED_SHOWN} more keys that are not edX names for {org}",
+                      highlight=False)
+
+
 # -- keys -----------------------------------------------------------------------------------
 
 @keys_app.command("import")
@@ -197,8 +208,7 @@ def sync(
             t.add_row(p.action, p.obj.date, f"{p.obj.size:,}", p.reason, f"s3://{p.obj.bucket}/{p.obj.key}")
         if res.plan:
             out.print(t)
-        for k in res.skipped:
-            console.print(f"[yellow]ignored[/] {k}: not an edX name for {conf.org}", highlight=False)
+        _print_ignored(res.skipped, conf.org)
         out.print(res.one_line(), highlight=False)
         return
 
@@ -230,8 +240,7 @@ def sync(
     except KeyboardInterrupt:
         console.print("interrupted; the next sync resumes where this one stopped", highlight=False)
         raise typer.Exit(130)
-    for k in res.skipped:
-        console.print(f"[yellow]ignored[/] {k}: not an edX name for {conf.org}", highlight=False)
+    _print_ignored(res.skipped, conf.org)
     for url, why in res.failed:
         console.print(f"[red]failed[/] {url}: {why}", highlight=False, soft_wrap=True)
     for url, why in res.pending:
