@@ -155,3 +155,16 @@ def test_lone_surrogate_escapes_become_replacement_characters(tmp_path, engine):
     assert q(data, "SELECT session, agent FROM events ORDER BY line") == [
         ("high", "cut \ufffd"), ("low", "\ufffd cut"), ("pair", "ok \U0001F600"), ("escaped_pair", "\U0001F600")]
     assert q(data, "SELECT line, reason FROM quarantine") == [(5, "not JSON")]
+
+
+def test_a_copy_with_crlf_or_trailing_blanks_is_the_same_event(tmp_path):
+    same = line(ev(session="same"))
+    a = write_log(tmp_path / "a", [same, ev(session="only-a")], date="2016-10-12")
+    (tmp_path / "b").mkdir()
+    b = tmp_path / "b" / "idbx-edx-events-2016-10-13.log"
+    b.write_bytes(same + b"\r\n" + line(ev(session="only-b")) + b"\n" + same + b"  \n")
+    data = tmp_path / "d"
+    s = run(data, a, b)
+    assert s.events == 5 and s.duplicates == 2
+    assert row(data, "SELECT count(*) FROM events WHERE session = 'same'")[0] == 1
+    assert row(data, "SELECT count(DISTINCT event_id) FROM events_all WHERE session = 'same'")[0] == 1

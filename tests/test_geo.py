@@ -42,8 +42,9 @@ def store(tmp_path_factory):
     u_br, u_gb, u_jp, u_none = users[:4]
     u_prof = with_country[0]
     lines, minute = [], 0
-    plan = [(u_br, "200.160.2.3", 3), (u_br, "8.8.8.8", 1), (u_gb, "81.2.69.142", 2), (u_jp, "1.0.16.1", 1),
-            (u_none, "10.0.0.1", 2), (u_prof, "8.8.8.8", 2)]
+    # u_jp: 3 events from one US address, 2 + 2 from two JP addresses: the country of most events wins
+    plan = [(u_br, "200.160.2.3", 3), (u_br, "8.8.8.8", 1), (u_gb, "81.2.69.142", 2), (u_jp, "1.0.16.1", 2),
+            (u_jp, "1.0.16.2", 2), (u_jp, "8.8.8.8", 3), (u_none, "10.0.0.1", 2), (u_prof, "8.8.8.8", 2)]
     for (uid, username, course, _), ip, n in plan:
         for _ in range(n):
             minute += 1

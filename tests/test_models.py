@@ -385,3 +385,50 @@ def test_cli_report_and_courses(store, tmp_path, monkeypatch):
     res = runner.invoke(app, ["build", "--data-dir", d])
     assert res.exit_code == 0, res.output
     assert "unchanged" in res.output
+
+
+COUNT_COLUMNS = {"person_course": ("nevents", "nplay_video", "nproblem_check"), "activity_daily": ("nevents",),
+                 "activity_weekly": ("nevents",),
+                 "enrolment_daily": ("enrollments", "activations", "deactivations")}
+
+
+def test_count_columns_are_stored_as_integers(store):
+    """A sum of counts is BIGINT in the model files (it was HUGEINT, written as DOUBLE: 56.0 in JSON)."""
+    import duckdb
+
+    lake, _ = store
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        for model, cols in COUNT_COLUMNS.items():
+            types = dict(con.execute(f"SELECT column_name, data_type FROM duckdb_columns() "
+                                     f"WHERE schema_name = 'models' AND table_name = '{model}'").fetchall())
+            assert {c: types[c] for c in cols} == {c: "BIGINT" for c in cols}, model
+
+
+def test_stale_duplicate_enrolment_and_odd_certificate_status(tmp_path):
+    """A snapshot with two rows for one (course, user) counts the newest once, in every model; a
+    certificate status written ' Downloadable' is certified, as cert_status already said."""
+    pkg = tmp_path / "IDBx-2024-07-01"
+    pkg.mkdir()
+    s = SLUG[A]
+    (pkg / f"{s}-auth_user-prod-analytics.sql").write_text(tsv("auth_user", [
+        {"id": 1, "username": "ana", "first_name": "", "last_name": "", "email": "a@x.org", "password": "",
+         "is_staff": 0, "is_active": 1, "is_superuser": 0, "date_joined": "2024-01-01 00:00:00"}]))
+    (pkg / f"{s}-student_courseenrollment-prod-analytics.sql").write_text(tsv("student_courseenrollment", [
+        {"id": 10, "user_id": 1, "course_id": A, "created": "2024-02-06 10:00:00", "is_active": 1, "mode": "audit"},
+        {"id": 11, "user_id": 1, "course_id": A, "created": "2024-02-08 10:00:00", "is_active": 1,
+         "mode": "verified"}]))
+    (pkg / f"{s}-certificates_generatedcertificate-prod-analytics.sql").write_text(
+        tsv("certificates_generatedcertificate", [
+            {"id": 1, "user_id": 1, "download_url": "", "grade": 0.9, "course_id": A, "key": "", "distinction": 0,
+             "status": " Downloadable", "verify_uuid": "", "download_uuid": "", "name": "x",
+             "created_date": "2024-06-30 00:00:00", "modified_date": "2024-06-30 00:00:00", "error_reason": "",
+             "mode": "verified"}]))
+    lake = Lake(tmp_path / "data")
+    lake.init()
+    with lake.writer():
+        assert not PackageImporter(lake, GpgSettings()).run(discover([pkg]).sources).failed
+    build_duckdb(lake, [], Params(built_at=T(2024, 7, 1, 12)))
+    ed = {(r["date"], r["mode"]): r["enrollments"] for r in rows(lake, "enrolment_daily", course_id=A)}
+    assert ed == {(dt.date(2024, 2, 8), "verified"): 1}
+    pc = one(lake, "person_course", course_id=A, user_id=1)
+    assert (pc["mode"], pc["cert_status"], pc["certified"]) == ("verified", "downloadable", True)

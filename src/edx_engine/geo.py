@@ -11,8 +11,8 @@ catalog, bookkeeping ``_edx_geo``):
 
 - ``user_location``: one row per learner and course (enrolments, plus learners seen in a
   course's events): ``profile_country`` (auth_userprofile.country, ISO 3166-1 alpha-2, from
-  the newest package), ``ip_country`` (the country of the learner's most frequent located
-  IP over *all* their events; ties -> alphabetical), ``country`` = profile else IP,
+  the newest package), ``ip_country`` (the country most of the learner's located events
+  come from, over *all* their events and IPs; ties -> alphabetical), ``country`` = profile else IP,
   ``source`` (profile | ip | NULL), ``ip_events`` (events whose IP was located), ``ip_db``,
   ``ip_db_date``, ``located_at``;
 - ``user_location_summary``: per course, learners located from the profile, from IP, not

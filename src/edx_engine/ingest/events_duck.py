@@ -14,7 +14,8 @@ No per-row Python work is done for good lines. Bad lines (rare) get their exact 
 from the same rules as before (``events_parse._slow``) and their raw bytes from the block.
 
 ``event_id`` is a UUID made of two 64-bit DuckDB hashes: ``hash(raw line)`` and
-``hash(time, length(raw line))``. Identical lines get identical ids; two different lines
+``hash(time, length(raw line))``, where the raw line ends with a single LF (a copy delivered with
+CRLF or trailing blanks gets the same id). Identical lines get identical ids; two different lines
 get the same id only if both 64-bit hashes collide, and duplicates are only looked for
 within one event date, among lines with the same microsecond time and length for the
 second half to agree. See docs/events.md.
@@ -71,11 +72,14 @@ WITH p AS (
                 ELSE TRY_CAST(e.time AS TIMESTAMPTZ)::TIMESTAMP END AS ts,
            CASE WHEN e.context IS NOT NULL AND starts_with(e.context, '{{')
                 THEN json_transform(e.context, '{_CTX_SPEC}') END AS c,
-           CASE WHEN starts_with(e.event, '"') THEN (e.event->>'$') END AS estr
+           CASE WHEN starts_with(e.event, '"') THEN (e.event->>'$') END AS estr,
+           -- the line as hashed for event_id: a copy delivered with CRLF or trailing blanks is the same event
+           CASE WHEN ends_with(txt, '\r\n') OR ends_with(txt, ' \n') OR ends_with(txt, '\t\n')
+                THEN rtrim(txt, ' \t\r\n') || '\n' ELSE txt END AS idtxt
     FROM p
 )
 SELECT
-    hash(txt) AS h1, hash(ts, strlen(txt)) AS h2,
+    hash(idtxt) AS h1, hash(ts, strlen(idtxt)) AS h2,
     ts AS time, ts::DATE AS event_date,
     e.username AS username,
     CASE WHEN TRY_CAST(c.user_id AS BIGINT) IS NOT NULL

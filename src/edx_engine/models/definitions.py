@@ -97,8 +97,17 @@ def clean(col: ir.Value, upper: bool = False, lower: bool = False) -> ir.StringV
 
 
 def isum(col: ir.NumericColumn) -> ir.IntegerScalar:
-    """Integer sum (SUM(BIGINT) is HUGEINT in DuckDB and NUMERIC in PostgreSQL)."""
-    return col.sum().cast("int64")
+    """Integer sum. SUM(BIGINT) is HUGEINT in DuckDB (stored as DOUBLE in Parquet) and NUMERIC in
+    PostgreSQL. Ibis drops a plain cast to int64 (the sum already is int64 to it), so the cast goes
+    through DECIMAL(38, 0), which it keeps and both engines turn into BIGINT."""
+    return col.sum().cast("decimal(38, 0)").cast("int64")
+
+
+def enrolments(t: Tables) -> ir.Table:
+    """One student_courseenrollment row per (course, user): newest package, then latest `created`,
+    then highest `id` (a snapshot can hold stale duplicates)."""
+    e = t.student_courseenrollment.filter(lambda s: s.user_id.notnull() & s.course_id.notnull())
+    return first_per(e, ["course_id", "user_id"], [ibis.desc(e.package_date), ibis.desc(e.created), ibis.desc(e.id)])
 
 
 def first_per(t: ir.Table, keys: list[str], order: list) -> ir.Table:
@@ -216,8 +225,7 @@ def courses(t: Tables, p: Params) -> ir.Table:
                "courseware_studentmodule", "course_structure", "forum", "user_location"))
 def person_course(t: Tables, p: Params) -> ir.Table:
     """One row per enrolment (learner x course), HarvardX/MITx definitions; staff flagged, not removed."""
-    e = t.student_courseenrollment.filter(lambda s: s.user_id.notnull() & s.course_id.notnull())
-    e = first_per(e, ["course_id", "user_id"], [ibis.desc(e.package_date), ibis.desc(e.created), ibis.desc(e.id)])
+    e = enrolments(t)
     e = e.select("course_id", "user_id", enrolled_at=e.created, is_active=e.is_active.fill_null(True),
                  mode=clean(e.mode, lower=True))
 
@@ -271,7 +279,7 @@ def person_course(t: Tables, p: Params) -> ir.Table:
         enrolled_at=j.enrolled_at,
         viewed=nsm > 0,
         explored=(j.course_chapters.fill_null(0) > 0) & (nchapters * 2 >= j.course_chapters.fill_null(0)),
-        certified=j.cert_status.fill_null("") == "downloadable",
+        certified=clean(j.cert_status, lower=True) == "downloadable",  # as cert_status: ' Downloadable' too
         passed=j.grade.fill_null(-1.0) >= ibis.literal(repr(float(p.passing_grade))).cast("float64"),
         cert_status=clean(j.cert_status, lower=True).substitute({UNKNOWN: "none"}),
         grade=j.grade,
@@ -424,7 +432,7 @@ def masterfile(t: Tables, p: Params) -> ir.Table:
 @model("enrolment_daily", inputs=("student_courseenrollment", "events_enrollment", "auth_user"))
 def enrolment_daily(t: Tables, p: Params) -> ir.Table:
     """Per course, day and mode: enrolments (snapshot `created`), activations / deactivations (events)."""
-    e = without_staff(t, p, t.student_courseenrollment.filter(lambda s: s.created.notnull()))
+    e = without_staff(t, p, enrolments(t).filter(lambda s: s.created.notnull()))
     snap = e.group_by(["course_id", e.created.date().name("date"), clean(e.mode, lower=True).name("mode")]) \
         .aggregate(enrollments=e.count()).mutate(activations=ibis.literal(0, "int64"),
                                                  deactivations=ibis.literal(0, "int64"))
