@@ -62,35 +62,28 @@ def _gpg(home: Path, args: list[str], passphrase: str | None = None) -> subproce
                 os.close(fd)
 
 
+def _secret_keys(colons: str) -> list[tuple[str, str]]:
+    """(sec | ssb, fingerprint) of the secret keys in gpg's ``--with-colons`` output."""
+    out, kind = [], None
+    for line in colons.splitlines():
+        rec = line.split(":", 1)[0]
+        if rec in ("sec", "ssb", "pub", "sub"):
+            kind = rec if rec in ("sec", "ssb") else None
+        elif rec == "fpr" and kind:
+            out.append((kind, line.split(":")[9]))
+            kind = None
+    return out
+
+
 def secret_fingerprints(home: Path) -> list[str]:
-    res = _gpg(home, ["--with-colons", "--list-secret-keys"])
-    fprs, want = [], False
-    for line in res.stdout.splitlines():
-        kind = line.split(":", 1)[0]
-        if kind in ("sec", "ssb"):
-            want = True
-        elif kind == "fpr" and want:
-            fprs.append(line.split(":")[9])
-            want = False
-    return fprs
+    return [f for _, f in _secret_keys(_gpg(home, ["--with-colons", "--list-secret-keys"]).stdout)]
 
 
 def _file_secret_keys(home: Path, key_file: Path) -> tuple[list[str], str | None]:
     """(secret (sub)key fingerprints in the file, fingerprint of its first primary secret key)."""
     res = _gpg(home, ["--with-colons", "--import-options", "show-only", "--import", str(key_file)])
-    fprs, primary, want = [], None, None
-    for line in res.stdout.splitlines():
-        kind = line.split(":", 1)[0]
-        if kind in ("sec", "ssb"):
-            want = kind
-        elif kind in ("pub", "sub"):
-            want = None
-        elif kind == "fpr" and want:
-            fprs.append(line.split(":")[9])
-            if want == "sec" and primary is None:
-                primary = fprs[-1]
-            want = None
-    return fprs, primary
+    keys = _secret_keys(res.stdout)
+    return [f for _, f in keys], next((f for k, f in keys if k == "sec"), None)
 
 
 def _check_passphrase(home: Path, fpr: str, passphrase: str) -> None:

@@ -436,8 +436,10 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def local_path_for(downloads: Path, obj: RemoteObject) -> Path:
-    """Where an object is downloaded: ``<downloads>/<bucket>/<key>`` (keys never escape the directory)."""
+def local_path_for(downloads: Path, obj) -> Path:
+    """Where an object is downloaded: ``<downloads>/<bucket>/<key>`` (keys never escape the directory).
+
+    ``obj``: anything with ``bucket`` and ``key`` (a listed object or a ledger entry)."""
     parts = [p for p in obj.key.split("/") if p not in ("", ".", "..")]
     return downloads.joinpath(obj.bucket, *parts)
 

@@ -298,7 +298,7 @@ class Syncer:
             self.ledger.update(bucket, key, state="gone", error=msg, failed_at=now(), run_id=res.run_id)
             res.failed.append((_url(e), msg))
             self.log(f"[red]gone[/] {_url(e)}: {msg}")
-            dest = self.downloads.joinpath(bucket, *[p for p in key.split("/") if p not in ("", ".", "..")])
+            dest = local_path_for(self.downloads, e)
             for f in (dest, dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")):
                 _unlink(f)
 

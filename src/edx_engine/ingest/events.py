@@ -50,6 +50,7 @@ from isal.isal_zlib import IsalError
 
 from ..decrypt import DecryptError, GpgSettings
 from ..lake import Lake, _sql_list, register_view_hook
+from ..names import strip_gpg
 from .events_pipeline import EventsParseError, ParsePool, PartSink, read_blocks, tune_malloc
 from .sources import Source
 
@@ -588,9 +589,7 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progr
 
 def _gzip_name(label: str) -> bool:
     """Whether the file's name says its plaintext is gzip (``….log.gz`` or ``….log.gz.gpg``)."""
-    name = label.lower()
-    name = name[:-4] if name.endswith(".gpg") else name
-    return name.endswith(".gz")
+    return strip_gpg(label)[0].lower().endswith(".gz")
 
 
 def _failure_message(label: str, exc: BaseException) -> str:

@@ -48,8 +48,7 @@ _CTX_SPEC = ('{"course_id": "VARCHAR", "org_id": "VARCHAR", "user_id": "VARCHAR"
 
 def _course(expr: str) -> str:
     """SQL: the course id in a URL (names.COURSE_IN_URL), percent-decoded, or NULL."""
-    m = f"nullif(regexp_extract({expr}, '{COURSE_IN_URL}', 1), '')"
-    return f"(CASE WHEN contains({m}, '%') THEN url_decode({m}) ELSE {m} END)"
+    return f"nullif(url_decode(regexp_extract({expr}, '{COURSE_IN_URL}', 1)), '')"
 
 
 # ``raw`` is scanned as VARCHAR. There is no separate validity pass: a line that can be an object

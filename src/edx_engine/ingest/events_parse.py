@@ -139,12 +139,12 @@ def _slow(line: bytes) -> _Line | str | None:
         return "invalid UTF-8"
     except msgspec.DecodeError as exc:
         fixed = repair_lone_surrogates(line)
+        if fixed is None:
+            return "truncated JSON" if "truncated" in str(exc) else "not JSON"
         try:
-            if fixed is None:
-                raise exc
             obj = _decode_any(fixed)
-        except msgspec.DecodeError as exc2:
-            return "truncated JSON" if "truncated" in str(exc2) and fixed is None else "not JSON"
+        except msgspec.DecodeError:
+            return "not JSON"
     if not isinstance(obj, dict):
         return "not a JSON object"
     t = obj.get("time")

@@ -276,11 +276,20 @@ def _has_key(storage: pa.Array, keys) -> pa.Array | None:
     return hit
 
 
-def _strip_json(arr: pa.Array, event_type: pa.Array | None = None) -> pa.Array:
-    """Remove EVENT_JSON_KEYS (and EVENT_TYPE_JSON_KEYS for their event types) from JSON text."""
-    ext = isinstance(arr.type, pa.BaseExtensionType)  # pyarrow's JSON type and ours
+def _text_storage(arr: pa.Array) -> tuple[pa.Array | None, Callable[[pa.Array], pa.Array]]:
+    """(the string storage of ``arr`` or None if it is not text, a function wrapping new storage
+    back into ``arr``'s type). Covers pyarrow's JSON type and ours, both extension types."""
+    ext = isinstance(arr.type, pa.BaseExtensionType)
     storage = arr.storage if ext else arr
     if not pa.types.is_string(storage.type) and not pa.types.is_large_string(storage.type):
+        return None, lambda a: a
+    return storage, (lambda new: pa.ExtensionArray.from_storage(arr.type, new)) if ext else (lambda new: new)
+
+
+def _strip_json(arr: pa.Array, event_type: pa.Array | None = None) -> pa.Array:
+    """Remove EVENT_JSON_KEYS (and EVENT_TYPE_JSON_KEYS for their event types) from JSON text."""
+    storage, wrap = _text_storage(arr)
+    if storage is None:
         return arr
     hit = _has_key(storage, EVENT_JSON_KEYS)
     typed = None
@@ -293,19 +302,14 @@ def _strip_json(arr: pa.Array, event_type: pa.Array | None = None) -> pa.Array:
     base = frozenset(EVENT_JSON_KEYS)
     per_type = {t: base | frozenset(ks) for t, ks in EVENT_TYPE_JSON_KEYS.items()}
     types = event_type.to_pylist() if event_type is not None else [None] * len(storage)
-    new = pa.array([_strip_json_text(v, per_type.get(t, base)) if f else v
-                    for v, f, t in zip(storage.to_pylist(), pc.fill_null(hit, False).to_pylist(), types)],
-                   storage.type)
-    return pa.ExtensionArray.from_storage(arr.type, new) if ext else new
+    return wrap(pa.array([_strip_json_text(v, per_type.get(t, base)) if f else v
+                          for v, f, t in zip(storage.to_pylist(), pc.fill_null(hit, False).to_pylist(), types)],
+                         storage.type))
 
 
 def _replace_regex(arr: pa.Array, pattern: str, replacement: str) -> pa.Array:
-    ext = isinstance(arr.type, pa.BaseExtensionType)
-    storage = arr.storage if ext else arr
-    if not pa.types.is_string(storage.type) and not pa.types.is_large_string(storage.type):
-        return arr
-    new = pc.replace_substring_regex(storage, pattern, replacement)
-    return pa.ExtensionArray.from_storage(arr.type, new) if ext else new
+    storage, wrap = _text_storage(arr)
+    return arr if storage is None else wrap(pc.replace_substring_regex(storage, pattern, replacement))
 
 
 def _backfill(user_id: pa.Array, username: pa.Array, user_map: tuple[pa.Array, pa.Array]) -> tuple[pa.Array, int]:
