@@ -1,14 +1,19 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
+# Every install comes from requirements.lock (exact versions with hashes); `make lock` refreshes it
+# from pyproject.toml's compatible ranges.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+LOCK := requirements.lock
+UV_VERSION := 0.13.8
 
-.PHONY: demo test bench clean install
+.PHONY: demo test bench lock clean install dashboard
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
 
 install: $(BIN)/.installed
@@ -17,10 +22,19 @@ demo: $(BIN)/.installed
 	$(BIN)/edx-engine demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run.py
+
+# Refresh the lock: newest versions inside pyproject.toml's ranges, with hashes, for Linux x86_64 / Python 3.11
+# (setuptools is locked too: the editable install of this project builds without fetching anything).
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q uv==$(UV_VERSION)
+	echo 'setuptools>=77,<81' | .venv-lock/bin/uv pip compile pyproject.toml - --extra test --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-header --annotation-style line -o $(LOCK)
+	rm -rf .venv-lock
 
 clean:
 	rm -rf edx-data demo-package

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import config as cfg
 from .decrypt import DecryptError
@@ -20,6 +21,7 @@ from .ingest.sources import SourceError
 from .lake import Lake, StoreBusy
 
 app = typer.Typer(help="edx-engine: edX research data packages -> analytics database, indicators, dashboards.",
+                  rich_markup_mode=None,  # help text is plain text: "[courses]" stays as written
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True)
 out = Console()
@@ -32,7 +34,8 @@ ConfigOpt = typer.Option(None, "--config", help="TOML config file (default ./edx
 
 
 def fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """One line (no traceback) and exit ``code``; the message is printed as written (no rich markup)."""
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from .cli import DataDir, _settings, app, console, fail, out
 from .lake import Lake, StoreBusy
@@ -41,6 +42,19 @@ def _params(settings, passing_grade: Optional[float], include_staff: Optional[bo
         fail(f"passing grade must be between 0 and 1, got {pg}")
     staff = include_staff if include_staff is not None else bool(conf.get("include_staff", False))
     return Params(passing_grade=pg, include_staff=staff)
+
+
+def _empty(data) -> bool:
+    return (data[0] if isinstance(data, tuple) else data).num_rows == 0
+
+
+def warn_stale(lake: Lake, models: list[str] | None = None) -> None:
+    """One line on stderr when the models a command reads are older than their data."""
+    from .models.build import stale_warning
+
+    msg = stale_warning(lake, models)
+    if msg:
+        console.print(Text.assemble(("warning: ", "yellow"), msg), highlight=False, soft_wrap=True)
 
 
 def _store(settings, store: Optional[str]) -> Optional[str]:
@@ -132,15 +146,20 @@ def report(
     public: bool = typer.Option(False, "--public", help="Small-cell suppression for publication (aggregated "
                                                         "reports only; see docs/privacy.md)."),
     k: int = typer.Option(5, "--k", help="With --public: smallest count that may be published."),
+    no_bom: bool = typer.Option(False, "--no-bom", help="CSV without the UTF-8 byte-order mark (Excel needs it "
+                                                        "to show accented names; stdout never gets one)."),
     data_dir: Optional[str] = DataDir, store: Optional[str] = StoreOpt, config: Optional[str] = ConfigOpt,
 ) -> None:
-    """Write a report (general, course, enrolment, courses, active_users, demographics, masterfile, ...)."""
-    from .models import BuildError
-    from .reports import FORMATS, REPORTS, ReportError, check_public, make_public, only_course, produce, \
-        unknown_report_message, write
+    """Write a report (general, course, enrolment, courses, active_users, demographics, masterfile, ...).
 
-    if name not in REPORTS:
+    A model's name is accepted too (`report general_report` is `report general`)."""
+    from .models import BuildError
+    from .reports import FORMATS, ReportError, check_course, check_public, make_public, only_course, produce, \
+        public_models, report_name, unknown_report_message, write
+
+    if report_name(name) is None:
         fail(unknown_report_message(name))
+    name = report_name(name)
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
     if public:
@@ -151,15 +170,20 @@ def report(
         if k < 1:
             fail("--k must be at least 1")
     settings = _settings(data_dir, config=config)
+    lake = Lake(settings.data_dir)
+    if not _store(settings, store):
+        warn_stale(lake, public_models(name))
     try:
         # public: suppress the whole table, then keep the course. Suppressing the course's rows
         # alone would hide other complementary cells, and both files together could be subtracted.
-        data = produce(Lake(settings.data_dir), name, _store(settings, store), None if public else course)
+        data = produce(lake, name, _store(settings, store), None if public else course)
+        if course and _empty(data):  # say why, with the close matches, rather than write an empty file
+            check_course(produce(lake, name, _store(settings, store), None), course)
         if public:
             data = make_public(name, data, k)
             if course:
                 data = only_course(data, course)
-        where = write(name, data, fmt, output)
+        where = write(name, data, fmt, output, bom=not no_bom)
     except (BuildError, ReportError, OSError) as exc:
         fail(str(exc))
         return

@@ -77,9 +77,14 @@ def export_cmd(
     k: int = typer.Option(5, "--k", help="Smallest count that may be published with --public."),
     fmt: Optional[str] = typer.Option(None, "--format", help="csv or parquet (default: from the file name)."),
     secret_file: Optional[Path] = SecretFile,
+    no_bom: bool = typer.Option(False, "--no-bom", help="CSV without the UTF-8 byte-order mark."),
     data_dir: Optional[str] = DataDir,
 ) -> None:
-    """Write a shareable file: --anonymised (research export) and/or --public (suppressed aggregate)."""
+    """Write a shareable file: --anonymised (research export) and/or --public (suppressed aggregate).
+
+    A report's name is accepted too (`export general --public` is `export general_report --public`)."""
+    from .cli_models import warn_stale
+    from .reports import model_name
     from .privacy.export import ExportError, export_table
     from .privacy.pseudonym import Pseudonymizer, SecretError, load_secret
 
@@ -94,8 +99,11 @@ def export_cmd(
         except SecretError as exc:
             fail(str(exc))
             return
+    name = model_name(name)
+    lake = Lake(settings.data_dir)
+    warn_stale(lake, [name])
     try:
-        res = export_table(Lake(settings.data_dir), name, output, fmt, pseudonymizer=pz, public=public, k=k)
+        res = export_table(lake, name, output, fmt, pseudonymizer=pz, public=public, k=k, bom=not no_bom)
     except ExportError as exc:
         fail(str(exc))
         return

@@ -82,7 +82,8 @@ def _hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table) -> dict[str, str]:
+def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table,
+                       only: set[str] | None = None) -> dict[str, str]:
     fp: dict[str, str] = {}
     snaps: dict[str, list] = {}
     try:
@@ -92,6 +93,8 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table) -> dict[s
     except duckdb.CatalogException:
         pass
     for name in INPUTS:
+        if only is not None and name not in only:
+            continue
         if name == "course_info":
             fp[name] = _hash(info.to_pylist())
         elif name == "user_location":
@@ -173,6 +176,9 @@ CREATE TABLE IF NOT EXISTS _edx_models (
     name VARCHAR PRIMARY KEY, path VARCHAR, fingerprint VARCHAR, rows BIGINT, seconds DOUBLE,
     params VARCHAR, built_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS _edx_model_inputs (
+    model VARCHAR, input VARCHAR, fingerprint VARCHAR, PRIMARY KEY (model, input)
+);
 """
 
 
@@ -208,7 +214,8 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
         with lake.connect(read_only=True) as con:
             _duck_config(con, threads, memory_limit, lake.root / "tmp" / "models")
             info = course_info(con, entries)
-            fps = model_fingerprints(todo, input_fingerprints(con, info), params)
+            in_fp = input_fingerprints(con, info)
+            fps = model_fingerprints(todo, in_fp, params)
             stored = _stored_models(con)
             ib = ibis.duckdb.from_connection(con)
             current: dict[str, str] = {n: str(lake.root / p) for n, (p, _) in stored.items()}
@@ -251,6 +258,7 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
                     con.execute("DELETE FROM _edx_models WHERE name = ?", [n])
                     con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
                                 [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
+                    _record_inputs(con, n, in_fp)
                 _create_views(lake, con)
                 con.execute("COMMIT")
                 keep = {str((lake.root / p).resolve()) for (p,) in con.execute("SELECT path FROM _edx_models").fetchall()}
@@ -259,6 +267,59 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
                     f.unlink()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _record_inputs(con: duckdb.DuckDBPyConnection, name: str, in_fp: dict[str, str]) -> None:
+    """What the model was built from, so that `stale_models` can tell when its data moved on."""
+    con.execute("DELETE FROM _edx_model_inputs WHERE model = ?", [name])
+    for i in sorted(D.MODELS[name].inputs):
+        con.execute("INSERT INTO _edx_model_inputs VALUES (?,?,?)", [name, i, in_fp[i]])
+
+
+# The registry is read from wherever the caller points (--registry, ./courses.toml, the config): it is
+# not data that arrives, so a model is never called stale because another registry file is in view.
+_NOT_DATA = frozenset({"course_info"})
+
+
+def stale_models(lake: Lake) -> list[str]:
+    """Built models whose input data changed after they were built (in dependency order).
+
+    Compares the inputs' fingerprints recorded at build time with the store's current ones; a
+    model that reads a stale model is stale too. Models built before inputs were recorded, and
+    models never built, are not listed (``read_model`` reports those)."""
+    if not lake.catalog_path.exists():
+        return []
+    with lake.connect(read_only=True) as con:
+        try:
+            recorded: dict[str, dict[str, str]] = {}
+            for m, i, f in con.execute("SELECT model, input, fingerprint FROM _edx_model_inputs").fetchall():
+                recorded.setdefault(m, {})[i] = f
+            built = {n for (n,) in con.execute("SELECT name FROM _edx_models").fetchall()}
+        except duckdb.CatalogException:
+            return []
+        wanted = {i for fps in recorded.values() for i in fps} - _NOT_DATA
+        current = input_fingerprints(con, pa.table({}), only=wanted)
+    stale: list[str] = []
+    for n in D.order([n for n in built if n in D.MODELS]):
+        rec = recorded.get(n)
+        changed = rec is not None and any(current.get(i) != f for i, f in rec.items() if i not in _NOT_DATA)
+        if changed or any(d in stale for d in D.MODELS[n].deps):
+            stale.append(n)
+    return [n for n in stale if n in built]
+
+
+def stale_warning(lake: Lake, names: list[str] | None = None) -> str | None:
+    """One line for a report, an export or `sql` when (some of) ``names`` are older than their data."""
+    try:
+        stale = stale_models(lake)
+    except duckdb.Error:
+        return None
+    if names is not None:
+        stale = [n for n in stale if n in names]
+    if not stale:
+        return None
+    shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
+    return f"model(s) {shown} are older than the data they are computed from: run `edx-engine build` to refresh them"
 
 
 def _create_views(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:

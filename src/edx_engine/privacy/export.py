@@ -186,9 +186,32 @@ def anonymise_batch(batch: pa.RecordBatch | pa.Table, drop: list[str], ids: list
     return t
 
 
+class _CsvFile:
+    """pyarrow's CSV writer on a file that may start with a byte-order mark; closes both."""
+
+    def __init__(self, path: Path, schema: pa.Schema, bom: bool):
+        self._sink = pa.OSFile(str(path), "wb")
+        if bom:
+            self._sink.write(b"\xef\xbb\xbf")
+        self._writer = pacsv.CSVWriter(self._sink, schema)
+
+    def write_table(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._writer.close()
+        self._sink.close()
+
+
+def _csv_writer(path: Path, schema: pa.Schema, bom: bool) -> _CsvFile:
+    return _CsvFile(path, schema, bom)
+
+
 def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
                  pseudonymizer: Pseudonymizer | None = None, public: bool = False,
-                 k: int = S.DEFAULT_K) -> ExportResult:
+                 k: int = S.DEFAULT_K, bom: bool = True) -> ExportResult:
+    """Write model/table ``name`` pseudonymised and/or suppressed to ``path`` (CSV starts with a
+    UTF-8 byte-order mark unless ``bom`` is False, so that Excel reads accented names right)."""
     if pseudonymizer is None and not public:
         raise ExportError("an export is either --anonymised (pseudonymised research file) or --public "
                           "(suppressed aggregate); for internal, identified outputs use `edx-engine report`")
@@ -231,7 +254,7 @@ def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
                 if writer is None:
                     out_cols = t.column_names
                     writer = (pq.ParquetWriter(tmp, t.schema, compression="zstd") if fmt == "parquet"
-                              else pacsv.CSVWriter(tmp, t.schema))
+                              else _csv_writer(tmp, t.schema, bom))
                 writer.write_table(t)
                 rows += t.num_rows
             if writer is None:  # empty: still write the header / schema
@@ -239,7 +262,7 @@ def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
                     else reader.schema.empty_table().drop_columns(drop)
                 out_cols = empty.column_names
                 writer = (pq.ParquetWriter(tmp, empty.schema) if fmt == "parquet"
-                          else pacsv.CSVWriter(tmp, empty.schema))
+                          else _csv_writer(tmp, empty.schema, bom))
             writer.close()
             os.replace(tmp, path)
         except BaseException:

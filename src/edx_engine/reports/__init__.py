@@ -60,6 +60,40 @@ class ReportError(Exception):
     pass
 
 
+# One set of names: a report is also reachable by its model's name (`report general_report`), and
+# `export` accepts a report's name (`export general`): see `report_name` and `model_name`.
+def report_name(name: str) -> str | None:
+    """The report called ``name`` or whose model is ``name`` (None if neither)."""
+    if name in REPORTS:
+        return name
+    return next((r.name for r in REPORTS.values() if r.model == name), None)
+
+
+def model_name(name: str) -> str:
+    """The model behind report ``name`` (``name`` itself when it is not a report's name)."""
+    r = REPORTS.get(name)
+    return r.model if r and name != "course" else name
+
+
+UTF8_BOM = b"\xef\xbb\xbf"  # lets Excel open a CSV with accented names as UTF-8
+
+
+def check_course(data, course: str) -> None:
+    """Raise ReportError when ``course`` has no row in the report (an unknown or mistyped course id)."""
+    import difflib
+
+    table = data[0] if isinstance(data, tuple) else data
+    if "course_id" not in table.column_names:
+        return
+    ids = sorted({c for c in table.column("course_id").to_pylist() if c})
+    if course in ids:
+        return
+    close = difflib.get_close_matches(course, ids, n=3, cutoff=0.4)
+    hint = f"did you mean {', '.join(close)}?" if close else f"courses: {', '.join(ids[:10])}" + \
+        (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    raise ReportError(f"unknown course {course!r}: {hint if ids else 'the report has no course yet'}")
+
+
 def unknown_report_message(name: str) -> str:
     lines = [f"unknown report {name!r}; available reports:"]
     lines += [f"  {r.name:<17} {r.doc}" for r in REPORTS.values()]
@@ -162,6 +196,7 @@ def _sorted(t: pa.Table) -> pa.Table:
 
 def produce(lake: Lake, name: str, store: str | None = None, course: str | None = None) -> pa.Table | list[dict]:
     """The report's data: an Arrow table (or, for ``course`` in JSON, built by ``write``)."""
+    name = report_name(name) or name
     if name not in REPORTS:
         raise ReportError(unknown_report_message(name))
     if name == "course":
@@ -178,8 +213,11 @@ def only_course(data, course: str):
     return data.filter(pc.equal(data.column("course_id"), course))
 
 
-def write(name: str, data, fmt: str, path: str | None) -> str:
-    """Write ``data`` (from ``produce``) as ``fmt`` to ``path`` ('-' = stdout). Returns where it went."""
+def write(name: str, data, fmt: str, path: str | None, bom: bool = True) -> str:
+    """Write ``data`` (from ``produce``) as ``fmt`` to ``path`` ('-' = stdout). Returns where it went.
+
+    A CSV file starts with a UTF-8 byte-order mark unless ``bom`` is False (never on stdout, where
+    another program, not Excel, reads it)."""
     if fmt not in FORMATS:
         raise ReportError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
     if path is None:
@@ -193,6 +231,8 @@ def write(name: str, data, fmt: str, path: str | None) -> str:
             + b"\n"
     elif fmt == "csv":
         buf = io.BytesIO()
+        if bom and path != "-":
+            buf.write(UTF8_BOM)
         pacsv.write_csv(_csv_ready(data), buf)
         payload = buf.getvalue()
     else:
