@@ -12,12 +12,21 @@ file is *current* for a (table, course) lives in the catalog table ``_edx_snapsh
 switching to new files and recreating the views happens in one DuckDB transaction, so
 an interrupted import leaves the previous state intact. Files no longer referenced are
 deleted afterwards (``collect_garbage``).
+
+The bookkeeping holds paths relative to the data directory; the views hold absolute paths (so
+that any DuckDB client, opened from any directory, can query them) and ``_edx_meta`` records the
+root they were built for. ``Lake.connect`` re-points the views whenever that root is not where
+the store is now (moved, copied, restored, mounted elsewhere): a store never reads another
+store's files.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -51,11 +60,24 @@ CREATE TABLE IF NOT EXISTS _edx_import_log (
     logged_at TIMESTAMP, source_file VARCHAR, table_name VARCHAR, course_id VARCHAR,
     package_date VARCHAR, status VARCHAR, rows BIGINT, rejected BIGINT, message VARCHAR
 );
+CREATE TABLE IF NOT EXISTS _edx_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
+
+# Settings of a connection that runs SQL a person typed (``Lake.connect_sandboxed``); the
+# order matters: DuckDB refuses allowed_directories once external access is off.
+_SANDBOX = ("SET allowed_directories = {lake}", "SET enable_external_access = false",
+            "SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
+            "SET lock_configuration = true")
 
 
 class StoreBusy(Exception):
     """Another process holds the store's write lock."""
+
+
+class StoreMoved(StoreBusy):
+    """A moved or copied store whose views cannot be re-pointed at its own files (files missing).
+
+    A ``StoreBusy`` so that every command reports it as one line, like a busy store."""
 
 
 @dataclass
@@ -117,14 +139,100 @@ class Lake:
 
     # -- catalog -----------------------------------------------------------------------
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """Open the catalog. Views built for another location (the store was moved, copied,
+        restored or mounted elsewhere) are re-pointed at this store's files first."""
         self.root.mkdir(parents=True, exist_ok=True)
+        con = self._open(self.catalog_path, read_only)
         try:
-            return duckdb.connect(str(self.catalog_path), read_only=read_only)
+            if not self._points_elsewhere(con):
+                return con
+            if not read_only:
+                self._repoint(con)
+                return con
+        except BaseException:
+            con.close()
+            raise
+        con.close()
+        return self._open(self._repointed_catalog(), read_only=True)
+
+    def connect_sandboxed(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection for SQL a person typed: it reads files only under ``lake/``
+        (not the keyring, the passphrase file, /etc ...), installs and loads no extension,
+        opens no URL and cannot change these settings.
+
+        The settings belong to the DuckDB database instance: do not keep another connection
+        to the catalog open in this process while this one is open."""
+        con = self.connect(read_only=True)
+        try:
+            lake = _sql_list([str(self.lake_dir.resolve()) + os.sep])
+            for stmt in _SANDBOX:
+                con.execute(stmt.format(lake=lake))
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _open(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreBusy(f"the catalog {self.catalog_path} is open in another program (a DuckDB client "
                                 f"such as the duckdb CLI or DBeaver?); close it and try again") from None
             raise
+
+    # -- location ----------------------------------------------------------------------
+    def _here(self) -> str:
+        return str(self.root.resolve())
+
+    def _points_elsewhere(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """True if the views were built for another root (or before roots were recorded)."""
+        has_meta = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                               "AND schema_name = 'main' AND table_name = '_edx_meta'").fetchone()[0]
+        row = con.execute("SELECT value FROM _edx_meta WHERE key = 'root'").fetchone() if has_meta else None
+        if row is None:
+            return self._views_exist(con)  # a new catalog has no views yet; an old one has no record
+        return row[0] != self._here()
+
+    def _repoint(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Rebuild every view (tables, quarantine, events, models, geo) over this store's files."""
+        con.execute(_BOOKKEEPING)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self.refresh_views(con)
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise StoreMoved(f"{self.catalog_path} was built for another location and its views cannot be "
+                             f"re-pointed at {self._here()}: {str(exc).splitlines()[0]}") from None
+
+    def _repointed_catalog(self) -> Path:
+        """The store's own catalog, re-pointed; or, if it cannot be written (read-only medium,
+        another program holds it open read-only), a private re-pointed copy of it."""
+        try:
+            with self._open(self.catalog_path, read_only=False) as con:
+                if self._points_elsewhere(con):
+                    self._repoint(con)
+            return self.catalog_path
+        except StoreMoved:
+            raise
+        except (StoreBusy, duckdb.Error, OSError):
+            return self._private_copy()
+
+    def _private_copy(self) -> Path:
+        wal = self.catalog_path.with_name(CATALOG + ".wal")
+        key = (self._here(), *(_stamp(f) for f in (self.catalog_path, wal)))
+        if key in _COPIES and _COPIES[key].exists():
+            return _COPIES[key]
+        d = Path(tempfile.mkdtemp(prefix="edx-catalog-"))  # 0700: the catalog holds personal data
+        atexit.register(shutil.rmtree, d, True)
+        shutil.copyfile(self.catalog_path, d / CATALOG)
+        if wal.exists():
+            shutil.copyfile(wal, d / wal.name)
+        with self._open(d / CATALOG, read_only=False) as con:
+            self._repoint(con)
+        _COPIES[key] = d / CATALOG
+        return d / CATALOG
 
     @contextmanager
     def writer(self, wait: bool = False) -> Iterator[None]:
@@ -197,8 +305,9 @@ class Lake:
         """One view per edX table over its current snapshots; typed empty views for absent tables."""
         rows = con.execute("SELECT table_name, list(path ORDER BY course_id) FROM _edx_snapshots GROUP BY 1").fetchall()
         # Views hold absolute paths so that any DuckDB client opened anywhere can query them;
-        # the bookkeeping keeps relative ones (a moved store is fixed by re-running refresh_views).
-        base = str(self.root.resolve())
+        # the bookkeeping keeps relative ones, and _edx_meta the root they were resolved against
+        # (``connect`` re-runs this method when the store is no longer there).
+        base = self._here()
         paths = {t: [f"{base}/{p}" for p in ps] for t, ps in rows}
         for name, schema in TABLES.items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {self._table_sql(schema, paths.get(name))}")
@@ -211,6 +320,8 @@ class Lake:
         _load_view_hooks()
         for hook in _VIEW_HOOKS:
             hook(self, con)
+        con.execute("CREATE TABLE IF NOT EXISTS _edx_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute("INSERT OR REPLACE INTO _edx_meta VALUES ('root', ?)", [base])
 
     @staticmethod
     def _table_sql(schema: TableSchema, paths: list[str] | None) -> str:
@@ -218,6 +329,18 @@ class Lake:
             return f"SELECT * FROM read_parquet({_sql_list(paths)}, union_by_name=true)"
         cols = list(schema.columns) + [c for c in ADDED_COLUMNS if schema.column(c.name) is None]
         return "SELECT " + ", ".join(f"NULL::{c.duckdb_type} AS {c.name}" for c in cols) + " WHERE false"
+
+
+# Re-pointed private copies of catalogs this process could not write: (root, stamps) -> file.
+_COPIES: dict[tuple, Path] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 # Other stages (tracking logs, models) add their own views inside the same transaction.
