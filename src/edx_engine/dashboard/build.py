@@ -1,0 +1,564 @@
+"""Build the static dashboard site from the built models.
+
+Layout of the site (every page self-contained apart from the shared files in ``static/``)::
+
+    index.html                    -> <lang>/index.html
+    static/vega.js                the Vega, Vega-Lite and vega-embed bundle (from vl-convert, written once)
+    static/world.js, dashboard.js, style.css
+    <lang>/index.html             programme overview          (lang = es, en, pt)
+    <lang>/course/<slug>.html     one page per course
+    <lang>/comparison.html, <lang>/health.html
+    <lang>/data/<page>-<chart>.csv  the numbers of every chart
+
+Nothing is fetched at view time: the pages work from a file share (file://) as well as from any
+static web server.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from ..lake import Lake
+from . import charts as C
+from .data import ALL, AGE_BANDS, REQUIRED_MODELS, Course, Dataset, Reader, SiteData, health
+from .labels import (D3_FORMAT, LANG_NAMES, LANGS, OTHER, country_name, country_numeric, d3_time_locale, fmt_date,
+                     fmt_datetime, fmt_int, fmt_num, fmt_pct, label)
+from .texts import t
+
+STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates"
+NUMERIC = ("count", "volume", "number", "share", "decimal")
+
+
+class DashboardError(Exception):
+    pass
+
+
+@dataclass
+class SiteResult:
+    out_dir: Path
+    pages: list[Path] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+    largest_page: tuple[str, int] = ("", 0)
+    seconds: float = 0.0
+    public: bool = False
+
+    def index(self, lang: str = "es") -> Path:
+        return self.out_dir / lang / "index.html"
+
+    def one_line(self) -> str:
+        kind = "public " if self.public else ""
+        return (f"{kind}dashboard: {len(self.pages)} pages, {self.files} files, {self.bytes / 2**20:.1f} MB in "
+                f"{self.out_dir} ({self.seconds:.1f} s); open {self.out_dir / 'index.html'}")
+
+
+@dataclass
+class Item:
+    """A chart (``spec``) or a table, with its numbers (``rows``) for the data table and the CSV."""
+    id: str
+    title: str
+    caption: str
+    columns: list[tuple[str, str]]  # (field, kind)
+    rows: list[dict]
+    spec: dict | None = None
+    csv: str = ""
+    wide: bool = False
+    sortable: bool = False
+
+
+# -- freshness --------------------------------------------------------------------------------------
+
+def check_models(lake: Lake) -> list[str]:
+    """Raise DashboardError (one line, with the command to run) if the models are missing or stale."""
+    if not lake.catalog_path.exists():
+        raise DashboardError(f"no store at {lake.root}: run `edx-engine import` and `edx-engine build` first")
+    with lake.connect(read_only=True) as con:
+        built = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'models'")
+                 .fetchall()}
+    missing = [m for m in REQUIRED_MODELS if m not in built]
+    if missing:
+        raise DashboardError(f"the models are not built ({', '.join(missing[:4])}"
+                             f"{' …' if len(missing) > 4 else ''} missing): run `edx-engine build` first")
+    from ..models import build as B
+
+    stale_models = getattr(B, "stale_models", lambda _lake: [])
+    stale = stale_models(lake)
+    if stale:
+        raise DashboardError(f"the models are older than the data ({', '.join(stale[:4])}"
+                             f"{' …' if len(stale) > 4 else ''}): run `edx-engine build` first")
+    return stale
+
+
+# -- gathering ----------------------------------------------------------------------------------------
+
+def gather(lake: Lake, public: bool, k: int, courses: list[str] | None) -> SiteData:
+    wanted = set(courses) if courses else None
+    with lake.connect(read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        known = {r[0] for r in con.execute("SELECT course_id FROM models.courses").fetchall()}
+        if wanted and wanted - known:
+            raise DashboardError(f"unknown course(s): {', '.join(sorted(wanted - known))} "
+                                 f"(courses: {', '.join(sorted(known)[:10])})")
+        r = Reader(con, public, k, wanted)
+        clist = r.course_list()
+        summary = r.model("course_summary", "course_summary")
+        general = r.model("general_report", "general_report")
+        sd = SiteData(public, k, clist, r.headline(summary, general))
+        built = con.execute("SELECT max(built_at) FROM _edx_models").fetchone()[0]
+        sd.built_at = built
+        weekly = r.enrolments_weekly()
+        monthly = None if public else r.enrolments_monthly()
+        active = r.model("activity_weekly", "activity_weekly")
+        forum = r.model("forum_weekly", "forum_weekly")
+        breakdown = r.model("course_breakdown", "course_breakdown")
+        demo = r.learners_demographics()
+        certs, grades, ages = r.cert_status(), r.grades(), r.age_bands()
+        order = r.structure_order()
+        videos, problems = r.videos(order), r.problems(order)
+        median = r.median_days()
+        sd.health = health(con, wanted, [])
+    sd.overview = {"general": _ds("general", general), "weekly": _ds("weekly", weekly),
+                   "active": _ds("active", active), **{k_: _ds(k_, v) for k_, v in demo.items()}}
+    if monthly is not None:
+        sd.overview["monthly"] = _ds("monthly", monthly)
+    per = {c.course_id: {} for c in clist}
+    for name, tab in (("summary", summary), ("weekly", weekly), ("active", active), ("forum", forum),
+                      ("breakdown", breakdown), ("certs", certs), ("grades", grades), ("ages", ages),
+                      ("videos", videos), ("problems", problems)):
+        rows = tab.to_pylist() if tab.num_rows else []
+        from .data import _iso  # dates as ISO strings
+        for row in rows:
+            if row.get("course_id") in per:
+                per[row["course_id"]].setdefault(name, []).append({k_: _iso(v) for k_, v in row.items()})
+    sd.per_course = per
+    sd.comparison = Dataset("comparison", [], [dict(s, median_days=median.get(s["course_id"]))
+                                               for s in per_summary(summary)])
+    return sd
+
+
+def _ds(name: str, tab) -> Dataset:
+    from .data import _rows
+
+    return Dataset(name, [], _rows(tab) if tab.num_rows else [])
+
+
+def per_summary(summary) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "suppressed"} for r in summary.to_pylist()]
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+def _div(a, b):
+    return None if a is None or not b else round(a / b, 6)
+
+
+def _cname(c: Course, n: int = 48) -> str:
+    return c.name if len(c.name) <= n else c.name[: n - 1] + "…"
+
+
+def overview_items(sd: SiteData, lang: str) -> list[Item]:
+    names = {c.course_id: _cname(c) for c in sd.courses}
+    ov = sd.overview
+    items: list[Item] = []
+    weekly = [{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"], "enrollments": r["enrollments"]}
+              for r in ov["weekly"].rows if r["mode"] == ALL and r["week"] != ALL and r["course_id"] in names]
+    wcols = [("course", "text"), ("week", "date"), ("enrollments", "count")]
+    if "monthly" in ov:  # not in public sites: months and weeks together would give hidden weeks back
+        rows = [dict(r, grain=t("week", lang), period=r["week"]) for r in weekly] + \
+               [{"course": names.get(r["course_id"], r["course_id"]), "grain": t("month", lang), "period": r["month"],
+                 "enrollments": r["enrollments"]} for r in ov["monthly"].rows if r["course_id"] in names]
+        grain = {"name": "grain", "value": t("week", lang),
+                 "bind": {"input": "radio", "options": [t("week", lang), t("month", lang)], "name": t("grain", lang) + " "}}
+        spec = C.time_lines(t("c_enrol_time", lang), rows, "period", "enrollments", "course", t("date", lang),
+                            t("enrollments", lang), t("course", lang), params=[grain],
+                            transform=[{"filter": "datum.grain == grain"}])
+        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang),
+                          [("course", "text"), ("grain", "text"), ("period", "date"), ("enrollments", "count")],
+                          [{k: r.get(k) for k in ("course", "grain", "period", "enrollments")} for r in rows], spec,
+                          wide=True))
+        cum, run = [], {}
+        for r in sorted(weekly, key=lambda r: (r["course"], r["week"])):
+            run[r["course"]] = run.get(r["course"], 0) + (r["enrollments"] or 0)
+            cum.append({"course": r["course"], "week": r["week"], "cumulative": run[r["course"]]})
+        items.append(Item("enrol_cum", t("c_enrol_cum", lang), t("x_enrol_cum", lang),
+                          [("course", "text"), ("week", "date"), ("cumulative", "count")], cum,
+                          C.time_lines(t("c_enrol_cum", lang), cum, "week", "cumulative", "course", t("week", lang),
+                                       t("cumulative", lang), t("course", lang)), wide=True))
+    else:
+        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang), wcols, weekly,
+                          C.time_lines(t("c_enrol_time", lang), weekly, "week", "enrollments", "course",
+                                       t("week", lang), t("enrollments", lang), t("course", lang)), wide=True))
+    act = [{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"],
+            "active_learners": r["active_learners"]} for r in ov["active"].rows if r["course_id"] in names]
+    items.append(Item("active_weekly", t("c_active_weekly", lang), t("x_active_weekly", lang),
+                      [("course", "text"), ("week", "date"), ("active_learners", "count")], act,
+                      C.time_lines(t("c_active_weekly", lang), act, "week", "active_learners", "course",
+                                   t("week", lang), t("active_learners", lang), t("course", lang)), wide=True))
+    by_id = {c.course_id: c for c in sd.courses}
+    table = []
+    for r in ov["general"].rows:
+        c = by_id.get(r["course_id"])
+        if c is None:
+            continue
+        table.append({"course_name": c.name, "course_id": r["course_id"], "sme": r.get("sme"),
+                      "start_date": r.get("start_date"), "end_date": r.get("end_date"),
+                      **{k: r.get(k) for k in ("total", "active", "approved", "certified", "failed", "male", "female",
+                                               "other_unknown")},
+                      "countries": r.get("countries"), "_href": f"course/{c.slug}.html"})
+    items.append(Item("course_table", t("c_course_table", lang), t("x_course_table", lang),
+                      [("course_name", "link"), ("course_id", "text"), ("sme", "text"), ("start_date", "date"),
+                       ("end_date", "date"), ("total", "count"), ("active", "count"), ("approved", "count"),
+                       ("certified", "count"), ("failed", "count"), ("male", "count"), ("female", "count"),
+                       ("other_unknown", "count"), ("countries", "number")], table, wide=True, sortable=True))
+    items += country_items("", ov["country"].rows, lang, map_=True)
+    items += demographic_items("", ov["gender"].rows, ov["level_of_education"].rows, ov["age_band"].rows, lang)
+    return items
+
+
+def country_items(prefix: str, rows: list[dict], lang: str, map_: bool) -> list[Item]:
+    rows = [{"country": country_name(r["country"], lang), "code": r["country"],
+             "numeric": country_numeric(r["country"]) if r["country"] not in ("unknown", OTHER) else None,
+             "learners": r["learners"]} for r in rows]
+    top = sorted([r for r in rows if r["learners"] is not None], key=lambda r: -r["learners"])[:20]
+    items = []
+    if map_:
+        mrows = [r for r in rows if r["numeric"] and r["learners"]]
+        items.append(Item(prefix + "map", t("c_map", lang), t("x_map", lang),
+                          [("country", "text"), ("learners", "count")], sorted(rows, key=lambda r: r["country"]),
+                          C.choropleth(t("c_map", lang), mrows, "learners", t("learners", lang), "country"),
+                          wide=True))
+    cid = "top_countries" if map_ else "countries"
+    items.append(Item(prefix + cid, t("c_top_countries" if map_ else "c_country_course", lang),
+                      t("x_top_countries" if map_ else "x_country_course", lang),
+                      [("country", "text"), ("learners", "count")], top,
+                      C.hbar(t("c_top_countries" if map_ else "c_country_course", lang), top, "country", "learners",
+                             t("country", lang), t("learners", lang))))
+    return items
+
+
+def _labelled(rows: list[dict], col: str, kind: str, lang: str, order: list[str] | None = None) -> list[dict]:
+    out = [{col: label(kind, r[col], lang), "learners": r["learners"], "_code": r[col]} for r in rows]
+    if order:
+        pos = {c: i for i, c in enumerate(order)}
+        out.sort(key=lambda r: pos.get(r["_code"], len(pos)))
+    for i, r in enumerate(out):
+        r["_order"] = i
+    return out
+
+
+def demographic_items(prefix: str, gender: list, edu: list, ages: list, lang: str) -> list[Item]:
+    items = []
+    for key, col, kind, rows, order in (("gender", "gender", "gender", gender, ["f", "m", "o", OTHER, "unknown"]),
+                                        ("education", "level_of_education", "level_of_education", edu, None),
+                                        ("age", "age_band", "age_band", ages, list(AGE_BANDS) + ["unknown"])):
+        lr = _labelled(rows, col, kind, lang, order)
+        data = [{col: r[col], "learners": r["learners"], "_order": r["_order"]} for r in lr]
+        spec = C.hbar(t("c_" + key, lang), data, col, "learners", t(col, lang), t("learners", lang),
+                      order="_order" if order else None)
+        items.append(Item(prefix + key, t("c_" + key, lang), t("x_" + key, lang), [(col, "text"), ("learners", "count")],
+                          data, spec))
+    return items
+
+
+def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
+    d = sd.per_course.get(c.course_id, {})
+    items: list[Item] = []
+    wk = [r for r in d.get("weekly", []) if r["week"] != ALL and r["mode"] != ALL]
+    rows = [{"week": r["week"], "mode": label("mode", r["mode"], lang), "enrollments": r["enrollments"]} for r in wk]
+    rules = [{"date": x, "label": t(lbl, lang)} for x, lbl in ((c.start, "start_date"), (c.end, "end_date")) if x]
+    items.append(Item("enrol_mode", t("c_enrol_mode", lang), t("x_enrol_mode", lang),
+                      [("week", "date"), ("mode", "text"), ("enrollments", "count")], rows,
+                      C.time_lines(t("c_enrol_mode", lang), rows, "week", "enrollments", "mode", t("week", lang),
+                                   t("enrollments", lang), t("mode", lang), bars=True, stack=True, rules=rules),
+                      wide=True))
+    act = [{"week": r["week"], "active_learners": r["active_learners"]} for r in d.get("active", [])]
+    items.append(Item("active_weekly", t("c_active_weekly", lang), t("x_active_weekly", lang),
+                      [("week", "date"), ("active_learners", "count")], act,
+                      C.time_lines(t("c_active_weekly", lang), act, "week", "active_learners", None, t("week", lang),
+                                   t("active_learners", lang)), wide=True))
+    s = (d.get("summary") or [{}])[0]
+    funnel = [{"stage": t(k, lang), "learners": s.get(src), "_order": i}
+              for i, (k, src) in enumerate((("total", "enrolled"), ("active", "active"), ("explored", "explored"),
+                                            ("approved", "approved"), ("certified", "certified")))]
+    items.append(Item("funnel", t("c_funnel", lang), t("x_funnel", lang), [("stage", "text"), ("learners", "count")],
+                      funnel, C.hbar(t("c_funnel", lang), funnel, "stage", "learners", t("stage", lang),
+                                     t("learners", lang), order="_order")))
+    certs = [{"cert_status": label("cert_status", r["cert_status"], lang), "learners": r["learners"]}
+             for r in d.get("certs", [])]
+    items.append(Item("certs", t("c_cert", lang), t("x_cert", lang), [("cert_status", "text"), ("learners", "count")],
+                      certs, C.hbar(t("c_cert", lang), certs, "cert_status", "learners", t("cert_status", lang),
+                                    t("learners", lang))))
+    grades = [{"grade_from": fmt_num(r["grade_from"], lang, 1), "learners": r["learners"]} for r in d.get("grades", [])]
+    items.append(Item("grades", t("c_grades", lang), t("x_grades", lang), [("grade_from", "text"),
+                                                                           ("learners", "count")], grades,
+                      C.vbar(t("c_grades", lang), grades, "grade_from", "learners", t("grade_from", lang),
+                             t("learners", lang))))
+    bd = d.get("breakdown", [])
+    dims = {dim: [{dim: r["value"], "learners": r["learners"]} for r in bd if r["country"] == ALL
+                  and r["dimension"] == dim] for dim in ("gender", "level_of_education", "country")}
+    dims["level_of_education"].sort(key=lambda r: -(r["learners"] or 0))
+    ages = [{"age_band": r["age_band"], "learners": r["learners"]} for r in d.get("ages", [])]
+    items += demographic_items("", dims["gender"], dims["level_of_education"], ages, lang)
+    items += country_items("", dims["country"], lang, map_=False)
+    items.append(country_detail(bd, lang))
+    vids = [{"position": r["position"] + 1 if r["position"] < 1 << 29 else None, "title": r["title"],
+             "viewers": r["viewers"], "plays": r["plays"], "completers": r["completers"],
+             "completion": _div(r["completers"], r["viewers"])} for r in d.get("videos", [])]
+    vchart = [dict(v, label=f"{i + 1}. {v['title']}", _order=i) for i, v in enumerate(vids)]
+    items.append(Item("videos", t("c_videos", lang), t("x_videos", lang),
+                      [("position", "number"), ("title", "text"), ("viewers", "count"), ("plays", "volume"),
+                       ("completers", "count"), ("completion", "share")], vids,
+                      C.hbar(t("c_videos", lang), vchart, "label", "viewers", t("title", lang), t("viewers", lang),
+                             order="_order"), wide=True))
+    probs = [{"position": r["position"] + 1 if r["position"] < 1 << 29 else None, "title": r["title"],
+              "learners": r["learners"], "submissions": r["submissions"], "learners_correct": r["learners_correct"],
+              "share_correct": _div(r["learners_correct"], r["learners"])} for r in d.get("problems", [])]
+    pchart = [dict(p, label=f"{i + 1}. {p['title']}", _order=i) for i, p in enumerate(probs)]
+    items.append(Item("problems", t("c_problems", lang), t("x_problems", lang),
+                      [("position", "number"), ("title", "text"), ("learners", "count"), ("submissions", "volume"),
+                       ("learners_correct", "count"), ("share_correct", "share")], probs,
+                      C.hbar(t("c_problems", lang), pchart, "label", "learners", t("title", lang), t("tried", lang),
+                             order="_order"), wide=True))
+    forum = [{"week": r["week"], "posts": r["posts"], "authors": r["authors"]} for r in d.get("forum", [])]
+    items.append(Item("forum", t("c_forum", lang), t("x_forum", lang),
+                      [("week", "date"), ("posts", "volume"), ("authors", "count")], forum,
+                      C.time_lines(t("c_forum", lang), forum, "week", "posts", None, t("week", lang),
+                                   t("posts", lang), bars=True), wide=True))
+    return items
+
+
+def country_detail(bd: list[dict], lang: str) -> Item:
+    """The original course report per country: learners, women, men, other / not stated."""
+    total = {r["value"]: r["learners"] for r in bd if r["country"] == ALL and r["dimension"] == "country"}
+    g: dict[str, dict[str, list]] = {}
+    for r in bd:
+        if r["country"] != ALL and r["dimension"] == "gender":
+            key = r["value"] if r["value"] in ("f", "m") else "other_unknown"
+            g.setdefault(r["country"], {}).setdefault(key, []).append(r["learners"])
+
+    def add(vals):
+        return None if vals is None or any(v is None for v in vals) else sum(vals)
+
+    rows = []
+    for code, n in sorted(total.items(), key=lambda x: -(x[1] or 0)):
+        parts = g.get(code, {})
+        rows.append({"country": country_name(code, lang), "learners": n,
+                     "female": add(parts.get("f", [0])), "male": add(parts.get("m", [0])),
+                     "other_unknown": add(parts.get("other_unknown", [0])) if code in g else None})
+    return Item("country_detail", t("c_country_detail", lang), t("x_country_detail", lang),
+                [("country", "text"), ("learners", "count"), ("female", "count"), ("male", "count"),
+                 ("other_unknown", "count")], rows, None, wide=True, sortable=True)
+
+
+def comparison_items(sd: SiteData, lang: str) -> list[Item]:
+    names = {c.course_id: c for c in sd.courses}
+    rows, long = [], []
+    for s in sd.comparison.rows:
+        c = names.get(s["course_id"])
+        if c is None:
+            continue
+        year = (c.start or "")[:4] or "–"
+        r = {"course_name": c.name, "sme": c.sme or "–", "year": year, "enrolled": s.get("enrolled"),
+             "r_active": _div(s.get("active"), s.get("enrolled")), "r_passed": _div(s.get("approved"), s.get("active")),
+             "r_certified": _div(s.get("certified"), s.get("enrolled")), "median_days": s.get("median_days"),
+             "_href": f"course/{c.slug}.html"}
+        rows.append(r)
+        for m in ("r_active", "r_passed", "r_certified"):
+            long.append({"course": _cname(c), "indicator": t(m, lang), "rate": r[m], "sme": r["sme"], "year": year})
+    smes = sorted({r["sme"] for r in rows})
+    years = sorted({r["year"] for r in rows})
+    all_ = t("all", lang)
+    params = [{"name": "dept", "value": all_, "bind": {"input": "select", "options": [all_] + smes,
+                                                        "name": t("sme", lang) + " "}},
+              {"name": "period", "value": all_, "bind": {"input": "select", "options": [all_] + years,
+                                                          "name": t("period", lang) + " "}}]
+    transform = [{"filter": f"(dept == '{all_}' || datum.sme == dept) && (period == '{all_}' || datum.year == period)"}]
+    spec = C.dot_compare(t("c_compare", lang), long, "course", "rate", "indicator", t("course", lang),
+                         t("rate", lang), t("indicator", lang), params, transform)
+    return [Item("compare", t("c_compare", lang), t("x_compare", lang),
+                 [("course", "text"), ("indicator", "text"), ("rate", "share"), ("sme", "text"), ("year", "text")],
+                 long, spec, wide=True),
+            Item("compare_table", t("c_compare_table", lang), t("x_compare_table", lang),
+                 [("course_name", "link"), ("sme", "text"), ("year", "text"), ("enrolled", "count"),
+                  ("r_active", "share"), ("r_passed", "share"), ("r_certified", "share"), ("median_days", "decimal")],
+                 rows, wide=True, sortable=True)]
+
+
+def health_items(sd: SiteData, lang: str) -> list[Item]:
+    h = sd.health
+    names = {c.course_id: c.name for c in sd.courses}
+    sync = [{"what": t(r["what"], lang), "when": r["when"], "status": r["status"] or ""} for r in h["sync"].rows]
+    cd = [dict(r, course_id=names.get(r["course_id"], r["course_id"])) for r in h["course_days"].rows]
+    q = h["quarantine"].rows
+    items = [Item("sync", t("c_sync", lang), t("x_sync", lang), h["sync"].columns, sync),
+             Item("log_days", t("c_log_days", lang), t("x_log_days", lang), h["log_days"].columns, h["log_days"].rows),
+             Item("course_days", t("c_course_days", lang), t("x_course_days", lang), h["course_days"].columns, cd,
+                  wide=True, sortable=True),
+             Item("quarantine", t("c_quarantine", lang), t("x_quarantine", lang), h["quarantine"].columns, q,
+                  C.hbar(t("c_quarantine", lang), [dict(r, label=f"{r['kind']}: {r['reason']}") for r in q],
+                         "label", "lines", t("reason", lang), t("lines", lang)) if q else None, wide=True),
+             Item("models", t("c_models", lang), t("x_models", lang), h["models"].columns,
+                  [dict(r, stale=t(r["stale"], lang)) for r in h["models"].rows], wide=True, sortable=True)]
+    return items
+
+
+# -- rendering ------------------------------------------------------------------------------------------
+
+def cell(v, kind: str, lang: str, public: bool) -> str:
+    if v is None or v == "":
+        return t("hidden", lang) if public and kind == "count" else "–"
+    if kind in ("count", "volume", "number"):
+        return fmt_int(v, lang)
+    if kind == "decimal":
+        return fmt_num(v, lang, 1)
+    if kind == "share":
+        return fmt_pct(v, lang)
+    if kind == "date":
+        return fmt_date(v, lang) if v != ALL else "–"
+    if kind == "datetime":
+        return fmt_datetime(dt.datetime.fromisoformat(v) if isinstance(v, str) else v, lang)
+    return str(v)
+
+
+def csv_text(item: Item, lang: str) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([t(c, lang) for c, _ in item.columns])
+    for r in item.rows:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c, _ in item.columns])
+    return buf.getvalue()
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    return env
+
+
+def _json_for_script(obj) -> str:
+    """JSON safe inside <script>: no '</' sequence can close the element."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str).replace("</", "<\\/")
+
+
+def headline_cards(h: dict, lang: str, public: bool) -> list[dict]:
+    cards = []
+    for key in ("courses", "enrolments", "learners", "active_learners", "certificates", "pass_rate",
+                "certification_rate"):
+        v = h.get(key)
+        kind = "share" if key.endswith("rate") else "count"
+        cards.append({"key": key, "label": t("h_" + key, lang), "value": v, "text": cell(v, kind, lang, public)})
+    return cards
+
+
+def course_cards(sd: SiteData, c: Course, lang: str) -> list[dict]:
+    s = (sd.per_course.get(c.course_id, {}).get("summary") or [{}])[0]
+    vals = {"enrolments": s.get("enrolled"), "active_learners": s.get("active"), "certificates": s.get("certified"),
+            "pass_rate": _div(s.get("approved"), s.get("active")),
+            "certification_rate": _div(s.get("certified"), s.get("enrolled"))}
+    return [{"key": k, "label": t("h_" + k, lang), "value": v,
+             "text": cell(v, "share" if k.endswith("rate") else "count", lang, sd.public)} for k, v in vals.items()]
+
+
+def write_static(out: Path) -> None:
+    """The shared files: the Vega bundle from the installed vl-convert, the map, script and style."""
+    import vl_convert
+
+    st = out / "static"
+    st.mkdir(parents=True, exist_ok=True)
+    bundle = st / "vega.js"
+    js = vl_convert.javascript_bundle()
+    if not bundle.exists() or bundle.stat().st_size != len(js.encode()):
+        bundle.write_text(js, "utf-8")
+    world = (STATIC / "countries-110m.json").read_text("utf-8")
+    (st / "world.js").write_text("window.EDX_WORLD=" + world + ";\n", "utf-8")
+    for name in ("dashboard.js", "style.css", "countries-110m.LICENSE"):
+        shutil.copyfile(STATIC / name, st / name)
+
+
+def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool = False, k: int = 5,
+               courses: list[str] | None = None, title: str | None = None) -> SiteResult:
+    """Write the dashboard for ``lake``'s built models to ``out_dir`` (pages in every language,
+    ``lang`` the one ``index.html`` opens). Raises DashboardError with one line when it cannot."""
+    if lang not in LANGS:
+        raise DashboardError(f"unknown language {lang!r} (use {', '.join(LANGS)})")
+    if public and k < 1:
+        raise DashboardError("k must be at least 1")
+    t0 = time.perf_counter()
+    lake = lake if isinstance(lake, Lake) else Lake(lake)
+    stale = check_models(lake)
+    sd = gather(lake, public, k, courses)
+    sd.stale = stale
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".building"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    write_static(tmp)
+    env = _env()
+    res = SiteResult(out, public=public)
+    for lg in LANGS:
+        pages = [("index", "overview", t("overview", lg), overview_items(sd, lg), headline_cards(sd.headline, lg, public),
+                  None)]
+        pages += [(f"course/{c.slug}", "course", c.name, course_items(sd, c, lg), course_cards(sd, c, lg), c)
+                  for c in sd.courses]
+        pages += [("comparison", "comparison", t("comparison", lg), comparison_items(sd, lg), [], None),
+                  ("health", "health", t("health", lg), health_items(sd, lg), [], None)]
+        for path, kind, heading, items, cards, course in pages:
+            _render(env, tmp, lg, path, kind, heading, items, cards, course, sd, title, res)
+    (tmp / "index.html").write_text(env.get_template("redirect.html.j2").render(target=f"{lang}/index.html"), "utf-8")
+    for old in [out / lg for lg in LANGS] + [out / "static", out / "index.html"]:
+        if old.is_dir():
+            shutil.rmtree(old)
+        elif old.exists():
+            old.unlink()
+    for p in tmp.iterdir():
+        p.rename(out / p.name)
+    tmp.rmdir()
+    res.pages = [out / p.relative_to(tmp) for p in res.pages]
+    files = [f for f in out.rglob("*") if f.is_file()]
+    res.files, res.bytes = len(files), sum(f.stat().st_size for f in files)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, items: list[Item], cards: list[dict],
+            course: Course | None, sd: SiteData, title: str | None, res: SiteResult) -> None:
+    depth = path.count("/") + 1
+    up = "../" * depth
+    here = "../" * (depth - 1)
+    data_dir = root / lang / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stem = path.replace("/", "-")
+    for it in items:
+        it.csv = f"{here}data/{stem}-{it.id}.csv"
+        (data_dir / f"{stem}-{it.id}.csv").write_text(csv_text(it, lang), "utf-8")
+    page_data = {"lang": lang, "public": sd.public, "k": sd.k if sd.public else None,
+                 "formatLocale": D3_FORMAT[lang], "timeFormatLocale": d3_time_locale(lang),
+                 "items": {it.id: {"columns": it.columns, "rows": it.rows, "spec": it.spec} for it in items},
+                 "headline": {c["key"]: c["value"] for c in cards}}
+    tables = {it.id: [[cell(r.get(c), kind_, lang, sd.public) for c, kind_ in it.columns] for r in it.rows]
+              for it in items}
+    html = env.get_template("page.html.j2").render(
+        lang=lang, langs=[(lg, LANG_NAMES[lg]) for lg in LANGS], kind=kind, heading=heading, items=items,
+        cards=cards, tables=tables, t=lambda key, **kw: t(key, lang, **kw), up=up, here=here, path=path,
+        site_title=title or t("site_title", lang), courses=sd.courses, course=course, public=sd.public, k=sd.k,
+        built=fmt_datetime(sd.built_at, lang) if sd.built_at else "–", page_json=_json_for_script(page_data),
+        dates=(cell(course.start, "date", lang, False), cell(course.end, "date", lang, False)) if course else None)
+    f = root / lang / f"{path}.html"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(html, "utf-8")
+    size = len(html.encode()) + sum((data_dir / f"{stem}-{it.id}.csv").stat().st_size for it in items)
+    if size > res.largest_page[1]:
+        res.largest_page = (f"{lang}/{path}.html", size)
+    res.pages.append(f)

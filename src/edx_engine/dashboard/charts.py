@@ -1,0 +1,124 @@
+"""Vega-Lite specs for the dashboard's charts (plain JSON; the Vega runtime ships with vl-convert).
+
+Each spec carries its rows as the named dataset ``table`` so the page, the data table and the CSV
+show the same numbers, and tests can read a rendered chart's data back from the Vega view.
+"""
+
+from __future__ import annotations
+
+SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"  # an identifier only: never fetched
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+CONFIG = {
+    "range": {"category": OKABE_ITO},
+    "font": "system-ui, -apple-system, 'Segoe UI', Roboto, 'Liberation Sans', sans-serif",
+    "axis": {"labelFontSize": 11, "titleFontSize": 12, "labelLimit": 220},
+    "legend": {"labelLimit": 260, "orient": "bottom", "columns": 2},
+    "title": {"fontSize": 14, "anchor": "start"},
+    "view": {"stroke": None},
+    "bar": {"color": OKABE_ITO[0]},
+    "line": {"color": OKABE_ITO[0]},
+}
+
+
+def base(title: str, rows: list[dict], height: int = 260, **extra) -> dict:
+    # the title is the page's <h2>; ``description`` keeps it with the spec (PNG/SVG exports, screen readers)
+    return {"$schema": SCHEMA, "description": title, "width": "container", "height": height, "autosize": {"type": "fit-x"},
+            "datasets": {"table": rows}, "data": {"name": "table"}, "config": CONFIG, **extra}
+
+
+def hbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_title: str, *,
+         order: str | None = None, fmt: str = ",d", tooltip: list | None = None) -> dict:
+    """Horizontal bars (categories read easily at phone width); ``order`` a field to sort by, else by value."""
+    sort = {"field": order, "order": "ascending"} if order else "-x"
+    s = base(title, rows, height=max(80, 22 * len(rows)))
+    s.update({"mark": {"type": "bar", "tooltip": True},
+              "encoding": {"y": {"field": cat, "type": "nominal", "title": cat_title, "sort": sort},
+                           "x": {"field": val, "type": "quantitative", "title": val_title,
+                                 "axis": {"format": fmt}},
+                           "tooltip": tooltip or [{"field": cat, "title": cat_title},
+                                                  {"field": val, "title": val_title, "format": fmt}]}})
+    return s
+
+
+def vbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_title: str, fmt: str = ",d") -> dict:
+    s = base(title, rows, height=220)
+    s.update({"mark": {"type": "bar", "tooltip": True},
+              "encoding": {"x": {"field": cat, "type": "ordinal", "title": cat_title, "sort": None},
+                           "y": {"field": val, "type": "quantitative", "title": val_title, "axis": {"format": fmt}},
+                           "tooltip": [{"field": cat, "title": cat_title},
+                                       {"field": val, "title": val_title, "format": fmt}]}})
+    return s
+
+
+def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, x_title: str, y_title: str,
+               color_title: str = "", *, bars: bool = False, stack: bool = False, params: list | None = None,
+               transform: list | None = None, rules: list[dict] | None = None) -> dict:
+    """Lines (or stacked bars) over time; ``rules`` = [{"date": ..., "label": ...}] vertical markers."""
+    enc = {"x": {"field": x, "type": "temporal", "title": x_title, "scale": {"type": "utc"},
+                 "axis": {"format": "%b %Y", "labelOverlap": True}},
+           "y": {"field": y, "type": "quantitative", "title": y_title, "axis": {"format": ",d"},
+                 **({"stack": "zero"} if stack else {})},
+           "tooltip": [{"field": x, "type": "temporal", "title": x_title, "timeUnit": "utcyearmonthdate"},
+                       {"field": y, "type": "quantitative", "title": y_title, "format": ",d"}]}
+    if color:
+        enc["color"] = {"field": color, "type": "nominal", "title": color_title}
+        enc["tooltip"].insert(0, {"field": color, "title": color_title})
+    layer = {"mark": {"type": "bar", "tooltip": True} if bars else
+             {"type": "line", "point": len(rows) <= 80, "tooltip": True},
+             "encoding": enc}
+    if params:
+        layer["params"] = params
+    if transform:
+        layer["transform"] = transform
+    s = base(title, rows, height=260)
+    if not rules:
+        s.update(layer)
+        return s
+    rule = {"data": {"values": rules},
+            "mark": {"type": "rule", "strokeDash": [4, 4], "color": "#444"},
+            "encoding": {"x": {"field": "date", "type": "temporal", "scale": {"type": "utc"}},
+                         "tooltip": [{"field": "label"}]}}
+    text = {"data": {"values": rules},
+            "mark": {"type": "text", "align": "left", "dx": 3, "dy": -4, "baseline": "top", "color": "#444"},
+            "encoding": {"x": {"field": "date", "type": "temporal", "scale": {"type": "utc"}},
+                         "y": {"value": 0}, "text": {"field": "label"}}}
+    s["layer"] = [layer, rule, text]
+    return s
+
+
+def choropleth(title: str, rows: list[dict], value: str, value_title: str, name_field: str) -> dict:
+    """World map from the shipped TopoJSON (``@world`` is replaced by the page script with the
+    map object of ``static/world.js``: file:// pages cannot fetch JSON)."""
+    s = {"$schema": SCHEMA, "description": title, "width": "container", "height": 300, "autosize": {"type": "fit-x"},
+         "datasets": {"table": rows}, "config": CONFIG,
+         "projection": {"type": "equalEarth"},
+         "layer": [
+             {"data": {"values": "@world", "format": {"type": "topojson", "feature": "countries"}},
+              "mark": {"type": "geoshape", "fill": "#e8e8e8", "stroke": "white", "strokeWidth": 0.5}},
+             {"data": {"values": "@world", "format": {"type": "topojson", "feature": "countries"}},
+              "transform": [{"lookup": "id", "from": {"data": {"name": "table"}, "key": "numeric",
+                                                      "fields": [value, name_field]}},
+                            {"filter": f"isValid(datum['{value}'])"}],
+              "mark": {"type": "geoshape", "stroke": "white", "strokeWidth": 0.5, "tooltip": True},
+              "encoding": {"color": {"field": value, "type": "quantitative", "title": value_title,
+                                     "scale": {"scheme": "blues"}},
+                           "tooltip": [{"field": name_field, "title": " "},
+                                       {"field": value, "type": "quantitative", "title": value_title,
+                                        "format": ",d"}]}},
+         ]}
+    return s
+
+
+def dot_compare(title: str, rows: list[dict], cat: str, val: str, metric: str, cat_title: str, val_title: str,
+                metric_title: str, params: list, transform: list) -> dict:
+    s = base(title, rows, height=max(120, 28 * len({r[cat] for r in rows})))
+    s.update({"params": params, "transform": transform,
+              "mark": {"type": "point", "filled": True, "size": 90, "tooltip": True},
+              "encoding": {"y": {"field": cat, "type": "nominal", "title": cat_title},
+                           "x": {"field": val, "type": "quantitative", "title": val_title,
+                                 "axis": {"format": "%"}, "scale": {"domain": [0, 1]}},
+                           "color": {"field": metric, "type": "nominal", "title": metric_title},
+                           "shape": {"field": metric, "type": "nominal", "title": metric_title},
+                           "tooltip": [{"field": cat, "title": cat_title}, {"field": metric, "title": metric_title},
+                                       {"field": val, "title": val_title, "format": ".1%"}]}})
+    return s

@@ -1,0 +1,356 @@
+"""The dashboard's numbers: aggregates read from the built models, suppressed for public sites.
+
+Everything the site shows is a ``Dataset``: named columns with a *kind* (``count`` = people, checked
+against the small-cell threshold; ``volume`` = plays, posts, events, lines; ``share``; ``date``;
+code families such as ``gender`` that get labels) and plain rows. No dataset holds a learner-level
+row. With ``public=True`` every people count goes through the same small-cell suppression as
+``report --public`` (``privacy.export.PUBLIC_SPECS`` where a model has a rule, ``privacy.suppress``
+for the dashboard's own aggregates), always on the whole programme before a course is selected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from ..lake import Lake
+from ..privacy import suppress as S
+from ..privacy.export import PUBLIC_SPECS
+
+ALL = "(all)"
+REQUIRED_MODELS = ("courses", "person_course", "course_summary", "course_breakdown", "general_report",
+                   "active_users", "enrolment_daily", "activity_weekly", "video_summary", "problem_summary",
+                   "forum_weekly", "activity_daily")
+AGE_BANDS = ("<20", "20-29", "30-39", "40-49", "50-59", "60+")
+
+
+@dataclass
+class Dataset:
+    name: str
+    columns: list[tuple[str, str]]  # (column, kind)
+    rows: list[dict]
+
+    def kinds(self) -> dict[str, str]:
+        return dict(self.columns)
+
+
+@dataclass
+class Course:
+    course_id: str
+    slug: str
+    name: str
+    sme: str | None
+    start: str | None
+    end: str | None
+
+
+@dataclass
+class SiteData:
+    public: bool
+    k: int
+    courses: list[Course]
+    headline: dict[str, float | int | None]
+    overview: dict[str, Dataset] = field(default_factory=dict)
+    per_course: dict[str, dict[str, Dataset]] = field(default_factory=dict)
+    comparison: Dataset | None = None
+    health: dict[str, Dataset] = field(default_factory=dict)
+    built_at: dt.datetime | None = None
+    stale: list[str] = field(default_factory=list)
+
+
+def slugify(course_id: str) -> str:
+    """A file name for a course page (course ids hold '/', '+' and ':')."""
+    import hashlib
+
+    base = re.sub(r"[^A-Za-z0-9]+", "-", course_id).strip("-")[:60] or "course"
+    return f"{base}-{hashlib.sha1(course_id.encode()).hexdigest()[:6]}"
+
+
+def _iso(v):
+    if isinstance(v, (dt.datetime, dt.date)):
+        return v.isoformat()[:10] if isinstance(v, dt.date) and not isinstance(v, dt.datetime) else v.isoformat()
+    return v
+
+
+def _rows(t: pa.Table, cols: list[str] | None = None) -> list[dict]:
+    cols = cols or [c for c in t.column_names if c != S.SUPPRESSED_COLUMN]
+    data = {c: t.column(c).to_pylist() for c in cols}
+    return [{c: _iso(data[c][i]) for c in cols} for i in range(t.num_rows)]
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
+    return con.execute(sql, params or []).to_arrow_table()
+
+
+def _only(t: pa.Table, courses: set[str] | None) -> pa.Table:
+    if courses is None or "course_id" not in t.column_names:
+        return t
+    keep = pa.array([c in courses for c in t.column("course_id").to_pylist()])
+    return t.filter(keep)
+
+
+def _share(a, b):
+    return None if a is None or b in (None, 0) else round(a / b, 6)
+
+
+def _hide_small(v, k: int, public: bool):
+    """A people count that suppression does not cover (a programme total): hidden if 0 < v < k."""
+    return None if public and v is not None and 0 < v < k else v
+
+
+class Reader:
+    """Reads and aggregates the models of one store (read-only connection)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, public: bool, k: int, courses: set[str] | None):
+        self.con, self.public, self.k, self.courses = con, public, k, courses
+        params = con.execute("SELECT params FROM _edx_models WHERE name = 'person_course'").fetchone()
+        include_staff = bool(params and "include_staff=True" in (params[0] or ""))
+        self.learner_filter = "TRUE" if include_staff else "NOT is_staff"
+
+    def model(self, name: str, spec: str | None = None) -> pa.Table:
+        """A model, suppressed with its PUBLIC_SPECS rule on public sites (whole table, then courses)."""
+        t = _arrow(self.con, f'SELECT * FROM models."{name}"')
+        if self.public and spec:
+            t = PUBLIC_SPECS[spec](t, self.k)
+        return _only(t, self.courses)
+
+    def course_filter(self, col: str = "course_id") -> str:
+        if self.courses is None:
+            return "TRUE"
+        return f"{col} IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in sorted(self.courses)) + ")"
+
+    # -- programme ------------------------------------------------------------------------------
+    def course_list(self) -> list[Course]:
+        t = _only(_arrow(self.con, "SELECT course_id, name, sme, start_date, end_date FROM models.courses "
+                                   "ORDER BY course_id"), self.courses)
+        return [Course(r["course_id"], slugify(r["course_id"]), r["name"] or r["course_id"], r["sme"],
+                       _iso(r["start_date"]), _iso(r["end_date"])) for r in t.to_pylist()]
+
+    def headline(self, summary: pa.Table, general: pa.Table) -> dict:
+        raw = _only(_arrow(self.con, "SELECT * FROM models.course_summary"), self.courses)
+        tot = {c: sum(v or 0 for v in raw.column(c).to_pylist()) for c in ("enrolled", "active", "approved",
+                                                                              "certified")}
+        distinct = _arrow(self.con, f"""
+            SELECT '{ALL}' AS course_id, count(DISTINCT user_id) AS enrolled,
+                   count(DISTINCT user_id) FILTER (WHERE viewed) AS active,
+                   count(DISTINCT user_id) FILTER (WHERE nevents > 0) AS active_events
+            FROM models.person_course WHERE {self.learner_filter} AND {self.course_filter()}""")
+        if self.public:
+            distinct = PUBLIC_SPECS["active_users"](distinct, self.k)
+        d = distinct.to_pylist()[0]
+        h = {"courses": raw.num_rows,
+             # column totals of course_summary: published as known totals by its suppression rule
+             "enrolments": _hide_small(tot["enrolled"], self.k, self.public),
+             "learners": _hide_small(d["enrolled"], self.k, self.public),
+             "active_learners": _hide_small(d["active"], self.k, self.public),
+             "certificates": _hide_small(tot["certified"], self.k, self.public)}
+        h["pass_rate"] = _share(tot["approved"], tot["active"]) if h["certificates"] is not None else None
+        h["certification_rate"] = _share(tot["certified"], tot["enrolled"]) if h["certificates"] is not None \
+            else None
+        if self.public and (tot["approved"] and tot["approved"] < self.k):
+            h["pass_rate"] = None
+        return h
+
+    def enrolments_weekly(self) -> pa.Table:
+        """(course_id, week, mode, enrollments) with mode '(all)' totals; public: one crosstab
+        suppression per course with the weekly and per-mode totals as cells of the table."""
+        t = _arrow(self.con, f"""
+            WITH w AS (SELECT course_id, strftime(date_trunc('week', date), '%Y-%m-%d') AS week, mode,
+                              CAST(sum(enrollments) AS BIGINT) AS enrollments
+                       FROM models.enrolment_daily WHERE date IS NOT NULL GROUP BY ALL)
+            SELECT course_id, week, mode, enrollments FROM w
+            UNION ALL SELECT course_id, week, '{ALL}', CAST(sum(enrollments) AS BIGINT) FROM w GROUP BY ALL
+            UNION ALL SELECT course_id, '{ALL}', mode, CAST(sum(enrollments) AS BIGINT) FROM w GROUP BY ALL
+            UNION ALL SELECT course_id, '{ALL}', '{ALL}', CAST(sum(enrollments) AS BIGINT) FROM w GROUP BY ALL
+            ORDER BY course_id, week, mode""")
+        if self.public:
+            t = S.suppress_crosstab(t, "week", "mode", "enrollments", self.k, by=["course_id"], total_label=ALL)
+        return _only(t, self.courses)
+
+    def enrolments_monthly(self) -> pa.Table:
+        return _only(_arrow(self.con, """
+            SELECT course_id, strftime(date_trunc('month', date), '%Y-%m-%d') AS month,
+                   CAST(sum(enrollments) AS BIGINT) AS enrollments
+            FROM models.enrolment_daily WHERE date IS NOT NULL GROUP BY ALL ORDER BY ALL"""), self.courses)
+
+    def learners_demographics(self) -> dict[str, pa.Table]:
+        """Distinct learners by country, gender, education and age band (programme-wide)."""
+        base = f"""WITH u AS (SELECT user_id, any_value(gender) AS gender, any_value(level_of_education) AS edu,
+                   any_value(country) AS country, any_value(year_of_birth) AS yob
+                   FROM models.person_course WHERE {self.learner_filter} AND {self.course_filter()} GROUP BY 1)"""
+        out = {}
+        for dim, expr in (("country", "country"), ("gender", "gender"), ("level_of_education", "edu")):
+            t = _arrow(self.con, f"{base} SELECT {expr} AS {dim}, count(*) AS learners FROM u GROUP BY 1 "
+                                 f"ORDER BY 2 DESC, 1")
+            if self.public:
+                t = S.merge_small(t, dim, "learners", self.k)
+            out[dim] = t
+        t = _arrow(self.con, f"{base} SELECT {_age_band_sql('yob')} AS age_band, count(*) AS learners FROM u "
+                             f"GROUP BY 1 ORDER BY 1")
+        out["age_band"] = S.suppress(t, ["learners"], self.k) if self.public else t
+        return out
+
+    # -- per course ------------------------------------------------------------------------------
+    def cert_status(self) -> pa.Table:
+        t = _arrow(self.con, f"SELECT course_id, cert_status, count(*) AS learners FROM models.person_course "
+                             f"WHERE {self.learner_filter} GROUP BY ALL ORDER BY course_id, learners DESC, cert_status")
+        if self.public:
+            t = S.merge_small(t, "cert_status", "learners", self.k, by=["course_id"])
+        return _only(t, self.courses)
+
+    def grades(self) -> pa.Table:
+        t = _arrow(self.con, f"""
+            WITH b AS (SELECT range / 10.0 AS bin FROM range(10)),
+                 c AS (SELECT DISTINCT course_id FROM models.person_course WHERE grade IS NOT NULL),
+                 g AS (SELECT course_id, least(greatest(floor(grade * 10), 0), 9) / 10.0 AS bin, count(*) AS n
+                       FROM models.person_course WHERE {self.learner_filter} AND grade IS NOT NULL GROUP BY ALL)
+            SELECT c.course_id, round(b.bin, 1) AS grade_from, CAST(coalesce(g.n, 0) AS BIGINT) AS learners
+            FROM c CROSS JOIN b LEFT JOIN g ON g.course_id = c.course_id AND g.bin = b.bin
+            ORDER BY 1, 2""")
+        if self.public:
+            t = S.suppress(t, ["learners"], self.k, by=["course_id"])
+        return _only(t, self.courses)
+
+    def age_bands(self) -> pa.Table:
+        t = _arrow(self.con, f"""
+            SELECT course_id, {_age_band_sql('year_of_birth')} AS age_band, count(*) AS learners
+            FROM models.person_course WHERE {self.learner_filter} GROUP BY ALL ORDER BY ALL""")
+        if self.public:
+            t = S.suppress(t, ["learners"], self.k, by=["course_id"])
+        return _only(t, self.courses)
+
+    def median_days(self) -> dict[str, float | None]:
+        rows = self.con.execute(f"""
+            SELECT course_id, median(ndays_act) FILTER (WHERE ndays_act > 0), count(*) FILTER (WHERE ndays_act > 0)
+            FROM models.person_course WHERE {self.learner_filter} GROUP BY 1""").fetchall()
+        return {c: (None if (self.public and n < self.k) or m is None else float(m)) for c, m, n in rows}
+
+    def structure_order(self) -> dict[str, dict[str, tuple[int, str]]]:
+        """Per course: block key -> (position in course order, title) for videos and problems."""
+        try:
+            rows = self.con.execute("SELECT course_id, block_id, parent_id, position, category, display_name "
+                                    "FROM course_structure").fetchall()
+        except duckdb.CatalogException:
+            return {}
+        by_course: dict[str, list] = {}
+        for r in rows:
+            by_course.setdefault(r[0], []).append(r)
+        return {c: _walk(rs) for c, rs in by_course.items()}
+
+    def videos(self, order: dict) -> pa.Table:
+        t = _arrow(self.con, "SELECT course_id, video_id, viewers, plays, completers FROM models.video_summary")
+        if self.public:
+            t = S.suppress(t, ["viewers", "completers"], self.k, by=["course_id"], column_totals=False,
+                           linked={"viewers": ["plays"]})
+        return _in_order(_only(t, self.courses), "video_id", order)
+
+    def problems(self, order: dict) -> pa.Table:
+        t = _arrow(self.con, "SELECT course_id, problem_id, learners, submissions, learners_correct "
+                             "FROM models.problem_summary")
+        if self.public:
+            t = S.suppress(t, ["learners", "learners_correct"], self.k, by=["course_id"], column_totals=False,
+                           linked={"learners": ["submissions"]})
+        return _in_order(_only(t, self.courses), "problem_id", order)
+
+
+def _age_band_sql(col: str) -> str:
+    age = f"(year(current_date) - {col})"
+    return (f"CASE WHEN {col} IS NULL OR {age} < 10 OR {age} > 100 THEN 'unknown' WHEN {age} < 20 THEN '<20' "
+            f"WHEN {age} < 30 THEN '20-29' WHEN {age} < 40 THEN '30-39' WHEN {age} < 50 THEN '40-49' "
+            f"WHEN {age} < 60 THEN '50-59' ELSE '60+' END")
+
+
+def block_key(block_id: str | None) -> str:
+    """The hash that ends a block id in every edX spelling (i4x://.../video/H, block-v1:...@H, i4x-...-H)."""
+    return re.split(r"[/@+\-:]", block_id or "")[-1]
+
+
+def _walk(rows: list) -> dict[str, tuple[int, str]]:
+    children: dict[str | None, list] = {}
+    for _, bid, parent, pos, cat, name in rows:
+        children.setdefault(parent, []).append((pos if pos is not None else 1 << 30, bid, cat, name))
+    ids = {r[1] for r in rows}
+    roots = [r for p, rs in children.items() if p is None or p not in ids for r in rs]
+    out: dict[str, tuple[int, str]] = {}
+    stack = sorted(roots, reverse=True)
+    seen = set()
+    while stack:
+        _, bid, cat, name = stack.pop()
+        if bid in seen:
+            continue
+        seen.add(bid)
+        if cat in ("video", "problem"):
+            out[block_key(bid)] = (len(out), name or "")
+        stack.extend(sorted(children.get(bid, []), reverse=True))
+    return out
+
+
+def _in_order(t: pa.Table, id_col: str, order: dict) -> pa.Table:
+    """Rows in course order with their titles (unknown blocks last, by id)."""
+    rows = t.to_pylist()
+    for r in rows:
+        pos, title = order.get(r["course_id"], {}).get(block_key(r[id_col]), (1 << 30, ""))
+        r["position"], r["title"] = pos, title or f"({block_key(r[id_col])[:8]})"
+    rows.sort(key=lambda r: (r["course_id"], r["position"], r[id_col]))
+    names = [c for c in t.column_names if c != S.SUPPRESSED_COLUMN] + ["position", "title"]
+    return pa.Table.from_pylist([{c: r[c] for c in names} for r in rows]) if rows else \
+        pa.table({c: pa.array([], pa.string()) for c in names})
+
+
+# -- data health (no people counts) ------------------------------------------------------------------
+
+def health(con: duckdb.DuckDBPyConnection, courses: set[str] | None, stale: list[str]) -> dict[str, Dataset]:
+    def q(sql: str) -> list[tuple]:
+        try:
+            return con.execute(sql).fetchall()
+        except duckdb.CatalogException:
+            return []
+
+    out: dict[str, Dataset] = {}
+    sync = q("SELECT max(ended_at) FILTER (WHERE status IN ('ok', 'partial')), arg_max(status, started_at), "
+             "max(started_at) FROM _edx_sync_runs")
+    imp = q("SELECT max(logged_at) FROM _edx_import_log")
+    ev = q("SELECT max(imported_at) FROM _edx_event_files")
+    out["sync"] = Dataset("sync", [("what", "text"), ("when", "datetime"), ("status", "text")], [
+        {"what": "last_sync", "when": _iso(sync[0][0]) if sync else None, "status": sync[0][1] if sync else None},
+        {"what": "last_package_import", "when": _iso(imp[0][0]) if imp else None, "status": None},
+        {"what": "last_log_import", "when": _iso(ev[0][0]) if ev else None, "status": None},
+    ])
+    files = sorted({r[0] for r in q("SELECT file_date FROM _edx_event_files WHERE file_date IS NOT NULL")})
+    missing = []
+    if files:
+        d = files[0]
+        while d <= files[-1]:
+            if d not in set(files):
+                missing.append(d)
+            d += dt.timedelta(days=1)
+    out["log_days"] = Dataset("log_days", [("first_day", "date"), ("last_day", "date"), ("days_received", "number"),
+                                           ("missing_days", "number"), ("missing", "text")], [
+        {"first_day": _iso(files[0]) if files else None, "last_day": _iso(files[-1]) if files else None,
+         "days_received": len(files), "missing_days": len(missing),
+         "missing": ", ".join(x.isoformat() for x in missing[:30]) + (" …" if len(missing) > 30 else "")}])
+    rows = []
+    for c, first, last, days in q("SELECT course_id, min(date), max(date), count(DISTINCT date) "
+                                  "FROM models.activity_daily GROUP BY 1 ORDER BY 1"):
+        if courses is not None and c not in courses:
+            continue
+        span = (last - first).days + 1
+        rows.append({"course_id": c, "first_day": _iso(first), "last_day": _iso(last), "days_with_events": days,
+                     "days_without_events": span - days})
+    out["course_days"] = Dataset("course_days", [("course_id", "course"), ("first_day", "date"),
+                                                 ("last_day", "date"), ("days_with_events", "number"),
+                                                 ("days_without_events", "number")], rows)
+    out["quarantine"] = Dataset("quarantine", [("kind", "text"), ("reason", "text"), ("files", "volume"),
+                                               ("lines", "volume")], [
+        {"kind": k, "reason": r, "files": f, "lines": n} for k, r, f, n in
+        q("SELECT kind, regexp_replace(reason, '''[^'']*''|\"[^\"]*\"', '…', 'g'), count(DISTINCT source_file), "
+          "count(*) FROM quarantine GROUP BY ALL ORDER BY 4 DESC, 1, 2")])
+    out["models"] = Dataset("models", [("model", "text"), ("built_at", "datetime"), ("seconds", "number"),
+                                       ("stale", "text")], [
+        {"model": n, "built_at": _iso(b), "seconds": round(s or 0, 2), "stale": "yes" if n in stale else "no"}
+        for n, b, s in q("SELECT name, built_at, seconds FROM _edx_models ORDER BY name")])
+    return out
