@@ -3,31 +3,61 @@
 The passphrase travels over an inherited pipe (``--passphrase-fd``), never argv,
 environment of the child, logs or error messages. Decrypted bytes are read from
 gpg's stdout as a stream, so plaintext need not touch the disk.
+
+A run decrypts through its own gpg-agents (:class:`GpgSession`): temporary home directories
+that link to the keyring's files but start fresh agents that never cache a passphrase. So a
+passphrase that the user's own agent still holds from an earlier unlock is never used: a
+wrong passphrase fails even right after a correct one. One agent unlocks keys one at a time
+(~0.45 s of S2K hashing per file with a default-protected key), so a session runs ``jobs``
+agents for concurrent decryption.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 
 _SECRET_ENV = ("EDX_ENGINE_GPG_PASSPHRASE", "EDX_ENGINE_PSEUDONYM_SECRET")
+JOBS_ENV = "EDX_ENGINE_GPG_JOBS"
+NO_CACHE_CONF = "default-cache-ttl 0\nmax-cache-ttl 0\n"
+_HOME_PREFIX = "edx-engine-gpg-"
+SAMPLE_BYTES = 16384  # enough for the public-key packets at the start of a message
 
 
 class DecryptError(Exception):
     """A file could not be decrypted; the message names the file and the reason."""
 
 
+class PassphraseError(DecryptError):
+    """The passphrase does not unlock the key (or is missing): no file of the run can be decrypted."""
+
+
+def default_jobs() -> int:
+    """Concurrent decryptions: ``EDX_ENGINE_GPG_JOBS``, else the number of usable cores."""
+    value = os.environ.get(JOBS_ENV, "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class GpgSettings:
     gnupghome: str | None = None
     passphrase: str | None = None  # kept in memory only; never logged
+    jobs: int | None = None  # concurrent decryptions (None: default_jobs())
+    session: "GpgSession | None" = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # never show the passphrase, even in tracebacks
         return f"GpgSettings(gnupghome={self.gnupghome!r}, passphrase={'***' if self.passphrase else None})"
@@ -47,6 +77,8 @@ def _reason(status: str, stderr: str) -> str:
     codes = _gpg_error_codes(status)
     if 11 in codes:  # GPG_ERR_BAD_PASSPHRASE
         return "wrong passphrase for the secret key"
+    if 177 in codes:  # GPG_ERR_NO_PASSPHRASE (an empty one was given)
+        return "the secret key needs a passphrase and none was given (set EDX_ENGINE_GPG_PASSPHRASE or --passphrase-file)"
     if "NO_SECKEY" in status:
         keys = [ln.split()[2] for ln in status.splitlines() if "NO_SECKEY" in ln and len(ln.split()) > 2]
         return f"no secret key for this file (encrypted to {', '.join(keys) or 'an unknown key'})"
@@ -60,6 +92,208 @@ def _reason(status: str, stderr: str) -> str:
         return "decryption failed (file corrupt or truncated)"
     last = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     return last[-1] if last else "gpg failed"
+
+
+def is_passphrase_reason(reason: str) -> bool:
+    """True for the reasons that fail every file alike: wrong or missing passphrase."""
+    return reason.startswith(("wrong passphrase", "the secret key needs a passphrase"))
+
+
+# -- private agents -------------------------------------------------------------------------
+
+def keyring_home(gnupghome: str | None) -> Path:
+    """The keyring gpg would use: the given one, else ``GNUPGHOME``, else gpg's default."""
+    from urllib.parse import unquote
+
+    if gnupghome or os.environ.get("GNUPGHOME"):
+        return Path(gnupghome or os.environ["GNUPGHOME"]).expanduser().resolve()
+    try:
+        out = subprocess.run(["gpgconf", "--list-dirs", "homedir"], capture_output=True, text=True,
+                             timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return Path(unquote(out)) if out else Path.home() / ".gnupg"
+
+
+def _skip_in_private_home(name: str) -> bool:
+    """Sockets, locks and agent settings belong to the keyring's own agent, not to ours."""
+    return (name.startswith(("S.", ".#lk")) or name.endswith(".lock")
+            or name in ("gpg-agent.conf", "random_seed", "owner"))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_private_home(home: Path) -> None:
+    """Stop the home's agent and delete the home (its links, never what they point to)."""
+    try:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    shutil.rmtree(home, ignore_errors=True)
+
+
+_swept = False
+
+
+def _sweep_stale_homes() -> None:
+    """Private homes left by a run that was killed (kill -9): stop their agents, remove them."""
+    global _swept
+    if _swept:
+        return
+    _swept = True
+    for d in Path(tempfile.gettempdir()).glob(_HOME_PREFIX + "*"):
+        try:
+            if d.stat().st_uid != os.getuid():
+                continue
+            owner = (d / "owner").read_text().strip()
+        except OSError:
+            continue
+        if owner.isdigit() and not _pid_alive(int(owner)):
+            remove_private_home(d)
+
+
+def make_private_home(keyring: Path) -> Path:
+    """A temporary gpg home (0700) whose keyring files link to ``keyring``, with an agent
+    configuration that never caches a passphrase. gpg started with it talks to a fresh agent
+    of its own, never to the keyring's agent (which may hold an unlocked key)."""
+    _sweep_stale_homes()
+    home = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX))
+    (home / "owner").write_text(str(os.getpid()))
+    if keyring.is_dir():
+        for entry in sorted(keyring.iterdir()):
+            if not _skip_in_private_home(entry.name):
+                (home / entry.name).symlink_to(entry)
+    (home / "gpg-agent.conf").write_text(NO_CACHE_CONF)
+    return home
+
+
+@contextmanager
+def private_home(keyring: Path) -> Iterator[Path]:
+    home = make_private_home(keyring)
+    try:
+        yield home
+    finally:
+        remove_private_home(home)
+
+
+class GpgSession:
+    """One run's private gpg-agents (no passphrase cache) and its single passphrase check.
+
+    ``jobs`` homes (one agent each: an agent unlocks one key at a time) are made at the first
+    decryption and removed by :meth:`close`. :meth:`check` decrypts the first bytes of the first
+    encrypted file once: a wrong or missing passphrase then fails every later file at once,
+    without starting gpg."""
+
+    MAX_UNDECIDED = 3  # files whose sample says nothing about the passphrase (corrupt, other key)
+
+    def __init__(self, settings: GpgSettings):
+        self.keyring_opt = settings.gnupghome
+        self.jobs = max(1, settings.jobs or default_jobs())
+        self.failure: str | None = None  # the passphrase problem, once found
+        self._homes: list[Path] = []
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+        self._check_lock = threading.Lock()
+        self._checked = False
+        self._undecided = 0
+
+    def home(self) -> str:
+        """A private home for the next gpg (round robin over the session's agents)."""
+        with self._lock:
+            if not self._homes:
+                keyring = keyring_home(self.keyring_opt)
+                self._homes = [make_private_home(keyring) for _ in range(self.jobs)]
+            return str(self._homes[next(self._turn) % len(self._homes)])
+
+    def check(self, settings: GpgSettings, sample: Callable[[], bytes], label: str) -> None:
+        """Raise PassphraseError if the passphrase does not unlock the key of this file."""
+        with self._check_lock:
+            if self.failure is None and not self._checked:
+                try:
+                    data = sample()
+                except Exception:  # noqa: BLE001 - the file's own decryption will say what is wrong
+                    data = b""
+                verdict = _probe(self.home(), settings.passphrase, data) if data else None
+                if verdict == "ok":
+                    self._checked = True
+                elif verdict is None:
+                    self._undecided += 1
+                    self._checked = self._undecided >= self.MAX_UNDECIDED
+                else:
+                    self.failure = verdict
+            if self.failure is not None:
+                raise PassphraseError(f"{label}: cannot decrypt: {self.failure}")
+
+    def close(self) -> None:
+        with self._lock:
+            homes, self._homes = self._homes, []
+        for h in homes:
+            remove_private_home(h)
+
+
+@contextmanager
+def gpg_session(settings: GpgSettings) -> Iterator[GpgSettings]:
+    """``settings`` bound to a session (private agents, one passphrase check) for one run.
+
+    Settings that already carry a session (a sync spanning many imports) are used as they are."""
+    if settings.session is not None:
+        yield settings
+        return
+    session = GpgSession(settings)
+    try:
+        yield replace(settings, session=session)
+    finally:
+        session.close()
+
+
+def _probe(home: str, passphrase: str | None, sample: bytes) -> str | None:
+    """Decrypt the start of a message in a fresh agent: "ok" when the key was unlocked, the
+    reason when the passphrase is wrong or missing, None when the sample cannot tell.
+
+    The output (a little plaintext) goes to /dev/null; the status lines come over a pipe."""
+    status_r, status_w = os.pipe()
+    pass_r = pass_w = None
+    if passphrase is not None:
+        pass_r, pass_w = os.pipe()
+    cmd = _gpg_command(home, pass_r, status_w)
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                pass_fds=[fd for fd in (status_w, pass_r) if fd is not None], env=env)
+    finally:
+        for fd in (status_w, pass_r):
+            if fd is not None:
+                os.close(fd)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(status_r, 65536), b"")),
+                              daemon=True)
+    reader.start()
+    if pass_w is not None:
+        try:
+            os.write(pass_w, passphrase.encode() + b"\n")  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+        os.close(pass_w)
+    try:
+        _, err = proc.communicate(sample, timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    reader.join()
+    os.close(status_r)
+    status = b"".join(chunks).decode("utf-8", "replace")
+    if "DECRYPTION_KEY" in status or "[GNUPG:] PLAINTEXT " in status:
+        return "ok"
+    reason = _reason(status, err.decode("utf-8", "replace"))
+    return reason if is_passphrase_reason(reason) else None
 
 
 class _GpgStream:
@@ -113,10 +347,10 @@ class _GpgStream:
             self._stderr.close()
 
 
-def _gpg_command(settings: GpgSettings, passphrase_fd: int | None, status_fd: int) -> list[str]:
+def _gpg_command(home: str | None, passphrase_fd: int | None, status_fd: int) -> list[str]:
     cmd = ["gpg", "--batch", "--no-tty", "--yes", "--status-fd", str(status_fd)]
-    if settings.gnupghome:
-        cmd += ["--homedir", settings.gnupghome]
+    if home:
+        cmd += ["--homedir", home]
     # Loopback even without a passphrase: gpg then never starts a pinentry (which fails or
     # prompts once per file without a terminal) and reports MISSING_PASSPHRASE at once for a
     # protected key; an unprotected key still decrypts.
@@ -142,7 +376,8 @@ def gpg_decrypt(source: Path | BinaryIO, settings: GpgSettings, label: str | Non
     status_file = tempfile.TemporaryFile()
     stderr_file = tempfile.TemporaryFile()
     fds.append(status_file.fileno())
-    cmd = _gpg_command(settings, pass_r, status_file.fileno())
+    home = settings.session.home() if settings.session is not None else settings.gnupghome
+    cmd = _gpg_command(home, pass_r, status_file.fileno())
     is_path = isinstance(source, (str, Path))
     if is_path:
         cmd.append(str(source))

@@ -14,13 +14,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import BinaryIO, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..decrypt import DecryptError, GpgSettings
+from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
 from ..lake import Lake, QuarantineFile, Snapshot
 from ..names import course_slug
 from ..schemas import TABLES, TableSchema
@@ -51,6 +51,7 @@ class FileResult:
 class ImportSummary:
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
+    fatal: str | None = None  # why the run stopped before its other files (wrong passphrase)
 
     @property
     def rows(self) -> int:
@@ -67,6 +68,11 @@ class ImportSummary:
     @property
     def partial(self) -> bool:
         return bool(self.failed) or self.rejected > 0
+
+    @property
+    def all_failed(self) -> bool:
+        """Every file failed: nothing of the package could be used (a failure, not a partial import)."""
+        return bool(self.files) and len(self.failed) == len(self.files)
 
 
 class _SnapshotWriter:
@@ -126,12 +132,53 @@ def write_quarantine(lake: Lake, kind: str, key: str, label: str, rejects: list[
     return QuarantineFile(key, kind, path, len(rejects))
 
 
+class _Started:
+    """A source whose decryption was started ahead of its turn (gpg runs until its pipe is full)."""
+
+    def __init__(self, src: Source, gpg: GpgSettings):
+        self._cm = src.open(gpg)
+        self.stream = self._cm.__enter__()
+
+    def __enter__(self) -> BinaryIO:
+        return self.stream
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._cm.__exit__(*exc)
+
+    def abandon(self) -> None:
+        """Not needed after all (the file turned out unchanged): stop its gpg."""
+        try:
+            self._cm.__exit__(_Abandoned, _Abandoned(), None)
+        except Exception:  # noqa: BLE001 - only cleanup
+            pass
+
+
+class _Abandoned(BaseException):
+    """Thrown into a started decryption to stop it."""
+
+
 class PackageImporter:
+    """Imports package members in a fixed order, one at a time (results do not depend on
+    timing), while up to ``gpg.jobs`` later encrypted members are already being decrypted:
+    starting gpg and unlocking the key (~0.45 s per member) overlaps with parsing. Each
+    started member holds at most a pipe's worth of plaintext until its turn."""
+
     def __init__(self, lake: Lake, gpg: GpgSettings, on_file: Callable[[FileResult], None] | None = None):
         self.lake, self.gpg, self.on_file = lake, gpg, on_file
         self.slug_to_course: dict[str, str] = {}
+        self._ahead: dict[int, _Started] = {}
 
     def run(self, sources: Iterable[Source]) -> ImportSummary:
+        with gpg_session(self.gpg) as gpg:
+            self.gpg = gpg
+            try:
+                return self._run(sources)
+            finally:
+                for started in self._ahead.values():
+                    started.abandon()
+                self._ahead.clear()
+
+    def _run(self, sources: Iterable[Source]) -> ImportSummary:
         t0 = time.perf_counter()
         summary = ImportSummary()
         snapshots: list[Snapshot] = []
@@ -142,8 +189,14 @@ class PackageImporter:
             known = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM _edx_snapshots").fetchall()]
         for cid in sorted(known, key=_is_real_course_id):  # real ids last: they win over bare slugs
             self.slug_to_course[course_slug(cid)] = cid
-        for src in srcs:
-            result, snap, qfile = self._import_one(src)
+        jobs = self.gpg.session.jobs if self.gpg.session is not None else 1
+        for i, src in enumerate(srcs):
+            self._start_ahead(srcs, i, jobs)
+            try:
+                result, snap, qfile = self._import_one(src)
+            except PassphraseError as exc:  # every other file would fail alike: stop here
+                summary.fatal = str(exc)
+                result, snap, qfile = FileResult(src.label, src.member.table, None, "failed", message=str(exc)), None, None
             summary.files.append(result)
             if snap:
                 snapshots.append(snap)
@@ -151,11 +204,48 @@ class PackageImporter:
                 quarantine.append(qfile)
             log.append((src.label, result.table, result.course_id, src.package_date, result.status,
                         result.rows, result.rejected, result.message))
+            if summary.fatal:
+                break
             if self.on_file:
                 self.on_file(result)
         self.lake.commit(snapshots, quarantine, log)
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    # -- decryption ahead of parsing ------------------------------------------------------
+    def _start_ahead(self, srcs: list[Source], i: int, jobs: int) -> None:
+        """Start the decryption of the next encrypted members that will need it (at most ``jobs``).
+
+        Only a guess made with what is known now: a member guessed wrongly is decrypted at its
+        turn as usual, or its started gpg is stopped; the results never depend on the guess."""
+        if jobs <= 1 or (self.gpg.session is not None and self.gpg.session.failure):
+            return
+        for j in range(i + 1, min(len(srcs), i + 1 + jobs)):
+            src = srcs[j]
+            if id(src) in self._ahead or not src.encrypted or not self._needs_decryption(src):
+                continue
+            try:
+                self._ahead[id(src)] = _Started(src, self.gpg)
+            except Exception:  # noqa: BLE001 - its turn will open it again and report the error
+                return
+
+    def _needs_decryption(self, src: Source) -> bool:
+        m = src.member
+        assert m is not None
+        course_id = None if (TABLES[m.table].column("course_id") and m.slug) else self._course_for(src)
+        if course_id is not None:
+            return self._skip_reason(m.table, course_id, src) is None
+        return self._same_file_current(m.table, src) is None
+
+    def _open(self, src: Source):
+        """The member's plaintext: the decryption started ahead of time, else a new one."""
+        started = self._ahead.pop(id(src), None)
+        return started if started is not None else src.open(self.gpg)
+
+    def _drop_ahead(self, src: Source) -> None:
+        started = self._ahead.pop(id(src), None)
+        if started is not None:
+            started.abandon()
 
     # -- one file -------------------------------------------------------------------
     def _course_for(self, src: Source) -> str | None:
@@ -173,14 +263,18 @@ class PackageImporter:
         course_id = None if (schema.column("course_id") and m.slug) else self._course_for(src)
         result = FileResult(src.label, m.table, course_id, "loaded", nbytes=src.size)
         if course_id is not None and (skip := self._skip_reason(m.table, course_id, src)):
+            self._drop_ahead(src)
             result.status, result.message = skip
             return result, None, None
         if course_id is None and (same := self._same_file_current(m.table, src)):
             # already imported (its course id came from its rows): no need to decrypt it again
+            self._drop_ahead(src)
             result.status, result.message, result.course_id = "unchanged", "already imported", same
             return result, None, None
         try:
             snap, rejects = self._parse(src, schema, course_id, result)
+        except PassphraseError:
+            raise
         except (FileRejected, DecryptError) as exc:
             result.status, result.message = "failed", str(exc)
             return result, None, None
@@ -228,7 +322,7 @@ class PackageImporter:
             return _SnapshotWriter(path, arrow_schema, {**constants, "course_id": cid})
 
         try:
-            with src.open(self.gpg) as raw:
+            with self._open(src) as raw:
                 if kind in ("sql", "csv"):
                     reader = (read_mysql_tsv(raw, src.label, schema, header_cb=header_box.append) if kind == "sql"
                               else documents.read_email_opt_in(raw, src.label))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import Settings
+from ..decrypt import PassphraseError, gpg_session
 from ..lake import Lake
 from .exports import FileResult, ImportSummary, PackageImporter
 from .sources import SourceError, discover
@@ -35,6 +36,10 @@ def import_paths(
     the catalog can see the new files for the seconds between the import's commit and the
     scrub's; a crash in that window leaves them unscrubbed until the next ``scrub`` (which
     picks up every file not yet scrubbed).
+
+    Encrypted files are decrypted through the run's own gpg-agents, after one passphrase
+    check: a wrong or missing passphrase raises PassphraseError before any file is decrypted
+    (what was imported without decryption is committed).
     """
     lake = Lake(settings.data_dir)
     found = discover(paths, package_date, labels=labels)
@@ -44,8 +49,7 @@ def import_paths(
     for u in found.unknown:
         if on_unknown:
             on_unknown(u)
-    gpg = settings.gpg()
-    with lake.writer():
+    with gpg_session(settings.gpg()) as gpg, lake.writer():
         lake.init()
         members = [s for s in found.sources if s.member]
         events = [s for s in found.sources if s.events]
@@ -60,11 +64,17 @@ def import_paths(
                     on_file(result)
 
             exports = PackageImporter(lake, gpg, on_file=file_done).run(members)
+            if exports.fatal:
+                raise PassphraseError(exports.fatal)
         ev = None
         if events:
             from .events import import_events
 
             ev = import_events(lake, events, gpg, progress=progress)
+            failure = gpg.session.failure if gpg.session is not None else None
+            if failure:
+                first = next((f.label for f in ev.failed), "event logs")
+                raise PassphraseError(f"{first}: cannot decrypt: {failure}")
         from ..privacy.scrub import scrub as scrub_store, scrub_on_import_enabled
 
         if scrub or scrub_on_import_enabled(settings):

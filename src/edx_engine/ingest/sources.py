@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Callable, ContextManager, Iterator
 
-from ..decrypt import GpgSettings, gpg_decrypt
+from ..decrypt import SAMPLE_BYTES, GpgSettings, gpg_decrypt
 from ..names import EventsFile, PackageFile, parse_events_name, parse_package_member, parse_package_name
 
 
@@ -34,13 +34,23 @@ class Source:
 
     @contextmanager
     def open(self, gpg: GpgSettings) -> Iterator[BinaryIO]:
-        """The file's plaintext as a stream; decryption failures raise DecryptError."""
+        """The file's plaintext as a stream; decryption failures raise DecryptError.
+
+        Within a gpg session the passphrase is checked (once per run, on this file's first
+        bytes) before gpg decrypts the file: a wrong one raises PassphraseError at once."""
+        if self.encrypted and gpg.session is not None:
+            gpg.session.check(gpg, self.head, self.label)
         with self.opener() as raw:
             if not self.encrypted:
                 yield raw
                 return
             with gpg_decrypt(raw, gpg, label=self.label) as plain:
                 yield plain  # type: ignore[misc]
+
+    def head(self, n: int = SAMPLE_BYTES) -> bytes:
+        """The first ``n`` raw (still encrypted) bytes."""
+        with self.opener() as raw:
+            return raw.read(n)
 
 
 @dataclass
