@@ -53,12 +53,12 @@ def write_log(folder: Path, lines: list[bytes | dict], date: str = "2016-10-12",
     return p
 
 
-def run(data: Path, *paths: Path, gpg: GpgSettings | None = None, workers: int = 0):
+def run(data: Path, *paths: Path, gpg: GpgSettings | None = None, workers: int = 0, limits=None):
     lake = Lake(data)
     with lake.writer():
         lake.init()
         srcs = [s for s in discover(list(paths)).sources if s.events]
-        return import_events(lake, srcs, gpg or GpgSettings(), workers=workers)
+        return import_events(lake, srcs, gpg or GpgSettings(), workers=workers, limits=limits)
 
 
 def q(data: Path, sql: str, *params):

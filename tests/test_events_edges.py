@@ -61,15 +61,25 @@ BAD_TIMES = ["10000-01-01T00:00:00Z", "9999-12-31T23:30:00-05:00", "0000-01-01T0
 
 
 def test_times_a_date_cannot_hold_are_quarantined(tmp_path, engine):
+    from edx_engine.ingest.events_parse import EventLimits
+
     lines = [ev(event_type="ok")] + [ev(event_type=f"bad{i}", time=t) for i, t in enumerate(BAD_TIMES)]
     lines.append(ev(event_type="edge", time="9999-12-31T23:59:59Z"))
+    f = write_log(tmp_path / "in", lines)
+    invalid = [(i + 2, "invalid time") for i in range(len(BAD_TIMES))]
+    # without a plausible-time window, the last instant a date can hold loads
     data = tmp_path / "d"
-    s = run(data, write_log(tmp_path / "in", lines))
+    s = run(data, f, limits=EventLimits(earliest=None, days_after_file=None))
     assert [f.status for f in s.files] == ["loaded"]
     assert q(data, "SELECT event_type, time::VARCHAR FROM events ORDER BY line") == \
         [("ok", "2016-10-12 14:03:21.584523"), ("edge", "9999-12-31 23:59:59")]
-    assert q(data, "SELECT line, reason FROM quarantine ORDER BY line") == \
-        [(i + 2, "invalid time") for i in range(len(BAD_TIMES))]
+    assert q(data, "SELECT line, reason FROM quarantine ORDER BY line") == invalid
+    # with the default window it is implausible for a file of 2016-10-12; the others stay invalid
+    data2 = tmp_path / "d2"
+    run(data2, f)
+    assert q(data2, "SELECT event_type FROM events") == [("ok",)]
+    assert q(data2, "SELECT line, reason FROM quarantine ORDER BY line") == \
+        invalid + [(len(BAD_TIMES) + 2, "implausible time")]
 
 
 def test_corrupt_gzip_fails_that_file_only(tmp_path):

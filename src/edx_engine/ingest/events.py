@@ -41,7 +41,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 import pyarrow as pa
@@ -51,6 +51,7 @@ from isal.isal_zlib import IsalError
 from ..decrypt import DecryptError, GpgSettings
 from ..lake import Lake, _sql_list, register_view_hook
 from ..names import strip_gpg
+from .events_parse import EventLimits
 from .events_pipeline import EventsParseError, ParsePool, PartSink, read_blocks, tune_malloc
 from .sources import Source
 
@@ -70,6 +71,7 @@ class EventsFileResult:
     events: int = 0  # rows delivered by the file (including duplicates of other files' events)
     rejected: int = 0
     duplicates: int = 0  # delivered copies of this file's events left out of `events`
+    duplicate_keys: int = 0  # loaded lines that gave a top-level key twice (the first value is kept)
     message: str = ""
     source_key: str = ""
     nbytes: int = 0  # bytes of JSON read
@@ -102,6 +104,10 @@ class EventsSummary:
         return sum(f.duplicates for f in self.loaded)
 
     @property
+    def duplicate_keys(self) -> int:
+        return sum(f.duplicate_keys for f in self.loaded)
+
+    @property
     def nbytes(self) -> int:
         return sum(f.nbytes for f in self.files)
 
@@ -115,7 +121,10 @@ class EventsSummary:
         rate = mb / self.seconds if self.seconds > 0 else 0.0
         return (f"event files: {len(self.files)} ({len(self.loaded)} loaded, {unchanged} unchanged, "
                 f"{len(self.failed)} failed), events: {self.events:,}, duplicates: {self.duplicates:,}, "
-                f"rejected lines: {self.rejected:,}, {mb:,.1f} MB in {self.seconds:.1f} s ({rate:,.1f} MB/s)")
+                f"rejected lines: {self.rejected:,}, "
+                + (f"lines with duplicate keys: {self.duplicate_keys:,} (first value kept), "
+                   if self.duplicate_keys else "")
+                + f"{mb:,.1f} MB in {self.seconds:.1f} s ({rate:,.1f} MB/s)")
 
 
 # -- catalog ------------------------------------------------------------------------------
@@ -377,12 +386,17 @@ class _QuarantineWriter:
 
 # -- import -------------------------------------------------------------------------------
 def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress: Any = None,
-                  workers: int | None = None) -> EventsSummary:
+                  workers: int | None = None, limits: EventLimits | None = None,
+                  on_file: Callable[[EventsFileResult], None] | None = None) -> EventsSummary:
     """Import daily tracking-log files; each file is switched in atomically on its own.
+
+    ``on_file`` is called with each file's result (the caller reports failures and rejected lines).
 
     ``workers``: parallel parsers (default: 2, or 0 = inline, one thread, when there is little
     data): SQL consumer threads for the DuckDB engine, worker processes for the msgspec one.
+    ``limits``: line size limit, plausible time window, duplicate-key counting (``[events]``).
     """
+    limits = limits or EventLimits()
     t0 = time.perf_counter()
     summary = EventsSummary()
     sources = [s for s in sources]
@@ -399,7 +413,7 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
         workers = 0 if total < INLINE_BELOW else min(2, max(1, os.cpu_count() or 1))
     overall = None
     if progress is not None:
-        overall = progress.add_task("event files", total=max(1, sum(s.size for s in sources)))
+        overall = progress.add_task("event files", total=max(1, sum(s.size for s in sources)), unit="B")
     done_bytes = 0
     if workers:
         tune_malloc()  # large blocks reuse heap memory instead of fresh mmaps (page faults)
@@ -414,18 +428,15 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
                 res = EventsFileResult(src.label, "unchanged", source_key=key, message="already imported")
                 _log(lake, src, res)
             else:
-                res = _import_one(lake, src, key, gpg, pool, progress, overall, done_bytes)
+                res = _import_one(lake, src, key, gpg, pool, progress, overall, done_bytes, limits)
                 if res.status == "loaded":
                     known[key] = src.fingerprint
             summary.files.append(res)
             done_bytes += src.size
             if progress is not None:
                 progress.update(overall, completed=done_bytes)
-                if res.status == "failed":
-                    progress.console.print(f"[red]failed[/] {res.message}", highlight=False, soft_wrap=True)
-                elif res.rejected:
-                    progress.console.print(f"[yellow]partial[/] {res.label}: {res.message}", highlight=False,
-                                           soft_wrap=True)
+            if on_file is not None:
+                on_file(res)
     finally:
         pool.close()
     summary.seconds = time.perf_counter() - t0
@@ -450,22 +461,32 @@ class _DuckEngine:
         self.others = [self.parser.cursor() for _ in range(CONSUMERS - 1)] if self.threaded else []
         self.sink: PartSink | None = None
 
-    def begin(self, events_dir: Path, source_key: str, source_file: str) -> None:
+    def begin(self, events_dir: Path, source_key: str, source_file: str, checks: tuple,
+              dupkeys: bool = False) -> None:
+        """``checks``: (max line bytes, plausible time window lo, hi) for this file."""
         import uuid
 
         self.sink = PartSink(events_dir, source_key, source_file, f"{uuid.uuid4().hex[:6]}d")
         self.sink.row_group_rows = ROW_GROUP_ROWS
+        self.max_line = checks[0]
+        for p in (self.parser, *self.others):
+            p.window(checks[1], checks[2], dupkeys)
+            p.dupkeys = 0
+
+    @property
+    def dupkeys(self) -> int:
+        return sum(p.dupkeys for p in (self.parser, *self.others))
 
     def run(self, counting: "_Plain", quarantine: "_QuarantineWriter", res: "EventsFileResult", tick) -> None:
         """Parse the whole stream: blocks go to this thread and, when threaded, one more consumer."""
         from .events_duck import BlockReader, iter_blocks
 
         if not self.threaded:
-            for block in iter_blocks(counting):
+            for block in iter_blocks(counting, max_line=self.max_line):
                 self._one(self.parser, block, quarantine, res)
                 tick()
             return
-        reader = BlockReader(counting)
+        reader = BlockReader(counting, self.max_line)
         lock = threading.Lock()
         errors: list[BaseException] = []
 
@@ -486,7 +507,10 @@ class _DuckEngine:
             t.start()
         consume(self.parser, True)
         for t in others:
-            t.join()
+            # after Ctrl-C, do not wait for a consumer that may never return (it can be stuck on a lock the
+            # interrupted main thread held): it is a daemon, nothing is committed, the process is ending
+            while t.is_alive() and not any(isinstance(e, KeyboardInterrupt) for e in errors):
+                t.join(0.2)
         reader.close()
         if errors:
             raise errors[0]
@@ -517,12 +541,17 @@ class _DuckEngine:
 
 
 def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progress, overall,
-                done_before: int) -> EventsFileResult:
+                done_before: int, limits: EventLimits) -> EventsFileResult:
     t0 = time.perf_counter()
     res = EventsFileResult(src.label, "loaded", source_key=key)
-    task = progress.add_task(Path(src.label).name[-48:], total=max(1, src.size)) if progress is not None else None
+    task = (progress.add_task(Path(src.label).name[-48:], total=max(1, src.size), unit="B")
+            if progress is not None else None)
     quarantine = _QuarantineWriter(lake, src.label)
-    pool.begin(lake.lake_dir / "events", key, src.label)
+    checks = (limits.max_line_bytes, *limits.window(_file_date(src)))
+    if isinstance(pool, _DuckEngine):
+        pool.begin(lake.lake_dir / "events", key, src.label, checks, limits.count_duplicate_keys)
+    else:
+        pool.begin(lake.lake_dir / "events", key, src.label, checks)
     parts: list[dict] = []
     try:
         with src.open(gpg) as raw:
@@ -539,12 +568,17 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progr
                 except duckdb.Error as exc:
                     raise EventsParseError(f"{type(exc).__name__}: {exc}") from None
             else:
-                for first, pieces in read_blocks(counting):
+                long_lines: list = []  # over-long lines, read without being kept
+                for first, pieces in read_blocks(counting, limits.max_line_bytes, long_lines):
                     pool.submit(first, pieces)
                     res.nbytes += sum(len(p) for p in pieces)
                     if pool.state.rejects:
                         quarantine.add(pool.drain_rejects())
+                    if long_lines:
+                        quarantine.add(list(long_lines))
+                        long_lines.clear()
                     tick()
+                quarantine.add(long_lines)
         parts = pool.end()
         if not isinstance(pool, _DuckEngine):
             quarantine.add(pool.drain_rejects())
@@ -564,6 +598,8 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progr
         raise
     qpath = quarantine.close()
     res.events = sum(p["rows"] for p in parts)
+    if isinstance(pool, _DuckEngine):
+        res.duplicate_keys = pool.dupkeys
     res.rejected = quarantine.rows
     try:
         res.duplicates = _commit(lake, src, key, parts, qpath, quarantine.rows, res)
@@ -579,6 +615,9 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progr
     if res.duplicates:
         res.message = (res.message + "; " if res.message else "") + \
             f"{res.duplicates} duplicate event(s) shared with other deliveries"
+    if res.duplicate_keys:
+        res.message = (res.message + "; " if res.message else "") + \
+            f"{res.duplicate_keys} line(s) with a duplicate key (first value kept)"
     res.seconds = time.perf_counter() - t0
     if task is not None:
         progress.update(task, completed=max(1, src.size))

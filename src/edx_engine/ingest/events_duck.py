@@ -23,9 +23,7 @@ second half to agree. See docs/events.md.
 
 from __future__ import annotations
 
-import codecs
 import queue
-import re
 import threading
 
 import numpy as np
@@ -33,7 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..names import COURSE_IN_URL
-from .events_parse import JSON_TYPE, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow, repair_lone_surrogates
+from .events_parse import (JSON_TYPE, KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow,
+                           invalid_utf8_rows, repair_lone_surrogates, too_long)
 
 BLOCK_BYTES = 8 << 20  # JSON bytes per block (a longer line makes a bigger block)
 QUEUE_BLOCKS = 2  # blocks decoded ahead of the SQL
@@ -58,7 +57,7 @@ def _course(expr: str) -> str:
 # with invalid UTF-8 are hidden before the SQL (``_mask_invalid_utf8``), since yyjson would refuse
 # them too. Reasons: 'no time', 'invalid time' are final; 'check' means "not valid JSON or not an
 # object for DuckDB" and is classified (or skipped when blank) in Python from the raw bytes.
-SQL = f"""
+_SQL = f"""
 WITH p AS (
     SELECT line, raw AS txt,
            CASE WHEN (starts_with(raw, '{{') OR starts_with(ltrim(raw, ' \t\r\n'), '{{'))
@@ -99,6 +98,7 @@ SELECT
          ELSE e.event::VARCHAR END AS event,
     CASE WHEN estr IS NOT NULL AND estr <> '' AND NOT json_valid(estr) THEN estr END AS event_text,
     CASE WHEN e.context <> 'null' THEN e.context::VARCHAR END AS context,
+    @DUPKEYS@
     line,
     CASE WHEN NOT ok THEN 'check'
          WHEN e.time IS NULL OR e.time = '' THEN 'no time'
@@ -106,17 +106,39 @@ SELECT
          -- a date can hold after conversion to UTC (Parquet readers and Python need 1..9999)
          WHEN ts IS NULL OR NOT isfinite(ts) OR year(ts) NOT BETWEEN 1 AND 9999
               OR NOT (CASE WHEN e.time[5] = '-' THEN true ELSE ltrim(e.time)[5] = '-' END)
-              THEN 'invalid time' END AS reason
+              THEN 'invalid time'
+         @WINDOW@ END AS reason
 FROM t
 """
 
 
-class Block:
-    __slots__ = ("first", "data", "offsets", "table", "nbytes")
+# top-level keys given twice (the first value is kept): a second parse of the line, hence optional
+_DUPKEYS = ("CASE WHEN ok THEN (SELECT len(k) <> len(list_distinct(k)) FROM (SELECT try(json_keys(txt)) AS k)) END "
+            "AS dupkeys,")
 
-    def __init__(self, first: int, data, offsets: np.ndarray, table: pa.Table):
+
+def block_sql(lo=None, hi=None, dupkeys: bool = False) -> str:
+    """The block statement; times outside [lo, hi) (datetimes, None: unbounded) are 'implausible time'."""
+    cond = ([f"ts < TIMESTAMP '{lo.isoformat(sep=' ')}'"] if lo is not None else []) + \
+           ([f"ts >= TIMESTAMP '{hi.isoformat(sep=' ')}'"] if hi is not None else [])
+    return (_SQL.replace("@WINDOW@", f"WHEN {' OR '.join(cond)} THEN 'implausible time'" if cond else "")
+            .replace("@DUPKEYS@", _DUPKEYS if dupkeys else ""))
+
+
+SQL = block_sql()  # no time window
+
+
+class Block:
+    """Whole lines from ``first`` on, as an Arrow table for the SQL; ``rejects`` are lines already
+    quarantined by the reader (over-long lines: hidden from the SQL, their numbers in ``hidden``)."""
+
+    __slots__ = ("first", "data", "offsets", "table", "nbytes", "rejects", "hidden")
+
+    def __init__(self, first: int, data, offsets: np.ndarray, table: pa.Table, rejects: list | None = None):
         self.first, self.data, self.offsets, self.table = first, data, offsets, table
         self.nbytes = len(data)
+        self.rejects = rejects or []
+        self.hidden = {r[0] for r in self.rejects}
 
     def raw(self, line: int) -> bytes:
         i = line - self.first
@@ -124,93 +146,91 @@ class Block:
         return b[:-1] if b.endswith(b"\n") else b
 
 
-def make_block(first: int, data) -> Block:
+def make_block(first: int, data, max_line: int = MAX_LINE_BYTES) -> Block:
     """A block of whole lines, each ending with a newline -> Arrow table (raw, line); zero-copy.
 
     ``raw`` includes the newline (JSON ignores it; ``event_id`` hashes it: the last line of a
-    file gets one added, so the same line hashes the same wherever it is)."""
+    file gets one added, so the same line hashes the same wherever it is). Lines longer than
+    ``max_line`` (a vectorised length test) go to the block's ``rejects`` and are hidden from the SQL."""
     buf = np.frombuffer(data, np.uint8)
     nl = np.flatnonzero(buf == 10)
     n = len(nl)
     offsets = np.empty(n + 1, np.int64)
     offsets[0] = 0
     np.add(nl, 1, out=offsets[1:])
-    # large_string over the raw bytes. Lines with invalid UTF-8 (rare) are hidden from the SQL
-    # (first byte set to '#' in a copy of the block) so that the JSON parse never sees them.
-    scan = _mask_invalid_utf8(data, offsets)
+    rejects = []
+    long_idx = np.flatnonzero(np.diff(offsets) > max_line + 1)  # + 1: the newline
+    for i in long_idx.tolist():
+        a, length = int(offsets[i]), int(offsets[i + 1] - offsets[i]) - 1
+        rejects.append((first + i, too_long(max_line, length), bytes(data[a:a + min(length, KEPT_BYTES)])))
+    # large_string over the raw bytes. Lines with invalid UTF-8 (rare) and over-long lines are hidden
+    # from the SQL (first byte set to '#' in a copy of the block) so that the JSON parse never sees them.
+    scan = _mask_lines(data, offsets, long_idx.tolist())
     raw = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(scan))
     lines = pa.array(np.arange(first, first + n, dtype=np.int64))
     # several record batches: DuckDB scans Arrow batches in parallel, one batch per thread
     step = BATCH_ROWS
     batches = [pa.RecordBatch.from_arrays([raw.slice(i, step), lines.slice(i, step)], names=["raw", "line"])
                for i in range(0, max(n, 1), step)]
-    return Block(first, data, offsets, pa.Table.from_batches(batches))
+    return Block(first, data, offsets, pa.Table.from_batches(batches), rejects)
 
 
-_BAD_UTF8 = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
-
-
-def _mask_invalid_utf8(data, offsets: np.ndarray):
-    """``data``, or a copy in which each line holding invalid UTF-8 starts with '#'.
-
-    Arrow's UTF-8 validation (fast) names the first bad line; the rest is validated after it.
-    If its message cannot be read, the lines are checked with Python's decoder instead."""
-    n = len(offsets) - 1
-    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-    bad = []
-    start = 0
-    while start < n:
-        try:
-            arr.slice(start).validate(full=True)
-            break
-        except pa.ArrowInvalid as exc:
-            m = _BAD_UTF8.search(str(exc))
-            if m is None:
-                return _mask_slow(data, offsets)
-            i = start + int(m.group(1))
-            bad.append(int(offsets[i]))
-            start = i + 1
+def _mask_lines(data, offsets: np.ndarray, also: list[int]):
+    """``data``, or a copy in which each line holding invalid UTF-8 (or listed in ``also``) starts with '#'."""
+    bad = invalid_utf8_rows(data, offsets) + also
     if not bad:
         return data
     out = bytearray(data)
-    for o in bad:
-        out[o] = 0x23  # '#'
+    for i in bad:
+        out[int(offsets[i])] = 0x23  # '#'
     return out
 
 
-def _mask_slow(data, offsets: np.ndarray):
-    mv = memoryview(data)
-    out = None
-    for i in range(len(offsets) - 1):
-        a, b = int(offsets[i]), int(offsets[i + 1])
-        try:
-            codecs.utf_8_decode(mv[a:b], "strict", True)
-        except UnicodeDecodeError:
-            if out is None:
-                out = bytearray(data)
-            out[a] = 0x23
-    return data if out is None else out
+def _mask_invalid_utf8(data, offsets: np.ndarray):
+    """``data``, or a copy in which each line holding invalid UTF-8 starts with '#'."""
+    return _mask_lines(data, offsets, [])
 
 
-def iter_blocks(stream, block_bytes: int | None = None):
-    """Blocks of whole lines from a binary stream (``read()`` returns chunks, b"" at the end)."""
+def iter_blocks(stream, block_bytes: int | None = None, max_line: int = MAX_LINE_BYTES):
+    """Blocks of whole lines from a binary stream (``read()`` returns chunks, b"" at the end).
+
+    A line longer than a block makes a bigger block, up to ``max_line`` bytes. Beyond that the
+    line is read to its end without being kept (memory stays bounded whatever the input, e.g. a
+    gzip bomb with no newline) and comes out as an empty block whose ``rejects`` hold its number,
+    its length and its first KB. Longer lines that end inside a block are caught by ``make_block``.
+    """
     block_bytes = block_bytes or BLOCK_BYTES
     pending: list = []
     size = 0
+    has_nl = False  # whether a pending chunk holds a newline (pending always starts a line)
+    skip: list | None = None  # [first KB, length so far] of an over-long line being skipped
     line = 1
     read = stream.read
     while True:
         chunk = read(block_bytes)
+        if chunk and skip is not None:
+            i = chunk.find(b"\n")
+            if i < 0:
+                skip[1] += len(chunk)
+                continue
+            skip[1] += i
+            yield _long_line(line, skip, max_line)
+            line, skip = line + 1, None
+            chunk = chunk[i + 1:]
+            if not chunk:
+                continue
         if chunk:
             pending.append(chunk)
             size += len(chunk)
-            if size < block_bytes:
+            has_nl = has_nl or b"\n" in chunk
+            if not has_nl and size > max_line:
+                skip = [b"".join(pending)[:KEPT_BYTES], size]
+                pending, size = [], 0
+                continue
+            if size < block_bytes or not has_nl:  # (no newline yet: a line longer than the block)
                 continue
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             cut = data.rfind(b"\n")
-            if cut < 0:  # a line longer than the block: keep reading
-                pending, size = [data], len(data)
-                continue
             if cut == len(data) - 1:
                 pending, size = [], 0
                 blk = data
@@ -218,16 +238,28 @@ def iter_blocks(stream, block_bytes: int | None = None):
                 rest = data[cut + 1:]
                 pending, size = [rest], len(rest)
                 blk = memoryview(data)[: cut + 1]
-            b = make_block(line, blk)
+            has_nl = False
+            b = make_block(line, blk, max_line)
             line += len(b.offsets) - 1
             yield b
             continue
+        if skip is not None:
+            yield _long_line(line, skip, max_line)
+            return
         data = b"".join(pending)
         if data.strip():
             if not data.endswith(b"\n"):
                 data += b"\n"
-            yield make_block(line, data)
+            yield make_block(line, data, max_line)
         return
+
+
+def _long_line(line: int, skip: list, max_line: int) -> Block:
+    """An empty block carrying the reject of an over-long line that was read without being kept."""
+    b = make_block(line, b"", max_line)
+    b.rejects.append((line, too_long(max_line, skip[1]), skip[0]))
+    b.hidden.add(line)
+    return b
 
 
 class BlockReader:
@@ -239,8 +271,8 @@ class BlockReader:
 
     _END = ("end", None)
 
-    def __init__(self, stream):
-        self.stream = stream
+    def __init__(self, stream, max_line: int = MAX_LINE_BYTES):
+        self.stream, self.max_line = stream, max_line
         self._stop = threading.Event()
         self._q: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
         self._t = threading.Thread(target=self._run, name="events-reader", daemon=True)
@@ -248,7 +280,7 @@ class BlockReader:
 
     def _run(self) -> None:
         try:
-            for b in iter_blocks(self.stream):
+            for b in iter_blocks(self.stream, max_line=self.max_line):
                 if not self._put(("block", b)):
                     return
             self._put(self._END)
@@ -306,29 +338,43 @@ class DuckParser:
         # session of its own and starts in the host's time zone.
         con.execute("SET TimeZone='UTC'")
         self.con = con
+        self.sql = SQL
+        self.dupkeys = 0  # good rows whose line gave a top-level key twice (with ``window(dupkeys=True)``)
 
     def cursor(self) -> "DuckParser":
         """Another parser on the same database, for another thread."""
         return DuckParser(con=self.con.cursor())
 
+    def window(self, lo=None, hi=None, dupkeys: bool = False) -> None:
+        """Plausible times [lo, hi) for the next blocks (a file's window); count duplicate keys or not."""
+        self.sql = block_sql(lo, hi, dupkeys)
+
     def _run(self, table: pa.Table) -> pa.Table:
         self.con.register("blk", table)
         try:
-            return self.con.sql(SQL).to_arrow_table()  # relation: DuckDB builds Arrow directly (arrow collector)
+            return self.con.sql(self.sql).to_arrow_table()  # relation: DuckDB builds Arrow directly (arrow collector)
         finally:
             self.con.unregister("blk")
 
     def parse(self, block: Block, rejects: list) -> pa.Table | None:
         """Good rows as a SCHEMA table (or None); bad lines appended to ``rejects``."""
+        if block.rejects:
+            rejects.extend(block.rejects)
+        if block.table.num_rows == 0:
+            return None
         res = self._run(block.table)
         reason = res.column("reason")
         repaired = None
+        if "dupkeys" in res.column_names:
+            self.dupkeys += pc.sum(pc.and_kleene(res.column("dupkeys"), pc.is_null(reason))).as_py() or 0
         if reason.null_count < len(reason):
             idx = pc.indices_nonzero(pc.is_valid(reason)).to_numpy()
             bad = res.select(["line", "reason"]).take(idx).to_pylist()
             fixed: dict[int, bytes] = {}
             for r in bad:
                 line, why = r["line"], r["reason"]
+                if line in block.hidden:
+                    continue  # already in block.rejects (over-long line)
                 raw = block.raw(line)
                 if why == "check":
                     got = _slow(raw)

@@ -13,10 +13,15 @@ decides whether the line is usable or must be quarantined, and why.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from operator import attrgetter
+from typing import Any
+
+import numpy as np
 
 import msgspec
 import pyarrow as pa
@@ -26,6 +31,71 @@ from ..names import course_id_from_url
 
 STRING_FIELDS = ("username", "event_source", "event_type", "name", "session", "ip", "agent", "host", "referer",
                  "accept_language", "page")
+
+# -- limits on hostile input (the one place for their defaults; ``[events]`` in the config file) ------------
+MAX_LINE_BYTES = 32 << 20  # a longer line is quarantined by its length (first KB kept), the rest loads
+EARLIEST_TIME = date(2012, 1, 1)  # edX tracking logs do not go back further
+DAYS_AFTER_FILE = 1  # an event dated more than this many days after its file's date is implausible
+KEPT_BYTES = 1024  # bytes of an over-long line kept in the quarantine
+COUNT_DUPLICATE_KEYS = True  # DuckDB engine: a second parse of each line (json_keys); see docs/events.md
+
+
+@dataclass(frozen=True)
+class EventLimits:
+    """Limits applied to each line: size, plausible time window, duplicate-key counting.
+
+    ``earliest=None`` / ``days_after_file=None`` switch that side of the time window off."""
+
+    max_line_bytes: int = MAX_LINE_BYTES
+    earliest: date | None = EARLIEST_TIME
+    days_after_file: int | None = DAYS_AFTER_FILE
+    count_duplicate_keys: bool = COUNT_DUPLICATE_KEYS
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any]) -> "EventLimits":
+        """From the ``[events]`` section: ``max_line_bytes``, ``earliest_time`` (a date or ""),
+        ``max_days_after_file`` (an integer, or -1 for no upper bound), ``count_duplicate_keys``."""
+        kw: dict[str, Any] = {}
+        if "max_line_bytes" in section:
+            v = section["max_line_bytes"]
+            if type(v) is not int or v < 1024:
+                raise ValueError(f"[events] max_line_bytes must be an integer >= 1024, not {v!r}")
+            kw["max_line_bytes"] = v
+        if "earliest_time" in section:
+            v = section["earliest_time"]
+            try:
+                kw["earliest"] = None if v in ("", None) else (v if isinstance(v, date) else date.fromisoformat(v))
+            except (TypeError, ValueError):
+                raise ValueError(f"[events] earliest_time must be a date (YYYY-MM-DD) or \"\", not {v!r}") from None
+        if "count_duplicate_keys" in section:
+            v = section["count_duplicate_keys"]
+            if type(v) is not bool:
+                raise ValueError(f"[events] count_duplicate_keys must be true or false, not {v!r}")
+            kw["count_duplicate_keys"] = v
+        if "max_days_after_file" in section:
+            v = section["max_days_after_file"]
+            if type(v) is not int or v < -1:
+                raise ValueError(f"[events] max_days_after_file must be an integer >= 0 (-1: no limit), not {v!r}")
+            kw["days_after_file"] = None if v == -1 else v
+        return cls(**kw)
+
+    def window(self, file_date: str | None) -> tuple[datetime | None, datetime | None]:
+        """[lo, hi): the plausible event times for a file of that date (None: unbounded)."""
+        lo = datetime(self.earliest.year, self.earliest.month, self.earliest.day) if self.earliest else None
+        hi = None
+        if file_date and self.days_after_file is not None:
+            try:
+                hi = datetime.fromisoformat(file_date) + timedelta(days=self.days_after_file + 1)
+            except ValueError:
+                hi = None
+        return lo, hi
+
+
+def too_long(limit: int, length: int) -> str:
+    """The quarantine reason of an over-long line."""
+    lim = f"{limit >> 20} MB" if limit % (1 << 20) == 0 else f"{limit:,} bytes"
+    return f"line longer than {lim} ({length:,} bytes)"
+
 
 JSON_TYPE = pa.json_(pa.string())
 UUID_TYPE = pa.uuid()
@@ -101,11 +171,42 @@ _sha1 = hashlib.sha1
 
 
 def _is_utf8(line: bytes) -> bool:
+    """Whether the bytes are UTF-8, decided from the bytes (never from a parser's exception type,
+    which changed between msgspec releases: 0.23 raises DecodeError where 0.18 raised UnicodeDecodeError)."""
+    if line.isascii():
+        return True
     try:
-        line.decode("utf-8")
+        codecs.utf_8_decode(line, "strict", True)
         return True
     except UnicodeDecodeError:
         return False
+
+
+_BAD_UTF8 = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
+
+
+def invalid_utf8_rows(data, offsets) -> list[int]:
+    """Indices of the lines ``data[offsets[i]:offsets[i+1]]`` that are not UTF-8 (from the bytes).
+
+    Arrow's validator (fast, C++) names the first bad line; the rest is validated after it.
+    If its message cannot be read, each line is checked with Python's decoder instead."""
+    n = len(offsets) - 1
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    bad: list[int] = []
+    start = 0
+    while start < n:
+        try:
+            arr.slice(start).validate(full=True)
+            break
+        except pa.ArrowInvalid as exc:
+            m = _BAD_UTF8.search(str(exc))
+            if m is None:
+                mv = memoryview(data)
+                return [i for i in range(n) if not _is_utf8(bytes(mv[int(offsets[i]):int(offsets[i + 1])]))]
+            i = start + int(m.group(1))
+            bad.append(i)
+            start = i + 1
+    return bad
 
 
 def _as_text(v) -> str | None:
@@ -133,10 +234,10 @@ def _slow(line: bytes) -> _Line | str | None:
     A line whose only fault is a lone surrogate escape is decoded with U+FFFD in its place."""
     if not line.strip():
         return None
+    if not _is_utf8(line):  # from the bytes: a parser upgrade must not change the reason
+        return "invalid UTF-8"
     try:
         obj = _decode_any(line)
-    except UnicodeDecodeError:
-        return "invalid UTF-8"
     except msgspec.DecodeError as exc:
         fixed = repair_lone_surrogates(line)
         if fixed is None:
@@ -225,8 +326,8 @@ def normalise_event(raw: bytes) -> tuple[str | bytes | None, str | None]:
     if c == 34:  # '"': a string; its content is JSON, or text kept as is
         try:
             s = _decode_str(raw)
-        except UnicodeDecodeError:
-            return raw, None  # rejected as invalid UTF-8 by the caller
+        except (UnicodeDecodeError, msgspec.DecodeError):
+            return raw, None  # invalid UTF-8: the caller rejects the line (checked on the bytes)
         if not s:
             return None, None
         try:
@@ -242,16 +343,38 @@ def normalise_event(raw: bytes) -> tuple[str | bytes | None, str | None]:
 _get = {f: attrgetter(f) for f in (*STRING_FIELDS, "time")}
 
 
-def parse_block(lines: list[bytes], first_line: int, rejects: list) -> pa.Table | None:
-    """Parse consecutive lines (without their newlines); ``first_line`` is the 1-based number of the first."""
+def _bad_utf8_lines(lines: list[bytes]) -> set[int]:
+    """Indices of the lines that are not UTF-8 (anywhere: msgspec does not check the fields it skips)."""
+    data = b"\n".join(lines) + b"\n"
+    if data.isascii():
+        return set()
+    offsets = np.empty(len(lines) + 1, np.int64)
+    offsets[0] = 0
+    np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1, out=offsets[1:])
+    return set(invalid_utf8_rows(data, offsets))
+
+
+def parse_block(lines: list[bytes], first_line: int, rejects: list, checks: tuple | None = None) -> pa.Table | None:
+    """Parse consecutive lines (without their newlines); ``first_line`` is the 1-based number of the first.
+
+    ``checks``: (max line bytes, plausible window lo, hi as datetimes or None)."""
+    max_line, lo, hi = checks or (MAX_LINE_BYTES, None, None)
     recs: list[_Line] = []
     nos: list[int] = []
     ids: list[bytes] = []
     dec = _decode_line
     sha1 = _sha1
+    bad_utf8 = _bad_utf8_lines(lines)
     line_no = first_line - 1
     for ln in lines:
         line_no += 1
+        if len(ln) > max_line:
+            rejects.append((line_no, too_long(max_line, len(ln)), bytes(ln[:KEPT_BYTES])))
+            continue
+        if bad_utf8 and line_no - first_line in bad_utf8:
+            if ln.strip():
+                rejects.append((line_no, "invalid UTF-8", ln))
+            continue
         try:
             r = dec(ln)
         except (msgspec.DecodeError, UnicodeDecodeError):
@@ -269,11 +392,11 @@ def parse_block(lines: list[bytes], first_line: int, rejects: list) -> pa.Table 
         ids.append(sha1(ln).digest()[:16])
     if not recs:
         return None
-    return _columns(recs, nos, ids, lines, first_line, rejects)
+    return _columns(recs, nos, ids, lines, first_line, rejects, (lo, hi))
 
 
 def _columns(recs: list[_Line], nos: list[int], ids: list[bytes], lines: list[bytes], first_line: int,
-             rejects: list) -> pa.Table | None:
+             rejects: list, window: tuple = (None, None)) -> pa.Table | None:
     ts = parse_times(pa.array(list(map(_get["time"], recs)), pa.string()))
     bad: set[int] = set()
     if ts.null_count:
@@ -281,6 +404,12 @@ def _columns(recs: list[_Line], nos: list[int], ids: list[bytes], lines: list[by
             if not ok:
                 bad.add(j)
                 rejects.append((nos[j], "invalid time" if recs[j].time else "no time", lines[nos[j] - first_line]))
+    out = _outside(ts, *window)
+    if out is not None:
+        for j in out:
+            if j not in bad:
+                bad.add(j)
+                rejects.append((nos[j], "implausible time", lines[nos[j] - first_line]))
 
     # event and context: raw JSON (not yet checked for UTF-8: msgspec only checks strings it decodes)
     ctx_raw: list[bytes | None] = []
@@ -348,6 +477,19 @@ def _columns(recs: list[_Line], nos: list[int], ids: list[bytes], lines: list[by
     cols["context"] = pa.ExtensionArray.from_storage(JSON_TYPE, ctx_arr)
     cols["line"] = pa.array(nos, pa.int64())
     return pa.Table.from_arrays([cols[f.name] for f in SCHEMA], schema=SCHEMA)
+
+
+def _outside(ts: pa.Array, lo: datetime | None, hi: datetime | None) -> list[int] | None:
+    """Indices of the times outside [lo, hi) (None when all are inside)."""
+    mask = None
+    if lo is not None:
+        mask = pc.less(ts, pa.scalar(lo, pa.timestamp("us")))
+    if hi is not None:
+        m = pc.greater_equal(ts, pa.scalar(hi, pa.timestamp("us")))
+        mask = m if mask is None else pc.or_(mask, m)
+    if mask is None or not pc.any(mask).as_py():
+        return None
+    return pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()
 
 
 def _ok_utf8(v) -> bool:

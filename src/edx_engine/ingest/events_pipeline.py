@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .events_parse import SCHEMA, parse_block
+from .events_parse import KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, parse_block, too_long
 
 BLOCK_SIZE = 4 << 20  # read size of plain (not gzipped) files
 ROW_GROUP_ROWS = 65536  # rows buffered per date before a Parquet row group is written
@@ -56,29 +56,56 @@ class EventsParseError(Exception):
     """A worker failed in an unexpected way (a bug, not bad data)."""
 
 
-def read_blocks(stream):
+def read_blocks(stream, max_line: int = MAX_LINE_BYTES, rejects: list | None = None):
     """Yield ``(first_line_number, pieces)`` from a binary stream, without copying big chunks.
 
     ``pieces`` is a list of bytes-like objects that together hold whole lines: the tail
     carried over from earlier reads, then the current chunk up to its last newline. A
-    line longer than a chunk makes a bigger block; the last line may lack its newline.
+    line longer than a chunk makes a bigger block, up to ``max_line`` bytes: beyond that,
+    the line is read to its end without being kept, and ``(line, reason, first KB)`` is
+    appended to ``rejects`` (memory stays bounded whatever the input, e.g. a gzip bomb).
+    The last line may lack its newline.
     """
     line = 1
     pending: list = []
+    size = 0
+    skip: list | None = None  # [first KB, length so far] of an over-long line being skipped
     read = stream.read
     while True:
         chunk = read(BLOCK_SIZE)
         if not chunk:
             break
+        if skip is not None:
+            i = chunk.find(b"\n")
+            if i < 0:
+                skip[1] += len(chunk)
+                continue
+            skip[1] += i
+            if rejects is not None:
+                rejects.append((line, too_long(max_line, skip[1]), skip[0]))
+            line += 1
+            skip = None
+            chunk = chunk[i + 1:]
+            if not chunk:
+                continue
         cut = chunk.rfind(b"\n")
         if cut < 0:
             pending.append(chunk)
+            size += len(chunk)
+            if size > max_line:  # pending starts a line and holds no newline: too long
+                skip = [b"".join(pending)[:KEPT_BYTES], size]
+                pending, size = [], 0
             continue
         pieces = pending
         pieces.append(memoryview(chunk)[: cut + 1] if cut < len(chunk) - 1 else chunk)
         pending = [chunk[cut + 1:]] if cut < len(chunk) - 1 else []
+        size = len(pending[0]) if pending else 0
         yield line, pieces
         line += chunk.count(b"\n", 0, cut + 1)
+    if skip is not None:
+        if rejects is not None:
+            rejects.append((line, too_long(max_line, skip[1]), skip[0]))
+        return
     if pending and any(bytes(p).strip() for p in pending):
         yield line, pending
 
@@ -199,6 +226,7 @@ def worker_fd_main(fd: int) -> None:
 
 def _worker_main(conn) -> None:  # runs in a child process
     sink: PartSink | None = None
+    checks = None
     while True:
         try:
             msg = conn.recv()
@@ -207,11 +235,12 @@ def _worker_main(conn) -> None:  # runs in a child process
         kind = msg[0]
         try:
             if kind == "begin":
-                sink = PartSink(*msg[1:])
+                sink = PartSink(*msg[1])
+                checks = msg[2]
             elif kind == "block":
                 pieces = [conn.recv_bytes() for _ in range(msg[2])]
                 rejects: list = []
-                table = parse_block(block_lines(pieces), msg[1], rejects)
+                table = parse_block(block_lines(pieces), msg[1], rejects, checks)
                 del pieces
                 sink.add(table)  # type: ignore[union-attr]
                 conn.send(("done", table.num_rows if table is not None else 0, rejects))
@@ -244,6 +273,7 @@ class ParsePool:
 
     def __init__(self, workers: int = 2):
         self.n = workers
+        self.checks: tuple | None = None
         self.state = _FileState()
         self.sink: PartSink | None = None
         self.error: str | None = None
@@ -270,22 +300,24 @@ class ParsePool:
         return [p.pid for p in self.procs]
 
     # -- one file ---------------------------------------------------------------------
-    def begin(self, events_dir: Path, source_key: str, source_file: str) -> None:
+    def begin(self, events_dir: Path, source_key: str, source_file: str, checks: tuple | None = None) -> None:
+        """``checks``: (max line bytes, plausible time window lo, hi) for ``parse_block``."""
         self.state = _FileState()
         self.error = None
+        self.checks = checks
         run = uuid.uuid4().hex[:6]
         if self.n == 0:
             self.sink = PartSink(events_dir, source_key, source_file, f"{run}0")
             return
         try:
             for i, c in enumerate(self.conns):
-                c.send(("begin", str(events_dir), source_key, source_file, f"{run}{i}"))
+                c.send(("begin", (str(events_dir), source_key, source_file, f"{run}{i}"), checks))
         except OSError as exc:
             raise EventsParseError(f"parse worker unreachable: {exc}") from None
 
     def submit(self, first_line: int, pieces: list) -> None:
         if self.n == 0:
-            table = parse_block(block_lines(pieces), first_line, self.state.rejects)
+            table = parse_block(block_lines(pieces), first_line, self.state.rejects, self.checks)
             if table is not None:
                 self.state.rows += table.num_rows
                 self.sink.add(table)  # type: ignore[union-attr]
