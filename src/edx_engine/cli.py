@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -47,17 +47,31 @@ def _settings(data_dir, gnupghome=None, passphrase_file=None, config=None) -> cf
         raise  # unreachable
 
 
+class _AmountColumn(ProgressColumn):
+    """'12.3/45.6 MB' for tasks counted in bytes (``unit="B"``), '3/12' for tasks counted in files."""
+
+    def render(self, task) -> Text:
+        if task.fields.get("unit") == "B":
+            total = f"{task.total / 1e6:,.1f}" if task.total else "?"
+            return Text(f"{task.completed / 1e6:,.1f}/{total} MB", style="progress.download")
+        total = f"{task.total:,.0f}" if task.total is not None else "?"
+        return Text(f"{task.completed:,.0f}/{total}", style="progress.download")
+
+
 def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | None = None, quiet: bool = False,
-               scrub: bool = False, labels: dict[Path, str] | None = None):
-    """`ingest.run.import_paths` with a progress bar and messages on the console."""
+               scrub: bool = False, labels: dict[Path, str] | None = None, show_partial: bool = True):
+    """`ingest.run.import_paths` with a progress bar and messages on the console.
+
+    ``show_partial``: print a line for each file with rejected lines (the demo says once instead)."""
     from .ingest.run import import_paths
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=quiet or not console.is_terminal) as progress:
+    with Progress(TextColumn("{task.description}"), BarColumn(), _AmountColumn(), TimeElapsedColumn(),
+                  TextColumn("eta"), TimeRemainingColumn(), console=console,
+                  disable=quiet or not console.is_terminal) as progress:
         def on_file(r) -> None:
             if r.status == "failed":
                 progress.console.print(f"[red]failed[/] {r.message}", highlight=False, soft_wrap=True)
-            elif r.rejected:
+            elif r.rejected and show_partial:
                 progress.console.print(f"[yellow]partial[/] {r.label}: {r.message}", highlight=False, soft_wrap=True)
 
         def on_unknown(label: str) -> None:
@@ -101,9 +115,14 @@ def import_cmd(
     if events:
         out.print(events.one_line(), highlight=False)
         partial |= events.partial
+    files = (exports.files if exports else []) + (events.files if events else [])
+    failed = (len(exports.failed) if exports else 0) + (len(events.failed) if events else 0)
+    if files and failed == len(files):  # nothing usable: a failure, not a partial import
+        fail(f"import failed: all {failed} files failed (see the messages above)")
     if partial:
-        out.print(f"import was partial: see the messages above and the `quarantine` view in "
-                  f"{Lake(settings.data_dir).catalog_path}", highlight=False)
+        rejected = (exports.rejected if exports else 0) + (events.rejected if events else 0)
+        where = f" and the `quarantine` view in {Lake(settings.data_dir).catalog_path}" if rejected else ""
+        out.print(f"import was partial: see the messages above{where}", highlight=False)
         raise typer.Exit(2)
 
 
@@ -307,14 +326,16 @@ def demo(
     if package_dir.exists():
         shutil.rmtree(package_dir)
     generate(package_dir, SyntheticConfig(courses=courses, learners=learners, days=days))
+    out.print("The synthetic delivery contains a few malformed lines on purpose: they are rejected, kept in the "
+              "`quarantine` view, and the rest is imported.", highlight=False)
     try:
-        exports, events = run_import(settings, [package_dir])
+        exports, events = run_import(settings, [package_dir], show_partial=False)
     except (SourceError, DecryptError, StoreBusy) as exc:
         fail(str(exc))
         return
-    if exports and exports.rejected:
-        out.print(f"{exports.rejected} malformed line(s) in the package were quarantined (on purpose: the "
-                  f"synthetic package contains a few)", highlight=False)
+    if exports:
+        out.print(f"database files: {len(exports.files)}, rows: {exports.rows:,}, rejected lines: "
+                  f"{exports.rejected:,}", highlight=False)
     if events:
         out.print(events.one_line(), highlight=False)
     from .models import Params, build_duckdb, load_registry
@@ -325,7 +346,7 @@ def demo(
 
 
 # Commands of the later stages live in their own modules and register themselves on `app`.
-for _module in ("cli_sync", "cli_models", "cli_privacy"):
+for _module in ("cli_sync", "cli_models", "cli_privacy", "cli_run", "cli_dashboard"):
     try:
         __import__(f"{__package__}.{_module}")
     except ModuleNotFoundError as _exc:
@@ -333,13 +354,39 @@ for _module in ("cli_sync", "cli_models", "cli_privacy"):
             raise
 
 
+INTERRUPTED = ("interrupted: the step in progress was not committed and the store is consistent; run the same command "
+               "again (what was committed before is not imported twice)")
+
+
+class _Interrupt:
+    """Ctrl-C (SIGINT) anywhere: remember it, so that whatever a library turns it into (DuckDB raises
+    ``RuntimeError: Query interrupted``) ends as one line and exit 130, not a traceback."""
+
+    seen = False
+    reported = False  # a command that printed its own line about the interruption (sync) sets it
+
+    @classmethod
+    def handler(cls, signum, frame) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console entry point: the app, with a one-line error for a busy store wherever it is met."""
+    """Console entry point: the app, with one line (no traceback) for a busy store or an interruption."""
+    import signal
+
+    signal.signal(signal.SIGINT, _Interrupt.handler)
     try:
         app()
     except StoreBusy as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
         sys.exit(1)
+    except BaseException as exc:
+        if not _Interrupt.seen and not isinstance(exc, KeyboardInterrupt):
+            raise
+        if not _Interrupt.reported:
+            console.print(INTERRUPTED, highlight=False, soft_wrap=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -239,10 +239,12 @@ def sync(
         return
     except KeyboardInterrupt:
         console.print("interrupted; the next sync resumes where this one stopped", highlight=False)
+        from .cli import _Interrupt
+
+        _Interrupt.reported = True
         raise typer.Exit(130)
     _print_ignored(res.skipped, conf.org)
-    for url, why in res.failed:
-        console.print(f"[red]failed[/] {url}: {why}", highlight=False, soft_wrap=True)
+    # each failure was printed once, as it happened (fetch.sync.failure_line: under 200 characters)
     for url, why in res.pending:
         console.print(f"[yellow]pending[/] {url}: {why}", highlight=False, soft_wrap=True)
     out.print(res.one_line(), highlight=False, soft_wrap=True)
@@ -293,6 +295,12 @@ def collect_status(data_dir: Path) -> dict[str, Any]:
                               "last_ok_sync": None, "states": {}, "pending": [], "failed": [], "packages": [],
                               "events": [], "event_files": {}}
     if not ledger.exists():
+        if ledger.path.exists():  # a store filled by `import` only: its imports and coverage
+            with ledger.connect(read_only=True) as con:
+                report["packages"] = _package_coverage(con)
+                report["events"] = [{"course_id": c, "first_day": str(a), "last_day": str(b)}
+                                    for c, a, b in _events_coverage(con)]
+                report["imports"] = _recent_imports(con)
         return report
     with ledger.connect(read_only=True) as con:
         cols = ["run_id", "pid", "started_at", "ended_at", "status", "summary"]
@@ -308,19 +316,43 @@ def collect_status(data_dir: Path) -> dict[str, Any]:
             report[dest] = [dict(zip(("url", "state", "attempts", "error", "since"), row)) for row in con.execute(
                 f"SELECT 's3://' || bucket || '/' || key, state, attempts, error, coalesce(failed_at, listed_at) "
                 f"FROM _edx_ledger WHERE {where} ORDER BY object_date, key").fetchall()]
-        has_snap = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name='_edx_snapshots'").fetchone()[0]
-        if has_snap:
-            report["packages"] = [dict(zip(("course_id", "latest_package", "tables", "rows"), row))
-                                  for row in con.execute(
-                "SELECT course_id, max(package_date), count(*), sum(rows) FROM _edx_snapshots "
-                "WHERE course_id NOT LIKE 'org:%' GROUP BY 1 ORDER BY 1").fetchall()]
+        report["packages"] = _package_coverage(con)
         report["events"] = [{"course_id": c, "first_day": str(a), "last_day": str(b)}
                             for c, a, b in _events_coverage(con)]
         days = [r[0] for r in con.execute("SELECT object_date FROM _edx_ledger WHERE kind='events' "
                                           "AND state='imported'").fetchall()]
         report["event_files"] = {"imported": len(days), "first_day": min(days) if days else None,
                                  "last_day": max(days) if days else None, "missing_days": _missing_days(days)}
+        report["imports"] = _recent_imports(con)
+    last = report["last_sync"]
+    if last and last["status"] == "running" and not report["running_pid"]:
+        # the ledger still says running, but no process holds the sync lock: it was killed
+        last["status"] = "interrupted"
+        last["summary"] = last["summary"] or f"process {last['pid']} ended without finishing (killed or crashed)"
     return report
+
+
+def _package_coverage(con) -> list[dict]:
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name='_edx_snapshots'").fetchone()[0]:
+        return []
+    return [dict(zip(("course_id", "latest_package", "tables", "rows"), row)) for row in con.execute(
+        "SELECT course_id, max(package_date), count(*), sum(rows) FROM _edx_snapshots "
+        "WHERE course_id NOT LIKE 'org:%' GROUP BY 1 ORDER BY 1").fetchall()]
+
+
+def _recent_imports(con, limit: int = 5) -> list[dict]:
+    """The latest imports by any command (`import`, `sync`, `demo`), one entry per minute they ran."""
+    try:
+        rows = con.execute(
+            "SELECT date_trunc('minute', logged_at) AS at, count(*), "
+            "count(*) FILTER (WHERE status = 'loaded'), count(*) FILTER (WHERE status = 'failed'), "
+            "coalesce(sum(rows) FILTER (WHERE status = 'loaded'), 0), "
+            "coalesce(sum(rejected) FILTER (WHERE status = 'loaded'), 0) "
+            "FROM _edx_import_log GROUP BY 1 ORDER BY 1 DESC LIMIT ?", [limit]).fetchall()
+    except Exception:  # a store with no import yet
+        return []
+    keys = ("at", "files", "loaded", "failed", "rows", "rejected")
+    return [dict(zip(keys, r)) for r in rows]
 
 
 @app.command()
@@ -342,9 +374,14 @@ def status(
         return
     if rep["running_pid"]:
         out.print(f"a sync is running now (pid {rep['running_pid']})", highlight=False)
+    for imp in rep.get("imports", []):
+        out.print(f"import {imp['at']:%Y-%m-%d %H:%M} UTC: {imp['files']} file(s) ({imp['loaded']} loaded, "
+                  f"{imp['failed']} failed), {imp['rows']:,} rows, {imp['rejected']:,} rejected line(s)",
+                  highlight=False)
     last = rep["last_sync"]
     if last is None:
         out.print(f"no sync has run on {settings.data_dir} yet (run `edx-engine sync --org ORG`)", highlight=False)
+        _print_coverage(rep)
         return
     out.print(f"last sync: {last['started_at']:%Y-%m-%d %H:%M:%S} UTC, {last['status']}"
               + (f" — {last['summary']}" if last["summary"] else ""), highlight=False, soft_wrap=True)
@@ -374,6 +411,10 @@ def status(
         for p in rep["failed"]:
             t.add_row(p["url"], str(p["attempts"]), p["error"] or "")
         out.print(t)
+    _print_coverage(rep)
+
+
+def _print_coverage(rep: dict[str, Any]) -> None:
     cov: dict[str, dict] = {}
     for p in rep["packages"]:
         cov.setdefault(p["course_id"], {})["latest_package"] = p["latest_package"]

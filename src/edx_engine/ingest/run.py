@@ -70,7 +70,7 @@ def import_paths(
         if events:
             from .events import import_events
 
-            ev = import_events(lake, events, gpg, progress=progress)
+            ev = import_events(lake, events, gpg, progress=progress, on_file=on_file)
             failure = gpg.session.failure if gpg.session is not None else None
             if failure:
                 first = next((f.label for f in ev.failed), "event logs")

@@ -1,0 +1,160 @@
+"""What a newcomer following the README met (issue 10 §5): help text, errors, names, CSV for Excel,
+Ctrl-C, status, stale models. In-process through typer's CliRunner where possible (fast), as a
+real process where signals are the point."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from models_support import synthetic_store
+
+from edx_engine.cli import app
+from edx_engine.models import Params, build_duckdb
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A small synthetic store with every model built (2 courses, 60 learners, 2 days)."""
+    root = tmp_path_factory.mktemp("newcomer")
+    lake, _ = synthetic_store(root, courses=2, learners=60, days=2, seed=7)
+    build_duckdb(lake, [], Params())
+    return lake
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def courses_of(lake) -> list[str]:
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        return [r[0] for r in con.execute("SELECT DISTINCT course_id FROM student_courseenrollment ORDER BY 1")
+                .fetchall()]
+
+
+def test_help_keeps_words_in_square_brackets():
+    r = invoke("build", "--help")
+    assert r.exit_code == 0
+    assert "[courses]" in r.output  # rich markup used to swallow it: "else  of the config file"
+
+
+def test_error_messages_keep_square_brackets(built, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDX_ENGINE_PSEUDONYM_SECRET", raising=False)
+    monkeypatch.delenv("EDX_ENGINE_PSEUDONYM_SECRET_FILE", raising=False)
+    r = invoke("export", "masterfile", "--anonymised", "-o", tmp_path / "m.csv", "--data-dir", built.root)
+    assert r.exit_code == 1
+    assert "[privacy] pseudonym_secret_file" in r.output
+
+
+def test_unknown_course_is_an_error_with_close_matches(built, tmp_path):
+    real = courses_of(built)[0]
+    typo = real[:-2] + "X" + real[-1]
+    out = tmp_path / "g.csv"
+    r = invoke("report", "general", "--course", typo, "-o", out, "--data-dir", built.root)
+    assert r.exit_code == 1
+    assert f"unknown course {typo!r}" in r.output and real in r.output
+    assert not out.exists()  # no empty file left behind
+    r = invoke("report", "general", "--course", "NOPE", "-o", out, "--data-dir", built.root)
+    assert r.exit_code == 1 and "unknown course 'NOPE'" in r.output
+    r = invoke("report", "general", "--course", real, "-o", out, "--data-dir", built.root)
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text("utf-8-sig"))))
+    assert [row["course_id"] for row in rows] == [real]
+
+
+def test_report_and_export_accept_each_others_names(built, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert invoke("report", "general", "-o", a, "--data-dir", built.root).exit_code == 0
+    r = invoke("report", "general_report", "-o", b, "--data-dir", built.root)
+    assert r.exit_code == 0, r.output
+    assert a.read_bytes() == b.read_bytes()
+    p, q = tmp_path / "p.csv", tmp_path / "q.csv"
+    r1 = invoke("export", "general", "--public", "-o", p, "--data-dir", built.root)
+    r2 = invoke("export", "general_report", "--public", "-o", q, "--data-dir", built.root)
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    assert p.read_bytes() == q.read_bytes()
+
+
+def test_csv_has_a_bom_for_excel_unless_told_not_to(built, tmp_path):
+    with_bom, without = tmp_path / "e1.csv", tmp_path / "e2.csv"
+    assert invoke("report", "enrolment", "-o", with_bom, "--data-dir", built.root).exit_code == 0
+    assert invoke("report", "enrolment", "-o", without, "--no-bom", "--data-dir", built.root).exit_code == 0
+    assert with_bom.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert not without.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert with_bom.read_bytes()[3:] == without.read_bytes()
+    e1, e2 = tmp_path / "x1.csv", tmp_path / "x2.csv"
+    assert invoke("export", "course_summary", "--public", "-o", e1, "--data-dir", built.root).exit_code == 0
+    assert invoke("export", "course_summary", "--public", "-o", e2, "--no-bom", "--data-dir",
+                  built.root).exit_code == 0
+    assert e1.read_bytes() == b"\xef\xbb\xbf" + e2.read_bytes()
+    r = invoke("report", "general", "-o", "-", "--data-dir", built.root)  # stdout: for programs, no BOM
+    assert r.exit_code == 0 and r.stdout.startswith('"course_id"')
+
+
+def test_status_shows_imports_made_with_import(built):
+    r = invoke("status", "--data-dir", built.root)
+    assert r.exit_code == 0, r.output
+    with duckdb.connect(str(built.catalog_path), read_only=True) as con:
+        files = con.execute("SELECT count(*) FROM _edx_import_log").fetchone()[0]
+    shown = [ln for ln in r.output.splitlines() if ln.startswith("import ")]
+    assert shown and sum(int(ln.split(": ")[1].split(" ")[0]) for ln in shown) == files
+
+
+def test_status_calls_a_killed_sync_interrupted(tmp_path):
+    """The ledger says `running` but no process holds the sync lock (kill -9): shown as interrupted."""
+    from edx_engine.ledger import Ledger
+
+    data = tmp_path / "d"
+    ledger = Ledger(data)
+    ledger.init()
+    ledger.start_run({"org": "IDBx"})
+    r = invoke("status", "--data-dir", data)
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("last sync:"))
+    assert "interrupted" in line and "running" not in line
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    """SIGINT while an import reads its input: no traceback, exit 130, nothing committed."""
+    fifo = tmp_path / "idbx-edx-events-2026-10-01.log"
+    os.mkfifo(fifo)
+    data = tmp_path / "d"
+    proc = subprocess.Popen([sys.executable, "-m", "edx_engine", "import", str(fifo), "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(fifo, "w") as w:  # blocks until the import opens it: the handler is in place by then
+        w.write('{"event_type": "x", "time": "2026-10-01T10:00:00+00:00", "context": {}}\n')
+        w.flush()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted"), err
+    if (data / "edx.duckdb").exists():
+        with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+def test_demo_says_once_that_bad_lines_are_on_purpose(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edx_engine", "demo", "--data-dir", str(tmp_path / "d"),
+                        "--package-dir", str(tmp_path / "pkg"), "--learners", "40", "--courses", "2", "--days", "2"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "300"},
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    text = r.stdout + r.stderr
+    assert "partial" not in text  # no per-file "partial ... rejected" lines
+    assert text.count("on purpose") == 1
+    assert text.index("on purpose") < text.index("database files:")

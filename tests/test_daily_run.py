@@ -1,0 +1,96 @@
+"""`edx-engine run`: the unattended daily job refreshes the indicators (issue 10 §2).
+
+Real S3-protocol server on loopback (moto), real gpg, the CLI as a subprocess. After each `run`
+the models must be exactly what a forced full rebuild gives, and no model may be stale; a plain
+`sync` leaves them stale and `report` says so in one line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from test_sync import (ENTRY, cli_args, deliveries, gpg_key, moto, q, s3, sync_env, upload,  # noqa: F401
+                       write_config)
+
+from edx_engine.lake import Lake
+from edx_engine.models.build import stale_models
+
+MODELS_COMPARED = ("general_report", "learner_day", "person_course", "enrolment_daily", "activity_daily")
+
+
+def cli(data, conf, env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_args(data, conf, *args), env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def model_rows(data, name: str) -> list[tuple]:
+    return sorted(q(data, f'SELECT * FROM models."{name}"'), key=repr)
+
+
+def snapshot(data) -> dict[str, list[tuple]]:
+    return {m: model_rows(data, m) for m in MODELS_COMPARED}
+
+
+def test_run_syncs_builds_and_refreshes(s3, moto, deliveries, gpg_key, tmp_path):
+    conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
+    upload(s3, deliveries / "A")
+    r = cli(data, conf, env, "run", "--no-dashboard")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "models:" in r.stdout
+    assert stale_models(Lake(data)) == []
+    first = snapshot(data)
+    last_day = q(data, "SELECT max(CAST(time AS DATE)) FROM events")[0][0]
+    assert q(data, "SELECT max(date) FROM models.learner_day")[0][0] == last_day
+
+    # a week later: a newer package and three more days of logs arrive; a bare sync leaves the models behind
+    upload(s3, deliveries / "B")
+    r = cli(data, conf, env, "sync")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert stale_models(Lake(data)), "new data must make the models stale"
+    rep = cli(data, conf, env, "report", "general", "-o", str(tmp_path / "g.csv"))
+    assert rep.returncode == 0, rep.stderr
+    warnings = [ln for ln in rep.stderr.splitlines() if "older than the data" in ln]
+    assert len(warnings) == 1 and "edx-engine build" in warnings[0], rep.stderr
+
+    # the daily job: nothing new to download, but it builds what the sync brought
+    r = cli(data, conf, env, "run", "--no-dashboard")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert stale_models(Lake(data)) == []
+    refreshed = snapshot(data)
+    assert refreshed != first
+    new_last = q(data, "SELECT max(CAST(time AS DATE)) FROM events")[0][0]
+    assert new_last > last_day
+    assert q(data, "SELECT max(date) FROM models.learner_day")[0][0] == new_last
+    rep = cli(data, conf, env, "report", "general", "-o", str(tmp_path / "g.csv"))
+    assert "older than the data" not in rep.stderr
+
+    # exactly what a full rebuild gives
+    r = cli(data, conf, env, "build", "--force")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert snapshot(data) == refreshed
+
+
+def test_run_stops_when_sync_cannot_start(tmp_path, gpg_key):
+    """No organisation configured: one error line, exit 1, and no build afterwards."""
+    conf = tmp_path / "empty.toml"
+    conf.write_text("")
+    data = tmp_path / "d"
+    r = subprocess.run([*ENTRY, "run", "--data-dir", str(data), "--config", str(conf)], env=sync_env(gpg_key),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "no organisation" in r.stderr
+    assert "models:" not in r.stdout
+    assert not (data / "lake" / "models").exists()
+
+
+@pytest.mark.parametrize("path", ["deploy/edx-engine-sync.service", "deploy/cron.example", "Dockerfile"])
+def test_deploy_files_run_the_whole_daily_job(path):
+    """The unattended entry points call `run` (sync + build + dashboard), never a bare `sync`."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / path).read_text()
+    commands = [ln for ln in text.splitlines() if ln.startswith(("ExecStart=", "CMD")) or ln[:1].isdigit()]
+    assert commands, f"{path} has no command line"
+    for ln in commands:
+        assert " run" in ln or '"run"' in ln, ln
