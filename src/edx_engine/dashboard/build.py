@@ -17,6 +17,7 @@ static web server.
 from __future__ import annotations
 
 import csv
+import functools
 import datetime as dt
 import io
 import json
@@ -455,8 +456,9 @@ def headline_cards(h: dict, lang: str, public: bool) -> list[dict]:
     for key in ("courses", "enrolments", "learners", "active_learners", "certificates", "pass_rate",
                 "certification_rate"):
         v = h.get(key)
-        kind = "share" if key.endswith("rate") else "count"
-        cards.append({"key": key, "label": t("h_" + key, lang), "value": v, "text": cell(v, kind, lang, public)})
+        kind = "share" if key.endswith("rate") else "number" if key == "courses" else "count"
+        cards.append({"key": key, "label": t("h_" + key, lang), "value": v, "kind": kind,
+                      "text": cell(v, kind, lang, public)})
     return cards
 
 
@@ -465,20 +467,33 @@ def course_cards(sd: SiteData, c: Course, lang: str) -> list[dict]:
     vals = {"enrolments": s.get("enrolled"), "active_learners": s.get("active"), "certificates": s.get("certified"),
             "pass_rate": _div(s.get("approved"), s.get("active")),
             "certification_rate": _div(s.get("certified"), s.get("enrolled"))}
-    return [{"key": k, "label": t("h_" + k, lang), "value": v,
-             "text": cell(v, "share" if k.endswith("rate") else "count", lang, sd.public)} for k, v in vals.items()]
+    kinds = {k: "share" if k.endswith("rate") else "count" for k in vals}
+    return [{"key": k, "label": t("h_" + k, lang), "value": v, "kind": kinds[k],
+             "text": cell(v, kinds[k], lang, sd.public)} for k, v in vals.items()]
 
 
-def write_static(out: Path) -> None:
-    """The shared files: the Vega bundle from the installed vl-convert, the map, script and style."""
+@functools.lru_cache(maxsize=1)
+def _vega_bundle() -> str:
+    import vl_convert
+
+    return vl_convert.javascript_bundle()  # ~5 s (starts vl-convert's JS engine): done once per process
+
+
+def write_static(out: Path, previous: Path | None = None) -> None:
+    """The shared files: the Vega bundle from the installed vl-convert (reused from the previous
+    build when vl-convert is the same version), the map, script and style."""
     import vl_convert
 
     st = out / "static"
     st.mkdir(parents=True, exist_ok=True)
-    bundle = st / "vega.js"
-    js = vl_convert.javascript_bundle()
-    if not bundle.exists() or bundle.stat().st_size != len(js.encode()):
-        bundle.write_text(js, "utf-8")
+    version = getattr(vl_convert, "__version__", "?")
+    old = previous / "static" if previous else None
+    if old and (old / "vega.version").is_file() and (old / "vega.version").read_text() == version \
+            and (old / "vega.js").is_file():
+        shutil.copyfile(old / "vega.js", st / "vega.js")
+    else:
+        (st / "vega.js").write_text(_vega_bundle(), "utf-8")
+    (st / "vega.version").write_text(version)
     world = (STATIC / "countries-110m.json").read_text("utf-8")
     (st / "world.js").write_text("window.EDX_WORLD=" + world + ";\n", "utf-8")
     for name in ("dashboard.js", "style.css", "countries-110m.LICENSE"):
@@ -504,7 +519,7 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    write_static(tmp)
+    write_static(tmp, out)
     env = _env()
     res = SiteResult(out, public=public)
     for lg in LANGS:
@@ -546,7 +561,8 @@ def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, item
     page_data = {"lang": lang, "public": sd.public, "k": sd.k if sd.public else None,
                  "formatLocale": D3_FORMAT[lang], "timeFormatLocale": d3_time_locale(lang),
                  "items": {it.id: {"columns": it.columns, "rows": it.rows, "spec": it.spec} for it in items},
-                 "headline": {c["key"]: c["value"] for c in cards}}
+                 "headline": {c["key"]: c["value"] for c in cards},
+                 "headline_kinds": {c["key"]: c["kind"] for c in cards}}
     tables = {it.id: [[cell(r.get(c), kind_, lang, sd.public) for c, kind_ in it.columns] for r in it.rows]
               for it in items}
     html = env.get_template("page.html.j2").render(

@@ -1,0 +1,420 @@
+"""The dashboard site, built from a small synthetic store and driven by Playwright with Debian's Chromium.
+
+One store (real importer, real model build) and two sites (internal and ``--public``) per module. The
+browser tests block every request that leaves the site and assert that none was attempted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from edx_engine import config
+from edx_engine.cli import app, run_import
+from edx_engine.dashboard import DashboardError, build_site
+from edx_engine.dashboard.data import block_key, _walk
+from edx_engine.dashboard.labels import CODES, apply_labels, country_name, fmt_int, fmt_pct, label
+from edx_engine.lake import Lake
+from edx_engine.models import Params, build_duckdb
+from edx_engine.privacy.export import PUBLIC_SPECS
+from edx_engine.synthetic import SyntheticConfig, generate
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+K = 5
+PAGE_JSON = re.compile(r'<script type="application/json" id="edx-page">(.*?)</script>', re.S)
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash")
+    manifest = generate(root / "pkg", SyntheticConfig(seed=3, courses=2, learners=80, days=3))
+    data = root / "store"
+    run_import(config.resolve(data_dir=str(data)), [root / "pkg"], quiet=True)
+    build_duckdb(Lake(data), [], Params())
+    return data, manifest
+
+
+@pytest.fixture(scope="module")
+def site(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    return build_site(Lake(store[0]), out, lang="es")
+
+
+@pytest.fixture(scope="module")
+def public_site(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("public")
+    return build_site(Lake(store[0]), out, lang="en", public=True, k=K)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian Chromium (/usr/bin/chromium) is not installed: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+class Visit:
+    """A browser context that lets only the site's own files through and records everything else."""
+
+    def __init__(self, browser, root: Path, width: int = 1280, height: int = 800):
+        self.root = str(Path(root).resolve())
+        self.outside: list[str] = []
+        self.errors: list[str] = []
+        self.ctx = browser.new_context(viewport={"width": width, "height": height})
+        self.ctx.route("**/*", self._route)
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith("file://" + self.root + "/") or url.startswith(("data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def open(self, rel: str):
+        page = self.ctx.new_page()
+        page.on("console", lambda m: self.errors.append(f"{rel}: {m.text}") if m.type in ("error", "warning")
+                else None)
+        page.on("pageerror", lambda e: self.errors.append(f"{rel}: {e}"))
+        page.goto((Path(self.root) / rel).as_uri())
+        page.wait_for_function("window.EDX && window.EDX.done", timeout=30_000)
+        return page
+
+    def close(self):
+        self.ctx.close()
+
+
+def sql(store_dir: Path, q: str, params=None) -> list[tuple]:
+    with duckdb.connect(str(store_dir / "edx.duckdb"), read_only=True) as con:
+        return con.execute(q, params or []).fetchall()
+
+
+def page_data(path: Path) -> dict:
+    return json.loads(PAGE_JSON.search(path.read_text("utf-8")).group(1).replace("<\\/", "</"))
+
+
+def courses_of(store_dir: Path) -> list[tuple[str, str]]:
+    return sql(store_dir, "SELECT course_id, name FROM models.courses ORDER BY course_id")
+
+
+def course_page(site_dir: Path, lang: str, course_id: str) -> Path:
+    for f in (site_dir / lang / "course").glob("*.html"):
+        if page_data(f) and course_id in f.read_text("utf-8"):
+            return f
+    raise AssertionError(f"no page for {course_id}")
+
+
+def small_counts(site_dir: Path, k: int) -> list[tuple]:
+    """Every people count 0 < n < k in the data of every page (items and headline figures)."""
+    bad = []
+    for f in site_dir.rglob("*.html"):
+        m = PAGE_JSON.search(f.read_text("utf-8"))
+        if not m:
+            continue
+        d = json.loads(m.group(1).replace("<\\/", "</"))
+        for iid, it in d["items"].items():
+            kinds = dict(it["columns"])
+            rows = list(it["rows"]) + (list((it["spec"] or {}).get("datasets", {}).get("table", [])))
+            for r in rows:
+                for col, kind in kinds.items():
+                    v = r.get(col)
+                    if kind == "count" and isinstance(v, (int, float)) and 0 < v < k:
+                        bad.append((f.name, iid, col, v))
+        for key, v in d["headline"].items():
+            if d["headline_kinds"][key] == "count" and v is not None and 0 < v < k:
+                bad.append((f.name, key, v))
+    return bad
+
+
+# -- refusing -------------------------------------------------------------------------------------------
+
+def test_refuses_without_models_with_one_line_naming_build(tmp_path):
+    Lake(tmp_path / "empty").init()
+    with pytest.raises(DashboardError, match=r"not built.*`edx-engine build`"):
+        build_site(Lake(tmp_path / "empty"), tmp_path / "site")
+    r = CliRunner().invoke(app, ["dashboard", "--data-dir", str(tmp_path / "empty"), "-o", str(tmp_path / "s")])
+    assert r.exit_code == 1 and "edx-engine build" in r.output and len(r.output.strip().splitlines()) <= 2
+    assert not (tmp_path / "s" / "index.html").exists()
+
+
+def test_refuses_when_models_are_stale(store, tmp_path, monkeypatch):
+    from edx_engine.models import build as B
+
+    monkeypatch.setattr(B, "stale_models", lambda lake: ["person_course", "course_summary"], raising=False)
+    with pytest.raises(DashboardError, match=r"older than the data.*person_course.*`edx-engine build`"):
+        build_site(Lake(store[0]), tmp_path / "site")
+
+
+# -- content --------------------------------------------------------------------------------------------
+
+def test_site_layout_shared_bundle_and_page_sizes(site):
+    import vl_convert
+
+    root = site.out_dir
+    bundle = (root / "static" / "vega.js").read_text("utf-8")
+    assert bundle == vl_convert.javascript_bundle()  # the installed library, written once
+    for lang in ("es", "en", "pt"):
+        assert (root / lang / "index.html").exists() and (root / lang / "comparison.html").exists()
+        assert (root / lang / "health.html").exists()
+        assert len(list((root / lang / "course").glob("*.html"))) == 2
+    for f in [p for lang in ("es", "en", "pt") for p in (root / lang).rglob("*.html")]:
+        text = f.read_text("utf-8")
+        assert "vegaEmbed=" not in text and "cdn." not in text and "https://" not in text.replace(
+            "https://vega.github.io/schema/", "")  # only the spec's schema id, never fetched
+        lang_dir = root / f.relative_to(root).parts[0]
+        stem = f.relative_to(lang_dir).with_suffix("").as_posix().replace("/", "-")
+        csvs = sum(p.stat().st_size for p in (lang_dir / "data").glob(f"{stem}-*.csv"))
+        assert len(text.encode()) + csvs < 2 * 2**20, f
+    assert (root / "index.html").read_text().count("es/index.html") >= 1
+
+
+def test_headline_and_table_equal_sql(site, store):
+    data = store[0]
+    d = page_data(site.out_dir / "es" / "index.html")
+    h = d["headline"]
+    (enrolled, certified, approved, active), = sql(data, "SELECT sum(enrolled), sum(certified), sum(approved), "
+                                                        "sum(active) FROM models.course_summary")
+    assert h["enrolments"] == enrolled and h["certificates"] == certified
+    assert h["pass_rate"] == pytest.approx(approved / active, abs=1e-6)
+    # distinct learners, independently of the models: enrolment rows of non-staff users
+    (learners,), = sql(data, "SELECT count(DISTINCT e.user_id) FROM student_courseenrollment e WHERE e.user_id NOT IN "
+                             "(SELECT id FROM auth_user WHERE is_staff)")
+    assert h["learners"] == learners
+    gen = {r[0]: r[1:] for r in sql(data, "SELECT course_id, total, certified FROM models.general_report")}
+    rows = d["items"]["course_table"]["rows"]
+    assert {r["course_id"]: (r["total"], r["certified"]) for r in rows} == gen
+    html = (site.out_dir / "es" / "index.html").read_text("utf-8")
+    assert f'data-key="enrolments" data-value="{enrolled}"' in html
+    assert f">{fmt_int(enrolled, 'es')}<" in html
+
+
+def test_course_page_numbers_equal_sql(site, store):
+    data = store[0]
+    cid, name = courses_of(data)[0]
+    d = page_data(course_page(site.out_dir, "en", cid))
+    (en, ac, ex, ap, ce), = sql(data, "SELECT enrolled, active, explored, approved, certified "
+                                      "FROM models.course_summary WHERE course_id = ?", [cid])
+    assert [r["learners"] for r in d["items"]["funnel"]["rows"]] == [en, ac, ex, ap, ce]
+    certs = dict(sql(data, "SELECT cert_status, count(*) FROM models.person_course WHERE course_id = ? AND NOT "
+                           "is_staff GROUP BY 1", [cid]))
+    shown = {r["cert_status"]: r["learners"] for r in d["items"]["certs"]["rows"]}
+    assert shown == {label("cert_status", c, "en"): n for c, n in certs.items()}
+    vids = sql(data, "SELECT video_id, viewers, plays FROM models.video_summary WHERE course_id = ?", [cid])
+    assert sorted((r["viewers"], r["plays"]) for r in d["items"]["videos"]["rows"]) == sorted(v[1:] for v in vids)
+    # titles come from the course structure, in course order
+    titles = {block_key(b): n for b, n in sql(data, "SELECT block_id, display_name FROM course_structure WHERE "
+                                                    "course_id = ? AND category = 'video'", [cid])}
+    known = [r for r in d["items"]["videos"]["rows"] if r["position"] is not None]
+    assert known and all(r["title"] in titles.values() for r in known)
+    assert [r["position"] for r in known] == sorted(r["position"] for r in known)
+    weekly = dict(sql(data, "SELECT strftime(week, '%Y-%m-%d'), active_learners FROM models.activity_weekly "
+                            "WHERE course_id = ?", [cid]))
+    assert {r["week"]: r["active_learners"] for r in d["items"]["active_weekly"]["rows"]} == weekly
+
+
+def test_course_order_walk_follows_parents_and_positions():
+    rows = [("c", "course/root", None, 0, "course", "C"), ("c", "ch2", "course/root", 2, "chapter", "B"),
+            ("c", "ch1", "course/root", 1, "chapter", "A"), ("c", "v/x9", "ch2", 1, "video", "late"),
+            ("c", "block@p1", "ch1", 2, "problem", "second"), ("c", "i4x://o/c/video/v1", "ch1", 1, "video", "first")]
+    assert _walk(rows) == {"v1": (0, "first"), "p1": (1, "second"), "x9": (2, "late")}
+    assert block_key("block-v1:IDBx+A+1+type@video+block@abc") == block_key("i4x-IDBx-A-video-abc") == "abc"
+
+
+def test_labels_in_three_languages_never_raw_codes(site):
+    assert country_name("DE", "es") == "Alemania" and country_name("DE", "pt") == "Alemanha"
+    assert country_name("DE", "en") == "Germany" and country_name("unknown", "en") == "Not stated"
+    assert label("gender", "f", "pt") == "Feminino" and label("level_of_education", "p_se", "en").startswith("Doctor")
+    assert fmt_int(1234567, "es") == "1.234.567" and fmt_int(1234567, "en") == "1,234,567"
+    assert fmt_pct(0.125, "pt") == "12,5 %" and fmt_pct(0.125, "en") == "12.5%"
+    import pyarrow as pa
+
+    t = apply_labels(pa.table({"gender": ["m", None], "country": ["BR", "MX"], "n": [1, 2]}), "pt")
+    assert t.column("gender").to_pylist() == ["Masculino", None] and t.column("country").to_pylist() == ["Brasil",
+                                                                                                          "México"]
+    codes = {c for fam in CODES.values() for c in fam} | {"unknown"}
+    for f in (site.out_dir / "pt").rglob("*.html"):
+        for iid, it in page_data(f)["items"].items():
+            for col in ("gender", "level_of_education", "mode", "cert_status", "age_band", "country"):
+                vals = {r.get(col) for r in it["rows"]} - {None}
+                assert not (vals & (codes - {"<20", "20-29", "30-39", "40-49", "50-59", "60+", "other", "none",
+                                             "error"})), (f, iid, col, vals & codes)
+
+
+# -- privacy ---------------------------------------------------------------------------------------------
+
+def personal_values(data: Path, manifest) -> dict[str, set[str]]:
+    kp = manifest.known_personal_values
+    q = lambda s: {r[0] for r in sql(data, s) if r[0]}  # noqa: E731
+    return {"emails": q("SELECT email FROM auth_user") | set(kp["emails"]),
+            "usernames": q("SELECT username FROM auth_user") | q("SELECT username FROM events") | set(kp["usernames"]),
+            "names": {n for n in q("SELECT name FROM auth_userprofile") | set(kp["full_names"]) if len(n) > 5},
+            "ips": q("SELECT ip FROM events") | set(kp["ips"])}
+
+
+def leaks(text: str, values: dict[str, set[str]]) -> list[str]:
+    low = text.lower()
+    found = [v for key in ("emails", "names", "ips") for v in values[key] if v.lower() in low]
+    for u in values["usernames"]:
+        if len(u) >= 4 and re.search(r"(?<![\w.@-])" + re.escape(u.lower()) + r"(?![\w.@-])", low):
+            found.append(u)
+    return found
+
+
+def test_public_site_has_no_small_count_and_no_personal_data(site, public_site, store):
+    data, manifest = store
+    assert small_counts(site.out_dir, K), "the internal site should hold small counts (else this test proves nothing)"
+    assert small_counts(public_site.out_dir, K) == []
+    values = personal_values(data, manifest)
+    assert len(values["ips"]) > 5 and len(values["usernames"]) > 20
+    for root in (site.out_dir, public_site.out_dir):
+        for f in root.rglob("*"):
+            if f.is_file() and f.name not in ("vega.js", "world.js", "countries-110m.LICENSE"):
+                assert leaks(f.read_text("utf-8"), values) == [], f
+    # the course table is report --public's general report, not a suppression of our own
+    pub = PUBLIC_SPECS["general_report"](sql_table(data, "SELECT * FROM models.general_report"), K).to_pylist()
+    rows = page_data(public_site.out_dir / "en" / "index.html")["items"]["course_table"]["rows"]
+    assert {r["course_id"]: (r["total"], r["certified"], r["male"]) for r in rows} == \
+        {r["course_id"]: (r["total"], r["certified"], r["male"]) for r in pub}
+    text = (public_site.out_dir / "en" / "index.html").read_text("utf-8")
+    assert "counts of people below 5" in text
+
+
+def sql_table(data: Path, q: str):
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        return con.execute(q).to_arrow_table()
+
+
+# -- in the browser ------------------------------------------------------------------------------------
+
+def test_every_page_renders_offline_without_errors(browser, site):
+    root = site.out_dir
+    pages = [p.relative_to(root).as_posix() for p in sorted((root / "es").rglob("*.html"))]
+    pages += ["en/index.html", "pt/comparison.html", "index.html"]
+    v = Visit(browser, root)
+    try:
+        for rel in pages:
+            if rel == "index.html":  # the redirect to the default language
+                p = v.ctx.new_page()
+                p.goto((root / rel).as_uri())
+                p.wait_for_url("**/es/index.html")
+                p.close()
+                continue
+            page = v.open(rel)
+            rendered, expected, errors = page.evaluate("[EDX.rendered, EDX.expected, EDX.errors]")
+            assert errors == [] and rendered == expected and expected > 0, (rel, errors)
+            assert page.locator(".chart svg").count() == expected, rel
+            page.close()
+    finally:
+        v.close()
+    assert v.outside == [], v.outside
+    assert v.errors == [], v.errors
+
+
+def test_displayed_figures_equal_sql_in_the_browser(browser, site, store):
+    data = store[0]
+    v = Visit(browser, site.out_dir)
+    try:
+        page = v.open("en/index.html")
+        (enrolled,), = sql(data, "SELECT sum(enrolled) FROM models.course_summary")
+        assert page.locator('.card[data-key="enrolments"] .value').inner_text() == fmt_int(enrolled, "en")
+        shown = page.evaluate("EDX.views['active_weekly'].data('table').map(d => [d.week, d.active_learners])")
+        names = dict(courses_of(data))
+        want = sql(data, "SELECT course_id, strftime(week, '%Y-%m-%d'), active_learners FROM models.activity_weekly")
+        assert sorted(map(tuple, shown)) == sorted((w, n) for _, w, n in want if _ in names)
+        cid, name = courses_of(data)[1]
+        (total,), = sql(data, "SELECT total FROM models.general_report WHERE course_id = ?", [cid])
+        row = page.locator("#course_table tbody tr", has_text=cid)
+        assert row.locator("td.count").first.inner_text() == fmt_int(total, "en")
+        # the map joins the countries to the shipped TopoJSON: some shapes are coloured
+        assert page.evaluate("EDX.views['map'].data('table').length") > 0
+        page.close()
+    finally:
+        v.close()
+    assert v.outside == [] and v.errors == []
+
+
+def test_course_selector_by_keyboard_and_language_switch(browser, site, store):
+    data = store[0]
+    (c0, n0), (c1, n1) = courses_of(data)[:2]
+    v = Visit(browser, site.out_dir)
+    try:
+        page = v.open("es/index.html")
+        page.focus("#course-select")
+        page.keyboard.press("End")  # the last course
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")  # the "Abrir" button
+        page.wait_for_url("**/es/course/*.html")
+        page.wait_for_function("window.EDX && window.EDX.done")
+        assert page.locator("h1").inner_text() == n1
+        assert page.locator("#funnel h2").inner_text() == "Embudo de participación"
+        page.get_by_role("link", name="English").click()
+        page.wait_for_url("**/en/course/*.html")
+        page.wait_for_function("window.EDX && window.EDX.done")
+        assert page.evaluate("document.documentElement.lang") == "en"
+        assert page.locator("h1").inner_text() == n1
+        assert page.locator("#funnel h2").inner_text() == "Participation funnel"
+        assert page.locator(".card[data-key='pass_rate'] .value").inner_text().endswith("%")
+        page.get_by_role("link", name="Português").click()
+        page.wait_for_url("**/pt/course/*.html")
+        assert page.locator("#funnel h2").inner_text() == "Funil de participação"
+        page.close()
+    finally:
+        v.close()
+    assert v.outside == [] and v.errors == []
+
+
+def test_phone_width_has_no_horizontal_scroll(browser, site):
+    v = Visit(browser, site.out_dir, width=390, height=844)
+    try:
+        page = v.open(next((site.out_dir / "es" / "course").glob("*.html")).relative_to(site.out_dir).as_posix())
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        page.close()
+    finally:
+        v.close()
+
+
+# -- serve -----------------------------------------------------------------------------------------------
+
+def test_serve_is_read_only_on_loopback(site):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edx_engine", "dashboard", "serve", "-o", str(site.out_dir),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(100):
+            try:
+                body = urllib.request.urlopen(url + "es/index.html", timeout=2).read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        else:
+            raise AssertionError(proc.stderr.read() if proc.poll() is not None else "server did not start")
+        assert 'id="edx-page"' in body
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            urllib.request.urlopen(urllib.request.Request(url + "es/index.html", data=b"x", method="POST"), timeout=2)
+        assert exc.value.code == 501
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
