@@ -175,17 +175,17 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
               for r in ov["weekly"].rows if r["mode"] == ALL and r["week"] != ALL and r["course_id"] in names]
     wcols = [("course", "text"), ("week", "date"), ("enrollments", "count")]
     if "monthly" in ov:  # not in public sites: months and weeks together would give hidden weeks back
-        rows = [dict(r, grain=t("week", lang), period=r["week"]) for r in weekly] + \
-               [{"course": names.get(r["course_id"], r["course_id"]), "grain": t("month", lang), "period": r["month"],
+        rows = [dict(r, grain=t("week", lang), date=r["week"]) for r in weekly] + \
+               [{"course": names.get(r["course_id"], r["course_id"]), "grain": t("month", lang), "date": r["month"],
                  "enrollments": r["enrollments"]} for r in ov["monthly"].rows if r["course_id"] in names]
         grain = {"name": "grain", "value": t("week", lang),
                  "bind": {"input": "radio", "options": [t("week", lang), t("month", lang)], "name": t("grain", lang) + " "}}
-        spec = C.time_lines(t("c_enrol_time", lang), rows, "period", "enrollments", "course", t("date", lang),
+        spec = C.time_lines(t("c_enrol_time", lang), rows, "date", "enrollments", "course", t("date", lang),
                             t("enrollments", lang), t("course", lang), params=[grain],
                             transform=[{"filter": "datum.grain == grain"}])
         items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang),
-                          [("course", "text"), ("grain", "text"), ("period", "date"), ("enrollments", "count")],
-                          [{k: r.get(k) for k in ("course", "grain", "period", "enrollments")} for r in rows], spec,
+                          [("course", "text"), ("grain", "text"), ("date", "date"), ("enrollments", "count")],
+                          [{k: r.get(k) for k in ("course", "grain", "date", "enrollments")} for r in rows], spec,
                           wide=True))
         cum, run = [], {}
         for r in sorted(weekly, key=lambda r: (r["course"], r["week"])):

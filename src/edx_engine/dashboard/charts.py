@@ -114,7 +114,7 @@ def dot_compare(title: str, rows: list[dict], cat: str, val: str, metric: str, c
     s = base(title, rows, height=max(120, 28 * len({r[cat] for r in rows})))
     s.update({"params": params, "transform": transform,
               "mark": {"type": "point", "filled": True, "size": 90, "tooltip": True},
-              "encoding": {"y": {"field": cat, "type": "nominal", "title": cat_title},
+              "encoding": {"y": {"field": cat, "type": "nominal", "title": None},
                            "x": {"field": val, "type": "quantitative", "title": val_title,
                                  "axis": {"format": "%"}, "scale": {"domain": [0, 1]}},
                            "color": {"field": metric, "type": "nominal", "title": metric_title},

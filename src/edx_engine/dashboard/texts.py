@@ -83,6 +83,9 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "rate": ("Tasa", "Rate", "Taxa"),
     "indicator": ("Indicador", "Indicator", "Indicador"),
     "all": ("Todos", "All", "Todos"),
+    "year": ("Año de inicio", "Start year", "Ano de início"),
+    "enrolled": ("Inscritos", "Enrolled", "Inscritos"),
+    "learners_correct": ("Con respuesta correcta", "Answered correctly", "Com resposta correta"),
     "period": ("Año de inicio", "Start year", "Ano de início"),
     "grain": ("Escala de tiempo", "Time grain", "Escala de tempo"),
     # chart titles and captions
