@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 
 import duckdb
@@ -61,54 +62,83 @@ def naive(lake):
         chapter_of[(r["course_id"], r["block_id"])] = r["chapter_id"]
         if r["category"] == "chapter":
             course_chapters[r["course_id"]].add(r["block_id"])
-    nsm, chapters = defaultdict(int), defaultdict(set)
+    nsm, mapped, chapter_rows, viewers = defaultdict(int), defaultdict(set), defaultdict(set), defaultdict(set)
     for r in fetch(lake, "SELECT course_id, student_id, module_type, module_id FROM courseware_studentmodule"):
         k = (r["course_id"], r["student_id"])
         nsm[k] += 1
         ch = chapter_of.get((r["course_id"], r["module_id"]))
-        if ch is None and r["module_type"] == "chapter":
-            ch = r["module_id"]
+        if r["module_type"] == "chapter":
+            chapter_rows[k].add(r["module_id"])
+            viewers[(r["course_id"], r["module_id"])].add(r["student_id"])
+            ch = ch or r["module_id"]
         if ch is not None:
-            chapters[k].add(ch)
+            mapped[k].add(ch)
+    popular = defaultdict(int)  # chapters opened by >= 20 learners
+    for (cid, _), who in viewers.items():
+        popular[cid] += len(who) >= 20
     posts = defaultdict(int)
     for r in fetch(lake, "SELECT course_id, author_id FROM forum WHERE author_id IS NOT NULL"):
         posts[(r["course_id"], r["author_id"])] += 1
-    ev = defaultdict(lambda: {"n": 0, "days": set(), "first": None, "last": None, "play": 0, "check": 0})
-    for r in fetch(lake, "SELECT time, event_date, username, user_id, course_id, event_type, name, event_source "
-                         "FROM events"):
-        if not r["course_id"]:
+    ev = defaultdict(lambda: {"n": 0, "all": 0, "days": set(), "days_all": set(), "first": None, "last": None,
+                              "play": 0, "play_all": 0, "check": 0, "check_server": 0})
+    for r in fetch(lake, "SELECT time, event_date, username, user_id, course_id, event_type, name, event_source, "
+                         "event::VARCHAR AS event FROM events"):
+        payload = json.loads(r["event"]) if r["event"] else None
+        payload = payload if isinstance(payload, dict) else {}
+        about = r["event_type"].startswith(("edx.course.enrollment.", "edx.certificate."))
+        cid = r["course_id"] or (payload.get("course_id") if r["event_type"].startswith("edx.course.enrollment.")
+                                 else None)
+        if not cid:
             continue
-        uid = r["user_id"] if r["user_id"] is not None else by_username.get(r["username"]) if r["username"] else None
+        actor = r["user_id"] if r["user_id"] is not None else by_username.get(r["username"]) if r["username"] else None
+        subject = int(payload["user_id"]) if about and str(payload.get("user_id", "")).isdigit() else None
+        uid = subject if subject is not None else actor
         if uid is None:
             continue
-        e = ev[(r["course_id"], uid)]
-        e["n"] += 1
-        e["days"].add(r["event_date"])
+        own = subject is None or subject == actor
+        research = own and "/xblock/" not in r["event_type"] and r["event_source"] != "task"
+        e = ev[(cid, uid)]
+        e["all"] += 1
+        e["n"] += research
+        e["days_all"].add(r["event_date"])
+        if research:
+            e["days"].add(r["event_date"])
         e["first"] = r["time"] if e["first"] is None else min(e["first"], r["time"])
         e["last"] = r["time"] if e["last"] is None else max(e["last"], r["time"])
-        e["play"] += r["event_type"] in ("play_video", "edx.video.played") or r["name"] in ("play_video",
-                                                                                              "edx.video.played")
-        e["check"] += r["event_type"] == "problem_check" and r["event_source"] == "server"
+        e["play"] += research and r["event_type"] == "play_video"
+        e["play_all"] += r["event_type"] in ("play_video", "edx.video.played") or r["name"] in ("play_video",
+                                                                                                  "edx.video.played")
+        e["check"] += research and r["event_type"] == "problem_check"
+        e["check_server"] += r["event_type"] == "problem_check" and r["event_source"] == "server"
+    roles = {(r["course_id"], r["user_id"]) for r in fetch(lake, "SELECT * FROM student_courseaccessrole")
+             if r["role"] in ("instructor", "staff")}
     pc = {}
-    for (cid, uid), r in enr.items():
+    for cid, uid in set(enr) | {k for k in certs if k[0] is not None and k[1] is not None}:
+        r = enr.get((cid, uid))
         c = certs.get((cid, uid), {})
         p = profiles.get(uid, {})
         e = ev.get((cid, uid))
         ncc = len(course_chapters[cid])
-        nch = len(chapters[(cid, uid)])
+        nch = len(chapter_rows[(cid, uid)])
         grade = c.get("grade")
         pc[(cid, uid)] = {
-            "is_active": r["is_active"] if r["is_active"] is not None else True,
-            "mode": norm(r["mode"]), "viewed": nsm[(cid, uid)] > 0, "nstudentmodule": nsm[(cid, uid)],
-            "nchapters": nch, "explored": ncc > 0 and nch * 2 >= ncc,
+            "registered": r is not None,
+            "is_active": r is not None and (r["is_active"] if r["is_active"] is not None else True),
+            "mode": norm(r["mode"] if r else c.get("mode")), "viewed": nch > 0, "nstudentmodule": nsm[(cid, uid)],
+            "nchapters": nch, "nchapters_structure": len(mapped[(cid, uid)]),
+            "explored": nch > 0 and nch >= popular[cid] // 2,
+            "explored_structure": ncc > 0 and len(mapped[(cid, uid)]) * 2 >= ncc,
             "certified": c.get("status") == "downloadable", "passed": grade is not None and grade >= PASS,
             "cert_status": norm(c.get("status")).replace("unknown", "none"), "grade": grade,
             "nevents": e["n"] if e else 0, "ndays_act": len(e["days"]) if e else 0,
+            "nevents_all": e["all"] if e else 0, "ndays_act_all": len(e["days_all"]) if e else 0,
             "first_event": e["first"] if e else None, "last_event": e["last"] if e else None,
             "nplay_video": e["play"] if e else 0, "nproblem_check": e["check"] if e else 0,
+            "nplay_video_all": e["play_all"] if e else 0, "nproblem_check_server": e["check_server"] if e else 0,
             "nforum_posts": posts[(cid, uid)], "gender": norm(p.get("gender")),
             "level_of_education": norm(p.get("level_of_education")), "year_of_birth": p.get("year_of_birth"),
-            "country": norm(p.get("country"), up=True), "is_staff": bool(users.get(uid, {}).get("is_staff")),
+            "country": norm(p.get("country"), up=True),
+            "is_staff": bool(users.get(uid, {}).get("is_staff")) or (cid, uid) in roles,
         }
     return pc, users, by_username
 
@@ -145,7 +175,7 @@ def test_course_summary_and_series_match_naive(built):
     for cid in {k[0] for k in pc}:
         rows = [v for k, v in learners.items() if k[0] == cid]
         s = summary[cid]
-        assert s["enrolled"] == len(rows)
+        assert s["enrolled"] == sum(r["registered"] for r in rows)
         assert s["active"] == sum(r["viewed"] for r in rows)
         assert s["active_events"] == sum(r["nevents"] > 0 for r in rows)
         assert s["explored"] == sum(r["explored"] for r in rows)

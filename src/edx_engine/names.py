@@ -120,13 +120,42 @@ COURSE_IN_URL = r"/courses/(course-v1(?::|%3[Aa])[^/?#]+|[A-Za-z0-9_.~-]+/[A-Za-
 _COURSE_IN_URL = re.compile(COURSE_IN_URL)
 
 
+# Any opaque key in a URL, as Studio (the authoring site) writes them: ``/course/course-v1:...``,
+# ``/settings/details/course-v1:...``, ``/container/block-v1:...``, ``/xblock/block-v1:...``, CCX
+# keys. Read after the decoding, the course is the first three ``+`` parts of the key (plus the
+# ``ccx@N`` part of a CCX key). Used by both engines (``course_id_from_url`` and ``course_in_url_sql``).
+KEY_IN_URL = r"(?:^|[^A-Za-z0-9_-])((?:ccx-block|block|course|ccx)-v1(?::|%3[Aa])[A-Za-z0-9_.~%+@:-]+)"
+COURSE_OF_KEY = r"^(?:course|block)-v1:([^+@/]+\+[^+@/]+\+[^+@/]+)"
+CCX_OF_KEY = r"^ccx(?:-block)?-v1:([^+@/]+\+[^+@/]+\+[^+@/]+\+ccx@[0-9]+)"
+_KEY_IN_URL = re.compile(KEY_IN_URL)
+_COURSE_OF_KEY = re.compile(COURSE_OF_KEY)
+_CCX_OF_KEY = re.compile(CCX_OF_KEY)
+
+
 def course_id_from_url(url: str | None) -> str | None:
-    """Course id from a page URL or a URL event_type (``/courses/<id>/courseware/...``),
+    """Course id from a page URL or a URL event_type (``/courses/<id>/courseware/...``), else from any
+    course/block/CCX key in it (Studio's ``/course/course-v1:...``, ``/container/block-v1:...``),
     percent-decoded (``course-v1%3AOrg%2BX%2BRun`` -> ``course-v1:Org+X+Run``)."""
     if not url:
         return None
     m = _COURSE_IN_URL.search(url)
+    if m:
+        cid = m.group(1)
+        return unquote(cid) if "%" in cid else cid
+    m = _KEY_IN_URL.search(url)
     if not m:
         return None
-    cid = m.group(1)
-    return unquote(cid) if "%" in cid else cid
+    key = unquote(m.group(1)) if "%" in m.group(1) else m.group(1)
+    if c := _CCX_OF_KEY.match(key):
+        return "ccx-v1:" + c.group(1)
+    if c := _COURSE_OF_KEY.match(key):
+        return "course-v1:" + c.group(1)
+    return None
+
+
+def course_in_url_sql(expr: str) -> str:
+    """DuckDB SQL of ``course_id_from_url(expr)`` (the same patterns), NULL when none."""
+    key = f"url_decode(nullif(regexp_extract({expr}, '{KEY_IN_URL}', 1), ''))"
+    return (f"coalesce(nullif(url_decode(regexp_extract({expr}, '{COURSE_IN_URL}', 1)), ''), "
+            f"'ccx-v1:' || nullif(regexp_extract({key}, '{CCX_OF_KEY}', 1), ''), "
+            f"'course-v1:' || nullif(regexp_extract({key}, '{COURSE_OF_KEY}', 1), ''))")

@@ -122,6 +122,10 @@ _TABLES: list[TableSchema] = [
         C("created", "timestamp"), C("is_active", "bool", "0 = unenrolled"),
         C("mode", meaning="audit, honor, verified, ..."),
     )),
+    TableSchema("student_courseaccessrole", "Course team roles (instructor, staff, beta_testers, ...)", (
+        C("org", required=False), C("course_id"), C("user_id", "int"),
+        C("role", meaning="instructor, staff, beta_testers, ccx_coach, finance_admin, sales_admin, ..."),
+    )),
     TableSchema("user_id_map", "Anonymous hash id to user id", (
         C("hash_id"), C("id", "int", "user id"), P("username"),
     )),
@@ -191,6 +195,8 @@ _TABLES: list[TableSchema] = [
     ), kind="mongo"),
     TableSchema("course_content", "Course OLX export (kept as a file listing)", (
         C("path", meaning="member path inside the tar.gz"), C("size", "int"),
+        C("content", "json", "text of the course policies (policies/*/grading_policy.json, policy.json); "
+                             "NULL for other members", required=False),
     ), kind="tar"),
 ]
 

@@ -7,6 +7,7 @@ bounded batches, plus rejects (line, reason, raw bytes) for lines it cannot read
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from datetime import datetime, timezone
 from typing import BinaryIO, Iterator
@@ -221,10 +222,24 @@ def read_email_opt_in(raw: BinaryIO, label: str) -> Iterator[tuple[dict[str, pa.
         yield {}, 0, list(pending)
 
 
+_POLICY_RE = re.compile(r"(?:^|/)policies/[^/]+/(?:grading_policy|policy)\.json$")
+POLICY_MAX_BYTES = 4 << 20
+
+
 def read_course_content(raw: BinaryIO, label: str) -> list[dict]:
-    """The OLX export is kept as a listing of its members (the archive itself is not loaded)."""
+    """The OLX export is kept as a listing of its members (the archive itself is not loaded), plus the
+    text of the course policies (``policies/{run}/grading_policy.json`` holds the grade cutoffs)."""
+    rows = []
     try:
         with tarfile.open(fileobj=raw, mode="r|gz") as tar:
-            return [{"path": m.name, "size": m.size} for m in tar if m.isfile()]
+            for m in tar:
+                if not m.isfile():
+                    continue
+                content = None
+                if _POLICY_RE.search(m.name) and m.size <= POLICY_MAX_BYTES:
+                    f = tar.extractfile(m)
+                    content = f.read().decode("utf-8", "replace") if f else None
+                rows.append({"path": m.name, "size": m.size, "content": content})
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise FileRejected(f"{label}: not a readable tar.gz archive ({exc})") from None
+    return rows

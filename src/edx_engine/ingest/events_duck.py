@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..names import COURSE_IN_URL
+from ..names import course_in_url_sql
 from .events_parse import (JSON_TYPE, KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow,
                            invalid_utf8_rows, repair_lone_surrogates, too_long)
 
@@ -46,8 +46,8 @@ _CTX_SPEC = ('{"course_id": "VARCHAR", "org_id": "VARCHAR", "user_id": "VARCHAR"
 
 
 def _course(expr: str) -> str:
-    """SQL: the course id in a URL (names.COURSE_IN_URL), percent-decoded, or NULL."""
-    return f"nullif(url_decode(regexp_extract({expr}, '{COURSE_IN_URL}', 1)), '')"
+    """SQL: the course id in a URL (names.course_id_from_url), percent-decoded, or NULL."""
+    return course_in_url_sql(expr)
 
 
 # ``raw`` is scanned as VARCHAR. There is no separate validity pass: a line that can be an object

@@ -150,15 +150,35 @@ def staff_ids(t: Tables) -> ir.Table:
     return u.filter(u.is_staff).select(staff_id=u.user_id)
 
 
+# student_courseaccessrole roles that make an account the course's staff (beta testers and library
+# users are learners). edx2bigquery's person_course "roles"; docs/indicators.md "Staff".
+COURSE_STAFF_ROLES = ("instructor", "staff", "ccx_coach", "finance_admin", "sales_admin", "data_researcher")
+
+
+def course_staff(t: Tables) -> ir.Table:
+    """(r_course_id, r_user_id): accounts with a staff role in that course."""
+    r = t.student_courseaccessrole
+    r = r.filter(r.user_id.notnull() & r.course_id.notnull() & r.role.lower().strip().isin(COURSE_STAFF_ROLES))
+    return r.select(r_course_id="course_id", r_user_id="user_id").distinct()
+
+
 def without_staff(t: Tables, p: Params, rel: ir.Table, col: str = "user_id") -> ir.Table:
+    """``rel`` without global staff and without the course's own staff (course roles)."""
     if p.include_staff:
         return rel
     s = staff_ids(t)
-    return rel.anti_join(s, rel[col] == s.staff_id)
+    rel = rel.anti_join(s, rel[col] == s.staff_id)
+    r = course_staff(t)
+    return rel.anti_join(r, (rel.course_id == r.r_course_id) & (rel[col] == r.r_user_id))
 
 
 def event_users(t: Tables, ev: ir.Table) -> ir.Table:
-    """Add ``uid``: the event's user_id, else the id of its username (anonymous -> NULL).
+    """Add ``uid``, the learner the event is attributed to, and ``own``, whether that learner performed it.
+
+    ``uid``: the learner named in the payload of an enrolment or certificate event (``subject_id``,
+    i.e. ``event.user_id``: such events are often logged by a staff account or by "anonymous"), else
+    the context user id, else the id of the username (anonymous -> NULL). ``own``: the event is not
+    about another account than the one that acted (a batch enrolment is not the learner's action).
 
     The join key is NULL whenever user_id is known, so the hash join only probes the few
     username-only events."""
@@ -166,7 +186,10 @@ def event_users(t: Tables, ev: ir.Table) -> ir.Table:
     u = u.group_by("map_username").aggregate(map_user_id=u.map_user_id.min())
     ev = ev.mutate(_lookup=ibis.ifelse(ev.user_id.isnull() & (ev.username != ""), ev.username, None))
     j = ev.left_join(u, ev._lookup == u.map_username)
-    return j.mutate(uid=ibis.coalesce(j.user_id, j.map_user_id)).drop("_lookup", "map_username", "map_user_id")
+    actor = ibis.coalesce(j.user_id, j.map_user_id)
+    j = j.mutate(uid=ibis.coalesce(j.subject_id, actor),
+                 own=j.subject_id.isnull() | (j.subject_id == actor).fill_null(False))
+    return j.drop("_lookup", "map_username", "map_user_id")
 
 
 def course_events(ev: ir.Table) -> ir.Table:
@@ -182,21 +205,36 @@ def weeks(d: ir.DateValue) -> ir.DateValue:
 
 @model("learner_day", inputs=("events", "auth_user"), uses_params=False)
 def learner_day(t: Tables, p: Params) -> ir.Table:
-    """One row per learner per course per day with events (staff included; filtered downstream)."""
+    """One row per learner per course per day with events attributed to them (staff included; filtered
+    downstream). ``nevents``/``nplay_video``/``nproblem_check`` follow the research (edx2bigquery)
+    definitions; ``nevents_own`` counts every event the learner performed, ``nevents_all`` also the
+    events about them (enrolments by staff or anonymous)."""
     ev = course_events(t.events)
-    ev = ev.filter((ev.user_id.notnull()) | (ev.username.notnull() & (ev.username != "")))
+    ev = ev.filter(ev.user_id.notnull() | ev.subject_id.notnull() | (ev.username.notnull() & (ev.username != "")))
     ev = event_users(t, ev)
     ev = ev.filter(ev.uid.notnull())
+    research = research_event(ev)
+    etype = ev.event_type.fill_null("")
     is_play = ev.event_type.isin(PLAY_VIDEO) | ev.name.fill_null("").isin(PLAY_VIDEO)
-    is_check = (ev.event_type == "problem_check") & (ev.event_source == "server")
     return ev.group_by(["course_id", ev.uid.name("user_id"), ev.event_date.name("date")]).aggregate(
-        nevents=ev.count(), first_event=ev.time.min(), last_event=ev.time.max(),
-        nplay_video=ev.count(where=is_play), nproblem_check=ev.count(where=is_check),
+        nevents=ev.count(where=research), nevents_own=ev.count(where=ev.own), nevents_all=ev.count(),
+        first_event=ev.time.min(), last_event=ev.time.max(),
+        nplay_video=ev.count(where=research & (etype == "play_video")),
+        nplay_video_all=ev.count(where=is_play),
+        nproblem_check=ev.count(where=research & (etype == "problem_check")),
+        nproblem_check_server=ev.count(where=(etype == "problem_check") & (ev.event_source == "server")),
     )
 
 
-@model("courses", inputs=("course_info", "student_courseenrollment", "course_structure", "events", "auth_user"),
-       deps=())
+def research_event(ev: ir.Table) -> ir.BooleanValue:
+    """An event counted by edx2bigquery's person_course_day: performed by the learner's own account (it
+    counts events by username; we use the account, which stays when ``scrub`` removes usernames), not
+    an ``/xblock/`` handler call, not a background task."""
+    return ev.own & ~ev.event_type.fill_null("").contains("/xblock/") & (ev.event_source.fill_null("") != "task")
+
+
+@model("courses", inputs=("course_info", "student_courseenrollment", "course_structure", "events", "auth_user",
+                          "student_courseaccessrole"), deps=())
 def courses(t: Tables, p: Params) -> ir.Table:
     """Course registry merged with the package: one row per course known anywhere."""
     ci = t.course_info
@@ -215,86 +253,129 @@ def courses(t: Tables, p: Params) -> ir.Table:
         "structure_end", "tables",
         nchapters=j.nchapters.fill_null(0), learners=j.learners.fill_null(0),
         first_event_day=j.first_event_day, last_event_day=j.last_event_day, nevents=j.nevents.fill_null(0),
+        passing_grade=j.passing_grade, passing_source=j.passing_source,
     )
 
 
 # --- person_course -------------------------------------------------------------------------------------
 
-@model("person_course", deps=("learner_day", "courses"),
-       inputs=("student_courseenrollment", "auth_user", "auth_userprofile", "certificates_generatedcertificate",
-               "courseware_studentmodule", "course_structure", "forum", "user_location"))
-def person_course(t: Tables, p: Params) -> ir.Table:
-    """One row per enrolment (learner x course), HarvardX/MITx definitions; staff flagged, not removed."""
-    e = enrolments(t)
-    e = e.select("course_id", "user_id", enrolled_at=e.created, is_active=e.is_active.fill_null(True),
-                 mode=clean(e.mode, lower=True))
+EXPLORE_MIN_VIEWERS = 20  # a chapter counts towards "explored" once this many learners opened it (edx2bigquery)
 
-    c = t.certificates_generatedcertificate.filter(lambda s: s.user_id.notnull())
-    c = first_per(c, ["course_id", "user_id"], [ibis.desc(c.modified_date), ibis.desc(c.id)])
-    c = c.select(c_course_id="course_id", c_user_id="user_id", cert_status=c.status, grade=c.grade,
-                 cert_mode=c.mode, cert_created=c.created_date)
 
+def chapter_activity(t: Tables) -> tuple[ir.Table, ir.Table]:
+    """Per (course, learner): studentmodule rows, chapter rows (research ``nchapters``), chapters reached
+    through the structure (``nchapters_structure``), first/last row; and per course the number of
+    chapters opened by at least EXPLORE_MIN_VIEWERS learners."""
     sm = t.courseware_studentmodule.filter(lambda s: s.student_id.notnull())
     cs = t.course_structure
     blocks = cs.select(b_course_id="course_id", b_block_id="block_id", b_chapter_id="chapter_id")
     smj = sm.left_join(blocks, (sm.course_id == blocks.b_course_id) & (sm.module_id == blocks.b_block_id))
-    chapter = ibis.coalesce(smj.b_chapter_id, ibis.ifelse(smj.module_type == "chapter", smj.module_id, None))
-    sma = smj.group_by([smj.course_id.name("s_course_id"), smj.student_id.name("s_user_id")]).aggregate(
-        nstudentmodule=smj.count(), nchapters=chapter.nunique(),
+    is_chapter = smj.module_type.fill_null("").strip().lower() == "chapter"
+    mapped = ibis.coalesce(smj.b_chapter_id, ibis.ifelse(is_chapter, smj.module_id, None))
+    per = smj.group_by([smj.course_id.name("s_course_id"), smj.student_id.name("s_user_id")]).aggregate(
+        nstudentmodule=smj.count(), nchapters=smj.module_id.nunique(where=is_chapter),
+        nchapters_structure=mapped.nunique(),
         first_studentmodule=smj.created.min(), last_studentmodule=ibis.greatest(smj.modified, smj.created).max(),
     )
+    ch = sm.filter(sm.module_type.fill_null("").strip().lower() == "chapter")
+    ch = ch.group_by(["course_id", "module_id"]).aggregate(viewers=ch.student_id.nunique())
+    ch = ch.filter(ch.viewers >= EXPLORE_MIN_VIEWERS)
+    return per, ch.group_by(ch.course_id.name("n_course_id")).aggregate(chapters_viewed=ch.count())
+
+
+@model("person_course", deps=("learner_day", "courses"),
+       inputs=("student_courseenrollment", "auth_user", "auth_userprofile", "certificates_generatedcertificate",
+               "courseware_studentmodule", "course_structure", "forum", "user_location", "student_courseaccessrole"))
+def person_course(t: Tables, p: Params) -> ir.Table:
+    """One row per learner with an enrolment or a certificate in a course, HarvardX/MITx research
+    definitions (docs/indicators.md); staff flagged, not removed."""
+    e = enrolments(t)
+    e = e.select(e_course_id="course_id", e_user_id="user_id", enrolled_at=e.created,
+                 is_active=e.is_active.fill_null(True), e_mode=e.mode)
+
+    c = t.certificates_generatedcertificate.filter(lambda s: s.user_id.notnull() & s.course_id.notnull())
+    c = first_per(c, ["course_id", "user_id"], [ibis.desc(c.modified_date), ibis.desc(c.id)])
+    c = c.select(c_course_id="course_id", c_user_id="user_id", cert_status=c.status, grade=c.grade,
+                 cert_mode=c.mode, cert_created=c.created_date)
+    keys = ibis.union(e.select(course_id="e_course_id", user_id="e_user_id"),
+                      c.select(course_id="c_course_id", user_id="c_user_id"), distinct=True)
+
+    sma, viewed_chapters = chapter_activity(t)
 
     ld = t.learner_day
     eva = ld.group_by([ld.course_id.name("v_course_id"), ld.user_id.name("v_user_id")]).aggregate(
-        nevents=isum(ld.nevents), ndays_act=ld.date.nunique(), first_event=ld.first_event.min(),
-        last_event=ld.last_event.max(), nplay_video=isum(ld.nplay_video), nproblem_check=isum(ld.nproblem_check),
+        nevents=isum(ld.nevents), ndays_act=ld.date.nunique(where=ld.nevents > 0),
+        nevents_all=isum(ld.nevents_all), ndays_act_all=ld.date.nunique(),
+        first_event=ld.first_event.min(), last_event=ld.last_event.max(),
+        nplay_video=isum(ld.nplay_video), nplay_video_all=isum(ld.nplay_video_all),
+        nproblem_check=isum(ld.nproblem_check), nproblem_check_server=isum(ld.nproblem_check_server),
     )
 
     f = t.forum.filter(lambda s: s.author_id.notnull())
     fa = f.group_by([f.course_id.name("f_course_id"), f.author_id.name("f_user_id")]).aggregate(
         nforum_posts=f.count())
 
-    crs = t.courses.select(k_course_id="course_id", course_chapters="nchapters")
-    u = users(t).select(u_user_id="user_id", username="username", is_staff="is_staff")
+    crs = t.courses.select(k_course_id="course_id", course_chapters="nchapters", course_passing="passing_grade")
+    u = users(t).select(u_user_id="user_id", username="username", is_global_staff="is_staff")
     pr = profiles(t).rename(p_user_id="user_id")
     loc = locations(t)
+    roles = course_staff(t).mutate(course_role=ibis.literal(True))
 
-    j = e.left_join(c, (e.course_id == c.c_course_id) & (e.user_id == c.c_user_id))
+    j = keys.left_join(e, (keys.course_id == e.e_course_id) & (keys.user_id == e.e_user_id))
+    j = j.left_join(c, (j.course_id == c.c_course_id) & (j.user_id == c.c_user_id))
     j = j.left_join(sma, (j.course_id == sma.s_course_id) & (j.user_id == sma.s_user_id))
+    j = j.left_join(viewed_chapters, j.course_id == viewed_chapters.n_course_id)
     j = j.left_join(eva, (j.course_id == eva.v_course_id) & (j.user_id == eva.v_user_id))
     j = j.left_join(fa, (j.course_id == fa.f_course_id) & (j.user_id == fa.f_user_id))
     j = j.left_join(crs, j.course_id == crs.k_course_id)
     j = j.left_join(u, j.user_id == u.u_user_id)
     j = j.left_join(pr, j.user_id == pr.p_user_id)
     j = j.left_join(loc, (j.course_id == loc.l_course_id) & (j.user_id == loc.l_user_id))
+    j = j.left_join(roles, (j.course_id == roles.r_course_id) & (j.user_id == roles.r_user_id))
 
+    registered = j.e_user_id.notnull()
+    is_active = registered & j.is_active.fill_null(True)
     nchapters = j.nchapters.fill_null(0)
-    nsm = j.nstudentmodule.fill_null(0)
+    nstruct = j.nchapters_structure.fill_null(0)
+    n_viewed = j.chapters_viewed.fill_null(0)
+    course_chapters = j.course_chapters.fill_null(0)
+    passing = ibis.coalesce(j.course_passing, ibis.literal(repr(float(p.passing_grade))).cast("float64"))
+    global_staff = j.is_global_staff.fill_null(False)
+    course_role = j.course_role.fill_null(False)
     return j.select(
         "course_id", "user_id", "username",
-        registered=ibis.literal(True),
-        is_active=j.is_active,
-        unenrolled=~j.is_active,
-        mode=j.mode,
+        registered=registered,
+        is_active=is_active,
+        unenrolled=registered & ~is_active,
+        mode=clean(ibis.coalesce(j.e_mode, j.cert_mode), lower=True),
         enrolled_at=j.enrolled_at,
-        viewed=nsm > 0,
-        explored=(j.course_chapters.fill_null(0) > 0) & (nchapters * 2 >= j.course_chapters.fill_null(0)),
+        viewed=nchapters > 0,
+        # nchapters >= floor(N / 2), in integers
+        explored=(nchapters > 0) & (nchapters * 2 >= n_viewed - n_viewed % 2),
+        explored_structure=(course_chapters > 0) & (nstruct * 2 >= course_chapters),
         certified=clean(j.cert_status, lower=True) == "downloadable",  # as cert_status: ' Downloadable' too
-        passed=j.grade.fill_null(-1.0) >= ibis.literal(repr(float(p.passing_grade))).cast("float64"),
+        passed=j.grade.fill_null(-1.0) >= passing,
+        passing_grade=passing,
         cert_status=clean(j.cert_status, lower=True).substitute({UNKNOWN: "none"}),
         grade=j.grade,
         cert_created=j.cert_created,
-        nstudentmodule=nsm,
+        nstudentmodule=j.nstudentmodule.fill_null(0),
         nchapters=nchapters,
-        course_chapters=j.course_chapters.fill_null(0),
+        nchapters_structure=nstruct,
+        course_chapters=course_chapters,
+        course_chapters_viewed=n_viewed,
         first_studentmodule=j.first_studentmodule,
         last_studentmodule=j.last_studentmodule,
         nevents=j.nevents.fill_null(0),
         ndays_act=j.ndays_act.fill_null(0),
+        nevents_all=j.nevents_all.fill_null(0),
+        ndays_act_all=j.ndays_act_all.fill_null(0),
         first_event=j.first_event,
         last_event=j.last_event,
         nplay_video=j.nplay_video.fill_null(0),
+        nplay_video_all=j.nplay_video_all.fill_null(0),
         nproblem_check=j.nproblem_check.fill_null(0),
+        nproblem_check_server=j.nproblem_check_server.fill_null(0),
         nforum_posts=j.nforum_posts.fill_null(0),
         gender=j.gender.fill_null(UNKNOWN),
         level_of_education=j.level_of_education.fill_null(UNKNOWN),
@@ -302,7 +383,9 @@ def person_course(t: Tables, p: Params) -> ir.Table:
         country=j.country.fill_null(UNKNOWN),
         ip_country=j.ip_country.fill_null(UNKNOWN),
         country_source=j.country_source.fill_null("none"),
-        is_staff=j.is_staff.fill_null(False),
+        is_staff=global_staff | course_role,
+        is_global_staff=global_staff,
+        course_staff=course_role,
     )
 
 
@@ -320,7 +403,7 @@ def course_summary(t: Tables, p: Params) -> ir.Table:
     pc = learners(t, p)
     known_country = pc.country != UNKNOWN
     a = pc.group_by(pc.course_id.name("a_course_id")).aggregate(
-        enrolled=pc.count(),
+        enrolled=pc.count(where=pc.registered),
         enrolled_active=pc.count(where=pc.is_active),
         unenrolled=pc.count(where=pc.unenrolled),
         active=pc.count(where=pc.viewed),
@@ -343,7 +426,7 @@ def course_summary(t: Tables, p: Params) -> ir.Table:
     return j.select(
         "course_id", "name", "sme", "start_date", "end_date",
         **{k: j[k].fill_null(0) for k in counts},
-        passing_grade=ibis.literal(repr(float(p.passing_grade))).cast("float64"),
+        passing_grade=ibis.coalesce(j.passing_grade, ibis.literal(repr(float(p.passing_grade))).cast("float64")),
         created_at=ibis.literal(p.built_at, type="timestamp"),
     )
 
@@ -382,6 +465,7 @@ def general_report(t: Tables, p: Params) -> ir.Table:
 def enrolment_report(t: Tables, p: Params) -> ir.Table:
     """One row per enrolment, all courses: course name, id, registration date, gender, country."""
     pc = learners(t, p)
+    pc = pc.filter(pc.registered)
     c = t.courses.select(k_course_id="course_id", course_name="name")
     j = pc.left_join(c, pc.course_id == c.k_course_id)
     return j.select("course_name", "course_id", "user_id", registration_date=j.enrolled_at, gender=j.gender,
@@ -394,14 +478,14 @@ def active_users(t: Tables, p: Params) -> ir.Table:
     pc = learners(t, p)
     c = t.courses
     per = pc.group_by(pc.course_id.name("a_course_id")).aggregate(
-        enrolled=pc.count(),
+        enrolled=pc.count(where=pc.registered),
         active=pc.user_id.nunique(where=pc.viewed),
         active_events=pc.user_id.nunique(where=pc.nevents > 0),
     )
     j = c.left_join(per, c.course_id == per.a_course_id)
     per = j.select("course_id", enrolled=j.enrolled.fill_null(0), active=j.active.fill_null(0),
                    active_events=j.active_events.fill_null(0))
-    allc = pc.aggregate(enrolled=pc.user_id.nunique(), active=pc.user_id.nunique(where=pc.viewed),
+    allc = pc.aggregate(enrolled=pc.user_id.nunique(where=pc.registered), active=pc.user_id.nunique(where=pc.viewed),
                         active_events=pc.user_id.nunique(where=pc.nevents > 0)).mutate(course_id=ibis.literal(ALL))
     return ibis.union(per, allc.select(*per.columns), distinct=False)
 
@@ -429,7 +513,8 @@ def masterfile(t: Tables, p: Params) -> ir.Table:
 
 # --- time series --------------------------------------------------------------------------------------------
 
-@model("enrolment_daily", inputs=("student_courseenrollment", "events_enrollment", "auth_user"))
+@model("enrolment_daily", inputs=("student_courseenrollment", "events_enrollment", "auth_user",
+                                  "student_courseaccessrole"))
 def enrolment_daily(t: Tables, p: Params) -> ir.Table:
     """Per course, day and mode: enrolments (snapshot `created`), activations / deactivations (events)."""
     e = without_staff(t, p, enrolments(t).filter(lambda s: s.created.notnull()))
@@ -451,23 +536,29 @@ def enrolment_daily(t: Tables, p: Params) -> ir.Table:
         enrollments=isum(u.enrollments), activations=isum(u.activations), deactivations=isum(u.deactivations))
 
 
-@model("activity_daily", deps=("learner_day",), inputs=("auth_user",))
+@model("activity_daily", deps=("learner_day",), inputs=("auth_user", "student_courseaccessrole"))
 def activity_daily(t: Tables, p: Params) -> ir.Table:
     """Per course and day: learners with at least one event, and their events."""
-    ld = without_staff(t, p, t.learner_day)
+    ld = own_days(t, p)
     return ld.group_by(["course_id", "date"]).aggregate(active_learners=ld.user_id.nunique(),
-                                                         nevents=isum(ld.nevents))
+                                                         nevents=isum(ld.nevents_own))
 
 
-@model("activity_weekly", deps=("learner_day",), inputs=("auth_user",))
+@model("activity_weekly", deps=("learner_day",), inputs=("auth_user", "student_courseaccessrole"))
 def activity_weekly(t: Tables, p: Params) -> ir.Table:
     """Per course and ISO week (Monday): learners with at least one event that week, and their events."""
-    ld = without_staff(t, p, t.learner_day)
+    ld = own_days(t, p)
     return ld.group_by(["course_id", weeks(ld.date).name("week")]).aggregate(
-        active_learners=ld.user_id.nunique(), nevents=isum(ld.nevents))
+        active_learners=ld.user_id.nunique(), nevents=isum(ld.nevents_own))
 
 
-@model("video_summary", inputs=("events_video", "auth_user"))
+def own_days(t: Tables, p: Params) -> ir.Table:
+    """learner_day rows where the learner did something (an enrolment by staff is not activity)."""
+    ld = without_staff(t, p, t.learner_day)
+    return ld.filter(ld.nevents_own > 0)
+
+
+@model("video_summary", inputs=("events_video", "auth_user", "student_courseaccessrole"))
 def video_summary(t: Tables, p: Params) -> ir.Table:
     """Per course and video: viewers, plays, learners who completed it, completion rate."""
     ev = course_events(t.events_video)
@@ -482,7 +573,7 @@ def video_summary(t: Tables, p: Params) -> ir.Table:
     return a.mutate(completion_rate=ibis.ifelse(a.viewers > 0, (a.completers / a.viewers).round(6), None))
 
 
-@model("problem_summary", inputs=("events_problem", "auth_user"))
+@model("problem_summary", inputs=("events_problem", "auth_user", "student_courseaccessrole"))
 def problem_summary(t: Tables, p: Params) -> ir.Table:
     """Per course and problem (server problem_check events): submissions, learners, first-attempt correctness."""
     ev = course_events(t.events_problem)
@@ -503,7 +594,7 @@ def problem_summary(t: Tables, p: Params) -> ir.Table:
                     attempts_per_learner=ibis.ifelse(j.learners > 0, (j.submissions / j.learners).round(6), None))
 
 
-@model("forum_weekly", inputs=("forum", "auth_user"))
+@model("forum_weekly", inputs=("forum", "auth_user", "student_courseaccessrole"))
 def forum_weekly(t: Tables, p: Params) -> ir.Table:
     """Per course and ISO week: forum posts (threads + responses/comments) and distinct authors."""
     f = t.forum.filter(lambda s: s.created_at.notnull())

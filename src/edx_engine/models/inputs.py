@@ -30,6 +30,7 @@ INPUTS: dict[str, dict[str, str]] = {
         "id": "BIGINT", "user_id": "BIGINT", "course_id": "VARCHAR", "grade": "DOUBLE", "status": "VARCHAR",
         "mode": "VARCHAR", "created_date": "TIMESTAMP", "modified_date": "TIMESTAMP",
     },
+    "student_courseaccessrole": {"course_id": "VARCHAR", "user_id": "BIGINT", "role": "VARCHAR"},
     "courseware_studentmodule": {
         "student_id": "BIGINT", "course_id": "VARCHAR", "module_type": "VARCHAR", "module_id": "VARCHAR",
         "created": "TIMESTAMP", "modified": "TIMESTAMP",
@@ -44,21 +45,22 @@ INPUTS: dict[str, dict[str, str]] = {
     "events": {
         "event_id": "VARCHAR", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR",
         "user_id": "BIGINT", "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
-        "event_source": "VARCHAR",
+        "event_source": "VARCHAR", "subject_id": "BIGINT",
     },
     "events_video": {
         "event_id": "VARCHAR", "time": "TIMESTAMP", "username": "VARCHAR", "user_id": "BIGINT",
         "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR", "video_id": "VARCHAR",
+        "subject_id": "BIGINT",
     },
     "events_problem": {
         "event_id": "VARCHAR", "time": "TIMESTAMP", "username": "VARCHAR", "user_id": "BIGINT",
         "course_id": "VARCHAR", "event_type": "VARCHAR", "event_source": "VARCHAR", "problem_id": "VARCHAR",
-        "attempts": "BIGINT", "success": "VARCHAR",
+        "attempts": "BIGINT", "success": "VARCHAR", "subject_id": "BIGINT",
     },
     "events_enrollment": {
         "event_id": "VARCHAR", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR",
         "user_id": "BIGINT", "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
-        "mode": "VARCHAR",
+        "mode": "VARCHAR", "subject_id": "BIGINT",
     },
     # Written by `edx-engine locate-users` (edx_engine.geo): Parquet under lake/geo, the catalog view
     # `user_location`, bookkeeping `_edx_geo`. One row per (course, learner). Absent until the first run.
@@ -70,7 +72,7 @@ INPUTS: dict[str, dict[str, str]] = {
     "course_info": {
         "course_id": "VARCHAR", "name": "VARCHAR", "sme": "VARCHAR", "start_date": "DATE", "end_date": "DATE",
         "in_registry": "BOOLEAN", "structure_name": "VARCHAR", "structure_start": "DATE", "structure_end": "DATE",
-        "tables": "VARCHAR",
+        "tables": "VARCHAR", "passing_grade": "DOUBLE", "passing_source": "VARCHAR",
     },
 }
 
@@ -87,6 +89,30 @@ def catalog_columns(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]
     return {r[0]: r[1] for r in rows} if rows else None
 
 
+# Events whose payload names the learner they are about (``event.user_id``): enrolment events are
+# often logged by another account (staff batch enrolment) or by none (``username: "anonymous"``),
+# and certificates are generated in batches by staff. docs/indicators.md "Common rules".
+SUBJECT_EVENTS = ("edx.course.enrollment.%", "edx.certificate.%")
+
+
+def _subject_sql(have: dict[str, str]) -> str:
+    """SQL: ``event.user_id`` of the events in SUBJECT_EVENTS (the learner the event is about), else NULL."""
+    if "event" not in have or "event_type" not in have:
+        return "CAST(NULL AS BIGINT)"
+    like = " OR ".join(f"event_type LIKE '{p}'" for p in SUBJECT_EVENTS)
+    return (f"CASE WHEN ({like}) AND json_valid(event::VARCHAR) "
+            f"THEN TRY_CAST(json_extract_string(event::VARCHAR, '$.user_id') AS BIGINT) END")
+
+
+def _event_course_sql(have: dict[str, str]) -> str:
+    """SQL: the event's course id; an enrolment event without one in its context names it in its payload."""
+    if "event" not in have or "event_type" not in have:
+        return q("course_id")
+    return ("CASE WHEN (course_id IS NULL OR course_id = '') AND event_type LIKE 'edx.course.enrollment.%' "
+            "AND json_valid(event::VARCHAR) THEN nullif(json_extract_string(event::VARCHAR, '$.course_id'), '') "
+            "ELSE course_id END")
+
+
 def input_sql(con: duckdb.DuckDBPyConnection, name: str) -> str:
     """A DuckDB SELECT giving exactly the INPUTS columns of ``name``, typed; empty if absent."""
     spec = INPUTS[name]
@@ -95,7 +121,11 @@ def input_sql(con: duckdb.DuckDBPyConnection, name: str) -> str:
         return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in spec.items()) + " WHERE false"
     cols = []
     for c, t in spec.items():
-        if c not in have:
+        if name.startswith("events") and c == "subject_id" and c not in have:
+            cols.append(f"{_subject_sql(have)} AS {q(c)}")
+        elif name.startswith("events") and c == "course_id" and "course_id" in have:
+            cols.append(f"{_event_course_sql(have)} AS {q(c)}")
+        elif c not in have:
             cols.append(f"CAST(NULL AS {t}) AS {q(c)}")
         elif have[c].upper().startswith("TIMESTAMP WITH TIME ZONE") and t == "TIMESTAMP":
             cols.append(f"timezone('UTC', {q(c)}) AS {q(c)}")  # UTC wall time, whatever the session zone

@@ -13,13 +13,16 @@ TOML shapes accepted (see ``courses.example.toml``)::
     [[course]]                                        # ... or an array of tables with ``id``
     id = "IDBx/IDB1x/2T2014"; name = "..."
 
-CSV: a header with ``id,name,sme,start,end`` (other columns ignored).
+CSV: a header with ``id,name,sme,start,end`` (optional ``passing_grade``; other columns ignored).
+
+``passing_grade`` (0..1) is used for a course whose package carries no grading policy.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,7 @@ class CourseEntry:
     sme: str | None = None
     start: dt.date | None = None
     end: dt.date | None = None
+    passing_grade: float | None = None  # the course's pass mark (0..1), when no grading policy says it
 
 
 def _date(v: Any, where: str) -> dt.date | None:
@@ -64,7 +68,19 @@ def _entry(cid: str, d: dict, where: str) -> CourseEntry:
         raise RegistryError(f"{where}: expected a table for course {cid!r}")
     s = lambda k: (str(d[k]).strip() or None) if d.get(k) is not None else None  # noqa: E731
     return CourseEntry(cid.strip(), s("name"), s("sme"), _date(d.get("start"), f"{where} {cid} start"),
-                       _date(d.get("end"), f"{where} {cid} end"))
+                       _date(d.get("end"), f"{where} {cid} end"), _grade(d.get("passing_grade"), f"{where} {cid}"))
+
+
+def _grade(v: Any, where: str) -> float | None:
+    if v is None or v == "":
+        return None
+    try:
+        g = float(v)
+    except (TypeError, ValueError):
+        g = -1.0
+    if not 0 <= g <= 1:
+        raise RegistryError(f"{where}: passing_grade must be a number from 0 to 1, not {v!r}")
+    return g
 
 
 def parse_toml_registry(doc: dict, where: str) -> list[CourseEntry]:
@@ -144,6 +160,7 @@ def course_info(con: duckdb.DuckDBPyConnection, entries: list[CourseEntry]) -> p
         for (cid,) in con.execute("SELECT DISTINCT course_id FROM events WHERE course_id <> ''").fetchall():
             tables.setdefault(cid, []).append("events")
     reg = {e.course_id: e for e in entries}
+    cutoffs = grading_cutoffs(con)
     rows = []
     for cid in sorted(ids):
         e = reg.get(cid)
@@ -159,9 +176,49 @@ def course_info(con: duckdb.DuckDBPyConnection, entries: list[CourseEntry]) -> p
             "in_registry": e is not None,
             "structure_name": sname, "structure_start": sstart, "structure_end": send,
             "tables": ",".join(tables.get(cid, [])),
+            **_passing(cutoffs.get(cid), e),
         })
     return pa.Table.from_pylist(rows, schema=COURSE_INFO_SCHEMA)
 
 
-_ARROW = {"VARCHAR": pa.string(), "DATE": pa.date32(), "BOOLEAN": pa.bool_()}
+def _passing(cutoff: float | None, entry: CourseEntry | None) -> dict:
+    """The course's pass mark: its grading policy, else the registry, else NULL (the build's default)."""
+    if cutoff is not None:
+        return {"passing_grade": cutoff, "passing_source": "grading_policy"}
+    if entry is not None and entry.passing_grade is not None:
+        return {"passing_grade": entry.passing_grade, "passing_source": "registry"}
+    return {"passing_grade": None, "passing_source": None}
+
+
+def grading_cutoffs(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    """Per course, the lowest grade cutoff (``GRADE_CUTOFFS``) of the course export's
+    ``policies/{run}/grading_policy.json``: the grade a learner needs to pass."""
+    have = catalog_columns(con, "course_content")
+    if not have or "content" not in have:
+        return {}
+    out: dict[str, float] = {}
+    for cid, text in con.execute("SELECT course_id, content FROM course_content WHERE content IS NOT NULL "
+                                 "AND regexp_matches(path, '(^|/)policies/[^/]+/grading_policy\\.json$') "
+                                 "ORDER BY course_id, path").fetchall():
+        g = cutoff_of_policy(text)
+        if g is not None and cid not in out:
+            out[cid] = g
+    return out
+
+
+def cutoff_of_policy(text: str) -> float | None:
+    """min(GRADE_CUTOFFS) of a grading_policy.json text; None when it has no usable cutoff."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    cut = doc.get("GRADE_CUTOFFS") if isinstance(doc, dict) else None
+    if not isinstance(cut, dict):
+        return None
+    vals = [float(v) for v in cut.values() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and 0 <= v <= 1]
+    return min(vals) if vals else None
+
+
+_ARROW = {"VARCHAR": pa.string(), "DATE": pa.date32(), "BOOLEAN": pa.bool_(), "DOUBLE": pa.float64()}
 COURSE_INFO_SCHEMA = pa.schema([(c, _ARROW[t]) for c, t in INPUTS["course_info"].items()])
