@@ -1,7 +1,8 @@
 """The organisation's private GPG key in a private keyring under the data directory.
 
 ``<data_dir>/gnupg`` (mode 0700) with a ``gpg-agent.conf`` that never caches passphrases, so
-the passphrase is needed (and checked) for every decryption and nothing lingers in an agent.
+nothing lingers in its agent. (Imports and syncs do not rely on that: they decrypt through
+private agents of their own, see ``decrypt.GpgSession``, whatever keyring they are given.)
 The passphrase, when given, travels over a pipe (``--passphrase-fd``), never argv.
 """
 
@@ -89,15 +90,17 @@ def _file_secret_keys(home: Path, key_file: Path) -> tuple[list[str], str | None
 def _check_passphrase(home: Path, fpr: str, passphrase: str) -> None:
     """Sign an empty file with the key: gpg needs the passphrase and says if it is wrong.
 
-    The signature goes to stdout (captured, thrown away): gpg replaces an --output file by
-    renaming over it, which must never be a device such as /dev/null."""
-    empty = home / "passphrase-check.txt"
-    empty.write_bytes(b"")
-    try:
-        res = _gpg(home, ["--status-fd", "2", "--local-user", fpr, "--output", "-", "--sign", str(empty)],
+    The signature is made through a private, fresh agent (never the keyring's own, which may
+    still hold the key unlocked from an earlier, correct passphrase). It goes to stdout
+    (captured, thrown away): gpg replaces an --output file by renaming over it, which must
+    never be a device such as /dev/null."""
+    from ..decrypt import private_home
+
+    with private_home(Path(home).resolve()) as fresh:
+        empty = fresh / "passphrase-check.txt"
+        empty.write_bytes(b"")
+        res = _gpg(fresh, ["--status-fd", "2", "--local-user", fpr, "--output", "-", "--sign", str(empty)],
                    passphrase)
-    finally:
-        empty.unlink(missing_ok=True)
     if "BAD_PASSPHRASE" in res.stderr or "Bad passphrase" in res.stderr:
         raise KeyError_("the passphrase does not unlock this key (wrong passphrase)")
 

@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+from rich.markup import escape
+
 from ..config import Settings
-from ..decrypt import DecryptError, GpgSettings
+from ..decrypt import DecryptError, GpgSettings, gpg_session
 from ..ledger import Entry, Ledger, now
 from . import testhooks
 from .s3 import (DownloadCorrupt, FetchError, ObjectChanged, RemoteObject, S3Error, S3Fetcher, local_path_for)
@@ -176,6 +178,28 @@ def _url(o: RemoteObject | Entry) -> str:
     return f"s3://{o.bucket}/{o.key}"
 
 
+LINE_MAX = 199  # a failure line names the object and the cause in under 200 characters
+
+
+def failure_line(word: str, url: str, why: str) -> str:
+    """``<word> <url>: <why>`` cut to LINE_MAX characters (the ledger keeps the whole reason)."""
+    head = f"{word} {url}: "
+    why = " ".join(why.split())
+    room = max(40, LINE_MAX - len(head))
+    return head + (why if len(why) <= room else why[: room - 1].rstrip() + "…")
+
+
+def _without_object(url: str, message: str) -> str:
+    """A member's message without the object's address in front (the line names it already)."""
+    return message[len(url) + 1:].lstrip() if message.startswith(url + ":") else message
+
+
+def _files_failed(url: str, failures: list[str], total: int) -> str:
+    first = [_without_object(url, f) for f in failures[:3]]
+    more = f"; and {len(failures) - 3} more" if len(failures) > 3 else ""
+    return f"{len(failures)} of {total} files failed: " + "; ".join(first) + more
+
+
 # -- the sync --------------------------------------------------------------------------------
 
 ImportFn = Callable[[Settings, list[Path], dict[Path, str]], tuple]
@@ -249,7 +273,8 @@ class Syncer:
             res.plan = self.plan(remote, entries)
             self._record_listing(res, entries)
             self._record_gone(res, remote, entries, only, since)
-            self._work(res)
+            with self._gpg_session():
+                self._work(res)
             status = res.status
             return res
         except BaseException as exc:
@@ -265,6 +290,25 @@ class Syncer:
                 self.ledger.end_run(res.run_id, status, res.counts(), res.one_line())
             except Exception:
                 pass
+
+    @contextmanager
+    def _gpg_session(self) -> Iterator[None]:
+        """One gpg session for every import of the run: its own no-cache agents and a single
+        passphrase check (a wrong passphrase then fails each object at once, without gpg)."""
+        base = self.settings
+        if not isinstance(base, SyncSettings) or base.fixed_gpg is None:
+            yield
+            return
+        with gpg_session(base.fixed_gpg) as gpg:
+            self.settings = SyncSettings.of(base, base.gnupghome, gpg)
+            try:
+                yield
+            finally:
+                self.settings = base
+
+    def _fail_log(self, url: str, why: str, word: str = "failed") -> None:
+        line = failure_line(word, url, why)
+        self.log(f"[red]{word}[/]" + escape(line[len(word):]))
 
     def _record_listing(self, res: SyncResult, entries: dict[tuple[str, str], Entry]) -> None:
         t = now()
@@ -297,7 +341,7 @@ class Syncer:
             msg = "deleted from the bucket before it was imported"
             self.ledger.update(bucket, key, state="gone", error=msg, failed_at=now(), run_id=res.run_id)
             res.failed.append((_url(e), msg))
-            self.log(f"[red]gone[/] {_url(e)}: {msg}")
+            self._fail_log(_url(e), msg, "gone")
             dest = local_path_for(self.downloads, e)
             for f in (dest, dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")):
                 _unlink(f)
@@ -367,7 +411,7 @@ class Syncer:
             self.ledger.update(o.bucket, o.key, state="failed", error=msg, attempts=attempts, failed_at=now(),
                                run_id=res.run_id)
             res.failed.append((_url(o), msg))
-            self.log(f"[red]failed[/] {_url(o)}: {msg}")
+            self._fail_log(_url(o), msg)
             return None
         testhooks.pause("downloaded")
         self.ledger.update(o.bucket, o.key, state="downloaded", sha256=sha, downloaded_at=now(), error=None,
@@ -397,7 +441,7 @@ class Syncer:
                     return
                 time.sleep(1.0)
             except (SourceError, DecryptError) as exc:
-                error = str(exc)
+                error = _without_object(_url(o), str(exc))
                 exports = events = None
                 break
             except ImportError as exc:
@@ -435,8 +479,8 @@ class Syncer:
                     rows += int(getattr(f, "events", 0) or 0)
                     rejected += int(getattr(f, "rejected", 0) or 0)
         if failures and error is None:
-            more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-            error = f"{len(failures)} file(s) failed: " + "; ".join(failures[:3]) + more
+            total = len(exports.files if exports is not None else []) + len(getattr(events, "files", None) or [])
+            error = _files_failed(_url(o), failures, total)
         testhooks.pause("imported")
         entry = self.ledger.get(o.bucket, o.key)
         attempts = (entry.attempts or 0) if entry else 0
@@ -448,7 +492,7 @@ class Syncer:
             self.ledger.update(o.bucket, o.key, state="failed", error=error, failed_at=t, rows=rows, rejected=rejected,
                                attempts=attempts, local_path=rel if path.exists() else None, run_id=res.run_id)
             res.failed.append((_url(o), error))
-            self.log(f"[red]failed[/] {_url(o)}: {error}")
+            self._fail_log(_url(o), error)
             return
         keep = self.keep_downloads
         self.ledger.update(o.bucket, o.key, state="imported", error=None, decrypted_at=t, imported_at=t, rows=rows,

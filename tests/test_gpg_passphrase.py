@@ -1,0 +1,299 @@
+"""GPG in imports and syncs (issue 10, part 4), with the real gpg binary.
+
+* A passphrase that the user's own gpg-agent still holds (the README's GNUPGHOME route: a
+  keyring whose agent caches) is never relied upon: a wrong passphrase fails, for `import`
+  and for `keys import`.
+* A wrong passphrase is found once, before the first file: one line, exit 1, one gpg run.
+* A package whose every file failed is a failure (exit 1); a partial import names the
+  quarantine only when lines were rejected.
+* Package members are decrypted concurrently (bounded) with results identical to a
+  sequential import and to the same package unencrypted.
+* `sync` prints each failure once, in under 200 characters, and checks the passphrase once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import _gpg, gpg_encrypt
+from edx_engine.synthetic import SyntheticConfig, generate
+
+ENTRY = [sys.executable, "-c", "import sys; from edx_engine.cli import app; sys.exit(app())"]
+WRONG = "not-the-passphrase-4711"
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+def _export_secret(home: Path, fpr: str, pw: str, out: Path) -> Path:
+    _gpg(home, "--armor", "--export-secret-keys", "-o", str(out), fpr, passphrase=pw)
+    return out
+
+
+@pytest.fixture(scope="module")
+def user_keyring(gpg_key, tmp_path_factory):
+    """The organisation's key imported into a keyring like a user's own: its agent caches
+    passphrases (gpg's defaults; only a cheap S2K count to keep the tests fast)."""
+    home, fpr, pw = gpg_key
+    ring = Path(tmp_path_factory.mktemp("user-gnupg"))
+    ring.chmod(0o700)
+    (ring / "gpg-agent.conf").write_text("s2k-count 65536\n")
+    key_file = _export_secret(home, fpr, pw, ring.parent / "org-private.asc")
+    _gpg(ring, "--import", str(key_file), passphrase=pw)
+    yield ring, fpr, pw, key_file
+    subprocess.run(["gpgconf", "--homedir", str(ring), "--kill", "all"], check=False)
+
+
+@pytest.fixture(scope="module")
+def deliveries(gpg_key, tmp_path_factory):
+    """The same small synthetic delivery, encrypted to the test key and in plain text."""
+    home, fpr, _ = gpg_key
+    base = tmp_path_factory.mktemp("gpg-deliveries")
+    common = dict(org="IDBx", courses=2, learners=30, days=1, seed=3, malformed=True)
+    generate(base / "enc", SyntheticConfig(encrypt_to=fpr, gnupghome=str(home), **common))
+    generate(base / "plain", SyntheticConfig(**common))
+    return base
+
+
+def package_zip(deliveries: Path, which: str) -> Path:
+    return next((deliveries / which / "course-data").glob("*.zip"))
+
+
+def gpg_spy(tmp: Path) -> tuple[Path, Path]:
+    """A `gpg` first on PATH that records when each decryption starts and ends, then runs the real one."""
+    d, log = tmp / "spybin", tmp / "gpg-decrypt.log"
+    d.mkdir(exist_ok=True)
+    (d / "gpg").write_text(f"""#!/bin/sh
+case " $* " in *" --decrypt "*) dec=1 ;; *) dec=0 ;; esac
+[ $dec = 1 ] && echo "start $$ $(date +%s%N)" >> "{log}"
+"{shutil.which('gpg')}" "$@"
+rc=$?
+[ $dec = 1 ] && echo "end $$ $(date +%s%N)" >> "{log}"
+exit $rc
+""")
+    (d / "gpg").chmod(0o755)
+    return d, log
+
+
+def decrypt_runs(log: Path) -> list[str]:
+    return [ln for ln in log.read_text().splitlines() if ln.startswith("start")] if log.exists() else []
+
+
+def max_overlap(log: Path) -> int:
+    """Most gpg decryptions running at the same moment."""
+    events = sorted((int(t), 1 if kind == "start" else -1) for kind, _, t in
+                    (ln.split() for ln in log.read_text().splitlines()))
+    now = best = 0
+    for _, step in events:
+        now += step
+        best = max(best, now)
+    return best
+
+
+def env_for(gnupghome: Path, passphrase: str | None, path_first: Path | None = None, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_")}
+    env.update(GNUPGHOME=str(gnupghome), COLUMNS="200", **extra)
+    if passphrase is not None:
+        env["EDX_ENGINE_GPG_PASSPHRASE"] = passphrase
+    if path_first is not None:
+        env["PATH"] = f"{path_first}:{env['PATH']}"
+    return env
+
+
+def run_import(data: Path, env: dict, *paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*ENTRY, "import", *map(str, paths), "--data-dir", str(data)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def agent_has_cached(ring: Path) -> bool:
+    """True if the keyring's own agent holds a passphrase (KEYINFO's 7th field is 1)."""
+    grips = [ln.split(":")[9] for ln in _gpg(ring, "-K", "--with-colons", "--with-keygrip").splitlines()
+             if ln.startswith("grp")]
+    out = subprocess.run(["gpg-connect-agent", "--homedir", str(ring), *[f"KEYINFO {g}" for g in grips], "/bye"],
+                         capture_output=True, text=True).stdout
+    return any(ln.split()[6] == "1" for ln in out.splitlines() if ln.startswith("S KEYINFO"))
+
+
+def dump(data: Path, drop: tuple[str, ...] = ()) -> dict[str, list]:
+    """Every row of every view of the store (sorted), without the columns in ``drop``."""
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        views = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal "
+                                          "AND schema_name='main' ORDER BY 1").fetchall()]
+        out = {}
+        for v in views:
+            cols = [c for c in con.sql(f'SELECT * FROM "{v}" LIMIT 0').columns if c not in drop]
+            sel = ", ".join(f'"{c}"' for c in cols) or "1"
+            out[v] = sorted(con.execute(f'SELECT {sel} FROM "{v}"').fetchall(), key=repr)
+        return out
+
+
+# -- never a cached unlock --------------------------------------------------------------------
+
+def test_a_passphrase_cached_by_the_users_agent_is_never_used(user_keyring, deliveries, tmp_path):
+    ring, _, pw, _ = user_keyring
+    pkg = package_zip(deliveries, "enc")
+    ok = run_import(tmp_path / "d1", env_for(ring, pw), pkg)
+    assert ok.returncode in (0, 2), ok.stderr  # 2: the synthetic package has malformed lines on purpose
+    assert "loaded" in ok.stdout and "wrong passphrase" not in ok.stderr
+    # the user decrypts a file with their own gpg: their agent now holds the unlocked key
+    member = tmp_path / "member.gpg"
+    with __import__("zipfile").ZipFile(pkg) as z:
+        member.write_bytes(z.read(next(n for n in z.namelist() if n.endswith(".gpg"))))
+    _gpg(ring, "--output", str(tmp_path / "member.txt"), "--decrypt", str(member), passphrase=pw)
+    assert agent_has_cached(ring)  # without it this test would prove nothing
+
+    spy, log = gpg_spy(tmp_path)
+    bad = run_import(tmp_path / "d2", env_for(ring, WRONG, spy), pkg)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "wrong passphrase" in lines[0] and ".gpg" in lines[0], bad.stderr
+    assert "Traceback" not in bad.stderr and WRONG not in bad.stdout + bad.stderr
+    assert len(decrypt_runs(log)) == 1  # one check, no gpg run per file
+    assert agent_has_cached(ring)  # the user's agent was not even asked: ours are separate
+    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("edx-engine-gpg-*"))  # private homes removed
+
+
+def test_keys_import_checks_the_passphrase_against_the_key_not_a_cached_unlock(user_keyring, tmp_path):
+    from edx_engine.fetch.keys import KeyError_, import_key
+
+    ring, fpr, pw, key_file = user_keyring
+    _gpg(ring, "--local-user", fpr, "--output", str(tmp_path / "sig"), "--sign", str(key_file), passphrase=pw)
+    assert agent_has_cached(ring)
+    with pytest.raises(KeyError_, match="wrong passphrase"):
+        import_key(key_file, ring, WRONG)
+    assert fpr in import_key(key_file, ring, pw)
+
+
+# -- one check, one line, honest exit codes ---------------------------------------------------
+
+CID, SLUG = "course-v1:IDBx+IDB1x+2T2016", "IDBx-IDB1x-2T2016"
+ENROL = "id\tuser_id\tcourse_id\tcreated\tis_active\tmode\n" + "".join(
+    f"{i}\t{100 + i}\t{CID}\t2016-05-0{i} 13:11:09\t1\taudit\n" for i in range(1, 4))
+USERS = "id\tusername\n" + "".join(f"{100 + i}\tuser{i}\n" for i in range(1, 4))
+
+
+def _member(pkg: Path, table: str, text: str, home: Path, fpr: str) -> Path:
+    pkg.mkdir(parents=True, exist_ok=True)
+    plain = pkg.parent / f"{SLUG}-{table}-prod-analytics.sql"
+    plain.write_text(text)
+    out = gpg_encrypt(home, fpr, plain, pkg / (plain.name + ".gpg"))
+    plain.unlink()
+    return out
+
+
+def test_every_file_failed_is_a_failure_and_partial_points_to_quarantine_only_with_rejects(
+        gpg_key, other_gpg_key, tmp_path):
+    home, fpr, pw = gpg_key
+    other_home, other_fpr = other_gpg_key
+    env = env_for(home, pw)
+    foreign = tmp_path / "a" / "IDBx-2016-10-09"
+    _member(foreign, "student_courseenrollment", ENROL, other_home, other_fpr)
+    _member(foreign, "auth_user", USERS, other_home, other_fpr)
+    r = run_import(tmp_path / "d1", env, foreign)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "all 2 files failed" in r.stderr and "Traceback" not in r.stderr
+    failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed")]
+    assert len(failed) == 2 and all("no secret key" in ln and ".sql.gpg" in ln for ln in failed)
+
+    mixed = tmp_path / "b" / "IDBx-2016-10-09"
+    _member(mixed, "student_courseenrollment", ENROL, home, fpr)
+    _member(mixed, "auth_user", USERS, other_home, other_fpr)
+    r = run_import(tmp_path / "d2", env, mixed)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "import was partial" in r.stdout and "quarantine" not in r.stdout  # no line was rejected
+    with duckdb.connect(str(tmp_path / "d2" / "edx.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM student_courseenrollment").fetchone()[0] == 3
+
+
+def test_missing_passphrase_is_one_line_before_any_file(gpg_key, deliveries, tmp_path):
+    home, _, _ = gpg_key
+    spy, log = gpg_spy(tmp_path)
+    r = run_import(tmp_path / "d", env_for(home, None, spy), package_zip(deliveries, "enc"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "needs a passphrase" in lines[0]
+    assert len(decrypt_runs(log)) == 1
+
+
+# -- concurrent decryption --------------------------------------------------------------------
+
+def _import_lib(data: Path, zip_path: Path, home: Path, pw: str, monkeypatch, jobs: int):
+    from edx_engine.config import resolve
+    from edx_engine.ingest.run import import_paths
+
+    monkeypatch.setenv("EDX_ENGINE_GPG_JOBS", str(jobs))
+    monkeypatch.setenv("EDX_ENGINE_GPG_PASSPHRASE", pw)
+    return import_paths(resolve(data_dir=str(data), gnupghome=str(home)), [zip_path])[0]
+
+
+def test_concurrent_member_decryption_is_bounded_and_gives_identical_results(gpg_key, deliveries, tmp_path,
+                                                                            monkeypatch):
+    home, _, pw = gpg_key
+    enc, plain = package_zip(deliveries, "enc"), package_zip(deliveries, "plain")
+    spy, log = gpg_spy(tmp_path)
+    monkeypatch.setenv("PATH", f"{spy}:{os.environ['PATH']}")
+    members = sum(1 for n in __import__("zipfile").ZipFile(enc).namelist() if n.endswith(".gpg"))
+    assert members >= 10
+
+    seq = _import_lib(tmp_path / "seq", enc, home, pw, monkeypatch, jobs=1)
+    assert len(decrypt_runs(log)) == members + 1 and max_overlap(log) == 1  # the check, then one at a time
+    log.unlink()
+    par = _import_lib(tmp_path / "par", enc, home, pw, monkeypatch, jobs=3)
+    assert len(decrypt_runs(log)) == members + 1
+    assert 2 <= max_overlap(log) <= 4  # ahead of the member being parsed: at most `jobs` more
+    _import_lib(tmp_path / "plain", plain, home, pw, monkeypatch, jobs=3)
+
+    assert [(f.label, f.status, f.rows, f.rejected, f.course_id) for f in par.files] == \
+        [(f.label, f.status, f.rows, f.rejected, f.course_id) for f in seq.files]
+    volatile = ("imported_at",)
+    assert dump(tmp_path / "par", volatile) == dump(tmp_path / "seq", volatile)
+    # and the same rows as the package in plain text (independent of gpg altogether)
+    names = ("source_file", "imported_at")
+    assert dump(tmp_path / "par", names) == dump(tmp_path / "plain", names)
+    assert sum(len(v) for v in dump(tmp_path / "plain", names).values()) > 1000
+
+
+# -- sync -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moto_url():
+    pytest.importorskip("moto.server")
+    from test_sync import Moto
+
+    m = Moto()
+    yield m.url
+    m.stop()
+
+
+def test_sync_checks_once_and_prints_each_failure_once_under_200_chars(moto_url, gpg_key, deliveries, tmp_path):
+    from test_sync import EV_BUCKET, PKG_BUCKET, cli_args, client, ledger, sync_env, upload, write_config
+
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")).read()
+    c = client(moto_url)
+    c.create_bucket(Bucket=PKG_BUCKET)
+    c.create_bucket(Bucket=EV_BUCKET)
+    keys = upload(c, deliveries / "enc")
+    assert len(keys) >= 2
+    conf, data = write_config(tmp_path, moto_url), tmp_path / "d"
+    spy, log = gpg_spy(tmp_path)
+    env = sync_env(gpg_key, passphrase=WRONG)
+    env["PATH"] = f"{spy}:{env['PATH']}"
+    r = subprocess.run(cli_args(data, conf, "sync"), env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed ")]
+    assert sorted(ln.split()[1].rstrip(":") for ln in failed) == sorted(f"s3://{k}" for k in keys)  # each once
+    assert all(len(ln) < 200 and "wrong passphrase" in ln for ln in failed), failed
+    assert WRONG not in r.stdout + r.stderr
+    assert len(decrypt_runs(log)) == 1  # one check for the whole run; no gpg for the other objects
+    assert all(state == "failed" and "wrong passphrase" in err for state, _, err in ledger(data).values())
+    r = subprocess.run(cli_args(data, conf, "sync"), env=sync_env(gpg_key), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode in (0, 2) and "0 failed" in r.stdout, r.stdout + r.stderr
