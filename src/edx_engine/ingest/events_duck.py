@@ -73,7 +73,7 @@ WITH p AS (
            CASE WHEN starts_with(e.event, '"') THEN (e.event->>'$') END AS estr,
            -- the line as hashed for event_id: a copy delivered with CRLF or trailing blanks is the same event
            CASE WHEN ends_with(txt, '\r\n') OR ends_with(txt, ' \n') OR ends_with(txt, '\t\n')
-                THEN rtrim(txt, ' \t\r\n') || '\n' ELSE txt END AS idtxt
+                THEN rtrim(txt, ' \t\r\n') || '\n' ELSE txt END AS idtxt @KEYS@
     FROM p
 )
 SELECT
@@ -113,8 +113,8 @@ FROM t
 
 
 # top-level keys given twice (the first value is kept): a second parse of the line, hence optional
-_DUPKEYS = ("CASE WHEN ok THEN (SELECT len(k) <> len(list_distinct(k)) FROM (SELECT try(json_keys(txt)) AS k)) END "
-            "AS dupkeys,")
+_KEYS = ", CASE WHEN e IS NOT NULL THEN try(json_keys(txt)) END AS k"
+_DUPKEYS = "len(k) <> len(list_distinct(k)) AS dupkeys,"
 
 
 def block_sql(lo=None, hi=None, dupkeys: bool = False) -> str:
@@ -122,7 +122,7 @@ def block_sql(lo=None, hi=None, dupkeys: bool = False) -> str:
     cond = ([f"ts < TIMESTAMP '{lo.isoformat(sep=' ')}'"] if lo is not None else []) + \
            ([f"ts >= TIMESTAMP '{hi.isoformat(sep=' ')}'"] if hi is not None else [])
     return (_SQL.replace("@WINDOW@", f"WHEN {' OR '.join(cond)} THEN 'implausible time'" if cond else "")
-            .replace("@DUPKEYS@", _DUPKEYS if dupkeys else ""))
+            .replace("@KEYS@", _KEYS if dupkeys else "").replace("@DUPKEYS@", _DUPKEYS if dupkeys else ""))
 
 
 SQL = block_sql()  # no time window

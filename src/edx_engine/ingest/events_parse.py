@@ -27,6 +27,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..config import ConfigError
 from ..names import course_id_from_url
 
 STRING_FIELDS = ("username", "event_source", "event_type", "name", "session", "ip", "agent", "host", "referer",
@@ -37,7 +38,7 @@ MAX_LINE_BYTES = 32 << 20  # a longer line is quarantined by its length (first K
 EARLIEST_TIME = date(2012, 1, 1)  # edX tracking logs do not go back further
 DAYS_AFTER_FILE = 1  # an event dated more than this many days after its file's date is implausible
 KEPT_BYTES = 1024  # bytes of an over-long line kept in the quarantine
-COUNT_DUPLICATE_KEYS = True  # DuckDB engine: a second parse of each line (json_keys); see docs/events.md
+COUNT_DUPLICATE_KEYS = False  # a second parse of every line (about +60% CPU): off unless asked; docs/events.md
 
 
 @dataclass(frozen=True)
@@ -59,23 +60,23 @@ class EventLimits:
         if "max_line_bytes" in section:
             v = section["max_line_bytes"]
             if type(v) is not int or v < 1024:
-                raise ValueError(f"[events] max_line_bytes must be an integer >= 1024, not {v!r}")
+                raise ConfigError(f"[events] max_line_bytes must be an integer >= 1024, not {v!r}")
             kw["max_line_bytes"] = v
         if "earliest_time" in section:
             v = section["earliest_time"]
             try:
                 kw["earliest"] = None if v in ("", None) else (v if isinstance(v, date) else date.fromisoformat(v))
             except (TypeError, ValueError):
-                raise ValueError(f"[events] earliest_time must be a date (YYYY-MM-DD) or \"\", not {v!r}") from None
+                raise ConfigError(f"[events] earliest_time must be a date (YYYY-MM-DD) or \"\", not {v!r}") from None
         if "count_duplicate_keys" in section:
             v = section["count_duplicate_keys"]
             if type(v) is not bool:
-                raise ValueError(f"[events] count_duplicate_keys must be true or false, not {v!r}")
+                raise ConfigError(f"[events] count_duplicate_keys must be true or false, not {v!r}")
             kw["count_duplicate_keys"] = v
         if "max_days_after_file" in section:
             v = section["max_days_after_file"]
             if type(v) is not int or v < -1:
-                raise ValueError(f"[events] max_days_after_file must be an integer >= 0 (-1: no limit), not {v!r}")
+                raise ConfigError(f"[events] max_days_after_file must be an integer >= 0 (-1: no limit), not {v!r}")
             kw["days_after_file"] = None if v == -1 else v
         return cls(**kw)
 

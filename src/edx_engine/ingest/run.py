@@ -41,6 +41,9 @@ def import_paths(
     check: a wrong or missing passphrase raises PassphraseError before any file is decrypted
     (what was imported without decryption is committed).
     """
+    from .events_parse import EventLimits
+
+    limits = EventLimits.from_config(settings.section("events"))  # a bad [events] value fails before any work
     lake = Lake(settings.data_dir)
     found = discover(paths, package_date, labels=labels)
     if not found.sources:
@@ -70,7 +73,7 @@ def import_paths(
         if events:
             from .events import import_events
 
-            ev = import_events(lake, events, gpg, progress=progress, on_file=on_file)
+            ev = import_events(lake, events, gpg, progress=progress, on_file=on_file, limits=limits)
             failure = gpg.session.failure if gpg.session is not None else None
             if failure:
                 first = next((f.label for f in ev.failed), "event logs")

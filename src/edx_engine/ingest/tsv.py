@@ -158,6 +158,7 @@ def type_batch(
 
 
 EMPTY_LINE = "empty line"
+BLOCK_BYTES = 4 << 20  # Arrow's read block: also the longest line a table file may have
 
 
 class LineMap:
@@ -242,7 +243,7 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     try:
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False, block_size=4 << 20),
+            read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False, block_size=BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False,
                                              newlines_in_values=False, ignore_empty_lines=False,
                                              invalid_row_handler=on_invalid),
@@ -263,6 +264,10 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
             return  # a header and no rows: an empty table is a valid snapshot
         if "UTF8" in msg or "UTF-8" in msg or "utf8" in msg.lower():
             raise FileRejected(f"{label}: invalid UTF-8 bytes in the data") from None
+        if "straddl" in msg:  # Arrow: a row longer than its read block (e.g. a zip bomb with no newline)
+            line_no = lines.rows + len(lines.skipped) + 2  # the first line not delivered (header: line 1)
+            raise FileRejected(f"{label}: line {line_no} longer than the limit ({BLOCK_BYTES >> 20} MB); "
+                               "not an edX table file") from None
         raise FileRejected(f"{label}: cannot parse: {msg.splitlines()[0]}") from None
     # edX's files always end with a newline: a file without one was cut short.
     if stream.nbytes and stream.last != b"\n":
