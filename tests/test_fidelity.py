@@ -257,3 +257,44 @@ def test_both_engines_give_the_same_person_course(tmp_path_factory, store):
         setattr(test_both_engines_give_the_same_person_course, key, rows)
     else:
         assert rows == seen
+
+
+# --- package files: course ids ---------------------------------------------------------------------------
+
+H = "course-v1:F+H+2024"
+
+
+def _import(tmp: Path, name: str, files: dict[str, str]):
+    pkg = tmp / name
+    pkg.mkdir(parents=True)
+    for table, text in files.items():
+        (pkg / f"F-H-2024-{table}-prod-analytics.sql").write_text(text)
+    lake = Lake(tmp / "data")
+    lake.init()
+    with lake.writer():
+        return lake, PackageImporter(lake, GpgSettings()).run(discover([pkg]).sources)
+
+
+def test_users_without_enrolment_file_take_the_course_of_other_files(tmp_path):
+    lake, s = _import(tmp_path, "IDBx-2024-07-01", {"auth_user": users_tsv([1]),
+                                                     "certificates_generatedcertificate": cert_tsv(H, [(1, 0.9)])})
+    assert not s.failed
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT DISTINCT course_id FROM auth_user").fetchall() == [(H,)]  # old: 'F-H-2024'
+
+
+def test_a_course_known_only_by_its_slug_is_said_once(tmp_path):
+    _, s = _import(tmp_path, "IDBx-2024-07-01", {"auth_user": users_tsv([1]), "auth_userprofile": tsv(
+        "auth_userprofile", [{"id": 1, "user_id": 1}])})
+    said = [f.message for f in s.files if "unknown" in f.message]
+    assert said == ["course id of F-H-2024 unknown: no course structure and no row names it; "
+                    "stored under the file-name slug F-H-2024"]
+
+
+def test_rows_of_another_course_than_the_file_name_reject_the_file(tmp_path):
+    other = "course-v1:Other+X+1"
+    lake, s = _import(tmp_path, "IDBx-2024-07-01", {"student_courseenrollment": enrol_tsv(other, [1, 2])})
+    (f,) = s.failed  # old: stored as course Other+X+1
+    assert other in f.message and "F-H-2024" in f.message and "\n" not in f.message
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM student_courseenrollment").fetchone()[0] == 0

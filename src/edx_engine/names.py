@@ -95,6 +95,25 @@ def course_slug(course_id: str) -> str:
     return re.sub(r"[/+.]", "-", cid)
 
 
+_TRUNCATED = re.compile(r"-[0-9a-f]{32}$")  # edX's exporter cuts over-long names and adds an md5
+
+
+def _loose(text: str) -> str:
+    return re.sub(r"[^a-z0-9_]+", "-", text.lower()).strip("-")
+
+
+def slug_matches(course_id: str, slug: str) -> bool:
+    """Whether a file-name slug (``Org-Num-Run``, ``Org-Num-Run-ccx-3``) can be ``course_id``'s.
+
+    Loose on purpose: separators, case and the exporter's substitutions of other characters are
+    ignored; a truncated name (md5 suffix) matches when the course's slug starts with its kept part."""
+    cid = course_id.split(":", 1)[1] if re.match(r"^(course|ccx)-v1:", course_id) else course_id
+    want, have = _loose(cid), _loose(slug)
+    if _TRUNCATED.search(slug):
+        return want.startswith(_loose(_TRUNCATED.sub("", slug)))
+    return want == have
+
+
 def path_slug(course_id: str) -> str:
     """A filesystem-safe, collision-free name for a course id (for lake paths)."""
     return re.sub(r"[^A-Za-z0-9_.-]", lambda m: f"~{ord(m.group()):02x}", course_id)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
 from ..lake import Lake, QuarantineFile, Snapshot
-from ..names import course_slug
+from ..names import course_slug, slug_matches
 from ..schemas import TABLES, TableSchema
 from . import documents
 from .sources import Source
@@ -32,6 +32,16 @@ from .typing import arrow_type
 # Files whose course id can be read from their content are imported first, so that the
 # course id (not just the file-name slug, which loses '/', '+' and '.') is known for the rest.
 _ORDER = {"course_structure": 0, "student_courseenrollment": 1, "courseware_studentmodule": 2}
+
+
+def _import_order(table: str) -> int:
+    """Files whose rows carry a course id (certificates, roles, forum, ...) come before those that do
+    not (auth_user, auth_userprofile, user_id_map), so a package without an enrolment file still gives
+    the latter their real course id."""
+    if table in _ORDER:
+        return _ORDER[table]
+    schema = TABLES.get(table)
+    return 3 if schema is not None and (schema.column("course_id") or schema.kind == "mongo") else 9
 
 
 @dataclass
@@ -166,6 +176,7 @@ class PackageImporter:
     def __init__(self, lake: Lake, gpg: GpgSettings, on_file: Callable[[FileResult], None] | None = None):
         self.lake, self.gpg, self.on_file = lake, gpg, on_file
         self.slug_to_course: dict[str, str] = {}
+        self._slug_reported: set[str] = set()
         self._ahead: dict[int, _Started] = {}
 
     def run(self, sources: Iterable[Source]) -> ImportSummary:
@@ -184,7 +195,7 @@ class PackageImporter:
         snapshots: list[Snapshot] = []
         quarantine: list[QuarantineFile] = []
         log: list[tuple] = []
-        srcs = sorted((s for s in sources if s.member), key=lambda s: (s.package_date or "", _ORDER.get(s.member.table, 9)))
+        srcs = sorted((s for s in sources if s.member), key=lambda s: (s.package_date or "", _import_order(s.member.table)))
         with self.lake.connect(read_only=False) as con:
             known = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM _edx_snapshots").fetchall()]
         for cid in sorted(known, key=_is_real_course_id):  # real ids last: they win over bare slugs
@@ -288,6 +299,10 @@ class PackageImporter:
         result.rows, result.rejected, result.course_id = snap.rows, len(rejects), snap.course_id
         if rejects:
             result.message = f"{len(rejects)} line(s) rejected, first: line {rejects[0].line}: {rejects[0].reason}"
+        elif m.slug and snap.course_id == m.slug and m.slug not in self._slug_reported:
+            self._slug_reported.add(m.slug)  # said once per course
+            result.message = (f"course id of {m.slug} unknown: no course structure and no row names it; "
+                              f"stored under the file-name slug {m.slug}")
         return result, snap, qfile
 
     def _same_file_current(self, table: str, src: Source) -> str | None:
@@ -336,7 +351,7 @@ class PackageImporter:
                             hdr.extra = extra
                             writer = open_writer(course_id, output_schema(schema, hdr, _added(schema)))
                         if from_rows and n:
-                            _check_one_course(src.label, cols, course_id)
+                            _check_one_course(src.label, cols, course_id, src.member.slug if src.member else None)
                         if writer:
                             writer.write(cols, n)
                     if writer is None:  # header only: an empty snapshot is still a snapshot
@@ -411,15 +426,20 @@ class PackageImporter:
         return self.slug_to_course.get(m.slug, m.slug)
 
 
-def _check_one_course(label: str, cols: dict[str, pa.Array], course_id: str | None) -> None:
-    """A course's table file holds that course only: rows naming another one would put the
-    snapshot under the wrong course (and count the real course's learners twice)."""
+def _check_one_course(label: str, cols: dict[str, pa.Array], course_id: str | None, slug: str | None) -> None:
+    """A course's table file holds that course only: rows naming another one (than the first row, or
+    than the file's name) would put the snapshot under the wrong course, and the real course's
+    previous snapshot would stay current too (its learners counted twice)."""
     if "course_id" not in cols:
         return
-    others = [v for v in pc.unique(cols["course_id"].drop_null()).to_pylist() if v and v != course_id]
+    values = [v for v in pc.unique(cols["course_id"].drop_null()).to_pylist() if v]
+    others = [v for v in values if v != course_id]
     if others:
         raise FileRejected(f"{label}: rows name more than one course ({course_id}, {others[0]}); "
                            "a course's table file holds one course")
+    if slug and (bad := next((v for v in values if not slug_matches(v, slug)), None)):
+        raise FileRejected(f"{label}: rows are for course {bad} but the file name is for {slug}; "
+                           "a course's table file holds its own course")
 
 
 def _unreadable(label: str, exc: Exception) -> str:
