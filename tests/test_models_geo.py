@@ -131,7 +131,7 @@ def test_person_course_ip_country_is_most_frequent_ip(store):
 
 
 def _cells(path):
-    return list(csv.DictReader(io.StringIO(path.read_text())))
+    return list(csv.DictReader(io.StringIO(path.read_text("utf-8-sig"))))
 
 
 def test_report_public_suppresses_small_cells(store, tmp_path):

@@ -346,7 +346,9 @@ def demo(
 
 
 # Commands of the later stages live in their own modules and register themselves on `app`.
-for _module in ("cli_sync", "cli_models", "cli_privacy", "cli_run", "cli_dashboard"):
+# (Not when this file runs as __main__: the block at the end imports the real module, which does it.)
+for _module in (("cli_sync", "cli_models", "cli_privacy", "cli_run", "cli_dashboard")
+                if __name__ != "__main__" else ()):
     try:
         __import__(f"{__package__}.{_module}")
     except ModuleNotFoundError as _exc:
