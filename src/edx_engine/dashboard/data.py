@@ -236,6 +236,9 @@ class Reader:
                                     "FROM course_structure").fetchall()
         except duckdb.CatalogException:
             return {}
+        except duckdb.BinderException:  # a structure without the tree columns: titles, in id order
+            rows = self.con.execute("SELECT course_id, block_id, NULL, NULL, category, display_name "
+                                    "FROM course_structure").fetchall()
         by_course: dict[str, list] = {}
         for r in rows:
             by_course.setdefault(r[0], []).append(r)
