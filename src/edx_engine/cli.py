@@ -193,6 +193,11 @@ def sql(
     if not lake.catalog_path.exists():
         fail(f"no store at {lake.root} (run `edx-engine import` or `edx-engine demo` first)")
     _check_read_only_query(query)
+    models = _models_named(query)
+    if models:
+        from .cli_models import warn_stale
+
+        warn_stale(lake, models)
     try:
         with lake.connect_sandboxed() as con:
             rel = con.sql(query)
@@ -204,8 +209,18 @@ def sql(
                 _sql_stream(rel, fmt, limit, bom=not no_bom)
     except duckdb.PermissionException as exc:
         fail(f"{str(exc).splitlines()[0]} (`edx-engine sql` reads only the store's own files)")
+    except duckdb.CatalogException as exc:
+        hint = " (models are computed by `edx-engine build`)" if models else ""
+        fail(str(exc).splitlines()[0] + hint)
     except duckdb.Error as exc:
         fail(str(exc).splitlines()[0])
+
+
+def _models_named(query: str) -> list[str]:
+    """Model names a query reads (``models.x`` or ``models."x"``)."""
+    import re
+
+    return sorted(set(re.findall(r'\bmodels\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)', query, flags=re.IGNORECASE)))
 
 
 def _sql_table(rel, limit: int) -> None:
