@@ -221,8 +221,14 @@ def ensure_catalog(con) -> None:
 
 
 def _refresh_event_views(lake: Lake, con) -> None:
-    """View hook: (re)create ``events``, ``events_all`` and the family views."""
+    """View hook: (re)create ``events``, ``events_all`` and the family views.
+
+    A catalog whose ``events`` is a table of its own (hand-made test fixtures, an analyst's own
+    load) keeps it: a view never replaces a table."""
     ensure_catalog(con)
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'events'"
+                   ).fetchone()[0]:
+        return
     base = str(lake.root.resolve())
     paths = [f"{base}/{r[0]}" for r in con.execute("SELECT path FROM _edx_event_parts ORDER BY path").fetchall()]
     cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
