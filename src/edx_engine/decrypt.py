@@ -140,6 +140,13 @@ def remove_private_home(home: Path) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def _homes_dir() -> str:
+    """Where private homes go: the temporary directory, unless its path is too long for the
+    agent's socket (a Unix socket path has at most 107 bytes)."""
+    base = tempfile.gettempdir()
+    return base if len(base) + len(_HOME_PREFIX) + 30 < 100 else "/tmp"
+
+
 _swept = False
 
 
@@ -149,7 +156,7 @@ def _sweep_stale_homes() -> None:
     if _swept:
         return
     _swept = True
-    for d in Path(tempfile.gettempdir()).glob(_HOME_PREFIX + "*"):
+    for d in Path(_homes_dir()).glob(_HOME_PREFIX + "*"):
         try:
             if d.stat().st_uid != os.getuid():
                 continue
@@ -165,7 +172,7 @@ def make_private_home(keyring: Path) -> Path:
     configuration that never caches a passphrase. gpg started with it talks to a fresh agent
     of its own, never to the keyring's agent (which may hold an unlocked key)."""
     _sweep_stale_homes()
-    home = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX))
+    home = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX, dir=_homes_dir()))
     (home / "owner").write_text(str(os.getpid()))
     if keyring.is_dir():
         for entry in sorted(keyring.iterdir()):
