@@ -259,6 +259,7 @@ def _long_line(line: int, skip: list, max_line: int) -> Block:
     b = make_block(line, b"", max_line)
     b.rejects.append((line, too_long(max_line, skip[1]), skip[0]))
     b.hidden.add(line)
+    b.nbytes = skip[1] + 1  # read, though not kept: counted in the file's bytes
     return b
 
 
