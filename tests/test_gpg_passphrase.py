@@ -297,3 +297,35 @@ def test_sync_checks_once_and_prints_each_failure_once_under_200_chars(moto_url,
     r = subprocess.run(cli_args(data, conf, "sync"), env=sync_env(gpg_key), capture_output=True, text=True,
                        timeout=300)
     assert r.returncode in (0, 2) and "0 failed" in r.stdout, r.stdout + r.stderr
+
+
+# -- private homes ----------------------------------------------------------------------------
+
+def _agent_running_in(home: Path) -> bool:
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes() if d.name.isdigit() else b""
+        except OSError:
+            continue
+        if b"gpg-agent" in cmd and str(home).encode() in cmd:
+            return True
+    return False
+
+
+def test_private_homes_of_a_killed_run_are_removed_by_the_next(gpg_key, tmp_path):
+    from edx_engine.decrypt import make_private_home
+
+    home, _, _ = gpg_key
+    stale = make_private_home(home)
+    assert (stale / "private-keys-v1.d").is_symlink() and "default-cache-ttl 0" in (stale / "gpg-agent.conf").read_text()
+    subprocess.run(["gpg-connect-agent", "--homedir", str(stale), "/bye"], check=True, capture_output=True)
+    assert _agent_running_in(stale)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (stale / "owner").write_text(str(dead.pid))  # as if its run had been killed with -9
+    code = ("from pathlib import Path; from edx_engine.decrypt import private_home\n"
+            f"with private_home(Path({str(home)!r})) as h: print(h)")
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert not stale.exists() and not Path(fresh).exists()
+    assert not _agent_running_in(stale)
+    assert any((home / "private-keys-v1.d").iterdir())  # the keyring itself is untouched
