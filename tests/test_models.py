@@ -440,3 +440,35 @@ def test_stale_duplicate_enrolment_and_odd_certificate_status(tmp_path):
     assert ed == {(dt.date(2024, 2, 8), "verified"): 1}
     pc = one(lake, "person_course", course_id=A, user_id=1)
     assert (pc["mode"], pc["cert_status"], pc["certified"]) == ("verified", "downloadable", True)
+
+
+def test_passing_rule_at_or_above_versus_above(tmp_path, store):
+    """User 6's grade is exactly the pass mark (0.65): passed under edX's ">=" (the default), not under the
+    original system's ">", chosen by the build's parameter or by the course's registry entry."""
+    import shutil
+
+    lake, root = store
+    assert one(lake, "person_course", course_id=A, user_id=6)["passed"] is True
+    default_approved = one(lake, "course_summary", course_id=A)["approved"]
+    g = one(lake, "general_report", course_id=A)
+    assert (g["passing_grade"], g["passing_rule"]) == (0.65, ">=")
+
+    copy = tmp_path / "data"
+    shutil.copytree(lake.root, copy)
+    l2 = Lake(copy)
+    entries, _ = load_registry(root / "courses.toml")
+    build_duckdb(l2, entries, Params(passing_rule=">"))
+    six = one(l2, "person_course", course_id=A, user_id=6)
+    assert (six["passed"], six["passing_rule"]) == (False, ">")
+    assert one(l2, "course_summary", course_id=A)["approved"] == default_approved - 1
+    assert one(l2, "general_report", course_id=A)["passing_rule"] == ">"
+
+    reg = tmp_path / "courses.toml"  # the registry says ">" for course A; the build's default stays ">="
+    reg.write_text((root / "courses.toml").read_text() + 'passing_rule = ">"\n')
+    entries, _ = load_registry(reg)
+    build_duckdb(l2, entries, Params())
+    assert one(l2, "person_course", course_id=A, user_id=6)["passed"] is False
+    assert one(l2, "general_report", course_id=A)["passing_rule"] == ">"
+    reg.write_text((root / "courses.toml").read_text() + 'passing_rule = "=>"\n')
+    with pytest.raises(RegistryError):
+        load_registry(reg)

@@ -29,8 +29,10 @@ def _registry(settings, registry: Optional[str]):
         raise
 
 
-def _params(settings, passing_grade: Optional[float], include_staff: Optional[bool]):
+def _params(settings, passing_grade: Optional[float], include_staff: Optional[bool],
+            passing_rule: Optional[str] = None):
     from .models import Params
+    from .models.definitions import DEFAULT_PASSING_RULE, PASSING_RULES
 
     conf = settings.section("models")
     pg = passing_grade if passing_grade is not None else conf.get("passing_grade", 0.65)
@@ -41,7 +43,10 @@ def _params(settings, passing_grade: Optional[float], include_staff: Optional[bo
     if not 0 <= pg <= 1:
         fail(f"passing grade must be between 0 and 1, got {pg}")
     staff = include_staff if include_staff is not None else bool(conf.get("include_staff", False))
-    return Params(passing_grade=pg, include_staff=staff)
+    rule = passing_rule or conf.get("passing_rule") or DEFAULT_PASSING_RULE
+    if rule not in PASSING_RULES:
+        fail(f"passing rule must be one of {', '.join(PASSING_RULES)} (at or above / above the mark), got {rule!r}")
+    return Params(passing_grade=pg, include_staff=staff, passing_rule=rule)
 
 
 def _empty(data) -> bool:
@@ -103,7 +108,11 @@ def build(
     data_dir: Optional[str] = DataDir, store: Optional[str] = StoreOpt, registry: Optional[str] = RegistryOpt,
     config: Optional[str] = ConfigOpt,
     passing_grade: Optional[float] = typer.Option(None, "--passing-grade",
-                                                  help="Grade at or above which a learner is 'approved' (0.65)."),
+                                                  help="Pass mark for courses whose package and registry give "
+                                                       "none (0.65)."),
+    passing_rule: Optional[str] = typer.Option(None, "--passing-rule",
+                                               help="'>=' (grade at or above the mark: edX, the default) or '>' "
+                                                    "(above it: the original IDBx reports); registry: passing_rule."),
     include_staff: Optional[bool] = typer.Option(None, "--include-staff/--exclude-staff",
                                                  help="Count staff in the indicators (default: exclude)."),
     model: Optional[list[str]] = typer.Option(None, "--model", help="Build only this model (and what it needs)."),
@@ -114,7 +123,7 @@ def build(
 
     settings = _settings(data_dir, config=config)
     entries, _ = _registry(settings, registry)
-    params = _params(settings, passing_grade, include_staff)
+    params = _params(settings, passing_grade, include_staff, passing_rule)
     for m in model or []:
         if m not in MODELS:
             fail(f"unknown model {m!r}; models: {', '.join(MODELS)}")

@@ -29,6 +29,10 @@ import ibis.expr.types as ir
 UNKNOWN = "unknown"
 ALL = "(all)"
 DEFAULT_PASSING_GRADE = 0.65
+# How a grade is compared with the pass mark: edX's convention is "at or above" (">="); the original
+# IDBx system counted "above" (">"). The registry (per course) or --passing-rule chooses.
+PASSING_RULES = (">=", ">")
+DEFAULT_PASSING_RULE = ">="
 
 PLAY_VIDEO = ("play_video", "edx.video.played")
 COMPLETE_VIDEO = ("complete_video", "edx.video.completed")
@@ -40,11 +44,13 @@ ENROLL_DEACTIVATED = "edx.course.enrollment.deactivated"
 class Params:
     passing_grade: float = DEFAULT_PASSING_GRADE
     include_staff: bool = False
+    passing_rule: str = DEFAULT_PASSING_RULE
     built_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None,
                                                                                                    microsecond=0))
 
     def fingerprint(self) -> str:
-        return f"passing_grade={self.passing_grade!r};include_staff={self.include_staff!r}"
+        return (f"passing_grade={self.passing_grade!r};include_staff={self.include_staff!r}"
+                + (f";passing_rule={self.passing_rule}" if self.passing_rule != DEFAULT_PASSING_RULE else ""))
 
 
 class Tables:
@@ -253,7 +259,7 @@ def courses(t: Tables, p: Params) -> ir.Table:
         "structure_end", "tables",
         nchapters=j.nchapters.fill_null(0), learners=j.learners.fill_null(0),
         first_event_day=j.first_event_day, last_event_day=j.last_event_day, nevents=j.nevents.fill_null(0),
-        passing_grade=j.passing_grade, passing_source=j.passing_source,
+        passing_grade=j.passing_grade, passing_source=j.passing_source, passing_rule=j.passing_rule,
     )
 
 
@@ -315,7 +321,8 @@ def person_course(t: Tables, p: Params) -> ir.Table:
     fa = f.group_by([f.course_id.name("f_course_id"), f.author_id.name("f_user_id")]).aggregate(
         nforum_posts=f.count())
 
-    crs = t.courses.select(k_course_id="course_id", course_chapters="nchapters", course_passing="passing_grade")
+    crs = t.courses.select(k_course_id="course_id", course_chapters="nchapters", course_passing="passing_grade",
+                           course_rule="passing_rule")
     u = users(t).select(u_user_id="user_id", username="username", is_global_staff="is_staff")
     pr = profiles(t).rename(p_user_id="user_id")
     loc = locations(t)
@@ -340,6 +347,8 @@ def person_course(t: Tables, p: Params) -> ir.Table:
     n_viewed = j.chapters_viewed.fill_null(0)
     course_chapters = j.course_chapters.fill_null(0)
     passing = ibis.coalesce(j.course_passing, ibis.literal(repr(float(p.passing_grade))).cast("float64"))
+    rule = ibis.coalesce(j.course_rule, ibis.literal(p.passing_rule))
+    grade = j.grade.fill_null(-1.0)
     global_staff = j.is_global_staff.fill_null(False)
     course_role = j.course_role.fill_null(False)
     return j.select(
@@ -354,8 +363,9 @@ def person_course(t: Tables, p: Params) -> ir.Table:
         explored=(nchapters > 0) & (nchapters * 2 >= n_viewed - n_viewed % 2),
         explored_structure=(course_chapters > 0) & (nstruct * 2 >= course_chapters),
         certified=clean(j.cert_status, lower=True) == "downloadable",  # as cert_status: ' Downloadable' too
-        passed=j.grade.fill_null(-1.0) >= passing,
+        passed=ibis.ifelse(rule == ">", grade > passing, grade >= passing),
         passing_grade=passing,
+        passing_rule=rule,
         cert_status=clean(j.cert_status, lower=True).substitute({UNKNOWN: "none"}),
         grade=j.grade,
         cert_created=j.cert_created,
@@ -427,6 +437,7 @@ def course_summary(t: Tables, p: Params) -> ir.Table:
         "course_id", "name", "sme", "start_date", "end_date",
         **{k: j[k].fill_null(0) for k in counts},
         passing_grade=ibis.coalesce(j.passing_grade, ibis.literal(repr(float(p.passing_grade))).cast("float64")),
+        passing_rule=ibis.coalesce(j.passing_rule, ibis.literal(p.passing_rule)),
         created_at=ibis.literal(p.built_at, type="timestamp"),
     )
 
@@ -458,7 +469,7 @@ def general_report(t: Tables, p: Params) -> ir.Table:
     return s.select("course_id", "name", "sme", "start_date", "end_date", total=s.enrolled, active=s.active,
                     approved=s.approved, certified=s.certified, failed=s.certificates_failed, male=s.male,
                     female=s.female, other_unknown=s.other_unknown, countries=s.countries,
-                    countries_ip=s.countries_ip)
+                    countries_ip=s.countries_ip, passing_grade=s.passing_grade, passing_rule=s.passing_rule)
 
 
 @model("enrolment_report", deps=("person_course", "courses"))

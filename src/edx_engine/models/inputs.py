@@ -73,6 +73,7 @@ INPUTS: dict[str, dict[str, str]] = {
         "course_id": "VARCHAR", "name": "VARCHAR", "sme": "VARCHAR", "start_date": "DATE", "end_date": "DATE",
         "in_registry": "BOOLEAN", "structure_name": "VARCHAR", "structure_start": "DATE", "structure_end": "DATE",
         "tables": "VARCHAR", "passing_grade": "DOUBLE", "passing_source": "VARCHAR",
+        "passing_rule": "VARCHAR",
     },
 }
 

@@ -13,9 +13,12 @@ TOML shapes accepted (see ``courses.example.toml``)::
     [[course]]                                        # ... or an array of tables with ``id``
     id = "IDBx/IDB1x/2T2014"; name = "..."
 
-CSV: a header with ``id,name,sme,start,end`` (optional ``passing_grade``; other columns ignored).
+CSV: a header with ``id,name,sme,start,end`` (optional ``passing_grade``, ``passing_rule``; other
+columns ignored).
 
-``passing_grade`` (0..1) is used for a course whose package carries no grading policy.
+``passing_grade`` (0..1) is used for a course whose package carries no grading policy;
+``passing_rule`` says how a grade is compared with it: ``>=`` (at or above, edX's convention and
+the default) or ``>`` (above, as the original IDBx system counted).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class CourseEntry:
     start: dt.date | None = None
     end: dt.date | None = None
     passing_grade: float | None = None  # the course's pass mark (0..1), when no grading policy says it
+    passing_rule: str | None = None  # ">=" (at or above the mark, edX) or ">" (above it, the original system)
 
 
 def _date(v: Any, where: str) -> dt.date | None:
@@ -68,7 +72,18 @@ def _entry(cid: str, d: dict, where: str) -> CourseEntry:
         raise RegistryError(f"{where}: expected a table for course {cid!r}")
     s = lambda k: (str(d[k]).strip() or None) if d.get(k) is not None else None  # noqa: E731
     return CourseEntry(cid.strip(), s("name"), s("sme"), _date(d.get("start"), f"{where} {cid} start"),
-                       _date(d.get("end"), f"{where} {cid} end"), _grade(d.get("passing_grade"), f"{where} {cid}"))
+                       _date(d.get("end"), f"{where} {cid} end"), _grade(d.get("passing_grade"), f"{where} {cid}"),
+                       _rule(d.get("passing_rule"), f"{where} {cid}"))
+
+
+def _rule(v: Any, where: str) -> str | None:
+    from .definitions import PASSING_RULES
+
+    if v is None or str(v).strip() == "":
+        return None
+    if str(v).strip() not in PASSING_RULES:
+        raise RegistryError(f"{where}: passing_rule must be one of {', '.join(PASSING_RULES)}, not {v!r}")
+    return str(v).strip()
 
 
 def _grade(v: Any, where: str) -> float | None:
@@ -177,6 +192,7 @@ def course_info(con: duckdb.DuckDBPyConnection, entries: list[CourseEntry]) -> p
             "structure_name": sname, "structure_start": sstart, "structure_end": send,
             "tables": ",".join(tables.get(cid, [])),
             **_passing(cutoffs.get(cid), e),
+            "passing_rule": e.passing_rule if e is not None else None,
         })
     return pa.Table.from_pylist(rows, schema=COURSE_INFO_SCHEMA)
 

@@ -107,7 +107,7 @@ def course_report_rows(summary: pa.Table, breakdown: pa.Table) -> pa.Table:
     row it says whether that indicator is hidden."""
     public = SUPPRESSED in summary.column_names or SUPPRESSED in breakdown.column_names
     metrics = [c for c in summary.column_names if c not in ("course_id", "name", "sme", "start_date", "end_date",
-                                                            "passing_grade", "created_at", SUPPRESSED)]
+                                                            "passing_grade", "passing_rule", "created_at", SUPPRESSED)]
     rows = []
     for s in summary.to_pylist():
         hidden = set((s.get(SUPPRESSED) or "").split(";")) - {""}
