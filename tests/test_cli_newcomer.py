@@ -158,3 +158,26 @@ def test_demo_says_once_that_bad_lines_are_on_purpose(tmp_path):
     assert "partial" not in text  # no per-file "partial ... rejected" lines
     assert text.count("on purpose") == 1
     assert text.index("on purpose") < text.index("database files:")
+
+
+def test_report_labels_translate_codes_and_keep_counts(built, tmp_path):
+    """--labels: codes become the dashboard's labels (f -> Mujer/Woman...); every count stays the same."""
+    from collections import Counter
+
+    from edx_engine.dashboard.labels import label
+
+    codes, es = tmp_path / "codes.csv", tmp_path / "es.csv"
+    assert invoke("report", "demographics", "-o", codes, "--data-dir", built.root).exit_code == 0
+    r = invoke("report", "demographics", "--labels", "es", "-o", es, "--data-dir", built.root)
+    assert r.exit_code == 0, r.output
+    a = list(csv.DictReader(io.StringIO(codes.read_text("utf-8-sig"))))
+    b = list(csv.DictReader(io.StringIO(es.read_text("utf-8-sig"))))
+    assert [x["user_id"] for x in a] == [x["user_id"] for x in b]
+    for x, y in zip(a, b):
+        assert y["gender"] == label("gender", x["gender"] or None, "es")
+        assert y["level_of_education"] == label("level_of_education", x["level_of_education"] or None, "es")
+    assert Counter(x["gender"] for x in a if x["gender"] == "f") == Counter(
+        {"f": sum(1 for y in b if y["gender"] == label("gender", "f", "es"))})
+    assert "Mujer" in {y["gender"] for y in b} or "f" not in {x["gender"] for x in a}
+    bad = invoke("report", "demographics", "--labels", "fr", "-o", tmp_path / "x.csv", "--data-dir", built.root)
+    assert bad.exit_code == 1 and "unknown language" in bad.output

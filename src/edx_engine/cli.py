@@ -75,7 +75,8 @@ def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | No
                 progress.console.print(f"[yellow]partial[/] {r.label}: {r.message}", highlight=False, soft_wrap=True)
 
         def on_unknown(label: str) -> None:
-            progress.console.print(f"[yellow]skipped[/] {label}: not a file name edX uses", highlight=False)
+            progress.console.print(f"[yellow]skipped[/] {label}: not a table or file of an edX package",
+                                   highlight=False)
 
         return import_paths(settings, paths, package_date, scrub=scrub, progress=progress, on_file=on_file,
                             on_unknown=on_unknown, labels=labels)
@@ -101,6 +102,8 @@ def import_cmd(
     if exports:
         by_status = {s: [f for f in exports.files if f.status == s] for s in ("loaded", "unchanged", "older")}
         older = f", {len(by_status['older'])} older than the store" if by_status["older"] else ""
+        if exports.not_exported:
+            older += f", {len(exports.not_exported)} not exported by edX"
         out.print(f"database files: {len(exports.files)} ({len(by_status['loaded'])} loaded, "
                   f"{len(by_status['unchanged'])} unchanged{older}, {len(exports.failed)} failed), "
                   f"rows: {exports.rows:,}, rejected lines: {exports.rejected:,}, {exports.seconds:.1f} s",
@@ -111,6 +114,12 @@ def import_cmd(
         extras = sorted({(f.table, c) for f in exports.files for c in f.extra_columns})
         for table, col in extras:
             out.print(f"note: unknown column {table}.{col} kept as text", highlight=False)
+        for table in exports.unknown_tables:
+            out.print(f"note: unknown table {table} kept as text (view {table})", highlight=False)
+        for f in exports.not_exported:
+            out.print(f"note: {f.message}", highlight=False)
+        for line in exports.warnings:
+            out.print(f"[yellow]warning[/] {line}", highlight=False, soft_wrap=True)
         partial |= exports.partial
     if events:
         out.print(events.one_line(), highlight=False)
@@ -358,6 +367,16 @@ def demo(
     build = build_duckdb(Lake(settings.data_dir), load_registry(None, settings.file)[0], Params())
     out.print(build.one_line(), highlight=False)
     demo_summary(settings, time.perf_counter() - t0)
+    from .dashboard import DashboardError, build_site
+
+    try:
+        site = build_site(Lake(settings.data_dir), settings.data_dir / "site", lang="en")
+    except DashboardError as exc:
+        fail(str(exc))
+        return
+    out.print(f"dashboard: open {site.out_dir.resolve() / 'index.html'} in a browser, or run "
+              f"`edx-engine dashboard serve --data-dir {settings.data_dir}` and open http://127.0.0.1:8050",
+              highlight=False, soft_wrap=True)
 
 
 # Commands of the later stages live in their own modules and register themselves on `app`.

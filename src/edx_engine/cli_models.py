@@ -157,6 +157,9 @@ def report(
     k: int = typer.Option(5, "--k", help="With --public: smallest count that may be published."),
     no_bom: bool = typer.Option(False, "--no-bom", help="CSV without the UTF-8 byte-order mark (Excel needs it "
                                                         "to show accented names; stdout never gets one)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Show edX codes (gender, education, mode, "
+                                                                 "certificate status, country) as labels in es, en "
+                                                                 "or pt, as the dashboard does."),
     data_dir: Optional[str] = DataDir, store: Optional[str] = StoreOpt, config: Optional[str] = ConfigOpt,
 ) -> None:
     """Write a report (general, course, enrolment, courses, active_users, demographics, masterfile, ...).
@@ -164,7 +167,7 @@ def report(
     A model's name is accepted too (`report general_report` is `report general`)."""
     from .models import BuildError
     from .reports import FORMATS, ReportError, check_course, check_public, make_public, only_course, produce, \
-        public_models, report_name, unknown_report_message, write
+        public_models, report_name, unknown_report_message, with_labels, write
 
     if report_name(name) is None:
         fail(unknown_report_message(name))
@@ -192,6 +195,8 @@ def report(
             data = make_public(name, data, k)
             if course:
                 data = only_course(data, course)
+        if labels:
+            data = with_labels(data, labels)
         where = write(name, data, fmt, output, bom=not no_bom)
     except (BuildError, ReportError, OSError) as exc:
         fail(str(exc))

@@ -92,8 +92,7 @@ def check_models(lake: Lake) -> list[str]:
                              f"{' …' if len(missing) > 4 else ''} missing): run `edx-engine build` first")
     from ..models import build as B
 
-    stale_models = getattr(B, "stale_models", lambda _lake: [])
-    stale = stale_models(lake)
+    stale = B.stale_models(lake)
     if stale:
         raise DashboardError(f"the models are older than the data ({', '.join(stale[:4])}"
                              f"{' …' if len(stale) > 4 else ''}): run `edx-engine build` first")

@@ -204,6 +204,23 @@ def produce(lake: Lake, name: str, store: str | None = None, course: str | None 
     return _sorted(read_model(lake, REPORTS[name].model, store, course))
 
 
+def with_labels(data, lang: str):
+    """edX codes (gender, education, mode, certificate status, countries; also the ``value`` of a
+    breakdown row by its ``dimension``) replaced by their labels in ``lang``: the dashboard's tables."""
+    from ..dashboard.labels import LANGS, REPORT_COLUMNS, apply_labels, label
+
+    if lang not in LANGS:
+        raise ReportError(f"unknown language {lang!r} for --labels (use {', '.join(LANGS)})")
+    if isinstance(data, tuple):
+        return tuple(with_labels(d, lang) for d in data)
+    t = apply_labels(data, lang)
+    if {"dimension", "value"} <= set(t.column_names):
+        pairs = zip(t.column("dimension").to_pylist(), t.column("value").to_pylist())
+        values = [label(REPORT_COLUMNS[d], v, lang) if d in REPORT_COLUMNS else v for d, v in pairs]
+        t = t.set_column(t.column_names.index("value"), "value", pa.array(values, pa.string()))
+    return t
+
+
 def only_course(data, course: str):
     """The rows of one course, from a report's data (a table, or the course report's pair)."""
     if isinstance(data, tuple):
