@@ -294,10 +294,7 @@ def _store(lake: Lake, tables: dict[str, pa.Table], db: IpDatabase, now: dt.date
             for p in new.values():
                 p.unlink(missing_ok=True)
             raise
-        keep = {str((lake.root / r[0]).resolve()) for r in con.execute("SELECT path FROM _edx_geo").fetchall()}
-    for f in d.glob("*.parquet"):
-        if str(f.resolve()) not in keep:
-            f.unlink()
+    lake.collect_garbage()  # the replaced tables, and any writer's leftovers (under the lock)
 
 
 def _views(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:

@@ -10,8 +10,10 @@ Layout under the data directory::
 Parquet files are written under a temporary name and never modified afterwards. Which
 file is *current* for a (table, course) lives in the catalog table ``_edx_snapshots``;
 switching to new files and recreating the views happens in one DuckDB transaction, so
-an interrupted import leaves the previous state intact. Files no longer referenced are
-deleted afterwards (``collect_garbage``).
+an interrupted import leaves the previous state intact. Files no longer referenced (replaced,
+or left by a killed writer) are deleted at the end of every writing command, under the write
+lock (``collect_garbage``): once a command has finished, the lake holds no file the catalog
+does not reference, so tools reading the Parquet files directly count nothing twice.
 
 The bookkeeping holds paths relative to the data directory; the views hold absolute paths (so
 that any DuckDB client, opened from any directory, can query them) and ``_edx_meta`` records the
@@ -36,7 +38,7 @@ from typing import Iterator
 
 import duckdb
 
-from .names import path_slug
+from .names import path_slug, unknown_table_name_ok
 from .schemas import ADDED_COLUMNS, TABLES, TableSchema
 
 CATALOG = "edx.duckdb"
@@ -244,7 +246,11 @@ class Lake:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 raise StoreBusy(f"another edx-engine process is writing to {self.root} (lock {self.root / '.lock'})")
-            yield
+            _HELD.add(self._here())
+            try:
+                yield
+            finally:
+                _HELD.discard(self._here())
         finally:
             os.close(fd)
 
@@ -285,16 +291,72 @@ class Lake:
         self.collect_garbage()
 
     def collect_garbage(self) -> int:
-        """Delete lake files the catalog no longer references (left by replaced snapshots or crashes)."""
-        with self.connect(read_only=False) as con:
-            referenced = {r[0] for r in con.execute("SELECT path FROM _edx_snapshots UNION ALL "
-                                                      "SELECT path FROM _edx_quarantine_files").fetchall()}
+        """Delete every lake file the catalog does not reference; returns how many.
+
+        The one collector for every writer's leftovers (replaced snapshots, parts of a killed
+        import or scrub, ``.tmp`` files, old models and geo tables), run at the end of each
+        writing command. It only runs under the store's write lock: a file another live writer
+        has written but not yet committed is unreferenced too, and must not go. If this
+        process does not hold the lock and another one does, nothing is collected (that
+        writer collects when it ends). Subdirectories whose bookkeeping table is absent, or
+        which reference files by absolute paths outside the store, are left alone."""
+        if self._here() in _HELD:
+            return self._collect()
+        try:
+            with self.writer():
+                return self._collect()
+        except StoreBusy:
+            return 0
+
+    def referenced_files(self, con: duckdb.DuckDBPyConnection) -> dict[str, set[str] | None]:
+        """Lake subdirectory -> the paths (relative to the data directory) its bookkeeping table
+        references; None where that cannot be told (no table, or paths outside the store)."""
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+                                            "AND database_name = current_database()").fetchall()}
+        root = self.root.resolve()
+        out: dict[str, set[str] | None] = {}
+        for sub, table in LAKE_FILE_OWNERS:
+            if table not in tables:
+                out[sub] = None
+                continue
+            refs: set[str] | None = set()
+            for (stored,) in con.execute(f"SELECT DISTINCT path FROM {table} WHERE path IS NOT NULL").fetchall():
+                p = Path(stored)
+                if p.is_absolute():
+                    try:
+                        p = p.resolve().relative_to(root)
+                    except ValueError:
+                        refs = None  # built elsewhere: what is referenced here cannot be told
+                        break
+                refs.add(os.path.normpath(p.as_posix()))
+            out[sub] = refs
+        return out
+
+    def _collect(self) -> int:
+        if not self.catalog_path.exists() or not self.lake_dir.is_dir():
+            return 0
+        try:
+            with self.connect() as con:
+                referenced = self.referenced_files(con)
+        except (StoreBusy, duckdb.Error):
+            return 0  # the catalog is busy: the next writer collects
         removed = 0
-        for sub in ("tables", "quarantine"):
-            for f in (self.lake_dir / sub).rglob("*"):
-                if f.is_file() and self.rel(f) not in referenced:
-                    f.unlink()
-                    removed += 1
+        for sub, refs in referenced.items():
+            top = self.lake_dir / sub
+            if refs is None or not top.is_dir():
+                continue
+            for dirpath, _dirs, files in os.walk(top, topdown=False):
+                d = Path(dirpath)
+                for name in files:
+                    f = d / name
+                    if os.path.normpath(f.relative_to(self.root).as_posix()) not in refs:
+                        f.unlink(missing_ok=True)
+                        removed += 1
+                if d != top:
+                    try:
+                        d.rmdir()  # only if empty
+                    except OSError:
+                        pass
         return removed
 
     # -- views -------------------------------------------------------------------------
@@ -311,6 +373,13 @@ class Lake:
         paths = {t: [f"{base}/{p}" for p in ps] for t, ps in rows}
         for name, schema in TABLES.items():
             con.execute(f"CREATE OR REPLACE VIEW {name} AS {self._table_sql(schema, paths.get(name))}")
+        # Tables edX delivers that the registry does not describe: a view of the same name over
+        # their untyped (text) snapshots. Names come from file names: checked and quoted.
+        for name in sorted(set(paths) - set(TABLES)):
+            if unknown_table_name_ok(name):
+                view = '"' + name.replace('"', '""') + '"'
+                con.execute(f"CREATE OR REPLACE VIEW {view} AS "
+                            f"SELECT * FROM read_parquet({_sql_list(paths[name])}, union_by_name=true)")
         qpaths = [f"{base}/{r[0]}" for r in con.execute("SELECT path FROM _edx_quarantine_files ORDER BY path").fetchall()]
         if qpaths:
             sql = f"SELECT * FROM read_parquet({_sql_list(qpaths)}, union_by_name=true)"
@@ -330,6 +399,13 @@ class Lake:
         cols = list(schema.columns) + [c for c in ADDED_COLUMNS if schema.column(c.name) is None]
         return "SELECT " + ", ".join(f"NULL::{c.duckdb_type} AS {c.name}" for c in cols) + " WHERE false"
 
+
+# Lake subdirectories and the bookkeeping table that lists their files (``collect_garbage``).
+LAKE_FILE_OWNERS = (("tables", "_edx_snapshots"), ("quarantine", "_edx_quarantine_files"),
+                    ("events", "_edx_event_parts"), ("models", "_edx_models"), ("geo", "_edx_geo"))
+
+# Stores (resolved roots) whose write lock this process holds (``Lake.writer``).
+_HELD: set[str] = set()
 
 # Re-pointed private copies of catalogs this process could not write: (root, stamps) -> file.
 _COPIES: dict[tuple, Path] = {}

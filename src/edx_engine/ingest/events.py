@@ -749,18 +749,6 @@ def _recompute_duplicates(lake: Lake, con, dates: list[str], key: str, parts: li
 
 
 def _collect_garbage(lake: Lake) -> int:
-    """Delete event parts the catalog no longer references (replaced files, crashed runs)."""
-    with lake.connect() as con:
-        referenced = {r[0] for r in con.execute("SELECT path FROM _edx_event_parts").fetchall()}
-    removed = 0
-    root = lake.lake_dir / "events"
-    if root.exists():
-        for f in root.rglob("*.parquet*"):
-            if f.is_file() and lake.rel(f) not in referenced:
-                f.unlink()
-                removed += 1
-        for d in root.iterdir():
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-    removed += lake.collect_garbage()
-    return removed
+    """Delete lake files the catalog no longer references (replaced files, crashed runs): the
+    store's one collector, which knows the event parts (``_edx_event_parts``) too."""
+    return lake.collect_garbage()

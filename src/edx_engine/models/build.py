@@ -261,10 +261,7 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
                     _record_inputs(con, n, in_fp)
                 _create_views(lake, con)
                 con.execute("COMMIT")
-                keep = {str((lake.root / p).resolve()) for (p,) in con.execute("SELECT path FROM _edx_models").fetchall()}
-            for f in models_dir.rglob("*.parquet"):
-                if str(f.resolve()) not in keep:
-                    f.unlink()
+        lake.collect_garbage()  # replaced models, and any writer's leftovers (under the lock)
     res.seconds = time.perf_counter() - t0
     return res
 

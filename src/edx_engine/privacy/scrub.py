@@ -35,8 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..fetch import testhooks
 from ..lake import Lake
-from ..schemas import personal_columns
+from ..schemas import personal_columns, personal_in
 
 # Tracking-log columns that identify a person or a device.
 EVENT_PERSONAL = ("username", "ip", "agent", "session")
@@ -46,20 +47,30 @@ EVENT_PERSONAL = ("username", "ip", "agent", "session")
 EVENT_JSON_KEYS = ("body", "title", "query", "search_text", "note_text", "user_message", "content",
                    "username", "email", "full_name", "name_on_certificate", "student", "certificate_id",
                    "certificate_url", "POST", "GET")
+# Other personal keys (identifiers of a person or a device, as in the columns), and key
+# endings: a key is compared case- and separator-insensitively (``Email``, ``user_email``,
+# ``emailAddress``, ``e-mail`` are all e-mail addresses), at any depth of `event` and `context`.
+EVENT_JSON_EXTRA_KEYS = ("mail", "first_name", "last_name", "password", "ip", "ip_address", "agent", "user_agent")
+PERSONAL_KEY_ENDINGS = ("email", "emailaddress", "username", "fullname")
 # Keys removed only from some event types (elsewhere they mean something else: seq_goto's old/new).
 EVENT_TYPE_JSON_KEYS = {"edx.user.settings.changed": ("old", "new"), "edx.user.settings.viewed": ("old", "new"),
                         "edx.team.changed": ("old", "new"), "edx.team.created": ("name", "description")}
-EVENT_JSON_COLUMNS = ("event", "event_text")
+EVENT_JSON_COLUMNS = ("event", "event_text", "context")
 # Tracking-log columns holding URLs or JSON, where a username can sit in a path
-# (/u/<username>, /api/user/v1/accounts/<username>): that segment is replaced.
-EVENT_URL_COLUMNS = ("event_type", "page", "referer", "path", "context", "event", "event_text")
+# (/u/<username>, /api/user/v1/accounts/<username>): that segment is replaced. Server events
+# put the requested URL in `name` and `event_type` too.
+EVENT_URL_COLUMNS = ("event_type", "name", "page", "referer", "path", "context", "event", "event_text")
 USER_IN_URL = r"(/u/|/accounts/|/users/|/profile/|/user_profile/)[^/?#\"\\\s]+"
 USER_IN_URL_REPLACEMENT = r"\1(removed)"
+# Query-string parameters whose value is removed (same key matching as the JSON keys), in
+# every URL-bearing column and inside the JSON: ?email=...&name=... -> ?email=(removed)&name=(removed).
+QUERY_EXTRA_KEYS = ("name", "user", "q", "search", "first_name", "last_name")
 # Reasons of rejected lines quote the bad value (possibly an e-mail in the wrong column).
 QUOTED_VALUE = r": '.*' is not a valid"
 QUOTED_VALUE_REPLACEMENT = ": (value removed) is not a valid"
-# Scrub rules change: files scrubbed by an older version are scrubbed again.
-SCRUB_VERSION = "v2"
+# Scrub rules change: files scrubbed by an older version are scrubbed again (v3: `context`,
+# `name`, query strings, keys in any spelling).
+SCRUB_VERSION = "v3"
 # Quarantine: the raw line is personal (it is a row of auth_user, a tracking event...).
 QUARANTINE_PERSONAL = ("raw",)
 # Columns of derived tables (models, geo) that identify a person. `name` is NOT here: in the
@@ -88,6 +99,42 @@ class ScrubError(Exception):
     pass
 
 
+def norm_key(key: str) -> str:
+    """A key without case and separators: ``user_Email`` and ``e-mail`` compare as words do."""
+    return re.sub(r"[^0-9a-z]", "", key.lower())
+
+
+PERSONAL_KEYS = frozenset(norm_key(k) for k in EVENT_JSON_KEYS + EVENT_JSON_EXTRA_KEYS)
+QUERY_KEYS = PERSONAL_KEYS | frozenset(norm_key(k) for k in QUERY_EXTRA_KEYS)
+
+
+def personal_key(key: str, extra: frozenset = frozenset()) -> bool:
+    """Whether a JSON key names personal data (``extra``: normalised keys of the event type)."""
+    n = norm_key(key)
+    return n in PERSONAL_KEYS or n in extra or n.endswith(PERSONAL_KEY_ENDINGS)
+
+
+def _loose(word: str) -> str:
+    """A regex matching a normalised key in any case with any separators between its letters."""
+    return "[^a-zA-Z0-9\"\\\\&=?#]*".join(re.escape(c) for c in word)
+
+
+def _alternation(words) -> str:
+    return "|".join(_loose(w) for w in sorted(words, key=lambda w: (-len(w), w)))
+
+
+# A JSON key that may be personal (a superset: the parsed JSON decides), escaped or not.
+PERSONAL_KEY_RE = (r'(?i)"(?:' + _alternation(PERSONAL_KEYS) + r'|[^"\\]*(?:' + _alternation(PERSONAL_KEY_ENDINGS)
+                   + r'))\\*"\s*:')
+# A query parameter with a personal key, or whose value holds an e-mail address (@ or %40).
+QUERY_PARAM = (r'(?i)([?&;#](?:' + _alternation(QUERY_KEYS) + r'|[^=&#?\s"\\]*(?:' + _alternation(PERSONAL_KEY_ENDINGS)
+               + r'))=)[^&#\s"\\]*')
+# (an address: local part, @, a dotted domain; block ids such as type@problem+block@x are not)
+QUERY_EMAIL = (r'(?i)([?&;#][^=&#?\s"\\]*=)[^&#\s"\\]*?[a-z0-9._%+-]+(?:@|%40)[a-z0-9-]+(?:\.[a-z0-9-]+)*'
+               r'\.[a-z]{2,}[^&#\s"\\]*')
+QUERY_REPLACEMENT = r"\1(removed)"
+
+
 def table_personal_columns(table: str) -> list[str]:
     """Personal columns of an edX table, as the schema registry flags them."""
     return list(personal_columns().get(table, []))
@@ -102,7 +149,7 @@ class FilePlan:
     path: Path
     rows: int
     columns: list[str]  # columns to set to NULL (present in the file)
-    json_columns: list[str]  # columns whose JSON loses EVENT_JSON_KEYS
+    json_columns: list[str]  # columns whose JSON loses its personal keys
     values: dict[str, int] = field(default_factory=dict)  # non-null values per column that will be removed
     scrubbed: bool = False  # already scrubbed (listed in _edx_scrub_log)
 
@@ -184,8 +231,8 @@ def _plan_file(kind: str, name: str, bookkeeping: str | None, stored: str, path:
     if not path.exists():
         return None
     names = set(pq.read_schema(path).names)
-    if kind == "table":
-        wanted = table_personal_columns(name)
+    if kind == "table":  # unknown tables and columns: all personal until the registry describes them
+        wanted = personal_in(name, pq.read_schema(path).names)
         json_cols: list[str] = []
     elif kind == "quarantine":
         wanted = list(QUARANTINE_PERSONAL)
@@ -224,7 +271,8 @@ def plan(lake: Lake, con: duckdb.DuckDBPyConnection) -> list[FilePlan]:
             seen.add(path.resolve())
             p.scrubbed = stored in done and p.to_remove == 0
             plans.append(p)
-    # Tracking-log files the catalog does not list individually (depends on the events importer).
+    # Tracking-log files the catalog does not list (a catalog older than `_edx_event_parts`; else
+    # left by a killed writer: listed so that --check sees them, deleted by `collect_garbage`).
     ev_dir = lake.lake_dir / "events"
     if ev_dir.exists():
         for f in sorted(ev_dir.rglob("*.parquet")):
@@ -241,9 +289,10 @@ def plan(lake: Lake, con: duckdb.DuckDBPyConnection) -> list[FilePlan]:
 # -- rewriting ----------------------------------------------------------------------------------------
 
 def _strip(obj, keys: frozenset):
-    """``obj`` without ``keys`` at any depth, JSON-encoded strings of objects included."""
+    """``obj`` without personal keys (``personal_key``; ``keys``: the event type's own) at any
+    depth, JSON-encoded strings of objects included."""
     if isinstance(obj, dict):
-        return {k: _strip(v, keys) for k, v in obj.items() if k not in keys}
+        return {k: _strip(v, keys) for k, v in obj.items() if not personal_key(k, keys)}
     if isinstance(obj, list):
         return [_strip(v, keys) for v in obj]
     if isinstance(obj, str) and obj[:1] in ("{", "["):
@@ -276,6 +325,11 @@ def _has_key(storage: pa.Array, keys) -> pa.Array | None:
     return hit
 
 
+def _has_personal_key(storage: pa.Array) -> pa.Array:
+    """Rows whose JSON may hold a personal key (RE2 in C++; only these are parsed in Python)."""
+    return pc.match_substring_regex(storage, PERSONAL_KEY_RE)
+
+
 def _text_storage(arr: pa.Array) -> tuple[pa.Array | None, Callable[[pa.Array], pa.Array]]:
     """(the string storage of ``arr`` or None if it is not text, a function wrapping new storage
     back into ``arr``'s type). Covers pyarrow's JSON type and ours, both extension types."""
@@ -287,11 +341,11 @@ def _text_storage(arr: pa.Array) -> tuple[pa.Array | None, Callable[[pa.Array], 
 
 
 def _strip_json(arr: pa.Array, event_type: pa.Array | None = None) -> pa.Array:
-    """Remove EVENT_JSON_KEYS (and EVENT_TYPE_JSON_KEYS for their event types) from JSON text."""
+    """Remove personal keys (``personal_key``; EVENT_TYPE_JSON_KEYS for their event types) from JSON text."""
     storage, wrap = _text_storage(arr)
     if storage is None:
         return arr
-    hit = _has_key(storage, EVENT_JSON_KEYS)
+    hit = _has_personal_key(storage)
     typed = None
     if event_type is not None:
         typed = pc.fill_null(pc.is_in(event_type, value_set=pa.array(list(EVENT_TYPE_JSON_KEYS))), False)
@@ -299,8 +353,8 @@ def _strip_json(arr: pa.Array, event_type: pa.Array | None = None) -> pa.Array:
         hit = pc.or_(hit, pc.and_(typed, extra))
     if not pc.any(hit).as_py():
         return arr
-    base = frozenset(EVENT_JSON_KEYS)
-    per_type = {t: base | frozenset(ks) for t, ks in EVENT_TYPE_JSON_KEYS.items()}
+    base: frozenset = frozenset()
+    per_type = {t: frozenset(norm_key(k) for k in ks) for t, ks in EVENT_TYPE_JSON_KEYS.items()}
     types = event_type.to_pylist() if event_type is not None else [None] * len(storage)
     return wrap(pa.array([_strip_json_text(v, per_type.get(t, base)) if f else v
                           for v, f, t in zip(storage.to_pylist(), pc.fill_null(hit, False).to_pylist(), types)],
@@ -310,6 +364,14 @@ def _strip_json(arr: pa.Array, event_type: pa.Array | None = None) -> pa.Array:
 def _replace_regex(arr: pa.Array, pattern: str, replacement: str) -> pa.Array:
     storage, wrap = _text_storage(arr)
     return arr if storage is None else wrap(pc.replace_substring_regex(storage, pattern, replacement))
+
+
+def _scrub_urls(arr: pa.Array) -> pa.Array:
+    """Usernames in URL paths and personal query-string values, wherever a URL can sit."""
+    for pattern, replacement in ((USER_IN_URL, USER_IN_URL_REPLACEMENT), (QUERY_PARAM, QUERY_REPLACEMENT),
+                                 (QUERY_EMAIL, QUERY_REPLACEMENT)):
+        arr = _replace_regex(arr, pattern, replacement)
+    return arr
 
 
 def _backfill(user_id: pa.Array, username: pa.Array, user_map: tuple[pa.Array, pa.Array]) -> tuple[pa.Array, int]:
@@ -354,7 +416,7 @@ def rewrite(p: FilePlan, dst: Path, user_map: tuple[pa.Array, pa.Array] | None =
                     a = _strip_json(a, batch.column(schema.get_field_index("event_type"))
                                     if "event_type" in schema.names else None)
                 if events and f.name in EVENT_URL_COLUMNS:
-                    a = _replace_regex(a, USER_IN_URL, USER_IN_URL_REPLACEMENT)
+                    a = _scrub_urls(a)
                 arrays.append(a)
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
         writer.close()
@@ -403,6 +465,8 @@ def scrub(lake: Lake, dry_run: bool = False, take_lock: bool = True, locate: boo
 
 
 def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> ScrubResult:
+    if not dry_run:
+        lake.collect_garbage()  # leftovers of a killed writer (a scrub's new files...) are not the store's
     with lake.connect(read_only=dry_run) as con:
         plans = plan(lake, con)
         result = ScrubResult(plans, dry_run)
@@ -426,9 +490,11 @@ def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> Scrub
                 dst = _new_path(p.path)
             result.backfilled_user_ids += rewrite(p, dst, user_map)
             written.append((p, dst))
+            testhooks.pause("scrub-file")
             if on_file:
                 on_file(p)
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        testhooks.pause("scrub-commit")
         with lake.connect() as con:
             con.execute(SCRUB_LOG)
             con.execute("BEGIN TRANSACTION")
@@ -438,7 +504,8 @@ def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> Scrub
                     if p.bookkeeping is not None:
                         con.execute(f"UPDATE {p.bookkeeping} SET path=? WHERE path=?", [new_stored, p.stored_path])
                     cols = ",".join(p.columns)
-                    keys = f"{SCRUB_VERSION}:" + (",".join(EVENT_JSON_KEYS) if p.json_columns else "")
+                    keys = f"{SCRUB_VERSION}:" + (",".join(EVENT_JSON_KEYS + EVENT_JSON_EXTRA_KEYS)
+                                                  if p.json_columns else "")
                     con.execute("INSERT INTO _edx_scrub_log VALUES (?,?,?,?,?,?,?,?,?)",
                                 [now, p.kind, p.name, new_stored, p.stored_path, cols, keys, p.rows, p.to_remove])
                 if _table_exists(con, "_edx_import_log"):  # first-reject messages quote bad values too
@@ -455,10 +522,11 @@ def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> Scrub
             if dst != p.path:
                 dst.unlink(missing_ok=True)
         raise
+    testhooks.pause("scrub-committed")
     for p, dst in written:  # irreversible: the old files go
         if dst != p.path:
             p.path.unlink(missing_ok=True)
-    lake.collect_garbage()
+    lake.collect_garbage()  # (a kill before this point: the next writing command deletes them)
     result.seconds = time.perf_counter() - t0
     return result
 
