@@ -149,15 +149,21 @@ def synthetic(
     encrypt_to: Optional[str] = typer.Option(None, help="GPG key to encrypt every file to (.gpg)."),
     gnupghome: Optional[str] = GnupgHome,
     malformed: bool = typer.Option(True, help="Inject a small controlled fraction of malformed lines."),
+    vintage: Optional[int] = typer.Option(None, help="Package layout of an era: 2016, 2020 or 2024 (site suffix, "
+                                                      "header changes, .failed marker, unknown table, opt-in zip)."),
 ) -> None:
     """Write a realistic, deterministic synthetic edX delivery (package zip + daily logs)."""
     from .synthetic import SyntheticConfig, generate
 
     t0 = time.perf_counter()
-    conf = SyntheticConfig(org=org, seed=seed, courses=courses, learners=learners, days=days,
-                           events_per_learner=events_per_learner, studentmodule_per_learner=studentmodule_per_learner,
-                           start=dt.date.fromisoformat(start), encrypt_to=encrypt_to, gnupghome=gnupghome,
-                           malformed=malformed)
+    try:
+        conf = SyntheticConfig(org=org, seed=seed, courses=courses, learners=learners, days=days,
+                               events_per_learner=events_per_learner, studentmodule_per_learner=studentmodule_per_learner,
+                               start=dt.date.fromisoformat(start), encrypt_to=encrypt_to, gnupghome=gnupghome,
+                               malformed=malformed, vintage=vintage)
+    except ValueError as exc:
+        fail(str(exc))
+        return
     manifest = generate(out_dir, conf)
     out.print(f"wrote {len(manifest.files)} files to {out_dir} in {time.perf_counter() - t0:.1f} s", highlight=False)
 

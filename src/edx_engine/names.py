@@ -8,21 +8,31 @@ names, never on ``-``. Matching is case-insensitive on the organisation.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 from .schemas import TABLES
 
-SITES = ("prod", "edge")
+SITES = ("prod", "edge", "edx", "patches")  # seen; any other word is accepted too
 
+# The site part of a member name: ``prod``, ``edge``, ``edx``, ``patches`` or any other word, and
+# the compound forms of old packages (``prod-edge``); words hold no ``_`` (a table name always does).
+_SITE = r"(?P<site>[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*?)"
 _SQL_TABLES = sorted((t for t, s in TABLES.items() if s.kind == "sql"), key=len, reverse=True)
 _SQL_RE = re.compile(
-    r"^(?P<slug>.+)-(?P<table>" + "|".join(map(re.escape, _SQL_TABLES)) + r")-(?P<site>prod|edge)-analytics\.sql$"
+    r"^(?P<slug>.+)-(?P<table>" + "|".join(map(re.escape, _SQL_TABLES)) + r")-" + _SITE + r"-analytics\.sql$"
 )
-_STRUCTURE_RE = re.compile(r"^(?P<slug>.+)-course_structure-(?P<site>prod|edge)-analytics\.json$")
-_CONTENT_RE = re.compile(r"^(?P<slug>.+)-course-(?P<site>prod|edge)-analytics\.xml\.tar\.gz$")
-_MONGO_RE = re.compile(r"^(?P<slug>.+)-(?P<site>prod|edge)\.mongo$")
-_OPTIN_RE = re.compile(r"^(?P<org>[^-]+)-email_opt_in-(?P<site>prod|edge)-analytics\.csv$")
+# A table edX added that the registry does not describe yet: a Django table name (``app_model``,
+# lower case, with at least one ``_``), kept as an untyped table named after it.
+_ANY_SQL_RE = re.compile(r"^(?P<slug>.+)-(?P<table>[a-z][a-z0-9]*_[a-z0-9_]*)-" + _SITE + r"-analytics\.sql$")
+_STRUCTURE_RE = re.compile(r"^(?P<slug>.+)-course_structure-" + _SITE + r"-analytics\.json$")
+_CONTENT_RE = re.compile(r"^(?P<slug>.+)-course-" + _SITE + r"-(?:analytics|replica)\.xml\.tar\.gz$")
+# ``{course}-{site}.mongo``: the site cannot be told from the course's last part unless it is a known one.
+_MONGO_RE = re.compile(r"^(?P<slug>.+)-(?P<site>prod|edge|edx|patches)\.mongo$")
+_OPTIN_RE = re.compile(r"^(?P<org>[^-]+)-email_opt_in-" + _SITE + r"-analytics\.csv$")
+_FAILED = ".failed"  # edX's exporter leaves ``{file}.failed`` (a traceback) when a table's export failed
+# Names that are not free for an unknown table's view: the store's own views and bookkeeping.
+_RESERVED_VIEWS = re.compile(r"^(_.*|events.*|quarantine|user_location.*|models)$")
 _PACKAGE_RE = re.compile(r"^(?P<org>.+)-(?P<date>\d{4}-\d{2}-\d{2})\.zip(\.gpg)?$")
 _EVENTS_RE = re.compile(
     r"^(?P<org>.+?)(?:-(?P<site>edx|edge))?-events-(?P<date>\d{4}-\d{2}-\d{2})\.log(?P<gz>\.gz)?(?P<gpg>\.gpg)?$"
@@ -40,6 +50,8 @@ class PackageFile:
     site: str
     org: str | None = None
     encrypted: bool = False
+    unknown: bool = False  # a table the registry does not describe: imported untyped (all text)
+    failed_export: bool = False  # ``{name}.failed``: edX's export of this table failed (no data)
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,14 @@ def strip_gpg(name: str) -> tuple[str, bool]:
 
 
 def parse_package_member(filename: str) -> PackageFile | None:
-    """Identify a database package member by its base name; None when unknown."""
+    """Identify a database package member by its base name; None when it is not one.
+
+    ``{name}.failed`` markers are members too (``failed_export``); a ``-{table}-{site}-analytics.sql``
+    whose table the registry does not know is one (``unknown``) unless its name is reserved."""
     name, encrypted = strip_gpg(filename.rsplit("/", 1)[-1])
+    if name.endswith(_FAILED):
+        found = parse_package_member(name[: -len(_FAILED)])
+        return replace(found, name=name, encrypted=encrypted, failed_export=True) if found else None
     if m := _SQL_RE.match(name):
         return PackageFile(name, m["table"], m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted)
     if m := _STRUCTURE_RE.match(name):
@@ -71,7 +89,16 @@ def parse_package_member(filename: str) -> PackageFile | None:
         return PackageFile(name, "email_opt_in", None, m["site"], m["org"], encrypted)
     if m := _MONGO_RE.match(name):
         return PackageFile(name, "forum", m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted)
+    if (m := _ANY_SQL_RE.match(name)) and unknown_table_name_ok(m["table"]):
+        return PackageFile(name, m["table"], m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted,
+                           unknown=True)
     return None
+
+
+def unknown_table_name_ok(table: str) -> bool:
+    """Whether an unknown table may have a catalog view of its own name (not the store's own views)."""
+    return bool(re.fullmatch(r"[a-z][a-z0-9_]{0,62}", table)) and table not in TABLES \
+        and not _RESERVED_VIEWS.match(table)
 
 
 def parse_package_name(filename: str) -> tuple[str, str] | None:

@@ -41,6 +41,14 @@ class TableSchema:
     kind: str = "sql"  # sql (MySQL batch TSV), csv, json, mongo, tar
     per_course: bool = True
     extra: dict = field(default_factory=dict)
+    # Other spellings of a column in some years' headers -> the registry's name (user_id_map's
+    # ``user_id`` since Oct 2022 was ``id`` before): the store keeps one name across vintages.
+    aliases: dict = field(default_factory=dict)
+    # Column sets that identify a row (the first is the primary key): checked on every snapshot.
+    keys: tuple[tuple[str, ...], ...] = ()
+    # Columns holding auth_user ids: checked against the auth_user file of the same package.
+    user_refs: tuple[str, ...] = ()
+    known: bool = True  # False: a table edX delivers that the registry does not describe (all text)
 
     @property
     def column_names(self) -> list[str]:
@@ -83,7 +91,7 @@ _TABLES: list[TableSchema] = [
         C("ignored_tags", required=False), C("email_tag_filter_strategy", required=False),
         C("display_tag_filter_strategy", required=False),
         C("consecutive_days_visit_count", required=False),
-    )),
+    ), keys=(("id",), ("username",))),
     TableSchema("auth_userprofile", "Learner profiles (self-reported demographics)", (
         C("id", "int"), C("user_id", "int"),
         P("name", meaning="full name"),
@@ -96,9 +104,12 @@ _TABLES: list[TableSchema] = [
         P("goals"),
         C("allow_certificate", "bool", required=False),
         C("country", meaning="ISO 3166-1 alpha-2"),
-        P("city"), P("bio"),
+        P("city"), P("bio", required=False),
         C("profile_image_uploaded_at", "timestamp", required=False),
-    )),
+        # since 2021 (exporter's explicit column list): US state / region, and for a while a phone number
+        C("state", meaning="US state or region code (2021+)", required=False),
+        P("phone_number", meaning="2021-2022 exports only", required=False),
+    ), keys=(("id",), ("user_id",)), user_refs=("user_id",)),
     TableSchema("certificates_generatedcertificate", "Certificates", (
         C("id", "int"), C("user_id", "int"),
         P("download_url"),
@@ -110,49 +121,49 @@ _TABLES: list[TableSchema] = [
         P("name", meaning="name printed on the certificate"),
         C("created_date", "timestamp"), C("modified_date", "timestamp"),
         C("error_reason"), C("mode"),
-    )),
+    ), keys=(("id",), ("user_id", "course_id")), user_refs=("user_id",)),
     TableSchema("courseware_studentmodule", "Learner state per course block", (
         C("id", "int"), C("module_type"), C("module_id", meaning="block usage key"),
         C("student_id", "int"), C("state", "json"),
         C("grade", "double"), C("created", "timestamp"), C("modified", "timestamp"),
         C("max_grade", "double"), C("done"), C("course_id"),
-    )),
+    ), keys=(("id",), ("student_id", "module_id")), user_refs=("student_id",)),
     TableSchema("student_courseenrollment", "Enrolments", (
         C("id", "int"), C("user_id", "int"), C("course_id"),
         C("created", "timestamp"), C("is_active", "bool", "0 = unenrolled"),
         C("mode", meaning="audit, honor, verified, ..."),
-    )),
+    ), keys=(("id",), ("user_id", "course_id")), user_refs=("user_id",)),
     TableSchema("student_courseaccessrole", "Course team roles (instructor, staff, beta_testers, ...)", (
         C("org", required=False), C("course_id"), C("user_id", "int"),
         C("role", meaning="instructor, staff, beta_testers, ccx_coach, finance_admin, sales_admin, ..."),
-    )),
+    ), keys=(("user_id", "course_id", "role"),)),
     TableSchema("user_id_map", "Anonymous hash id to user id", (
-        C("hash_id"), C("id", "int", "user id"), P("username"),
-    )),
+        C("hash_id"), C("id", "int", "user id (header `user_id` since Oct 2022)"), P("username"),
+    ), aliases={"user_id": "id"}, keys=(("id",), ("hash_id",)), user_refs=("id",)),
     TableSchema("student_anonymoususerid", "Per-course anonymous ids", (
         C("id", "int"), C("user_id", "int"), C("anonymous_user_id"), C("course_id"),
-    )),
+    ), keys=(("id",), ("anonymous_user_id",))),
     TableSchema("user_api_usercoursetag", "Cohort / experiment tags", (
         C("user_id", "int"), C("course_id"), C("key"), C("value"),
-    )),
+    ), keys=(("user_id", "course_id", "key"),)),
     TableSchema("student_languageproficiency", "Languages spoken", (
         C("id", "int"), C("user_profile_id", "int"), C("code"),
-    )),
+    ), keys=(("id",),)),
     TableSchema("teams", "Teams", (
         C("id", "int"), C("team_id"), C("name"), C("course_id"), C("topic_id"),
         C("date_created", "timestamp"), C("description"), C("country"), C("language"),
         C("discussion_topic_id"), C("last_activity_at", "timestamp"), C("team_size", "int"),
-    )),
+    ), keys=(("id",), ("team_id",))),
     TableSchema("teams_membership", "Team membership", (
         C("id", "int"), C("user_id", "int"), C("team_id", "int"),
         C("date_joined", "timestamp"), C("last_activity_at", "timestamp"),
-    )),
+    ), keys=(("id",), ("user_id", "team_id"))),
     TableSchema("grades_persistentcoursegrade", "Persisted course grades", (
         C("id", "int"), C("user_id", "int"), C("course_id"),
         C("course_edited_timestamp", "timestamp"), C("course_version"), C("grading_policy_hash"),
         C("percent_grade", "double"), C("letter_grade"), C("passed_timestamp", "timestamp"),
         C("created", "timestamp"), C("modified", "timestamp"),
-    )),
+    ), keys=(("id",), ("user_id", "course_id")), user_refs=("user_id",)),
     TableSchema("grades_persistentsubsectiongrade", "Persisted subsection grades", (
         C("id", "int"), C("user_id", "int"), C("course_id"), C("usage_key"),
         C("subtree_edited_timestamp", "timestamp"), C("course_version"),
@@ -160,23 +171,23 @@ _TABLES: list[TableSchema] = [
         C("earned_graded", "double"), C("possible_graded", "double"),
         C("first_attempted", "timestamp"), C("created", "timestamp"), C("modified", "timestamp"),
         C("visible_blocks_hash"),
-    )),
+    ), keys=(("id",), ("user_id", "course_id", "usage_key")), user_refs=("user_id",)),
     TableSchema("wiki_article", "Wiki articles", (
         C("id", "int"), C("current_revision_id", "int"), C("created", "timestamp"),
         C("modified", "timestamp"), C("owner_id", "int"), C("group_id", "int"),
         C("group_read", "bool"), C("group_write", "bool"), C("other_read", "bool"),
         C("other_write", "bool"),
-    )),
+    ), keys=(("id",),)),
     TableSchema("wiki_articlerevision", "Wiki article revisions", (
         C("id", "int"), C("revision_number", "int"), P("user_message"), C("automatic_log"),
         P("ip_address"), C("user_id", "int"), C("modified", "timestamp"), C("created", "timestamp"),
         C("previous_revision_id", "int"), C("deleted", "bool"), C("locked", "bool"),
         C("article_id", "int"), P("content"), C("title"),
-    )),
+    ), keys=(("id",),)),
     TableSchema("email_opt_in", "Organisation e-mail opt-in (CSV)", (
         C("user_id", "int"), P("username"), P("email"), P("full_name"), C("course_id"),
         C("is_opted_in_for_email", "bool"), C("preference_set_datetime", "timestamp"),
-    ), kind="csv", per_course=False),
+    ), kind="csv", per_course=False, keys=(("user_id", "course_id"),)),
     # Non-tabular files, flattened by their own loaders (ingest/structure.py, ingest/forum.py).
     TableSchema("course_structure", "Course outline: one row per block", (
         C("block_id", meaning="usage key"), C("category"), C("display_name"),
@@ -215,6 +226,28 @@ ADDED_COLUMNS = (
     Column("package_date", "text", "date of the weekly package (YYYY-MM-DD)"),
     Column("source_file", "text", "file the row came from"),
 )
+
+
+def untyped(name: str) -> TableSchema:
+    """A table edX delivers that the registry does not describe: every header column is kept as
+    text (``known=False``). Once the table is added to ``_TABLES``, a re-import types it."""
+    return TableSchema(name, "not described by the registry: kept as text", (), known=False)
+
+
+def schema_for(name: str) -> TableSchema:
+    return TABLES[name] if name in TABLES else untyped(name)
+
+
+def personal_in(table: str, columns: list[str]) -> list[str]:
+    """The columns of a stored ``table`` to treat as personal: the registry's flags, plus every
+    column the registry does not describe (an unknown table's, or one edX added to a known table:
+    a phone number, a free-text field...), except the importer's own (course_id, org, ...)."""
+    added = {c.name for c in ADDED_COLUMNS}
+    schema = TABLES.get(table)
+    if schema is None:
+        return [c for c in columns if c not in added]
+    return [c for c in columns if (col := schema.column(c)) is not None and col.personal
+            or col is None and c not in added]
 
 
 def personal_columns() -> dict[str, list[str]]:

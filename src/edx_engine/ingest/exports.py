@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
 from ..lake import Lake, QuarantineFile, Snapshot
 from ..names import course_slug, slug_matches
-from ..schemas import TABLES, TableSchema
-from . import documents
+from ..schemas import TABLES, TableSchema, schema_for
+from . import checks, documents
 from .sources import Source
 from .tsv import FileRejected, Header, Reject, locate_bad_utf8, output_schema, read_mysql_tsv
 from .typing import arrow_type
@@ -41,7 +41,28 @@ def _import_order(table: str) -> int:
     if table in _ORDER:
         return _ORDER[table]
     schema = TABLES.get(table)
-    return 3 if schema is not None and (schema.column("course_id") or schema.kind == "mongo") else 9
+    if schema is None:
+        return 10  # unknown tables last: every course id the package gives is known by then
+    return 3 if schema.column("course_id") or schema.kind == "mongo" else 9
+
+
+_UNTYPED = "untyped:"  # fingerprint prefix of an unknown table's snapshot: once typed, it is not "unchanged"
+
+
+def _fingerprint(src: Source) -> str:
+    return (_UNTYPED if src.member is not None and src.member.table not in TABLES else "") + src.fingerprint
+
+
+def _header_names_ok(label: str):
+    """Header check of an unknown table: its first line must be column names, or it is not a table."""
+    import re
+
+    def check(header: Header) -> None:
+        bad = next((n for n in header.names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", n)), None)
+        if bad is not None or not header.names:
+            raise FileRejected(f"{label}: line 1: no header of column names (first bad name {bad!r}); "
+                               "an edX table file starts with one")
+    return check
 
 
 @dataclass
@@ -49,12 +70,14 @@ class FileResult:
     label: str
     table: str
     course_id: str | None
-    status: str  # loaded | unchanged | older | failed
+    status: str  # loaded | unchanged | older | failed | not exported (edX's export failed: a .failed file)
     rows: int = 0
     rejected: int = 0
     message: str = ""
     extra_columns: list[str] = field(default_factory=list)
     nbytes: int = 0
+    unknown_table: bool = False  # a table the registry does not describe, kept as text
+    warnings: list[str] = field(default_factory=list)  # implausible keys or user ids (rows kept)
 
 
 @dataclass
@@ -74,6 +97,20 @@ class ImportSummary:
     @property
     def failed(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for f in self.files for w in f.warnings]
+
+    @property
+    def unknown_tables(self) -> list[str]:
+        """Tables the registry does not describe that were kept as text (each once)."""
+        return sorted({f.table for f in self.files if f.unknown_table and f.status in ("loaded", "unchanged")})
+
+    @property
+    def not_exported(self) -> list[FileResult]:
+        """``.failed`` markers: edX's export of a table failed (not an error of this import)."""
+        return [f for f in self.files if f.status == "not exported"]
 
     @property
     def partial(self) -> bool:
@@ -195,6 +232,7 @@ class PackageImporter:
         snapshots: list[Snapshot] = []
         quarantine: list[QuarantineFile] = []
         log: list[tuple] = []
+        results_of: list[FileResult] = []  # the result of each snapshot, in the same order
         srcs = sorted((s for s in sources if s.member), key=lambda s: (s.package_date or "", _import_order(s.member.table)))
         with self.lake.connect(read_only=False) as con:
             known = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM _edx_snapshots").fetchall()]
@@ -211,14 +249,19 @@ class PackageImporter:
             summary.files.append(result)
             if snap:
                 snapshots.append(snap)
+                results_of.append(result)
             if qfile:
                 quarantine.append(qfile)
-            log.append((src.label, result.table, result.course_id, src.package_date, result.status,
-                        result.rows, result.rejected, result.message))
             if summary.fatal:
                 break
             if self.on_file:
                 self.on_file(result)
+        for i, lines in checks.snapshot_warnings(snapshots, self._current_users, self.lake.root / "tmp").items():
+            results_of[i].warnings.extend(lines)
+        for src, result in zip(srcs, summary.files):
+            message = "; ".join(x for x in [result.message, *result.warnings] if x)
+            log.append((src.label, result.table, result.course_id, src.package_date, result.status,
+                        result.rows, result.rejected, message))
         self.lake.commit(snapshots, quarantine, log)
         summary.seconds = time.perf_counter() - t0
         return summary
@@ -240,10 +283,18 @@ class PackageImporter:
             except Exception:  # noqa: BLE001 - its turn will open it again and report the error
                 return
 
+    def _current_users(self, course_id: str, package_date: str) -> Path | None:
+        """The store's auth_user file of a course when it is from the same package (for the checks)."""
+        with self.lake.connect(read_only=False) as con:
+            cur = self.lake.current(con, "auth_user", course_id)
+        return self.lake.abs(cur[2]) if cur and cur[0] == package_date else None
+
     def _needs_decryption(self, src: Source) -> bool:
         m = src.member
         assert m is not None
-        course_id = None if (TABLES[m.table].column("course_id") and m.slug) else self._course_for(src)
+        if m.failed_export:
+            return False
+        course_id = None if (schema_for(m.table).column("course_id") and m.slug) else self._course_for(src)
         if course_id is not None:
             return self._skip_reason(m.table, course_id, src) is None
         return self._same_file_current(m.table, src) is None
@@ -269,10 +320,12 @@ class PackageImporter:
     def _import_one(self, src: Source) -> tuple[FileResult, Snapshot | None, QuarantineFile | None]:
         m = src.member
         assert m is not None
-        schema = TABLES[m.table]
+        if m.failed_export:
+            return self._not_exported(src), None, None
+        schema = schema_for(m.table)
         # Rows that carry their course id are the authority; other tables use what the package said.
         course_id = None if (schema.column("course_id") and m.slug) else self._course_for(src)
-        result = FileResult(src.label, m.table, course_id, "loaded", nbytes=src.size)
+        result = FileResult(src.label, m.table, course_id, "loaded", nbytes=src.size, unknown_table=not schema.known)
         if course_id is not None and (skip := self._skip_reason(m.table, course_id, src)):
             self._drop_ahead(src)
             result.status, result.message = skip
@@ -309,7 +362,7 @@ class PackageImporter:
         """The course of the current snapshot made from this very file (same bytes, same package)."""
         with self.lake.connect(read_only=False) as con:
             row = con.execute("SELECT course_id FROM _edx_snapshots WHERE table_name=? AND package_date=? "
-                              "AND fingerprint=?", [table, src.package_date or "", src.fingerprint]).fetchone()
+                              "AND fingerprint=?", [table, src.package_date or "", _fingerprint(src)]).fetchone()
         return row[0] if row else None
 
     def _skip_reason(self, table: str, course_id: str, src: Source) -> tuple[str, str] | None:
@@ -318,7 +371,7 @@ class PackageImporter:
         if not cur:
             return None
         pdate, fingerprint, _ = cur
-        if pdate == src.package_date and fingerprint == src.fingerprint:
+        if pdate == src.package_date and fingerprint == _fingerprint(src):
             return "unchanged", "already imported"
         if pdate > (src.package_date or ""):
             return "older", f"package {src.package_date} is older than the current snapshot ({pdate})"
@@ -339,9 +392,13 @@ class PackageImporter:
         try:
             with self._open(src) as raw:
                 if kind in ("sql", "csv"):
-                    reader = (read_mysql_tsv(raw, src.label, schema, header_cb=header_box.append) if kind == "sql"
+                    on_header = header_box.append
+                    if not schema.known:
+                        names_ok = _header_names_ok(src.label)
+                        on_header = lambda h: (names_ok(h), header_box.append(h))  # noqa: E731
+                    reader = (read_mysql_tsv(raw, src.label, schema, header_cb=on_header) if kind == "sql"
                               else documents.read_email_opt_in(raw, src.label))
-                    from_rows = course_id is None
+                    from_rows = course_id is None or not schema.known
                     for cols, n, rej in reader:
                         rejects.extend(rej)
                         if writer is None and n:
@@ -358,7 +415,7 @@ class PackageImporter:
                         hdr = header_box[0] if header_box else Header([])
                         course_id = course_id or self._fallback_course(src)
                         writer = open_writer(course_id, output_schema(schema, hdr, _added(schema)))
-                    result.extra_columns = header_box[0].extra if header_box else []
+                    result.extra_columns = header_box[0].extra if header_box and schema.known else []
                 elif kind == "json":
                     rows, cid = documents.read_course_structure(raw, src.label)
                     if cid and src.member and src.member.slug:
@@ -405,8 +462,11 @@ class PackageImporter:
         cid = writer.constants["course_id"]
         slug = src.member.slug if src.member else None
         supersedes = slug if (slug and _is_real_course_id(cid)) else None
+        if schema.keys:
+            result.warnings += checks.key_warnings(writer.path, schema, writer.schema.names, src.label,
+                                                   self.lake.root / "tmp")
         return Snapshot(schema.name, cid, src.org, src.package_date or "", writer.path, writer.rows, len(rejects),
-                        src.fingerprint, src.label, result.extra_columns, supersedes), rejects
+                        _fingerprint(src), src.label, result.extra_columns, supersedes), rejects
 
     def _course_from_rows(self, src: Source, cols: dict[str, pa.Array]) -> str:
         """The course id written in the rows themselves (first non-empty ``course_id``)."""
@@ -418,6 +478,16 @@ class PackageImporter:
         if slug and course_slug(value) == slug:
             self.slug_to_course[slug] = value  # remembered for this course's files without a course_id
         return value
+
+    def _not_exported(self, src: Source) -> FileResult:
+        """A ``.failed`` marker: edX's exporter could not write this table (its file holds a traceback).
+        Nothing to import; the course keeps its previous snapshot of the table, if any."""
+        m = src.member
+        assert m is not None
+        course = self._course_for(src) or m.slug or f"org:{src.org}"
+        return FileResult(src.label, m.table, course, "not exported",
+                          message=f"edX's export of {m.table} for {course} failed (the package has "
+                                  f"{m.name} instead of the data); the store keeps its previous {m.table} of that course")
 
     def _fallback_course(self, src: Source) -> str:
         m = src.member

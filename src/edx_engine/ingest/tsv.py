@@ -115,6 +115,8 @@ def check_header(line: bytes, schema: TableSchema, label: str, delimiter: str = 
     except UnicodeDecodeError:
         raise FileRejected(f"{label}: line 1: header is not valid UTF-8") from None
     names = [n.strip().strip('"') for n in text.split(delimiter)]
+    # another year's spelling of a column (user_id_map's user_id/id) takes the registry's name
+    names = [schema.aliases[n] if n in schema.aliases and schema.aliases[n] not in names else n for n in names]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise FileRejected(f"{label}: line 1: duplicate column(s) in header: {', '.join(dupes)}")

@@ -156,6 +156,9 @@ def source_of(con: duckdb.DuckDBPyConnection, name: str) -> tuple[str, str]:
         return f'"{name}"', "model"
     if name in TABLES and _has_view(con, "main", name):
         return f'"{name}"', "table"
+    if con.execute("SELECT count(*) FROM _edx_snapshots WHERE table_name=?", [name]).fetchone()[0]:
+        raise ExportError(f"{name} cannot be exported: the schema registry does not describe this edX table "
+                          "(kept as text; any of its columns may be personal data); add it to schemas.py first")
     known = sorted(r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name='models'")
                    .fetchall())
     hint = f"built models: {', '.join(known)}" if known else "no models are built yet (run `edx-engine build`)"

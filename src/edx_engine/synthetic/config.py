@@ -26,6 +26,8 @@ class SyntheticConfig:
     events: bool = True
     package: bool = True
     site: str = "prod"  # database package site (prod|edge); events site is "edx" for prod, "edge" for edge
+    # None: today's layout; 2016 | 2020 | 2024: that era's package variants (synthetic/vintage.py)
+    vintage: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.start, str):
@@ -38,6 +40,10 @@ class SyntheticConfig:
             raise ValueError("org must not contain '-' or '/'")
         if self.site not in ("prod", "edge"):
             raise ValueError("site must be prod or edge")
+        if isinstance(self.vintage, str):
+            self.vintage = int(self.vintage)
+        if self.vintage is not None and self.vintage not in (2016, 2020, 2024):
+            raise ValueError("vintage must be 2016, 2020 or 2024")
 
     @property
     def effective_package_date(self) -> _dt.date:
@@ -86,6 +92,8 @@ class Manifest:
     # [{file, member, table, course_id, line, reason}] - package files; `file` is the zip path, `member` the zip
     # member; line numbers are 1-based and count the header as line 1
     malformed: list[dict[str, Any]] = field(default_factory=list)
+    # [{table, course_id, member}] - `.failed` markers written instead of a table (vintage 2020)
+    failed_exports: list[dict[str, Any]] = field(default_factory=list)
     # [{file, date, lines, valid_events, malformed: [{line, reason}], duplicated_from_previous_day,
     #   duplicated_into_next_day, unique_events}]
     events_files: list[dict[str, Any]] = field(default_factory=list)

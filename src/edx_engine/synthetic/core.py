@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import CourseInfo, Manifest, SyntheticConfig
 from .events import write_events
 from .tables import Recorder, write_package_files
+from .vintage import layout as vintage_layout
 from .world import build_world
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -34,6 +35,31 @@ def gpg_encrypt(path: Path, recipient: str, gnupghome: str | None = None) -> Pat
 def _encrypt_all(paths: list[Path], cfg: SyntheticConfig) -> list[Path]:
     with ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2))) as ex:
         return list(ex.map(lambda p: gpg_encrypt(p, cfg.encrypt_to, cfg.gnupghome), paths))
+
+
+def _write_zip(zip_path: Path, folder: str | None, paths: list[Path], enc: bool) -> None:
+    """A zip like edX's: members under ``folder/`` (the package) or at the top (the opt-in zip)."""
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_zip = zip_path.with_name(zip_path.name + ".part")
+    prefix = f"{folder}/" if folder else ""
+    with zipfile.ZipFile(tmp_zip, "w", allowZip64=True) as zf:
+        if folder:
+            zi = zipfile.ZipInfo(folder + "/", ZIP_TIME)
+            zi.external_attr = (0o40755 << 16) | 0x10
+            zf.writestr(zi, b"")
+        for p in paths:
+            zi = zipfile.ZipInfo(f"{prefix}{p.name}", ZIP_TIME)
+            zi.external_attr = 0o100644 << 16
+            zi.compress_type = zipfile.ZIP_STORED if enc else zipfile.ZIP_DEFLATED
+            zi._compresslevel = 1  # Python 3.11/3.12 attribute name
+            try:
+                zi.compress_level = 1  # Python >= 3.13
+            except AttributeError:
+                pass
+            zi.file_size = p.stat().st_size
+            with open(p, "rb") as src, zf.open(zi, "w") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    os.replace(tmp_zip, zip_path)
 
 
 def generate(out_dir: Path, cfg: SyntheticConfig | None = None, **overrides) -> Manifest:
@@ -74,31 +100,26 @@ def generate(out_dir: Path, cfg: SyntheticConfig | None = None, **overrides) -> 
         if enc:
             paths = _encrypt_all(paths, cfg)
         suffix = ".gpg" if enc else ""
-        tmp_zip = zip_path.with_name(zip_path.name + ".part")
-        with zipfile.ZipFile(tmp_zip, "w", allowZip64=True) as zf:
-            zi = zipfile.ZipInfo(folder + "/", ZIP_TIME)
-            zi.external_attr = (0o40755 << 16) | 0x10
-            zf.writestr(zi, b"")
-            for p in paths:
-                zi = zipfile.ZipInfo(f"{folder}/{p.name}", ZIP_TIME)
-                zi.external_attr = 0o100644 << 16
-                zi.compress_type = zipfile.ZIP_STORED if enc else zipfile.ZIP_DEFLATED
-                zi._compresslevel = 1  # Python 3.11/3.12 attribute name
-                try:
-                    zi.compress_level = 1  # Python >= 3.13
-                except AttributeError:
-                    pass
-                zi.file_size = p.stat().st_size
-                with open(p, "rb") as src, zf.open(zi, "w") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp_zip, zip_path)
+        optin = vintage_layout(cfg.vintage, cfg.site).optin_zip
+        if optin:  # since ~2020 the opt-in report comes in its own zip: email-opt-in/{org}-{date}.zip
+            optin_paths = [p for p in paths if "-email_opt_in-" in p.name]
+            paths = [p for p in paths if p not in optin_paths]
+            names = [n for n in names if "-email_opt_in-" not in n]
+            optin_rel = f"email-opt-in/{folder}.zip"
+            _write_zip(out_dir / optin_rel, None, optin_paths, enc)
+            m.files.append(optin_rel)
+        _write_zip(zip_path, folder, paths, enc)
         shutil.rmtree(staging)
         members = [f"{folder}/{n}{suffix}" for n in names]
         m.package = {"path": zip_rel, "folder": folder, "members": members}
         m.files.append(zip_rel)
         for r in rec.counts:
+            where = (r["name"] + suffix) if optin and r["table"] == "email_opt_in" else f"{folder}/{r['name']}{suffix}"
             m.row_counts.append({"table": r["table"], "course_id": r["course_id"], "rows": r["rows"],
-                                 "member": f"{folder}/{r['name']}{suffix}"})
+                                 "member": where})
+        for r in rec.failed:
+            m.failed_exports.append({"table": r["table"], "course_id": r["course_id"],
+                                     "member": f"{folder}/{r['name']}{suffix}"})
         for b in rec.malformed:
             m.malformed.append({"file": zip_rel, "member": f"{folder}/{b['name']}{suffix}", "table": b["table"],
                                 "course_id": b["course_id"], "line": b["line"], "reason": b["reason"]})

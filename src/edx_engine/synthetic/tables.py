@@ -14,6 +14,7 @@ import orjson
 
 from ..schemas import TABLES
 from . import _vocab as V
+from .vintage import TRACEBACK, UNKNOWN_HEADERS, Layout, layout as vintage_layout, unknown_rows
 from .world import DAY, TF, Course, Enrolment, World, hex_id, rng_for, tsv
 
 FLUSH = 20000
@@ -25,6 +26,7 @@ class Recorder:
     def __init__(self) -> None:
         self.counts: list[dict] = []  # {table, course_id, rows, name}
         self.malformed: list[dict] = []  # {name, table, course_id, line, reason}
+        self.failed: list[dict] = []  # {table, course_id, name}: .failed markers written instead
 
 
 def member_name(slug_or_org: str, table: str, site: str) -> str:
@@ -37,14 +39,16 @@ def member_name(slug_or_org: str, table: str, site: str) -> str:
     return f"{slug_or_org}-{table}-{site}-analytics.sql"
 
 
-def _write_tsv(path: Path, table: str, lines: Iterable[str]) -> int:
-    """Header + lines; returns the number of data lines."""
+def _write_tsv(path: Path, table: str, lines: Iterable[str], lay: Layout | None = None,
+               header: Iterable[str] | None = None) -> int:
+    """Header + lines (in the vintage's layout); returns the number of data lines."""
+    lay = lay or Layout()
     n = 0
     buf: list[str] = []
     with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write("\t".join(TABLES[table].column_names) + "\n")
+        f.write("\t".join(header if header is not None else lay.header(table)) + "\n")
         for line in lines:
-            buf.append(line)
+            buf.append(line if header is not None else lay.line(table, line))
             if len(buf) >= FLUSH:
                 f.write("\n".join(buf) + "\n")
                 n += len(buf)
@@ -58,7 +62,8 @@ def _write_tsv(path: Path, table: str, lines: Iterable[str]) -> int:
 def write_package_files(world: World, staging: Path, rec: Recorder) -> list[str]:
     """Write every member into ``staging``; returns member base names in write order."""
     cfg = world.cfg
-    site = cfg.site
+    lay = vintage_layout(cfg.vintage, cfg.site)
+    site = lay.site
     names: list[str] = []
     ids = {
         "sm": itertools.count(180_000_000, 1),
@@ -76,7 +81,12 @@ def write_package_files(world: World, staging: Path, rec: Recorder) -> list[str]
 
         def emit(table: str, lines: Iterable[str], count_table: bool = True) -> None:
             name = member_name(c.slug, table, site)
-            n = _write_tsv(staging / name, table, lines)
+            if (c.idx, table) in lay.failed:  # edX's exporter failed on this one: a traceback instead
+                (staging / f"{name}.failed").write_text(TRACEBACK, encoding="utf-8")
+                names.append(f"{name}.failed")
+                rec.failed.append({"table": table, "course_id": c.course_id, "name": f"{name}.failed"})
+                return
+            n = _write_tsv(staging / name, table, lines, lay)
             names.append(name)
             rec.counts.append({"table": table, "course_id": c.course_id, "rows": n, "name": name})
 
@@ -103,6 +113,12 @@ def write_package_files(world: World, staging: Path, rec: Recorder) -> list[str]
         teams, members = _teams(world, c, ids["team"], ids["tm"])
         emit("teams", teams)
         emit("teams_membership", members)
+        if lay.unknown_table:  # a table the registry does not describe
+            t = lay.unknown_table
+            name = member_name(c.slug, t, site)
+            n = _write_tsv(staging / name, t, unknown_rows(t, ens, c.course_id, TF.sql), header=UNKNOWN_HEADERS[t])
+            names.append(name)
+            rec.counts.append({"table": t, "course_id": c.course_id, "rows": n, "name": name})
         # structure
         name = member_name(c.slug, "course_structure", site)
         (staging / name).write_text(json.dumps(c.structure(), ensure_ascii=False, indent=2), encoding="utf-8")
