@@ -25,12 +25,16 @@ def import_paths(
     on_file: Callable[[FileResult], None] | None = None,
     on_unknown: Callable[[str], None] | None = None,
     labels: dict[Path, str] | None = None,
+    on_refused: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> tuple[ImportSummary | None, object | None]:
     """Import packages and event logs; returns (exports summary, events summary), either may be None.
 
     ``progress`` (a rich Progress) gets a bar for the database files and one per log file.
     ``labels`` names files for people (e.g. their S3 address instead of a download path);
     the label is what ``source_file`` columns, the quarantine and messages show.
+    ``on_refused`` gets one line per file refused unread (a symbolic link leaving its package,
+    a link stored in a zip), ``on_warning`` one per odd zip member path (read anyway).
     With ``scrub`` (or ``[privacy] scrub_on_import``), personal data is removed before the
     write lock is released, so no other import, build or sync ever works on it. Readers of
     the catalog can see the new files for the seconds between the import's commit and the
@@ -46,6 +50,12 @@ def import_paths(
     limits = EventLimits.from_config(settings.section("events"))  # a bad [events] value fails before any work
     lake = Lake(settings.data_dir)
     found = discover(paths, package_date, labels=labels)
+    for line in found.refused:  # links leaving a package: named, never read
+        if on_refused:
+            on_refused(line)
+    for line in found.warnings:
+        if on_warning:
+            on_warning(line)
     if not found.sources:
         raise SourceError("nothing to import: no edX package members or event logs found in "
                           + ", ".join(map(str, paths)))
@@ -82,4 +92,5 @@ def import_paths(
 
         if scrub or scrub_on_import_enabled(settings):
             scrub_store(lake, take_lock=False)
+        lake.collect_garbage()  # any killed writer's leftovers, even when every file was unchanged
     return exports, ev

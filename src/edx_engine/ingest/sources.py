@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +59,8 @@ class Source:
 class Discovery:
     sources: list[Source] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # files whose names are not edX's
+    refused: list[str] = field(default_factory=list)  # one line each: links leaving the package (never read)
+    warnings: list[str] = field(default_factory=list)  # one line each: odd zip member paths (read anyway)
 
 
 def _file_fingerprint(path: Path) -> str:
@@ -85,6 +89,21 @@ def _classify(label: str, name: str, opener, fingerprint: str, size: int, pkg: t
     return None
 
 
+def _zip_member_is_link(info: zipfile.ZipInfo) -> bool:
+    """A member stored as a symbolic link (Unix mode bits in the external attributes)."""
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _odd_member_path(name: str) -> str | None:
+    """Why a member's path is unusual (it could write outside a folder if someone unzipped it)."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "an absolute path"
+    if ".." in parts:
+        return "'..' in its path"
+    return None
+
+
 def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label: str) -> None:
     pkg = parse_package_name(path.name)
     try:
@@ -92,19 +111,55 @@ def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label
         infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise SourceError(f"{path}: not a readable zip file ({exc})") from None
+    seen: set[str] = set()
     for info in infos:
         if info.is_dir():
             continue
+        label = f"{zip_label}:{info.filename}"
+        if _zip_member_is_link(info):
+            out.refused.append(f"{label}: a symbolic link inside the zip; not imported")
+            continue
+        if odd := _odd_member_path(info.filename):
+            out.warnings.append(f"{label}: member with {odd}; read from the zip by its file name, "
+                                "nothing is written outside the store")
+        if info.filename in seen:
+            out.warnings.append(f"{label}: the zip holds this member name more than once; each copy is read")
+        seen.add(info.filename)
 
         @contextmanager
         def opener(info=info) -> Iterator[BinaryIO]:
             with zipfile.ZipFile(path) as z, z.open(info) as f:
                 yield f  # type: ignore[misc]
 
-        label = f"{zip_label}:{info.filename}"
-        src = _classify(label, info.filename.rsplit("/", 1)[-1], opener, f"{info.file_size}:crc32:{info.CRC:08x}",
+        src = _classify(label, info.filename.replace("\\", "/").rsplit("/", 1)[-1], opener, f"{info.file_size}:crc32:{info.CRC:08x}",
                         info.file_size, pkg or _package_of(Path(info.filename)), package_date)
         (out.sources.append(src) if src else out.unknown.append(label))
+
+
+def _walk(root: Path, out: Discovery) -> list[Path]:
+    """The regular files under a directory, links included only when they stay inside it.
+
+    A link that leaves the directory (or is broken) is refused and named in ``out.refused``,
+    never opened: a package folder must not make the importer read /etc/passwd or a key file.
+    Links to folders are not followed (their files, if inside, are found where they are)."""
+    top = root.resolve()
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        d = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            f = d / name
+            if not f.is_symlink():
+                if name in filenames and f.is_file():
+                    files.append(f)
+                continue
+            target = Path(os.path.realpath(f))
+            if not target.exists():
+                out.refused.append(f"{f}: a broken symbolic link; not imported")
+            elif target != top and top not in target.parents:
+                out.refused.append(f"{f}: a symbolic link to {target}, outside {root}; not imported")
+            elif target.is_file():
+                files.append(f)
+    return sorted(files)
 
 
 def discover(paths: list[Path], package_date: str | None = None, labels: dict[Path, str] | None = None) -> Discovery:
@@ -123,7 +178,7 @@ def discover(paths: list[Path], package_date: str | None = None, labels: dict[Pa
         p = Path(p)
         if not p.exists():
             raise SourceError(f"{p}: no such file or directory")
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        files = _walk(p, out) if p.is_dir() else [p]
         for f in files:
             if f.name.lower().endswith(".zip") or f.name.lower().endswith(".zip.gpg"):
                 if f.name.lower().endswith(".gpg"):
