@@ -59,10 +59,14 @@ class _AmountColumn(ProgressColumn):
 
 
 def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | None = None, quiet: bool = False,
-               scrub: bool = False, labels: dict[Path, str] | None = None, show_partial: bool = True):
+               scrub: bool = False, labels: dict[Path, str] | None = None, show_partial: bool = True,
+               refused: list[str] | None = None):
     """`ingest.run.import_paths` with a progress bar and messages on the console.
 
-    ``show_partial``: print a line for each file with rejected lines (the demo says once instead)."""
+    ``show_partial``: print a line for each file with rejected lines (the demo says once instead).
+    ``refused``: gets the lines of files refused unread (links leaving the package)."""
+    from rich.markup import escape
+
     from .ingest.run import import_paths
 
     with Progress(TextColumn("{task.description}"), BarColumn(), _AmountColumn(), TimeElapsedColumn(),
@@ -78,8 +82,16 @@ def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | No
             progress.console.print(f"[yellow]skipped[/] {label}: not a table or file of an edX package",
                                    highlight=False)
 
+        def on_refused(line: str) -> None:
+            progress.console.print(f"[red]refused[/] {escape(line)}", highlight=False, soft_wrap=True)
+            if refused is not None:
+                refused.append(line)
+
+        def on_warning(line: str) -> None:
+            progress.console.print(f"[yellow]warning[/] {escape(line)}", highlight=False, soft_wrap=True)
+
         return import_paths(settings, paths, package_date, scrub=scrub, progress=progress, on_file=on_file,
-                            on_unknown=on_unknown, labels=labels)
+                            on_unknown=on_unknown, labels=labels, on_refused=on_refused, on_warning=on_warning)
 
 
 @app.command("import")
@@ -93,12 +105,15 @@ def import_cmd(
 ) -> None:
     """Import weekly database packages and daily tracking logs (.gpg files are decrypted with gpg)."""
     settings = _settings(data_dir, gnupghome, passphrase_file, config)
+    refused: list[str] = []
     try:
-        exports, events = run_import(settings, paths, package_date, scrub=scrub)
+        exports, events = run_import(settings, paths, package_date, scrub=scrub, refused=refused)
     except (SourceError, DecryptError, StoreBusy, cfg.ConfigError) as exc:
         fail(str(exc))
         return
-    partial = False
+    partial = bool(refused)
+    if refused:
+        out.print(f"refused: {len(refused)} file(s), named above, not read", highlight=False)
     if exports:
         by_status = {s: [f for f in exports.files if f.status == s] for s in ("loaded", "unchanged", "older")}
         older = f", {len(by_status['older'])} older than the store" if by_status["older"] else ""

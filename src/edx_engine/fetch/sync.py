@@ -275,6 +275,9 @@ class Syncer:
             self._record_gone(res, remote, entries, only, since)
             with self._gpg_session():
                 self._work(res)
+            from ..lake import Lake
+
+            Lake(self.data_dir).collect_garbage()  # any killed writer's leftovers, even with nothing to import
             status = res.status
             return res
         except BaseException as exc:
