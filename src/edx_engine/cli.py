@@ -80,7 +80,7 @@ def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | No
 
         def on_unknown(label: str) -> None:
             progress.console.print(f"[yellow]skipped[/] {label}: not a table or file of an edX package",
-                                   highlight=False)
+                                   highlight=False, soft_wrap=True)
 
         def on_refused(line: str) -> None:
             progress.console.print(f"[red]refused[/] {escape(line)}", highlight=False, soft_wrap=True)

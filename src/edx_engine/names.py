@@ -89,9 +89,11 @@ def parse_package_member(filename: str) -> PackageFile | None:
         return PackageFile(name, "email_opt_in", None, m["site"], m["org"], encrypted)
     if m := _MONGO_RE.match(name):
         return PackageFile(name, "forum", m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted)
-    if (m := _ANY_SQL_RE.match(name)) and unknown_table_name_ok(m["table"]):
-        return PackageFile(name, m["table"], m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted,
-                           unknown=True)
+    if m := _ANY_SQL_RE.match(name):
+        known = m["table"] in TABLES  # added to the registry since this module was loaded
+        if known or unknown_table_name_ok(m["table"]):
+            return PackageFile(name, m["table"], m["slug"], m["site"], m["slug"].split("-", 1)[0], encrypted,
+                               unknown=not known)
     return None
 
 
