@@ -141,7 +141,9 @@ def sync(
     """Download every new or changed object from edX's S3 buckets, decrypt and import it (catches up missed days)."""
     from .fetch.keys import KeyError_, default_home, import_key
     from .fetch.s3 import FetchError, S3Error, S3Fetcher, S3Settings
-    from .fetch.sync import SyncBusy, Syncer, SyncSettings, sync_lock
+    from rich.markup import escape
+
+    from .fetch.sync import SyncBusy, Syncer, SyncSettings, failure_line, sync_lock
     from .ledger import LedgerBusy
 
     settings = _settings(data_dir, None, passphrase_file, config)
@@ -246,7 +248,9 @@ def sync(
     _print_ignored(res.skipped, conf.org)
     # each failure was printed once, as it happened (fetch.sync.failure_line: under 200 characters)
     for url, why in res.pending:
-        console.print(f"[yellow]pending[/] {url}: {why}", highlight=False, soft_wrap=True)
+        if url not in res.reported:  # the others were printed as they happened
+            console.print(f"[yellow]pending[/]{escape(failure_line('pending', url, why)[7:])}", highlight=False,
+                          soft_wrap=True)
     out.print(res.one_line(), highlight=False, soft_wrap=True)
     if res.status != "ok":
         raise typer.Exit(2)

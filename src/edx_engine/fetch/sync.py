@@ -136,6 +136,7 @@ class SyncResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (s3 url, reason)
     pending: list[tuple[str, str]] = field(default_factory=list)  # not finished, will be retried
     skipped: list[str] = field(default_factory=list)  # keys that are not edX's names for this org
+    reported: set[str] = field(default_factory=set)  # objects whose failure was logged as it happened
     plan: list[Planned] = field(default_factory=list)
     seconds: float = 0.0
     aborted: str | None = None  # why the run stopped early (network down, listing failed)
@@ -182,11 +183,17 @@ LINE_MAX = 199  # a failure line names the object and the cause in under 200 cha
 
 
 def failure_line(word: str, url: str, why: str) -> str:
-    """``<word> <url>: <why>`` cut to LINE_MAX characters (the ledger keeps the whole reason)."""
+    """``<word> <url>: <why>`` in at most LINE_MAX characters (the ledger keeps the whole reason).
+
+    The object's address is not repeated inside the reason, and a long reason loses its middle:
+    its start names the file, its end says why (e.g. "gave up after 4 attempts")."""
     head = f"{word} {url}: "
-    why = " ".join(why.split())
+    why = " ".join(why.replace(f"downloading {url}", "download").split())
     room = max(40, LINE_MAX - len(head))
-    return head + (why if len(why) <= room else why[: room - 1].rstrip() + "…")
+    if len(why) > room:
+        start = (room - 1) * 2 // 5
+        why = why[:start].rstrip() + "…" + why[len(why) - (room - 1 - start):].lstrip()
+    return head + why
 
 
 def _without_object(url: str, message: str) -> str:
@@ -309,9 +316,11 @@ class Syncer:
             finally:
                 self.settings = base
 
-    def _fail_log(self, url: str, why: str, word: str = "failed") -> None:
-        line = failure_line(word, url, why)
+    def _fail_log(self, res: SyncResult, url: str, why: str, word: str = "failed") -> None:
+        """One line per failure, as it happens (the CLI does not repeat it at the end)."""
+        line = failure_line(word, url, _without_object(url, why))
         self.log(f"[red]{word}[/]" + escape(line[len(word):]))
+        res.reported.add(url)
 
     def _record_listing(self, res: SyncResult, entries: dict[tuple[str, str], Entry]) -> None:
         t = now()
@@ -344,7 +353,7 @@ class Syncer:
             msg = "deleted from the bucket before it was imported"
             self.ledger.update(bucket, key, state="gone", error=msg, failed_at=now(), run_id=res.run_id)
             res.failed.append((_url(e), msg))
-            self._fail_log(_url(e), msg, "gone")
+            self._fail_log(res, _url(e), msg, "gone")
             dest = local_path_for(self.downloads, e)
             for f in (dest, dest.with_name(dest.name + ".part"), dest.with_name(dest.name + ".part.json")):
                 _unlink(f)
@@ -401,20 +410,20 @@ class Syncer:
             msg = str(exc)
             self.ledger.update(o.bucket, o.key, error=msg, attempts=attempts, run_id=res.run_id)
             res.pending.append((_url(o), msg))
-            self.log(f"[red]not downloaded[/] {_url(o)}: {msg}")
+            self._fail_log(res, _url(o), msg, "not downloaded")
             return None if isinstance(exc, ObjectChanged) else False
         except DownloadCorrupt as exc:
             msg = f"{exc} (will download again next sync)"
             self.ledger.update(o.bucket, o.key, error=msg, attempts=attempts, run_id=res.run_id)
             res.pending.append((_url(o), msg))
-            self.log(f"[red]not downloaded[/] {msg}")
+            self._fail_log(res, _url(o), msg, "not downloaded")
             return None
         except S3Error as exc:
             msg = str(exc)
             self.ledger.update(o.bucket, o.key, state="failed", error=msg, attempts=attempts, failed_at=now(),
                                run_id=res.run_id)
             res.failed.append((_url(o), msg))
-            self._fail_log(_url(o), msg)
+            self._fail_log(res, _url(o), msg)
             return None
         testhooks.pause("downloaded")
         self.ledger.update(o.bucket, o.key, state="downloaded", sha256=sha, downloaded_at=now(), error=None,
@@ -495,7 +504,7 @@ class Syncer:
             self.ledger.update(o.bucket, o.key, state="failed", error=error, failed_at=t, rows=rows, rejected=rejected,
                                attempts=attempts, local_path=rel if path.exists() else None, run_id=res.run_id)
             res.failed.append((_url(o), error))
-            self._fail_log(_url(o), error)
+            self._fail_log(res, _url(o), error)
             return
         keep = self.keep_downloads
         self.ledger.update(o.bucket, o.key, state="imported", error=None, decrypted_at=t, imported_at=t, rows=rows,
