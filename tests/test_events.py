@@ -343,14 +343,15 @@ def test_idempotent_reimport_and_replacement(tmp_path):
     assert _files_on_disk(data) == disk
     assert row(data, "SELECT count(*) FROM events")[0] == 3
     assert row(data, "SELECT count(*) FROM quarantine")[0] == 1
-    # the same day's file delivered again with other content (and from another folder): replaces its own rows
-    a2 = write_log(tmp_path / "again", [ev(session="a1"), ev(session="a3"), ev(session="a4")], date="2016-10-12")
+    # the same file (same path) delivered again with other content: replaces its own rows (a file of the
+    # same name from another folder is another source: tests/test_events_sources.py)
+    a2 = write_log(tmp_path / "in", [ev(session="a1"), ev(session="a3"), ev(session="a4")], date="2016-10-12")
     s3 = run(data, a2)
     assert [f.status for f in s3.files] == ["loaded"] and s3.events == 3 and not s3.partial
     assert sorted(r[0] for r in q(data, "SELECT session FROM events")) == ["a1", "a3", "a4", "b1"]
     assert row(data, "SELECT count(*) FROM quarantine")[0] == 0  # its old rejects went with it
     assert row(data, "SELECT count(*) FROM _edx_event_files")[0] == 2
-    assert row(data, "SELECT source_file, rows FROM _edx_event_files WHERE source_key='idbx-edx-events-2016-10-12'") \
+    assert row(data, "SELECT source_file, rows FROM _edx_event_files WHERE source_key LIKE 'idbx-edx-events-2016-10-12@%'") \
         == (str(a2), 3)
     assert not [p for p in _files_on_disk(data) if p in disk and "2016-10-12" in p.split("/")[-1]]  # old parts gone
     assert all(p.endswith(".parquet") for p in _files_on_disk(data))
@@ -369,7 +370,7 @@ def test_duplicates_across_files(tmp_path):
     # the copy kept is the earlier file's; the later file's copy is flagged
     assert row(data, "SELECT source_file, line FROM events WHERE session='shared'") == (str(d1), 2)
     assert row(data, "SELECT source_file, line FROM events_all WHERE duplicate") == (str(d2), 1)
-    assert q(data, "SELECT source_key, duplicates FROM _edx_event_files ORDER BY 1") == \
+    assert q(data, "SELECT split_part(source_key, '@', 1), duplicates FROM _edx_event_files ORDER BY 1") == \
         [("idbx-edx-events-2016-10-12", 0), ("idbx-edx-events-2016-10-13", 1)]
 
     # imported in the other order, the store ends the same
@@ -379,11 +380,11 @@ def test_duplicates_across_files(tmp_path):
     assert r1.duplicates == 0 and r2.duplicates == 1
     ev_sql = "SELECT session, source_file, line FROM events ORDER BY 1"
     assert q(data2, ev_sql) == q(data, ev_sql)
-    assert q(data2, "SELECT source_key, duplicates FROM _edx_event_files ORDER BY 1") == \
+    assert q(data2, "SELECT split_part(source_key, '@', 1), duplicates FROM _edx_event_files ORDER BY 1") == \
         [("idbx-edx-events-2016-10-12", 0), ("idbx-edx-events-2016-10-13", 1)]
 
     # replacing the first file by a version without the shared event brings the other copy back
-    d1b = write_log(tmp_path / "v2", [ev(session="x1")], date="2016-10-12")
+    d1b = write_log(tmp_path / "in", [ev(session="x1")], date="2016-10-12")  # same path: the same source
     run(data, d1b)
     assert row(data, "SELECT source_file, line FROM events WHERE session='shared'") == (str(d2), 1)
     assert row(data, "SELECT count(*) FILTER (WHERE duplicate) FROM events_all")[0] == 0

@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import fcntl
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -34,7 +35,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 
@@ -82,6 +83,16 @@ class StoreMoved(StoreBusy):
     A ``StoreBusy`` so that every command reports it as one line, like a busy store."""
 
 
+class CatalogBusy(StoreBusy):
+    """The catalog stayed open in another program for the whole wait (``Lake.wait_seconds``):
+    the write it waited for did not happen."""
+
+
+class StoreWriteError(Exception):
+    """The catalog could not be written (disk full, I/O error): nothing of that transaction was
+    committed, the store is as before. The message is one line naming the cause."""
+
+
 @dataclass
 class Snapshot:
     """A freshly written Parquet file that should become a table's current data for a course."""
@@ -112,6 +123,11 @@ class Lake:
         self.root = Path(data_dir)
         self.lake_dir = self.root / "lake"
         self.catalog_path = self.root / CATALOG
+        # How long a write waits for a catalog another program holds open (an analyst's DuckDB
+        # session), and who is told about it; 0: fail at once (StoreBusy). Importers set these
+        # once their work has started, so that no parsed work is lost to a reader.
+        self.wait_seconds = 0.0
+        self.on_wait: Callable[[str], None] | None = None
 
     # -- files -------------------------------------------------------------------------
     def init(self) -> None:
@@ -140,11 +156,15 @@ class Lake:
         return self.root / rel
 
     # -- catalog -----------------------------------------------------------------------
-    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    def connect(self, read_only: bool = False, purpose: str | None = None) -> duckdb.DuckDBPyConnection:
         """Open the catalog. Views built for another location (the store was moved, copied,
-        restored or mounted elsewhere) are re-pointed at this store's files first."""
+        restored or mounted elsewhere) are re-pointed at this store's files first.
+
+        If another program holds the catalog open, this waits up to ``wait_seconds`` for it
+        (telling ``on_wait`` once, with ``purpose``, e.g. "commit 3 files"), then raises
+        CatalogBusy; with no wait it raises StoreBusy at once."""
         self.root.mkdir(parents=True, exist_ok=True)
-        con = self._open(self.catalog_path, read_only)
+        con = self._open_waiting(read_only, purpose)
         try:
             if not self._points_elsewhere(con):
                 return con
@@ -173,6 +193,73 @@ class Lake:
             con.close()
             raise
         return con
+
+    def _open_waiting(self, read_only: bool, purpose: str | None) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + max(0.0, self.wait_seconds)
+        told = False
+        while True:
+            try:
+                return duckdb.connect(str(self.catalog_path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                holder = _lock_holder(str(exc))
+                if time.monotonic() >= deadline:
+                    if not self.wait_seconds:
+                        raise StoreBusy(f"the catalog {self.catalog_path} is open in another program{holder} (a "
+                                        f"DuckDB client such as the duckdb CLI or DBeaver?); close it and try "
+                                        f"again") from None
+                    what = purpose or "write to it"
+                    raise CatalogBusy(f"could not {what}: the catalog {self.catalog_path} is open in another "
+                                      f"program{holder} and still was after {self.wait_seconds:g} s of waiting; "
+                                      f"nothing was committed and the parsed work was discarded (earlier commits "
+                                      f"of this run stay); close the other program and run again") from None
+                if not told and self.on_wait is not None:
+                    self.on_wait(f"waiting for {self.catalog_path} (open in another program{holder}) to "
+                                 f"{purpose or 'write to it'}… (up to {self.wait_seconds:g} s)")
+                told = True
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    @contextmanager
+    def transaction(self, purpose: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction on the catalog (``purpose``: what it does, for messages).
+
+        Waits for a catalog held open elsewhere (see ``connect``); on any error it rolls back
+        (quietly: a failed COMMIT has already ended the transaction) and a write the disk
+        refused (full disk, I/O error) becomes one StoreWriteError line. Nothing of the
+        transaction is then committed: the store is as before."""
+        con = self.connect(purpose=purpose)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # "no transaction is active": DuckDB ended it when the commit failed
+                raise self.write_error(exc, purpose) or exc
+        finally:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+
+    def write_error(self, exc: BaseException, purpose: str) -> StoreWriteError | None:
+        """The one-line StoreWriteError for an error the disk caused, else None."""
+        text = str(exc)
+        errno_ = getattr(exc, "errno", None)
+        full = errno_ in (28, 122) or "No space left on device" in text or "Disk quota exceeded" in text
+        io = isinstance(exc, duckdb.IOException) or (isinstance(exc, duckdb.TransactionException)
+                                                       and "Could not write" in text)
+        if not (full or io or isinstance(exc, OSError)):
+            return None
+        cause = "no space left on device" if full else (text.strip().splitlines() or [type(exc).__name__])[0]
+        where = re.search(r'(?:file|File) "([^"]+)"', text)
+        return StoreWriteError(f"could not {purpose}: {cause}" + (f" (writing {where.group(1)})" if where else "")
+                               + f"; nothing was committed, the store {self.root} is as before; "
+                               + ("free some space and run again" if full else "fix the cause and run again"))
 
     def _open(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         try:
@@ -263,31 +350,26 @@ class Lake:
     def commit(self, snapshots: list[Snapshot], quarantine: list[QuarantineFile], log: list[tuple]) -> None:
         """Make the new files current, atomically, then delete what is no longer referenced."""
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for s in snapshots:
-                    con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [s.table, s.course_id])
-                    if s.supersedes and s.supersedes != s.course_id:
-                        con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?",
-                                    [s.table, s.supersedes])
-                    con.execute(
-                        "INSERT INTO _edx_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                        [s.table, s.course_id, s.org, s.package_date, self.rel(s.path), s.rows, s.rejected,
-                         s.fingerprint, s.source_file, ",".join(s.extra_columns), now],
-                    )
-                for q in quarantine:
-                    con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [q.key])
-                    if q.rows:
-                        con.execute("INSERT INTO _edx_quarantine_files VALUES (?,?,?,?,?)",
-                                    [q.key, q.kind, self.rel(q.path), q.rows, now])
-                for entry in log:
-                    con.execute("INSERT INTO _edx_import_log VALUES (?,?,?,?,?,?,?,?,?)", [now, *entry])
-                self.refresh_views(con)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        n = len(snapshots)
+        with self.transaction(f"commit {n} table file{'s' if n != 1 else ''}") as con:
+            for s in snapshots:
+                con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [s.table, s.course_id])
+                if s.supersedes and s.supersedes != s.course_id:
+                    con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?",
+                                [s.table, s.supersedes])
+                con.execute(
+                    "INSERT INTO _edx_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    [s.table, s.course_id, s.org, s.package_date, self.rel(s.path), s.rows, s.rejected,
+                     s.fingerprint, s.source_file, ",".join(s.extra_columns), now],
+                )
+            for q in quarantine:
+                con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [q.key])
+                if q.rows:
+                    con.execute("INSERT INTO _edx_quarantine_files VALUES (?,?,?,?,?)",
+                                [q.key, q.kind, self.rel(q.path), q.rows, now])
+            for entry in log:
+                con.execute("INSERT INTO _edx_import_log VALUES (?,?,?,?,?,?,?,?,?)", [now, *entry])
+            self.refresh_views(con)
         self.collect_garbage()
 
     def collect_garbage(self) -> int:
@@ -398,6 +480,12 @@ class Lake:
             return f"SELECT * FROM read_parquet({_sql_list(paths)}, union_by_name=true)"
         cols = list(schema.columns) + [c for c in ADDED_COLUMNS if schema.column(c.name) is None]
         return "SELECT " + ", ".join(f"NULL::{c.duckdb_type} AS {c.name}" for c in cols) + " WHERE false"
+
+
+def _lock_holder(message: str) -> str:
+    """`` (<program>, PID n)`` from DuckDB's lock error, or "" when it does not say."""
+    m = re.search(r"lock is held in (.+?) \(PID (\d+)\)", message)
+    return f" ({Path(m.group(1)).name}, PID {m.group(2)})" if m else ""
 
 
 # Lake subdirectories and the bookkeeping table that lists their files (``collect_garbage``).

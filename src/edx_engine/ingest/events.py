@@ -12,10 +12,16 @@ Pipeline per file (nothing decrypted is written to disk except the Parquet colum
 ``ENGINE = "msgspec"`` (or ``EDX_EVENTS_ENGINE=msgspec``) selects the former per-row parse in
 worker processes (events_parse, events_pipeline.ParsePool); both give the same rows.
 
-Layout: ``lake/events/date=YYYY-MM-DD/<source-key>-<uuid>-<worker>.parquet``. The source
-key is the file name without ``.log``/``.gz``/``.gpg`` (``idbx-edx-events-2016-10-12``), so
-the same daily file delivered again (even under another path or compression) replaces
-exactly its own rows. Catalog bookkeeping, switched in one DuckDB transaction per file:
+Layout: ``lake/events/date=YYYY-MM-DD/<source-key>-<uuid>-<worker>.parquet``. A source is
+identified by where it comes from (``origin``: its S3 address, or its absolute path; a zip
+member: the zip's path and the member). Its key is the file name without
+``.log``/``.gz``/``.gpg`` and a hash of the origin (``idbx-edx-events-2016-10-12@3f9a1c2b7e``;
+stores imported before keep their bare keys, matched by label, path or bytes). Only the same
+source delivered again (same object or path, new content) replaces its own rows; a file of
+the same name from elsewhere is another source (exact duplicate events are left out as
+always), and the same bytes already imported under another path are ``unchanged``. A
+replacement that removes more than ``REPLACE_WARN_SHARE`` of a day's events is reported.
+Catalog bookkeeping, switched in one DuckDB transaction per file:
 
 * ``_edx_event_files``: one row per imported source file (fingerprint, rows, rejected,
   duplicates, first/last event time, imported_at);
@@ -34,6 +40,7 @@ kind ``events``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import threading
@@ -49,6 +56,7 @@ import pyarrow.parquet as pq
 from isal.isal_zlib import IsalError
 
 from ..decrypt import DecryptError, GpgSettings
+from ..fetch import testhooks
 from ..lake import Lake, _sql_list, register_view_hook
 from ..names import strip_gpg
 from .events_parse import EventLimits
@@ -61,6 +69,9 @@ KIND = "events"
 ENGINE = os.environ.get("EDX_EVENTS_ENGINE", "duckdb")
 INLINE_BELOW = 16 << 20  # total bytes below which no worker processes are started
 QUARANTINE_BATCH = 2000
+# A replacement (the same source delivered again) that removes more than this share of a
+# day's events is reported: in the file's message, the import log and the run's summary.
+REPLACE_WARN_SHARE = 0.10
 
 
 # -- results ------------------------------------------------------------------------------
@@ -76,6 +87,9 @@ class EventsFileResult:
     source_key: str = ""
     nbytes: int = 0  # bytes of JSON read
     seconds: float = 0.0
+    added: int = 0  # net change of the `events` view's row count made by this file's commit
+    replaced: int = 0  # rows of this source's previous import that the commit removed
+    warning: str = ""  # a replacement that removed a large share of a day's events
 
 
 @dataclass
@@ -108,6 +122,19 @@ class EventsSummary:
         return sum(f.duplicate_keys for f in self.loaded)
 
     @property
+    def added(self) -> int:
+        """Net change of ``SELECT count(*) FROM events`` made by this run."""
+        return sum(f.added for f in self.loaded)
+
+    @property
+    def replaced(self) -> int:
+        return sum(f.replaced for f in self.loaded)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f.warning for f in self.files if f.warning]
+
+    @property
     def nbytes(self) -> int:
         return sum(f.nbytes for f in self.files)
 
@@ -120,8 +147,10 @@ class EventsSummary:
         mb = self.nbytes / 1e6
         rate = mb / self.seconds if self.seconds > 0 else 0.0
         return (f"event files: {len(self.files)} ({len(self.loaded)} loaded, {unchanged} unchanged, "
-                f"{len(self.failed)} failed), events: {self.events:,}, duplicates: {self.duplicates:,}, "
-                f"rejected lines: {self.rejected:,}, "
+                f"{len(self.failed)} failed), events: {self.events:,} ({self.added:+,} in the store"
+                + (f": {self.replaced:,} of earlier imports replaced" if self.replaced else "")
+                + f"), duplicates: {self.duplicates:,}, rejected lines: {self.rejected:,}, "
+                + (f"warnings: {len(self.warnings)} (see above), " if self.warnings else "")
                 + (f"lines with duplicate keys: {self.duplicate_keys:,} (first value kept), "
                    if self.duplicate_keys else "")
                 + f"{mb:,.1f} MB in {self.seconds:.1f} s ({rate:,.1f} MB/s)")
@@ -132,7 +161,7 @@ _BOOKKEEPING = """
 CREATE TABLE IF NOT EXISTS _edx_event_files (
     source_key VARCHAR PRIMARY KEY, source_file VARCHAR, fingerprint VARCHAR, file_date DATE,
     rows BIGINT, rejected BIGINT, duplicates BIGINT, first_event_time TIMESTAMP, last_event_time TIMESTAMP,
-    json_bytes BIGINT, imported_at TIMESTAMP
+    json_bytes BIGINT, imported_at TIMESTAMP, origin VARCHAR
 );
 CREATE TABLE IF NOT EXISTS _edx_event_parts (
     source_key VARCHAR, event_date DATE, path VARCHAR, rows BIGINT, min_time TIMESTAMP, max_time TIMESTAMP
@@ -218,6 +247,11 @@ FAMILIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
 
 def ensure_catalog(con) -> None:
     con.execute(_BOOKKEEPING)
+    # stores made before sources had an origin: the column is added, their rows keep NULL
+    if not con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() AND "
+                       "schema_name = 'main' AND table_name = '_edx_event_files' AND column_name = 'origin'"
+                       ).fetchone()[0]:
+        con.execute("ALTER TABLE _edx_event_files ADD COLUMN origin VARCHAR")
 
 
 def _refresh_event_views(lake: Lake, con) -> None:
@@ -262,14 +296,87 @@ register_view_hook(_refresh_event_views)
 _KEY_SUFFIX = re.compile(r"(\.gpg)?$", re.I)
 
 
-def source_key(src: Source) -> str:
-    """Identity of a daily file across deliveries: its name without .log/.gz/.gpg, lower case."""
+def name_key(src: Source) -> str:
+    """A daily file's name without .log/.gz/.gpg, lower case: the key of stores made before
+    sources had an origin, and the first part of every key."""
     name = src.events.name if src.events else Path(src.label.rsplit(":", 1)[-1]).name
     name = name.lower()
     for suffix in (".gpg", ".gz", ".log"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return re.sub(r"[^a-z0-9_.+-]", "_", name) or "events"
+
+
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+
+def source_origin(label: str) -> str:
+    """Where a file comes from, the identity of a source: an S3 address as is, else the absolute
+    path (a zip member: the zip's absolute path, ``:`` and the member's name)."""
+    if _URL.match(label):
+        return label
+    with contextlib.suppress(OSError, ValueError):
+        p = Path(label)
+        if p.exists():
+            return str(p.resolve())
+        for i, ch in enumerate(label):
+            if ch == ":" and i and Path(label[:i]).is_file():
+                return f"{Path(label[:i]).resolve()}:{label[i + 1:]}"
+    return label
+
+
+def source_key(src: Source) -> str:
+    """The key a file gets as a new source: its name key, ``@`` and a hash of its origin, so two
+    files of the same name from two places are two sources, and a day's keys sort together."""
+    return _new_key(name_key(src), source_origin(src.label))
+
+
+def _new_key(name: str, origin: str, digits: int = 10) -> str:
+    return f"{name}@{hashlib.sha256(origin.encode()).hexdigest()[:digits]}"
+
+
+@dataclass
+class _Known:
+    key: str
+    origin: str | None  # None: imported before sources had an origin (a bare, legacy key)
+    label: str
+    fingerprint: str
+
+
+class _Sources:
+    """The sources a store holds, and which of them a file to import is."""
+
+    def __init__(self, con) -> None:
+        self.by_key = {r[0]: _Known(*r) for r in con.execute(
+            "SELECT source_key, origin, source_file, fingerprint FROM _edx_event_files").fetchall()}
+
+    def identify(self, src: Source) -> tuple[str, str, _Known | None, str]:
+        """(key, origin, the known source it is or None, how it matched: origin | legacy | bytes | new).
+
+        The same origin is the same source. A legacy (bare-key) source of the same name is it
+        when its label, resolved path or bytes are this file's (so upgrading a store re-imports
+        nothing). The same bytes under the same name elsewhere are that source, unchanged."""
+        origin = source_origin(src.label)
+        for k in self.by_key.values():
+            if k.origin == origin:
+                return k.key, origin, k, "origin"
+        name = name_key(src)
+        old = self.by_key.get(name)
+        if old is not None and old.origin is None and (
+                old.label == src.label or source_origin(old.label) == origin
+                or (src.fingerprint and old.fingerprint == src.fingerprint)):
+            return name, origin, old, "legacy"
+        if src.fingerprint:
+            for k in self.by_key.values():
+                if k.fingerprint == src.fingerprint and k.key.split("@", 1)[0] == name:
+                    return k.key, origin, k, "bytes"
+        digits = 10
+        while (key := _new_key(name, origin, digits)) in self.by_key:  # another origin's hash prefix
+            digits += 2
+        return key, origin, None, "new"
+
+    def loaded(self, key: str, origin: str, src: Source) -> None:
+        self.by_key[key] = _Known(key, origin, src.label, src.fingerprint)
 
 
 class _Plain:
@@ -413,7 +520,7 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
             con.execute("BEGIN TRANSACTION")
             _refresh_event_views(lake, con)
             con.execute("COMMIT")
-        known = {k: fp for k, fp in con.execute("SELECT source_key, fingerprint FROM _edx_event_files").fetchall()}
+        known = _Sources(con)
     if workers is None:
         total = sum(s.size for s in sources)
         workers = 0 if total < INLINE_BELOW else min(2, max(1, os.cpu_count() or 1))
@@ -429,14 +536,15 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
         pool = _DuckEngine(workers)
     try:
         for src in sources:
-            key = source_key(src)
-            if known.get(key) == src.fingerprint and src.fingerprint:
-                res = EventsFileResult(src.label, "unchanged", source_key=key, message="already imported")
-                _log(lake, src, res)
+            key, origin, same, how = known.identify(src)
+            if same is not None and src.fingerprint and same.fingerprint == src.fingerprint:
+                res = EventsFileResult(src.label, "unchanged", source_key=key, message="already imported" + (
+                    f" (the same bytes, from {same.label})" if same.label != src.label else ""))
+                _log(lake, src, res, adopt=(key, origin) if how == "legacy" else None)
             else:
-                res = _import_one(lake, src, key, gpg, pool, progress, overall, done_bytes, limits)
+                res = _import_one(lake, src, key, origin, gpg, pool, progress, overall, done_bytes, limits)
                 if res.status == "loaded":
-                    known[key] = src.fingerprint
+                    known.loaded(key, origin, src)
             summary.files.append(res)
             done_bytes += src.size
             if progress is not None:
@@ -546,7 +654,7 @@ class _DuckEngine:
         self.parser.close()
 
 
-def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progress, overall,
+def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings, pool, progress, overall,
                 done_before: int, limits: EventLimits) -> EventsFileResult:
     t0 = time.perf_counter()
     res = EventsFileResult(src.label, "loaded", source_key=key)
@@ -607,23 +715,17 @@ def _import_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, progr
     if isinstance(pool, _DuckEngine):
         res.duplicate_keys = pool.dupkeys
     res.rejected = quarantine.rows
+    if quarantine.rows:
+        line, reason = quarantine.first or (0, "")
+        res.message = f"{quarantine.rows} line(s) rejected, first: line {line}: {reason}"
     try:
-        res.duplicates = _commit(lake, src, key, parts, qpath, quarantine.rows, res)
+        res.duplicates = _commit(lake, src, key, origin, parts, qpath, quarantine.rows, res)
     except BaseException:
         for p in parts:
             Path(p["path"]).unlink(missing_ok=True)
         if qpath:
             qpath.unlink(missing_ok=True)
         raise
-    if quarantine.rows:
-        line, reason = quarantine.first or (0, "")
-        res.message = f"{quarantine.rows} line(s) rejected, first: line {line}: {reason}"
-    if res.duplicates:
-        res.message = (res.message + "; " if res.message else "") + \
-            f"{res.duplicates} duplicate event(s) shared with other deliveries"
-    if res.duplicate_keys:
-        res.message = (res.message + "; " if res.message else "") + \
-            f"{res.duplicate_keys} line(s) with a duplicate key (first value kept)"
     res.seconds = time.perf_counter() - t0
     if task is not None:
         progress.update(task, completed=max(1, src.size))
@@ -647,6 +749,8 @@ def _failure_message(label: str, exc: BaseException) -> str:
         return f"{label}: internal error while parsing: {last[-1] if last else exc}"
     if isinstance(exc, (zlib.error, IsalError)):
         return f"{label}: compressed stream is corrupt ({exc})"
+    if isinstance(exc, OSError) and exc.errno in (28, 122):  # ENOSPC, EDQUOT: the lake's disk, not the input
+        return f"{label}: no space left on device while writing the lake ({exc.filename or exc.strerror})"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"{label}: cannot read: {text}"
 
@@ -659,61 +763,99 @@ def _file_date(src: Source) -> str | None:
     return src.events.date if src.events else None
 
 
-def _log(lake: Lake, src: Source, res: EventsFileResult, con=None) -> None:
+def _log(lake: Lake, src: Source, res: EventsFileResult, con=None, adopt: tuple[str, str] | None = None) -> None:
+    """One import-log row; ``adopt`` = (legacy key, origin) records where that source comes from."""
     row = [src.label, KIND, None, _file_date(src), res.status, res.events, res.rejected, res.message]
     sql = f"INSERT INTO _edx_import_log VALUES ('{_now()}'::TIMESTAMP, ?,?,?,?,?,?,?,?)"
     if con is not None:
         con.execute(sql, row)
         return
-    with lake.connect() as c:
+    with lake.transaction(f"record {src.label}") as c:
         c.execute(sql, row)
+        if adopt is not None:
+            c.execute("UPDATE _edx_event_files SET origin = ? WHERE source_key = ? AND origin IS NULL",
+                      [adopt[1], adopt[0]])
 
 
-def _commit(lake: Lake, src: Source, key: str, parts: list[dict], qpath: Path | None, qrows: int,
+def _commit(lake: Lake, src: Source, key: str, origin: str, parts: list[dict], qpath: Path | None, qrows: int,
             res: EventsFileResult) -> int:
-    """Switch the file's new parts in (one transaction); returns its duplicate count."""
+    """Switch the file's new parts in (one transaction); returns its duplicate count.
+
+    Replaces only this source's own earlier rows. Sets ``res.added`` (net change of ``events``),
+    ``res.replaced`` and, when a day lost more than REPLACE_WARN_SHARE of its events,
+    ``res.warning`` (also in the message and the import log)."""
     qkey = f"{KIND}:{key}"
-    with lake.connect() as con:
+    testhooks.pause("events-commit")  # fault tests: the file's parts written, none referenced yet
+    with lake.transaction(f"commit {src.label} ({res.events:,} events)") as con:
         ensure_catalog(con)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            old_dates = {r[0] for r in con.execute(
-                "SELECT DISTINCT event_date FROM _edx_event_parts WHERE source_key=?", [key]).fetchall()}
-            con.execute("DELETE FROM _edx_event_parts WHERE source_key=?", [key])
-            if parts:
-                con.executemany(
-                    "INSERT INTO _edx_event_parts VALUES (?, ?::DATE, ?, ?, make_timestamp(?), make_timestamp(?))",
-                    [[key, p["date"], lake.rel(Path(p["path"])), p["rows"], p["min_time"], p["max_time"]]
-                     for p in parts])
-            new_dates = {p["date"] for p in parts}
-            affected = sorted({str(d) for d in old_dates} | new_dates)
-            dups = _recompute_duplicates(lake, con, affected, key, parts)
-            first = min((p["min_time"] for p in parts if p["min_time"] is not None), default=None)
-            last = max((p["max_time"] for p in parts if p["max_time"] is not None), default=None)
-            con.execute("DELETE FROM _edx_event_files WHERE source_key=?", [key])
+        old_dates = {r[0] for r in con.execute(
+            "SELECT DISTINCT event_date FROM _edx_event_parts WHERE source_key=?", [key]).fetchall()}
+        new_dates = {p["date"] for p in parts}
+        affected = sorted({str(d) for d in old_dates} | new_dates)
+        before = _day_counts(con, affected)
+        res.replaced = con.execute("SELECT coalesce(sum(rows), 0) FROM _edx_event_parts WHERE source_key=?",
+                                   [key]).fetchone()[0]
+        con.execute("DELETE FROM _edx_event_parts WHERE source_key=?", [key])
+        if parts:
+            con.executemany(
+                "INSERT INTO _edx_event_parts VALUES (?, ?::DATE, ?, ?, make_timestamp(?), make_timestamp(?))",
+                [[key, p["date"], lake.rel(Path(p["path"])), p["rows"], p["min_time"], p["max_time"]]
+                 for p in parts])
+        dups = _recompute_duplicates(lake, con, affected, key, parts)
+        after = _day_counts(con, affected)
+        res.added = sum(after.values()) - sum(before.values())
+        res.warning = _replacement_warning(src.label, before, after)
+        first = min((p["min_time"] for p in parts if p["min_time"] is not None), default=None)
+        last = max((p["max_time"] for p in parts if p["max_time"] is not None), default=None)
+        con.execute("DELETE FROM _edx_event_files WHERE source_key=?", [key])
+        con.execute(
+            "INSERT INTO _edx_event_files (source_key, source_file, fingerprint, file_date, rows, rejected, "
+            "duplicates, first_event_time, last_event_time, json_bytes, imported_at, origin) "
+            "VALUES (?, ?, ?, ?::DATE, ?, ?, (SELECT count(*) FROM _edx_event_dups WHERE source_key=?), "
+            f"make_timestamp(?), make_timestamp(?), ?, '{_now()}'::TIMESTAMP, ?)",
+            [key, src.label, src.fingerprint, _file_date(src), res.events, qrows, key, first, last, res.nbytes,
+             origin])
+        if affected:
             con.execute(
-                "INSERT INTO _edx_event_files VALUES (?, ?, ?, ?::DATE, ?, ?, "
-                "(SELECT count(*) FROM _edx_event_dups WHERE source_key=?), "
-                f"make_timestamp(?), make_timestamp(?), ?, '{_now()}'::TIMESTAMP)",
-                [key, src.label, src.fingerprint, _file_date(src), res.events, qrows, key, first, last, res.nbytes])
-            if affected:
-                con.execute(
-                    "UPDATE _edx_event_files f SET duplicates = (SELECT count(*) FROM _edx_event_dups d "
-                    "WHERE d.source_key = f.source_key) WHERE source_key IN "
-                    "(SELECT DISTINCT source_key FROM _edx_event_parts WHERE event_date IN "
-                    f"(SELECT unnest({_sql_list(affected)}::DATE[])))")
-            con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [qkey])
-            if qpath is not None and qrows:
-                con.execute(f"INSERT INTO _edx_quarantine_files VALUES (?, ?, ?, ?, '{_now()}'::TIMESTAMP)",
-                            [qkey, KIND, lake.rel(qpath), qrows])
-            res.duplicates = dups
-            _log(lake, src, res, con)
-            lake.refresh_views(con)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+                "UPDATE _edx_event_files f SET duplicates = (SELECT count(*) FROM _edx_event_dups d "
+                "WHERE d.source_key = f.source_key) WHERE source_key IN "
+                "(SELECT DISTINCT source_key FROM _edx_event_parts WHERE event_date IN "
+                f"(SELECT unnest({_sql_list(affected)}::DATE[])))")
+        con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [qkey])
+        if qpath is not None and qrows:
+            con.execute(f"INSERT INTO _edx_quarantine_files VALUES (?, ?, ?, ?, '{_now()}'::TIMESTAMP)",
+                        [qkey, KIND, lake.rel(qpath), qrows])
+        res.duplicates = dups
+        res.message = "; ".join(m for m in (
+            res.message, f"{dups} duplicate event(s) shared with other deliveries" if dups else "",
+            f"{res.duplicate_keys} line(s) with a duplicate key (first value kept)" if res.duplicate_keys else "",
+            res.warning) if m)
+        _log(lake, src, res, con)
+        lake.refresh_views(con)
     return dups
+
+
+def _day_counts(con, dates: list[str]) -> dict[str, int]:
+    """Rows of ``events`` per date (parts' rows less the duplicates left out), from the bookkeeping."""
+    if not dates:
+        return {}
+    dl = f"(SELECT unnest({_sql_list(dates)}::DATE[]))"
+    return {str(d): int(n) for d, n in con.execute(
+        f"SELECT d, sum(n) FROM (SELECT event_date AS d, rows AS n FROM _edx_event_parts WHERE event_date IN {dl} "
+        f"UNION ALL SELECT event_date, -1 FROM _edx_event_dups WHERE event_date IN {dl}) GROUP BY d").fetchall()}
+
+
+def _replacement_warning(label: str, before: dict[str, int], after: dict[str, int]) -> str:
+    """One line when a day lost more than REPLACE_WARN_SHARE of its events, else ""."""
+    lost = sorted(((before[d] - after.get(d, 0)) / before[d], d) for d in before
+                  if before[d] > 0 and before[d] - after.get(d, 0) > REPLACE_WARN_SHARE * before[d])
+    if not lost:
+        return ""
+    share, d = lost[-1]
+    n = before[d] - after.get(d, 0)
+    more = f"; {len(lost) - 1} other day(s) lost more than {REPLACE_WARN_SHARE:.0%} too" if len(lost) > 1 else ""
+    return (f"{label} replaced its earlier import and {d} lost {n:,} of its {before[d]:,} events "
+            f"({share:.0%}){more}")
 
 
 def _recompute_duplicates(lake: Lake, con, dates: list[str], key: str, parts: list[dict]) -> int:
