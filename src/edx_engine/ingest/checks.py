@@ -57,8 +57,8 @@ def key_warnings(path: Path, schema: TableSchema, columns: list[str], label: str
             shown = ", ".join(f"'{c}=' || CAST({_q(c)} AS VARCHAR)" for c in key)
             notnull = " AND ".join(f"{_q(c)} IS NOT NULL" for c in key)
             dup, rows, example = con.execute(
-                f"SELECT count(*), coalesce(sum(n), 0), min(k) FROM (SELECT any_value(concat_ws(', ', {shown})) AS k, "
-                f"count(*) AS n FROM read_parquet({_lit(path)}) WHERE {notnull} GROUP BY {cols} HAVING count(*) > 1)"
+                f"SELECT count(*), coalesce(sum(n), 0), min(concat_ws(', ', {shown})) FROM (SELECT {cols}, count(*) AS n "
+                f"FROM read_parquet({_lit(path)}) WHERE {notnull} GROUP BY {cols} HAVING count(*) > 1)"
             ).fetchone()
             if dup:
                 what = "primary key" if i == 0 else "unique key"
