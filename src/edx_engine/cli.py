@@ -18,7 +18,7 @@ from rich.text import Text
 from . import config as cfg
 from .decrypt import DecryptError
 from .ingest.sources import SourceError
-from .lake import Lake, StoreBusy
+from .lake import Lake, StoreBusy, StoreWriteError
 
 app = typer.Typer(help="edx-engine: edX research data packages -> analytics database, indicators, dashboards.",
                   rich_markup_mode=None,  # help text is plain text: "[courses]" stays as written
@@ -77,6 +77,8 @@ def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | No
                 progress.console.print(f"[red]failed[/] {r.message}", highlight=False, soft_wrap=True)
             elif r.rejected and show_partial:
                 progress.console.print(f"[yellow]partial[/] {r.label}: {r.message}", highlight=False, soft_wrap=True)
+            if getattr(r, "warning", ""):  # an event file's replacement removed much of a day
+                progress.console.print(f"[yellow]warning[/] {escape(r.warning)}", highlight=False, soft_wrap=True)
 
         def on_unknown(label: str) -> None:
             progress.console.print(f"[yellow]skipped[/] {label}: not a table or file of an edX package",
@@ -90,8 +92,12 @@ def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | No
         def on_warning(line: str) -> None:
             progress.console.print(f"[yellow]warning[/] {escape(line)}", highlight=False, soft_wrap=True)
 
+        def on_wait(line: str) -> None:  # the catalog is open in another program: the import waits for it
+            progress.console.print(escape(line), highlight=False, soft_wrap=True)
+
         return import_paths(settings, paths, package_date, scrub=scrub, progress=progress, on_file=on_file,
-                            on_unknown=on_unknown, labels=labels, on_refused=on_refused, on_warning=on_warning)
+                            on_unknown=on_unknown, labels=labels, on_refused=on_refused, on_warning=on_warning,
+                            on_wait=on_wait)
 
 
 @app.command("import")
@@ -108,7 +114,7 @@ def import_cmd(
     refused: list[str] = []
     try:
         exports, events = run_import(settings, paths, package_date, scrub=scrub, refused=refused)
-    except (SourceError, DecryptError, StoreBusy, cfg.ConfigError) as exc:
+    except (SourceError, DecryptError, StoreBusy, StoreWriteError, cfg.ConfigError) as exc:
         fail(str(exc))
         return
     partial = bool(refused)

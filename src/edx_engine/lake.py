@@ -156,15 +156,17 @@ class Lake:
         return self.root / rel
 
     # -- catalog -----------------------------------------------------------------------
-    def connect(self, read_only: bool = False, purpose: str | None = None) -> duckdb.DuckDBPyConnection:
+    def connect(self, read_only: bool = False, purpose: str | None = None,
+                wait: bool = True) -> duckdb.DuckDBPyConnection:
         """Open the catalog. Views built for another location (the store was moved, copied,
         restored or mounted elsewhere) are re-pointed at this store's files first.
 
         If another program holds the catalog open, this waits up to ``wait_seconds`` for it
         (telling ``on_wait`` once, with ``purpose``, e.g. "commit 3 files"), then raises
-        CatalogBusy; with no wait it raises StoreBusy at once."""
+        CatalogBusy; with no wait (or ``wait=False``: work that can be skipped) it raises
+        StoreBusy at once."""
         self.root.mkdir(parents=True, exist_ok=True)
-        con = self._open_waiting(read_only, purpose)
+        con = self._open_waiting(read_only, purpose, self.wait_seconds if wait else 0.0)
         try:
             if not self._points_elsewhere(con):
                 return con
@@ -194,8 +196,8 @@ class Lake:
             raise
         return con
 
-    def _open_waiting(self, read_only: bool, purpose: str | None) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + max(0.0, self.wait_seconds)
+    def _open_waiting(self, read_only: bool, purpose: str | None, seconds: float) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + max(0.0, seconds)
         told = False
         while True:
             try:
@@ -205,18 +207,18 @@ class Lake:
                     raise
                 holder = _lock_holder(str(exc))
                 if time.monotonic() >= deadline:
-                    if not self.wait_seconds:
+                    if not seconds:
                         raise StoreBusy(f"the catalog {self.catalog_path} is open in another program{holder} (a "
                                         f"DuckDB client such as the duckdb CLI or DBeaver?); close it and try "
                                         f"again") from None
                     what = purpose or "write to it"
                     raise CatalogBusy(f"could not {what}: the catalog {self.catalog_path} is open in another "
-                                      f"program{holder} and still was after {self.wait_seconds:g} s of waiting; "
+                                      f"program{holder} and still was after {seconds:g} s of waiting; "
                                       f"nothing was committed and the parsed work was discarded (earlier commits "
                                       f"of this run stay); close the other program and run again") from None
                 if not told and self.on_wait is not None:
                     self.on_wait(f"waiting for {self.catalog_path} (open in another program{holder}) to "
-                                 f"{purpose or 'write to it'}… (up to {self.wait_seconds:g} s)")
+                                 f"{purpose or 'write to it'}… (up to {seconds:g} s)")
                 told = True
                 time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
@@ -418,7 +420,7 @@ class Lake:
         if not self.catalog_path.exists() or not self.lake_dir.is_dir():
             return 0
         try:
-            with self.connect() as con:
+            with self.connect(wait=False) as con:  # busy: skipped, the next writer collects
                 referenced = self.referenced_files(con)
         except (StoreBusy, duckdb.Error):
             return 0  # the catalog is busy: the next writer collects

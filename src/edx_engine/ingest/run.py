@@ -27,6 +27,7 @@ def import_paths(
     labels: dict[Path, str] | None = None,
     on_refused: Callable[[str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> tuple[ImportSummary | None, object | None]:
     """Import packages and event logs; returns (exports summary, events summary), either may be None.
 
@@ -44,10 +45,15 @@ def import_paths(
     Encrypted files are decrypted through the run's own gpg-agents, after one passphrase
     check: a wrong or missing passphrase raises PassphraseError before any file is decrypted
     (what was imported without decryption is committed).
+
+    Once the work has started, a catalog another program holds open (an analyst's DuckDB
+    session) is waited for, up to ``[store] commit_wait_seconds`` (default 600), and ``on_wait``
+    gets one line saying so; parsed work is never thrown away for a reader that closes in time.
     """
     from .events_parse import EventLimits
 
     limits = EventLimits.from_config(settings.section("events"))  # a bad [events] value fails before any work
+    wait = commit_wait_seconds(settings)
     lake = Lake(settings.data_dir)
     found = discover(paths, package_date, labels=labels)
     for line in found.refused:  # links leaving a package: named, never read
@@ -63,7 +69,8 @@ def import_paths(
         if on_unknown:
             on_unknown(u)
     with gpg_session(settings.gpg()) as gpg, lake.writer():
-        lake.init()
+        lake.init()  # a catalog open elsewhere fails here at once: nothing has been parsed yet
+        lake.wait_seconds, lake.on_wait = wait, on_wait
         members = [s for s in found.sources if s.member]
         events = [s for s in found.sources if s.events]
         exports = None
@@ -94,3 +101,17 @@ def import_paths(
             scrub_store(lake, take_lock=False)
         lake.collect_garbage()  # any killed writer's leftovers, even when every file was unchanged
     return exports, ev
+
+
+COMMIT_WAIT_SECONDS = 600.0  # default of [store] commit_wait_seconds
+
+
+def commit_wait_seconds(settings: Settings) -> float:
+    """``[store] commit_wait_seconds``: how long a started import waits for a catalog held open
+    elsewhere before it gives up (saying its parsed work was discarded)."""
+    value = settings.section("store").get("commit_wait_seconds", COMMIT_WAIT_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        from ..config import ConfigError
+
+        raise ConfigError(f"[store] commit_wait_seconds must be a number of seconds >= 0, not {value!r}")
+    return float(value)
