@@ -39,6 +39,7 @@ from typing import Callable, Iterator
 
 import duckdb
 
+from .fetch import testhooks
 from .names import path_slug, unknown_table_name_ok
 from .schemas import ADDED_COLUMNS, TABLES, TableSchema
 
@@ -352,6 +353,7 @@ class Lake:
     def commit(self, snapshots: list[Snapshot], quarantine: list[QuarantineFile], log: list[tuple]) -> None:
         """Make the new files current, atomically, then delete what is no longer referenced."""
         now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        testhooks.pause("package-commit")  # crash tests: every new file written, none referenced yet
         n = len(snapshots)
         with self.transaction(f"commit {n} table file{'s' if n != 1 else ''}") as con:
             for s in snapshots:

@@ -8,7 +8,10 @@ a test can SIGKILL it exactly there, or change the world (stop the S3 server) an
 Stages: ``list`` (after listing), ``download`` (mid-download: after the first chunk of a
 multipart download, or before a single-request download), ``downloaded`` (file complete,
 ledger not yet updated), ``import`` (before the import), ``imported`` (import committed,
-ledger not yet updated).
+ledger not yet updated). Any writer: ``package-commit`` (a package's snapshots written, not yet
+committed), ``import-packages`` (packages committed, logs not started), ``events-file`` (a log
+committed), ``scrub-file`` (a file rewritten), ``scrub-commit`` (every file rewritten, not yet
+committed), ``scrub-committed`` (committed, the old files not yet deleted); tests/test_faults.py.
 """
 
 from __future__ import annotations

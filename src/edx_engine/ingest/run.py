@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..config import Settings
 from ..decrypt import PassphraseError, gpg_session
+from ..fetch import testhooks
 from ..lake import Lake
 from .exports import FileResult, ImportSummary, PackageImporter
 from .sources import SourceError, discover
@@ -86,11 +87,17 @@ def import_paths(
             exports = PackageImporter(lake, gpg, on_file=file_done).run(members)
             if exports.fatal:
                 raise PassphraseError(exports.fatal)
+            testhooks.pause("import-packages")  # crash tests: packages committed, logs not started
         ev = None
         if events:
             from .events import import_events
 
-            ev = import_events(lake, events, gpg, progress=progress, on_file=on_file, limits=limits)
+            def event_file_done(result) -> None:
+                if on_file:
+                    on_file(result)
+                testhooks.pause("events-file")  # crash tests: a log file committed, the next not started
+
+            ev = import_events(lake, events, gpg, progress=progress, on_file=event_file_done, limits=limits)
             failure = gpg.session.failure if gpg.session is not None else None
             if failure:
                 first = next((f.label for f in ev.failed), "event logs")
