@@ -5,16 +5,20 @@ Every Parquet file the catalog references is rewritten without its personal data
 - package snapshots (``_edx_snapshots``): the columns the schema registry flags as personal
   (``schemas.personal_columns()``) are set to NULL;
 - tracking-log files (``_edx_event_parts``, else every file under ``lake/events``): ``username``,
-  ``ip``, ``agent``, ``session`` set to NULL; free-text keys (``body``, ``title``, ``query``...)
-  removed from the ``event`` JSON; ``user_id`` back-filled from ``username`` (via auth_user)
-  *before* the username goes, so that reports attribute the same events as before;
+  ``ip``, ``agent``, ``session`` set to NULL; personal keys (``body``, ``email``... in any case or
+  spelling: ``personal_key``) removed from the ``event`` and ``context`` JSON; usernames in URL
+  paths and personal query-string values replaced wherever a URL can sit (``name`` included);
+  ``user_id`` back-filled from ``username`` (via auth_user) *before* the username goes, so that
+  reports attribute the same events as before;
 - quarantine files (``_edx_quarantine_files``): the raw bytes of rejected lines set to NULL;
 - built models (``_edx_models``): identifying columns such as ``username`` set to NULL.
 
 Columns are kept (all NULL, same type) rather than dropped, so every view, model and query
 that names them stays valid. New files are written under new names, the catalog switches to
 them in one transaction (with a row per file in ``_edx_scrub_log``), then the old files are
-deleted: nothing personal is left in the lake. Packages imported later bring personal data
+deleted: nothing personal is left in the lake (a scrub killed on the way leaves files the catalog
+does not reference: ``Lake.collect_garbage``, at the start of the next scrub and the end of any
+writing command, deletes them). Packages imported later bring personal data
 back: run ``scrub`` again (files already scrubbed are skipped) or set
 ``[privacy] scrub_on_import = true``.
 """
