@@ -137,6 +137,8 @@ QUERY_PARAM = (r'(?i)([?&;#](?:' + _alternation(QUERY_KEYS) + r'|[^=&#?\s"\\]*(?
 QUERY_EMAIL = (r'(?i)([?&;#][^=&#?\s"\\]*=)[^&#\s"\\]*?[a-z0-9._%+-]+(?:@|%40)[a-z0-9-]+(?:\.[a-z0-9-]+)*'
                r'\.[a-z]{2,}[^&#\s"\\]*')
 QUERY_REPLACEMENT = r"\1(removed)"
+# Values where USER_IN_URL or a query parameter may match (a superset, one scan).
+URL_PREFILTER = r'/u/|/accounts/|/users/|/profile/|/user_profile/|[?&;#][^=&#?\s"\\]*='
 
 
 def table_personal_columns(table: str) -> list[str]:
@@ -371,11 +373,21 @@ def _replace_regex(arr: pa.Array, pattern: str, replacement: str) -> pa.Array:
 
 
 def _scrub_urls(arr: pa.Array) -> pa.Array:
-    """Usernames in URL paths and personal query-string values, wherever a URL can sit."""
+    """Usernames in URL paths and personal query-string values, wherever a URL can sit.
+
+    One scan finds the values that may hold either (most JSON and many URLs hold neither); the
+    three replacements run on those only."""
+    storage, wrap = _text_storage(arr)
+    if storage is None:
+        return arr
+    hit = pc.fill_null(pc.match_substring_regex(storage, URL_PREFILTER), False)
+    if not pc.any(hit).as_py():
+        return arr
+    sub = pc.filter(storage, hit)
     for pattern, replacement in ((USER_IN_URL, USER_IN_URL_REPLACEMENT), (QUERY_PARAM, QUERY_REPLACEMENT),
                                  (QUERY_EMAIL, QUERY_REPLACEMENT)):
-        arr = _replace_regex(arr, pattern, replacement)
-    return arr
+        sub = pc.replace_substring_regex(sub, pattern, replacement)
+    return wrap(pc.replace_with_mask(storage, hit, sub))
 
 
 def _backfill(user_id: pa.Array, username: pa.Array, user_map: tuple[pa.Array, pa.Array]) -> tuple[pa.Array, int]:
