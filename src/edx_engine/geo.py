@@ -39,7 +39,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .lake import Lake, register_view_hook
+from .store.lake import Lake, register_view_hook
 
 LOCATION_SCHEMA = pa.schema([
     ("course_id", pa.string()), ("user_id", pa.int64()), ("profile_country", pa.string()),

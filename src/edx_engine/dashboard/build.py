@@ -28,7 +28,7 @@ from pathlib import Path
 
 import jinja2
 
-from ..lake import Lake
+from ..store.lake import Lake
 from . import charts as C
 from .data import ALL, AGE_BANDS, REQUIRED_MODELS, Course, Dataset, Reader, SiteData, health
 from .labels import (D3_FORMAT, LANG_NAMES, LANGS, OTHER, country_name, country_numeric, d3_time_locale, fmt_date,

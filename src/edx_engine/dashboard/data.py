@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from ..lake import Lake
+from ..store.lake import Lake
 from ..privacy import suppress as S
 from ..privacy.export import PUBLIC_SPECS
 

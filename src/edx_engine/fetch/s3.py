@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from ..names import parse_events_name
-from . import testhooks
+from .. import _hooks as testhooks
 
 T = TypeVar("T")
 

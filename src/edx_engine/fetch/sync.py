@@ -31,8 +31,8 @@ from rich.markup import escape
 
 from ..config import Settings
 from ..decrypt import DecryptError, GpgSettings, gpg_session
-from ..ledger import Entry, Ledger, now
-from . import testhooks
+from ..store.ledger import Entry, Ledger, now
+from .. import _hooks as testhooks
 from .s3 import (DownloadCorrupt, FetchError, ObjectChanged, RemoteObject, S3Error, S3Fetcher, local_path_for)
 
 
@@ -282,7 +282,7 @@ class Syncer:
             self._record_gone(res, remote, entries, only, since)
             with self._gpg_session():
                 self._work(res)
-            from ..lake import Lake
+            from ..store.lake import Lake
 
             Lake(self.data_dir).collect_garbage()  # any killed writer's leftovers, even with nothing to import
             status = res.status
@@ -434,7 +434,7 @@ class Syncer:
 
     def _import(self, res: SyncResult, o: RemoteObject, path: Path, downloaded_now: bool) -> None:
         from ..ingest.sources import SourceError
-        from ..lake import StoreBusy
+        from ..store.lake import StoreBusy
 
         testhooks.pause("import")
         error: str | None = None

@@ -56,8 +56,8 @@ import pyarrow.parquet as pq
 from isal.isal_zlib import IsalError
 
 from ..decrypt import DecryptError, GpgSettings
-from ..fetch import testhooks
-from ..lake import Lake, _sql_list, register_view_hook
+from .. import _hooks as testhooks
+from ..store.lake import Lake, _sql_list, register_view_hook
 from ..names import strip_gpg
 from .events_parse import EventLimits
 from .events_pipeline import EventsParseError, ParsePool, PartSink, read_blocks, tune_malloc

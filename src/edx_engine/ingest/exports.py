@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
-from ..lake import Lake, QuarantineFile, Snapshot
+from ..store.lake import Lake, QuarantineFile, Snapshot
 from ..names import course_slug, slug_matches
 from ..schemas import TABLES, TableSchema, schema_for
 from . import checks, documents

@@ -11,8 +11,8 @@ from typing import Callable
 
 from ..config import Settings
 from ..decrypt import PassphraseError, gpg_session
-from ..fetch import testhooks
-from ..lake import Lake
+from .. import _hooks as testhooks
+from ..store.lake import Lake
 from .exports import FileResult, ImportSummary, PackageImporter
 from .sources import SourceError, discover
 

@@ -34,7 +34,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from ..lake import Lake
+from ..store.lake import Lake
 from . import definitions as D
 from .inputs import INPUTS, catalog_columns, input_sql, q
 from .registry import CourseEntry, course_info
@@ -335,7 +335,7 @@ def _view_hook(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
 
 
 def register() -> None:
-    from ..lake import register_view_hook
+    from ..store.lake import register_view_hook
     register_view_hook(_view_hook)
 
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..lake import Lake
+from ..store.lake import Lake
 from ..schemas import ADDED_COLUMNS, TABLES
 from . import suppress as S
 from .pseudonym import Pseudonymizer

@@ -39,8 +39,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..fetch import testhooks
-from ..lake import Lake
+from .. import _hooks as testhooks
+from ..store.lake import Lake
 from ..schemas import personal_columns, personal_in
 
 # Tracking-log columns that identify a person or a device.

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..lake import Lake
+from ..store.lake import Lake
 from ..models.build import read_model
 from ..models.definitions import ALL
 

@@ -1,0 +1,536 @@
+"""The store: a Parquet lake plus a DuckDB catalog that exposes it.
+
+Layout under the data directory::
+
+    edx.duckdb                                  catalog (views + bookkeeping tables)
+    lake/tables/<table>/<course>/<file>.parquet one immutable file per snapshot
+    lake/quarantine/<kind>/<file>.parquet       rejected lines (source file, line, reason, raw bytes)
+    lake/events/...                             tracking logs (see ingest/events.py)
+
+Parquet files are written under a temporary name and never modified afterwards. Which
+file is *current* for a (table, course) lives in the catalog table ``_edx_snapshots``;
+switching to new files and recreating the views happens in one DuckDB transaction, so
+an interrupted import leaves the previous state intact. Files no longer referenced (replaced,
+or left by a killed writer) are deleted at the end of every writing command, under the write
+lock (``collect_garbage``): once a command has finished, the lake holds no file the catalog
+does not reference, so tools reading the Parquet files directly count nothing twice.
+
+The bookkeeping holds paths relative to the data directory; the views hold absolute paths (so
+that any DuckDB client, opened from any directory, can query them) and ``_edx_meta`` records the
+root they were built for. ``Lake.connect`` re-points the views whenever that root is not where
+the store is now (moved, copied, restored, mounted elsewhere): a store never reads another
+store's files.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import duckdb
+
+from .. import _hooks as testhooks
+from ..names import path_slug, unknown_table_name_ok
+from ..schemas import ADDED_COLUMNS, TABLES, TableSchema
+
+CATALOG = "edx.duckdb"
+
+QUARANTINE_COLUMNS = {
+    "kind": "VARCHAR", "source_file": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR",
+    "raw": "BLOB", "imported_at": "TIMESTAMP",
+}
+
+_BOOKKEEPING = """
+CREATE TABLE IF NOT EXISTS _edx_snapshots (
+    table_name VARCHAR, course_id VARCHAR, org VARCHAR, package_date VARCHAR,
+    path VARCHAR, rows BIGINT, rejected BIGINT, fingerprint VARCHAR, source_file VARCHAR,
+    extra_columns VARCHAR, imported_at TIMESTAMP,
+    PRIMARY KEY (table_name, course_id)
+);
+CREATE TABLE IF NOT EXISTS _edx_quarantine_files (
+    key VARCHAR PRIMARY KEY, kind VARCHAR, path VARCHAR, rows BIGINT, imported_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS _edx_import_log (
+    logged_at TIMESTAMP, source_file VARCHAR, table_name VARCHAR, course_id VARCHAR,
+    package_date VARCHAR, status VARCHAR, rows BIGINT, rejected BIGINT, message VARCHAR
+);
+CREATE TABLE IF NOT EXISTS _edx_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+"""
+
+# Settings of a connection that runs SQL a person typed (``Lake.connect_sandboxed``); the
+# order matters: DuckDB refuses allowed_directories once external access is off.
+_SANDBOX = ("SET allowed_directories = {lake}", "SET enable_external_access = false",
+            "SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
+            "SET lock_configuration = true")
+
+
+class StoreBusy(Exception):
+    """Another process holds the store's write lock."""
+
+
+class StoreMoved(StoreBusy):
+    """A moved or copied store whose views cannot be re-pointed at its own files (files missing).
+
+    A ``StoreBusy`` so that every command reports it as one line, like a busy store."""
+
+
+class CatalogBusy(StoreBusy):
+    """The catalog stayed open in another program for the whole wait (``Lake.wait_seconds``):
+    the write it waited for did not happen."""
+
+
+class StoreWriteError(Exception):
+    """The catalog could not be written (disk full, I/O error): nothing of that transaction was
+    committed, the store is as before. The message is one line naming the cause."""
+
+
+@dataclass
+class Snapshot:
+    """A freshly written Parquet file that should become a table's current data for a course."""
+
+    table: str
+    course_id: str
+    org: str | None
+    package_date: str
+    path: Path
+    rows: int
+    rejected: int
+    fingerprint: str
+    source_file: str
+    extra_columns: list[str]
+    supersedes: str | None = None  # an earlier key of the same course (its file-name slug) to retire
+
+
+@dataclass
+class QuarantineFile:
+    key: str  # identifies the source (re-importing the source replaces its quarantine file)
+    kind: str
+    path: Path
+    rows: int
+
+
+class Lake:
+    def __init__(self, data_dir: str | Path):
+        self.root = Path(data_dir)
+        self.lake_dir = self.root / "lake"
+        self.catalog_path = self.root / CATALOG
+        # How long a write waits for a catalog another program holds open (an analyst's DuckDB
+        # session), and who is told about it; 0: fail at once (StoreBusy). Importers set these
+        # once their work has started, so that no parsed work is lost to a reader.
+        self.wait_seconds = 0.0
+        self.on_wait: Callable[[str], None] | None = None
+
+    # -- files -------------------------------------------------------------------------
+    def init(self) -> None:
+        for sub in ("lake/tables", "lake/quarantine", "lake/events", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            con.execute(_BOOKKEEPING)
+            if not self._views_exist(con):
+                self.refresh_views(con)
+
+    def table_file(self, table: str, course_id: str, package_date: str) -> Path:
+        """A new, unique path for a table snapshot (written as ``<path>.tmp`` then renamed)."""
+        d = self.lake_dir / "tables" / table / path_slug(course_id)
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{package_date}-{uuid.uuid4().hex[:12]}.parquet"
+
+    def quarantine_file(self, kind: str) -> Path:
+        d = self.lake_dir / "quarantine" / kind
+        d.mkdir(parents=True, exist_ok=True)
+        return d / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
+
+    def rel(self, path: Path) -> str:
+        return str(Path(path).resolve().relative_to(self.root.resolve()))
+
+    def abs(self, rel: str) -> Path:
+        return self.root / rel
+
+    # -- catalog -----------------------------------------------------------------------
+    def connect(self, read_only: bool = False, purpose: str | None = None,
+                wait: bool = True) -> duckdb.DuckDBPyConnection:
+        """Open the catalog. Views built for another location (the store was moved, copied,
+        restored or mounted elsewhere) are re-pointed at this store's files first.
+
+        If another program holds the catalog open, this waits up to ``wait_seconds`` for it
+        (telling ``on_wait`` once, with ``purpose``, e.g. "commit 3 files"), then raises
+        CatalogBusy; with no wait (or ``wait=False``: work that can be skipped) it raises
+        StoreBusy at once."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        con = self._open_waiting(read_only, purpose, self.wait_seconds if wait else 0.0)
+        try:
+            if not self._points_elsewhere(con):
+                return con
+            if not read_only:
+                self._repoint(con)
+                return con
+        except BaseException:
+            con.close()
+            raise
+        con.close()
+        return self._open(self._repointed_catalog(), read_only=True)
+
+    def connect_sandboxed(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection for SQL a person typed: it reads files only under ``lake/``
+        (not the keyring, the passphrase file, /etc ...), installs and loads no extension,
+        opens no URL and cannot change these settings.
+
+        The settings belong to the DuckDB database instance: do not keep another connection
+        to the catalog open in this process while this one is open."""
+        con = self.connect(read_only=True)
+        try:
+            lake = _sql_list([str(self.lake_dir.resolve()) + os.sep])
+            for stmt in _SANDBOX:
+                con.execute(stmt.format(lake=lake))
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _open_waiting(self, read_only: bool, purpose: str | None, seconds: float) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + max(0.0, seconds)
+        told = False
+        while True:
+            try:
+                return duckdb.connect(str(self.catalog_path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                holder = _lock_holder(str(exc))
+                if time.monotonic() >= deadline:
+                    if not seconds:
+                        raise StoreBusy(f"the catalog {self.catalog_path} is open in another program{holder} (a "
+                                        f"DuckDB client such as the duckdb CLI or DBeaver?); close it and try "
+                                        f"again") from None
+                    what = purpose or "write to it"
+                    raise CatalogBusy(f"could not {what}: the catalog {self.catalog_path} is open in another "
+                                      f"program{holder} and still was after {seconds:g} s of waiting; "
+                                      f"nothing was committed and the parsed work was discarded (earlier commits "
+                                      f"of this run stay); close the other program and run again") from None
+                if not told and self.on_wait is not None:
+                    self.on_wait(f"waiting for {self.catalog_path} (open in another program{holder}) to "
+                                 f"{purpose or 'write to it'}… (up to {seconds:g} s)")
+                told = True
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    @contextmanager
+    def transaction(self, purpose: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction on the catalog (``purpose``: what it does, for messages).
+
+        Waits for a catalog held open elsewhere (see ``connect``); on any error it rolls back
+        (quietly: a failed COMMIT has already ended the transaction) and a write the disk
+        refused (full disk, I/O error) becomes one StoreWriteError line. Nothing of the
+        transaction is then committed: the store is as before."""
+        con = self.connect(purpose=purpose)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException as exc:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # "no transaction is active": DuckDB ended it when the commit failed
+                raise self.write_error(exc, purpose) or exc
+        finally:
+            try:
+                con.close()
+            except duckdb.Error:
+                pass
+
+    def write_error(self, exc: BaseException, purpose: str) -> StoreWriteError | None:
+        """The one-line StoreWriteError for an error the disk caused, else None."""
+        text = str(exc)
+        errno_ = getattr(exc, "errno", None)
+        full = errno_ in (28, 122) or "No space left on device" in text or "Disk quota exceeded" in text
+        io = isinstance(exc, duckdb.IOException) or (isinstance(exc, duckdb.TransactionException)
+                                                       and "Could not write" in text)
+        if not (full or io or isinstance(exc, OSError)):
+            return None
+        cause = "no space left on device" if full else (text.strip().splitlines() or [type(exc).__name__])[0]
+        where = re.search(r'(?:file|File) "([^"]+)"', text)
+        return StoreWriteError(f"could not {purpose}: {cause}" + (f" (writing {where.group(1)})" if where else "")
+                               + f"; nothing was committed, the store {self.root} is as before; "
+                               + ("free some space and run again" if full else "fix the cause and run again"))
+
+    def _open(self, path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreBusy(f"the catalog {self.catalog_path} is open in another program (a DuckDB client "
+                                f"such as the duckdb CLI or DBeaver?); close it and try again") from None
+            raise
+
+    # -- location ----------------------------------------------------------------------
+    def _here(self) -> str:
+        return str(self.root.resolve())
+
+    def _points_elsewhere(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """True if the views were built for another root (or before roots were recorded)."""
+        has_meta = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                               "AND schema_name = 'main' AND table_name = '_edx_meta'").fetchone()[0]
+        row = con.execute("SELECT value FROM _edx_meta WHERE key = 'root'").fetchone() if has_meta else None
+        if row is None:
+            return self._views_exist(con)  # a new catalog has no views yet; an old one has no record
+        return row[0] != self._here()
+
+    def _repoint(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Rebuild every view (tables, quarantine, events, models, geo) over this store's files."""
+        con.execute(_BOOKKEEPING)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            self.refresh_views(con)
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise StoreMoved(f"{self.catalog_path} was built for another location and its views cannot be "
+                             f"re-pointed at {self._here()}: {str(exc).splitlines()[0]}") from None
+
+    def _repointed_catalog(self) -> Path:
+        """The store's own catalog, re-pointed; or, if it cannot be written (read-only medium,
+        another program holds it open read-only), a private re-pointed copy of it."""
+        try:
+            with self._open(self.catalog_path, read_only=False) as con:
+                if self._points_elsewhere(con):
+                    self._repoint(con)
+            return self.catalog_path
+        except StoreMoved:
+            raise
+        except (StoreBusy, duckdb.Error, OSError):
+            return self._private_copy()
+
+    def _private_copy(self) -> Path:
+        wal = self.catalog_path.with_name(CATALOG + ".wal")
+        key = (self._here(), *(_stamp(f) for f in (self.catalog_path, wal)))
+        if key in _COPIES and _COPIES[key].exists():
+            return _COPIES[key]
+        d = Path(tempfile.mkdtemp(prefix="edx-catalog-"))  # 0700: the catalog holds personal data
+        atexit.register(shutil.rmtree, d, True)
+        shutil.copyfile(self.catalog_path, d / CATALOG)
+        if wal.exists():
+            shutil.copyfile(wal, d / wal.name)
+        with self._open(d / CATALOG, read_only=False) as con:
+            self._repoint(con)
+        _COPIES[key] = d / CATALOG
+        return d / CATALOG
+
+    @contextmanager
+    def writer(self, wait: bool = False) -> Iterator[None]:
+        """Exclusive write lock on the store (one import or sync at a time)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise StoreBusy(f"another edx-engine process is writing to {self.root} (lock {self.root / '.lock'})")
+            _HELD.add(self._here())
+            try:
+                yield
+            finally:
+                _HELD.discard(self._here())
+        finally:
+            os.close(fd)
+
+    def current(self, con: duckdb.DuckDBPyConnection, table: str, course_id: str) -> tuple | None:
+        return con.execute(
+            "SELECT package_date, fingerprint, path FROM _edx_snapshots WHERE table_name=? AND course_id=?",
+            [table, course_id],
+        ).fetchone()
+
+    def commit(self, snapshots: list[Snapshot], quarantine: list[QuarantineFile], log: list[tuple]) -> None:
+        """Make the new files current, atomically, then delete what is no longer referenced."""
+        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        testhooks.pause("package-commit")  # crash tests: every new file written, none referenced yet
+        n = len(snapshots)
+        with self.transaction(f"commit {n} table file{'s' if n != 1 else ''}") as con:
+            for s in snapshots:
+                con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [s.table, s.course_id])
+                if s.supersedes and s.supersedes != s.course_id:
+                    con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?",
+                                [s.table, s.supersedes])
+                con.execute(
+                    "INSERT INTO _edx_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    [s.table, s.course_id, s.org, s.package_date, self.rel(s.path), s.rows, s.rejected,
+                     s.fingerprint, s.source_file, ",".join(s.extra_columns), now],
+                )
+            for q in quarantine:
+                con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [q.key])
+                if q.rows:
+                    con.execute("INSERT INTO _edx_quarantine_files VALUES (?,?,?,?,?)",
+                                [q.key, q.kind, self.rel(q.path), q.rows, now])
+            for entry in log:
+                con.execute("INSERT INTO _edx_import_log VALUES (?,?,?,?,?,?,?,?,?)", [now, *entry])
+            self.refresh_views(con)
+        self.collect_garbage()
+
+    def collect_garbage(self) -> int:
+        """Delete every lake file the catalog does not reference; returns how many.
+
+        The one collector for every writer's leftovers (replaced snapshots, parts of a killed
+        import or scrub, ``.tmp`` files, old models and geo tables), run at the end of each
+        writing command. It only runs under the store's write lock: a file another live writer
+        has written but not yet committed is unreferenced too, and must not go. If this
+        process does not hold the lock and another one does, nothing is collected (that
+        writer collects when it ends). Subdirectories whose bookkeeping table is absent, or
+        which reference files by absolute paths outside the store, are left alone."""
+        if self._here() in _HELD:
+            return self._collect()
+        try:
+            with self.writer():
+                return self._collect()
+        except StoreBusy:
+            return 0
+
+    def referenced_files(self, con: duckdb.DuckDBPyConnection) -> dict[str, set[str] | None]:
+        """Lake subdirectory -> the paths (relative to the data directory) its bookkeeping table
+        references; None where that cannot be told (no table, or paths outside the store)."""
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+                                            "AND database_name = current_database()").fetchall()}
+        root = self.root.resolve()
+        out: dict[str, set[str] | None] = {}
+        for sub, table in LAKE_FILE_OWNERS:
+            if table not in tables:
+                out[sub] = None
+                continue
+            refs: set[str] | None = set()
+            for (stored,) in con.execute(f"SELECT DISTINCT path FROM {table} WHERE path IS NOT NULL").fetchall():
+                p = Path(stored)
+                if p.is_absolute():
+                    try:
+                        p = p.resolve().relative_to(root)
+                    except ValueError:
+                        refs = None  # built elsewhere: what is referenced here cannot be told
+                        break
+                refs.add(os.path.normpath(p.as_posix()))
+            out[sub] = refs
+        return out
+
+    def _collect(self) -> int:
+        if not self.catalog_path.exists() or not self.lake_dir.is_dir():
+            return 0
+        try:
+            with self.connect(wait=False) as con:  # busy: skipped, the next writer collects
+                referenced = self.referenced_files(con)
+        except (StoreBusy, duckdb.Error):
+            return 0  # the catalog is busy: the next writer collects
+        removed = 0
+        for sub, refs in referenced.items():
+            top = self.lake_dir / sub
+            if refs is None or not top.is_dir():
+                continue
+            for dirpath, _dirs, files in os.walk(top, topdown=False):
+                d = Path(dirpath)
+                for name in files:
+                    f = d / name
+                    if os.path.normpath(f.relative_to(self.root).as_posix()) not in refs:
+                        f.unlink(missing_ok=True)
+                        removed += 1
+                if d != top:
+                    try:
+                        d.rmdir()  # only if empty
+                    except OSError:
+                        pass
+        return removed
+
+    # -- views -------------------------------------------------------------------------
+    def _views_exist(self, con: duckdb.DuckDBPyConnection) -> bool:
+        return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name='auth_user'").fetchone()[0])
+
+    def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        """One view per edX table over its current snapshots; typed empty views for absent tables."""
+        rows = con.execute("SELECT table_name, list(path ORDER BY course_id) FROM _edx_snapshots GROUP BY 1").fetchall()
+        # Views hold absolute paths so that any DuckDB client opened anywhere can query them;
+        # the bookkeeping keeps relative ones, and _edx_meta the root they were resolved against
+        # (``connect`` re-runs this method when the store is no longer there).
+        base = self._here()
+        paths = {t: [f"{base}/{p}" for p in ps] for t, ps in rows}
+        for name, schema in TABLES.items():
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {self._table_sql(schema, paths.get(name))}")
+        # Tables edX delivers that the registry does not describe: a view of the same name over
+        # their untyped (text) snapshots. Names come from file names: checked and quoted.
+        for name in sorted(set(paths) - set(TABLES)):
+            if unknown_table_name_ok(name):
+                view = '"' + name.replace('"', '""') + '"'
+                con.execute(f"CREATE OR REPLACE VIEW {view} AS "
+                            f"SELECT * FROM read_parquet({_sql_list(paths[name])}, union_by_name=true)")
+        qpaths = [f"{base}/{r[0]}" for r in con.execute("SELECT path FROM _edx_quarantine_files ORDER BY path").fetchall()]
+        if qpaths:
+            sql = f"SELECT * FROM read_parquet({_sql_list(qpaths)}, union_by_name=true)"
+        else:
+            sql = "SELECT " + ", ".join(f"NULL::{t} AS {c}" for c, t in QUARANTINE_COLUMNS.items()) + " WHERE false"
+        con.execute(f"CREATE OR REPLACE VIEW quarantine AS {sql}")
+        _load_view_hooks()
+        for hook in _VIEW_HOOKS:
+            hook(self, con)
+        con.execute("CREATE TABLE IF NOT EXISTS _edx_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute("INSERT OR REPLACE INTO _edx_meta VALUES ('root', ?)", [base])
+
+    @staticmethod
+    def _table_sql(schema: TableSchema, paths: list[str] | None) -> str:
+        if paths:
+            return f"SELECT * FROM read_parquet({_sql_list(paths)}, union_by_name=true)"
+        cols = list(schema.columns) + [c for c in ADDED_COLUMNS if schema.column(c.name) is None]
+        return "SELECT " + ", ".join(f"NULL::{c.duckdb_type} AS {c.name}" for c in cols) + " WHERE false"
+
+
+def _lock_holder(message: str) -> str:
+    """`` (<program>, PID n)`` from DuckDB's lock error, or "" when it does not say."""
+    m = re.search(r"lock is held in (.+?) \(PID (\d+)\)", message)
+    return f" ({Path(m.group(1)).name}, PID {m.group(2)})" if m else ""
+
+
+# Lake subdirectories and the bookkeeping table that lists their files (``collect_garbage``).
+LAKE_FILE_OWNERS = (("tables", "_edx_snapshots"), ("quarantine", "_edx_quarantine_files"),
+                    ("events", "_edx_event_parts"), ("models", "_edx_models"), ("geo", "_edx_geo"))
+
+# Stores (resolved roots) whose write lock this process holds (``Lake.writer``).
+_HELD: set[str] = set()
+
+# Re-pointed private copies of catalogs this process could not write: (root, stamps) -> file.
+_COPIES: dict[tuple, Path] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+# Other stages (tracking logs, models) add their own views inside the same transaction.
+_VIEW_HOOKS: list = []
+
+
+# Modules whose views belong in every catalog (they register a hook when imported).
+_HOOK_MODULES = ("edx_engine.ingest.events", "edx_engine.geo", "edx_engine.models.build")
+
+
+def _load_view_hooks() -> None:
+    import importlib
+
+    for name in _HOOK_MODULES:
+        importlib.import_module(name)
+
+
+def register_view_hook(hook) -> None:
+    """``hook(lake, con)`` is called whenever the catalog's views are rebuilt."""
+    if hook not in _VIEW_HOOKS:
+        _VIEW_HOOKS.append(hook)
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"

@@ -1,0 +1,129 @@
+"""Read-only questions about a store, answered as plain values (the CLI prints them).
+
+`collect_status`: the sync ledger, the recent imports and the data coverage per course;
+`table_summary`: rows per table. No stage is imported: the caller says which sync is running."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from ..lake import Lake
+from ..ledger import Ledger
+
+RUN_COLUMNS = ("run_id", "pid", "started_at", "ended_at", "status", "summary")
+
+
+def table_summary(lake: Lake) -> list[tuple[str, int, int, str, int]]:
+    """(table, courses, rows, latest package date, rejected lines) per imported table, by name."""
+    with lake.connect(read_only=True) as con:
+        return con.execute("SELECT table_name, count(*) AS courses, sum(rows) AS rows, max(package_date), "
+                           "sum(rejected) FROM _edx_snapshots GROUP BY 1 ORDER BY 1").fetchall()
+
+
+def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, Any]:
+    """Everything `edx-engine status` shows, as JSON-ready values.
+
+    ``running_pid``: the process holding the sync lock now (None: no sync runs); a run the ledger
+    still calls running while no process holds the lock was killed, and is shown as interrupted."""
+    ledger = Ledger(data_dir, lock_timeout=30)
+    report: dict[str, Any] = {"data_dir": str(data_dir), "running_pid": running_pid, "last_sync": None,
+                              "last_ok_sync": None, "states": {}, "pending": [], "failed": [], "packages": [],
+                              "events": [], "event_files": {}}
+    if not ledger.exists():
+        if ledger.path.exists():  # a store filled by `import` only: its imports and coverage
+            with ledger.connect(read_only=True) as con:
+                report["packages"] = _package_coverage(con)
+                report["events"] = _events(con)
+                report["imports"] = _recent_imports(con)
+        return report
+    with ledger.connect(read_only=True) as con:
+        report["last_sync"] = _last_run(con, "")
+        report["last_ok_sync"] = _last_run(con, "WHERE status='ok' ")
+        report["states"] = {f"{k}/{s}": n for k, s, n in con.execute(
+            "SELECT kind, state, count(*) FROM _edx_ledger GROUP BY 1, 2 ORDER BY 1, 2").fetchall()}
+        for state, dest in (("failed", "failed"), ("pending", "pending")):
+            where = "state IN ('failed', 'gone')" if state == "failed" else "state IN ('listed', 'downloaded')"
+            report[dest] = [dict(zip(("url", "state", "attempts", "error", "since"), row)) for row in con.execute(
+                f"SELECT 's3://' || bucket || '/' || key, state, attempts, error, coalesce(failed_at, listed_at) "
+                f"FROM _edx_ledger WHERE {where} ORDER BY object_date, key").fetchall()]
+        report["packages"] = _package_coverage(con)
+        report["events"] = _events(con)
+        days = [r[0] for r in con.execute("SELECT object_date FROM _edx_ledger WHERE kind='events' "
+                                          "AND state='imported'").fetchall()]
+        report["event_files"] = {"imported": len(days), "first_day": min(days) if days else None,
+                                 "last_day": max(days) if days else None, "missing_days": missing_days(days)}
+        report["imports"] = _recent_imports(con)
+    last = report["last_sync"]
+    if last and last["status"] == "running" and not running_pid:
+        # the ledger still says running, but no process holds the sync lock: it was killed
+        last["status"] = "interrupted"
+        last["summary"] = last["summary"] or f"process {last['pid']} ended without finishing (killed or crashed)"
+    return report
+
+
+def _last_run(con, where: str) -> dict[str, Any] | None:
+    r = con.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM _edx_sync_runs {where}"
+                    f"ORDER BY started_at DESC LIMIT 1").fetchone()
+    return dict(zip(RUN_COLUMNS, r)) if r else None
+
+
+def _events(con) -> list[dict[str, str]]:
+    return [{"course_id": c, "first_day": str(a), "last_day": str(b)} for c, a, b in events_coverage(con)]
+
+
+def events_coverage(con) -> list[tuple]:
+    """(course_id, first event day, last event day) from the events view, when there is one."""
+    try:
+        cols = {r[0]: r[1] for r in con.execute("DESCRIBE events").fetchall()}
+    except Exception:
+        return []
+    if "course_id" not in cols:
+        return []
+    day = next((c for c in ("event_date", "day", "date") if c in cols), None)
+    expr = day or next((f"CAST({c} AS DATE)" for c in ("time", "event_time", "timestamp") if c in cols), None)
+    if expr is None:
+        return []
+    try:
+        return con.execute(f"SELECT course_id, min({expr}), max({expr}) FROM events "
+                           f"WHERE course_id IS NOT NULL AND course_id <> '' GROUP BY 1 ORDER BY 1").fetchall()
+    except Exception:
+        return []
+
+
+def missing_days(dates: list[str]) -> list[str]:
+    """The days between the first and the last of ``dates`` that are not among them (ISO strings)."""
+    if not dates:
+        return []
+    ds = sorted({dt.date.fromisoformat(d) for d in dates})
+    have = set(ds)
+    gaps, d = [], ds[0]
+    while d <= ds[-1]:
+        if d not in have:
+            gaps.append(d.isoformat())
+        d += dt.timedelta(days=1)
+    return gaps
+
+
+def _package_coverage(con) -> list[dict]:
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name='_edx_snapshots'").fetchone()[0]:
+        return []
+    return [dict(zip(("course_id", "latest_package", "tables", "rows"), row)) for row in con.execute(
+        "SELECT course_id, max(package_date), count(*), sum(rows) FROM _edx_snapshots "
+        "WHERE course_id NOT LIKE 'org:%' GROUP BY 1 ORDER BY 1").fetchall()]
+
+
+def _recent_imports(con, limit: int = 5) -> list[dict]:
+    """The latest imports by any command (`import`, `sync`, `demo`), one entry per minute they ran."""
+    try:
+        rows = con.execute(
+            "SELECT date_trunc('minute', logged_at) AS at, count(*), "
+            "count(*) FILTER (WHERE status = 'loaded'), count(*) FILTER (WHERE status = 'failed'), "
+            "coalesce(sum(rows) FILTER (WHERE status = 'loaded'), 0), "
+            "coalesce(sum(rejected) FILTER (WHERE status = 'loaded'), 0) "
+            "FROM _edx_import_log GROUP BY 1 ORDER BY 1 DESC LIMIT ?", [limit]).fetchall()
+    except Exception:  # a store with no import yet
+        return []
+    keys = ("at", "files", "loaded", "failed", "rows", "rejected")
+    return [dict(zip(keys, r)) for r in rows]
