@@ -2,10 +2,11 @@
 next command; the result is compared with a clean run, and the lake must hold exactly the files the
 catalog references (Spark or pandas reading the Parquet files directly must count nothing twice).
 
-Kill points are the deterministic pauses of ``fetch/testhooks.py`` (``package-commit``: every
-snapshot written, none committed; ``import-packages``; ``events-file``; ``scrub-file:n``: n files
-rewritten; ``scrub-commit``; ``scrub-committed``: catalog switched, old files not yet deleted), plus
-one timed kill while the first tracking log is being written. `sync` is killed at its own points in
+Kill points are the deterministic pauses of ``edx_engine/_hooks.py`` (``package-commit``: every
+snapshot written, none committed; ``import-packages``; ``events-commit``: a log's parts written,
+none committed; ``events-file``; ``scrub-file:n``: n files rewritten; ``scrub-commit``;
+``scrub-committed``: catalog switched, old files not yet deleted), plus one timed kill while the
+first tracking log is being parsed. `sync` is killed at its own points in
 tests/test_sync.py; one case here kills a sync with a package written but not committed, and
 checks that a sync with nothing to import collects a killed scrub's leftovers.
 All commands run as real subprocesses on a small synthetic delivery."""
@@ -164,6 +165,7 @@ def copy_store(src: Path, tmp: Path) -> Path:
     ("package-commit", "import"),     # every snapshot written, none referenced: all of them are leftovers
     ("package-commit", "build"),      # ... collected by another writing command too
     ("import-packages", "import"),    # packages committed, no log started
+    ("events-commit", "import"),      # the first log's parts written, none referenced
     ("events-file", "import"),        # the first log committed, the second not started
     ("events-part", "locate-users"),  # timed: killed while the first log's parts are being written
 ])
@@ -178,6 +180,8 @@ def test_import_killed_then_next_command_leaves_the_clean_state(stage, next_cmd,
         kill_at(proc, flag)
     if stage == "package-commit":
         assert len(unreferenced(data)) >= 10  # the killed import's snapshots: on disk, not in the catalog
+    if stage == "events-commit":
+        assert any(f.startswith("lake/events/") for f in unreferenced(data))  # the log's parts
     if next_cmd != "import":
         cli(data, next_cmd)
         assert_clean_lake(data)  # any writing command collects a killed writer's leftovers
