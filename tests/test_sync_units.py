@@ -155,7 +155,7 @@ def test_sync_lock_is_exclusive_and_names_the_holder(tmp_path):
 
 
 def test_missing_days_are_reported():
-    from edx_engine.cli_sync import _missing_days
+    from edx_engine.store.status import missing_days as _missing_days
 
     assert _missing_days(["2026-10-01", "2026-10-04", "2026-10-02"]) == ["2026-10-03"]
     assert _missing_days([]) == []

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
-from .cli import DataDir, _settings, app, console, fail, out
-from .lake import Lake, StoreBusy
+from .common import ConfigOpt, DataDir, console, fail, load_settings, out, warn_stale
+from ..lake import Lake, StoreBusy
 
 RegistryOpt = typer.Option(None, "--registry", help="Course registry (TOML or CSV; default ./courses.toml, "
                                                      "else [courses] of the config file).")
 StoreOpt = typer.Option(None, "--store", help="PostgreSQL store URL (postgresql://user@host:port/db); env "
                                                "EDX_ENGINE_STORE; default: the DuckDB catalog.")
-ConfigOpt = typer.Option(None, "--config", help="TOML config file (default ./edx-engine.toml if present).")
 
 
 def _registry(settings, registry: Optional[str]):
-    from .models import RegistryError, load_registry
+    from ..models import RegistryError, load_registry
 
     try:
         return load_registry(registry, settings.file)
@@ -31,55 +28,41 @@ def _registry(settings, registry: Optional[str]):
 
 def _params(settings, passing_grade: Optional[float], include_staff: Optional[bool],
             passing_rule: Optional[str] = None):
-    from .models import Params
-    from .models.definitions import DEFAULT_PASSING_RULE, PASSING_RULES
+    """`models.params.params_from` on the [models] section; a bad value as one line."""
+    from ..models.params import ParamsError, params_from
 
-    conf = settings.section("models")
-    pg = passing_grade if passing_grade is not None else conf.get("passing_grade", 0.65)
     try:
-        pg = float(pg)
-    except (TypeError, ValueError):
-        fail(f"passing grade must be a number, got {pg!r}")
-    if not 0 <= pg <= 1:
-        fail(f"passing grade must be between 0 and 1, got {pg}")
-    staff = include_staff if include_staff is not None else bool(conf.get("include_staff", False))
-    rule = passing_rule or conf.get("passing_rule") or DEFAULT_PASSING_RULE
-    if rule not in PASSING_RULES:
-        fail(f"passing rule must be one of {', '.join(PASSING_RULES)} (at or above / above the mark), got {rule!r}")
-    return Params(passing_grade=pg, include_staff=staff, passing_rule=rule)
+        return params_from(settings.section("models"), passing_grade, include_staff, passing_rule)
+    except ParamsError as exc:
+        fail(str(exc))
+        raise
 
 
 def _empty(data) -> bool:
     return (data[0] if isinstance(data, tuple) else data).num_rows == 0
 
 
-def warn_stale(lake: Lake, models: list[str] | None = None) -> None:
-    """One line on stderr when the models a command reads are older than their data."""
-    from .models.build import stale_warning
-
-    msg = stale_warning(lake, models)
-    if msg:
-        console.print(Text.assemble(("warning: ", "yellow"), msg), highlight=False, soft_wrap=True)
-
-
 def _store(settings, store: Optional[str]) -> Optional[str]:
-    s = store or os.environ.get("EDX_ENGINE_STORE") or settings.section("models").get("store")
-    if s and not (s.startswith("postgresql://") or s.startswith("postgres://")):
-        fail(f"unsupported store {s!r}: use postgresql://... (or nothing for the DuckDB catalog)")
-    return s or None
+    """`models.params.store_url`: the PostgreSQL URL or None; a bad URL as one line."""
+    from ..models.params import ParamsError, store_url
+
+    try:
+        return store_url(settings.section("models"), store)
+    except ParamsError as exc:
+        fail(str(exc))
+        raise
 
 
-@app.command()
 def courses(
     data_dir: Optional[str] = DataDir, registry: Optional[str] = RegistryOpt, config: Optional[str] = ConfigOpt,
     include_staff: Optional[bool] = typer.Option(None, "--include-staff/--exclude-staff",
                                                  help="Count staff among the learners (default: exclude)."),
 ) -> None:
     """List courses: registry metadata merged with the packages, and data coverage."""
-    from .models import BuildError
-    from .models.build import evaluate
+    from ..models import BuildError
+    from ..models.build import evaluate
 
-    settings = _settings(data_dir, config=config)
+    settings = load_settings(data_dir, config=config)
     entries, source = _registry(settings, registry)
     try:
         t = evaluate(Lake(settings.data_dir), entries, _params(settings, None, include_staff), "courses")
@@ -103,7 +86,6 @@ def courses(
         out.print(f"{len(missing)} course(s) not in registry: {', '.join(missing)}", highlight=False, soft_wrap=True)
 
 
-@app.command()
 def build(
     data_dir: Optional[str] = DataDir, store: Optional[str] = StoreOpt, registry: Optional[str] = RegistryOpt,
     config: Optional[str] = ConfigOpt,
@@ -119,9 +101,9 @@ def build(
     force: bool = typer.Option(False, "--force", help="Rebuild even if nothing changed."),
 ) -> None:
     """(Re)compute the indicator models; only models whose inputs or parameters changed are rebuilt."""
-    from .models import MODELS, BuildError, build_duckdb, build_postgres
+    from ..models import MODELS, BuildError, build_duckdb, build_postgres
 
-    settings = _settings(data_dir, config=config)
+    settings = load_settings(data_dir, config=config)
     entries, _ = _registry(settings, registry)
     params = _params(settings, passing_grade, include_staff, passing_rule)
     for m in model or []:
@@ -145,7 +127,6 @@ def build(
     out.print(res.one_line(), highlight=False)
 
 
-@app.command()
 def report(
     name: str = typer.Argument(..., help="Report name (run with a wrong name to list them)."),
     course: Optional[str] = typer.Option(None, "--course", help="Only this course id."),
@@ -165,8 +146,8 @@ def report(
     """Write a report (general, course, enrolment, courses, active_users, demographics, masterfile, ...).
 
     A model's name is accepted too (`report general_report` is `report general`)."""
-    from .models import BuildError
-    from .reports import FORMATS, ReportError, check_course, check_public, make_public, only_course, produce, \
+    from ..models import BuildError
+    from ..reports import FORMATS, ReportError, check_course, check_public, make_public, only_course, produce, \
         public_models, report_name, unknown_report_message, with_labels, write
 
     if report_name(name) is None:
@@ -181,7 +162,7 @@ def report(
             fail(str(exc))
         if k < 1:
             fail("--k must be at least 1")
-    settings = _settings(data_dir, config=config)
+    settings = load_settings(data_dir, config=config)
     lake = Lake(settings.data_dir)
     if not _store(settings, store):
         warn_stale(lake, public_models(name))

@@ -9,12 +9,11 @@ from typing import Optional
 
 import typer
 
-from .cli import DataDir, _settings, app, console, fail, out
-from .lake import Lake, StoreBusy
+from .common import DataDir, console, fail, load_settings, out
+from ..lake import Lake, StoreBusy
 
 dashboard_app = typer.Typer(help="Build the monitoring dashboard (static site) or serve it on loopback.",
                             invoke_without_command=True, no_args_is_help=False)
-app.add_typer(dashboard_app, name="dashboard")
 
 OutOpt = typer.Option(None, "-o", "--output", help="Site directory (default <data-dir>/site).")
 
@@ -40,9 +39,9 @@ def dashboard(
     """Write the static, offline dashboard site from the built models (run `edx-engine build` first)."""
     if ctx.invoked_subcommand is not None:
         return
-    from .dashboard import DashboardError, build_site
+    from ..dashboard import DashboardError, build_site
 
-    settings = _settings(data_dir)
+    settings = load_settings(data_dir)
     try:
         res = build_site(Lake(settings.data_dir), _out_dir(settings, output), lang=lang, public=public, k=k,
                          courses=course or None, title=title)
@@ -69,7 +68,7 @@ def serve(
     data_dir: Optional[str] = DataDir,
 ) -> None:
     """Serve the built site read-only for a quick look (production: any static web server)."""
-    settings = _settings(data_dir)
+    settings = load_settings(data_dir)
     root = _out_dir(settings, output)
     if not (root / "index.html").exists():
         fail(f"no dashboard in {root}: run `edx-engine dashboard` first")

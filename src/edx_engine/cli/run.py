@@ -12,15 +12,15 @@ import typing
 
 import typer
 
-from .cli import app, console, out
-from .cli_sync import sync
+from .common import console, load_settings, out
+from .sync import sync
 
 
 def _build(settings, dashboard: bool) -> int:
     """Build the models that changed, then the dashboard; the exit code of this half."""
-    from .cli_models import _params, _registry, _store
-    from .lake import Lake, StoreBusy
-    from .models import BuildError, build_duckdb, build_postgres
+    from .models import _params, _registry, _store
+    from ..lake import Lake, StoreBusy
+    from ..models import BuildError, build_duckdb, build_postgres
 
     entries, _ = _registry(settings, None)
     params = _params(settings, None, None)
@@ -46,7 +46,7 @@ def _build(settings, dashboard: bool) -> int:
 
 def _dashboard(settings, lake) -> int:
     try:
-        from .dashboard import DashboardError, build_site
+        from ..dashboard import DashboardError, build_site
     except ImportError:  # an installation without the dashboard
         return 0
     conf = settings.section("dashboard")
@@ -69,8 +69,6 @@ def run(build: bool = True, dashboard: bool = True, **sync_options) -> None:
     Exit status: the worst of the steps (0 ok, 1 a step failed, 2 partial: some file was rejected).
     A sync that could not start (configuration, busy store) stops the run; a partial sync is
     still built, so the indicators always show what was imported."""
-    from .cli import _settings
-
     code = 0
     try:
         sync(**sync_options)
@@ -79,7 +77,7 @@ def run(build: bool = True, dashboard: bool = True, **sync_options) -> None:
     if code not in (0, 2) or sync_options.get("dry_run"):
         raise typer.Exit(code)
     if build:
-        settings = _settings(sync_options.get("data_dir"), None, sync_options.get("passphrase_file"),
+        settings = load_settings(sync_options.get("data_dir"), None, sync_options.get("passphrase_file"),
                              sync_options.get("config"))
         step = _build(settings, dashboard)
         code = max(code, step) if step != 1 else 1
@@ -95,7 +93,7 @@ _OWN = [
 ]
 
 
-def _command():
+def command():
     """``run`` with sync's parameters followed by its own (typer reads ``__signature__``)."""
     hints = typing.get_type_hints(sync)
     sync_params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
@@ -110,5 +108,3 @@ def _command():
     command.__doc__ = run.__doc__
     return command
 
-
-app.command("run")(_command())

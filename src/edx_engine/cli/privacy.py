@@ -9,16 +9,15 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from . import geo  # noqa: F401  (registers the user_location views' hook)
-from .cli import DataDir, _settings, app, console, fail, out
-from .lake import Lake, StoreBusy
+from .. import geo  # noqa: F401  (registers the user_location views' hook)
+from .common import DataDir, console, fail, load_settings, out, warn_stale
+from ..lake import Lake, StoreBusy
 
 SecretFile = typer.Option(None, "--secret-file",
                           help="File holding the pseudonymisation secret (default: env "
                                "EDX_ENGINE_PSEUDONYM_SECRET or EDX_ENGINE_PSEUDONYM_SECRET_FILE).")
 
 
-@app.command()
 def scrub(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed; change nothing."),
     check: bool = typer.Option(False, "--check", help="Exit 3 if the store still holds personal data; change nothing."),
@@ -26,9 +25,9 @@ def scrub(
     data_dir: Optional[str] = DataDir,
 ) -> None:
     """Remove personal data (names, e-mails, usernames, IPs, free text...) from the store, irreversibly."""
-    from .privacy.scrub import ScrubError, scrub as run_scrub, status
+    from ..privacy.scrub import ScrubError, scrub as run_scrub, status
 
-    settings = _settings(data_dir)
+    settings = load_settings(data_dir)
     lake = Lake(settings.data_dir)
     if check:
         try:
@@ -67,7 +66,6 @@ def scrub(
                   "or set `\\[privacy] scrub_on_import = true` in the config file", highlight=False)
 
 
-@app.command("export")
 def export_cmd(
     name: str = typer.Argument(..., help="Model (masterfile, person_course, course_summary...) or edX table."),
     output: Path = typer.Option(..., "-o", "--output", help="File to write (.csv or .parquet)."),
@@ -83,12 +81,11 @@ def export_cmd(
     """Write a shareable file: --anonymised (research export) and/or --public (suppressed aggregate).
 
     A report's name is accepted too (`export general --public` is `export general_report --public`)."""
-    from .cli_models import warn_stale
-    from .reports import model_name
-    from .privacy.export import ExportError, export_table
-    from .privacy.pseudonym import Pseudonymizer, SecretError, load_secret
+    from ..reports import model_name
+    from ..privacy.export import ExportError, export_table
+    from ..privacy.pseudonym import Pseudonymizer, SecretError, load_secret
 
-    settings = _settings(data_dir)
+    settings = load_settings(data_dir)
     if not anonymised and not public:
         fail("say what kind of shareable file: --anonymised (pseudonymised research export) and/or --public "
              "(small-cell suppressed aggregate); identified outputs are `edx-engine report`'s job")
@@ -110,12 +107,11 @@ def export_cmd(
     out.print(res.one_line(), highlight=False)
 
 
-@app.command("locate-users")
 def locate_users_cmd(data_dir: Optional[str] = DataDir) -> None:
     """Country of each learner: from the profile, else from their most frequent IP country (offline database)."""
-    from .geo import GeoError, locate_users
+    from ..geo import GeoError, locate_users
 
-    settings = _settings(data_dir)
+    settings = load_settings(data_dir)
     try:
         res = locate_users(Lake(settings.data_dir))
     except (GeoError, StoreBusy) as exc:

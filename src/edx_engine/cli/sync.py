@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 import shutil
 import signal
 from pathlib import Path
@@ -14,50 +12,17 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import config as cfg
-from .cli import ConfigOpt, DataDir, GnupgHome, PassFile, _settings, app, console, fail, out
-from .decrypt import GpgSettings
+from .. import config as cfg
+from .common import ConfigOpt, DataDir, GnupgHome, PassFile, Interrupt, console, fail, load_settings, out
+from ..decrypt import GpgSettings
 
 keys_app = typer.Typer(help="Manage the organisation's private GPG key.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-
-PASSPHRASE_ENV = "EDX_ENGINE_GPG_PASSPHRASE"
-
 
 # -- settings -------------------------------------------------------------------------------
 
-def _pick(option: Any, env: str | None, section: dict, key: str, default: Any = None) -> Any:
-    """command-line option > environment variable > config file > default."""
-    if option is not None:
-        return option
-    if env and os.environ.get(env) not in (None, ""):
-        return os.environ[env]
-    if section.get(key) is not None:
-        return section[key]
-    return default
-
-
-def _as_list(v: Any) -> list[str] | None:
-    if v is None:
-        return None
-    if isinstance(v, str):
-        return [p for p in (x.strip() for x in v.split(",")) if p] or None
-    return [str(x) for x in v]
-
-
-def _date(value: str | None, what: str) -> str | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(str(value)).isoformat()
-    except ValueError:
-        fail(f"{what} must be a date YYYY-MM-DD, not {value!r}")
-        raise
-
-
 def _gnupghome(settings: cfg.Settings, explicit: str | None) -> str | None:
     """--gnupghome / GNUPGHOME / config, else the private keyring under the data dir when it exists."""
-    from .fetch.keys import default_home
+    from ..fetch.keys import default_home
 
     if explicit or settings.gnupghome:
         return explicit or settings.gnupghome
@@ -66,15 +31,12 @@ def _gnupghome(settings: cfg.Settings, explicit: str | None) -> str | None:
 
 
 def _read_gpg(settings: cfg.Settings, home: str | None) -> GpgSettings:
-    """Read the passphrase once, then drop it from the environment so that gpg and gpg-agent
-    (our children) do not inherit it."""
+    """`config.take_passphrase` (read once, dropped from the environment), a bad file as one line."""
     try:
-        gpg = GpgSettings(home, cfg.read_passphrase(settings.passphrase_file))
+        return GpgSettings(home, cfg.take_passphrase(settings))
     except cfg.ConfigError as exc:
         fail(str(exc))
         raise
-    os.environ.pop(PASSPHRASE_ENV, None)
-    return gpg
 
 
 IGNORED_SHOWN = 10  # keys that are not edX's names: the first few are named, the rest counted
@@ -97,9 +59,9 @@ def keys_import(
     passphrase_file: Optional[str] = PassFile, config: Optional[str] = ConfigOpt,
 ) -> None:
     """Import the private key into a private keyring (default <data-dir>/gnupg, mode 0700, no passphrase cache)."""
-    from .fetch.keys import KeyError_, default_home, import_key
+    from ..fetch.keys import KeyError_, default_home, import_key
 
-    settings = _settings(data_dir, None, passphrase_file, config)
+    settings = load_settings(data_dir, None, passphrase_file, config)
     home = Path(gnupghome) if gnupghome else default_home(settings.data_dir)
     gpg = _read_gpg(settings, str(home))
     try:
@@ -112,7 +74,6 @@ def keys_import(
 
 # -- sync -----------------------------------------------------------------------------------
 
-@app.command()
 def sync(
     org: Optional[str] = typer.Option(None, "--org", help="Organisation as edX spells it, e.g. IDBx (env EDX_ENGINE_ORG, "
                                                            "config file: sync.org)."),
@@ -139,43 +100,24 @@ def sync(
     passphrase_file: Optional[str] = PassFile, config: Optional[str] = ConfigOpt,
 ) -> None:
     """Download every new or changed object from edX's S3 buckets, decrypt and import it (catches up missed days)."""
-    from .fetch.keys import KeyError_, default_home, import_key
-    from .fetch.s3 import FetchError, S3Error, S3Fetcher, S3Settings
+    from ..fetch.keys import KeyError_, default_home, import_key
+    from ..fetch.s3 import FetchError, S3Error, S3Fetcher, S3Settings
     from rich.markup import escape
 
-    from .fetch.sync import SyncBusy, Syncer, SyncSettings, failure_line, sync_lock
-    from .ledger import LedgerBusy
+    from ..fetch.sync import SyncBusy, Syncer, SyncSettings, failure_line, sync_lock
+    from ..ledger import LedgerBusy
 
-    settings = _settings(data_dir, None, passphrase_file, config)
-    sec = settings.section("sync")
-    since = _date(_pick(since, None, sec, "since"), "--since")
-    if only is not None and only not in ("events", "packages"):
-        fail("--only must be `events` or `packages`")
-    org = _pick(org, "EDX_ENGINE_ORG", sec, "org")
-    if not org:
-        fail("no organisation: give --org (or EDX_ENGINE_ORG, or `org` in the config file's [sync] section)")
+    settings = load_settings(data_dir, None, passphrase_file, config)
     try:
-        conf = S3Settings(
-            org=str(org),
-            packages_bucket=_pick(packages_bucket, "EDX_ENGINE_PACKAGES_BUCKET", sec, "packages_bucket", "course-data"),
-            events_bucket=_pick(events_bucket, "EDX_ENGINE_EVENTS_BUCKET", sec, "events_bucket", "edx-course-data"),
-            packages_prefixes=_as_list(sec.get("packages_prefixes")),
-            events_prefixes=_as_list(sec.get("events_prefixes")),
-            endpoint_url=_pick(endpoint_url, None, sec, "endpoint_url"),
-            profile=_pick(profile, None, sec, "profile"),
-            region=sec.get("region"),
-            retries=int(_pick(retries, None, sec, "retries", 4)),
-            retry_delay=float(_pick(retry_delay, None, sec, "retry_delay", 1.0)),
-            multipart_threshold=int(float(sec.get("multipart_threshold_mb", 16)) * (1 << 20)),
-            chunk_size=int(float(sec.get("chunk_size_mb", 8)) * (1 << 20)),
-            concurrency=int(sec.get("concurrency", 4)),
-            verify_etag=bool(sec.get("verify_etag", True)),
-        )
-    except (TypeError, ValueError) as exc:
-        fail(f"invalid [sync] setting in the config file: {exc}")
+        sc = cfg.sync_settings(settings, dict(
+            org=org, packages_bucket=packages_bucket, events_bucket=events_bucket, endpoint_url=endpoint_url,
+            profile=profile, since=since, only=only, keep_downloads=keep_downloads, key_file=key_file,
+            retries=retries, retry_delay=retry_delay))
+        conf = S3Settings(**sc.s3)
+    except cfg.ConfigError as exc:
+        fail(str(exc))
         return
-    keep = bool(_pick(keep_downloads, None, sec, "keep_downloads", False))
-    key_file = key_file or (Path(sec["key_file"]) if sec.get("key_file") else None)
+    since, only, keep, key_file = sc.since, sc.only, sc.keep_downloads, sc.key_file
 
     if shutil.which("gpg") is None:
         fail("the gpg binary was not found (install gnupg)")
@@ -241,9 +183,7 @@ def sync(
         return
     except KeyboardInterrupt:
         console.print("interrupted; the next sync resumes where this one stopped", highlight=False)
-        from .cli import _Interrupt
-
-        _Interrupt.reported = True
+        Interrupt.reported = True
         raise typer.Exit(130)
     _print_ignored(res.skipped, conf.org)
     # each failure was printed once, as it happened (fetch.sync.failure_line: under 200 characters)
@@ -258,118 +198,18 @@ def sync(
 
 # -- status ---------------------------------------------------------------------------------
 
-def _events_coverage(con) -> list[tuple]:
-    """(course_id, first event day, last event day) from the events view, when there is one."""
-    try:
-        cols = {r[0]: r[1] for r in con.execute("DESCRIBE events").fetchall()}
-    except Exception:
-        return []
-    if "course_id" not in cols:
-        return []
-    day = next((c for c in ("event_date", "day", "date") if c in cols), None)
-    expr = day or next((f"CAST({c} AS DATE)" for c in ("time", "event_time", "timestamp") if c in cols), None)
-    if expr is None:
-        return []
-    try:
-        return con.execute(f"SELECT course_id, min({expr}), max({expr}) FROM events "
-                           f"WHERE course_id IS NOT NULL AND course_id <> '' GROUP BY 1 ORDER BY 1").fetchall()
-    except Exception:
-        return []
-
-
-def _missing_days(dates: list[str]) -> list[str]:
-    if not dates:
-        return []
-    ds = sorted({dt.date.fromisoformat(d) for d in dates})
-    have = set(ds)
-    out_, d = [], ds[0]
-    while d <= ds[-1]:
-        if d not in have:
-            out_.append(d.isoformat())
-        d += dt.timedelta(days=1)
-    return out_
-
-
-def collect_status(data_dir: Path) -> dict[str, Any]:
-    from .fetch.sync import lock_holder
-    from .ledger import Ledger
-
-    ledger = Ledger(data_dir, lock_timeout=30)
-    report: dict[str, Any] = {"data_dir": str(data_dir), "running_pid": lock_holder(data_dir), "last_sync": None,
-                              "last_ok_sync": None, "states": {}, "pending": [], "failed": [], "packages": [],
-                              "events": [], "event_files": {}}
-    if not ledger.exists():
-        if ledger.path.exists():  # a store filled by `import` only: its imports and coverage
-            with ledger.connect(read_only=True) as con:
-                report["packages"] = _package_coverage(con)
-                report["events"] = [{"course_id": c, "first_day": str(a), "last_day": str(b)}
-                                    for c, a, b in _events_coverage(con)]
-                report["imports"] = _recent_imports(con)
-        return report
-    with ledger.connect(read_only=True) as con:
-        cols = ["run_id", "pid", "started_at", "ended_at", "status", "summary"]
-        r = con.execute(f"SELECT {', '.join(cols)} FROM _edx_sync_runs ORDER BY started_at DESC LIMIT 1").fetchone()
-        report["last_sync"] = dict(zip(cols, r)) if r else None
-        r = con.execute(f"SELECT {', '.join(cols)} FROM _edx_sync_runs WHERE status='ok' "
-                        f"ORDER BY started_at DESC LIMIT 1").fetchone()
-        report["last_ok_sync"] = dict(zip(cols, r)) if r else None
-        report["states"] = {f"{k}/{s}": n for k, s, n in con.execute(
-            "SELECT kind, state, count(*) FROM _edx_ledger GROUP BY 1, 2 ORDER BY 1, 2").fetchall()}
-        for state, dest in (("failed", "failed"), ("pending", "pending")):
-            where = "state IN ('failed', 'gone')" if state == "failed" else "state IN ('listed', 'downloaded')"
-            report[dest] = [dict(zip(("url", "state", "attempts", "error", "since"), row)) for row in con.execute(
-                f"SELECT 's3://' || bucket || '/' || key, state, attempts, error, coalesce(failed_at, listed_at) "
-                f"FROM _edx_ledger WHERE {where} ORDER BY object_date, key").fetchall()]
-        report["packages"] = _package_coverage(con)
-        report["events"] = [{"course_id": c, "first_day": str(a), "last_day": str(b)}
-                            for c, a, b in _events_coverage(con)]
-        days = [r[0] for r in con.execute("SELECT object_date FROM _edx_ledger WHERE kind='events' "
-                                          "AND state='imported'").fetchall()]
-        report["event_files"] = {"imported": len(days), "first_day": min(days) if days else None,
-                                 "last_day": max(days) if days else None, "missing_days": _missing_days(days)}
-        report["imports"] = _recent_imports(con)
-    last = report["last_sync"]
-    if last and last["status"] == "running" and not report["running_pid"]:
-        # the ledger still says running, but no process holds the sync lock: it was killed
-        last["status"] = "interrupted"
-        last["summary"] = last["summary"] or f"process {last['pid']} ended without finishing (killed or crashed)"
-    return report
-
-
-def _package_coverage(con) -> list[dict]:
-    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name='_edx_snapshots'").fetchone()[0]:
-        return []
-    return [dict(zip(("course_id", "latest_package", "tables", "rows"), row)) for row in con.execute(
-        "SELECT course_id, max(package_date), count(*), sum(rows) FROM _edx_snapshots "
-        "WHERE course_id NOT LIKE 'org:%' GROUP BY 1 ORDER BY 1").fetchall()]
-
-
-def _recent_imports(con, limit: int = 5) -> list[dict]:
-    """The latest imports by any command (`import`, `sync`, `demo`), one entry per minute they ran."""
-    try:
-        rows = con.execute(
-            "SELECT date_trunc('minute', logged_at) AS at, count(*), "
-            "count(*) FILTER (WHERE status = 'loaded'), count(*) FILTER (WHERE status = 'failed'), "
-            "coalesce(sum(rows) FILTER (WHERE status = 'loaded'), 0), "
-            "coalesce(sum(rejected) FILTER (WHERE status = 'loaded'), 0) "
-            "FROM _edx_import_log GROUP BY 1 ORDER BY 1 DESC LIMIT ?", [limit]).fetchall()
-    except Exception:  # a store with no import yet
-        return []
-    keys = ("at", "files", "loaded", "failed", "rows", "rejected")
-    return [dict(zip(keys, r)) for r in rows]
-
-
-@app.command()
 def status(
     data_dir: Optional[str] = DataDir, config: Optional[str] = ConfigOpt,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Show the sync ledger: last sync, pending and failed files (with reasons), data coverage per course."""
-    from .ledger import LedgerBusy
+    from ..fetch.sync import lock_holder
+    from ..ledger import LedgerBusy
+    from ..store.status import collect_status
 
-    settings = _settings(data_dir, None, None, config)
+    settings = load_settings(data_dir, None, None, config)
     try:
-        rep = collect_status(Path(settings.data_dir))
+        rep = collect_status(Path(settings.data_dir), lock_holder(Path(settings.data_dir)))
     except LedgerBusy as exc:
         fail(f"{exc}; try again in a moment")
         return

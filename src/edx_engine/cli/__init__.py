@@ -1,0 +1,56 @@
+"""Command-line interface: options → settings → one library call → print. No logic lives here.
+
+One module per command group: imports (import, synthetic, tables, demo), sql, sync (sync, status,
+keys), models (courses, build, report), privacy (scrub, export, locate-users), run, dashboard.
+`COMMANDS` below is the one list of what `app` offers, in the order `--help` shows it; shared
+options and helpers are in `common`. A new command: a function in its group's module, a line here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.text import Text
+
+from ..lake import StoreBusy
+from . import dashboard, imports, models, privacy, run, sql, sync
+from .common import INTERRUPTED, Interrupt, console, fail, out
+from .imports import run_import
+
+__all__ = ["app", "main", "run_import", "console", "out", "fail"]
+
+app = typer.Typer(help="edx-engine: edX research data packages -> analytics database, indicators, dashboards.",
+                  rich_markup_mode=None,  # help text is plain text: "[courses]" stays as written
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+COMMANDS = (
+    ("import", imports.import_cmd), ("synthetic", imports.synthetic), ("tables", imports.tables),
+    ("sql", sql.sql), ("demo", imports.demo),
+    ("sync", sync.sync), ("status", sync.status),
+    ("courses", models.courses), ("build", models.build), ("report", models.report),
+    ("scrub", privacy.scrub), ("export", privacy.export_cmd), ("locate-users", privacy.locate_users_cmd),
+    ("run", run.command()),
+)
+GROUPS = (("keys", sync.keys_app), ("dashboard", dashboard.dashboard_app))
+
+for _name, _function in COMMANDS:
+    app.command(_name)(_function)
+for _name, _group in GROUPS:
+    app.add_typer(_group, name=_name)
+
+
+def main() -> None:
+    """Console entry point: the app, with one line (no traceback) for a busy store or an interruption."""
+    import signal
+
+    signal.signal(signal.SIGINT, Interrupt.handler)
+    try:
+        app()
+    except StoreBusy as exc:
+        console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except BaseException as exc:
+        if not Interrupt.seen and not isinstance(exc, KeyboardInterrupt):
+            raise
+        if not Interrupt.reported:
+            console.print(INTERRUPTED, highlight=False, soft_wrap=True)
+        sys.exit(130)

@@ -1,0 +1,5 @@
+"""`python -m edx_engine.cli` runs the CLI (as `python -m edx_engine` does)."""
+
+from . import main
+
+main()

@@ -1,0 +1,62 @@
+"""What every command module shares: the two consoles, `fail`, the common options, settings
+resolution, the stale-model warning and the Ctrl-C bookkeeping. Only the CLI prints."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from .. import config as cfg
+
+console = Console(stderr=True)
+out = Console()
+
+DataDir = typer.Option(None, "--data-dir", help="Data directory (env EDX_ENGINE_DATA_DIR, default ./edx-data).")
+GnupgHome = typer.Option(None, "--gnupghome", help="GPG keyring directory (default: env GNUPGHOME).")
+PassFile = typer.Option(None, "--passphrase-file",
+                        help="File holding the GPG passphrase (default: env EDX_ENGINE_GPG_PASSPHRASE).")
+ConfigOpt = typer.Option(None, "--config", help="TOML config file (default ./edx-engine.toml if present).")
+
+INTERRUPTED = ("interrupted: the step in progress was not committed and the store is consistent; run the same command "
+               "again (what was committed before is not imported twice)")
+
+
+def fail(message: str, code: int = 1) -> None:
+    """One line (no traceback) and exit ``code``; the message is printed as written (no rich markup)."""
+    console.print(Text.assemble(("error: ", "bold red"), message), highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_settings(data_dir: Optional[str], gnupghome: Optional[str] = None, passphrase_file: Optional[str] = None,
+                  config: Optional[str] = None) -> cfg.Settings:
+    """`config.resolve`, with a configuration error as one line and exit 1."""
+    try:
+        return cfg.resolve(data_dir, gnupghome, passphrase_file, config)
+    except cfg.ConfigError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
+def warn_stale(lake, models: list[str] | None = None) -> None:
+    """One line on stderr when the models a command reads are older than their data."""
+    from ..models.build import stale_warning
+
+    msg = stale_warning(lake, models)
+    if msg:
+        console.print(Text.assemble(("warning: ", "yellow"), msg), highlight=False, soft_wrap=True)
+
+
+class Interrupt:
+    """Ctrl-C (SIGINT) anywhere: remember it, so that whatever a library turns it into (DuckDB raises
+    ``RuntimeError: Query interrupted``) ends as one line and exit 130, not a traceback."""
+
+    seen = False
+    reported = False  # a command that printed its own line about the interruption (sync) sets it
+
+    @classmethod
+    def handler(cls, signum, frame) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
