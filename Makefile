@@ -32,7 +32,7 @@ bench: $(BIN)/.installed
 lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/pip install -q uv==$(UV_VERSION)
-	echo 'setuptools>=77,<81' | .venv-lock/bin/uv pip compile pyproject.toml - --extra test --generate-hashes --python-version 3.11 \
+	echo 'setuptools>=77,<81' | .venv-lock/bin/uv pip compile pyproject.toml - --extra test --extra spark --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --no-header --annotation-style line -o $(LOCK)
 	rm -rf .venv-lock
 
