@@ -39,7 +39,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .store.lake import Lake, register_view_hook
+from .store import catalog, views
+from .store.lake import Lake
 
 LOCATION_SCHEMA = pa.schema([
     ("course_id", pa.string()), ("user_id", pa.int64()), ("profile_country", pa.string()),
@@ -51,13 +52,6 @@ SUMMARY_SCHEMA = pa.schema([
     ("not_locatable", pa.int64()), ("ip_db", pa.string()), ("ip_db_date", pa.string()),
     ("located_at", pa.timestamp("s")),
 ])
-
-_BOOKKEEPING = """
-CREATE TABLE IF NOT EXISTS _edx_geo (
-    name VARCHAR PRIMARY KEY, path VARCHAR, rows BIGINT, ip_db VARCHAR, ip_db_date VARCHAR, located_at TIMESTAMP
-)
-"""
-
 
 class GeoError(Exception):
     pass
@@ -280,14 +274,14 @@ def _store(lake: Lake, tables: dict[str, pa.Table], db: IpDatabase, now: dt.date
         os.replace(tmp, p)
         new[name] = p
     with lake.connect() as con:
-        con.execute(_BOOKKEEPING)
+        catalog.ensure(con, catalog.GEO)
         con.execute("BEGIN TRANSACTION")
         try:
             for name, p in new.items():
                 con.execute("DELETE FROM _edx_geo WHERE name=?", [name])
                 con.execute("INSERT INTO _edx_geo VALUES (?,?,?,?,?,?)",
                             [name, lake.rel(p), tables[name].num_rows, db.name, db.date, now])
-            _views(lake, con)
+            views.geo_views(con, lake.root)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -295,16 +289,3 @@ def _store(lake: Lake, tables: dict[str, pa.Table], db: IpDatabase, now: dt.date
                 p.unlink(missing_ok=True)
             raise
     lake.collect_garbage()  # the replaced tables, and any writer's leftovers (under the lock)
-
-
-def _views(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        rows = con.execute("SELECT name, path FROM _edx_geo").fetchall()
-    except duckdb.CatalogException:
-        return
-    for name, p in rows:
-        full = str((lake.root / p).resolve()).replace("'", "''")
-        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_parquet(\'{full}\')')
-
-
-register_view_hook(_views)

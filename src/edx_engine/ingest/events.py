@@ -57,7 +57,11 @@ from isal.isal_zlib import IsalError
 
 from ..decrypt import DecryptError, GpgSettings
 from .. import _hooks as testhooks
-from ..store.lake import Lake, _sql_list, register_view_hook
+from ..store import catalog, views
+from ..store.lake import Lake
+from ..store.views import sql_list as _sql_list
+from ..store.views import (EVENT_COLUMNS, FAMILIES, NAVIGATION_TYPES, PROBLEM_TYPES,  # noqa: F401 (old home)
+                               VIDEO_TYPES)
 from ..names import strip_gpg
 from .events_parse import EventLimits
 from .events_pipeline import EventsParseError, ParsePool, PartSink, read_blocks, tune_malloc
@@ -157,139 +161,8 @@ class EventsSummary:
 
 
 # -- catalog ------------------------------------------------------------------------------
-_BOOKKEEPING = """
-CREATE TABLE IF NOT EXISTS _edx_event_files (
-    source_key VARCHAR PRIMARY KEY, source_file VARCHAR, fingerprint VARCHAR, file_date DATE,
-    rows BIGINT, rejected BIGINT, duplicates BIGINT, first_event_time TIMESTAMP, last_event_time TIMESTAMP,
-    json_bytes BIGINT, imported_at TIMESTAMP, origin VARCHAR
-);
-CREATE TABLE IF NOT EXISTS _edx_event_parts (
-    source_key VARCHAR, event_date DATE, path VARCHAR, rows BIGINT, min_time TIMESTAMP, max_time TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS _edx_event_dups (
-    event_date DATE, source_key VARCHAR, line BIGINT, event_id UUID
-);
-CREATE TABLE IF NOT EXISTS _edx_import_log (
-    logged_at TIMESTAMP, source_file VARCHAR, table_name VARCHAR, course_id VARCHAR,
-    package_date VARCHAR, status VARCHAR, rows BIGINT, rejected BIGINT, message VARCHAR
-);
-CREATE TABLE IF NOT EXISTS _edx_quarantine_files (
-    key VARCHAR PRIMARY KEY, kind VARCHAR, path VARCHAR, rows BIGINT, imported_at TIMESTAMP
-);
-"""
-
-EVENT_COLUMNS: dict[str, str] = {
-    "event_id": "UUID", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR", "user_id": "BIGINT",
-    "course_id": "VARCHAR", "org_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
-    "event_source": "VARCHAR", "session": "VARCHAR", "ip": "VARCHAR", "agent": "VARCHAR", "host": "VARCHAR",
-    "referer": "VARCHAR", "accept_language": "VARCHAR", "page": "VARCHAR", "path": "VARCHAR",
-    "module_id": "VARCHAR", "event": "JSON", "event_text": "VARCHAR", "context": "JSON",
-    "source_file": "VARCHAR", "line": "BIGINT",
-}
-
-VIDEO_TYPES = ("load_video", "play_video", "pause_video", "stop_video", "seek_video", "speed_change_video",
-               "show_transcript", "hide_transcript", "complete_video", "video_show_cc_menu", "video_hide_cc_menu")
-PROBLEM_TYPES = ("problem_check", "problem_check_fail", "problem_graded", "problem_save", "save_problem_success",
-                 "save_problem_fail", "save_problem_check", "problem_reset", "reset_problem", "reset_problem_fail",
-                 "problem_rescore", "problem_rescore_fail", "problem_show", "showanswer", "show_answer")
-NAVIGATION_TYPES = ("seq_goto", "seq_next", "seq_prev", "page_close")
-
-
-def _in(values) -> str:
-    return "(" + ", ".join("'" + v + "'" for v in values) + ")"
-
-
-def _num(path: str, typ: str = "DOUBLE") -> str:
-    return f"TRY_CAST((event->>'{path}') AS {typ})"
-
-
-# family view: (filter, [(column, expression, type)])
-FAMILIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
-    "events_video": (
-        f"(event_type IN {_in(VIDEO_TYPES)} OR event_type LIKE 'edx.video.%')",
-        [("video_id", "(event->>'id')"),
-         ("current_time", f"coalesce({_num('currentTime')}, {_num('current_time')})"),
-         ("old_time", _num("old_time")), ("new_time", _num("new_time")),
-         ("old_speed", _num("old_speed")), ("new_speed", _num("new_speed"))]),
-    "events_problem": (
-        f"(event_type IN {_in(PROBLEM_TYPES)} OR event_type LIKE 'edx.problem.%')",
-        [("problem_id", "coalesce((event->>'problem_id'), (event->>'problem'), module_id)"),
-         ("attempts", _num("attempts", "BIGINT")), ("grade", _num("grade")), ("max_grade", _num("max_grade")),
-         ("success", "(event->>'success')")]),
-    "events_navigation": (
-        f"(event_type IN {_in(NAVIGATION_TYPES)} OR event_type LIKE 'edx.ui.lms.%' "
-        f"OR (event_source = 'server' AND event_type LIKE '/%'))",
-        [("sequence_id", "CASE WHEN event_type LIKE '/%' THEN NULL ELSE (event->>'id') END"),
-         ("old_position", f"coalesce({_num('old', 'BIGINT')}, {_num('current_tab', 'BIGINT')})"),
-         ("new_position", f"coalesce({_num('new', 'BIGINT')}, {_num('target_tab', 'BIGINT')})")]),
-    "events_enrollment": (
-        "(event_type LIKE 'edx.course.enrollment.%')",
-        [("mode", "(event->>'mode')")]),
-    "events_certificate": (
-        "(event_type LIKE 'edx.certificate.%')",
-        [("certificate_id", "(event->>'certificate_id')"), ("enrollment_mode", "(event->>'enrollment_mode')"),
-         ("generation_mode", "(event->>'generation_mode')")]),
-    "events_forum": (
-        "(event_type LIKE 'edx.forum.%')",
-        [("post_id", "(event->>'id')"),
-         ("thread_id", "CASE WHEN event_type LIKE 'edx.forum.thread.%' THEN (event->>'id') "
-                       "ELSE (event->'discussion'->>'id') END"),
-         ("response_id", "CASE WHEN event_type LIKE 'edx.forum.response.%' THEN (event->>'id') "
-                         "ELSE (event->'response'->>'id') END"),
-         ("commentable_id", "(event->>'commentable_id')"), ("category_id", "(event->>'category_id')"),
-         ("category_name", "(event->>'category_name')"), ("title", "(event->>'title')")]),
-    "events_grades": (
-        "(event_type LIKE 'edx.grades.%')",
-        [("percent_grade", _num("percent_grade")), ("letter_grade", "(event->>'letter_grade')"),
-         ("course_version", "(event->>'course_version')")]),
-}
-
-
 def ensure_catalog(con) -> None:
-    con.execute(_BOOKKEEPING)
-    # stores made before sources had an origin: the column is added, their rows keep NULL
-    if not con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() AND "
-                       "schema_name = 'main' AND table_name = '_edx_event_files' AND column_name = 'origin'"
-                       ).fetchone()[0]:
-        con.execute("ALTER TABLE _edx_event_files ADD COLUMN origin VARCHAR")
-
-
-def _refresh_event_views(lake: Lake, con) -> None:
-    """View hook: (re)create ``events``, ``events_all`` and the family views.
-
-    A catalog whose ``events`` is a table of its own (hand-made test fixtures, an analyst's own
-    load) keeps it: a view never replaces a table."""
-    ensure_catalog(con)
-    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'events'"
-                   ).fetchone()[0]:
-        return
-    base = str(lake.root.resolve())
-    paths = [f"{base}/{r[0]}" for r in con.execute("SELECT path FROM _edx_event_parts ORDER BY path").fetchall()]
-    cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
-    if paths:
-        src = f"read_parquet({_sql_list(paths)}, hive_partitioning=false, union_by_name=true)"
-        has_dups = con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0] > 0
-        if has_dups:
-            all_sql = (f"SELECT {cols}, (d.line IS NOT NULL) AS duplicate FROM {src} e "
-                       f"LEFT JOIN _edx_event_dups d ON d.source_key = e.source_key AND d.line = e.line "
-                       f"AND d.event_date = e.event_date")
-            ev_sql = (f"SELECT {cols} FROM {src} e ANTI JOIN _edx_event_dups d "
-                      f"ON d.source_key = e.source_key AND d.line = e.line AND d.event_date = e.event_date")
-        else:
-            all_sql = f"SELECT {cols}, false AS duplicate FROM {src} e"
-            ev_sql = f"SELECT {cols} FROM {src} e"
-    else:
-        empty = ", ".join(f"NULL::{t} AS {c}" for c, t in EVENT_COLUMNS.items())
-        all_sql = f"SELECT {empty}, NULL::BOOLEAN AS duplicate WHERE false"
-        ev_sql = f"SELECT {empty} WHERE false"
-    con.execute(f"CREATE OR REPLACE VIEW events_all AS {all_sql}")
-    con.execute(f"CREATE OR REPLACE VIEW events AS {ev_sql}")
-    for view, (where, extra) in FAMILIES.items():
-        ex = ", ".join(f"{expr} AS {name}" for name, expr in extra)
-        con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {ex} FROM events WHERE {where}")
-
-
-register_view_hook(_refresh_event_views)
+    catalog.ensure(con, catalog.EVENTS)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -518,7 +391,7 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
         ensure_catalog(con)
         if not con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name='events'").fetchone()[0]:
             con.execute("BEGIN TRANSACTION")
-            _refresh_event_views(lake, con)
+            views.event_views(con, str(lake.root.resolve()))
             con.execute("COMMIT")
         known = _Sources(con)
     if workers is None:

@@ -34,6 +34,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
+from ..store import catalog, views
 from ..store.lake import Lake
 from . import definitions as D
 from .inputs import INPUTS, catalog_columns, input_sql, q
@@ -170,18 +171,6 @@ class _PeakRSS:
 
 # --- DuckDB ---------------------------------------------------------------------------------------------------
 
-_BOOKKEEPING = """
-CREATE SCHEMA IF NOT EXISTS models;
-CREATE TABLE IF NOT EXISTS _edx_models (
-    name VARCHAR PRIMARY KEY, path VARCHAR, fingerprint VARCHAR, rows BIGINT, seconds DOUBLE,
-    params VARCHAR, built_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS _edx_model_inputs (
-    model VARCHAR, input VARCHAR, fingerprint VARCHAR, PRIMARY KEY (model, input)
-);
-"""
-
-
 def _duck_config(con: duckdb.DuckDBPyConnection, threads: int | None, memory_limit: str | None, tmp: Path) -> None:
     con.execute("SET TimeZone = 'UTC'")
     if threads:
@@ -252,14 +241,14 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
                     on_model(r)
         if new_paths:
             with lake.connect() as con:
-                con.execute(_BOOKKEEPING)
+                catalog.ensure(con, catalog.MODELS)
                 con.execute("BEGIN TRANSACTION")
                 for n, (path, fp, rows, secs) in new_paths.items():
                     con.execute("DELETE FROM _edx_models WHERE name = ?", [n])
                     con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
                                 [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
                     _record_inputs(con, n, in_fp)
-                _create_views(lake, con)
+                views.model_views(con, lake.root)
                 con.execute("COMMIT")
         lake.collect_garbage()  # replaced models, and any writer's leftovers (under the lock)
     res.seconds = time.perf_counter() - t0
@@ -317,29 +306,6 @@ def stale_warning(lake: Lake, names: list[str] | None = None) -> str | None:
         return None
     shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
     return f"model(s) {shown} are older than the data they are computed from: run `edx-engine build` to refresh them"
-
-
-def _create_views(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS models")
-    for n, p in con.execute("SELECT name, path FROM _edx_models ORDER BY name").fetchall():
-        full = str((lake.root / p).resolve()).replace("'", "''")
-        con.execute(f"CREATE OR REPLACE VIEW models.{q(n)} AS SELECT * FROM read_parquet('{full}')")
-
-
-def _view_hook(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
-    """Keep model views pointing at absolute paths when the catalog's views are rebuilt."""
-    try:
-        _create_views(lake, con)
-    except duckdb.CatalogException:
-        pass  # no models built yet
-
-
-def register() -> None:
-    from ..store.lake import register_view_hook
-    register_view_hook(_view_hook)
-
-
-register()
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import _hooks as testhooks
+from ..store import catalog
 from ..store.lake import Lake
 from ..schemas import personal_columns, personal_in
 
@@ -91,12 +92,7 @@ FILE_SETS = (
     ("_edx_models", "models", "name"),
 )
 
-SCRUB_LOG = """
-CREATE TABLE IF NOT EXISTS _edx_scrub_log (
-    scrubbed_at TIMESTAMP, kind VARCHAR, name VARCHAR, path VARCHAR, old_path VARCHAR,
-    columns VARCHAR, json_keys VARCHAR, rows BIGINT, values_removed BIGINT
-)
-"""
+SCRUB_LOG = catalog.ddl(catalog.SCRUB)
 
 
 class ScrubError(Exception):
@@ -527,7 +523,6 @@ def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> Scrub
                 if _table_exists(con, "_edx_import_log"):  # first-reject messages quote bad values too
                     con.execute("UPDATE _edx_import_log SET message = regexp_replace(message, ?, ?) "
                                 "WHERE message LIKE '%is not a valid%'", [QUOTED_VALUE, QUOTED_VALUE_REPLACEMENT])
-                _load_view_hooks()
                 lake.refresh_views(con)
                 con.execute("COMMIT")
             except BaseException:
@@ -545,18 +540,6 @@ def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> Scrub
     lake.collect_garbage()  # (a kill before this point: the next writing command deletes them)
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _load_view_hooks() -> None:
-    """Import the stages that own views over the files we moved, so ``refresh_views`` rebuilds them."""
-    import importlib
-
-    for mod in ("edx_engine.ingest.events", "edx_engine.models.build", "edx_engine.geo"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
 
 
 def _stored_like(lake: Lake, old: str, new: Path) -> str:

@@ -40,32 +40,12 @@ from typing import Callable, Iterator
 import duckdb
 
 from .. import _hooks as testhooks
-from ..names import path_slug, unknown_table_name_ok
-from ..schemas import ADDED_COLUMNS, TABLES, TableSchema
+from ..names import path_slug
+from . import catalog, views
+from .catalog import LAKE_FILE_OWNERS, QUARANTINE_COLUMNS  # noqa: F401 (their old home)
+from .views import sql_list as _sql_list
 
 CATALOG = "edx.duckdb"
-
-QUARANTINE_COLUMNS = {
-    "kind": "VARCHAR", "source_file": "VARCHAR", "line": "BIGINT", "reason": "VARCHAR",
-    "raw": "BLOB", "imported_at": "TIMESTAMP",
-}
-
-_BOOKKEEPING = """
-CREATE TABLE IF NOT EXISTS _edx_snapshots (
-    table_name VARCHAR, course_id VARCHAR, org VARCHAR, package_date VARCHAR,
-    path VARCHAR, rows BIGINT, rejected BIGINT, fingerprint VARCHAR, source_file VARCHAR,
-    extra_columns VARCHAR, imported_at TIMESTAMP,
-    PRIMARY KEY (table_name, course_id)
-);
-CREATE TABLE IF NOT EXISTS _edx_quarantine_files (
-    key VARCHAR PRIMARY KEY, kind VARCHAR, path VARCHAR, rows BIGINT, imported_at TIMESTAMP
-);
-CREATE TABLE IF NOT EXISTS _edx_import_log (
-    logged_at TIMESTAMP, source_file VARCHAR, table_name VARCHAR, course_id VARCHAR,
-    package_date VARCHAR, status VARCHAR, rows BIGINT, rejected BIGINT, message VARCHAR
-);
-CREATE TABLE IF NOT EXISTS _edx_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-"""
 
 # Settings of a connection that runs SQL a person typed (``Lake.connect_sandboxed``); the
 # order matters: DuckDB refuses allowed_directories once external access is off.
@@ -135,7 +115,7 @@ class Lake:
         for sub in ("lake/tables", "lake/quarantine", "lake/events", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
-            con.execute(_BOOKKEEPING)
+            catalog.ensure(con)
             if not self._views_exist(con):
                 self.refresh_views(con)
 
@@ -279,16 +259,14 @@ class Lake:
 
     def _points_elsewhere(self, con: duckdb.DuckDBPyConnection) -> bool:
         """True if the views were built for another root (or before roots were recorded)."""
-        has_meta = con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                               "AND schema_name = 'main' AND table_name = '_edx_meta'").fetchone()[0]
-        row = con.execute("SELECT value FROM _edx_meta WHERE key = 'root'").fetchone() if has_meta else None
-        if row is None:
+        root = catalog.get_meta(con, "root")
+        if root is None:
             return self._views_exist(con)  # a new catalog has no views yet; an old one has no record
-        return row[0] != self._here()
+        return root != self._here()
 
     def _repoint(self, con: duckdb.DuckDBPyConnection) -> None:
         """Rebuild every view (tables, quarantine, events, models, geo) over this store's files."""
-        con.execute(_BOOKKEEPING)
+        catalog.ensure(con)
         con.execute("BEGIN TRANSACTION")
         try:
             self.refresh_views(con)
@@ -447,43 +425,12 @@ class Lake:
 
     # -- views -------------------------------------------------------------------------
     def _views_exist(self, con: duckdb.DuckDBPyConnection) -> bool:
-        return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name='auth_user'").fetchone()[0])
+        return views.exists(con)
 
     def refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        """One view per edX table over its current snapshots; typed empty views for absent tables."""
-        rows = con.execute("SELECT table_name, list(path ORDER BY course_id) FROM _edx_snapshots GROUP BY 1").fetchall()
-        # Views hold absolute paths so that any DuckDB client opened anywhere can query them;
-        # the bookkeeping keeps relative ones, and _edx_meta the root they were resolved against
-        # (``connect`` re-runs this method when the store is no longer there).
-        base = self._here()
-        paths = {t: [f"{base}/{p}" for p in ps] for t, ps in rows}
-        for name, schema in TABLES.items():
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS {self._table_sql(schema, paths.get(name))}")
-        # Tables edX delivers that the registry does not describe: a view of the same name over
-        # their untyped (text) snapshots. Names come from file names: checked and quoted.
-        for name in sorted(set(paths) - set(TABLES)):
-            if unknown_table_name_ok(name):
-                view = '"' + name.replace('"', '""') + '"'
-                con.execute(f"CREATE OR REPLACE VIEW {view} AS "
-                            f"SELECT * FROM read_parquet({_sql_list(paths[name])}, union_by_name=true)")
-        qpaths = [f"{base}/{r[0]}" for r in con.execute("SELECT path FROM _edx_quarantine_files ORDER BY path").fetchall()]
-        if qpaths:
-            sql = f"SELECT * FROM read_parquet({_sql_list(qpaths)}, union_by_name=true)"
-        else:
-            sql = "SELECT " + ", ".join(f"NULL::{t} AS {c}" for c, t in QUARANTINE_COLUMNS.items()) + " WHERE false"
-        con.execute(f"CREATE OR REPLACE VIEW quarantine AS {sql}")
-        _load_view_hooks()
-        for hook in _VIEW_HOOKS:
-            hook(self, con)
-        con.execute("CREATE TABLE IF NOT EXISTS _edx_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-        con.execute("INSERT OR REPLACE INTO _edx_meta VALUES ('root', ?)", [base])
-
-    @staticmethod
-    def _table_sql(schema: TableSchema, paths: list[str] | None) -> str:
-        if paths:
-            return f"SELECT * FROM read_parquet({_sql_list(paths)}, union_by_name=true)"
-        cols = list(schema.columns) + [c for c in ADDED_COLUMNS if schema.column(c.name) is None]
-        return "SELECT " + ", ".join(f"NULL::{c.duckdb_type} AS {c.name}" for c in cols) + " WHERE false"
+        """Rebuild every view (tables, quarantine, events, geo, models) over the current files
+        (``store/views.py``); ``connect`` re-runs this when the store is no longer where they point."""
+        views.refresh(con, self.root)
 
 
 def _lock_holder(message: str) -> str:
@@ -491,10 +438,6 @@ def _lock_holder(message: str) -> str:
     m = re.search(r"lock is held in (.+?) \(PID (\d+)\)", message)
     return f" ({Path(m.group(1)).name}, PID {m.group(2)})" if m else ""
 
-
-# Lake subdirectories and the bookkeeping table that lists their files (``collect_garbage``).
-LAKE_FILE_OWNERS = (("tables", "_edx_snapshots"), ("quarantine", "_edx_quarantine_files"),
-                    ("events", "_edx_event_parts"), ("models", "_edx_models"), ("geo", "_edx_geo"))
 
 # Stores (resolved roots) whose write lock this process holds (``Lake.writer``).
 _HELD: set[str] = set()
@@ -509,28 +452,3 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return st.st_mtime_ns, st.st_size
-
-
-# Other stages (tracking logs, models) add their own views inside the same transaction.
-_VIEW_HOOKS: list = []
-
-
-# Modules whose views belong in every catalog (they register a hook when imported).
-_HOOK_MODULES = ("edx_engine.ingest.events", "edx_engine.geo", "edx_engine.models.build")
-
-
-def _load_view_hooks() -> None:
-    import importlib
-
-    for name in _HOOK_MODULES:
-        importlib.import_module(name)
-
-
-def register_view_hook(hook) -> None:
-    """``hook(lake, con)`` is called whenever the catalog's views are rebuilt."""
-    if hook not in _VIEW_HOOKS:
-        _VIEW_HOOKS.append(hook)
-
-
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"

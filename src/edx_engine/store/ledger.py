@@ -41,26 +41,10 @@ from typing import Any, Iterator
 
 import duckdb
 
+from . import catalog
 from .lake import CATALOG
 
 STATES = ("listed", "downloaded", "imported", "failed", "gone")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS _edx_ledger (
-    bucket VARCHAR NOT NULL, key VARCHAR NOT NULL, kind VARCHAR, org VARCHAR, object_date VARCHAR, site VARCHAR,
-    size BIGINT, etag VARCHAR, last_modified TIMESTAMP, sha256 VARCHAR,
-    state VARCHAR NOT NULL, rows BIGINT, rejected BIGINT, error VARCHAR, local_path VARCHAR,
-    first_seen TIMESTAMP, listed_at TIMESTAMP, downloaded_at TIMESTAMP, decrypted_at TIMESTAMP,
-    imported_at TIMESTAMP, failed_at TIMESTAMP, attempts INTEGER DEFAULT 0, changes INTEGER DEFAULT 0,
-    run_id VARCHAR,
-    PRIMARY KEY (bucket, key)
-);
-CREATE TABLE IF NOT EXISTS _edx_sync_runs (
-    run_id VARCHAR PRIMARY KEY, pid INTEGER, host VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
-    status VARCHAR, options VARCHAR, listed INTEGER, new INTEGER, downloaded INTEGER, imported INTEGER,
-    failed INTEGER, pending INTEGER, rows BIGINT, rejected BIGINT, bytes BIGINT, summary VARCHAR
-);
-"""
 
 LEDGER_COLUMNS = ("bucket", "key", "kind", "org", "object_date", "site", "size", "etag", "last_modified", "sha256",
                   "state", "rows", "rejected", "error", "local_path", "first_seen", "listed_at", "downloaded_at",
@@ -145,7 +129,7 @@ class Ledger:
 
     def init(self) -> None:
         with self.connect() as con:
-            con.execute(_SCHEMA)
+            catalog.ensure(con, catalog.LEDGER)
 
     # -- objects -----------------------------------------------------------------------
     def entries(self, con: duckdb.DuckDBPyConnection | None = None) -> dict[tuple[str, str], Entry]:
