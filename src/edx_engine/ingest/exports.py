@@ -8,7 +8,6 @@ one. All new snapshots of a run become current in a single catalog transaction.
 
 from __future__ import annotations
 
-import os
 import time
 import zipfile
 import zlib
@@ -21,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
+from ..store.files import QuarantineWriter, finish_atomic
 from ..store.lake import Lake, QuarantineFile, Snapshot
 from ..names import course_slug, slug_matches
 from ..schemas import TABLES, TableSchema, schema_for
@@ -145,9 +145,7 @@ class _SnapshotWriter:
 
     def close(self) -> None:
         self.writer.close()
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
+        finish_atomic(self.tmp, self.path)
 
     def discard(self) -> None:
         try:
@@ -163,19 +161,13 @@ def _added(schema: TableSchema) -> list[tuple[str, pa.DataType]]:
 
 def write_quarantine(lake: Lake, kind: str, key: str, label: str, rejects: list[Reject]) -> QuarantineFile:
     path = lake.quarantine_file(kind)
-    if rejects:
-        now = pa.scalar(int(time.time() * 1e6), pa.timestamp("us"))
-        table = pa.table({
-            "kind": pa.array([kind] * len(rejects)),
-            "source_file": pa.array([label] * len(rejects)),
-            "line": pa.array([r.line for r in rejects], pa.int64()),
-            "reason": pa.array([r.reason for r in rejects]),
-            "raw": pa.array([r.raw for r in rejects], pa.binary()),
-            "imported_at": pa.array([now.value] * len(rejects), pa.timestamp("us")),
-        })
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+    writer = QuarantineWriter(lambda: path, kind, label)
+    try:
+        writer.add([(r.line, r.reason, r.raw) for r in rejects])
+        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
     return QuarantineFile(key, kind, path, len(rejects))
 
 
@@ -215,6 +207,8 @@ class PackageImporter:
         self.slug_to_course: dict[str, str] = {}
         self._slug_reported: set[str] = set()
         self._ahead: dict[int, _Started] = {}
+        self._current: dict[tuple[str, str], tuple] = {}  # (table, course) -> (package_date, fingerprint, path)
+        self._by_fingerprint: dict[tuple[str, str, str], str] = {}  # (table, package_date, fingerprint) -> course
 
     def run(self, sources: Iterable[Source]) -> ImportSummary:
         with gpg_session(self.gpg) as gpg:
@@ -235,7 +229,13 @@ class PackageImporter:
         results_of: list[FileResult] = []  # the result of each snapshot, in the same order
         srcs = sorted((s for s in sources if s.member), key=lambda s: (s.package_date or "", _import_order(s.member.table)))
         with self.lake.connect(read_only=False) as con:
-            known = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM _edx_snapshots").fetchall()]
+            # the snapshots as they are before this run (it commits once, at its end, under the write lock):
+            # read once, not once per member (a catalog connection costs ~0.1 s)
+            rows = con.execute("SELECT table_name, course_id, package_date, fingerprint, path "
+                               "FROM _edx_snapshots").fetchall()
+        self._current = {(t, c): (d, f, p) for t, c, d, f, p in rows}
+        self._by_fingerprint = {(t, d, f): c for t, c, d, f, _ in sorted(rows)}
+        known = sorted({c for _, c, _, _, _ in rows})
         for cid in sorted(known, key=_is_real_course_id):  # real ids last: they win over bare slugs
             self.slug_to_course[course_slug(cid)] = cid
         jobs = self.gpg.session.jobs if self.gpg.session is not None else 1
@@ -285,8 +285,7 @@ class PackageImporter:
 
     def _current_users(self, course_id: str, package_date: str) -> Path | None:
         """The store's auth_user file of a course when it is from the same package (for the checks)."""
-        with self.lake.connect(read_only=False) as con:
-            cur = self.lake.current(con, "auth_user", course_id)
+        cur = self._current.get(("auth_user", course_id))
         return self.lake.abs(cur[2]) if cur and cur[0] == package_date else None
 
     def _needs_decryption(self, src: Source) -> bool:
@@ -360,14 +359,10 @@ class PackageImporter:
 
     def _same_file_current(self, table: str, src: Source) -> str | None:
         """The course of the current snapshot made from this very file (same bytes, same package)."""
-        with self.lake.connect(read_only=False) as con:
-            row = con.execute("SELECT course_id FROM _edx_snapshots WHERE table_name=? AND package_date=? "
-                              "AND fingerprint=?", [table, src.package_date or "", _fingerprint(src)]).fetchone()
-        return row[0] if row else None
+        return self._by_fingerprint.get((table, src.package_date or "", _fingerprint(src)))
 
     def _skip_reason(self, table: str, course_id: str, src: Source) -> tuple[str, str] | None:
-        with self.lake.connect(read_only=False) as con:
-            cur = self.lake.current(con, table, course_id)
+        cur = self._current.get((table, course_id))
         if not cur:
             return None
         pdate, fingerprint, _ = cur
