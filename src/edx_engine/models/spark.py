@@ -1,0 +1,334 @@
+"""Build the indicator models on Apache Spark (Ibis' PySpark backend) over the same lake.
+
+The definitions (``definitions.py``) run unchanged; only the inputs are prepared here. Spark
+reads the very Parquet files the DuckDB catalog's views point at (``_edx_snapshots``,
+``_edx_event_parts`` minus ``_edx_event_dups``, ``_edx_geo``), read from the catalog with a
+read-only connection, so both engines compute on the same snapshot. The view logic that
+``store/views.py`` and ``inputs.py`` express in DuckDB SQL (family filters, JSON fields,
+``subject_id``, the enrolment course fallback, typed casts) is translated to Spark SQL here.
+
+Results are written as Parquet: by default into the lake (``lake/models/<name>/<name>-<id>.parquet``,
+Spark's part files merged into one file on the driver, as ``build_duckdb`` writes them),
+recorded in ``_edx_models`` and exposed as ``models.<name>`` views, so ``report``, ``export``
+and the dashboard do not care which engine built them. With ``output`` (``s3a://…``,
+``hdfs://…``, a shared mount) each model is a directory of part files there, and the catalog
+is not touched (DuckDB cannot open those URLs as the views need them).
+
+Uses two private helpers of ``build.py`` (``_stored_models``, ``_record_inputs``) so the
+bookkeeping stays the same as for DuckDB builds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import duckdb
+import ibis
+import pyarrow.parquet as pq
+
+from ..store import catalog, views
+from ..store.lake import Lake
+from . import definitions as D
+from .build import (BuildError, BuildResult, ModelResult, _PeakRSS, _record_inputs, _stored_models,
+                    input_fingerprints, model_fingerprints)
+from .inputs import INPUTS, SUBJECT_EVENTS
+from .registry import CourseEntry, course_info
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# DuckDB type (inputs.py / views.EVENT_COLUMNS) -> Spark SQL type
+_SPARK_TYPES = {"BIGINT": "BIGINT", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN", "VARCHAR": "STRING",
+                "TIMESTAMP": "TIMESTAMP_NTZ", "DATE": "DATE", "JSON": "STRING",
+                # Spark cannot read Parquet's UUID logical type (PARQUET_TYPE_ILLEGAL) unless the
+                # column is requested as its physical type, 16 bytes: see _uuid_text.
+                "UUID": "BINARY"}
+QUIET_CONF = {
+    "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
+    "spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "4",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.parquet.compression.codec": "zstd",
+}
+_EVENT_KEYS = ("source_key", "line")  # part columns the duplicate anti-join needs
+
+
+def spark_session(master: str = "local[2]", remote: str | None = None,
+                  conf: dict[str, str] | None = None) -> "SparkSession":
+    """A Spark session: Spark Connect when ``remote`` (``sc://host:15002``, no local JVM), else ``master``."""
+    try:
+        from pyspark.sql import SparkSession
+    except ModuleNotFoundError:
+        raise BuildError("--engine spark needs the Spark extra: pip install 'edx-engine[spark]'") from None
+    b = SparkSession.builder
+    if remote:
+        b = b.remote(remote)
+    else:
+        if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+            raise BuildError("local Spark needs Java 17+ (apt-get install openjdk-17-jre-headless), "
+                             "or use --spark-remote sc://host:15002")
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        b = b.master(master)
+        for k, v in {**QUIET_CONF, "spark.driver.bindAddress": os.environ["SPARK_LOCAL_IP"],
+                     "spark.driver.host": os.environ["SPARK_LOCAL_IP"]}.items():
+            b = b.config(k, v)
+    for k, v in (conf or {}).items():
+        b = b.config(k, v)
+    s = b.getOrCreate()
+    if not remote:
+        s.sparkContext.setLogLevel("ERROR")
+    for k in ("spark.sql.session.timeZone", "spark.sql.parquet.outputTimestampType"):
+        s.conf.set(k, QUIET_CONF[k])
+    return s
+
+
+# --- inputs: the catalog's views, in Spark SQL ----------------------------------------------------------------
+
+def _json(expr: str) -> str:
+    """DuckDB ``(event->'a'->>'b')`` -> Spark ``get_json_object(event, '$.a.b')``."""
+    def sub(m: re.Match) -> str:
+        path = [k for k in re.findall(r"'([^']+)'", m.group(1))] + [m.group(2)]
+        return f"get_json_object(event, '$.{'.'.join(path)}')"
+    return re.sub(r"\(event((?:->'[^']+')*)->>'([^']+)'\)", sub, expr)
+
+
+def _uuid_text(col: str) -> str:
+    """16 UUID bytes -> the canonical text DuckDB's CAST(uuid AS VARCHAR) gives."""
+    h = f"lower(hex({col}))"
+    return (f"concat_ws('-', substr({h}, 1, 8), substr({h}, 9, 4), substr({h}, 13, 4), substr({h}, 17, 4), "
+            f"substr({h}, 21, 12))")
+
+
+def _empty_sql(spec: dict[str, str]) -> str:
+    return "SELECT " + ", ".join(f"CAST(NULL AS {_SPARK_TYPES[t]}) AS `{c}`" for c, t in spec.items()) + " WHERE false"
+
+
+def _typed_sql(view: str, have: dict[str, str], spec: dict[str, str]) -> str:
+    """SELECT the INPUTS columns of a Spark view typed as ``spec`` (inputs.input_sql for Spark)."""
+    cols = []
+    for c, t in spec.items():
+        st = _SPARK_TYPES[t]
+        if c not in have:
+            cols.append(f"CAST(NULL AS {st}) AS `{c}`")
+        elif have[c] == "timestamp" and st == "TIMESTAMP_NTZ":
+            cols.append(f"CAST(`{c}` AS TIMESTAMP_NTZ) AS `{c}`")  # UTC wall time (session zone is UTC)
+        elif have[c] == st.lower():
+            cols.append(f"`{c}`")
+        else:
+            cols.append(f"TRY_CAST(`{c}` AS {st}) AS `{c}`")
+    return f"SELECT {', '.join(cols)} FROM {view}"
+
+
+def _register_files(spark: "SparkSession", view: str, files: list[str]) -> dict[str, str] | None:
+    if not files:
+        return None
+    df = spark.read.option("mergeSchema", "true").parquet(*files)
+    df.createOrReplaceTempView(view)
+    return {f.name: f.dataType.simpleString() for f in df.schema.fields}
+
+
+def _event_sql(spec: dict[str, str], family: str | None) -> str:
+    """An event input over ``_edx_events`` (parts minus duplicates): family filter, JSON fields,
+    ``subject_id`` and the enrolment course fallback, as the DuckDB views and inputs.py define them."""
+    extra = dict(views.FAMILIES[family][1]) if family else {}
+    like = " OR ".join(f"event_type LIKE '{p}'" for p in SUBJECT_EVENTS)
+    cols = []
+    for c, t in spec.items():
+        st = _SPARK_TYPES[t]
+        if c == "event_id":
+            e = _uuid_text("event_id")
+        elif c == "subject_id":
+            e = f"CASE WHEN ({like}) THEN TRY_CAST(get_json_object(event, '$.user_id') AS BIGINT) END"
+        elif c == "course_id":
+            e = ("CASE WHEN (course_id IS NULL OR course_id = '') AND event_type LIKE 'edx.course.enrollment.%' "
+                 "THEN nullif(get_json_object(event, '$.course_id'), '') ELSE course_id END")
+        elif c in extra:
+            e = f"TRY_CAST({_json(extra[c])} AS {st})"
+        elif c in views.EVENT_COLUMNS:
+            e = f"`{c}`"
+        else:
+            e = f"CAST(NULL AS {st})"
+        cols.append(f"{e} AS `{c}`")
+    where = f" WHERE {_json(views.FAMILIES[family][0])}" if family else ""
+    return f"SELECT {', '.join(cols)} FROM _edx_events{where}"
+
+
+def register_inputs(spark: "SparkSession", con: duckdb.DuckDBPyConnection, root: Path) -> dict[str, str]:
+    """Spark SQL for every input except ``course_info``: name -> SELECT over registered temp views."""
+    base = str(root.resolve())
+    out: dict[str, str] = {}
+    # edX tables: the current snapshot files
+    snaps: dict[str, list[str]] = {}
+    for t, p in con.execute("SELECT table_name, path FROM _edx_snapshots ORDER BY table_name, course_id").fetchall():
+        snaps.setdefault(t, []).append(f"{base}/{p}")
+    geo = dict(catalog.named_paths(con, "_edx_geo"))
+    for name, spec in INPUTS.items():
+        if name == "course_info" or name.startswith("events"):
+            continue
+        files = [str((root / geo[name]).resolve())] if name in geo else snaps.get(name, [])
+        have = _register_files(spark, f"_edx_src_{name}", files)
+        out[name] = _empty_sql(spec) if have is None else _typed_sql(f"_edx_src_{name}", have, spec)
+    # tracking logs: parts minus the duplicates (views.event_views)
+    parts = [f"{base}/{p}" for (p,) in con.execute("SELECT path FROM _edx_event_parts ORDER BY path").fetchall()] \
+        if catalog.exists(con, "_edx_event_parts") else []
+    if not parts:
+        for name, spec in INPUTS.items():
+            if name.startswith("events"):
+                out[name] = _empty_sql(spec)
+        return out
+    schema = ", ".join(f"`{c}` {_SPARK_TYPES[t]}" for c, t in views.EVENT_COLUMNS.items() if c not in _EVENT_KEYS)
+    spark.read.schema(schema + ", source_key STRING, line BIGINT").parquet(*parts) \
+        .createOrReplaceTempView("_edx_event_parts")
+    dups = con.execute("SELECT event_date, source_key, line FROM _edx_event_dups").to_arrow_table() \
+        if catalog.exists(con, "_edx_event_dups") else None
+    if dups is not None and dups.num_rows:
+        spark.createDataFrame(dups.to_pandas(), "event_date DATE, source_key STRING, line BIGINT") \
+            .createOrReplaceTempView("_edx_event_dups")
+        spark.sql("SELECT e.* FROM _edx_event_parts e LEFT ANTI JOIN _edx_event_dups d ON d.source_key = "
+                  "e.source_key AND d.line = e.line AND d.event_date = e.event_date") \
+            .createOrReplaceTempView("_edx_events")
+    else:
+        spark.table("_edx_event_parts").createOrReplaceTempView("_edx_events")
+    for name, spec in INPUTS.items():
+        if name.startswith("events"):
+            out[name] = _event_sql(spec, None if name == "events" else name)
+    return out
+
+
+def _register_arrow(spark: "SparkSession", view: str, table, spec: dict[str, str]) -> None:
+    """A small Arrow table (the course registry) as a Spark temp view with the INPUTS types."""
+    schema = ", ".join(f"`{c}` {_SPARK_TYPES[t]}" for c, t in spec.items())
+    spark.createDataFrame(table.select(list(spec)).to_pylist() or [], schema).createOrReplaceTempView(view)
+
+
+# --- compiling ---------------------------------------------------------------------------------------------
+
+# Ibis 12 / sqlglot render strip()'s whitespace set for Spark as '\\t\\n\\r\\v\\f', and Spark's string
+# literals know no \\v or \\f escape (they read as the letters v and f: 'verified' -> 'erified').
+# docs/decisions.md "Spark: per-engine fallbacks".
+_BAD_TRIM = "' \\t\\n\\r\\v\\f'"
+_GOOD_TRIM = "' \\t\\n\\r\\u000B\\u000C'"
+
+
+def spark_sql(ib, expr) -> str:
+    """Spark SQL of an Ibis expression, with the whitespace set of strip() fixed."""
+    return ib.compile(expr).replace(_BAD_TRIM, _GOOD_TRIM)
+
+
+def _utc_wall_time(df: "DataFrame") -> "DataFrame":
+    """TIMESTAMP (session-zone) columns as TIMESTAMP_NTZ in UTC, the type every model column has on DuckDB
+    (a timestamp literal, e.g. ``created_at``, is a zoned TIMESTAMP on Spark)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampType
+
+    return df.select(*[F.col(f"`{f.name}`").cast("timestamp_ntz").alias(f.name)
+                       if isinstance(f.dataType, TimestampType) else F.col(f"`{f.name}`")
+                       for f in df.schema.fields])
+
+
+# --- writing ---------------------------------------------------------------------------------------------------
+
+def _merge_parts(d: Path, path: Path) -> int:
+    """Spark's part files of one model -> one Parquet file (streamed by row group); returns rows."""
+    parts = sorted(p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
+    tmp = path.with_name(path.name + ".tmp")
+    schema = pq.read_schema(parts[0])
+    rows = 0
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        for p in parts:
+            f = pq.ParquetFile(p)
+            for i in range(f.num_row_groups):
+                rg = f.read_row_group(i)
+                rows += rg.num_rows
+                w.write_table(rg.cast(schema))
+    os.replace(tmp, path)
+    shutil.rmtree(d, ignore_errors=True)
+    return rows
+
+
+def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names: list[str] | None = None,
+                force: bool = False, on_model: Callable[[ModelResult], None] | None = None,
+                master: str = "local[2]", remote: str | None = None, output: str | None = None,
+                spark: "SparkSession | None" = None) -> BuildResult:
+    """Every (changed) model on Spark; see the module docstring. ``spark``: reuse a session (tests)."""
+    if not lake.catalog_path.exists():
+        raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
+    t0 = time.perf_counter()
+    session = spark or spark_session(master, remote)
+    res = BuildResult(store=f"spark {remote or master}" + (f" -> {output}" if output else ""))
+    todo = D.order(names)
+    models_dir = lake.lake_dir / "models"
+    new_paths: dict[str, tuple[Path, str, int, float]] = {}
+    ib = ibis.pyspark.connect(session)
+    with lake.writer():
+        with lake.connect(read_only=True) as con:
+            con.execute("SET TimeZone = 'UTC'")
+            info = course_info(con, entries)
+            in_fp = input_fingerprints(con, info)
+            fps = model_fingerprints(todo, in_fp, params)
+            stored = {} if output else _stored_models(con)
+            c0 = time.perf_counter()
+            sqls = register_inputs(session, con, lake.root)
+            _register_arrow(session, "_edx_src_course_info", info, INPUTS["course_info"])
+            sqls["course_info"] = _typed_sql("_edx_src_course_info", {c: _SPARK_TYPES[t].lower() for c, t in
+                                                                      INPUTS["course_info"].items()},
+                                             INPUTS["course_info"])
+            res.copy_seconds = time.perf_counter() - c0
+        current: dict[str, str] = {n: str(lake.root / p) for n, (p, _) in stored.items()}
+
+        def get(name: str):
+            if name in INPUTS:
+                return ib.sql(sqls[name])
+            session.read.parquet(current[name]).createOrReplaceTempView(f"_edx_model_{name}")
+            return ib.table(f"_edx_model_{name}")
+
+        for n in todo:
+            old = stored.get(n)
+            if not force and old and old[1] == fps[n] and (lake.root / old[0]).exists():
+                r = ModelResult(n, "unchanged", -1, 0.0)
+            else:
+                s0 = time.perf_counter()
+                with _PeakRSS() as mem:
+                    expr = D.MODELS[n].build(D.Tables(get), params)
+                    df = _utc_wall_time(session.sql(spark_sql(ib, expr)))
+                    stem = f"{n}-{uuid.uuid4().hex[:12]}"
+                    if output:
+                        target = f"{output.rstrip('/')}/{n}/{stem}"
+                        df.write.mode("error").parquet(target)
+                        rows = session.read.parquet(target).count()
+                        current[n] = target
+                    else:
+                        d = models_dir / n
+                        d.mkdir(parents=True, exist_ok=True)
+                        tmpdir = d / f".{stem}.spark"
+                        df.write.mode("overwrite").parquet(str(tmpdir))
+                        path = d / f"{stem}.parquet"
+                        rows = _merge_parts(tmpdir, path)
+                        current[n] = str(path)
+                r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
+                if not output:
+                    new_paths[n] = (path, fps[n], rows, r.seconds)
+            res.models.append(r)
+            if on_model:
+                on_model(r)
+        if new_paths:
+            with lake.connect() as con:
+                catalog.ensure(con, catalog.MODELS)
+                con.execute("BEGIN TRANSACTION")
+                for n, (path, fp, rows, secs) in new_paths.items():
+                    con.execute("DELETE FROM _edx_models WHERE name = ?", [n])
+                    con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
+                                [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
+                    _record_inputs(con, n, in_fp)
+                views.model_views(con, lake.root)
+                con.execute("COMMIT")
+        lake.collect_garbage()
+    if spark is None:
+        session.stop()
+    res.seconds = time.perf_counter() - t0
+    return res
