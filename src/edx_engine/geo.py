@@ -27,7 +27,6 @@ import datetime as dt
 import functools
 import ipaddress
 import json
-import os
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -40,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .store import catalog, views
+from .store.files import write_atomic
 from .store.lake import Lake
 
 LOCATION_SCHEMA = pa.schema([
@@ -269,9 +269,7 @@ def _store(lake: Lake, tables: dict[str, pa.Table], db: IpDatabase, now: dt.date
     new: dict[str, Path] = {}
     for name, t in tables.items():
         p = d / f"{name}-{uuid.uuid4().hex[:12]}.parquet"
-        tmp = p.with_name(p.name + ".tmp")
-        pq.write_table(t, tmp, compression="zstd")
-        os.replace(tmp, p)
+        write_atomic(p, lambda tmp, t=t: pq.write_table(t, tmp, compression="zstd"))
         new[name] = p
     with lake.connect() as con:
         catalog.ensure(con, catalog.GEO)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from ..names import parse_events_name
+from ..store.files import finish_atomic, fsync_dir as _fsync_dir, write_atomic
 from .. import _hooks as testhooks
 
 T = TypeVar("T")
@@ -288,7 +289,7 @@ class S3Fetcher:
             if not meta.exists():  # a single-request download restarts from zero: nothing to resume
                 part.unlink(missing_ok=True)
             raise
-        os.replace(part, dest)
+        finish_atomic(part, dest)
         meta.unlink(missing_ok=True)
         _fsync_dir(dest.parent)
         return sha
@@ -415,25 +416,7 @@ def _load_meta(path: Path) -> dict | None:
 
 
 def _save_meta(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomic(path, json.dumps(data))
 
 
 def local_path_for(downloads: Path, obj) -> Path:

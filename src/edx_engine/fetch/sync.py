@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import fcntl
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from rich.markup import escape
 
 from ..config import Settings
 from ..decrypt import DecryptError, GpgSettings, gpg_session
+from ..store import files
 from ..store.ledger import Entry, Ledger, now
 from .. import _hooks as testhooks
 from .s3 import (DownloadCorrupt, FetchError, ObjectChanged, RemoteObject, S3Error, S3Fetcher, local_path_for)
@@ -64,51 +63,19 @@ def lock_path(data_dir: Path) -> Path:
 
 def lock_holder(data_dir: Path) -> int | None:
     """The pid of the running sync, or None when no sync is running."""
-    p = lock_path(data_dir)
-    if not p.exists():
-        return None
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            text = Path(p).read_text().strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    return files.lock_holder(lock_path(data_dir))
 
 
 @contextmanager
 def sync_lock(data_dir: Path, wait: bool = False, timeout: float | None = None) -> Iterator[None]:
+    """One sync at a time per data directory (the store's file lock, holding our pid)."""
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(data_dir), os.O_RDWR | os.O_CREAT, 0o600)
-    held = False
     try:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                held = True
-                break
-            except BlockingIOError:
-                if not wait or (deadline is not None and time.monotonic() > deadline):
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                    raise SyncBusy(f"another sync is running (pid {holder}) on {data_dir}"
-                                   + ("" if wait else "; use --wait to wait for it")) from None
-                time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        if held:
-            try:
-                os.ftruncate(fd, 0)
-            except OSError:
-                pass
-        os.close(fd)
+        with files.file_lock(lock_path(data_dir), wait=wait, timeout=timeout, record_pid=True):
+            yield
+    except files.LockBusy as exc:
+        raise SyncBusy(f"another sync is running (pid {exc.holder or 'unknown'}) on {data_dir}"
+                       + ("" if wait else "; use --wait to wait for it")) from None
 
 
 # -- results ---------------------------------------------------------------------------------

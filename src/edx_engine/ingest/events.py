@@ -51,13 +51,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 from isal.isal_zlib import IsalError
 
 from ..decrypt import DecryptError, GpgSettings
 from .. import _hooks as testhooks
 from ..store import catalog, views
+from ..store.files import QuarantineWriter
 from ..store.lake import Lake
 from ..store.views import sql_list as _sql_list
 from ..store.views import (EVENT_COLUMNS, FAMILIES, NAVIGATION_TYPES, PROBLEM_TYPES,  # noqa: F401 (old home)
@@ -316,58 +315,22 @@ class _Plain:
                 return out
 
 
-class _QuarantineWriter:
-    """Rejected lines of one source file, streamed to a Parquet file of the quarantine layout."""
-
-    SCHEMA = pa.schema([("kind", pa.string()), ("source_file", pa.string()), ("line", pa.int64()),
-                        ("reason", pa.string()), ("raw", pa.binary()), ("imported_at", pa.timestamp("us"))])
+class _QuarantineWriter(QuarantineWriter):
+    """Rejected lines of one source file (the store's quarantine writer), in line order per
+    batch, remembering the first (line, reason) for the file's one-line message."""
 
     def __init__(self, lake: Lake, label: str):
-        self.lake, self.label = lake, label
-        self.path: Path | None = None
-        self.writer: pq.ParquetWriter | None = None
-        self.rows = 0
+        super().__init__(lambda: lake.quarantine_file(KIND), KIND, label)
+        self.lake = lake
         self.first: tuple[int, str] | None = None
-        self.now = int(time.time() * 1e6)
 
     def add(self, rejects: list) -> None:
         if not rejects:
             return
-        if self.writer is None:
-            self.path = self.lake.quarantine_file(KIND)
-            self.writer = pq.ParquetWriter(self.path.with_name(self.path.name + ".tmp"), self.SCHEMA,
-                                           compression="zstd")
         rejects.sort()
         if self.first is None or rejects[0][0] < self.first[0]:
             self.first = (rejects[0][0], rejects[0][1])
-        n = len(rejects)
-        self.writer.write_table(pa.table({
-            "kind": pa.array([KIND] * n, pa.string()),
-            "source_file": pa.array([self.label] * n, pa.string()),
-            "line": pa.array([r[0] for r in rejects], pa.int64()),
-            "reason": pa.array([r[1] for r in rejects], pa.string()),
-            "raw": pa.array([r[2] for r in rejects], pa.binary()),
-            "imported_at": pa.array([self.now] * n, pa.int64()).cast(pa.timestamp("us")),
-        }, schema=self.SCHEMA))
-        self.rows += n
-
-    def close(self) -> Path | None:
-        if self.writer is None:
-            return None
-        self.writer.close()
-        assert self.path is not None
-        os.replace(self.path.with_name(self.path.name + ".tmp"), self.path)
-        return self.path
-
-    def discard(self) -> None:
-        if self.writer is not None:
-            try:
-                self.writer.close()
-            except Exception:
-                pass
-            assert self.path is not None
-            self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
-            self.path.unlink(missing_ok=True)
+        super().add(rejects)
 
 
 # -- import -------------------------------------------------------------------------------

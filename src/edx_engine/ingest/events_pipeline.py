@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..store.files import finish_atomic
 from .events_parse import KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, parse_block, too_long
 
 BLOCK_SIZE = 4 << 20  # read size of plain (not gzipped) files
@@ -185,8 +186,7 @@ class PartSink:
     def _close(self, date: str) -> None:
         w, final, st = self.writers.pop(date)
         w.close()
-        tmp = final.with_name(final.name + ".tmp")
-        os.replace(tmp, final)
+        finish_atomic(final.with_name(final.name + ".tmp"), final)
         self.parts.append({"path": str(final), "date": date, "rows": st[0], "min_time": st[1], "max_time": st[2]})
 
     def close(self) -> list[dict]:

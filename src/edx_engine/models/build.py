@@ -35,6 +35,7 @@ import ibis
 import pyarrow as pa
 
 from ..store import catalog, views
+from ..store.files import write_atomic
 from ..store.lake import Lake
 from . import definitions as D
 from .inputs import INPUTS, catalog_columns, input_sql, q
@@ -226,12 +227,10 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
                     d = models_dir / n
                     d.mkdir(parents=True, exist_ok=True)
                     path = d / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
-                    tmp = path.with_name(path.name + ".tmp")
                     s0 = time.perf_counter()
                     with _PeakRSS() as mem:
                         expr = m.build(tables, params)
-                        ib.to_parquet(expr, str(tmp), compression="zstd")
-                    os.replace(tmp, path)
+                        write_atomic(path, lambda tmp, expr=expr: ib.to_parquet(expr, str(tmp), compression="zstd"))
                     rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
                     r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
                     new_paths[n] = (path, fps[n], rows, r.seconds)

@@ -25,14 +25,13 @@ store's files.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import os
 import re
 import shutil
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,7 +40,7 @@ import duckdb
 
 from .. import _hooks as testhooks
 from ..names import path_slug
-from . import catalog, views
+from . import catalog, files, views
 from .catalog import LAKE_FILE_OWNERS, QUARANTINE_COLUMNS  # noqa: F401 (their old home)
 from .views import sql_list as _sql_list
 
@@ -308,19 +307,17 @@ class Lake:
     def writer(self, wait: bool = False) -> Iterator[None]:
         """Exclusive write lock on the store (one import or sync at a time)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
+        with ExitStack() as stack:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise StoreBusy(f"another edx-engine process is writing to {self.root} (lock {self.root / '.lock'})")
+                stack.enter_context(files.file_lock(self.root / ".lock", wait=wait))
+            except files.LockBusy:
+                raise StoreBusy(f"another edx-engine process is writing to {self.root} "
+                                f"(lock {self.root / '.lock'})") from None
             _HELD.add(self._here())
             try:
                 yield
             finally:
                 _HELD.discard(self._here())
-        finally:
-            os.close(fd)
 
     def current(self, con: duckdb.DuckDBPyConnection, table: str, course_id: str) -> tuple | None:
         return con.execute(
