@@ -59,3 +59,33 @@ def other_gpg_key(tmp_path_factory):
 def gpg_encrypt(home: Path, recipient: str, src: Path, dst: Path) -> Path:
     _gpg(home, "--trust-model", "always", "--encrypt", "-r", recipient, "-o", str(dst), str(src))
     return dst
+
+
+# -- running the suite on several workers (pytest-xdist, `make test` uses -n auto --dist loadgroup) ------
+# Tests of one file share module fixtures (stores, servers), so a file is one group, run by one worker;
+# the long files are cut into a few groups of about equal cost so that both cores stay busy to the end,
+# and the costly groups are handed out first.
+SPLIT_GROUPS = {
+    "test_sync.py": lambda name: "kill" if "kill_9" in name else ("errors" if any(
+        w in name for w in ("corrupt", "wrong_passphrase", "network", "unreachable", "keeps_failing",
+                            "deleted", "fails_is", "foreign", "user_errors")) else "main"),
+    "test_faults.py": lambda name: "scrub" if "scrub_killed" in name else "import",
+}
+COSTLY_FIRST = ["test_sync.py:kill", "test_faults.py:import", "test_sync.py:main", "test_faults.py:scrub",
+                "test_sync.py:errors", "test_privacy.py", "test_daily_run.py", "test_spark.py", "test_dashboard.py",
+                "test_commit_wait.py", "test_gpg_passphrase.py", "test_store_moves.py", "test_cli.py",
+                "test_events_sources.py", "test_adversarial_events.py", "test_models_naive.py",
+                "test_postgres_models.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    def group(item) -> str:
+        base = item.path.name
+        split = SPLIT_GROUPS.get(base)
+        return f"{base}:{split(item.name)}" if split else base
+
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group(item)))
+    rank = {g: i for i, g in enumerate(COSTLY_FIRST)}
+    items.sort(key=lambda it: rank.get(group(it), len(rank)))  # stable: file order kept within the rest
