@@ -106,3 +106,26 @@ def test_strip_whitespace_set_on_spark(spark):
     t = ib.table("_strip_case")
     got = [r[0] for r in spark.sql(spark_sql(ib, t.select(c=clean(t.v)))).collect()]
     assert got == ["verified", "f", "vf", "unknown", "unknown", "BR"]
+
+
+def test_cli_build_engine_spark(spark, store):
+    """`build --engine spark` is a thin call: it rebuilds the asked model on Spark and says so; bad
+    combinations are one line. (Runs last: the CLI stops the session it got, here the module's.)"""
+    from typer.testing import CliRunner
+
+    from edx_engine.cli import app
+
+    from edx_engine.models.build import evaluate
+
+    lake, manifest = store
+    before = evaluate(lake, [], Params(), "courses")  # on DuckDB, not stored
+    r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--spark-master",
+                                 "local[2]", "--model", "courses", "--force"])
+    assert r.exit_code == 0, r.output
+    assert "spark local[2]" in r.output and "1 built" in r.output, r.output
+    assert _rows(read_model(lake, "courses")) == _rows(before)
+    r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--store",
+                                 "postgresql://x@127.0.0.1:1/db"])
+    assert r.exit_code == 1 and "cannot be combined with --store" in r.output
+    r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "flink"])
+    assert r.exit_code == 1 and "unknown engine 'flink'" in r.output

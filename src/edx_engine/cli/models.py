@@ -99,6 +99,16 @@ def build(
                                                  help="Count staff in the indicators (default: exclude)."),
     model: Optional[list[str]] = typer.Option(None, "--model", help="Build only this model (and what it needs)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even if nothing changed."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (this machine) or spark (Ibis' PySpark backend; "
+                                                          "needs the spark extra, see docs/scale.md)."),
+    spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: Spark master URL "
+                                                                        "(local[*], yarn, spark://host:7077)."),
+    spark_remote: Optional[str] = typer.Option(None, "--spark-remote", help="With --engine spark: Spark Connect "
+                                                                             "URL (sc://host:15002); no local Java."),
+    spark_output: Optional[str] = typer.Option(None, "--output", help="With --engine spark: write the models "
+                                                                      "under this URL (s3a://…, hdfs://…) "
+                                                                      "instead of the lake; the catalog is not "
+                                                                      "updated."),
 ) -> None:
     """(Re)compute the indicator models; only models whose inputs or parameters changed are rebuilt."""
     from ..models import MODELS, BuildError, build_duckdb, build_postgres
@@ -110,6 +120,12 @@ def build(
         if m not in MODELS:
             fail(f"unknown model {m!r}; models: {', '.join(MODELS)}")
     url = _store(settings, store)
+    if engine not in ("duckdb", "spark"):
+        fail(f"unknown engine {engine!r} (use duckdb or spark)")
+    if engine == "spark" and url:
+        fail("--engine spark writes to the lake; it cannot be combined with --store")
+    if engine != "spark" and (spark_remote or spark_output):
+        fail("--spark-remote and --output need --engine spark")
     lake = Lake(settings.data_dir)
 
     def on_model(r):
@@ -119,6 +135,11 @@ def build(
     try:
         if url:
             res = build_postgres(lake, url, entries, params, model or None, force, on_model)
+        elif engine == "spark":
+            from ..models.spark import build_spark
+
+            res = build_spark(lake, entries, params, model or None, force, on_model, master=spark_master,
+                              remote=spark_remote, output=spark_output)
         else:
             res = build_duckdb(lake, entries, params, model or None, force, on_model)
     except (BuildError, StoreBusy) as exc:
