@@ -37,7 +37,7 @@ from ..store.lake import Lake
 from . import definitions as D
 from .build import (BuildError, BuildResult, ModelResult, _PeakRSS, _record_inputs, _stored_models,
                     input_fingerprints, model_fingerprints)
-from .inputs import INPUTS, SUBJECT_EVENTS
+from .inputs import INPUTS, SUBJECT_EVENTS, input_sql
 from .registry import CourseEntry, course_info
 
 if TYPE_CHECKING:
@@ -206,6 +206,23 @@ def _register_arrow(spark: "SparkSession", view: str, table, spec: dict[str, str
     spark.createDataFrame(table.select(list(spec)).to_pylist() or [], schema).createOrReplaceTempView(view)
 
 
+def stage_inputs(spark: "SparkSession", con: duckdb.DuckDBPyConnection, tmp: Path) -> dict[str, str]:
+    """Every input through the DuckDB catalog (``inputs.input_sql``) into Parquet under ``tmp``, read by Spark.
+
+    For catalogs whose views are not over the lake's bookkeeping (benchmark stores, hand-made
+    fixtures): DuckDB reads everything once on this machine, so it does not scale out."""
+    out: dict[str, str] = {}
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, spec in INPUTS.items():
+        if name == "course_info":
+            continue
+        f = tmp / f"{name}.parquet"
+        con.execute(f"COPY ({input_sql(con, name)}) TO '{f}' (FORMAT parquet)")
+        have = _register_files(spark, f"_edx_src_{name}", [str(f)])
+        out[name] = _typed_sql(f"_edx_src_{name}", have, spec)
+    return out
+
+
 # --- compiling ---------------------------------------------------------------------------------------------
 
 # Ibis 12 / sqlglot render strip()'s whitespace set for Spark as '\\t\\n\\r\\v\\f', and Spark's string
@@ -254,8 +271,9 @@ def _merge_parts(d: Path, path: Path) -> int:
 def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names: list[str] | None = None,
                 force: bool = False, on_model: Callable[[ModelResult], None] | None = None,
                 master: str = "local[2]", remote: str | None = None, output: str | None = None,
-                spark: "SparkSession | None" = None) -> BuildResult:
-    """Every (changed) model on Spark; see the module docstring. ``spark``: reuse a session (tests)."""
+                spark: "SparkSession | None" = None, staged: bool = False) -> BuildResult:
+    """Every (changed) model on Spark; see the module docstring. ``spark``: reuse a session (tests);
+    ``staged``: inputs through DuckDB (``stage_inputs``) for catalogs not built by the importers."""
     if not lake.catalog_path.exists():
         raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
     t0 = time.perf_counter()
@@ -273,7 +291,8 @@ def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names:
             fps = model_fingerprints(todo, in_fp, params)
             stored = {} if output else _stored_models(con)
             c0 = time.perf_counter()
-            sqls = register_inputs(session, con, lake.root)
+            staging = lake.root / "tmp" / "spark-inputs"
+            sqls = stage_inputs(session, con, staging) if staged else register_inputs(session, con, lake.root)
             _register_arrow(session, "_edx_src_course_info", info, INPUTS["course_info"])
             sqls["course_info"] = _typed_sql("_edx_src_course_info", {c: _SPARK_TYPES[t].lower() for c, t in
                                                                       INPUTS["course_info"].items()},
@@ -328,6 +347,8 @@ def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names:
                 views.model_views(con, lake.root)
                 con.execute("COMMIT")
         lake.collect_garbage()
+    if staged:
+        shutil.rmtree(lake.root / "tmp" / "spark-inputs", ignore_errors=True)
     if spark is None:
         session.stop()
     res.seconds = time.perf_counter() - t0
