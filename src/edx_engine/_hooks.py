@@ -1,50 +1,42 @@
-"""Deterministic pause points for crash tests (inactive unless the environment asks for them).
+"""Seams for the crash tests: ``pause(stage)`` does nothing unless a test asks for it.
 
-``EDX_ENGINE_TEST_PAUSE_AT="stage[:n][,stage[:n]...]"`` makes the process stop the n-th time
-(default: the first) it reaches ``stage``; it writes ``"<pid> <stage>"`` to
-``EDX_ENGINE_TEST_PAUSE_FILE`` and sleeps until that file is removed (or 120 s pass), so
-a test can SIGKILL it exactly there, or change the world (stop the S3 server) and let it go on.
-
-Stages: ``list`` (after listing), ``download`` (mid-download: after the first chunk of a
-multipart download, or before a single-request download), ``downloaded`` (file complete,
-ledger not yet updated), ``import`` (before the import), ``imported`` (import committed,
-ledger not yet updated). Any writer: ``package-commit`` (a package's snapshots written, not yet
-committed), ``import-packages`` (packages committed, logs not started), ``events-file`` (a log
-committed), ``scrub-file`` (a file rewritten), ``scrub-commit`` (every file rewritten, not yet
-committed), ``scrub-committed`` (committed, the old files not yet deleted); tests/test_faults.py.
+The pause points themselves live in the test suite (``tests/hooks.py``). They are loaded only
+when ``EDX_ENGINE_TEST_PAUSE_AT`` is set, from the file ``EDX_ENGINE_TEST_HOOKS`` names
+(default: ``tests/hooks.py`` of the source tree this package runs from, absent from an
+installed wheel: then nothing happens). Stages are listed in tests/hooks.py.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections import Counter
+from pathlib import Path
+from types import ModuleType
 
-_hits: Counter[str] = Counter()
+_impl: ModuleType | None = None
 
 
-def _wanted() -> dict[str, int]:
-    spec = os.environ.get("EDX_ENGINE_TEST_PAUSE_AT", "")
-    out: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        stage, _, n = part.partition(":")
-        out[stage] = int(n or 1)
-    return out
+def _load() -> ModuleType | None:
+    global _impl
+    if _impl is None:
+        import importlib.util
+
+        path = Path(os.environ.get("EDX_ENGINE_TEST_HOOKS")
+                    or Path(__file__).resolve().parents[2] / "tests" / "hooks.py")
+        if not path.is_file():
+            return None
+        spec = importlib.util.spec_from_file_location("_edx_engine_test_hooks", path)
+        if spec is None or spec.loader is None:
+            return None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _impl = module
+    return _impl
 
 
 def pause(stage: str) -> None:
-    wanted = _wanted()
-    if stage not in wanted:
+    """A named point where a crash test may stop this process (no-op in normal runs)."""
+    if not os.environ.get("EDX_ENGINE_TEST_PAUSE_AT"):
         return
-    _hits[stage] += 1
-    if _hits[stage] != wanted[stage]:
-        return
-    flag = os.environ.get("EDX_ENGINE_TEST_PAUSE_FILE")
-    if not flag:
-        return
-    with open(flag + ".tmp", "w") as f:
-        f.write(f"{os.getpid()} {stage}\n")
-    os.replace(flag + ".tmp", flag)
-    deadline = time.monotonic() + 120
-    while os.path.exists(flag) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    impl = _load()
+    if impl is not None:
+        impl.pause(stage)

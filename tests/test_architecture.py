@@ -1,0 +1,125 @@
+"""The layering rules of docs/architecture.md, checked on every module's imports (ast, no import).
+
+A rule broken here is a hidden seam coming back: the store loading the stages above it, a
+stage orchestrating other stages, library code importing the CLI."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "edx_engine"
+
+# Top-level parts of the package that are stages (compute something, hand files to the store).
+STAGES = {"ingest", "models", "geo", "privacy", "fetch", "reports", "dashboard"}
+# May chain several stages: the orchestrator, and the front ends that present what stages made.
+ORCHESTRATORS = {"pipeline", "cli", "dashboard"}
+# Compatibility aliases (one-line re-exports of a module's new home), allowed to point anywhere.
+ALIASES = {"lake", "ledger", "ingest.run"}
+# Stage pairs that existed before the redesign and are not orchestration (one stage using another's
+# result): listed so that a new one is a decision, not an accident.
+KNOWN_STAGE_USES = {
+    ("privacy", "geo"),  # scrub locates learners (country) before it drops the IP addresses
+    ("reports", "models"),  # reports read built models
+    ("reports", "privacy"),  # the public report applies the export's suppression specs
+    ("reports", "dashboard"),  # column labels shared with the dashboard (dashboard.labels)
+}
+# Edges kept only until their user moves (module, imported module) -> why.
+TEMPORARY = {
+    ("fetch.sync", "pipeline.sync"): "lazy alias: the CLI still imports Syncer from fetch.sync",
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in sorted(PKG.rglob("*.py")):
+        rel = p.relative_to(PKG).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Absolute edx_engine module names (without the ``edx_engine.`` prefix) imported anywhere in
+    the module, including imports inside functions."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("edx_engine."):
+                    out.add(a.name[len("edx_engine."):])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1] if node.level > 1 else package
+                mod = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                # ``from . import x``: x may be a module
+                out.update(f"{mod}.{a.name}".lstrip(".") if not node.module else mod for a in node.names)
+            elif node.module and node.module.startswith("edx_engine"):
+                mod = node.module[len("edx_engine"):].lstrip(".")
+                out.update(f"{mod}.{a.name}".lstrip(".") if not mod else mod for a in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("edx_engine."):
+            out.add(node.value[len("edx_engine."):])  # importlib.import_module("edx_engine.x")
+    return {m for m in out if m}
+
+
+def _top(mod: str) -> str:
+    top = mod.split(".")[0]
+    return "cli" if top.startswith("cli_") else top  # the CLI before it became a package: cli_*.py
+
+
+MODULES = _modules()
+IMPORTS = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def test_the_parser_sees_imports():
+    """The rules below are only as good as this parser: known edges must be found."""
+    assert "store.lake" in IMPORTS["ingest.exports"]
+    assert "store.views" in IMPORTS["store.lake"]
+    assert "ingest.events" in IMPORTS["pipeline.import_run"]
+    assert "store.catalog" in IMPORTS["store.views"]  # ``from . import catalog``
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _top(n) == "store"))
+def test_store_imports_no_stage(name):
+    bad = sorted(m for m in IMPORTS[name] if _top(m) in STAGES | ORCHESTRATORS)
+    assert not bad, f"store module {name} imports {bad}: the store must not know the stages above it"
+
+
+def test_no_view_hooks_or_module_loaders_left():
+    """The hidden cycle of issue 16: the store importing stages by name to collect view hooks."""
+    for name, path in MODULES.items():
+        text = path.read_text()
+        assert "register_view_hook" not in text, name
+        if _top(name) in {"store", "privacy"}:
+            assert "importlib" not in text, name
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _top(n) not in ORCHESTRATORS and n not in ALIASES))
+def test_only_pipeline_chains_stages(name):
+    own = _top(name)
+    mods = {m for m in IMPORTS[name] if (name, m) not in TEMPORARY}
+    others = {_top(m) for m in mods} & (STAGES | {"pipeline"}) - {own}
+    unknown = {o for o in others if (own, o) not in KNOWN_STAGE_USES}
+    assert not unknown, (f"{name} imports the stage(s) {sorted(unknown)}: chaining stages belongs in "
+                         f"edx_engine/pipeline/ (or list a one-way use in KNOWN_STAGE_USES with a reason)")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _top(n) != "cli" and n != "__main__"))
+def test_no_module_imports_the_cli(name):
+    bad = sorted(m for m in IMPORTS[name] if _top(m) == "cli")
+    assert not bad, f"{name} imports the CLI ({bad}): library code reports through return values"
+
+
+def test_aliases_are_thin():
+    """The compatibility modules only re-export (one docstring, imports, nothing else)."""
+    for alias in ALIASES:
+        tree = ast.parse(MODULES[alias].read_text())
+        body = tree.body[1:]  # after the docstring
+        assert "compatibility alias" in (ast.get_docstring(tree) or ""), alias
+        assert all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body), alias
