@@ -123,3 +123,26 @@ def test_aliases_are_thin():
         body = tree.body[1:]  # after the docstring
         assert "compatibility alias" in (ast.get_docstring(tree) or ""), alias
         assert all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body), alias
+
+
+def test_store_builds_every_view_without_loading_a_stage(tmp_path):
+    """A fresh process that only uses the store gets the events and model views too, and never
+    loads a stage (the old store imported ingest.events, geo and models.build to collect hooks)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, duckdb\n"
+        "from edx_engine.store import Lake\n"
+        f"Lake({str(tmp_path)!r}).init()\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[1:2] and m.split('.')[1] in "
+        "('ingest', 'geo', 'models', 'privacy', 'fetch', 'reports', 'dashboard', 'pipeline', 'cli'))\n"
+        "assert not loaded, loaded\n"
+        f"con = duckdb.connect({str(tmp_path / 'edx.duckdb')!r}, read_only=True)\n"
+        "views = {r[0] for r in con.execute(\"SELECT view_name FROM duckdb_views() WHERE NOT internal\").fetchall()}\n"
+        "schemas = {r[0] for r in con.execute('SELECT schema_name FROM duckdb_schemas()').fetchall()}\n"
+        "print(sorted(views & {'auth_user', 'quarantine', 'events', 'events_all', 'events_video'}), 'models' in schemas)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[0] == "['auth_user', 'events', 'events_all', 'events_video', 'quarantine'] True"
