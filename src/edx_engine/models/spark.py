@@ -67,6 +67,11 @@ def spark_session(master: str = "local[2]", remote: str | None = None,
         raise BuildError("--engine spark needs the Spark extra: pip install 'edx-engine[spark]'") from None
     b = SparkSession.builder
     if remote:
+        import importlib.util
+
+        if importlib.util.find_spec("grpc") is None:
+            raise BuildError("Spark Connect (--spark-remote) needs its client libraries: "
+                             "pip install 'pyspark[connect]' (grpcio, grpcio-status, googleapis-common-protos)")
         b = b.remote(remote)
     else:
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
