@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
+from ..store import catalog
 from ..store.files import QuarantineWriter, finish_atomic
 from ..store.lake import Lake, QuarantineFile, Snapshot
 from ..names import course_slug, slug_matches
@@ -231,8 +232,7 @@ class PackageImporter:
         with self.lake.connect(read_only=False) as con:
             # the snapshots as they are before this run (it commits once, at its end, under the write lock):
             # read once, not once per member (a catalog connection costs ~0.1 s)
-            rows = con.execute("SELECT table_name, course_id, package_date, fingerprint, path "
-                               "FROM _edx_snapshots").fetchall()
+            rows = catalog.current_snapshots(con)
         self._current = {(t, c): (d, f, p) for t, c, d, f, p in rows}
         self._by_fingerprint = {(t, d, f): c for t, c, d, f, _ in sorted(rows)}
         known = sorted({c for _, c, _, _, _ in rows})

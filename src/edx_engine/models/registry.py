@@ -34,6 +34,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ..store import catalog
 from .inputs import INPUTS, catalog_columns
 
 DEFAULT_REGISTRY = "courses.toml"
@@ -166,8 +167,7 @@ def course_info(con: duckdb.DuckDBPyConnection, entries: list[CourseEntry]) -> p
             structure.setdefault(cid, (name, start, end))
     tables: dict[str, list[str]] = {}
     try:
-        for cid, t in con.execute("SELECT course_id, table_name FROM _edx_snapshots WHERE rows > 0 "
-                                  "ORDER BY table_name").fetchall():
+        for cid, t in catalog.courses_with_rows(con):
             tables.setdefault(cid, []).append(t)
     except duckdb.CatalogException:
         pass

@@ -114,6 +114,16 @@ def event_file_counts(con: duckdb.DuckDBPyConnection, source_key: str) -> tuple[
     return (int(r[0] or 0), int(r[1] or 0)) if r else (0, 0)
 
 
+def current_snapshots(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str, str, str]]:
+    """(table, course, package date, fingerprint, stored path) of every current snapshot."""
+    return con.execute("SELECT table_name, course_id, package_date, fingerprint, path FROM _edx_snapshots").fetchall()
+
+
+def courses_with_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(course, table) of every current snapshot that holds rows, by table name."""
+    return con.execute("SELECT course_id, table_name FROM _edx_snapshots WHERE rows > 0 ORDER BY table_name").fetchall()
+
+
 def paths(con: duckdb.DuckDBPyConnection, table: str, order: str = "path") -> list[str]:
     """The stored (relative) paths a bookkeeping table lists, ordered by ``order``."""
     if table not in TABLES:
