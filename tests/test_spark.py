@@ -111,6 +111,23 @@ def test_inputs_identical(spark, store):
     assert duck["events"].num_rows > 0 and duck["events_problem"].num_rows > 0
 
 
+def test_output_elsewhere_leaves_catalog(spark, store, tmp_path):
+    """--output: models (and the models they read) as directories of parts there; catalog untouched."""
+    from edx_engine.models.spark import build_spark
+
+    lake, _ = store
+    with lake.connect(read_only=True) as con:
+        before = con.execute("SELECT name, path, fingerprint FROM _edx_models ORDER BY name").fetchall()
+    expected = _rows(read_model(lake, "activity_daily"))
+    out = tmp_path / "models-out"
+    res = build_spark(lake, [], Params(), names=["activity_daily"], spark=spark, output=str(out))
+    assert [m.name for m in res.models] == ["learner_day", "activity_daily"]
+    (d,) = list((out / "activity_daily").iterdir())
+    assert _rows(spark.read.parquet(str(d)).toArrow()) == expected
+    with lake.connect(read_only=True) as con:
+        assert con.execute("SELECT name, path, fingerprint FROM _edx_models ORDER BY name").fetchall() == before
+
+
 def test_strip_whitespace_set_on_spark(spark):
     """Ibis renders strip()'s whitespace set with \\v and \\f escapes Spark does not know (it trimmed the
     letters v and f); spark_sql fixes the literal. Hand-made values, expected results by hand."""
