@@ -28,7 +28,7 @@ KNOWN_STAGE_USES = {
 }
 # Edges kept only until their user moves (module, imported module) -> why.
 TEMPORARY = {
-    ("fetch.sync", "pipeline.sync"): "lazy alias: the CLI still imports Syncer from fetch.sync",
+    ("fetch.sync", "pipeline.sync"): "lazy compatibility alias: Syncer moved to pipeline.sync",
 }
 
 

@@ -104,7 +104,8 @@ def sync(
     from ..fetch.s3 import FetchError, S3Error, S3Fetcher, S3Settings
     from rich.markup import escape
 
-    from ..fetch.sync import SyncBusy, Syncer, SyncSettings, failure_line, sync_lock
+    from ..fetch.sync import SyncBusy, SyncSettings, failure_line, sync_lock
+    from ..pipeline.sync import Syncer
     from ..ledger import LedgerBusy
 
     settings = load_settings(data_dir, None, passphrase_file, config)

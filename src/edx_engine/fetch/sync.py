@@ -187,7 +187,7 @@ def _unlink(p: Path) -> None:
 
 
 def __getattr__(name: str):
-    """compatibility alias: ``Syncer`` moved to edx_engine.pipeline.sync (the CLI still imports it here)."""
+    """compatibility alias: ``Syncer`` moved to edx_engine.pipeline.sync (for code that imports it from here)."""
     if name == "Syncer":
         import importlib
 

@@ -9,8 +9,8 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from ..lake import Lake
-from ..ledger import Ledger
+from .lake import Lake
+from .ledger import Ledger
 
 RUN_COLUMNS = ("run_id", "pid", "started_at", "ended_at", "status", "summary")
 
