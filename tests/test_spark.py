@@ -126,6 +126,12 @@ def test_output_elsewhere_leaves_catalog(spark, store, tmp_path):
     assert _rows(spark.read.parquet(str(d)).toArrow()) == expected
     with lake.connect(read_only=True) as con:
         assert con.execute("SELECT name, path, fingerprint FROM _edx_models ORDER BY name").fetchall() == before
+    # a Spark failure is one line naming the model, not a Java stack trace
+    from edx_engine.models.build import BuildError
+    from edx_engine.models.spark import _write_model
+
+    with pytest.raises(BuildError, match=r"^model broken failed on Spark: .*no_such_view"):
+        _write_model(spark, "SELECT * FROM no_such_view", "broken", tmp_path, None)
 
 
 def test_strip_whitespace_set_on_spark(spark):

@@ -255,6 +255,30 @@ def _utc_wall_time(df: "DataFrame") -> "DataFrame":
 
 # --- writing ---------------------------------------------------------------------------------------------------
 
+def _write_model(session: "SparkSession", sql: str, name: str, models_dir: Path,
+                 output: str | None) -> tuple[int, str]:
+    """Run one model's SQL and write it (one file in the lake, or a part directory under ``output``);
+    returns (rows, where). A Spark failure becomes one BuildError line naming the model."""
+    from pyspark.errors import PySparkException
+
+    stem = f"{name}-{uuid.uuid4().hex[:12]}"
+    try:
+        df = _utc_wall_time(session.sql(sql))
+        if output:
+            target = f"{output.rstrip('/')}/{name}/{stem}"
+            df.write.mode("error").parquet(target)
+            return session.read.parquet(target).count(), target
+        d = models_dir / name
+        d.mkdir(parents=True, exist_ok=True)
+        tmpdir = d / f".{stem}.spark"
+        df.write.mode("overwrite").parquet(str(tmpdir))
+        path = d / f"{stem}.parquet"
+        return _merge_parts(tmpdir, path), str(path)
+    except PySparkException as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BuildError(f"model {name} failed on Spark: {first}") from None
+
+
 def _merge_parts(d: Path, path: Path) -> int:
     """Spark's part files of one model -> one Parquet file (streamed by row group); returns rows."""
     parts = sorted(p for p in d.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
@@ -319,21 +343,9 @@ def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names:
                 s0 = time.perf_counter()
                 with _PeakRSS() as mem:
                     expr = D.MODELS[n].build(D.Tables(get), params)
-                    df = _utc_wall_time(session.sql(spark_sql(ib, expr)))
-                    stem = f"{n}-{uuid.uuid4().hex[:12]}"
-                    if output:
-                        target = f"{output.rstrip('/')}/{n}/{stem}"
-                        df.write.mode("error").parquet(target)
-                        rows = session.read.parquet(target).count()
-                        current[n] = target
-                    else:
-                        d = models_dir / n
-                        d.mkdir(parents=True, exist_ok=True)
-                        tmpdir = d / f".{stem}.spark"
-                        df.write.mode("overwrite").parquet(str(tmpdir))
-                        path = d / f"{stem}.parquet"
-                        rows = _merge_parts(tmpdir, path)
-                        current[n] = str(path)
+                    rows, where = _write_model(session, spark_sql(ib, expr), n, models_dir, output)
+                current[n] = where
+                path = Path(where)
                 r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
                 if not output:
                     new_paths[n] = (path, fps[n], rows, r.seconds)
