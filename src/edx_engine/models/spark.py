@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -79,7 +80,10 @@ def spark_session(master: str = "local[2]", remote: str | None = None,
                              "or use --spark-remote sc://host:15002")
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         b = b.master(master)
-        for k, v in {**QUIET_CONF, "spark.driver.bindAddress": os.environ["SPARK_LOCAL_IP"],
+        # no spark-warehouse/ in the current directory: the build creates no tables, only temp views
+        warehouse = Path(tempfile.gettempdir()) / "edx-engine-spark-warehouse"
+        for k, v in {**QUIET_CONF, "spark.sql.warehouse.dir": str(warehouse),
+                     "spark.driver.bindAddress": os.environ["SPARK_LOCAL_IP"],
                      "spark.driver.host": os.environ["SPARK_LOCAL_IP"]}.items():
             b = b.config(k, v)
     for k, v in (conf or {}).items():
