@@ -10,6 +10,10 @@ import pytest
 
 TEST_PASSPHRASE = "correct horse battery staple ñ"
 
+# Rich sizes tables from the terminal, and pytest-xdist workers have none: the same width everywhere
+# (a test that wants another width passes its own COLUMNS).
+os.environ["COLUMNS"] = "200"
+
 
 def _gpg(home: Path, *args: str, passphrase: str | None = None) -> str:
     cmd = ["gpg", "--homedir", str(home), "--batch", "--yes", "--no-tty"]
