@@ -82,6 +82,7 @@ COSTLY_FIRST = ["test_sync.py:kill", "test_faults.py:import", "test_sync.py:main
                 "test_postgres_models.py"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     def group(item) -> str:
         base = item.path.name
