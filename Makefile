@@ -22,7 +22,7 @@ demo: $(BIN)/.installed
 	$(BIN)/edx-engine demo
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -n auto --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/run.py

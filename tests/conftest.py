@@ -65,10 +65,11 @@ def gpg_encrypt(home: Path, recipient: str, src: Path, dst: Path) -> Path:
     return dst
 
 
-# -- running the suite on several workers (pytest-xdist, `make test` uses -n auto --dist loadgroup) ------
-# Tests of one file share module fixtures (stores, servers), so a file is one group, run by one worker;
-# the long files are cut into a few groups of about equal cost so that both cores stay busy to the end,
-# and the costly groups are handed out first.
+# -- running the suite on several workers (pytest-xdist, `make test` uses -n auto --dist loadfile) -------
+# Tests of one file share module fixtures (stores, servers, a Spark session) and some run in file order,
+# so a file runs on one worker; the costly files are handed out first so both cores stay busy to the end.
+# The xdist_group markers below name finer groups for `--dist loadgroup`, which does not pick them up
+# with pytest-xdist 3.8 here (its own hook reads the markers first): kept for a later look.
 SPLIT_GROUPS = {
     "test_sync.py": lambda name: "kill" if "kill_9" in name else ("errors" if any(
         w in name for w in ("corrupt", "wrong_passphrase", "network", "unreachable", "keeps_failing",
