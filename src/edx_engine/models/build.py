@@ -239,19 +239,26 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
                 if on_model:
                     on_model(r)
         if new_paths:
-            with lake.connect() as con:
-                catalog.ensure(con, catalog.MODELS)
-                con.execute("BEGIN TRANSACTION")
-                for n, (path, fp, rows, secs) in new_paths.items():
-                    con.execute("DELETE FROM _edx_models WHERE name = ?", [n])
-                    con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
-                                [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
-                    _record_inputs(con, n, in_fp)
-                views.model_views(con, lake.root)
-                con.execute("COMMIT")
+            record_models(lake, new_paths, params, in_fp)
         lake.collect_garbage()  # replaced models, and any writer's leftovers (under the lock)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]], params: D.Params,
+                  in_fp: dict[str, str]) -> None:
+    """Make freshly written model files current, with what they were built from, in one transaction
+    (DuckDB and Spark builds alike)."""
+    with lake.connect() as con:
+        catalog.ensure(con, catalog.MODELS)
+        con.execute("BEGIN TRANSACTION")
+        for n, (path, fp, rows, secs) in new_paths.items():
+            con.execute("DELETE FROM _edx_models WHERE name = ?", [n])
+            con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
+                        [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
+            _record_inputs(con, n, in_fp)
+        views.model_views(con, lake.root)
+        con.execute("COMMIT")
 
 
 def _record_inputs(con: duckdb.DuckDBPyConnection, name: str, in_fp: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ and the dashboard do not care which engine built them. With ``output`` (``s3a://
 ``hdfs://…``, a shared mount) each model is a directory of part files there, and the catalog
 is not touched (DuckDB cannot open those URLs as the views need them).
 
-Uses two private helpers of ``build.py`` (``_stored_models``, ``_record_inputs``) so the
+Uses ``build.py``'s ``_stored_models`` and ``record_models`` so the
 bookkeeping stays the same as for DuckDB builds.
 """
 
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from ..store import catalog, views
 from ..store.lake import Lake
 from . import definitions as D
-from .build import (BuildError, BuildResult, ModelResult, _PeakRSS, _record_inputs, _stored_models,
+from .build import (BuildError, BuildResult, ModelResult, _PeakRSS, _stored_models, record_models,
                     input_fingerprints, model_fingerprints)
 from .inputs import INPUTS, SUBJECT_EVENTS, input_sql
 from .registry import CourseEntry, course_info
@@ -357,16 +357,7 @@ def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names:
             if on_model:
                 on_model(r)
         if new_paths:
-            with lake.connect() as con:
-                catalog.ensure(con, catalog.MODELS)
-                con.execute("BEGIN TRANSACTION")
-                for n, (path, fp, rows, secs) in new_paths.items():
-                    con.execute("DELETE FROM _edx_models WHERE name = ?", [n])
-                    con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
-                                [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
-                    _record_inputs(con, n, in_fp)
-                views.model_views(con, lake.root)
-                con.execute("COMMIT")
+            record_models(lake, new_paths, params, in_fp)
         lake.collect_garbage()
     if staged:
         shutil.rmtree(lake.root / "tmp" / "spark-inputs", ignore_errors=True)
