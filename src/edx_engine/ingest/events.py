@@ -490,12 +490,62 @@ class _DuckEngine:
         self.parser.close()
 
 
+@dataclass
+class _Staged:
+    """One file parsed and written, not yet referenced by the catalog: what ``_commit`` needs.
+
+    ``res.status`` is ``failed`` (with its message) when the file could not be read; nothing of it
+    is left on disk then."""
+
+    res: EventsFileResult
+    parts: list[dict] = field(default_factory=list)
+    qpath: Path | None = None
+
+    def discard(self) -> None:
+        """Delete the file's written parts and quarantine file (a commit that did not happen)."""
+        for p in self.parts:
+            Path(p["path"]).unlink(missing_ok=True)
+        if self.qpath:
+            self.qpath.unlink(missing_ok=True)
+
+
 def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings, pool, progress, overall,
                 done_before: int, limits: EventLimits) -> EventsFileResult:
     t0 = time.perf_counter()
-    res = EventsFileResult(src.label, "loaded", source_key=key)
     task = (progress.add_task(Path(src.label).name[-48:], total=max(1, src.size), unit="B")
             if progress is not None else None)
+
+    def tick(n: int) -> None:
+        if task is not None:
+            progress.update(task, completed=n)
+            progress.update(overall, completed=done_before + n)
+
+    staged = _stage_one(lake, src, key, gpg, pool, limits, tick)
+    res = staged.res
+    if res.status == "failed":
+        res.seconds = time.perf_counter() - t0
+        _log(lake, src, res)
+        if task is not None:
+            progress.remove_task(task)
+        return res
+    try:
+        res.duplicates = _commit(lake, src, key, origin, staged.parts, staged.qpath, res.rejected, res)
+    except BaseException:
+        staged.discard()
+        raise
+    res.seconds = time.perf_counter() - t0
+    if task is not None:
+        progress.update(task, completed=max(1, src.size))
+        progress.remove_task(task)
+    _collect_garbage(lake)
+    return res
+
+
+def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits: EventLimits,
+               tick: Callable[[int], None] | None = None) -> _Staged:
+    """Parse one file into its Parquet parts and quarantine file (the catalog is not touched), so
+    the parse can run anywhere (a worker process, a Spark task) and the commit on one writer."""
+    res = EventsFileResult(src.label, "loaded", source_key=key)
     quarantine = _QuarantineWriter(lake, src.label)
     checks = (limits.max_line_bytes, *limits.window(_file_date(src)))
     if isinstance(pool, _DuckEngine):
@@ -507,14 +557,13 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
         with src.open(gpg) as raw:
             counting = _Plain(raw, gzip_name=_gzip_name(src.label))
 
-            def tick() -> None:
-                if task is not None:
-                    progress.update(task, completed=counting.n)
-                    progress.update(overall, completed=done_before + counting.n)
+            def tick_() -> None:
+                if tick is not None:
+                    tick(counting.n)
 
             if isinstance(pool, _DuckEngine):
                 try:
-                    pool.run(counting, quarantine, res, tick)
+                    pool.run(counting, quarantine, res, tick_)
                 except duckdb.Error as exc:
                     raise EventsParseError(f"{type(exc).__name__}: {exc}") from None
             else:
@@ -527,7 +576,7 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
                     if long_lines:
                         quarantine.add(list(long_lines))
                         long_lines.clear()
-                    tick()
+                    tick_()
                 quarantine.add(long_lines)
         parts = pool.end()
         if not isinstance(pool, _DuckEngine):
@@ -537,11 +586,7 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
         quarantine.discard()
         res.status = "failed"
         res.message = _failure_message(src.label, exc)
-        res.seconds = time.perf_counter() - t0
-        _log(lake, src, res)
-        if task is not None:
-            progress.remove_task(task)
-        return res
+        return _Staged(res)
     except BaseException:
         pool.abort()
         quarantine.discard()
@@ -554,20 +599,7 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
     if quarantine.rows:
         line, reason = quarantine.first or (0, "")
         res.message = f"{quarantine.rows} line(s) rejected, first: line {line}: {reason}"
-    try:
-        res.duplicates = _commit(lake, src, key, origin, parts, qpath, quarantine.rows, res)
-    except BaseException:
-        for p in parts:
-            Path(p["path"]).unlink(missing_ok=True)
-        if qpath:
-            qpath.unlink(missing_ok=True)
-        raise
-    res.seconds = time.perf_counter() - t0
-    if task is not None:
-        progress.update(task, completed=max(1, src.size))
-        progress.remove_task(task)
-    _collect_garbage(lake)
-    return res
+    return _Staged(res, parts, qpath)
 
 
 def _gzip_name(label: str) -> bool:
@@ -620,53 +652,61 @@ def _commit(lake: Lake, src: Source, key: str, origin: str, parts: list[dict], q
     Replaces only this source's own earlier rows. Sets ``res.added`` (net change of ``events``),
     ``res.replaced`` and, when a day lost more than REPLACE_WARN_SHARE of its events,
     ``res.warning`` (also in the message and the import log)."""
-    qkey = f"{KIND}:{key}"
     testhooks.pause("events-commit")  # fault tests: the file's parts written, none referenced yet
     with lake.transaction(f"commit {src.label} ({res.events:,} events)") as con:
-        ensure_catalog(con)
-        old_dates = {r[0] for r in con.execute(
-            "SELECT DISTINCT event_date FROM _edx_event_parts WHERE source_key=?", [key]).fetchall()}
-        new_dates = {p["date"] for p in parts}
-        affected = sorted({str(d) for d in old_dates} | new_dates)
-        before = _day_counts(con, affected)
-        res.replaced = con.execute("SELECT coalesce(sum(rows), 0) FROM _edx_event_parts WHERE source_key=?",
-                                   [key]).fetchone()[0]
-        con.execute("DELETE FROM _edx_event_parts WHERE source_key=?", [key])
-        if parts:
-            con.executemany(
-                "INSERT INTO _edx_event_parts VALUES (?, ?::DATE, ?, ?, make_timestamp(?), make_timestamp(?))",
-                [[key, p["date"], lake.rel(Path(p["path"])), p["rows"], p["min_time"], p["max_time"]]
-                 for p in parts])
-        dups = _recompute_duplicates(lake, con, affected, key, parts)
-        after = _day_counts(con, affected)
-        res.added = sum(after.values()) - sum(before.values())
-        res.warning = _replacement_warning(src.label, before, after)
-        first = min((p["min_time"] for p in parts if p["min_time"] is not None), default=None)
-        last = max((p["max_time"] for p in parts if p["max_time"] is not None), default=None)
-        con.execute("DELETE FROM _edx_event_files WHERE source_key=?", [key])
+        return _commit_in(lake, con, src, key, origin, parts, qpath, qrows, res)
+
+
+def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[dict], qpath: Path | None,
+               qrows: int, res: EventsFileResult, refresh: bool = True) -> int:
+    """``_commit``'s work inside the caller's transaction ``con`` (a backfill commits many files
+    in one); ``refresh``: rebuild the views afterwards (once per transaction is enough)."""
+    qkey = f"{KIND}:{key}"
+    ensure_catalog(con)
+    old_dates = {r[0] for r in con.execute(
+        "SELECT DISTINCT event_date FROM _edx_event_parts WHERE source_key=?", [key]).fetchall()}
+    new_dates = {p["date"] for p in parts}
+    affected = sorted({str(d) for d in old_dates} | new_dates)
+    before = _day_counts(con, affected)
+    res.replaced = con.execute("SELECT coalesce(sum(rows), 0) FROM _edx_event_parts WHERE source_key=?",
+                               [key]).fetchone()[0]
+    con.execute("DELETE FROM _edx_event_parts WHERE source_key=?", [key])
+    if parts:
+        con.executemany(
+            "INSERT INTO _edx_event_parts VALUES (?, ?::DATE, ?, ?, make_timestamp(?), make_timestamp(?))",
+            [[key, p["date"], lake.rel(Path(p["path"])), p["rows"], p["min_time"], p["max_time"]]
+             for p in parts])
+    dups = _recompute_duplicates(lake, con, affected, key, parts)
+    after = _day_counts(con, affected)
+    res.added = sum(after.values()) - sum(before.values())
+    res.warning = _replacement_warning(src.label, before, after)
+    first = min((p["min_time"] for p in parts if p["min_time"] is not None), default=None)
+    last = max((p["max_time"] for p in parts if p["max_time"] is not None), default=None)
+    con.execute("DELETE FROM _edx_event_files WHERE source_key=?", [key])
+    con.execute(
+        "INSERT INTO _edx_event_files (source_key, source_file, fingerprint, file_date, rows, rejected, "
+        "duplicates, first_event_time, last_event_time, json_bytes, imported_at, origin) "
+        "VALUES (?, ?, ?, ?::DATE, ?, ?, (SELECT count(*) FROM _edx_event_dups WHERE source_key=?), "
+        f"make_timestamp(?), make_timestamp(?), ?, '{_now()}'::TIMESTAMP, ?)",
+        [key, src.label, src.fingerprint, _file_date(src), res.events, qrows, key, first, last, res.nbytes,
+         origin])
+    if affected:
         con.execute(
-            "INSERT INTO _edx_event_files (source_key, source_file, fingerprint, file_date, rows, rejected, "
-            "duplicates, first_event_time, last_event_time, json_bytes, imported_at, origin) "
-            "VALUES (?, ?, ?, ?::DATE, ?, ?, (SELECT count(*) FROM _edx_event_dups WHERE source_key=?), "
-            f"make_timestamp(?), make_timestamp(?), ?, '{_now()}'::TIMESTAMP, ?)",
-            [key, src.label, src.fingerprint, _file_date(src), res.events, qrows, key, first, last, res.nbytes,
-             origin])
-        if affected:
-            con.execute(
-                "UPDATE _edx_event_files f SET duplicates = (SELECT count(*) FROM _edx_event_dups d "
-                "WHERE d.source_key = f.source_key) WHERE source_key IN "
-                "(SELECT DISTINCT source_key FROM _edx_event_parts WHERE event_date IN "
-                f"(SELECT unnest({_sql_list(affected)}::DATE[])))")
-        con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [qkey])
-        if qpath is not None and qrows:
-            con.execute(f"INSERT INTO _edx_quarantine_files VALUES (?, ?, ?, ?, '{_now()}'::TIMESTAMP)",
-                        [qkey, KIND, lake.rel(qpath), qrows])
-        res.duplicates = dups
-        res.message = "; ".join(m for m in (
-            res.message, f"{dups} duplicate event(s) shared with other deliveries" if dups else "",
-            f"{res.duplicate_keys} line(s) with a duplicate key (first value kept)" if res.duplicate_keys else "",
-            res.warning) if m)
-        _log(lake, src, res, con)
+            "UPDATE _edx_event_files f SET duplicates = (SELECT count(*) FROM _edx_event_dups d "
+            "WHERE d.source_key = f.source_key) WHERE source_key IN "
+            "(SELECT DISTINCT source_key FROM _edx_event_parts WHERE event_date IN "
+            f"(SELECT unnest({_sql_list(affected)}::DATE[])))")
+    con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [qkey])
+    if qpath is not None and qrows:
+        con.execute(f"INSERT INTO _edx_quarantine_files VALUES (?, ?, ?, ?, '{_now()}'::TIMESTAMP)",
+                    [qkey, KIND, lake.rel(qpath), qrows])
+    res.duplicates = dups
+    res.message = "; ".join(m for m in (
+        res.message, f"{dups} duplicate event(s) shared with other deliveries" if dups else "",
+        f"{res.duplicate_keys} line(s) with a duplicate key (first value kept)" if res.duplicate_keys else "",
+        res.warning) if m)
+    _log(lake, src, res, con)
+    if refresh:
         lake.refresh_views(con)
     return dups
 
