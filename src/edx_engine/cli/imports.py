@@ -16,7 +16,7 @@ from rich.text import Text
 from .. import config as cfg
 from ..decrypt import DecryptError
 from ..ingest.sources import SourceError
-from ..lake import Lake, StoreBusy, StoreWriteError
+from ..store.errors import StoreBusy, StoreWriteError
 from .common import ConfigOpt, DataDir, GnupgHome, PassFile, console, fail, load_settings, out
 
 
@@ -33,11 +33,12 @@ class _AmountColumn(ProgressColumn):
 
 def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | None = None, quiet: bool = False,
                scrub: bool = False, labels: dict[Path, str] | None = None, show_partial: bool = True,
-               refused: list[str] | None = None):
+               refused: list[str] | None = None, jobs: int | None = None, spark=None):
     """`ingest.run.import_paths` with a progress bar and messages on the console.
 
     ``show_partial``: print a line for each file with rejected lines (the demo says once instead).
-    ``refused``: gets the lines of files refused unread (links leaving the package)."""
+    ``refused``: gets the lines of files refused unread (links leaving the package).
+    ``jobs``, ``spark``: log files parsed in parallel (see ``pipeline.backfill``)."""
     from rich.markup import escape
 
     from ..ingest.run import import_paths
@@ -70,7 +71,7 @@ def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | No
 
         return import_paths(settings, paths, package_date, scrub=scrub, progress=progress, on_file=on_file,
                             on_unknown=on_unknown, labels=labels, on_refused=on_refused, on_warning=on_warning,
-                            on_wait=on_wait)
+                            on_wait=on_wait, jobs=jobs, spark=spark)
 
 
 def import_cmd(
@@ -80,15 +81,39 @@ def import_cmd(
     passphrase_file: Optional[str] = PassFile, config: Optional[str] = ConfigOpt,
     scrub: bool = typer.Option(False, "--scrub", help="Remove personal data right after the import "
                                                       "(see `edx-engine scrub`)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Log files parsed at once, in worker processes "
+                                                                  "(default: the number of cores)."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (this machine, --jobs processes) or spark (one "
+                                                          "Spark task per log file, one commit; see docs/scale.md)."),
+    spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: Spark master URL."),
+    spark_remote: Optional[str] = typer.Option(None, "--spark-remote", help="With --engine spark: Spark Connect "
+                                                                            "URL (sc://host:15002)."),
 ) -> None:
     """Import weekly database packages and daily tracking logs (.gpg files are decrypted with gpg)."""
+    from ..store.lake import Lake
+
+    if engine not in ("duckdb", "spark"):
+        fail(f"unknown engine {engine!r} (use duckdb or spark)")
+    if engine != "spark" and spark_remote:
+        fail("--spark-remote needs --engine spark")
     settings = load_settings(data_dir, gnupghome, passphrase_file, config)
     refused: list[str] = []
+    spark = None
+    from ..pipeline.backfill import BackfillError, default_jobs
+
     try:
-        exports, events = run_import(settings, paths, package_date, scrub=scrub, refused=refused)
-    except (SourceError, DecryptError, StoreBusy, StoreWriteError, cfg.ConfigError) as exc:
+        if engine == "spark":
+            from ..pipeline.backfill import spark_for_import
+
+            spark = spark_for_import(spark_master, spark_remote)
+        exports, events = run_import(settings, paths, package_date, scrub=scrub, refused=refused,
+                                     jobs=jobs or default_jobs(), spark=spark)
+    except (SourceError, DecryptError, StoreBusy, StoreWriteError, cfg.ConfigError, BackfillError) as exc:
         fail(str(exc))
         return
+    finally:
+        if spark is not None:
+            spark.stop()
     partial = bool(refused)
     if refused:
         out.print(f"refused: {len(refused)} file(s), named above, not read", highlight=False)
@@ -162,6 +187,8 @@ def synthetic(
 
 def tables(data_dir: Optional[str] = DataDir) -> None:
     """List the store's tables with rows per course and package date."""
+    from ..store.lake import Lake
+
     settings = load_settings(data_dir)
     lake = Lake(settings.data_dir)
     if not lake.catalog_path.exists():
@@ -177,6 +204,7 @@ def tables(data_dir: Optional[str] = DataDir) -> None:
 
 def demo_summary(settings: cfg.Settings, seconds: float) -> None:
     """The demo's closing tables: what the store holds, the general report, queries to try."""
+    from ..store.lake import Lake
     from ..models import read_model
     from ..reports.summary import store_summary
 
@@ -213,6 +241,7 @@ def demo(
     days: int = typer.Option(7, help="Days of tracking logs."),
 ) -> None:
     """Generate a small realistic package, import it and show what the store holds."""
+    from ..store.lake import Lake
     from ..synthetic import SyntheticConfig, generate
 
     settings = load_settings(data_dir)

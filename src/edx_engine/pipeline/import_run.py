@@ -29,6 +29,8 @@ def import_paths(
     on_refused: Callable[[str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
     on_wait: Callable[[str], None] | None = None,
+    jobs: int | None = None,
+    spark: object | None = None,
 ) -> tuple[ImportSummary | None, object | None]:
     """Import packages and event logs; returns (exports summary, events summary), either may be None.
 
@@ -50,6 +52,10 @@ def import_paths(
     Once the work has started, a catalog another program holds open (an analyst's DuckDB
     session) is waited for, up to ``[store] commit_wait_seconds`` (default 600), and ``on_wait``
     gets one line saying so; parsed work is never thrown away for a reader that closes in time.
+
+    ``jobs`` > 1: that many log files are parsed at once in worker processes, each committed in
+    turn (``pipeline.backfill``); ``spark`` (a SparkSession): one Spark task per log file, then one
+    commit for them all. Either gives the same store as the default, one file after the other.
     """
     from ..ingest.events_parse import EventLimits
 
@@ -97,7 +103,13 @@ def import_paths(
                     on_file(result)
                 testhooks.pause("events-file")  # crash tests: a log file committed, the next not started
 
-            ev = import_events(lake, events, gpg, progress=progress, on_file=event_file_done, limits=limits)
+            if spark is not None or (jobs or 1) > 1:
+                from .backfill import import_events_parallel
+
+                ev = import_events_parallel(lake, events, gpg, jobs=jobs, spark=spark, progress=progress,
+                                            on_file=event_file_done, limits=limits)
+            else:
+                ev = import_events(lake, events, gpg, progress=progress, on_file=event_file_done, limits=limits)
             failure = gpg.session.failure if gpg.session is not None else None
             if failure:
                 first = next((f.label for f in ev.failed), "event logs")

@@ -1,0 +1,205 @@
+"""Parallel imports of tracking logs (issue 14 §2): ``import --jobs N`` (worker processes) and
+``import --engine spark`` (one Spark task per file, one commit) leave the very store that the
+sequential import leaves: ``events_all``, ``quarantine`` and the bookkeeping (``_edx_event_files``,
+``_edx_event_parts``, ``_edx_event_dups``, ``_edx_quarantine_files``, ``_edx_import_log``), every
+column compared, only import times and random part-file names left out.
+
+The 10 log files: 8 synthetic days (malformed lines, events repeated into the next day), the last
+one encrypted; an exact copy of one day from another folder (unchanged: the same bytes); a partial
+re-delivery of another day from a third folder, uncompressed, with two bad lines of its own (a
+new source whose events are all duplicates). The Spark tests share one local Spark session and are
+skipped, with the reason, where pyspark or Java is missing."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import importlib.util
+import operator
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from edx_engine.config import resolve
+from edx_engine.ingest.sources import discover
+from edx_engine.pipeline.import_run import import_paths
+from edx_engine.store.lake import Lake
+
+from conftest import gpg_encrypt
+
+DAYS = 8
+PARTIAL_REJECTS: list[int] = []  # the partial re-delivery's bad lines: the generator's in its half, and 2
+# (table, ORDER BY / columns kept): every column but import times and random file names
+IGNORED = {"imported_at", "logged_at", "path"}
+TABLES = ["events_all", "quarantine", "_edx_event_files", "_edx_event_parts", "_edx_event_dups",
+          "_edx_quarantine_files", "_edx_import_log"]
+
+
+def _why_no_spark() -> str | None:
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (pip install '.[spark]'): the Spark import tests are skipped"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "no Java on PATH (apt-get install openjdk-17-jre-headless): the Spark import tests are skipped"
+    return None
+
+
+@pytest.fixture(scope="module")
+def spark():
+    why = _why_no_spark()
+    if why:
+        pytest.skip(why)
+    from edx_engine.pipeline.backfill import spark_for_import
+
+    s = spark_for_import("local[2]")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory, gpg_key):
+    """The 10 log files under one folder; returns (folder, gnupghome, passphrase file)."""
+    from edx_engine.synthetic import SyntheticConfig, generate
+
+    root = tmp_path_factory.mktemp("backfill")
+    m = generate(root / "gen", SyntheticConfig(courses=2, learners=30, days=DAYS, seed=3))
+    days = sorted((root / "gen").rglob("*.log.gz"))
+    assert len(days) == DAYS
+    logs = root / "logs"
+    (logs / "a").mkdir(parents=True)
+    for f in days[:-1]:
+        shutil.copy(f, logs / "a" / f.name)
+    home, fpr, passphrase = gpg_key
+    gpg_encrypt(home, fpr, days[-1], logs / "a" / (days[-1].name + ".gpg"))
+    (logs / "b").mkdir()
+    shutil.copy(days[2], logs / "b" / days[2].name)  # the same bytes from elsewhere: unchanged
+    (logs / "c").mkdir()
+    lines = gzip.decompress(days[4].read_bytes()).splitlines(keepends=True)
+    half = len(lines) // 2
+    bad = [b for e in m.events_files if e["file"].endswith(days[4].name) for b in e["malformed"] if b["line"] <= half]
+    PARTIAL_REJECTS.append(len(bad) + 2)
+    partial = lines[:half] + [b"this is no JSON\n", b'{"event_type": "x", "time": "yesterday"}\n']
+    (logs / "c" / days[4].name.removesuffix(".gz")).write_bytes(b"".join(partial))  # a partial re-delivery
+    pw = root / "passphrase"
+    pw.write_text(passphrase + "\n")
+    assert sum(1 for p in logs.rglob("*") if p.is_file()) == 10
+    return logs, home, pw
+
+
+def _import(logs, data: Path, **kw):
+    folder, home, pw = logs
+    settings = resolve(data_dir=str(data), gnupghome=str(home), passphrase_file=str(pw))
+    return import_paths(settings, [folder], **kw)[1]
+
+
+def _state(data: Path) -> dict[str, list[tuple]]:
+    """Every compared table's rows (sorted), without import times and random file names."""
+    out = {}
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        for t in TABLES:
+            cols = [r[0] for r in con.execute(f"DESCRIBE {t}").fetchall() if r[0] not in IGNORED]
+            sel = ", ".join(f'"{c}"' for c in cols)
+            out[t] = sorted(con.execute(f"SELECT {sel} FROM {t}").fetchall(), key=repr)
+    return out
+
+
+def _lake_files(data: Path) -> set[str]:
+    return {str(p.relative_to(data)) for p in (data / "lake").rglob("*") if p.is_file()}
+
+
+def _referenced(data: Path) -> set[str]:
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        return {r[0] for r in con.execute("SELECT path FROM _edx_event_parts UNION SELECT path FROM "
+                                          "_edx_quarantine_files").fetchall()}
+
+
+@pytest.fixture(scope="module")
+def sequential(logs, tmp_path_factory):
+    data = tmp_path_factory.mktemp("seq") / "data"
+    ev = _import(logs, data, jobs=1)
+    return data, ev
+
+
+def test_sequential_store_is_what_the_files_say(sequential):
+    """The reference store itself, checked by hand: 9 files loaded (8 days, the partial copy),
+    1 unchanged, the partial copy's events all duplicates, its 2 bad lines quarantined."""
+    data, ev = sequential
+    by_status = {s: [f for f in ev.files if f.status == s] for s in ("loaded", "unchanged", "failed")}
+    assert (len(by_status["loaded"]), len(by_status["unchanged"]), len(by_status["failed"])) == (9, 1, 0)
+    assert "/b/" in by_status["unchanged"][0].label
+    part = next(f for f in ev.files if "/c/" in f.label)
+    # all its events were delivered before: it adds nothing to `events`, each one has a copy elsewhere
+    assert part.events > 0 and part.added == 0 and part.duplicates >= part.events and part.rejected == PARTIAL_REJECTS[0] > 2
+    st = _state(data)
+    assert len(st["_edx_event_files"]) == 9
+    assert any(r[1].endswith(".gpg") for r in st["_edx_event_files"])  # the encrypted day is in
+    assert _lake_files(data) == _referenced(data)
+
+
+def test_jobs_2_gives_the_sequential_store(logs, sequential, tmp_path):
+    data = tmp_path / "data"
+    ev = _import(logs, data, jobs=2)
+    assert [(f.label, f.status, f.events, f.rejected, f.duplicates) for f in ev.files] == \
+        [(f.label, f.status, f.events, f.rejected, f.duplicates) for f in sequential[1].files]
+    assert _state(data) == _state(sequential[0])
+    assert _lake_files(data) == _referenced(data)  # nothing left behind
+
+
+def test_spark_gives_the_sequential_store_and_is_idempotent(logs, sequential, spark, tmp_path):
+    data = tmp_path / "data"
+    ev = _import(logs, data, spark=spark)
+    assert [(f.label, f.status, f.events, f.rejected) for f in ev.files] == \
+        [(f.label, f.status, f.events, f.rejected) for f in sequential[1].files]
+    first = _state(data)
+    assert first == _state(sequential[0])
+    files = _lake_files(data)
+    assert files == _referenced(data)
+    again = _import(logs, data, spark=spark)  # re-running changes nothing
+    assert {f.status for f in again.files} == {"unchanged"}
+    assert _state(data)["_edx_event_files"] == first["_edx_event_files"]
+    assert {k: v for k, v in _state(data).items() if k != "_edx_import_log"} == \
+        {k: v for k, v in first.items() if k != "_edx_import_log"}
+    assert _lake_files(data) == files
+
+
+def test_a_failing_spark_task_leaves_the_store_as_it_was(logs, spark, tmp_path):
+    """One task dies of an unexpected error: nothing is committed (not even the files whose
+    tasks succeeded) and no written part stays behind."""
+    from edx_engine.decrypt import gpg_session
+    from edx_engine.pipeline.backfill import BackfillError, import_events_parallel
+
+    folder, home, pw = logs
+    data = tmp_path / "data"
+    _import((folder / "b", home, pw), data, jobs=1)  # a store with one day in it
+    before, files = _state(data), _lake_files(data)
+    sources = [s for s in discover([folder / "a"]).sources if not s.encrypted]
+    sources[3].opener = functools.partial(operator.truediv, 1, 0)  # ZeroDivisionError in the task
+    lake = Lake(data)
+    with gpg_session(resolve(data_dir=str(data)).gpg()) as gpg, lake.writer():
+        with pytest.raises(BackfillError, match="nothing was committed.*ZeroDivisionError"):
+            import_events_parallel(lake, sources, gpg, spark=spark)
+    assert _state(data) == before
+    assert _lake_files(data) == files
+
+
+def test_a_failing_worker_keeps_the_files_committed_before_it(logs, tmp_path):
+    """--jobs: files commit one by one in order, as without it; a worker's unexpected error stops
+    the run there, the earlier files stay committed, nothing uncommitted stays on disk."""
+    from edx_engine.decrypt import gpg_session
+    from edx_engine.pipeline.backfill import import_events_parallel
+
+    folder = logs[0] / "a"
+    data = tmp_path / "data"
+    sources = [s for s in discover([folder]).sources if not s.encrypted]
+    sources[3].opener = functools.partial(operator.truediv, 1, 0)
+    lake = Lake(data)
+    lake.init()
+    with gpg_session(resolve(data_dir=str(data)).gpg()) as gpg, lake.writer():
+        with pytest.raises(ZeroDivisionError):
+            import_events_parallel(lake, sources, gpg, jobs=2)
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        got = sorted(r[0] for r in con.execute("SELECT source_file FROM _edx_event_files").fetchall())
+    assert got == sorted(s.label for s in sources[:3])
+    assert _lake_files(data) == _referenced(data)
