@@ -38,6 +38,7 @@ from ..store import catalog, views
 from ..store.files import write_atomic
 from ..store.lake import Lake
 from . import definitions as D
+from . import incremental as inc
 from .inputs import INPUTS, catalog_columns, input_sql, q
 from .registry import CourseEntry, course_info
 
@@ -58,6 +59,7 @@ class ModelResult:
     rows: int
     seconds: float
     peak_rss_mb: float = 0.0
+    days: int | None = None  # date partitions recomputed (models kept by partition)
 
 
 @dataclass
@@ -84,8 +86,11 @@ def _hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table,
-                       only: set[str] | None = None) -> dict[str, str]:
+def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table | None,
+                       only: set[str] | None = None, days: dict[str, str] | None = None) -> dict[str, str]:
+    """Input name -> fingerprint (``course_info`` only when ``info`` is given). Event inputs hash the
+    per-date fingerprints of ``incremental.event_days`` (``days`` if the caller has them) and their
+    columns: read from the bookkeeping, not from the events."""
     fp: dict[str, str] = {}
     snaps: dict[str, list] = {}
     try:
@@ -98,7 +103,8 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table,
         if only is not None and name not in only:
             continue
         if name == "course_info":
-            fp[name] = _hash(info.to_pylist())
+            if info is not None:
+                fp[name] = _hash(info.to_pylist())
         elif name == "user_location":
             fp[name] = _geo_fingerprint(con, name)
         elif name in EVENT_TABLES:
@@ -106,9 +112,9 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table,
             if cols is None:
                 fp[name] = "absent"
             else:
-                tcol = "time" if "time" in cols else "NULL"
-                fp[name] = _hash(con.execute(f"SELECT count(*), min({tcol}), max({tcol}) FROM {q(name)}").fetchone(),
-                                 sorted(cols.items()))
+                if days is None:
+                    days = inc.event_days(con)
+                fp[name] = _hash(sorted(days.items()), sorted(cols.items()))
         else:
             fp[name] = _hash(snaps.get(name, []), sorted((catalog_columns(con, name) or {}).items()))
     return fp
@@ -193,62 +199,157 @@ def _stored_models(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]
 def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names: list[str] | None = None,
                  force: bool = False, on_model: Callable[[ModelResult], None] | None = None,
                  threads: int | None = None, memory_limit: str | None = None) -> BuildResult:
+    """Build the changed models (every model with ``force``); see the module docstring.
+
+    Models kept by date partition go first and recompute only their changed dates
+    (models/incremental.py); then ``course_info`` is read (its event courses from ``course_day``)
+    and the other models are rebuilt when their fingerprint changed. Everything is switched in one
+    catalog transaction at the end: a build killed before leaves the previous models readable."""
     if not lake.catalog_path.exists():
         raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
     t0 = time.perf_counter()
     res = BuildResult(store=str(lake.catalog_path))
     todo = D.order(names)
-    models_dir = lake.lake_dir / "models"
-    new_paths: dict[str, tuple[Path, str, int, float]] = {}
     with lake.writer():
         with lake.connect(read_only=True) as con:
             _duck_config(con, threads, memory_limit, lake.root / "tmp" / "models")
-            info = course_info(con, entries)
-            in_fp = input_fingerprints(con, info)
-            fps = model_fingerprints(todo, in_fp, params)
-            stored = _stored_models(con)
-            ib = ibis.duckdb.from_connection(con)
-            current: dict[str, str] = {n: str(lake.root / p) for n, (p, _) in stored.items()}
-
-            def get(name: str):
-                if name == "course_info":
-                    return ibis.memtable(info)
-                if name in INPUTS:
-                    return ib.sql(input_sql(con, name))
-                return ib.read_parquet(current[name])
-
+            run = _DuckRun(lake, con, params, force)
             for n in todo:
-                m = D.MODELS[n]
-                old = stored.get(n)
-                if not force and old and old[1] == fps[n] and (lake.root / old[0]).exists():
-                    r = ModelResult(n, "unchanged", -1, 0.0)
-                else:
-                    tables = D.Tables(get)
-                    d = models_dir / n
-                    d.mkdir(parents=True, exist_ok=True)
-                    path = d / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
-                    s0 = time.perf_counter()
-                    with _PeakRSS() as mem:
-                        expr = m.build(tables, params)
-                        write_atomic(path, lambda tmp, expr=expr: ib.to_parquet(expr, str(tmp), compression="zstd"))
-                    rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
-                    r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
-                    new_paths[n] = (path, fps[n], rows, r.seconds)
-                    current[n] = str(path)
+                r = run.build_partitioned(n) if D.MODELS[n].partition else run.build_whole(n, entries)
                 res.models.append(r)
                 if on_model:
                     on_model(r)
-        if new_paths:
-            record_models(lake, new_paths, params, in_fp)
-        lake.collect_garbage()  # replaced models, and any writer's leftovers (under the lock)
+        if run.new_paths:
+            record_models(lake, run.new_paths, params, run.in_fp, run.parts)
+        lake.collect_garbage()  # replaced models and partitions, and any writer's leftovers (under the lock)
     res.seconds = time.perf_counter() - t0
     return res
 
 
+class _DuckRun:
+    """One DuckDB build: the current inputs' fingerprints, each model's current files, what was written."""
+
+    def __init__(self, lake: Lake, con: duckdb.DuckDBPyConnection, params: D.Params, force: bool):
+        self.lake, self.con, self.params, self.force = lake, con, params, force
+        self.days = inc.event_days(con)
+        self.in_fp = input_fingerprints(con, None, days=self.days)
+        self.stored = _stored_models(con)
+        self.ib = ibis.duckdb.from_connection(con)
+        self.fps: dict[str, str] = {n: f for n, (_, f) in self.stored.items()}
+        self.current: dict[str, list[str]] = {n: [str(lake.root / p)] for n, (p, _) in self.stored.items()}
+        for n, ps in catalog.model_part_paths(con).items():
+            if n in self.current and ps:
+                self.current[n] = [str(lake.root / p) for p in ps]
+        self.info: pa.Table | None = None
+        self.new_paths: dict[str, tuple[Path, str, int, float]] = {}
+        self.parts: dict[str, inc.PartsUpdate] = {}
+        self._name_days: set[str] | None = None
+
+    def tables(self, days: list[str] | None = None) -> D.Tables:
+        """Inputs (event inputs limited to ``days`` when given) and the current files of built models."""
+        def get(name: str):
+            if name == "course_info":
+                return ibis.memtable(self.course_info())
+            if name in EVENT_TABLES:
+                return self.ib.sql(inc.restricted_sql(self.con, name, days))
+            if name in INPUTS:
+                return self.ib.sql(input_sql(self.con, name))
+            return self.ib.sql(f"SELECT * FROM read_parquet({views.sql_list(self.current[name])})")
+        return D.Tables(get)
+
+    def course_info(self, entries: list[CourseEntry] | None = None) -> pa.Table:
+        if self.info is None:
+            self.info = course_info(self.con, entries or [], self._event_courses())
+            self.in_fp["course_info"] = _hash(self.info.to_pylist())
+        return self.info
+
+    def _event_courses(self) -> set[str] | None:
+        """Courses the events' context names, from ``course_day`` (when built: it is, before ``courses``)."""
+        files = self.current.get("course_day")
+        if not files:
+            return None
+        return {r[0] for r in self.con.execute(
+            f"SELECT DISTINCT course_id FROM read_parquet({views.sql_list(files)}) WHERE nevents_context > 0"
+        ).fetchall()}
+
+    def name_days(self) -> set[str]:
+        if self._name_days is None:
+            self._name_days = inc.username_days(self.con, None)
+        return self._name_days
+
+    def build_whole(self, n: str, entries: list[CourseEntry]) -> ModelResult:
+        m = D.MODELS[n]
+        if "course_info" in D.all_inputs(n):
+            self.course_info(entries)
+        self.fps[n] = _hash(_code_version(), n, self.params.fingerprint() if m.uses_params else "",
+                            {i: self.in_fp[i] for i in sorted(m.inputs)}, {d: self.fps[d] for d in m.deps})
+        old = self.stored.get(n)
+        if not self.force and old and old[1] == self.fps[n] and (self.lake.root / old[0]).exists():
+            return ModelResult(n, "unchanged", -1, 0.0)
+        d = self.lake.lake_dir / "models" / n
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
+        s0 = time.perf_counter()
+        with _PeakRSS() as mem:
+            expr = m.build(self.tables(), self.params)
+            write_atomic(path, lambda tmp: self.ib.to_parquet(expr, str(tmp), compression="zstd"))
+        rows = self.con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+        r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
+        self.new_paths[n] = (path, self.fps[n], rows, r.seconds)
+        self.current[n] = [str(path)]
+        return r
+
+    def build_partitioned(self, n: str) -> ModelResult:
+        """Recompute the changed dates of a date-partitioned model (all of them when forced)."""
+        m = D.MODELS[n]
+        root = self.lake.root
+        events_in = [i for i in m.inputs if i in EVENT_TABLES]
+        context = _hash(_code_version(), n, self.params.fingerprint() if m.uses_params else "",
+                        {i: sorted((catalog_columns(self.con, i) or {}).items()) for i in events_in})
+        names = _hash({i: self.in_fp[i] for i in sorted(m.inputs) if i not in EVENT_TABLES})
+        uses_names = any(i not in EVENT_TABLES for i in m.inputs)
+        stored = inc.stored_parts(self.con, n)
+        old = self.stored.get(n)
+        full = self.force or not old or not (root / old[0]).exists() or not old[1].startswith("p:")
+        todo, removed = inc.plan(self.days, {} if full else stored, context, names, root, full)
+        part_names = {d: (names if uses_names and d in self.name_days() else None) for d in todo}
+        final = {d: (self.days[d], stored[d].names) for d in self.days if d not in part_names}
+        final.update({d: (self.days[d], part_names[d]) for d in todo})
+        fp = "p:" + _hash(context, sorted(final.items()))
+        self.fps[n] = fp
+        if not todo and not removed and not full and old and old[1] == fp:
+            return ModelResult(n, "unchanged", -1, 0.0)
+        s0 = time.perf_counter()
+        with _PeakRSS() as mem:
+            days_sql = None if len(todo) == len(self.days) else todo
+            expr = m.build(self.tables(days_sql), self.params)
+            sql = str(self.ib.compile(expr))
+            written = inc.write_parts(self.con, sql, m.partition, n, root, self.lake.lake_dir / "model_parts" / n) \
+                if todo else {}
+            schema = self.lake.lake_dir / "models" / n / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
+            schema.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(schema, lambda tmp: self.con.execute(
+                f"COPY (SELECT * FROM ({sql}) LIMIT 0) TO '{tmp}' (FORMAT parquet)"))
+        rows = [inc.PartRow(d, p, k, self.days[d], context, part_names[d]) for d in todo
+                for p, k in (written.get(d) or [(None, 0)])]
+        replaced = set(todo) | set(removed) | (set(stored) if full else set())
+        self.parts[n] = inc.PartsUpdate(sorted(replaced), rows)
+        keep = {d: sp for d, sp in stored.items() if d not in replaced}
+        total = sum(sp.rows for sp in keep.values()) + sum(r.rows for r in rows)
+        files = [p for sp in keep.values() for p in sp.paths] + [r.path for r in rows if r.path]
+        self.current[n] = [str(root / p) for p in sorted(files)] or [str(schema)]
+        r = ModelResult(n, "built", total, time.perf_counter() - s0, mem.peak / 2**20)
+        r.days = len(todo)
+        self.new_paths[n] = (schema, fp, total, r.seconds)
+        return r
+
+
 def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]], params: D.Params,
-                  in_fp: dict[str, str]) -> None:
+                  in_fp: dict[str, str], parts: dict[str, inc.PartsUpdate] | None = None) -> None:
     """Make freshly written model files current, with what they were built from, in one transaction
-    (DuckDB and Spark builds alike)."""
+    (DuckDB and Spark builds alike). ``parts``: the date partitions replaced and written for the
+    models kept by partition; a model written whole (Spark) loses any partitions it had."""
+    parts = parts or {}
     with lake.connect() as con:
         catalog.ensure(con, catalog.MODELS)
         con.execute("BEGIN TRANSACTION")
@@ -257,8 +358,21 @@ def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]]
             con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
                         [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
             _record_inputs(con, n, in_fp)
+            _record_parts(con, n, parts.get(n))
         views.model_views(con, lake.root)
         con.execute("COMMIT")
+
+
+def _record_parts(con: duckdb.DuckDBPyConnection, name: str, update: inc.PartsUpdate | None) -> None:
+    if update is None:
+        con.execute("DELETE FROM _edx_model_parts WHERE model = ?", [name])
+        return
+    if update.replaced:
+        con.execute("DELETE FROM _edx_model_parts WHERE model = ? AND part IN (SELECT unnest(?::VARCHAR[]))",
+                    [name, update.replaced])
+    if update.rows:
+        con.executemany("INSERT INTO _edx_model_parts VALUES (?,?,?,?,?,?,?)",
+                        [[name, r.day, r.path, r.rows, r.fingerprint, r.context, r.names] for r in update.rows])
 
 
 def _record_inputs(con: duckdb.DuckDBPyConnection, name: str, in_fp: dict[str, str]) -> None:
@@ -290,7 +404,7 @@ def stale_models(lake: Lake) -> list[str]:
         except duckdb.CatalogException:
             return []
         wanted = {i for fps in recorded.values() for i in fps} - _NOT_DATA
-        current = input_fingerprints(con, pa.table({}), only=wanted)
+        current = input_fingerprints(con, None, only=wanted)
     stale: list[str] = []
     for n in D.order([n for n in built if n in D.MODELS]):
         rec = recorded.get(n)
@@ -455,15 +569,20 @@ def read_model(lake: Lake, name: str, store: str | None = None, course: str | No
 
 
 def evaluate(lake: Lake, entries: list[CourseEntry], params: D.Params, name: str) -> pa.Table:
-    """Compute one dependency-free model on the DuckDB catalog without storing it (e.g. ``courses``)."""
-    m = D.MODELS[name]
-    if m.deps:
-        raise BuildError(f"{name} reads other models; build it instead")
+    """Compute one model on the DuckDB catalog without storing it (e.g. ``courses``): the models it
+    reads are computed along with it, not read from the store."""
     if not lake.catalog_path.exists():
         raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
     with lake.connect(read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         info = course_info(con, entries)
         ib = ibis.duckdb.from_connection(con)
-        tables = D.Tables(lambda n: ibis.memtable(info) if n == "course_info" else ib.sql(input_sql(con, n)))
-        return ib.to_pyarrow(m.build(tables, params))
+
+        def get(n: str):
+            if n == "course_info":
+                return ibis.memtable(info)
+            if n in INPUTS:
+                return ib.sql(input_sql(con, n))
+            return D.MODELS[n].build(tables, params)
+        tables = D.Tables(get)
+        return ib.to_pyarrow(D.MODELS[name].build(tables, params))

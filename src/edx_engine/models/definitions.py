@@ -77,15 +77,21 @@ class Model:
     doc: str
     uses_params: bool = True
     uses_built_at: bool = False
+    # Name of the column holding the event date when the model is kept by date partition: the rows
+    # with value d are computed from the events of event_date d alone, and from the other inputs
+    # only through username attribution (``event_users``). models/build.py then recomputes only the
+    # dates whose events changed (docs/indicators.md "Incremental maintenance").
+    partition: str | None = None
 
 
 MODELS: dict[str, Model] = {}
 
 
-def model(name: str, inputs=(), deps=(), doc: str = "", uses_params: bool = True, uses_built_at: bool = False):
+def model(name: str, inputs=(), deps=(), doc: str = "", uses_params: bool = True, uses_built_at: bool = False,
+          partition: str | None = None):
     def deco(fn):
         MODELS[name] = Model(name, tuple(inputs), tuple(deps), fn, doc or (fn.__doc__ or "").strip(),
-                             uses_params, uses_built_at)
+                             uses_params, uses_built_at, partition)
         return fn
     return deco
 
@@ -209,7 +215,7 @@ def weeks(d: ir.DateValue) -> ir.DateValue:
 
 # --- course registry --------------------------------------------------------------------------------
 
-@model("learner_day", inputs=("events", "auth_user"), uses_params=False)
+@model("learner_day", inputs=("events", "auth_user"), uses_params=False, partition="date")
 def learner_day(t: Tables, p: Params) -> ir.Table:
     """One row per learner per course per day with events attributed to them (staff included; filtered
     downstream). ``nevents``/``nplay_video``/``nproblem_check`` follow the research (edx2bigquery)
@@ -239,16 +245,26 @@ def research_event(ev: ir.Table) -> ir.BooleanValue:
     return ev.own & ~ev.event_type.fill_null("").contains("/xblock/") & (ev.event_source.fill_null("") != "task")
 
 
-@model("courses", inputs=("course_info", "student_courseenrollment", "course_structure", "events", "auth_user",
-                          "student_courseaccessrole"), deps=())
+@model("course_day", inputs=("events",), uses_params=False, partition="date")
+def course_day(t: Tables, p: Params) -> ir.Table:
+    """Per course and event day: every event of the course (anonymous ones included), and those whose
+    context named the course (``nevents_context``: the others name it only in an enrolment payload)."""
+    ev = course_events(t.events)
+    ctx = ev.context_course_id.notnull() & (ev.context_course_id != "")
+    return ev.group_by(["course_id", ev.event_date.name("date")]).aggregate(nevents=ev.count(),
+                                                                            nevents_context=ev.count(where=ctx))
+
+
+@model("courses", inputs=("course_info", "student_courseenrollment", "course_structure", "auth_user",
+                          "student_courseaccessrole"), deps=("course_day",))
 def courses(t: Tables, p: Params) -> ir.Table:
     """Course registry merged with the package: one row per course known anywhere."""
     ci = t.course_info
     enr = without_staff(t, p, t.student_courseenrollment)
     learners = enr.group_by("course_id").aggregate(learners=enr.user_id.nunique())
-    ev = course_events(t.events)
-    cover = ev.group_by("course_id").aggregate(first_event_day=ev.event_date.min(), last_event_day=ev.event_date.max(),
-                                               nevents=ev.count())
+    cd = t.course_day
+    cover = cd.group_by("course_id").aggregate(first_event_day=cd.date.min(), last_event_day=cd.date.max(),
+                                               nevents=isum(cd.nevents))
     cs = t.course_structure
     chapters = cs.filter(cs.category == "chapter").group_by("course_id").aggregate(nchapters=cs.block_id.nunique())
     j = ci.left_join(learners, ci.course_id == learners.course_id).drop("course_id_right")
@@ -524,23 +540,30 @@ def masterfile(t: Tables, p: Params) -> ir.Table:
 
 # --- time series --------------------------------------------------------------------------------------------
 
-@model("enrolment_daily", inputs=("student_courseenrollment", "events_enrollment", "auth_user",
-                                  "student_courseaccessrole"))
+@model("enrolment_day", inputs=("events_enrollment", "auth_user"), uses_params=False, partition="date")
+def enrolment_day(t: Tables, p: Params) -> ir.Table:
+    """Per course, event day, day of the enrolment event's time, mode and learner: activations and
+    deactivations (staff not removed yet: ``enrolment_daily`` does, with the current packages)."""
+    ev = course_events(t.events_enrollment)
+    ev = event_users(t, ev)
+    ev = ev.filter(ev.uid.notnull() & ev.event_type.isin([ENROLL_ACTIVATED, ENROLL_DEACTIVATED]) & ev.time.notnull())
+    return ev.group_by(["course_id", ev.event_date.name("date"), ev.time.date().name("enrol_date"),
+                        clean(ev.mode, lower=True).name("mode"), ev.uid.name("user_id")]) \
+        .aggregate(activations=ev.count(where=ev.event_type == ENROLL_ACTIVATED),
+                   deactivations=ev.count(where=ev.event_type == ENROLL_DEACTIVATED))
+
+
+@model("enrolment_daily", inputs=("student_courseenrollment", "auth_user", "student_courseaccessrole"),
+       deps=("enrolment_day",))
 def enrolment_daily(t: Tables, p: Params) -> ir.Table:
     """Per course, day and mode: enrolments (snapshot `created`), activations / deactivations (events)."""
     e = without_staff(t, p, enrolments(t).filter(lambda s: s.created.notnull()))
     snap = e.group_by(["course_id", e.created.date().name("date"), clean(e.mode, lower=True).name("mode")]) \
         .aggregate(enrollments=e.count()).mutate(activations=ibis.literal(0, "int64"),
                                                  deactivations=ibis.literal(0, "int64"))
-    ev = course_events(t.events_enrollment)
-    ev = event_users(t, ev)
-    ev = without_staff(t, p, ev.filter(ev.uid.notnull()), "uid")
-    kind = ev.event_type
-    evs = ev.filter(kind.isin([ENROLL_ACTIVATED, ENROLL_DEACTIVATED]) & ev.time.notnull())
-    evs = evs.group_by(["course_id", evs.time.date().name("date"), clean(evs.mode, lower=True).name("mode")]) \
-        .aggregate(activations=evs.count(where=evs.event_type == ENROLL_ACTIVATED),
-                   deactivations=evs.count(where=evs.event_type == ENROLL_DEACTIVATED)) \
-        .mutate(enrollments=ibis.literal(0, "int64"))
+    ed = without_staff(t, p, t.enrolment_day)
+    evs = ed.select("course_id", "mode", "activations", "deactivations", date=ed.enrol_date,
+                    enrollments=ibis.literal(0, "int64"))
     cols = ["course_id", "date", "mode", "enrollments", "activations", "deactivations"]
     u = ibis.union(snap.select(*cols), evs.select(*cols), distinct=False)
     return u.group_by(["course_id", "date", "mode"]).aggregate(
@@ -569,34 +592,60 @@ def own_days(t: Tables, p: Params) -> ir.Table:
     return ld.filter(ld.nevents_own > 0)
 
 
-@model("video_summary", inputs=("events_video", "auth_user", "student_courseaccessrole"))
-def video_summary(t: Tables, p: Params) -> ir.Table:
-    """Per course and video: viewers, plays, learners who completed it, completion rate."""
+@model("video_day", inputs=("events_video", "auth_user"), uses_params=False, partition="date")
+def video_day(t: Tables, p: Params) -> ir.Table:
+    """Per course, video, learner and event day: plays, completions and events (staff not removed yet)."""
     ev = course_events(t.events_video)
     ev = ev.filter(ev.video_id.notnull() & (ev.video_id != ""))
     ev = event_users(t, ev)
-    ev = without_staff(t, p, ev.filter(ev.uid.notnull()), "uid")
+    ev = ev.filter(ev.uid.notnull())
     play = ev.event_type.isin(PLAY_VIDEO) | ev.name.fill_null("").isin(PLAY_VIDEO)
     done = ev.event_type.isin(COMPLETE_VIDEO) | ev.name.fill_null("").isin(COMPLETE_VIDEO)
-    a = ev.group_by(["course_id", "video_id"]).aggregate(
-        learners=ev.uid.nunique(), viewers=ev.uid.nunique(where=play), plays=ev.count(where=play),
-        completers=ev.uid.nunique(where=done), nevents=ev.count())
+    return ev.group_by(["course_id", "video_id", ev.uid.name("user_id"), ev.event_date.name("date")]).aggregate(
+        plays=ev.count(where=play), completions=ev.count(where=done), nevents=ev.count())
+
+
+@model("video_summary", inputs=("auth_user", "student_courseaccessrole"), deps=("video_day",))
+def video_summary(t: Tables, p: Params) -> ir.Table:
+    """Per course and video: viewers, plays, learners who completed it, completion rate."""
+    vd = without_staff(t, p, t.video_day)
+    a = vd.group_by(["course_id", "video_id"]).aggregate(
+        learners=vd.user_id.nunique(), viewers=vd.user_id.nunique(where=vd.plays > 0), plays=isum(vd.plays),
+        completers=vd.user_id.nunique(where=vd.completions > 0), nevents=isum(vd.nevents))
     return a.mutate(completion_rate=ibis.ifelse(a.viewers > 0, (a.completers / a.viewers).round(6), None))
 
 
-@model("problem_summary", inputs=("events_problem", "auth_user", "student_courseaccessrole"))
-def problem_summary(t: Tables, p: Params) -> ir.Table:
-    """Per course and problem (server problem_check events): submissions, learners, first-attempt correctness."""
+@model("problem_day", inputs=("events_problem", "auth_user"), uses_params=False, partition="date")
+def problem_day(t: Tables, p: Params) -> ir.Table:
+    """Per course, problem, learner and event day (server problem_check events): submissions, correct
+    ones, and the day's first submission (time, event id, success) for first-attempt correctness."""
     ev = course_events(t.events_problem)
     ev = ev.filter((ev.event_type == "problem_check") & (ev.event_source == "server") & ev.problem_id.notnull()
                    & (ev.problem_id != ""))
     ev = event_users(t, ev)
-    ev = without_staff(t, p, ev.filter(ev.uid.notnull()), "uid")
-    first = first_per(ev, ["course_id", "problem_id", "uid"], [ev.time, ev.event_id])
+    ev = ev.filter(ev.uid.notnull())
+    keys = ["course_id", "problem_id", "uid", "event_date"]
+    first = first_per(ev, keys, [ev.time, ev.event_id])
+    first = first.select(f_course_id="course_id", f_problem_id="problem_id", f_uid="uid", f_date="event_date",
+                         first_time="time", first_event_id="event_id", first_success="success")
+    a = ev.group_by(keys).aggregate(submissions=ev.count(), ncorrect=ev.count(where=ev.success == "correct"))
+    j = a.join(first, (a.course_id == first.f_course_id) & (a.problem_id == first.f_problem_id)
+               & (a.uid == first.f_uid) & (a.event_date == first.f_date))
+    return j.select("course_id", "problem_id", user_id=j.uid, date=j.event_date, submissions=j.submissions,
+                    ncorrect=j.ncorrect, first_time=j.first_time, first_event_id=j.first_event_id,
+                    first_success=j.first_success)
+
+
+@model("problem_summary", inputs=("auth_user", "student_courseaccessrole"), deps=("problem_day",))
+def problem_summary(t: Tables, p: Params) -> ir.Table:
+    """Per course and problem (server problem_check events): submissions, learners, first-attempt correctness."""
+    pd = without_staff(t, p, t.problem_day)
+    first = first_per(pd, ["course_id", "problem_id", "user_id"], [pd.first_time, pd.first_event_id])
     fa = first.group_by([first.course_id.name("f_course_id"), first.problem_id.name("f_problem_id")]).aggregate(
-        first_attempt_correct=first.count(where=first.success == "correct"))
-    a = ev.group_by(["course_id", "problem_id"]).aggregate(
-        submissions=ev.count(), learners=ev.uid.nunique(), learners_correct=ev.uid.nunique(where=ev.success == "correct"))
+        first_attempt_correct=first.count(where=first.first_success == "correct"))
+    a = pd.group_by(["course_id", "problem_id"]).aggregate(
+        submissions=isum(pd.submissions), learners=pd.user_id.nunique(),
+        learners_correct=pd.user_id.nunique(where=pd.ncorrect > 0))
     j = a.left_join(fa, (a.course_id == fa.f_course_id) & (a.problem_id == fa.f_problem_id))
     fac = j.first_attempt_correct.fill_null(0)
     return j.select("course_id", "problem_id", "submissions", "learners", "learners_correct",

@@ -45,15 +45,15 @@ INPUTS: dict[str, dict[str, str]] = {
     "events": {
         "event_id": "VARCHAR", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR",
         "user_id": "BIGINT", "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
-        "event_source": "VARCHAR", "subject_id": "BIGINT",
+        "event_source": "VARCHAR", "subject_id": "BIGINT", "context_course_id": "VARCHAR",
     },
     "events_video": {
-        "event_id": "VARCHAR", "time": "TIMESTAMP", "username": "VARCHAR", "user_id": "BIGINT",
+        "event_id": "VARCHAR", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR", "user_id": "BIGINT",
         "course_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR", "video_id": "VARCHAR",
         "subject_id": "BIGINT",
     },
     "events_problem": {
-        "event_id": "VARCHAR", "time": "TIMESTAMP", "username": "VARCHAR", "user_id": "BIGINT",
+        "event_id": "VARCHAR", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR", "user_id": "BIGINT",
         "course_id": "VARCHAR", "event_type": "VARCHAR", "event_source": "VARCHAR", "problem_id": "VARCHAR",
         "attempts": "BIGINT", "success": "VARCHAR", "subject_id": "BIGINT",
     },
@@ -126,6 +126,8 @@ def input_sql(con: duckdb.DuckDBPyConnection, name: str) -> str:
             cols.append(f"{_subject_sql(have)} AS {q(c)}")
         elif name.startswith("events") and c == "course_id" and "course_id" in have:
             cols.append(f"{_event_course_sql(have)} AS {q(c)}")
+        elif name.startswith("events") and c == "context_course_id" and "course_id" in have:
+            cols.append(f"{q('course_id')} AS {q(c)}")  # the course the context named (not the payload's)
         elif c not in have:
             cols.append(f"CAST(NULL AS {t}) AS {q(c)}")
         elif have[c].upper().startswith("TIMESTAMP WITH TIME ZONE") and t == "TIMESTAMP":

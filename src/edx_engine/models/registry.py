@@ -152,10 +152,18 @@ _PER_COURSE_TABLES = ("student_courseenrollment", "course_structure", "certifica
                       "auth_user")
 
 
-def course_info(con: duckdb.DuckDBPyConnection, entries: list[CourseEntry]) -> pa.Table:
-    """One row per course known to the registry, the packages or the events (INPUTS['course_info'])."""
+def course_info(con: duckdb.DuckDBPyConnection, entries: list[CourseEntry],
+                event_courses: set[str] | None = None) -> pa.Table:
+    """One row per course known to the registry, the packages or the events (INPUTS['course_info']).
+
+    ``event_courses``: the courses the events' context names, when the caller knows them without
+    reading every event (the DuckDB build takes them from ``course_day``); else the events are read."""
     ids: set[str] = {e.course_id for e in entries}
-    for t in _PER_COURSE_TABLES + ("events",):
+    if event_courses is None and catalog_columns(con, "events") is not None:
+        event_courses = {r[0] for r in con.execute(
+            "SELECT DISTINCT course_id FROM events WHERE course_id IS NOT NULL AND course_id <> ''").fetchall()}
+    ids |= event_courses or set()
+    for t in _PER_COURSE_TABLES:
         if catalog_columns(con, t) is not None:
             ids |= {r[0] for r in con.execute(
                 f"SELECT DISTINCT course_id FROM {t} WHERE course_id IS NOT NULL AND course_id <> ''").fetchall()}
@@ -171,9 +179,8 @@ def course_info(con: duckdb.DuckDBPyConnection, entries: list[CourseEntry]) -> p
             tables.setdefault(cid, []).append(t)
     except duckdb.CatalogException:
         pass
-    if catalog_columns(con, "events") is not None:
-        for (cid,) in con.execute("SELECT DISTINCT course_id FROM events WHERE course_id <> ''").fetchall():
-            tables.setdefault(cid, []).append("events")
+    for cid in sorted(event_courses or ()):
+        tables.setdefault(cid, []).append("events")
     reg = {e.course_id: e for e in entries}
     cutoffs = grading_cutoffs(con)
     rows = []

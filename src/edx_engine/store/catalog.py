@@ -1,5 +1,5 @@
 """Every bookkeeping table of the catalog (``_edx_*``), declared once, with the small typed
-reads other modules use instead of repeating SQL strings.
+reads and writes other modules use instead of repeating SQL strings.
 
 A stage that needs its tables calls ``ensure(con, <group>)``; the groups below say which
 tables belong together. Tables are only ever created here (``CREATE TABLE IF NOT EXISTS``),
@@ -8,9 +8,12 @@ so a catalog made by an older version gains what it lacks and keeps its rows.
 
 from __future__ import annotations
 
-from typing import Iterable
+import datetime as dt
+from typing import Iterable, Sequence
 
 import duckdb
+
+from ..clock import now
 
 TABLES: dict[str, str] = {
     "_edx_snapshots": """(
@@ -36,6 +39,11 @@ TABLES: dict[str, str] = {
         name VARCHAR PRIMARY KEY, path VARCHAR, fingerprint VARCHAR, rows BIGINT, seconds DOUBLE,
         params VARCHAR, built_at TIMESTAMP)""",
     "_edx_model_inputs": "(model VARCHAR, input VARCHAR, fingerprint VARCHAR, PRIMARY KEY (model, input))",
+    # date-partitioned models (models/incremental.py): one row per file of an event date's partition
+    # (path NULL: the date has no rows), with what it was computed from
+    "_edx_model_parts": """(
+        model VARCHAR, part VARCHAR, path VARCHAR, rows BIGINT, fingerprint VARCHAR, context VARCHAR,
+        names VARCHAR)""",
     "_edx_scrub_log": """(
         scrubbed_at TIMESTAMP, kind VARCHAR, name VARCHAR, path VARCHAR, old_path VARCHAR,
         columns VARCHAR, json_keys VARCHAR, rows BIGINT, values_removed BIGINT)""",
@@ -57,13 +65,14 @@ TABLES: dict[str, str] = {
 STORE = ("_edx_snapshots", "_edx_quarantine_files", "_edx_import_log", "_edx_meta")
 EVENTS = ("_edx_event_files", "_edx_event_parts", "_edx_event_dups", "_edx_import_log", "_edx_quarantine_files")
 GEO = ("_edx_geo",)
-MODELS = ("_edx_models", "_edx_model_inputs")
+MODELS = ("_edx_models", "_edx_model_inputs", "_edx_model_parts")
 SCRUB = ("_edx_scrub_log",)
 LEDGER = ("_edx_ledger", "_edx_sync_runs")
 
 # Lake subdirectories and the bookkeeping table that lists their files (``Lake.collect_garbage``).
 LAKE_FILE_OWNERS = (("tables", "_edx_snapshots"), ("quarantine", "_edx_quarantine_files"),
-                    ("events", "_edx_event_parts"), ("models", "_edx_models"), ("geo", "_edx_geo"))
+                    ("events", "_edx_event_parts"), ("models", "_edx_models"), ("geo", "_edx_geo"),
+                    ("model_parts", "_edx_model_parts"))
 
 # Schema of the quarantine Parquet files (rejected lines), and of the empty ``quarantine`` view.
 QUARANTINE_COLUMNS = {
@@ -136,6 +145,155 @@ def named_paths(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, s
     if table not in ("_edx_models", "_edx_geo") or not exists(con, table):
         return []
     return [(n, p) for n, p in con.execute(f"SELECT name, path FROM {table} ORDER BY name").fetchall()]
+
+
+def model_part_paths(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Model -> the stored paths of its date partitions (only models kept by partition); {} if none."""
+    if not exists(con, "_edx_model_parts"):
+        return {}
+    return {m: ps for m, ps in con.execute(
+        "SELECT model, list(path ORDER BY part, path) FILTER (WHERE path IS NOT NULL) FROM _edx_model_parts "
+        "GROUP BY model").fetchall()}
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """A DuckDB list literal of quoted strings."""
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+
+
+def _in_dates(dates: Sequence[str]) -> str:
+    """``(SELECT unnest([...]::DATE[]))``: the right side of ``event_date IN`` for ``dates``."""
+    return f"(SELECT unnest({sql_list(dates)}::DATE[]))"
+
+
+# -- typed writes ---------------------------------------------------------------------------------
+# Each runs inside the caller's transaction (``Lake.transaction`` or an explicit BEGIN): the
+# caller decides what commits together. ``at`` defaults to `clock.now` in whole seconds.
+
+def replace_snapshot(con: duckdb.DuckDBPyConnection, *, table: str, course_id: str, org: str | None,
+                     package_date: str | None, path: str, rows: int, rejected: int, fingerprint: str | None,
+                     source_file: str | None, extra_columns: Sequence[str] = (), supersedes: str | None = None,
+                     at: dt.datetime | None = None) -> None:
+    """Make ``path`` the current snapshot of (table, course); ``supersedes``: a provisional
+    course id (a bare slug) the real id replaces, whose row goes too."""
+    con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [table, course_id])
+    if supersedes and supersedes != course_id:
+        con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [table, supersedes])
+    con.execute("INSERT INTO _edx_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [table, course_id, org, package_date, path, rows, rejected, fingerprint, source_file,
+                 ",".join(extra_columns), at or now(True)])
+
+
+def replace_quarantine_file(con: duckdb.DuckDBPyConnection, key: str, kind: str, path: str | None, rows: int,
+                            at: dt.datetime | None = None) -> None:
+    """The quarantine file of ``key`` (one per table file or log file) is ``path``; with no
+    rejected rows (or no path) the key has none."""
+    con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [key])
+    if path is not None and rows:
+        con.execute("INSERT INTO _edx_quarantine_files VALUES (?,?,?,?,?)", [key, kind, path, rows, at or now(True)])
+
+
+def log_import(con: duckdb.DuckDBPyConnection, source_file: str, table: str | None, course_id: str | None,
+               package_date: str | None, status: str, rows: int, rejected: int, message: str | None,
+               at: dt.datetime | None = None) -> None:
+    """One row of ``_edx_import_log`` (what `edx-engine status` lists per import)."""
+    con.execute("INSERT INTO _edx_import_log VALUES (?,?,?,?,?,?,?,?,?)",
+                [at or now(True), source_file, table, course_id, package_date, status, rows, rejected, message])
+
+
+def redact_import_log(con: duckdb.DuckDBPyConnection, pattern: str, replacement: str) -> None:
+    """Rewrite the messages that quote rejected values (``... is not a valid ...``), if the table exists."""
+    if exists(con, "_edx_import_log"):
+        con.execute("UPDATE _edx_import_log SET message = regexp_replace(message, ?, ?) "
+                    "WHERE message LIKE '%is not a valid%'", [pattern, replacement])
+
+
+def set_event_origin(con: duckdb.DuckDBPyConnection, source_key: str, origin: str) -> None:
+    """Record where a legacy (origin-less) event source comes from; a known origin is kept."""
+    con.execute("UPDATE _edx_event_files SET origin = ? WHERE source_key = ? AND origin IS NULL",
+                [origin, source_key])
+
+
+def replace_event_parts(con: duckdb.DuckDBPyConnection, source_key: str,
+                        parts: Sequence[tuple[str, str, int, int | None, int | None]]) -> None:
+    """The Parquet parts of an event source: (event date, stored path, rows, min and max event
+    time in microseconds since the epoch) each; replaces the source's earlier parts."""
+    con.execute("DELETE FROM _edx_event_parts WHERE source_key=?", [source_key])
+    if parts:
+        con.executemany(
+            "INSERT INTO _edx_event_parts VALUES (?, ?::DATE, ?, ?, make_timestamp(?), make_timestamp(?))",
+            [[source_key, *p] for p in parts])
+
+
+def replace_event_file(con: duckdb.DuckDBPyConnection, *, source_key: str, source_file: str,
+                       fingerprint: str | None, file_date: str | None, rows: int, rejected: int,
+                       first_event_time: int | None, last_event_time: int | None, json_bytes: int,
+                       origin: str | None, at: dt.datetime | None = None) -> None:
+    """The row of an imported event source; its duplicates are counted from ``_edx_event_dups``
+    (so `replace_event_dups` runs first)."""
+    con.execute("DELETE FROM _edx_event_files WHERE source_key=?", [source_key])
+    con.execute(
+        "INSERT INTO _edx_event_files (source_key, source_file, fingerprint, file_date, rows, rejected, "
+        "duplicates, first_event_time, last_event_time, json_bytes, imported_at, origin) "
+        "VALUES (?, ?, ?, ?::DATE, ?, ?, (SELECT count(*) FROM _edx_event_dups WHERE source_key=?), "
+        "make_timestamp(?), make_timestamp(?), ?, ?, ?)",
+        [source_key, source_file, fingerprint, file_date, rows, rejected, source_key, first_event_time,
+         last_event_time, json_bytes, at or now(True), origin])
+
+
+def recount_event_duplicates(con: duckdb.DuckDBPyConnection, dates: Sequence[str]) -> None:
+    """Refresh ``duplicates`` of every event source with parts on ``dates`` (another source's
+    import can change which copy of an event is the kept one)."""
+    if dates:
+        con.execute(
+            "UPDATE _edx_event_files f SET duplicates = (SELECT count(*) FROM _edx_event_dups d "
+            "WHERE d.source_key = f.source_key) WHERE source_key IN "
+            f"(SELECT DISTINCT source_key FROM _edx_event_parts WHERE event_date IN {_in_dates(dates)})")
+
+
+def replace_event_dups(con: duckdb.DuckDBPyConnection, dates: Sequence[str], root: str) -> None:
+    """Recompute ``_edx_event_dups`` for ``dates`` from the parts on those dates (``root``: the
+    store's absolute path, the parts' paths are relative to it).
+
+    Identical lines have identical times, so duplicates always share a date partition. The copy
+    kept is the one in the smallest source key (then the smallest line number)."""
+    dl = _in_dates(dates)
+    con.execute(f"DELETE FROM _edx_event_dups WHERE event_date IN {dl}")
+    paths = [f"{root}/{r[0]}" for r in con.execute(
+        f"SELECT path FROM _edx_event_parts WHERE event_date IN {dl}").fetchall()]
+    if not paths:
+        return
+    src = f"read_parquet({sql_list(paths)}, hive_partitioning=false)"
+    con.execute(f"""
+        INSERT INTO _edx_event_dups
+        SELECT event_date, source_key, line, event_id FROM (
+            SELECT event_date, source_key, line, event_id,
+                   row_number() OVER (PARTITION BY event_id ORDER BY source_key, line) AS rn
+            FROM {src}
+            WHERE event_id IN (SELECT event_id FROM {src} GROUP BY event_id HAVING count(*) > 1)
+        ) WHERE rn > 1""")
+
+
+def replace_geo(con: duckdb.DuckDBPyConnection, name: str, path: str, rows: int, ip_db: str | None,
+                ip_db_date: str | None, located_at: dt.datetime) -> None:
+    """The current file of the geo table ``name`` (``locate-users``)."""
+    con.execute("DELETE FROM _edx_geo WHERE name=?", [name])
+    con.execute("INSERT INTO _edx_geo VALUES (?,?,?,?,?,?)", [name, path, rows, ip_db, ip_db_date, located_at])
+
+
+def repoint(con: duckdb.DuckDBPyConnection, table: str, old_path: str, new_path: str) -> None:
+    """A bookkeeping table that lists lake files (LAKE_FILE_OWNERS) now lists ``new_path`` for
+    ``old_path`` (a file rewritten under a new name, e.g. by ``scrub``)."""
+    if table not in {t for _, t in LAKE_FILE_OWNERS}:
+        raise KeyError(table)
+    con.execute(f"UPDATE {table} SET path=? WHERE path=?", [new_path, old_path])
+
+
+def log_scrub(con: duckdb.DuckDBPyConnection, *, kind: str, name: str, path: str, old_path: str, columns: str,
+              json_keys: str, rows: int, values_removed: int, at: dt.datetime | None = None) -> None:
+    """One row of ``_edx_scrub_log`` per file scrubbed (``path`` the new file, ``old_path`` the one it replaced)."""
+    con.execute("INSERT INTO _edx_scrub_log VALUES (?,?,?,?,?,?,?,?,?)",
+                [at or now(True), kind, name, path, old_path, columns, json_keys, rows, values_removed])
 
 
 def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:

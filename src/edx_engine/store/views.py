@@ -85,9 +85,7 @@ FAMILIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
 }
 
 
-def sql_list(paths: list[str]) -> str:
-    """A DuckDB list literal of quoted strings."""
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+sql_list = catalog.sql_list  # a DuckDB list literal of quoted strings (its home is catalog)
 
 
 def _ident(name: str) -> str:
@@ -183,8 +181,10 @@ def geo_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
 
 
 def model_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    """``models.<name>`` over each built model's file (``_edx_models``); the schema always exists."""
+    """``models.<name>`` over each built model's file (``_edx_models``), or over exactly the files of its
+    date partitions when it is kept by partition (``_edx_model_parts``); the schema always exists."""
     con.execute("CREATE SCHEMA IF NOT EXISTS models")
+    parts = catalog.model_part_paths(con)
     for name, p in catalog.named_paths(con, "_edx_models"):
-        full = str((root / p).resolve()).replace("'", "''")
-        con.execute(f"CREATE OR REPLACE VIEW models.{_ident(name)} AS SELECT * FROM read_parquet('{full}')")
+        files = [str((root / f).resolve()) for f in parts.get(name) or []] or [str((root / p).resolve())]
+        con.execute(f"CREATE OR REPLACE VIEW models.{_ident(name)} AS SELECT * FROM read_parquet({sql_list(files)})")

@@ -1,0 +1,180 @@
+"""Date-partitioned models: what changed since the last build, and writing only those dates.
+
+A model with ``partition`` (definitions.py) is stored as one Parquet file per event date under
+``lake/model_parts/<name>/``, each listed in ``_edx_model_parts`` with what it was computed from:
+
+- ``fingerprint``: the event date's own fingerprint (``event_days``): its parts in
+  ``_edx_event_parts`` (source, file, rows) and its excluded duplicates (``_edx_event_dups``).
+  A new day, a re-delivered day, a day whose duplicates changed all change it; a withdrawn day
+  disappears from ``event_days`` and its partition is removed.
+- ``context``: the code of the definitions, the parameters (if the model uses them) and the
+  columns of its event inputs; a change recomputes every date.
+- ``names``: the fingerprint of the non-event inputs (``auth_user``), recorded only for dates that
+  have events attributed through their username alone (``username_days``): a new package
+  recomputes those dates only.
+
+``_edx_models`` keeps one row per model as for the others; its ``path`` is a zero-row file with the
+model's schema (what ``models.<name>`` reads while the model has no partition).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from ..store import catalog
+from ..store.files import finish_atomic
+from .inputs import catalog_columns, input_sql, q
+
+NULL_DAY = ""  # the partition of events without an event date (hand-made catalogs only)
+
+
+def _hash(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _catalog_events(con: duckdb.DuckDBPyConnection) -> bool:
+    """True when ``events`` is the importers' view over ``_edx_event_parts`` (not a hand-made relation)."""
+    if not catalog.exists(con, "_edx_event_parts") or catalog.exists(con, "events"):
+        return False
+    return con.execute("SELECT count(*) FROM (SELECT 1 FROM _edx_event_parts LIMIT 1)").fetchone()[0] > 0
+
+
+def event_days(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Event date (ISO text) -> fingerprint of what the events of that date are made of.
+
+    Read from the bookkeeping alone (no event is read), so it costs the same whatever the size of
+    the store's history. A catalog whose ``events`` is hand-made (tests, benchmarks) is fingerprinted
+    from its rows instead."""
+    if _catalog_events(con):
+        parts = con.execute(
+            "SELECT CAST(event_date AS VARCHAR), list(source_key || '|' || path || '|' || rows "
+            "ORDER BY source_key, path) FROM _edx_event_parts GROUP BY 1").fetchall()
+        dups = {d: (n, h) for d, n, h in con.execute(
+            "SELECT CAST(event_date AS VARCHAR), count(*), CAST(sum(hash(source_key, line)) AS VARCHAR) "
+            "FROM _edx_event_dups GROUP BY 1").fetchall()}
+        return {d or NULL_DAY: _hash(p, dups.get(d)) for d, p in parts}
+    cols = catalog_columns(con, "events")
+    if cols is None or "event_date" not in cols:
+        return {}
+    keys = ", ".join(q(c) for c in ("event_id", "time", "user_id", "username", "course_id", "event_type")
+                     if c in cols) or "event_date"
+    rows = con.execute(f"SELECT CAST(event_date AS VARCHAR), count(*), CAST(sum(hash({keys})) AS VARCHAR) "
+                       f"FROM events GROUP BY 1").fetchall()
+    return {d or NULL_DAY: _hash(n, h) for d, n, h in rows}
+
+
+def day_filter(days: list[str]) -> str:
+    """SQL condition on ``event_date`` selecting exactly ``days``."""
+    real = [d for d in days if d != NULL_DAY]
+    conds = []
+    if real:
+        conds.append("event_date IN (" + ", ".join(f"DATE '{d}'" for d in real) + ")")
+    if NULL_DAY in days:
+        conds.append("event_date IS NULL")
+    return "(" + " OR ".join(conds or ["false"]) + ")"
+
+
+def restricted_sql(con: duckdb.DuckDBPyConnection, name: str, days: list[str] | None) -> str:
+    """``input_sql`` of an event input, limited to ``days`` (None: every day)."""
+    sql = input_sql(con, name)
+    return sql if days is None else f"SELECT * FROM ({sql}) WHERE {day_filter(days)}"
+
+
+def username_days(con: duckdb.DuckDBPyConnection, days: list[str] | None) -> set[str]:
+    """The dates among ``days`` having events with a username but no user id: the only ones whose
+    learner attribution reads ``auth_user`` (a superset: payload user ids are not looked at)."""
+    cols = catalog_columns(con, "events")
+    if cols is None or not {"user_id", "username", "event_date"} <= set(cols):
+        return set()
+    where = "" if days is None else f" AND {day_filter(days)}"
+    return {d or NULL_DAY for (d,) in con.execute(
+        f"SELECT DISTINCT CAST(event_date AS VARCHAR) FROM events WHERE user_id IS NULL "
+        f"AND coalesce(username, '') <> ''{where}").fetchall()}
+
+
+@dataclass
+class StoredPart:
+    fingerprint: str
+    context: str
+    names: str | None
+    paths: list[str] = field(default_factory=list)
+    rows: int = 0
+
+
+def stored_parts(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, StoredPart]:
+    """Event date -> the recorded partition of model ``name`` (its files, rows, what it was built from)."""
+    if not catalog.exists(con, "_edx_model_parts"):
+        return {}
+    out: dict[str, StoredPart] = {}
+    for d, path, rows, fp, ctx, names in con.execute(
+            "SELECT part, path, rows, fingerprint, context, names FROM _edx_model_parts WHERE model = ? "
+            "ORDER BY part, path", [name]).fetchall():
+        sp = out.setdefault(d, StoredPart(fp, ctx, names))
+        if path:
+            sp.paths.append(path)
+        sp.rows += int(rows or 0)
+    return out
+
+
+@dataclass
+class PartRow:
+    """One row of ``_edx_model_parts`` to record (path relative to the data directory, or None: no rows)."""
+    day: str
+    path: str | None
+    rows: int
+    fingerprint: str
+    context: str
+    names: str | None
+
+
+@dataclass
+class PartsUpdate:
+    """A partitioned model's change: the dates replaced or removed, and their new rows."""
+    replaced: list[str]
+    rows: list[PartRow]
+
+
+def plan(days: dict[str, str], stored: dict[str, StoredPart], context: str, names: str, root: Path,
+         full: bool) -> tuple[list[str], list[str]]:
+    """(dates to recompute, dates to remove): new, changed, built under another context, attributed
+    through usernames under other packages, or whose file is missing."""
+    todo = []
+    for d, fp in sorted(days.items()):
+        s = stored.get(d)
+        if (full or s is None or s.fingerprint != fp or s.context != context
+                or (s.names is not None and s.names != names)
+                or any(not (root / p).exists() for p in s.paths)):
+            todo.append(d)
+    return todo, sorted(d for d in stored if d not in days)
+
+
+def write_parts(con: duckdb.DuckDBPyConnection, sql: str, column: str, name: str, root: Path,
+                out_dir: Path) -> dict[str, list[tuple[str, int]]]:
+    """Run ``sql`` once, writing one Parquet file per value of ``column`` under ``out_dir``.
+
+    Returns event date -> [(path relative to ``root``, rows)]. Files are written in a temporary
+    directory, fsynced and renamed into place; until the catalog lists them they are garbage."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".tmp-{uuid.uuid4().hex[:12]}"
+    con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({q(column)}), "
+                f"WRITE_PARTITION_COLUMNS true)")
+    out: dict[str, list[tuple[str, int]]] = {}
+    if not tmp.is_dir():
+        return out
+    for sub in sorted(tmp.iterdir()):
+        value = sub.name.split("=", 1)[1] if "=" in sub.name else sub.name
+        day = NULL_DAY if value in ("NULL", "__HIVE_DEFAULT_PARTITION__") else value
+        for f in sorted(sub.glob("*.parquet")):
+            final = out_dir / f"{name}-{day or 'null'}-{uuid.uuid4().hex[:12]}.parquet"
+            rows = con.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0]
+            finish_atomic(f, final)
+            out.setdefault(day, []).append((str(final.resolve().relative_to(root.resolve())), int(rows)))
+        sub.rmdir()
+    tmp.rmdir()
+    return out
