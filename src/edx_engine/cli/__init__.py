@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.text import Text
 
-from ..lake import StoreBusy
+from ..store.errors import StoreBusy
 from . import dashboard, imports, models, privacy, run, sql, sync
 from .common import INTERRUPTED, Interrupt, console, fail, out
 from .imports import run_import

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import http.server
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .common import DataDir, console, fail, load_settings, out
-from ..lake import Lake, StoreBusy
+from ..store.errors import StoreBusy
 
 dashboard_app = typer.Typer(help="Build the monitoring dashboard (static site) or serve it on loopback.",
                             invoke_without_command=True, no_args_is_help=False)
@@ -40,6 +39,7 @@ def dashboard(
     if ctx.invoked_subcommand is not None:
         return
     from ..dashboard import DashboardError, build_site
+    from ..store.lake import Lake
 
     settings = load_settings(data_dir)
     try:
@@ -53,11 +53,18 @@ def dashboard(
               f"(or open {res.index(lang)} in a browser)", highlight=False, soft_wrap=True)
 
 
-class _ReadOnlyHandler(http.server.SimpleHTTPRequestHandler):
-    """GET and HEAD only (SimpleHTTPRequestHandler has no write methods); quiet log."""
+@functools.cache
+def _read_only_handler() -> type:
+    """The request handler, made on first use (http.server is loaded only by `dashboard serve`)."""
+    import http.server
 
-    def log_message(self, fmt, *args):  # noqa: D401 - one line per request on stderr
-        console.print(f"{self.address_string()} {fmt % args}", highlight=False)
+    class _ReadOnlyHandler(http.server.SimpleHTTPRequestHandler):
+        """GET and HEAD only (SimpleHTTPRequestHandler has no write methods); quiet log."""
+
+        def log_message(self, fmt, *args):  # noqa: D401 - one line per request on stderr
+            console.print(f"{self.address_string()} {fmt % args}", highlight=False)
+
+    return _ReadOnlyHandler
 
 
 @dashboard_app.command("serve")
@@ -72,7 +79,9 @@ def serve(
     root = _out_dir(settings, output)
     if not (root / "index.html").exists():
         fail(f"no dashboard in {root}: run `edx-engine dashboard` first")
-    handler = functools.partial(_ReadOnlyHandler, directory=str(root))
+    import http.server
+
+    handler = functools.partial(_read_only_handler(), directory=str(root))
     try:
         httpd = http.server.ThreadingHTTPServer((bind, port), handler)
     except OSError as exc:

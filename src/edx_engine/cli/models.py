@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from .common import ConfigOpt, DataDir, console, fail, load_settings, out, warn_stale
-from ..lake import Lake, StoreBusy
+from ..store.errors import StoreBusy
 
 RegistryOpt = typer.Option(None, "--registry", help="Course registry (TOML or CSV; default ./courses.toml, "
                                                      "else [courses] of the config file).")
@@ -59,6 +59,7 @@ def courses(
                                                  help="Count staff among the learners (default: exclude)."),
 ) -> None:
     """List courses: registry metadata merged with the packages, and data coverage."""
+    from ..store.lake import Lake
     from ..models import BuildError
     from ..models.build import evaluate
 
@@ -111,6 +112,7 @@ def build(
                                                                       "updated."),
 ) -> None:
     """(Re)compute the indicator models; only models whose inputs or parameters changed are rebuilt."""
+    from ..store.lake import Lake
     from ..models import MODELS, BuildError, build_duckdb, build_postgres
 
     settings = load_settings(data_dir, config=config)
@@ -167,6 +169,7 @@ def report(
     """Write a report (general, course, enrolment, courses, active_users, demographics, masterfile, ...).
 
     A model's name is accepted too (`report general_report` is `report general`)."""
+    from ..store.lake import Lake
     from ..models import BuildError
     from ..reports import FORMATS, ReportError, check_course, check_public, make_public, only_course, produce, \
         public_models, report_name, unknown_report_message, with_labels, write

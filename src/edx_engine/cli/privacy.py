@@ -9,9 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .. import geo  # noqa: F401  (registers the user_location views' hook)
 from .common import DataDir, console, fail, load_settings, out, warn_stale
-from ..lake import Lake, StoreBusy
+from ..store.errors import StoreBusy
 
 SecretFile = typer.Option(None, "--secret-file",
                           help="File holding the pseudonymisation secret (default: env "
@@ -25,6 +24,7 @@ def scrub(
     data_dir: Optional[str] = DataDir,
 ) -> None:
     """Remove personal data (names, e-mails, usernames, IPs, free text...) from the store, irreversibly."""
+    from ..store.lake import Lake
     from ..privacy.scrub import ScrubError, scrub as run_scrub, status
 
     settings = load_settings(data_dir)
@@ -81,6 +81,7 @@ def export_cmd(
     """Write a shareable file: --anonymised (research export) and/or --public (suppressed aggregate).
 
     A report's name is accepted too (`export general --public` is `export general_report --public`)."""
+    from ..store.lake import Lake
     from ..reports import model_name
     from ..privacy.export import ExportError, export_table
     from ..privacy.pseudonym import Pseudonymizer, SecretError, load_secret
@@ -109,6 +110,7 @@ def export_cmd(
 
 def locate_users_cmd(data_dir: Optional[str] = DataDir) -> None:
     """Country of each learner: from the profile, else from their most frequent IP country (offline database)."""
+    from ..store.lake import Lake
     from ..geo import GeoError, locate_users
 
     settings = load_settings(data_dir)

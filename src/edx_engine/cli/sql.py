@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..lake import Lake
 from .common import DataDir, console, fail, load_settings, out, warn_stale
 
 
@@ -25,6 +24,7 @@ def sql(
     """Query the store with DuckDB SQL, read-only (no DuckDB CLI needed).
 
     Only the store's own files can be read: no other file, URL or extension."""
+    from ..store.lake import Lake
     import duckdb
 
     from .. import sql_output

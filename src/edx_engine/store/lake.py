@@ -43,6 +43,7 @@ from ..names import path_slug
 from . import catalog, files, views
 from .catalog import LAKE_FILE_OWNERS, QUARANTINE_COLUMNS  # noqa: F401 (their old home)
 from .views import sql_list as _sql_list
+from .errors import CatalogBusy, StoreBusy, StoreMoved, StoreWriteError  # noqa: F401 (their old home)
 
 CATALOG = "edx.duckdb"
 
@@ -51,26 +52,6 @@ CATALOG = "edx.duckdb"
 _SANDBOX = ("SET allowed_directories = {lake}", "SET enable_external_access = false",
             "SET autoinstall_known_extensions = false", "SET autoload_known_extensions = false",
             "SET lock_configuration = true")
-
-
-class StoreBusy(Exception):
-    """Another process holds the store's write lock."""
-
-
-class StoreMoved(StoreBusy):
-    """A moved or copied store whose views cannot be re-pointed at its own files (files missing).
-
-    A ``StoreBusy`` so that every command reports it as one line, like a busy store."""
-
-
-class CatalogBusy(StoreBusy):
-    """The catalog stayed open in another program for the whole wait (``Lake.wait_seconds``):
-    the write it waited for did not happen."""
-
-
-class StoreWriteError(Exception):
-    """The catalog could not be written (disk full, I/O error): nothing of that transaction was
-    committed, the store is as before. The message is one line naming the cause."""
 
 
 @dataclass

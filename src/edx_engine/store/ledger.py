@@ -43,16 +43,13 @@ import duckdb
 
 from . import catalog
 from .lake import CATALOG
+from .errors import LedgerBusy  # noqa: F401 (its old home)
 
 STATES = ("listed", "downloaded", "imported", "failed", "gone")
 
 LEDGER_COLUMNS = ("bucket", "key", "kind", "org", "object_date", "site", "size", "etag", "last_modified", "sha256",
                   "state", "rows", "rejected", "error", "local_path", "first_seen", "listed_at", "downloaded_at",
                   "decrypted_at", "imported_at", "failed_at", "attempts", "changes", "run_id")
-
-
-class LedgerBusy(Exception):
-    """The catalog is locked by another process for longer than we were willing to wait."""
 
 
 def now() -> dt.datetime:
