@@ -36,7 +36,7 @@ from ..decrypt import GpgSettings, PassphraseError, gpg_session
 from ..ingest import events as E
 from ..ingest.events_parse import EventLimits
 from ..ingest.sources import Source
-from ..store import views
+from ..store import catalog, views
 from ..store.lake import Lake
 
 
@@ -252,8 +252,7 @@ class _Committer:
             return
         E._log(self.lake, src, res, self.con)
         if adopt is not None:
-            self.con.execute("UPDATE _edx_event_files SET origin = ? WHERE source_key = ? AND origin IS NULL",
-                             [adopt[1], adopt[0]])
+            catalog.set_event_origin(self.con, adopt[0], adopt[1])
 
     def close(self) -> None:
         if self.engine is not None:

@@ -9,6 +9,8 @@ were resolved against. No stage registers anything here: this module is the one 
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import duckdb
@@ -151,7 +153,7 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
     paths = [f"{base}/{p}" for p in catalog.paths(con, "_edx_event_parts")]
     cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
     if paths:
-        src = f"read_parquet({sql_list(paths)}, hive_partitioning=false, union_by_name=true)"
+        src = _event_parts_sql(paths)
         has_dups = con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0] > 0
         if has_dups:
             all_sql = (f"SELECT {cols}, (d.line IS NOT NULL) AS duplicate FROM {src} e "
@@ -171,6 +173,19 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
     for view, (where, extra) in FAMILIES.items():
         ex = ", ".join(f"{expr} AS {name}" for name, expr in extra)
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {ex} FROM events WHERE {where}")
+
+
+_DATE_DIR = re.compile(r"/date=\d{4}-\d{2}-\d{2}/[^/]+$")
+
+
+def _event_parts_sql(paths: list[str]) -> str:
+    """The parts as one relation. In the lake's layout (``date=YYYY-MM-DD/`` folders) ``event_date``
+    is read from the folder name, so a filter on it prunes whole files before any is opened (the
+    rows' own ``event_date`` is the same value: parts are written per date)."""
+    if all(_DATE_DIR.search(p) for p in paths):
+        return (f"(SELECT * REPLACE (\"date\" AS event_date) FROM read_parquet({sql_list(paths)}, "
+                f"hive_partitioning=true, hive_types={{'date': DATE}}, union_by_name=true))")
+    return f"read_parquet({sql_list(paths)}, hive_partitioning=false, union_by_name=true)"
 
 
 def geo_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
