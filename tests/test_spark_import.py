@@ -12,11 +12,13 @@ skipped, with the reason, where pyspark or Java is missing."""
 
 from __future__ import annotations
 
+import datetime
 import functools
 import gzip
 import importlib.util
 import operator
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from edx_engine.store.lake import Lake
 from conftest import gpg_encrypt
 
 DAYS = 8
+START = datetime.date(2026, 9, 27)  # 4 days in September, 4 in October (the pruning test)
 PARTIAL_REJECTS: list[int] = []  # the partial re-delivery's bad lines: the generator's in its half, and 2
 # (table, ORDER BY / columns kept): every column but import times and random file names
 IGNORED = {"imported_at", "logged_at", "path"}
@@ -64,7 +67,7 @@ def logs(tmp_path_factory, gpg_key):
     from edx_engine.synthetic import SyntheticConfig, generate
 
     root = tmp_path_factory.mktemp("backfill")
-    m = generate(root / "gen", SyntheticConfig(courses=2, learners=30, days=DAYS, seed=3))
+    m = generate(root / "gen", SyntheticConfig(courses=2, learners=30, days=DAYS, seed=3, start=START))
     days = sorted((root / "gen").rglob("*.log.gz"))
     assert len(days) == DAYS
     logs = root / "logs"
@@ -203,3 +206,50 @@ def test_a_failing_worker_keeps_the_files_committed_before_it(logs, tmp_path):
         got = sorted(r[0] for r in con.execute("SELECT source_file FROM _edx_event_files").fetchall())
     assert got == sorted(s.label for s in sources[:3])
     assert _lake_files(data) == _referenced(data)
+
+
+def _scan_files(spark, df) -> int:
+    """Files the executed plan's Parquet scan read (its ``numFiles`` metric)."""
+    df.collect()
+    plan = df._jdf.queryExecution().executedPlan()
+    stack, found = [plan], []
+    while stack:
+        node = stack.pop()
+        name = node.getClass().getName()
+        if name.endswith("AdaptiveSparkPlanExec"):
+            stack.append(node.executedPlan())
+            continue
+        if name.endswith("QueryStageExec"):  # a finished stage of the adaptive plan: its plan below
+            stack.append(node.plan())
+            continue
+        metrics = node.metrics()
+        if "FileSourceScan" in name and metrics.contains("numFiles"):
+            found.append(int(metrics.apply("numFiles").value()))
+        children = node.children()
+        stack.extend(children.apply(i) for i in range(children.size()))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_one_course_one_month_reads_only_that_months_files_on_spark(sequential, spark):
+    """Spark reads the parts with their ``date=`` folders as the partition column: a query for one
+    course and one month lists and reads only that month's files (issue 14 §3)."""
+    from edx_engine.models.spark import _SPARK_TYPES
+    from edx_engine.store.views import EVENT_COLUMNS
+
+    data, _ = sequential
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        parts = [str(data / p) for (p,) in con.execute("SELECT path FROM _edx_event_parts").fetchall()]
+        october = con.execute("SELECT count(*) FROM _edx_event_parts WHERE event_date >= DATE '2026-10-01'").fetchone()[0]
+        course = con.execute("SELECT min(course_id) FROM events_all").fetchone()[0]
+        want = con.execute("SELECT count(*) FROM events_all WHERE course_id = ? AND event_date >= DATE '2026-10-01' "
+                           "AND event_date < DATE '2026-11-01'", [course]).fetchone()[0]
+    assert 0 < october < len(parts) and want > 0
+    schema = ", ".join(f"`{c}` {_SPARK_TYPES[t]}" for c, t in EVENT_COLUMNS.items())
+    df = spark.read.schema(schema).option("basePath", str(data / "lake" / "events")).parquet(*parts)
+    q = df.where(f"date >= '2026-10-01' AND date < '2026-11-01' AND course_id = '{course}'").groupBy().count()
+    plan = q._jdf.queryExecution().executedPlan().toString()
+    assert re.search(r"PartitionFilters: \[[^\]]*date", plan), plan
+    assert q.collect()[0][0] == want
+    assert _scan_files(spark, q) == october
+    assert _scan_files(spark, df.groupBy().count()) == len(parts)  # no filter: every file
