@@ -253,3 +253,21 @@ def test_one_course_one_month_reads_only_that_months_files_on_spark(sequential, 
     assert q.collect()[0][0] == want
     assert _scan_files(spark, q) == october
     assert _scan_files(spark, df.groupBy().count()) == len(parts)  # no filter: every file
+
+
+def test_cli_import_jobs_and_engine_options(logs, tmp_path):
+    from typer.testing import CliRunner
+
+    from edx_engine.cli import app
+
+    folder, home, pw = logs
+    base = ["import", str(folder), "--data-dir", str(tmp_path / "data"), "--gnupghome", str(home),
+            "--passphrase-file", str(pw)]
+    r = CliRunner().invoke(app, base + ["--engine", "bogus"], env={"COLUMNS": "200"})
+    assert r.exit_code == 1 and "unknown engine 'bogus' (use duckdb or spark)" in r.output
+    r = CliRunner().invoke(app, base + ["--spark-remote", "sc://127.0.0.1:1"], env={"COLUMNS": "200"})
+    assert r.exit_code == 1 and "--spark-remote needs --engine spark" in r.output
+    assert not (tmp_path / "data").exists()  # refused before anything was touched
+    r = CliRunner().invoke(app, base + ["--jobs", "2"], env={"COLUMNS": "200"})
+    assert r.exit_code == 2, r.output  # partial: the bad lines
+    assert "event files: 10 (9 loaded, 1 unchanged, 0 failed)" in r.output
