@@ -70,7 +70,9 @@ KIND = "events"
 # "duckdb": one SQL statement per block (events_duck); "msgspec": the former per-row parse in
 # worker processes (events_parse / events_pipeline), kept as a fallback.
 ENGINE = os.environ.get("EDX_EVENTS_ENGINE", "duckdb")
-INLINE_BELOW = 16 << 20  # total bytes below which no worker processes are started
+# Input bytes (as stored: compressed, encrypted) below which everything runs in the calling thread.
+# Compressed sizes, so small: a 10 MB .log.gz.gpg holds about 90 MB of JSON, which needs both cores.
+INLINE_BELOW = 1 << 20
 QUARANTINE_BATCH = 2000
 # A replacement (the same source delivered again) that removes more than this share of a
 # day's events is reported: in the file's message, the import log and the run's summary.
@@ -389,6 +391,8 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
                 on_file(res)
     finally:
         pool.close()
+    if summary.loaded:  # replaced parts: once per run, not per file (it walks the whole lake)
+        _collect_garbage(lake)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -537,7 +541,6 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
     if task is not None:
         progress.update(task, completed=max(1, src.size))
         progress.remove_task(task)
-    _collect_garbage(lake)
     return res
 
 
