@@ -1,0 +1,244 @@
+"""Incremental builds equal full builds, row for row, for every model (issue 15).
+
+A store is built day by day from the synthetic generator's logs: days arrive one by one, a day
+arrives late (out of order), a day is re-delivered with changed content, another delivery repeats
+part of a day (its duplicates change), a day's file is withdrawn (re-delivered empty), and a newer
+package changes the enrolments. After each step the incrementally built models are compared with
+a full build (``force=True``) of a copy of the same store, every column of every row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from edx_engine.decrypt import GpgSettings
+from edx_engine.ingest.events import import_events
+from edx_engine.ingest.exports import PackageImporter
+from edx_engine.ingest.sources import discover
+from edx_engine.lake import Lake
+from edx_engine.models import Params, build_duckdb
+from edx_engine.models import definitions as D
+from edx_engine.synthetic import SyntheticConfig, generate
+
+START = dt.date(2026, 10, 1)
+DAYS = 6
+BUILT_AT = dt.datetime(2026, 11, 1, 12)
+PARTITIONED = sorted(n for n, m in D.MODELS.items() if m.partition)
+
+
+def _delivery(out: Path, learners: int, package_date: dt.date) -> dict[str, Path]:
+    cfg = SyntheticConfig(seed=3, courses=2, learners=learners, days=DAYS, start=START, malformed=False,
+                          events_per_learner=12, package_date=package_date)
+    m = generate(out, cfg)
+    logs = {p.name.rsplit("-events-", 1)[1][:10]: p for p in out.rglob("*-events-*.log.gz")}
+    return {"package": out / m.package["path"], **logs}
+
+
+@pytest.fixture(scope="module")
+def deliveries(tmp_path_factory):
+    root = tmp_path_factory.mktemp("incr")
+    first = _delivery(root / "d1", 30, START + dt.timedelta(days=DAYS))
+    second = _delivery(root / "d2", 45, START + dt.timedelta(days=DAYS + 7))
+    return root, first, second
+
+
+def _import(lake: Lake, *paths: Path) -> None:
+    with lake.writer():
+        lake.init()
+        srcs = discover(list(paths)).sources
+        pkgs = [s for s in srcs if not s.events]
+        if pkgs:
+            assert not PackageImporter(lake, GpgSettings()).run(pkgs).failed
+        logs = [s for s in srcs if s.events]
+        if logs:
+            import_events(lake, logs, GpgSettings())
+
+
+def _tables(lake: Lake) -> dict[str, list[tuple]]:
+    """Every model's rows, sorted (NULLs first), through the catalog's ``models.*`` views."""
+    out = {}
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        for n in D.MODELS:
+            cols = [r[0] for r in con.execute(f"DESCRIBE models.{n}").fetchall()]
+            order = ", ".join(f'"{c}" NULLS FIRST' for c in cols)
+            out[n] = con.execute(f"SELECT * FROM models.{n} ORDER BY {order}").fetchall()
+    return out
+
+
+def _build(lake: Lake, force: bool = False) -> dict[str, object]:
+    res = build_duckdb(lake, [], Params(built_at=BUILT_AT), force=force, threads=1)
+    return {m.name: m for m in res.models}
+
+
+def _assert_equals_full(lake: Lake, scratch: Path) -> dict[str, list[tuple]]:
+    """The store's models (built incrementally) equal a full build of a copy of the store."""
+    incr = _tables(lake)
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    shutil.copytree(lake.root, scratch)
+    copy = Lake(scratch)
+    _build(copy, force=True)
+    full = _tables(copy)
+    for n in D.MODELS:
+        assert incr[n] == full[n], f"{n}: incremental build differs from the full build"
+    return incr
+
+
+def _recorded_files_only(lake: Lake) -> None:
+    """``models.<name>`` of a partitioned model reads exactly the files ``_edx_model_parts`` lists,
+    and no unlisted partition file is left in the lake."""
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        for n in PARTITIONED:
+            listed = {str((lake.root / p).resolve()) for (p,) in con.execute(
+                "SELECT path FROM _edx_model_parts WHERE model = ? AND path IS NOT NULL", [n]).fetchall()}
+            read = {r[0] for r in con.execute(f"SELECT DISTINCT filename FROM read_parquet("
+                                              f"{sorted(listed) or ['/nonexistent']}, filename=true)").fetchall()} \
+                if listed else set()
+            assert read == listed
+            rows = con.execute(f"SELECT count(*) FROM models.{n}").fetchone()[0]
+            assert rows == con.execute("SELECT coalesce(sum(rows), 0) FROM _edx_model_parts WHERE model = ?",
+                                       [n]).fetchone()[0]
+        on_disk = {str(p.resolve()) for p in (lake.lake_dir / "model_parts").rglob("*.parquet")}
+        all_listed = {str((lake.root / p).resolve()) for (p,) in con.execute(
+            "SELECT path FROM _edx_model_parts WHERE path IS NOT NULL").fetchall()}
+        assert on_disk == all_listed
+
+
+def _days_of(lake: Lake, model: str) -> set[str]:
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        return {r[0] for r in con.execute("SELECT DISTINCT part FROM _edx_model_parts WHERE model = ?",
+                                          [model]).fetchall()}
+
+
+def _day_state(lake: Lake) -> dict[str, tuple]:
+    """Per event date, its parts and excluded duplicates, from the importer's bookkeeping."""
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        parts = con.execute("SELECT CAST(event_date AS VARCHAR), list((source_key, path, rows) ORDER BY path) "
+                            "FROM _edx_event_parts GROUP BY 1").fetchall()
+        dups = dict(con.execute("SELECT CAST(event_date AS VARCHAR), list((source_key, line) ORDER BY source_key, line) "
+                                "FROM _edx_event_dups GROUP BY 1").fetchall())
+    return {d: (p, dups.get(d)) for d, p in parts}
+
+
+def _changed(lake: Lake, step) -> int:
+    """Run ``step`` (an import); the number of event dates it added or changed."""
+    before = _day_state(lake)
+    step()
+    after = _day_state(lake)
+    return sum(1 for d, s in after.items() if before.get(d) != s)
+
+
+def _rewrite(src: Path, dst: Path, keep) -> Path:
+    """A copy of a log keeping the lines ``keep(index)`` accepts."""
+    lines = gzip.decompress(src.read_bytes()).splitlines(keepends=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(gzip.compress(b"".join(x for i, x in enumerate(lines) if keep(i))))
+    return dst
+
+
+def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
+    root, first, second = deliveries
+    day = [(START + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
+    lake = Lake(tmp_path / "store")
+    scratch = tmp_path / "full"
+    logs = tmp_path / "logs"  # the files as the store receives them (re-deliveries overwrite them)
+    for d in day:
+        logs.joinpath(d).mkdir(parents=True)
+        shutil.copy(first[d], logs / d / first[d].name)
+    delivered = {d: logs / d / first[d].name for d in day}
+
+    # package and the first two days
+    _import(lake, first["package"], delivered[day[0]], delivered[day[1]])
+    built = _build(lake)
+    assert all(built[n].status == "built" for n in D.MODELS)
+    assert _days_of(lake, "learner_day") == {day[0], day[1]}
+    _assert_equals_full(lake, scratch)
+
+    # nothing arrived: nothing is rebuilt
+    assert all(m.status == "unchanged" for m in _build(lake).values())
+
+    # one new day (a log also holds a few events of the days around it): only the dates it changed
+    # are computed, for every partitioned model
+    n = _changed(lake, lambda: _import(lake, delivered[day[2]]))
+    built = _build(lake)
+    assert 1 <= n < 3 and {built[m].days for m in PARTITIONED} == {n}
+    _assert_equals_full(lake, scratch)
+
+    # a late day: day 5 arrives before day 4, then day 4
+    n = _changed(lake, lambda: _import(lake, delivered[day[4]]))
+    assert _build(lake)["learner_day"].days == n
+    n = _changed(lake, lambda: _import(lake, delivered[day[3]]))
+    assert _build(lake)["learner_day"].days == n
+    before = _assert_equals_full(lake, scratch)
+    _recorded_files_only(lake)
+
+    # day 2 re-delivered with a third of its lines removed: its partitions change, the others stay
+    _rewrite(first[day[1]], delivered[day[1]], lambda i: i % 3 != 0)
+    n = _changed(lake, lambda: _import(lake, delivered[day[1]]))
+    assert 1 <= n < 5 and _build(lake)["learner_day"].days == n
+    after = _assert_equals_full(lake, scratch)
+    assert after["learner_day"] != before["learner_day"]
+
+    # another delivery repeats half of day 3 (duplicates), then day 3 is re-delivered without those
+    # lines: the repeated events stop being duplicates and count again
+    extra = _rewrite(first[day[2]], tmp_path / "elsewhere" / first[day[2]].name, lambda i: i % 2 == 0)
+    n = _changed(lake, lambda: _import(lake, extra))
+    assert _build(lake)["learner_day"].days == n
+    _assert_equals_full(lake, scratch)
+    _rewrite(first[day[2]], delivered[day[2]], lambda i: i % 2 == 1)
+    n = _changed(lake, lambda: _import(lake, delivered[day[2]]))
+    assert _build(lake)["learner_day"].days == n
+    _assert_equals_full(lake, scratch)
+
+    # day 5's file withdrawn (re-delivered empty): the date only it held disappears with its
+    # partitions, the day before loses the few late events the file held for it
+    before_state = _day_state(lake)
+    _rewrite(first[day[4]], delivered[day[4]], lambda i: False)
+    _import(lake, delivered[day[4]])
+    after_state = _day_state(lake)
+    gone = set(before_state) - set(after_state)
+    changed = {d for d, s in after_state.items() if before_state.get(d) != s}
+    assert gone == {day[4]}
+    built = _build(lake)
+    assert built["learner_day"].days == len(changed) and not gone & _days_of(lake, "learner_day")
+    tables = _assert_equals_full(lake, scratch)
+    assert all(str(r[2]) not in gone for r in tables["learner_day"])
+
+    # a newer package with more enrolments (and users): the package models change; a partition is
+    # recomputed only for dates attributing events through usernames alone
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        by_name = {r[0] for r in con.execute("SELECT DISTINCT CAST(event_date AS VARCHAR) FROM events "
+                                             "WHERE user_id IS NULL AND coalesce(username, '') <> ''").fetchall()}
+    before_state = _day_state(lake)
+    _import(lake, second["package"], delivered[day[5]])
+    changed = {d for d, s in _day_state(lake).items() if before_state.get(d) != s}
+    built = _build(lake)
+    assert built["course_day"].days == len(changed)  # reads no package table
+    assert built["learner_day"].days == len(by_name | changed)
+    assert built["person_course"].status == "built"
+    tables = _assert_equals_full(lake, scratch)
+    assert len(tables["person_course"]) > len(before["person_course"])
+    _recorded_files_only(lake)
+
+
+def test_force_rebuilds_every_date_and_view_survives(deliveries, tmp_path):
+    """``force`` recomputes every date; a partitioned model with no events has an empty typed view."""
+    _root, first, _second = deliveries
+    lake = Lake(tmp_path / "store")
+    _import(lake, first["package"])
+    _build(lake)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM models.learner_day").fetchone()[0] == 0
+        cols = [r[0] for r in con.execute("DESCRIBE models.learner_day").fetchall()]
+    assert cols[:3] == ["course_id", "user_id", "date"]
+    days = sorted(k for k in first if k != "package")
+    _import(lake, *(first[d] for d in days))
+    assert _build(lake)["learner_day"].days == len(days)
+    assert _build(lake, force=True)["learner_day"].days == len(days)
+    _assert_equals_full(lake, tmp_path / "full")
