@@ -99,7 +99,9 @@ def build(
     include_staff: Optional[bool] = typer.Option(None, "--include-staff/--exclude-staff",
                                                  help="Count staff in the indicators (default: exclude)."),
     model: Optional[list[str]] = typer.Option(None, "--model", help="Build only this model (and what it needs)."),
-    force: bool = typer.Option(False, "--force", help="Rebuild even if nothing changed."),
+    force: bool = typer.Option(False, "--full", "--force",
+                               help="Recompute every model, and every date of the models kept by date, even if "
+                                    "nothing changed (--force: the same)."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (this machine) or spark (Ibis' PySpark backend; "
                                                           "needs the spark extra, see docs/scale.md)."),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: Spark master URL "
@@ -111,7 +113,8 @@ def build(
                                                                       "instead of the lake; the catalog is not "
                                                                       "updated."),
 ) -> None:
-    """(Re)compute the indicator models; only models whose inputs or parameters changed are rebuilt."""
+    """(Re)compute the indicator models; only models whose inputs or parameters changed are rebuilt, and
+    models kept by date (learner_day and the other *_day models) recompute only the dates whose events changed."""
     from ..store.lake import Lake
     from ..models import MODELS, BuildError, build_duckdb, build_postgres
 
@@ -132,7 +135,8 @@ def build(
 
     def on_model(r):
         if r.status == "built":
-            console.print(f"  {r.name:<18} {r.rows:>12,} rows {r.seconds:7.2f} s", highlight=False)
+            days = f"  ({r.days:,} day(s) recomputed)" if r.days is not None else ""
+            console.print(f"  {r.name:<18} {r.rows:>12,} rows {r.seconds:7.2f} s{days}", highlight=False)
 
     try:
         if url:
