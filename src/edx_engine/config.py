@@ -2,11 +2,14 @@
 
 The config file is TOML (``edx-engine.toml`` in the working directory, or ``--config``
 / ``EDX_ENGINE_CONFIG``). The GPG passphrase is never read from argv: only from
-``EDX_ENGINE_GPG_PASSPHRASE`` or a file (``--passphrase-file`` / ``gpg.passphrase_file``).
+``EDX_ENGINE_GPG_PASSPHRASE`` or a file (``--passphrase-file`` / ``gpg.passphrase_file``),
+by `take_passphrase` alone, once per `Settings` (`Settings.gpg`), and the environment
+variable is dropped as it is read so that no child process (gpg, gpg-agent) inherits it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import tomllib
@@ -19,6 +22,7 @@ from .decrypt import GpgSettings
 DEFAULT_DATA_DIR = "./edx-data"
 DEFAULT_CONFIG = "edx-engine.toml"
 PASSPHRASE_ENV = "EDX_ENGINE_GPG_PASSPHRASE"
+PRIVATE_KEYRING = "gnupg"  # <data-dir>/gnupg: where `keys import` puts the organisation's key
 
 
 class ConfigError(Exception):
@@ -31,9 +35,26 @@ class Settings:
     gnupghome: str | None = None
     passphrase_file: str | None = None
     file: dict[str, Any] = field(default_factory=dict)  # the whole config file, for other sections
+    _gpg: GpgSettings | None = field(default=None, repr=False, compare=False)  # resolved by gpg()
 
     def gpg(self) -> GpgSettings:
-        return GpgSettings(self.gnupghome, read_passphrase(self.passphrase_file))
+        """The ``[gpg]`` section resolved into one object: the keyring and the passphrase.
+
+        The passphrase is read on the first call (`take_passphrase`: file or environment, then
+        dropped from the environment) and kept in this object only, so every later call (and
+        every stage the settings reach) sees the same value. ConfigError for an unreadable file."""
+        if self._gpg is None:
+            self._gpg = GpgSettings(self.gnupghome, take_passphrase(self.passphrase_file))
+        return self._gpg
+
+    def with_gpg(self, gpg: GpgSettings) -> "Settings":
+        """A copy that decrypts with ``gpg`` (another keyring, or an open `decrypt.gpg_session`);
+        the passphrase it carries is not read again."""
+        return dataclasses.replace(self, gnupghome=gpg.gnupghome, _gpg=gpg)
+
+    def with_keyring(self, gnupghome: str | None) -> "Settings":
+        """A copy that decrypts with the keyring ``gnupghome`` and the passphrase already read."""
+        return self.with_gpg(dataclasses.replace(self.gpg(), gnupghome=gnupghome))
 
     def section(self, name: str) -> dict[str, Any]:
         value = self.file.get(name, {})
@@ -54,21 +75,33 @@ def load_config_file(path: str | None) -> dict[str, Any]:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
 
 
-def read_passphrase(passphrase_file: str | None) -> str | None:
+def take_passphrase(passphrase_file: str | None) -> str | None:
+    """The one reader of the passphrase: the file when one is given, else ``EDX_ENGINE_GPG_PASSPHRASE``;
+    the variable is dropped from the environment either way so that gpg and gpg-agent (our
+    children) do not inherit it. ConfigError (one line, never the content) for an unreadable file.
+    Callers go through `Settings.gpg`, which calls this once and keeps the value."""
+    env = os.environ.pop(PASSPHRASE_ENV, None)
     if passphrase_file:
         try:
             return Path(passphrase_file).read_text("utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ConfigError(f"cannot read passphrase file {passphrase_file}: {exc.strerror}") from None
-    return os.environ.get(PASSPHRASE_ENV)
+    return env
 
 
-def take_passphrase(settings: Settings) -> str | None:
-    """Read the passphrase once, then drop it from the environment so that gpg and gpg-agent
-    (our children) do not inherit it. Raises ConfigError for an unreadable passphrase file."""
-    passphrase = read_passphrase(settings.passphrase_file)
-    os.environ.pop(PASSPHRASE_ENV, None)
-    return passphrase
+def private_keyring(data_dir: Path | str) -> Path:
+    """``<data-dir>/gnupg``: the private keyring `keys import` fills (mode 0700, no passphrase cache)."""
+    return Path(data_dir) / PRIVATE_KEYRING
+
+
+def sync_keyring(settings: Settings, explicit: str | None = None) -> str | None:
+    """The keyring a sync decrypts with: ``explicit`` (``--gnupghome``), else ``GNUPGHOME`` or
+    ``[gpg] gnupghome`` (``settings.gnupghome``), else ``<data-dir>/gnupg`` when it exists, else
+    gpg's default (None)."""
+    if explicit or settings.gnupghome:
+        return explicit or settings.gnupghome
+    home = private_keyring(settings.data_dir)
+    return str(home) if home.is_dir() else None
 
 
 _UNSET = object()

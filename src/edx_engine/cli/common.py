@@ -40,6 +40,16 @@ def load_settings(data_dir: Optional[str], gnupghome: Optional[str] = None, pass
         raise  # unreachable
 
 
+def read_gpg(settings: cfg.Settings) -> cfg.GpgSettings:
+    """`config.Settings.gpg` (the passphrase read once, dropped from the environment) with an
+    unreadable passphrase file as one line and exit 1: how every command gets the gpg settings."""
+    try:
+        return settings.gpg()
+    except cfg.ConfigError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
 def warn_stale(lake, models: list[str] | None = None) -> None:
     """One line on stderr when the models a command reads are older than their data."""
     from ..models.build import stale_warning

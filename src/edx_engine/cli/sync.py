@@ -13,31 +13,9 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from .. import config as cfg
-from .common import ConfigOpt, DataDir, GnupgHome, PassFile, Interrupt, console, fail, load_settings, out
-from ..decrypt import GpgSettings
+from .common import ConfigOpt, DataDir, GnupgHome, PassFile, Interrupt, console, fail, load_settings, out, read_gpg
 
 keys_app = typer.Typer(help="Manage the organisation's private GPG key.", no_args_is_help=True)
-
-# -- settings -------------------------------------------------------------------------------
-
-def _gnupghome(settings: cfg.Settings, explicit: str | None) -> str | None:
-    """--gnupghome / GNUPGHOME / config, else the private keyring under the data dir when it exists."""
-    from ..fetch.keys import default_home
-
-    if explicit or settings.gnupghome:
-        return explicit or settings.gnupghome
-    home = default_home(settings.data_dir)
-    return str(home) if home.is_dir() else None
-
-
-def _read_gpg(settings: cfg.Settings, home: str | None) -> GpgSettings:
-    """`config.take_passphrase` (read once, dropped from the environment), a bad file as one line."""
-    try:
-        return GpgSettings(home, cfg.take_passphrase(settings))
-    except cfg.ConfigError as exc:
-        fail(str(exc))
-        raise
-
 
 IGNORED_SHOWN = 10  # keys that are not edX's names: the first few are named, the rest counted
 
@@ -63,9 +41,8 @@ def keys_import(
 
     settings = load_settings(data_dir, None, passphrase_file, config)
     home = Path(gnupghome) if gnupghome else default_home(settings.data_dir)
-    gpg = _read_gpg(settings, str(home))
     try:
-        fprs = import_key(key_file, home, gpg.passphrase)
+        fprs = import_key(key_file, home, read_gpg(settings).passphrase)
     except KeyError_ as exc:
         fail(str(exc))
         return
@@ -104,7 +81,7 @@ def sync(
     from ..fetch.s3 import FetchError, S3Error, S3Fetcher, S3Settings
     from rich.markup import escape
 
-    from ..fetch.sync import SyncBusy, SyncSettings, failure_line, sync_lock
+    from ..fetch.sync import SyncBusy, failure_line, sync_lock
     from ..pipeline.sync import Syncer
     from ..ledger import LedgerBusy
 
@@ -122,7 +99,7 @@ def sync(
 
     if shutil.which("gpg") is None:
         fail("the gpg binary was not found (install gnupg)")
-    passphrase = _read_gpg(settings, None).passphrase  # read once; dropped from the environment
+    passphrase = read_gpg(settings).passphrase  # read once; dropped from the environment
     home_opt = gnupghome
     if key_file is not None and not dry_run:
         home = Path(home_opt) if home_opt else default_home(settings.data_dir)
@@ -131,9 +108,7 @@ def sync(
         except KeyError_ as exc:
             fail(str(exc))
         home_opt = str(home)
-    home = _gnupghome(settings, home_opt)
-    gpg = GpgSettings(home, passphrase)
-    run_settings = SyncSettings.of(settings, home, gpg)
+    run_settings = settings.with_keyring(cfg.sync_keyring(settings, home_opt))
 
     try:
         fetcher = S3Fetcher(conf)
@@ -163,7 +138,7 @@ def sync(
     signal.signal(signal.SIGTERM, on_term)
     progress = Progress(TextColumn("{task.description:<60.60}"), BarColumn(), TaskProgressColumn(),
                         TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
-    log = (lambda msg: progress.console.print(msg, highlight=False, soft_wrap=True))
+    log = (lambda note: progress.console.print(_styled(note), highlight=False, soft_wrap=True))
     try:
         with sync_lock(settings.data_dir, wait=wait):
             with progress:
@@ -195,6 +170,15 @@ def sync(
     out.print(res.one_line(), highlight=False, soft_wrap=True)
     if res.status != "ok":
         raise typer.Exit(2)
+
+
+def _styled(note) -> "Text":
+    """A sync's `SyncNote` for the terminal: a failure's first word in red, the rest as written."""
+    from rich.text import Text
+
+    if note.level == "failure" and note.word and note.text.startswith(note.word):
+        return Text.assemble((note.word, "red"), note.text[len(note.word):])
+    return Text(note.text)
 
 
 # -- status ---------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from ..config import private_keyring
+
 AGENT_CONF = "default-cache-ttl 0\nmax-cache-ttl 0\n"
 
 
@@ -20,7 +22,8 @@ class KeyError_(Exception):
 
 
 def default_home(data_dir: Path) -> Path:
-    return Path(data_dir) / "gnupg"
+    """``<data-dir>/gnupg`` (`config.private_keyring`: config knows it too, for the sync's keyring)."""
+    return private_keyring(data_dir)
 
 
 def prepare_home(home: Path) -> None:

@@ -21,15 +21,12 @@ is taken by each import; a concurrent ``edx-engine import`` makes the sync wait 
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from ..config import Settings
-from ..decrypt import GpgSettings
 from ..store import files
 from ..store.ledger import Entry
 from .s3 import RemoteObject
@@ -37,22 +34,6 @@ from .s3 import RemoteObject
 
 class SyncBusy(Exception):
     """Another sync holds the sync lock."""
-
-
-@dataclass
-class SyncSettings(Settings):
-    """Settings whose GPG settings were resolved once (the passphrase is read a single time)."""
-
-    fixed_gpg: GpgSettings | None = None
-
-    def gpg(self) -> GpgSettings:
-        return self.fixed_gpg if self.fixed_gpg is not None else super().gpg()
-
-    @classmethod
-    def of(cls, base: Settings, gnupghome: str | None, gpg: GpgSettings) -> "SyncSettings":
-        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(Settings)}
-        fields["gnupghome"] = gnupghome
-        return cls(**fields, fixed_gpg=gpg)
 
 
 # -- the sync lock ---------------------------------------------------------------------------
@@ -86,6 +67,17 @@ class Planned:
     action: str  # download | import | retry
     reason: str  # new | changed | resume | pending import | failed before
     entry: Entry | None = None
+
+
+@dataclass(frozen=True)
+class SyncNote:
+    """One line of a running sync for the front end, as plain text (no markup): ``level`` is
+    "info" or "failure"; a failure's ``text`` starts with ``word`` (failed, gone, not downloaded),
+    which a terminal may colour. Only the CLI styles it."""
+
+    text: str
+    level: str = "info"
+    word: str = ""
 
 
 @dataclass

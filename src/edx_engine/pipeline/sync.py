@@ -13,20 +13,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from rich.markup import escape
-
 from .. import _hooks as testhooks
 from ..config import Settings
 from ..decrypt import DecryptError, gpg_session
 from ..fetch.s3 import DownloadCorrupt, FetchError, ObjectChanged, RemoteObject, S3Error, S3Fetcher, local_path_for
-from ..fetch.sync import (GIVE_UP_AFTER, Planned, SyncResult, SyncSettings, _files_failed, _unlink, _url,  # noqa: F401
+from ..fetch.sync import (GIVE_UP_AFTER, Planned, SyncNote, SyncResult, _files_failed, _unlink, _url,  # noqa: F401
                           _without_object, failure_line)
 from ..ingest.events import EventsSummary
 from ..ingest.exports import ImportSummary
 from ..ingest.sources import SourceError
 from ..store import catalog
 from ..store.lake import Lake, StoreBusy
-from ..store.ledger import Entry, Ledger, now
+from ..clock import now
+from ..store.ledger import Entry, Ledger
 from .import_run import import_paths
 
 
@@ -35,7 +34,7 @@ ImportFn = Callable[[Settings, list[Path], dict[Path, str]], tuple["ImportSummar
 
 class Syncer:
     def __init__(self, settings: Settings, fetcher: S3Fetcher, *, keep_downloads: bool = False,
-                 import_fn: ImportFn | None = None, log: Callable[[str], None] | None = None,
+                 import_fn: ImportFn | None = None, log: Callable[[SyncNote], None] | None = None,
                  progress=None, store_wait: float = 600.0):
         self.settings = settings
         self.fetcher = fetcher
@@ -44,7 +43,7 @@ class Syncer:
         self.downloads = self.data_dir / "downloads"
         self.keep_downloads = keep_downloads
         self.import_fn = import_fn or _default_import
-        self.log = log or (lambda msg: None)
+        self.log = log or (lambda note: None)  # gets a SyncNote per line worth showing
         self.progress = progress  # rich Progress or None
         self.store_wait = store_wait
 
@@ -123,13 +122,11 @@ class Syncer:
     @contextmanager
     def _gpg_session(self) -> Iterator[None]:
         """One gpg session for every import of the run: its own no-cache agents and a single
-        passphrase check (a wrong passphrase then fails each object at once, without gpg)."""
+        passphrase check (a wrong passphrase then fails each object at once, without gpg).
+        The settings' gpg section is the one resolved by `config.Settings.gpg` (read once)."""
         base = self.settings
-        if not isinstance(base, SyncSettings) or base.fixed_gpg is None:
-            yield
-            return
-        with gpg_session(base.fixed_gpg) as gpg:
-            self.settings = SyncSettings.of(base, base.gnupghome, gpg)
+        with gpg_session(base.gpg()) as gpg:
+            self.settings = base.with_gpg(gpg)
             try:
                 yield
             finally:
@@ -137,8 +134,7 @@ class Syncer:
 
     def _fail_log(self, res: SyncResult, url: str, why: str, word: str = "failed") -> None:
         """One line per failure, as it happens (the CLI does not repeat it at the end)."""
-        line = failure_line(word, url, _without_object(url, why))
-        self.log(f"[red]{word}[/]" + escape(line[len(word):]))
+        self.log(SyncNote(failure_line(word, url, _without_object(url, why)), "failure", word))
         res.reported.add(url)
 
     def _record_listing(self, res: SyncResult, entries: dict[tuple[str, str], Entry]) -> None:
@@ -152,7 +148,7 @@ class Syncer:
                                          run_id=res.run_id))
             elif p.reason == "changed":
                 res.changed += 1
-                self.log(f"changed in S3: {_url(o)} (size {e.size} → {o.size}, ETag {e.etag} → {o.etag})")
+                self.log(SyncNote(f"changed in S3: {_url(o)} (size {e.size} → {o.size}, ETag {e.etag} → {o.etag})"))
                 if e.local_path:
                     _unlink(self.data_dir / e.local_path)
                 self.ledger.upsert(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
@@ -221,7 +217,7 @@ class Syncer:
         attempts = (entry.attempts if entry else 0) + 1
 
         def resumed(done: int, total: int) -> None:
-            self.log(f"resuming download of {_url(o)}: {done} of {total} chunks already on disk")
+            self.log(SyncNote(f"resuming download of {_url(o)}: {done} of {total} chunks already on disk"))
 
         try:
             sha = self.fetcher.download(o, path, on_bytes=on_bytes, on_resume=resumed)
@@ -329,8 +325,8 @@ class Syncer:
         res.imported += 1
         res.rows += rows
         res.rejected += rejected
-        self.log(f"imported {_url(o)}: {rows:,} rows" + (f", {rejected:,} rejected lines (see the quarantine view)"
-                                                           if rejected else ""))
+        self.log(SyncNote(f"imported {_url(o)}: {rows:,} rows"
+                          + (f", {rejected:,} rejected lines (see the quarantine view)" if rejected else "")))
 
     def _event_file_rows(self, key: str) -> tuple[int, int]:
         try:

@@ -41,6 +41,7 @@ from typing import Any, Iterator
 
 import duckdb
 
+from ..clock import now
 from . import catalog
 from .lake import CATALOG
 from .errors import LedgerBusy  # noqa: F401 (its old home)
@@ -50,10 +51,6 @@ STATES = ("listed", "downloaded", "imported", "failed", "gone")
 LEDGER_COLUMNS = ("bucket", "key", "kind", "org", "object_date", "site", "size", "etag", "last_modified", "sha256",
                   "state", "rows", "rejected", "error", "local_path", "first_seen", "listed_at", "downloaded_at",
                   "decrypted_at", "imported_at", "failed_at", "attempts", "changes", "run_id")
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 @dataclass
@@ -162,7 +159,7 @@ class Ledger:
 
     # -- runs ----------------------------------------------------------------------------
     def start_run(self, options: dict[str, Any]) -> str:
-        run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+        run_id = now().strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self.connect() as con:
             # We hold the sync lock: a run still marked 'running' belongs to a process that died.
             con.execute("UPDATE _edx_sync_runs SET status='interrupted', "
