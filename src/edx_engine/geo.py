@@ -38,6 +38,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import clock
 from .store import catalog, views
 from .store.files import write_atomic
 from .store.lake import Lake
@@ -199,7 +200,7 @@ def locate_users(lake: Lake, take_lock: bool = True, now: dt.datetime | None = N
 def _locate(lake: Lake, now: dt.datetime | None) -> LocateResult:
     t0 = time.perf_counter()
     db = ip_database()
-    now = (now or dt.datetime.now(dt.timezone.utc)).replace(tzinfo=None, microsecond=0)
+    now = (now or clock.now()).replace(tzinfo=None, microsecond=0)
     with lake.connect(read_only=True) as con:
         profile = {u: c for u, c in con.execute(
             "SELECT user_id, country FROM (SELECT user_id, country, row_number() OVER (PARTITION BY user_id "
@@ -276,9 +277,7 @@ def _store(lake: Lake, tables: dict[str, pa.Table], db: IpDatabase, now: dt.date
         con.execute("BEGIN TRANSACTION")
         try:
             for name, p in new.items():
-                con.execute("DELETE FROM _edx_geo WHERE name=?", [name])
-                con.execute("INSERT INTO _edx_geo VALUES (?,?,?,?,?,?)",
-                            [name, lake.rel(p), tables[name].num_rows, db.name, db.date, now])
+                catalog.replace_geo(con, name, lake.rel(p), tables[name].num_rows, db.name, db.date, now)
             views.geo_views(con, lake.root)
             con.execute("COMMIT")
         except BaseException:

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import _hooks as testhooks
+from .. import clock
 from ..store import catalog
 from ..store.lake import Lake
 from ..schemas import personal_columns, personal_in
@@ -92,7 +93,6 @@ FILE_SETS = (
     ("_edx_models", "models", "name"),
 )
 
-SCRUB_LOG = catalog.ddl(catalog.SCRUB)
 
 
 class ScrubError(Exception):
@@ -505,24 +505,23 @@ def _scrub(lake: Lake, dry_run: bool, locate: bool, on_file, t0: float) -> Scrub
             testhooks.pause("scrub-file")
             if on_file:
                 on_file(p)
-        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        now = clock.now(whole_seconds=True)
         testhooks.pause("scrub-commit")
         with lake.connect() as con:
-            con.execute(SCRUB_LOG)
+            catalog.ensure(con, catalog.SCRUB)
             con.execute("BEGIN TRANSACTION")
             try:
                 for p, dst in written:
                     new_stored = p.stored_path if dst == p.path else _stored_like(lake, p.stored_path, dst)
                     if p.bookkeeping is not None:
-                        con.execute(f"UPDATE {p.bookkeeping} SET path=? WHERE path=?", [new_stored, p.stored_path])
-                    cols = ",".join(p.columns)
+                        catalog.repoint(con, p.bookkeeping, p.stored_path, new_stored)
                     keys = f"{SCRUB_VERSION}:" + (",".join(EVENT_JSON_KEYS + EVENT_JSON_EXTRA_KEYS)
                                                   if p.json_columns else "")
-                    con.execute("INSERT INTO _edx_scrub_log VALUES (?,?,?,?,?,?,?,?,?)",
-                                [now, p.kind, p.name, new_stored, p.stored_path, cols, keys, p.rows, p.to_remove])
-                if _table_exists(con, "_edx_import_log"):  # first-reject messages quote bad values too
-                    con.execute("UPDATE _edx_import_log SET message = regexp_replace(message, ?, ?) "
-                                "WHERE message LIKE '%is not a valid%'", [QUOTED_VALUE, QUOTED_VALUE_REPLACEMENT])
+                    catalog.log_scrub(con, kind=p.kind, name=p.name, path=new_stored, old_path=p.stored_path,
+                                      columns=",".join(p.columns), json_keys=keys, rows=p.rows,
+                                      values_removed=p.to_remove, at=now)
+                # first-reject messages quote bad values too
+                catalog.redact_import_log(con, QUOTED_VALUE, QUOTED_VALUE_REPLACEMENT)
                 lake.refresh_views(con)
                 con.execute("COMMIT")
             except BaseException:

@@ -39,6 +39,7 @@ from typing import Callable, Iterator
 import duckdb
 
 from .. import _hooks as testhooks
+from .. import clock
 from ..names import path_slug
 from . import catalog, files, views
 from .catalog import LAKE_FILE_OWNERS, QUARANTINE_COLUMNS  # noqa: F401 (their old home)
@@ -308,27 +309,20 @@ class Lake:
 
     def commit(self, snapshots: list[Snapshot], quarantine: list[QuarantineFile], log: list[tuple]) -> None:
         """Make the new files current, atomically, then delete what is no longer referenced."""
-        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        now = clock.now(whole_seconds=True)
         testhooks.pause("package-commit")  # crash tests: every new file written, none referenced yet
         n = len(snapshots)
         with self.transaction(f"commit {n} table file{'s' if n != 1 else ''}") as con:
             for s in snapshots:
-                con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [s.table, s.course_id])
-                if s.supersedes and s.supersedes != s.course_id:
-                    con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?",
-                                [s.table, s.supersedes])
-                con.execute(
-                    "INSERT INTO _edx_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    [s.table, s.course_id, s.org, s.package_date, self.rel(s.path), s.rows, s.rejected,
-                     s.fingerprint, s.source_file, ",".join(s.extra_columns), now],
-                )
+                catalog.replace_snapshot(con, table=s.table, course_id=s.course_id, org=s.org,
+                                         package_date=s.package_date, path=self.rel(s.path), rows=s.rows,
+                                         rejected=s.rejected, fingerprint=s.fingerprint, source_file=s.source_file,
+                                         extra_columns=s.extra_columns, supersedes=s.supersedes, at=now)
             for q in quarantine:
-                con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [q.key])
-                if q.rows:
-                    con.execute("INSERT INTO _edx_quarantine_files VALUES (?,?,?,?,?)",
-                                [q.key, q.kind, self.rel(q.path), q.rows, now])
+                catalog.replace_quarantine_file(con, q.key, q.kind, self.rel(q.path) if q.rows else None, q.rows,
+                                                at=now)
             for entry in log:
-                con.execute("INSERT INTO _edx_import_log VALUES (?,?,?,?,?,?,?,?,?)", [now, *entry])
+                catalog.log_import(con, *entry, at=now)
             self.refresh_views(con)
         self.collect_garbage()
 
