@@ -626,10 +626,6 @@ def _failure_message(label: str, exc: BaseException) -> str:
     return f"{label}: cannot read: {text}"
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-
-
 def _file_date(src: Source) -> str | None:
     return src.events.date if src.events else None
 
@@ -637,15 +633,13 @@ def _file_date(src: Source) -> str | None:
 def _log(lake: Lake, src: Source, res: EventsFileResult, con=None, adopt: tuple[str, str] | None = None) -> None:
     """One import-log row; ``adopt`` = (legacy key, origin) records where that source comes from."""
     row = [src.label, KIND, None, _file_date(src), res.status, res.events, res.rejected, res.message]
-    sql = f"INSERT INTO _edx_import_log VALUES ('{_now()}'::TIMESTAMP, ?,?,?,?,?,?,?,?)"
     if con is not None:
-        con.execute(sql, row)
+        catalog.log_import(con, *row)
         return
     with lake.transaction(f"record {src.label}") as c:
-        c.execute(sql, row)
+        catalog.log_import(c, *row)
         if adopt is not None:
-            c.execute("UPDATE _edx_event_files SET origin = ? WHERE source_key = ? AND origin IS NULL",
-                      [adopt[1], adopt[0]])
+            catalog.set_event_origin(c, adopt[0], adopt[1])
 
 
 def _commit(lake: Lake, src: Source, key: str, origin: str, parts: list[dict], qpath: Path | None, qrows: int,
@@ -673,36 +667,19 @@ def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[
     before = _day_counts(con, affected)
     res.replaced = con.execute("SELECT coalesce(sum(rows), 0) FROM _edx_event_parts WHERE source_key=?",
                                [key]).fetchone()[0]
-    con.execute("DELETE FROM _edx_event_parts WHERE source_key=?", [key])
-    if parts:
-        con.executemany(
-            "INSERT INTO _edx_event_parts VALUES (?, ?::DATE, ?, ?, make_timestamp(?), make_timestamp(?))",
-            [[key, p["date"], lake.rel(Path(p["path"])), p["rows"], p["min_time"], p["max_time"]]
-             for p in parts])
+    catalog.replace_event_parts(con, key, [(p["date"], lake.rel(Path(p["path"])), p["rows"], p["min_time"],
+                                            p["max_time"]) for p in parts])
     dups = _recompute_duplicates(lake, con, affected, key, parts)
     after = _day_counts(con, affected)
     res.added = sum(after.values()) - sum(before.values())
     res.warning = _replacement_warning(src.label, before, after)
     first = min((p["min_time"] for p in parts if p["min_time"] is not None), default=None)
     last = max((p["max_time"] for p in parts if p["max_time"] is not None), default=None)
-    con.execute("DELETE FROM _edx_event_files WHERE source_key=?", [key])
-    con.execute(
-        "INSERT INTO _edx_event_files (source_key, source_file, fingerprint, file_date, rows, rejected, "
-        "duplicates, first_event_time, last_event_time, json_bytes, imported_at, origin) "
-        "VALUES (?, ?, ?, ?::DATE, ?, ?, (SELECT count(*) FROM _edx_event_dups WHERE source_key=?), "
-        f"make_timestamp(?), make_timestamp(?), ?, '{_now()}'::TIMESTAMP, ?)",
-        [key, src.label, src.fingerprint, _file_date(src), res.events, qrows, key, first, last, res.nbytes,
-         origin])
-    if affected:
-        con.execute(
-            "UPDATE _edx_event_files f SET duplicates = (SELECT count(*) FROM _edx_event_dups d "
-            "WHERE d.source_key = f.source_key) WHERE source_key IN "
-            "(SELECT DISTINCT source_key FROM _edx_event_parts WHERE event_date IN "
-            f"(SELECT unnest({_sql_list(affected)}::DATE[])))")
-    con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [qkey])
-    if qpath is not None and qrows:
-        con.execute(f"INSERT INTO _edx_quarantine_files VALUES (?, ?, ?, ?, '{_now()}'::TIMESTAMP)",
-                    [qkey, KIND, lake.rel(qpath), qrows])
+    catalog.replace_event_file(con, source_key=key, source_file=src.label, fingerprint=src.fingerprint,
+                               file_date=_file_date(src), rows=res.events, rejected=qrows, first_event_time=first,
+                               last_event_time=last, json_bytes=res.nbytes, origin=origin)
+    catalog.recount_event_duplicates(con, affected)
+    catalog.replace_quarantine_file(con, qkey, KIND, lake.rel(qpath) if qpath is not None and qrows else None, qrows)
     res.duplicates = dups
     res.message = "; ".join(m for m in (
         res.message, f"{dups} duplicate event(s) shared with other deliveries" if dups else "",
@@ -747,21 +724,7 @@ def _recompute_duplicates(lake: Lake, con, dates: list[str], key: str, parts: li
     if not dates:
         return 0
     dl = f"(SELECT unnest({_sql_list(dates)}::DATE[]))"
-    con.execute(f"DELETE FROM _edx_event_dups WHERE event_date IN {dl}")
-    base = str(lake.root.resolve())
-    paths = [f"{base}/{r[0]}" for r in con.execute(
-        f"SELECT path FROM _edx_event_parts WHERE event_date IN {dl}").fetchall()]
-    if not paths:
-        return 0
-    src = f"read_parquet({_sql_list(paths)}, hive_partitioning=false)"
-    con.execute(f"""
-        INSERT INTO _edx_event_dups
-        SELECT event_date, source_key, line, event_id FROM (
-            SELECT event_date, source_key, line, event_id,
-                   row_number() OVER (PARTITION BY event_id ORDER BY source_key, line) AS rn
-            FROM {src}
-            WHERE event_id IN (SELECT event_id FROM {src} GROUP BY event_id HAVING count(*) > 1)
-        ) WHERE rn > 1""")
+    catalog.replace_event_dups(con, dates, str(lake.root.resolve()))
     if not parts:
         return 0
     mine = f"read_parquet({_sql_list([p['path'] for p in parts])}, hive_partitioning=false)"
