@@ -6,6 +6,7 @@ stage orchestrating other stages, library code importing the CLI."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,74 @@ def test_store_builds_every_view_without_loading_a_stage(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[0] == "['auth_user', 'events', 'events_all', 'events_video', 'quarantine'] True"
+
+
+# -- who writes the catalog's bookkeeping tables ----------------------------------------------------
+
+_WRITE = re.compile(r"\b(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|DELETE\s+FROM|UPDATE|"
+                    r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\w*\s+)?(?:TABLE|VIEW)(?:\s+IF\s+NOT\s+EXISTS)?)"
+                    r"\s+(?:\{[^}]*\}\.|\w+\.)?(_edx_\w+)", re.IGNORECASE)
+# Modules outside store/ still writing bookkeeping tables with SQL strings -> why.
+CATALOG_WRITERS_LEFT = {
+    "models.build": "the models' bookkeeping (_edx_models, _edx_model_inputs, and PostgreSQL's models._edx_*) "
+                    "moves to store/catalog.py with the models rework",
+}
+
+
+def _sql_texts(path: Path) -> list[str]:
+    """Every string literal of a module, f-strings with their placeholders kept as ``{...}``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.append(node.value)
+        elif isinstance(node, ast.JoinedStr):
+            out.append("".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values))
+    return out
+
+
+def _catalog_writes(name: str) -> set[str]:
+    return {m.group(1) for text in _sql_texts(MODULES[name]) for m in _WRITE.finditer(text)}
+
+
+def test_the_write_finder_sees_writes():
+    """Checked against statements of each form, and against the store, which does write."""
+    texts = ["INSERT INTO _edx_geo VALUES (?)", "insert or replace into _edx_meta values (1)",
+             "DELETE FROM _edx_event_parts WHERE x", "UPDATE _edx_event_files f SET a=1",
+             "CREATE TABLE IF NOT EXISTS {}._edx_models (a INT)", "SELECT * FROM _edx_snapshots"]
+    assert [sorted(m.group(1) for m in _WRITE.finditer(t)) for t in texts] == [
+        ["_edx_geo"], ["_edx_meta"], ["_edx_event_parts"], ["_edx_event_files"], ["_edx_models"], []]
+    assert {"_edx_snapshots", "_edx_event_files", "_edx_geo", "_edx_scrub_log"} <= _catalog_writes("store.catalog")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _top(n) != "store"))
+def test_bookkeeping_tables_are_written_only_in_store(name):
+    """Issue 16: the catalog had many owners. A stage hands its rows to a typed function of
+    store/catalog.py (or store/ledger.py) instead of writing ``_edx_*`` with its own SQL."""
+    writes = _catalog_writes(name)
+    if name in CATALOG_WRITERS_LEFT:
+        assert writes, f"{name} no longer writes the catalog: drop it from CATALOG_WRITERS_LEFT"
+        return
+    assert not writes, (f"{name} writes {sorted(writes)} with SQL of its own: add a typed writer to "
+                        f"store/catalog.py and call it")
+
+
+_MARKUP = re.compile(r"\[/\]|\[/?(?:bold|red|yellow|green|cyan|dim|italic|blue|magenta)\b[^\]]*\]")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _top(n) != "cli"))
+def test_only_the_cli_styles_output(name):
+    """Library code reports plain text through results and callbacks (e.g. the sync's SyncNote:
+    a level and a line); colours and rich markup are the CLI's business."""
+    tree = ast.parse(MODULES[name].read_text())
+    rich = sorted({n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+                   and n.module.split(".")[0] == "rich"}
+                  | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+                     if a.name.split(".")[0] == "rich"})
+    assert not rich, f"{name} imports {rich}: only cli/ styles output"
+    marked = [t for t in _sql_texts(MODULES[name]) if _MARKUP.search(t)]
+    assert not marked, f"{name} writes rich markup: {marked[:3]}"
+
+
+def test_the_markup_finder_sees_markup():
+    assert [bool(_MARKUP.search(t)) for t in ("[red]failed[/] x", "[bold red]x", "[yellow]ignored", "a [1] b",
+                                              "[^a-z]*", "list[str]")] == [True, True, True, False, False, False]
