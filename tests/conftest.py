@@ -66,32 +66,47 @@ def gpg_encrypt(home: Path, recipient: str, src: Path, dst: Path) -> Path:
 
 
 # -- running the suite on several workers (pytest-xdist, `make test` uses -n auto --dist loadfile) -------
-# Tests of one file share module fixtures (stores, servers, a Spark session) and some run in file order,
-# so a file runs on one worker; the costly files are handed out first so both cores stay busy to the end.
-# The xdist_group markers below name finer groups for `--dist loadgroup`, which does not pick them up
-# with pytest-xdist 3.8 here (its own hook reads the markers first): kept for a later look.
+# Tests of one group share a worker, hence its module fixtures (stores, servers, a Spark session); a group
+# is a file, or a part of a costly file (SPLIT_GROUPS) so that both cores share it. With --dist loadfile
+# the scheduler below hands groups out in COSTLY_FIRST order (xdist's own would sort them by test count),
+# so the long ones start first and the short ones fill in at the end.
 SPLIT_GROUPS = {
-    "test_sync.py": lambda name: "kill" if "kill_9" in name else ("errors" if any(
+    "test_sync.py": lambda name: ("kill-a" if any(s in name for s in ("[download]", "[downloaded]", "[import]",
+                                                                      "[decrypt]")) else "kill-b")
+    if "kill_9" in name else ("errors" if any(
         w in name for w in ("corrupt", "wrong_passphrase", "network", "unreachable", "keeps_failing",
                             "deleted", "fails_is", "foreign", "user_errors")) else "main"),
     "test_faults.py": lambda name: "scrub" if "scrub_killed" in name else "import",
 }
-COSTLY_FIRST = ["test_sync.py:kill", "test_faults.py:import", "test_sync.py:main", "test_faults.py:scrub",
-                "test_sync.py:errors", "test_privacy.py", "test_daily_run.py", "test_spark.py", "test_dashboard.py",
-                "test_commit_wait.py", "test_gpg_passphrase.py", "test_store_moves.py", "test_cli.py",
-                "test_events_sources.py", "test_adversarial_events.py", "test_models_naive.py",
-                "test_postgres_models.py"]
+COSTLY_FIRST = ["test_spark.py", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
+                "test_sync.py:main", "test_privacy.py", "test_faults.py:scrub", "test_sync.py:errors",
+                "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py", "test_gpg_passphrase.py",
+                "test_store_moves.py", "test_cli.py", "test_events_sources.py", "test_adversarial_events.py",
+                "test_models_naive.py", "test_postgres_models.py"]
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def schedule_group(nodeid: str) -> str:
+    """The scheduling group of a test: its file, or a named part of it (SPLIT_GROUPS)."""
+    path, _, name = nodeid.partition("::")
+    base = path.rsplit("/", 1)[-1]
+    split = SPLIT_GROUPS.get(base)
+    return f"{base}:{split(name)}" if split else base
+
+
 def pytest_collection_modifyitems(config, items):
-    def group(item) -> str:
-        base = item.path.name
-        split = SPLIT_GROUPS.get(base)
-        return f"{base}:{split(item.name)}" if split else base
-
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(group(item)))
     rank = {g: i for i, g in enumerate(COSTLY_FIRST)}
-    items.sort(key=lambda it: rank.get(group(it), len(rank)))  # stable: file order kept within the rest
+    items.sort(key=lambda it: rank.get(schedule_group(it.nodeid), len(rank)))  # stable: file order kept otherwise
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, by group and in collection (COSTLY_FIRST) order rather than by test count."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class GroupScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return schedule_group(nodeid)
+
+    config.option.loadscopereorder = False
+    return GroupScheduling(config, log)
