@@ -2,7 +2,10 @@
 
 DuckDB store (default): every model is written as one Parquet file under
 ``<data_dir>/lake/models/<name>/<name>-<id>.parquet`` and exposed in the catalog as the view
-``models.<name>`` (schema ``models`` of ``edx.duckdb``). Bookkeeping: ``_edx_models``.
+``models.<name>`` (schema ``models`` of ``edx.duckdb``). Bookkeeping: ``_edx_models``. The models
+over events (``partition`` in definitions.py) are kept by event date instead: one file per date
+under ``lake/model_parts/<name>/``, listed in ``_edx_model_parts``, and only the dates whose events
+changed are recomputed (models/incremental.py).
 
 PostgreSQL store (``--store postgresql://...``): the input columns the definitions read
 (models/inputs.py) are copied from the DuckDB catalog into schema ``edx_raw`` (DuckDB's
@@ -11,13 +14,14 @@ the table ``edx_models.<name>``. Bookkeeping: ``edx_models._edx_models`` and ``_
 
 Only what changed is rebuilt: a model's fingerprint hashes the definitions' source, the
 parameters it uses, the fingerprints of its input tables (package snapshots from
-``_edx_snapshots``; row count and time range for event views; the ``_edx_geo`` row of
+``_edx_snapshots``; the per-date fingerprints of ``incremental.event_days`` for event views; the ``_edx_geo`` row of
 ``user_location``; the course registry) and the fingerprints of the models it reads. An
 unchanged fingerprint skips the model.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import json
@@ -75,6 +79,7 @@ class BuildResult:
                 f"{self.seconds:.1f} s")
 
 
+@functools.lru_cache(maxsize=1)
 def _code_version() -> str:
     h = hashlib.sha256()
     for mod in ("definitions.py", "inputs.py"):
@@ -244,6 +249,7 @@ class _DuckRun:
         self.new_paths: dict[str, tuple[Path, str, int, float]] = {}
         self.parts: dict[str, inc.PartsUpdate] = {}
         self._name_days: set[str] | None = None
+        self._name_checked: set[str] = set()
 
     def tables(self, days: list[str] | None = None) -> D.Tables:
         """Inputs (event inputs limited to ``days`` when given) and the current files of built models."""
@@ -272,9 +278,14 @@ class _DuckRun:
             f"SELECT DISTINCT course_id FROM read_parquet({views.sql_list(files)}) WHERE nevents_context > 0"
         ).fetchall()}
 
-    def name_days(self) -> set[str]:
-        if self._name_days is None:
-            self._name_days = inc.username_days(self.con, None)
+    def name_days(self, days: list[str]) -> set[str]:
+        """Those of ``days`` (being recomputed) with events attributed through usernames; one scan of
+        just those dates' events per build."""
+        if self._name_days is None or not set(days) <= self._name_checked:
+            todo = sorted(set(days) - self._name_checked)
+            found = inc.username_days(self.con, None if len(todo) == len(self.days) else todo)
+            self._name_days = (self._name_days or set()) | found
+            self._name_checked |= set(todo)
         return self._name_days
 
     def build_whole(self, n: str, entries: list[CourseEntry]) -> ModelResult:
@@ -312,7 +323,8 @@ class _DuckRun:
         old = self.stored.get(n)
         full = self.force or not old or not (root / old[0]).exists() or not old[1].startswith("p:")
         todo, removed = inc.plan(self.days, {} if full else stored, context, names, root, full)
-        part_names = {d: (names if uses_names and d in self.name_days() else None) for d in todo}
+        named = self.name_days(todo) if uses_names and todo else set()
+        part_names = {d: (names if d in named else None) for d in todo}
         final = {d: (self.days[d], stored[d].names) for d in self.days if d not in part_names}
         final.update({d: (self.days[d], part_names[d]) for d in todo})
         fp = "p:" + _hash(context, sorted(final.items()))
@@ -326,10 +338,8 @@ class _DuckRun:
             sql = str(self.ib.compile(expr))
             written = inc.write_parts(self.con, sql, m.partition, n, root, self.lake.lake_dir / "model_parts" / n) \
                 if todo else {}
-            schema = self.lake.lake_dir / "models" / n / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
-            schema.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(schema, lambda tmp: self.con.execute(
-                f"COPY (SELECT * FROM ({sql}) LIMIT 0) TO '{tmp}' (FORMAT parquet)"))
+            schema = self._schema_file(n, sql, None if full or not stored or any(
+                sp.context != context for sp in stored.values()) else old[0])
         rows = [inc.PartRow(d, p, k, self.days[d], context, part_names[d]) for d in todo
                 for p, k in (written.get(d) or [(None, 0)])]
         replaced = set(todo) | set(removed) | (set(stored) if full else set())
@@ -342,6 +352,17 @@ class _DuckRun:
         r.days = len(todo)
         self.new_paths[n] = (schema, fp, total, r.seconds)
         return r
+
+
+    def _schema_file(self, n: str, sql: str, reuse: str | None) -> Path:
+        """The zero-row file giving a partitioned model's schema: the recorded one while the context
+        (code, parameters, event columns) is the same, else a new one."""
+        if reuse and (self.lake.root / reuse).exists():
+            return self.lake.root / reuse
+        schema = self.lake.lake_dir / "models" / n / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
+        schema.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomic(schema, lambda tmp: self.con.execute(
+            f"COPY (SELECT * FROM ({sql}) LIMIT 0) TO '{tmp}' (FORMAT parquet)"))
 
 
 def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]], params: D.Params,

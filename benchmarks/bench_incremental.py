@@ -1,0 +1,215 @@
+"""Benchmark: one more day of logs on a store of N days: its import and the build that follows,
+against a full build of every model (issue 15).
+
+    .venv/bin/python benchmarks/bench_incremental.py [--days 90,365] [--events-per-day 20000]
+                                                     [--learners 20000] [--courses 10] [--repeat 3]
+                                                     [--dir /tmp/edx-bench-incr] [--threads 2]
+
+For each size N, a store of N days is generated directly as Parquet (as bench_models.py does: the
+tracking-log importer is measured by bench_events.py), but laid out as the importers lay it out:
+one events file per day listed in ``_edx_event_parts``, package tables listed in
+``_edx_snapshots``, the catalog's own views. It is built once. Then, ``--repeat`` times each, in a
+fresh child process (so that its peak memory is its own):
+
+- ``full``: ``build --full`` (every model, every date);
+- ``day``: the import of day N+1 (its Parquet file written and committed to the catalog as the
+  importer's commit does: bookkeeping rows, views refreshed) followed by ``build``.
+
+Printed: medians of time and peak RSS, and the ratio day / full. Both should stay flat from 90
+to 365 days for ``day`` while ``full`` grows with the history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from edx_engine.lake import Lake  # noqa: E402
+from edx_engine.models import Params, build_duckdb  # noqa: E402
+from edx_engine.store import catalog  # noqa: E402
+
+START = dt.date(2025, 1, 1)
+TYPES = ("['play_video','pause_video','load_video','seek_video','complete_video','problem_check',"
+         "'problem_check','seq_goto','seq_next','/courses/x/courseware','page_close',"
+         "'edx.course.enrollment.activated','edx.video.played','edx.forum.thread.viewed']")
+
+
+def _package(con: duckdb.DuckDBPyConnection, lake: Lake, learners: int, courses: int) -> None:
+    """Package tables (one file each), listed in ``_edx_snapshots`` as one snapshot per table."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE enr AS
+        SELECT row_number() OVER () - 1 AS eidx, 1000000 + l.i AS user_id,
+               'course-v1:BENCH+C' || c.cidx || '+2025' AS course_id, c.cidx
+        FROM range({learners}) l(i), range(1 + (hash(l.i) % 2)::INT) r(k),
+             (SELECT i AS cidx FROM range({courses}) t(i)) c
+        WHERE c.cidx = (hash(l.i * 31 + k) % {courses})""")
+    tables = {
+        "auth_user": "SELECT DISTINCT ON (user_id) user_id AS id, 'u' || user_id AS username, "
+                     "(user_id % 5000 = 0) AS is_staff, TIMESTAMP '2024-12-01' AS date_joined, course_id FROM enr",
+        "auth_userprofile": "SELECT user_id, list_element(['m','f','o',''], 1 + (hash(user_id) % 4)::INT) AS gender, "
+                            "1950 + (hash(user_id * 3) % 55)::BIGINT AS year_of_birth, 'b' AS level_of_education, "
+                            "list_element(['CO','MX','PE',''], 1 + (hash(user_id * 7) % 4)::INT) AS country, "
+                            "course_id FROM enr",
+        "student_courseenrollment": "SELECT eidx AS id, user_id, course_id, TIMESTAMP '2024-12-01' + "
+                                    "to_seconds((hash(eidx) % 2592000)::BIGINT) AS created, (eidx % 20 <> 0) "
+                                    "AS is_active, 'audit' AS mode FROM enr",
+        "certificates_generatedcertificate": "SELECT eidx AS id, user_id, course_id, (hash(eidx) % 100) / 100.0 AS grade, "
+                                             "'downloadable' AS status, 'verified' AS mode, TIMESTAMP '2025-06-01' "
+                                             "AS created_date, TIMESTAMP '2025-06-01' AS modified_date "
+                                             "FROM enr WHERE eidx % 3 = 0",
+        "course_structure": "SELECT DISTINCT course_id, 'block-' || cidx || '-' || b AS block_id, CASE WHEN b = 0 "
+                            "THEN 'course' WHEN b % 10 = 0 THEN 'chapter' ELSE 'problem' END AS category, "
+                            "'block-' || cidx || '-' || (b // 10 * 10) AS chapter_id, 'Course ' || cidx AS "
+                            "display_name, NULL::TIMESTAMP AS start, '{}' AS metadata FROM enr, range(60) t(b)",
+        "courseware_studentmodule": "SELECT user_id AS student_id, course_id, CASE WHEN b % 10 = 0 THEN 'chapter' "
+                                    "ELSE 'problem' END AS module_type, 'block-' || cidx || '-' || b AS module_id, "
+                                    "TIMESTAMP '2025-02-01' AS created, TIMESTAMP '2025-02-02' AS modified "
+                                    "FROM enr, range(1, 1 + (hash(eidx) % 12)::INT) t(b)",
+    }
+    d = lake.lake_dir / "tables"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, sql in tables.items():
+        path = d / f"{name}-{uuid.uuid4().hex[:8]}.parquet"
+        con.execute(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
+        rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+        con.execute("INSERT INTO _edx_snapshots VALUES (?, 'bench', 'BENCH', '2025-01-01', ?, ?, 0, ?, ?, '', "
+                    "now()::TIMESTAMP)", [name, lake.rel(path), rows, uuid.uuid4().hex, path.name])
+
+
+def _day_sql(day: int, events: int, n_enr: int) -> str:
+    """One day of events with the importer's columns (``views.EVENT_COLUMNS``)."""
+    date = START + dt.timedelta(days=day)
+    base = day * events
+    return f"""
+      WITH g AS (
+        SELECT i, (hash(i) % {n_enr})::BIGINT AS eidx, list_element({TYPES}, 1 + (hash(i * 3) % 14)::INT) AS t,
+               TIMESTAMP '{date}' + to_microseconds((hash(i * 5) % 86400000000)::BIGINT) AS time
+        FROM range({base}, {base + events}) r(i))
+      SELECT ('00000000-0000-0000-0000-' || printf('%012x', g.i))::UUID AS event_id, g.time,
+             DATE '{date}' AS event_date, 'u' || e.user_id AS username,
+             CASE WHEN g.i % 200 = 0 THEN NULL ELSE e.user_id END AS user_id, e.course_id, 'BENCH' AS org_id,
+             g.t AS event_type, g.t AS name,
+             CASE WHEN g.t LIKE '/%' OR g.t LIKE 'edx.course%' OR (g.t = 'problem_check' AND g.i % 2 = 0)
+                  THEN 'server' ELSE 'browser' END AS event_source,
+             'sess' || (g.i // 50) AS session, NULL::VARCHAR AS ip, NULL::VARCHAR AS agent, NULL::VARCHAR AS host,
+             NULL::VARCHAR AS referer, NULL::VARCHAR AS accept_language, NULL::VARCHAR AS page,
+             NULL::VARCHAR AS path, NULL::VARCHAR AS module_id,
+             CAST(CASE WHEN g.t LIKE '%video%' THEN json_object('id', 'v' || (hash(g.i * 7) % 60))
+                  WHEN g.t LIKE 'problem%' THEN json_object('problem_id', 'p' || (hash(g.i * 7) % 120),
+                       'success', CASE WHEN hash(g.i * 13) % 2 = 0 THEN 'correct' ELSE 'incorrect' END,
+                       'attempts', 1 + hash(g.i * 11) % 3)
+                  WHEN g.t LIKE 'edx.course.enrollment%' THEN json_object('mode', 'audit', 'user_id', e.user_id,
+                       'course_id', e.course_id)
+                  ELSE json_object() END AS JSON) AS event,
+             NULL::VARCHAR AS event_text, NULL::JSON AS context,
+             'bench-{date}.log.gz' AS source_file, g.i - {base} + 1 AS line
+      FROM g JOIN enr e ON e.eidx = g.eidx"""
+
+
+def add_day(lake: Lake, day: int, events: int) -> None:
+    """Write day ``day`` as the importer does: its file, then one catalog transaction (bookkeeping, views)."""
+    date = START + dt.timedelta(days=day)
+    d = lake.lake_dir / "events" / str(date)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"bench-{uuid.uuid4().hex[:8]}.parquet"
+    with duckdb.connect() as mem:
+        mem.execute(f"CREATE TEMP TABLE enr AS SELECT * FROM read_parquet('{lake.root}/lake/bench-enr.parquet')")
+        n_enr = mem.execute("SELECT count(*) FROM enr").fetchone()[0]
+        mem.execute(f"COPY ({_day_sql(day, events, n_enr)}) TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
+    key = f"bench-{date}@0"
+    with lake.transaction(f"day {date}") as con:
+        catalog.ensure(con, catalog.EVENTS)
+        con.execute("DELETE FROM _edx_event_parts WHERE source_key = ?", [key])
+        con.execute("INSERT INTO _edx_event_parts VALUES (?, ?, ?, ?, ?, ?)",
+                    [key, date, lake.rel(path), events, dt.datetime.combine(date, dt.time()),
+                     dt.datetime.combine(date, dt.time(23, 59, 59))])
+        con.execute("INSERT OR REPLACE INTO _edx_event_files (source_key, source_file, fingerprint, file_date, rows, "
+                    "rejected, duplicates, imported_at) VALUES (?, ?, ?, ?, ?, 0, 0, now()::TIMESTAMP)",
+                    [key, f"bench-{date}.log.gz", key, date, events])
+        lake.refresh_views(con)
+
+
+def generate(root: Path, days: int, events: int, learners: int, courses: int) -> None:
+    lake = Lake(root)
+    lake.init()
+    with lake.transaction("package") as con:
+        catalog.ensure(con, catalog.STORE)
+        _package(con, lake, learners, courses)
+        con.execute(f"COPY enr TO '{root}/lake/bench-enr.parquet' (FORMAT parquet)")
+        lake.refresh_views(con)
+    for day in range(days):
+        add_day(lake, day, events)
+
+
+def _child(kind: str, root: str, day: int, events: int, threads: int, q) -> None:
+    lake = Lake(Path(root))
+    t0 = time.perf_counter()
+    days = None
+    if kind == "day":
+        add_day(lake, day, events)
+        t_import = time.perf_counter() - t0
+        res = build_duckdb(lake, [], Params(), threads=threads)
+        days = max((m.days or 0) for m in res.models)
+    else:
+        t_import = 0.0
+        build_duckdb(lake, [], Params(), force=True, threads=threads)
+    q.put((time.perf_counter() - t0, t_import, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, days))
+
+
+def measure(kind: str, root: Path, day: int, events: int, threads: int) -> tuple[float, float, float, int | None]:
+    """(seconds, of which import, peak RSS MB, days recomputed) of one run in a fresh process."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(kind, str(root), day, events, threads, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--days", default="90,365", help="Store sizes in days, comma-separated.")
+    ap.add_argument("--events-per-day", type=int, default=20_000)
+    ap.add_argument("--learners", type=int, default=20_000)
+    ap.add_argument("--courses", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", default="/tmp/edx-bench-incr")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    print(f"cpus: {os.cpu_count()}, DuckDB threads: {a.threads}, {a.events_per_day:,} events a day, "
+          f"{a.learners:,} learners, {a.courses} courses, medians of {a.repeat}")
+    print(f"{'days':>5} {'events':>12} {'full s':>8} {'full MB':>8} {'day+1 s':>8} {'(import)':>9} {'day+1 MB':>9} "
+          f"{'ratio':>6}")
+    for n in [int(x) for x in a.days.split(",")]:
+        root = Path(a.dir) / f"d{n}"
+        if root.exists():
+            shutil.rmtree(root)
+        generate(root, n, a.events_per_day, a.learners, a.courses)
+        build_duckdb(Lake(root), [], Params(), threads=a.threads)
+        full = [measure("full", root, n, a.events_per_day, a.threads) for _ in range(a.repeat)]
+        day = [measure("day", root, n + i, a.events_per_day, a.threads) for i in range(a.repeat)]
+        assert all(d[3] == 1 for d in day), day  # one date recomputed per new day
+        fs, fm = statistics.median(x[0] for x in full), statistics.median(x[2] for x in full)
+        ds, di, dm = (statistics.median(x[0] for x in day), statistics.median(x[1] for x in day),
+                      statistics.median(x[2] for x in day))
+        print(f"{n:>5} {n * a.events_per_day:>12,} {fs:>8.2f} {fm:>8.0f} {ds:>8.2f} {di:>9.2f} {dm:>9.0f} "
+              f"{ds / fs:>6.1%}", flush=True)
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()
