@@ -23,6 +23,7 @@ second half to agree. See docs/events.md.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 
@@ -323,18 +324,36 @@ class BlockReader:
         self._t.join()
 
 
+_DATABASES: dict[tuple[int, int], object] = {}  # (process id, threads) -> the in-memory database
+_DATABASES_LOCK = threading.Lock()
+
+
+def _database_cursor(threads: int):
+    """A new session on this process's in-memory parse database (made once per process and
+    thread count: opening a DuckDB database and running its first query cost tens of ms, paid
+    by every import call and every file of a backfill worker otherwise). Keyed by process id:
+    a database inherited through fork() is never used."""
+    import duckdb
+
+    key = (os.getpid(), max(1, threads))
+    with _DATABASES_LOCK:
+        db = _DATABASES.get(key)
+        if db is None:
+            # rows come back in any order: they carry their line number
+            db = duckdb.connect(config={"threads": key[1], "memory_limit": MEMORY_LIMIT,
+                                        "preserve_insertion_order": False, "temp_directory": "",
+                                        "allocator_flush_threshold": "64MB",
+                                        "allocator_bulk_deallocation_flush_threshold": "128MB"})
+            _DATABASES[key] = db
+        return db.cursor()  # type: ignore[attr-defined]
+
+
 class DuckParser:
-    """One in-memory DuckDB connection that turns blocks into event tables."""
+    """One session (cursor) on the in-memory DuckDB database that turns blocks into event tables."""
 
     def __init__(self, threads: int = 2, con=None):
-        import duckdb
-
         if con is None:
-            # rows come back in any order: they carry their line number
-            con = duckdb.connect(config={"threads": max(1, threads), "memory_limit": MEMORY_LIMIT,
-                                         "preserve_insertion_order": False, "temp_directory": "",
-                                         "allocator_flush_threshold": "64MB",
-                                         "allocator_bulk_deallocation_flush_threshold": "128MB"})
+            con = _database_cursor(threads)
         # naive times are UTC; offsets are converted to UTC. Set on every cursor too: a cursor is a
         # session of its own and starts in the host's time zone.
         con.execute("SET TimeZone='UTC'")
@@ -416,6 +435,7 @@ class DuckParser:
         return res.filter(pc.is_null(reason)) if res.num_rows else None
 
     def close(self) -> None:
+        """Close this session (the shared database stays open for the next import)."""
         self.con.close()
 
 
