@@ -16,6 +16,14 @@ Measures, in the same run and on the same encrypted file:
 Throughput is MB of uncompressed JSON per second; each figure is the median of --repeat runs.
 CPU-seconds (user + system, all threads and child processes) are printed beside the wall
 times: the machine's cores bound how much CPU work fits in a given wall time.
+
+Day sizes (``--only s``, part of the default run): a browser-heavy mix (55 % browser events whose
+``event`` is a JSON string, about 800 bytes a line, old and new course ids; ``mix_lines``) as
+``.log.gz.gpg`` days of 1,000, 100,000 and 400,000 lines (the first lines of one generated day),
+each imported by ``import_events`` in a fresh process. Per size: lines/s, MB/s of JSON, the ratio
+to ``gpg -d | gzip -dc`` of the same file, and where the time goes (in-process import, whole
+process). The 1,000-line day is also imported as the second file of a process (warm: libraries
+loaded, the store open before), with and without encryption.
 """
 
 from __future__ import annotations
@@ -263,18 +271,19 @@ class RssSampler(threading.Thread):
 IMPORT_CODE = r"""
 import json, sys, time
 from pathlib import Path
-from edx_engine.decrypt import GpgSettings
+from edx_engine.decrypt import GpgSettings, gpg_session
 from edx_engine.ingest.events import import_events
 from edx_engine.ingest.sources import discover
-from edx_engine.lake import Lake
+from edx_engine.store.lake import Lake
 path, data, home, workers = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 passphrase = sys.stdin.readline().rstrip("\n")
 t = time.perf_counter()
 lake = Lake(data)
-with lake.writer():
+# as `edx-engine import` does: a gpg session (private agents, one passphrase check), the write lock
+with gpg_session(GpgSettings(home, passphrase)) as gpg, lake.writer():
     lake.init()
     srcs = [s for s in discover([Path(path)]).sources if s.events]
-    s = import_events(lake, srcs, GpgSettings(home, passphrase), workers=None if workers == "auto" else int(workers))
+    s = import_events(lake, srcs, gpg, workers=None if workers == "auto" else int(workers))
 dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "events": s.events, "rejected": s.rejected, "line": s.one_line(),
                   "status": [f.status for f in s.files]}))
@@ -299,16 +308,195 @@ def ours(path: Path, home: Path, data: Path, workers: str) -> tuple[float, float
     return res["seconds"], cpu, sampler.peak, res
 
 
+# -- day sizes: a browser-heavy mix ------------------------------------------------------------
+MIX_SIZES = (1_000, 100_000, 400_000)
+MIX_DATE = "2025-10-09"
+
+
+def mix_lines(n: int, seed: int = 11):
+    """``n`` tracking-log lines like a large partner's day: 55 % browser events whose ``event`` is a
+    JSON string (video), 45 % server events (problem checks, half with a URL event_type), about 800
+    bytes a line, 40 % of them in old-style (``Org/Course/Run``) courses, a third of whose browser
+    events carry no course id in their context (it comes from the page URL)."""
+    import random
+
+    import orjson
+
+    rng = random.Random(seed)
+    new = [f"course-v1:IDBx+CS{100 + i}+2025_T{1 + i % 3}" for i in range(6)]
+    old = [f"IDBx/CS{200 + i}/2015_T{1 + i % 2}" for i in range(4)]
+    agents = ["Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
+              "Safari/537.36", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like "
+              "Gecko) Version/17.1 Safari/605.1.15", "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 "
+              "Firefox/121.0"]
+    base = dt.datetime.fromisoformat(MIX_DATE).replace(tzinfo=dt.timezone.utc).timestamp()
+    videos = ("play_video", "pause_video", "seek_video", "load_video", "speed_change_video")
+    for i in range(n):
+        t = base + i * 86400 / n
+        uid = 100000 + rng.randrange(20000)
+        is_old = rng.random() < 0.4
+        cid = rng.choice(old if is_old else new)
+        page = (f"https://courses.edx.org/courses/{cid}/courseware/{rng.getrandbits(64):016x}/"
+                f"{rng.getrandbits(64):016x}/" + ("" if is_old else "1"))
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}+00:00"
+        ctx: dict = {"course_id": cid, "org_id": "IDBx", "user_id": uid, "path": "/event", "course_user_tags": {}}
+        d = {"username": f"learner{uid - 100000:06d}", "event_source": "browser", "name": "",
+             "accept_language": "es-419,es;q=0.9,en;q=0.8", "time": ts, "agent": rng.choice(agents), "page": page,
+             "host": "courses.edx.org", "session": f"{rng.getrandbits(128):032x}", "referer": page, "context": ctx,
+             "ip": f"190.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"}
+        if rng.random() < 0.55:
+            et = rng.choice(videos)
+            d["event"] = orjson.dumps({"id": f"i4x-IDBx-CS-video-{rng.getrandbits(64):016x}",
+                                       "currentTime": round(rng.random() * 600, 3), "code": "html5",
+                                       "duration": 612.4}).decode()
+            if is_old and rng.random() < 0.3:
+                del ctx["course_id"]
+        else:
+            block = f"block-v1:IDBx+CS+type@problem+block@{rng.getrandbits(64):016x}"
+            if rng.random() < 0.5:
+                et = f"/courses/{cid}/xblock/{block}/handler/xmodule_handler/problem_check"
+                d["event"] = {"POST": {f"input_{rng.getrandbits(32):08x}_2_1": [str(rng.randrange(100))]}, "GET": {}}
+            else:
+                et = "problem_check"
+                d["event"] = {"state": {"seed": 1, "done": True}, "problem_id": block, "grade": rng.randrange(3),
+                              "max_grade": 2, "attempts": rng.randrange(1, 4), "success": "correct"}
+            ctx["module"] = {"display_name": "Problem 1", "usage_key": block}
+            d.update(event_source="server", page=None, referer="", accept_language="es-419,es;q=0.9")
+        d["name"] = d["event_type"] = et
+        yield orjson.dumps(d) + b"\n"
+
+
+def generate_mix(base: Path, home: Path, fpr: str) -> list[dict]:
+    """The mix's days (one per size, each the first lines of the largest), encrypted; cached in ``base``."""
+    meta_path = base / "mix.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if all(Path(m["file"]).exists() for m in meta):
+            return meta
+    log(f"generating the browser-heavy mix ({max(MIX_SIZES):,} lines)...")
+    out = []
+    for n in MIX_SIZES:
+        d = base / f"mix-{n}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        gz = d / f"idbx-edx-events-{MIX_DATE}.log.gz"
+        size = 0
+        with gzip.open(gz, "wb", compresslevel=6) as f:
+            chunk: list[bytes] = []
+            for line in mix_lines(n):
+                chunk.append(line)
+                size += len(line)
+                if len(chunk) >= 10_000:
+                    f.write(b"".join(chunk))
+                    chunk = []
+            f.write(b"".join(chunk))
+        gpg(home, "--trust-model", "always", "-e", "-r", fpr, "-o", str(gz) + ".gpg", str(gz))
+        warm = base / f"mix-{n}-plain"  # the same day unencrypted (warm measurement of the small day)
+        shutil.rmtree(warm, ignore_errors=True)
+        warm.mkdir()
+        gz.rename(warm / gz.name)
+        out.append({"lines": n, "json_bytes": size, "file": str(gz) + ".gpg", "plain": str(warm / gz.name),
+                    "gpg_bytes": (d / (gz.name + ".gpg")).stat().st_size})
+    meta_path.write_text(json.dumps(out))
+    return out
+
+
+WARM_CODE = r"""
+import json, shutil, sys, time
+from pathlib import Path
+from edx_engine.decrypt import GpgSettings, gpg_session
+from edx_engine.ingest.events import import_events
+from edx_engine.ingest.sources import discover
+from edx_engine.store.lake import Lake
+data, home, first, second = sys.argv[1:5]
+passphrase = sys.stdin.readline().rstrip("\n")
+lake = Lake(data)
+out = []
+with gpg_session(GpgSettings(home, passphrase)) as gpg, lake.writer():
+    lake.init()
+    for path in (first, second):
+        t = time.perf_counter()
+        s = import_events(lake, [x for x in discover([Path(path)]).sources if x.events], gpg)
+        out.append(time.perf_counter() - t)
+print(json.dumps({"first": out[0], "second": out[1], "events": s.events}))
+"""
+
+
+def warm_small(data: Path, home: Path, first: str, second: str) -> tuple[float, float]:
+    """(first, second) in-process seconds of two small days imported one after the other in one process."""
+    shutil.rmtree(data, ignore_errors=True)
+    p = subprocess.run([sys.executable, "-c", WARM_CODE, str(data), str(home), first, second],
+                       input=PASSPHRASE + "\n", capture_output=True, text=True, check=True)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return r["first"], r["second"]
+
+
+def _next_day_copy(path: Path, base: Path, tag: str) -> str:
+    """The same small day under the next day's name (a second source for the warm measurement)."""
+    d = base / f"warm-{tag}"
+    d.mkdir(exist_ok=True)
+    dst = d / path.name.replace(MIX_DATE, "2025-10-10")
+    if not dst.exists():
+        shutil.copyfile(path, dst)
+    return str(dst)
+
+
+def sizes(base: Path, home: Path, repeat: int) -> None:
+    """The day-size table: floor, import in a fresh process (in-process and whole-process seconds)."""
+    fpr = make_key(home)
+    days = generate_mix(base, home, fpr)
+    rows = []
+    for m in days:
+        path, mb = Path(m["file"]), m["json_bytes"] / 1e6
+        fl, imp, whole, cpus = [], [], [], []
+        for _ in range(repeat):
+            fl.append(floor(path, home)[0])
+            t = time.perf_counter()
+            sec, cpu_s, _, r = ours(path, home, base / "store-mix", "auto")
+            whole.append(time.perf_counter() - t)
+            imp.append(sec)
+            cpus.append(cpu_s)
+            if r["events"] != m["lines"]:
+                raise SystemExit(f"{path}: {r['events']} events imported, {m['lines']} expected")
+        f, i, w, c = (statistics.median(x) for x in (fl, imp, whole, cpus))
+        rows.append((m, f, i, w, c))
+        log(f"  {m['lines']:>9,} lines {mb:7.1f} MB: floor {f:6.2f} s, import {i:6.2f} s in-process, "
+            f"{w:6.2f} s whole process, {c:6.2f} CPU-s")
+    small = days[0]
+    cold_warm = [warm_small(base / "store-warm", home, small["plain"],
+                            _next_day_copy(Path(small["plain"]), base, "plain")) for _ in range(repeat)]
+    enc_warm = [warm_small(base / "store-warm", home, small["file"],
+                           _next_day_copy(Path(small["file"]), base, "gpg")) for _ in range(repeat)]
+    log("")
+    log(f"browser-heavy mix, medians of {repeat} runs, each import in a fresh process "
+        f"(load average {os.getloadavg()[0]:.2f}):")
+    log(f"  {'lines':>9} {'MB JSON':>8} {'floor s':>8} {'import s':>9} {'process s':>9} {'CPU-s':>6} "
+        f"{'lines/s':>10} {'MB/s':>6} {'x floor':>7}")
+    for m, f, i, w, c in rows:
+        mb = m["json_bytes"] / 1e6
+        log(f"  {m['lines']:>9,} {mb:>8.1f} {f:>8.2f} {i:>9.2f} {w:>9.2f} {c:>6.2f} {m['lines'] / i:>10,.0f} "
+            f"{mb / i:>6.1f} {f / i:>7.2f}")
+    log("  (import s: import_events in-process, discovery and the passphrase check included; process s: "
+        "the whole python process; x floor: floor s / import s, 1.00 = as fast as gpg -d | gzip -dc)")
+    for label, runs in (("plain .log.gz", cold_warm), (".log.gz.gpg", enc_warm)):
+        log(f"  {small['lines']:,}-line day, {label}: first in its process {statistics.median(r[0] for r in runs):.3f} s, "
+            f"as the second file of a process {statistics.median(r[1] for r in runs):.3f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default="/tmp/edx-bench-events", help="work directory (data, store, gnupg home)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sample", type=int, default=100_000, help="lines for the naive baseline (c)")
     ap.add_argument("--workers", default="auto")
-    ap.add_argument("--only", default="abcde", help="which measurements to run (subset of abcde)")
+    ap.add_argument("--only", default="abcdes", help="which measurements to run (subset of abcdes; s: day sizes)")
     args = ap.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
+    if "s" in args.only:
+        sizes(base, base / "gnupg", args.repeat)
+        if not set(args.only) - {"s"}:
+            return
     path, home, meta = generate_day(base)
     mb = meta["json_bytes"] / 1e6
     cores = os.cpu_count() or 1
