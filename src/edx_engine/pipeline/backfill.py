@@ -68,15 +68,19 @@ def stage_job(job: _Job) -> E._Staged:
     """Parse one file in this process (a worker): its parts and quarantine file, uncommitted.
 
     The passphrase was checked on the driver; the worker decrypts through its own private agent."""
+    t0 = time.perf_counter()
     engine = E._DuckEngine(0)  # one thread: the parallelism is one file per worker
     try:
         if not job.src.encrypted:
-            return E._stage_one(Lake(job.root), job.src, job.key, job.gpg, engine, job.limits)
-        with gpg_session(job.gpg) as gpg:
-            gpg.session._checked = True  # type: ignore[union-attr]  # checked once, on the driver
-            return E._stage_one(Lake(job.root), job.src, job.key, gpg, engine, job.limits)
+            staged = E._stage_one(Lake(job.root), job.src, job.key, job.gpg, engine, job.limits)
+        else:
+            with gpg_session(job.gpg) as gpg:
+                gpg.session._checked = True  # type: ignore[union-attr]  # checked once, on the driver
+                staged = E._stage_one(Lake(job.root), job.src, job.key, gpg, engine, job.limits)
     finally:
         engine.close()
+    staged.res.seconds = time.perf_counter() - t0
+    return staged
 
 
 # -- planning -------------------------------------------------------------------------------------
