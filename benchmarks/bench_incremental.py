@@ -1,8 +1,8 @@
 """Benchmark: one more day of logs on a store of N days: its import and the build that follows,
 against a full build of every model (issue 15).
 
-    .venv/bin/python benchmarks/bench_incremental.py [--days 90,365] [--events-per-day 20000]
-                                                     [--learners 20000] [--courses 10] [--repeat 3]
+    .venv/bin/python benchmarks/bench_incremental.py [--days 90,365] [--events-per-day 10000]
+                                                     [--learners 10000] [--courses 10] [--repeat 3]
                                                      [--dir /tmp/edx-bench-incr] [--threads 2]
 
 For each size N, a store of N days is generated directly as Parquet (as bench_models.py does: the
@@ -119,27 +119,42 @@ def _day_sql(day: int, events: int, n_enr: int) -> str:
       FROM g JOIN enr e ON e.eidx = g.eidx"""
 
 
-def add_day(lake: Lake, day: int, events: int) -> None:
-    """Write day ``day`` as the importer does: its file, then one catalog transaction (bookkeeping, views)."""
+def _write_day(lake: Lake, day: int, events: int, mem: duckdb.DuckDBPyConnection) -> tuple:
+    """Day ``day``'s events file (``mem`` holds the enrolments); its ``_edx_event_parts`` row."""
     date = START + dt.timedelta(days=day)
     d = lake.lake_dir / "events" / str(date)
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"bench-{uuid.uuid4().hex[:8]}.parquet"
-    with duckdb.connect() as mem:
-        mem.execute(f"CREATE TEMP TABLE enr AS SELECT * FROM read_parquet('{lake.root}/lake/bench-enr.parquet')")
-        n_enr = mem.execute("SELECT count(*) FROM enr").fetchone()[0]
-        mem.execute(f"COPY ({_day_sql(day, events, n_enr)}) TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
-    key = f"bench-{date}@0"
-    with lake.transaction(f"day {date}") as con:
+    n_enr = mem.execute("SELECT count(*) FROM enr").fetchone()[0]
+    mem.execute(f"COPY ({_day_sql(day, events, n_enr)}) TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
+    return (f"bench-{date}@0", date, lake.rel(path), events, dt.datetime.combine(date, dt.time()),
+            dt.datetime.combine(date, dt.time(23, 59, 59)))
+
+
+def _commit_days(lake: Lake, parts: list[tuple]) -> None:
+    """One catalog transaction, as the importer's commit: bookkeeping rows, then the views."""
+    with lake.transaction(f"{len(parts)} day(s)") as con:
         catalog.ensure(con, catalog.EVENTS)
-        con.execute("DELETE FROM _edx_event_parts WHERE source_key = ?", [key])
-        con.execute("INSERT INTO _edx_event_parts VALUES (?, ?, ?, ?, ?, ?)",
-                    [key, date, lake.rel(path), events, dt.datetime.combine(date, dt.time()),
-                     dt.datetime.combine(date, dt.time(23, 59, 59))])
-        con.execute("INSERT OR REPLACE INTO _edx_event_files (source_key, source_file, fingerprint, file_date, rows, "
-                    "rejected, duplicates, imported_at) VALUES (?, ?, ?, ?, ?, 0, 0, now()::TIMESTAMP)",
-                    [key, f"bench-{date}.log.gz", key, date, events])
+        for key, date, path, rows, t0, t1 in parts:
+            con.execute("DELETE FROM _edx_event_parts WHERE source_key = ?", [key])
+            con.execute("INSERT INTO _edx_event_parts VALUES (?, ?, ?, ?, ?, ?)", [key, date, path, rows, t0, t1])
+            con.execute("INSERT OR REPLACE INTO _edx_event_files (source_key, source_file, fingerprint, file_date, "
+                        "rows, rejected, duplicates, imported_at) VALUES (?, ?, ?, ?, ?, 0, 0, now()::TIMESTAMP)",
+                        [key, f"bench-{date}.log.gz", key, date, rows])
         lake.refresh_views(con)
+
+
+def _enrolments(lake: Lake) -> duckdb.DuckDBPyConnection:
+    mem = duckdb.connect()
+    mem.execute(f"CREATE TEMP TABLE enr AS SELECT * FROM read_parquet('{lake.root}/lake/bench-enr.parquet')")
+    return mem
+
+
+def add_day(lake: Lake, day: int, events: int) -> None:
+    """Import day ``day`` as the importer does: its file, then one catalog transaction."""
+    with _enrolments(lake) as mem:
+        part = _write_day(lake, day, events, mem)
+    _commit_days(lake, [part])
 
 
 def generate(root: Path, days: int, events: int, learners: int, courses: int) -> None:
@@ -150,8 +165,9 @@ def generate(root: Path, days: int, events: int, learners: int, courses: int) ->
         _package(con, lake, learners, courses)
         con.execute(f"COPY enr TO '{root}/lake/bench-enr.parquet' (FORMAT parquet)")
         lake.refresh_views(con)
-    for day in range(days):
-        add_day(lake, day, events)
+    with _enrolments(lake) as mem:
+        parts = [_write_day(lake, day, events, mem) for day in range(days)]
+    _commit_days(lake, parts)
 
 
 def _child(kind: str, root: str, day: int, events: int, threads: int, q) -> None:
@@ -183,8 +199,8 @@ def measure(kind: str, root: Path, day: int, events: int, threads: int) -> tuple
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--days", default="90,365", help="Store sizes in days, comma-separated.")
-    ap.add_argument("--events-per-day", type=int, default=20_000)
-    ap.add_argument("--learners", type=int, default=20_000)
+    ap.add_argument("--events-per-day", type=int, default=10_000)
+    ap.add_argument("--learners", type=int, default=10_000)
     ap.add_argument("--courses", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/edx-bench-incr")

@@ -15,7 +15,9 @@ and the dashboard do not care which engine built them. With ``output`` (``s3a://
 is not touched (DuckDB cannot open those URLs as the views need them).
 
 Uses ``build.py``'s ``_stored_models`` and ``record_models`` so the
-bookkeeping stays the same as for DuckDB builds.
+bookkeeping stays the same as for DuckDB builds. A Spark build recomputes a changed model whole,
+the day models (``partition`` in definitions.py) included: each is written as one file and loses
+the date partitions a DuckDB build kept (the next DuckDB build recomputes every date once).
 """
 
 from __future__ import annotations
@@ -156,6 +158,8 @@ def _event_sql(spec: dict[str, str], family: str | None) -> str:
         elif c == "course_id":
             e = ("CASE WHEN (course_id IS NULL OR course_id = '') AND event_type LIKE 'edx.course.enrollment.%' "
                  "THEN nullif(get_json_object(event, '$.course_id'), '') ELSE course_id END")
+        elif c == "context_course_id":
+            e = "course_id"  # the course the context named (inputs.input_sql)
         elif c in extra:
             e = f"TRY_CAST({_json(extra[c])} AS {st})"
         elif c in views.EVENT_COLUMNS:
