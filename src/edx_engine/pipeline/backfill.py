@@ -290,6 +290,7 @@ def import_events_parallel(lake: Lake, sources: list[Source], gpg: GpgSettings, 
     except BaseException:
         lake.collect_garbage()  # every part written but not committed (the caller holds the lock)
         raise
+    lake.collect_garbage()  # the parts that re-delivered files replaced (the sequential import does it per file)
     if spark is not None and on_file is not None:
         for res in summary.files:
             on_file(res)
