@@ -563,7 +563,8 @@ def main() -> None:
     if "d" in med:
         row("(d) edx-engine import_events from .log.gz.gpg", "d",
             note=f"  peak RSS {max(rss) / 2**20:.0f} MiB (median {statistics.median(rss) / 2**20:.0f} MiB)")
-        log(f"      {last_line}")
+        log(f"      {meta['lines'] / med['d']:,.0f} lines/s"
+            + (f", {med['a'] / med['d']:.2f} x the floor (a)" if "a" in med else "") + f"; {last_line}")
     if "e" in med:
         row("(e) DuckDB alone: read_json .gz -> Parquet", "e")
         row("    decryption to .gz + (e)", "e", med["dec"] + med["e"])
