@@ -54,6 +54,7 @@ class _Job:
     key: str
     gpg: GpgSettings  # no session; its repr hides the passphrase
     limits: EventLimits
+    checked: bool = False  # the driver's session found the passphrase right: no probe in the worker
 
 
 def default_jobs() -> int:
@@ -75,7 +76,8 @@ def stage_job(job: _Job) -> E._Staged:
             staged = E._stage_one(Lake(job.root), job.src, job.key, job.gpg, engine, job.limits)
         else:
             with gpg_session(job.gpg) as gpg:
-                gpg.session._checked = True  # type: ignore[union-attr]  # checked once, on the driver
+                if job.checked:  # checked once, on the driver: no second S2K unlock per file
+                    gpg.session._checked = True  # type: ignore[union-attr]
                 staged = E._stage_one(Lake(job.root), job.src, job.key, gpg, engine, job.limits)
     finally:
         engine.close()
@@ -278,7 +280,8 @@ def import_events_parallel(lake: Lake, sources: list[Source], gpg: GpgSettings, 
     summary = E.EventsSummary()
     items, todo = _plan(lake, sources, gpg)
     plain_gpg = GpgSettings(gnupghome=gpg.gnupghome, passphrase=gpg.passphrase, jobs=1)
-    job_list = [_Job(str(lake.root), items[i].src, items[i].key, plain_gpg, limits) for i in todo]
+    checked = bool(gpg.session is not None and getattr(gpg.session, "_checked", False))
+    job_list = [_Job(str(lake.root), items[i].src, items[i].key, plain_gpg, limits, checked) for i in todo]
     overall = (progress.add_task("event files", total=max(1, sum(s.size for s in sources)), unit="B")
                if progress is not None else None)
     try:
