@@ -67,6 +67,10 @@ def file_counts(store: Path) -> dict[str, int]:
         out = {f"main.{t}": rows(ps) for t, ps in q("SELECT table_name, list(path) FROM _edx_snapshots GROUP BY 1")}
         out["main.quarantine"] = rows(p for (p,) in q("SELECT path FROM _edx_quarantine_files"))
         out.update({f"models.{n}": rows([p]) for n, p in q("SELECT name, path FROM _edx_models")})
+        # models kept by date: the files of their partitions (``_edx_models.path`` is a zero-row schema file)
+        if q("SELECT count(*) FROM duckdb_tables() WHERE table_name = '_edx_model_parts'")[0][0]:
+            out.update({f"models.{n}": rows(ps or []) for n, ps in q(
+                "SELECT model, list(path) FILTER (WHERE path IS NOT NULL) FROM _edx_model_parts GROUP BY 1")})
         out["main.events_all"] = rows(p for (p,) in q("SELECT path FROM _edx_event_parts"))
         out["main.events"] = out["main.events_all"] - q("SELECT count(*) FROM _edx_event_dups")[0][0]
     return out

@@ -164,7 +164,8 @@ def test_cli_build_engine_spark(spark, store):
     r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--spark-master",
                                  "local[2]", "--model", "courses", "--force"])
     assert r.exit_code == 0, r.output
-    assert "spark local[2]" in r.output and "1 built" in r.output, r.output
+    # courses and the day model it reads (course_day)
+    assert "spark local[2]" in r.output and "2 built" in r.output and "course_day" in r.output, r.output
     assert _rows(read_model(lake, "courses")) == _rows(before)
     r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--store",
                                  "postgresql://x@127.0.0.1:1/db"])

@@ -75,7 +75,7 @@ def test_moved_store_works_from_another_directory(store, reference, tmp_path):
     # a writing command: models are unchanged (nothing but the location changed)
     r = edx("build", "--data-dir", rel, cwd=elsewhere)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
-    assert "16 unchanged" in r.stdout or " 0 built" in r.stdout, r.stdout
+    assert "(0 built," in r.stdout, r.stdout
     assert_own_files(b, reference, a, store)
     # any DuckDB client, from any directory, now reads the moved store
     with duckdb.connect(str(b / "edx.duckdb"), read_only=True) as con:
