@@ -25,7 +25,6 @@ import argparse
 import datetime as dt
 import multiprocessing as mp
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from edx_engine.lake import Lake  # noqa: E402
 from edx_engine.models import Params, build_duckdb  # noqa: E402
+from edx_engine.models.build import _PeakRSS  # noqa: E402
 from edx_engine.store import catalog  # noqa: E402
 
 START = dt.date(2025, 1, 1)
@@ -66,7 +66,8 @@ def _package(con: duckdb.DuckDBPyConnection, lake: Lake, learners: int, courses:
         "student_courseenrollment": "SELECT eidx AS id, user_id, course_id, TIMESTAMP '2024-12-01' + "
                                     "to_seconds((hash(eidx) % 2592000)::BIGINT) AS created, (eidx % 20 <> 0) "
                                     "AS is_active, 'audit' AS mode FROM enr",
-        "certificates_generatedcertificate": "SELECT eidx AS id, user_id, course_id, (hash(eidx) % 100) / 100.0 AS grade, "
+        "certificates_generatedcertificate": "SELECT eidx AS id, user_id, course_id, "
+                                             "(hash(eidx) % 100) / 100.0 AS grade, "
                                              "'downloadable' AS status, 'verified' AS mode, TIMESTAMP '2025-06-01' "
                                              "AS created_date, TIMESTAMP '2025-06-01' AS modified_date "
                                              "FROM enr WHERE eidx % 3 = 0",
@@ -171,18 +172,22 @@ def generate(root: Path, days: int, events: int, learners: int, courses: int) ->
 
 
 def _child(kind: str, root: str, day: int, events: int, threads: int, q) -> None:
+    """One measured run. Peak memory is sampled from /proc (``_PeakRSS``): ``ru_maxrss`` would start
+    from the parent's high-water mark, which a child inherits on Linux."""
     lake = Lake(Path(root))
-    t0 = time.perf_counter()
     days = None
-    if kind == "day":
-        add_day(lake, day, events)
-        t_import = time.perf_counter() - t0
-        res = build_duckdb(lake, [], Params(), threads=threads)
-        days = max((m.days or 0) for m in res.models)
-    else:
-        t_import = 0.0
-        build_duckdb(lake, [], Params(), force=True, threads=threads)
-    q.put((time.perf_counter() - t0, t_import, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, days))
+    t_import = 0.0
+    with _PeakRSS() as mem:
+        t0 = time.perf_counter()
+        if kind == "day":
+            add_day(lake, day, events)
+            t_import = time.perf_counter() - t0
+            res = build_duckdb(lake, [], Params(), threads=threads)
+            days = max((m.days or 0) for m in res.models)
+        else:
+            build_duckdb(lake, [], Params(), force=True, threads=threads)
+        seconds = time.perf_counter() - t0
+    q.put((seconds, t_import, mem.peak / 2**20, days))
 
 
 def measure(kind: str, root: Path, day: int, events: int, threads: int) -> tuple[float, float, float, int | None]:

@@ -121,8 +121,8 @@ def _day_state(lake: Lake) -> dict[str, tuple]:
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
         parts = con.execute("SELECT CAST(event_date AS VARCHAR), list((source_key, path, rows) ORDER BY path) "
                             "FROM _edx_event_parts GROUP BY 1").fetchall()
-        dups = dict(con.execute("SELECT CAST(event_date AS VARCHAR), list((source_key, line) ORDER BY source_key, line) "
-                                "FROM _edx_event_dups GROUP BY 1").fetchall())
+        dups = dict(con.execute("SELECT CAST(event_date AS VARCHAR), list((source_key, line) "
+                                "ORDER BY source_key, line) FROM _edx_event_dups GROUP BY 1").fetchall())
     return {d: (p, dups.get(d)) for d, p in parts}
 
 
