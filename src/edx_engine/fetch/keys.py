@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from ..config import private_keyring
+from ..config import PASSPHRASE_ENV, private_keyring
 
 AGENT_CONF = "default-cache-ttl 0\nmax-cache-ttl 0\n"
 
@@ -43,7 +43,7 @@ def _gpg(home: Path, args: list[str], passphrase: str | None = None) -> subproce
         r, w = os.pipe()
         cmd += ["--pinentry-mode", "loopback", "--passphrase-fd", str(r)]
         fds = (r,)
-    env = {k: v for k, v in os.environ.items() if k != "EDX_ENGINE_GPG_PASSPHRASE"}
+    env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
     try:
         proc = subprocess.Popen(cmd + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=fds, env=env)
         if r is not None:
