@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +68,48 @@ def gpg_encrypt(home: Path, recipient: str, src: Path, dst: Path) -> Path:
     return dst
 
 
+# -- one local Spark session per worker, shared by the Spark test files (starting one costs 10-40 s) ----------
+
+def spark_unavailable() -> str | None:
+    """Why Spark tests cannot run here (they are then skipped with this reason), or None."""
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is not installed (pip install '.[spark]'): the Spark tests are skipped"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "no Java on PATH (apt-get install openjdk-17-jre-headless): the Spark tests are skipped"
+    return None
+
+
+_SPARK: dict = {}
+
+
+@pytest.fixture
+def spark_local():
+    """The worker's local[2] Spark session; a new one if a test (a CLI run) stopped the last one.
+    Its Python workers run this interpreter (they import edx_engine)."""
+    why = spark_unavailable()
+    if why:
+        pytest.skip(why)
+    s = _SPARK.get("session")
+    if s is None or s.sparkContext._jsc is None:  # never started, or stopped by the code under test
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        from edx_engine.models.spark import spark_session
+
+        s = _SPARK["session"] = spark_session("local[2]")
+    return s
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "last: runs after the other tests of its scheduling group "
+                                       "(it stops a session the group shares)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    s = _SPARK.pop("session", None)
+    if s is not None:
+        s.stop()
+
+
 # -- running the suite on several workers (pytest-xdist, `make test` uses -n auto --dist loadfile) -------
 # Tests of one group share a worker, hence its module fixtures (stores, servers, a Spark session); a group
 # is a file, or a part of a costly file (SPLIT_GROUPS) so that both cores share it. With --dist loadfile
@@ -78,7 +123,8 @@ SPLIT_GROUPS = {
                             "deleted", "fails_is", "foreign", "user_errors")) else "main"),
     "test_faults.py": lambda name: "scrub" if "scrub_killed" in name else "import",
 }
-COSTLY_FIRST = ["test_spark.py", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
+SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark"}  # one worker, one Spark session
+COSTLY_FIRST = ["spark", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
                 "test_sync.py:main", "test_privacy.py", "test_faults.py:scrub", "test_sync.py:errors",
                 "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py", "test_gpg_passphrase.py",
                 "test_store_moves.py", "test_cli.py", "test_events_sources.py", "test_adversarial_events.py",
@@ -89,13 +135,16 @@ def schedule_group(nodeid: str) -> str:
     """The scheduling group of a test: its file, or a named part of it (SPLIT_GROUPS)."""
     path, _, name = nodeid.partition("::")
     base = path.rsplit("/", 1)[-1]
+    if base in SAME_GROUP:
+        return SAME_GROUP[base]
     split = SPLIT_GROUPS.get(base)
     return f"{base}:{split(name)}" if split else base
 
 
 def pytest_collection_modifyitems(config, items):
     rank = {g: i for i, g in enumerate(COSTLY_FIRST)}
-    items.sort(key=lambda it: rank.get(schedule_group(it.nodeid), len(rank)))  # stable: file order kept otherwise
+    # stable: file order kept otherwise; in a group, the tests that stop a shared session ("last") go last
+    items.sort(key=lambda it: (rank.get(schedule_group(it.nodeid), len(rank)), bool(it.get_closest_marker("last"))))
 
 
 def pytest_xdist_make_scheduler(config, log):

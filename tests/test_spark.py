@@ -2,15 +2,12 @@
 backend) from the same synthetic store gives identical rows, column by column (issue 14).
 
 Needs pyspark (the ``spark`` extra) and Java 17+; without them the module is skipped with the reason.
-One Spark session (local[2]) serves the whole module: starting one costs 7-20 s."""
+One local[2] Spark session (conftest.spark_local) serves every Spark test of a worker: starting one costs 10-40 s."""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import math
-import os
-import shutil
 
 import pytest
 
@@ -19,26 +16,9 @@ from edx_engine.models import MODELS, CourseEntry, Params, build_duckdb, read_mo
 from models_support import synthetic_store
 
 
-def _why_no_spark() -> str | None:
-    if importlib.util.find_spec("pyspark") is None:
-        return "pyspark is not installed (pip install '.[spark]'): the DuckDB = Spark conformance test is skipped"
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return ("no Java on PATH (apt-get install openjdk-17-jre-headless): the DuckDB = Spark conformance test "
-                "is skipped")
-    return None
-
-
-@pytest.fixture(scope="module")
-def spark():
-    why = _why_no_spark()
-    if why:
-        pytest.skip(why)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from edx_engine.models.spark import spark_session
-
-    s = spark_session("local[2]")
-    yield s
-    s.stop()
+@pytest.fixture
+def spark(spark_local):
+    return spark_local  # the worker's shared session (conftest): skipped with the reason without Java
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +130,10 @@ def test_strip_whitespace_set_on_spark(spark):
     assert got == ["verified", "f", "vf", "unknown", "unknown", "BR"]
 
 
+@pytest.mark.last
 def test_cli_build_engine_spark(spark, store):
     """`build --engine spark` is a thin call: it rebuilds the asked model on Spark and says so; bad
-    combinations are one line. (Runs last: the CLI stops the session it got, here the module's.)"""
+    combinations are one line. (Runs last, marked so: the CLI stops the session it got, the shared one.)"""
     from typer.testing import CliRunner
 
     from edx_engine.cli import app

@@ -15,9 +15,7 @@ from __future__ import annotations
 import datetime
 import functools
 import gzip
-import importlib.util
 import operator
-import os
 import re
 import shutil
 from pathlib import Path
@@ -41,24 +39,9 @@ TABLES = ["events_all", "quarantine", "_edx_event_files", "_edx_event_parts", "_
           "_edx_quarantine_files", "_edx_import_log"]
 
 
-def _why_no_spark() -> str | None:
-    if importlib.util.find_spec("pyspark") is None:
-        return "pyspark is not installed (pip install '.[spark]'): the Spark import tests are skipped"
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        return "no Java on PATH (apt-get install openjdk-17-jre-headless): the Spark import tests are skipped"
-    return None
-
-
-@pytest.fixture(scope="module")
-def spark():
-    why = _why_no_spark()
-    if why:
-        pytest.skip(why)
-    from edx_engine.pipeline.backfill import spark_for_import
-
-    s = spark_for_import("local[2]")
-    yield s
-    s.stop()
+@pytest.fixture
+def spark(spark_local):
+    return spark_local  # the worker's shared session (conftest): skipped with the reason without Java
 
 
 @pytest.fixture(scope="module")
