@@ -95,8 +95,27 @@ def spark_local():
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         from edx_engine.models.spark import spark_session
 
-        s = _SPARK["session"] = spark_session("local[2]")
+        # the same JVM also serves Spark Connect on a free loopback port (test_spark_connect.py)
+        port = _free_port()
+        s = _SPARK["session"] = spark_session("local[2]", conf={
+            "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+            "spark.connect.grpc.binding.address": "127.0.0.1", "spark.connect.grpc.binding.port": str(port)})
+        _SPARK["connect"] = f"sc://127.0.0.1:{port}"
     return s
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+@pytest.fixture
+def spark_connect_url(spark_local) -> str:
+    """``sc://127.0.0.1:<port>``: the Spark Connect server running in the worker's shared session."""
+    return _SPARK["connect"]
 
 
 def pytest_configure(config):
@@ -123,7 +142,7 @@ SPLIT_GROUPS = {
                             "deleted", "fails_is", "foreign", "user_errors")) else "main"),
     "test_faults.py": lambda name: "scrub" if "scrub_killed" in name else "import",
 }
-SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark"}  # one worker, one Spark session
+SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark", "test_spark_connect.py": "spark"}  # one worker, one Spark session
 COSTLY_FIRST = ["spark", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
                 "test_sync.py:main", "test_privacy.py", "test_faults.py:scrub", "test_sync.py:errors",
                 "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py", "test_gpg_passphrase.py",

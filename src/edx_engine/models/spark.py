@@ -75,7 +75,7 @@ def spark_session(master: str = "local[2]", remote: str | None = None,
         if importlib.util.find_spec("grpc") is None:
             raise BuildError("Spark Connect (--spark-remote) needs its client libraries: "
                              "pip install 'pyspark[connect]' (grpcio, grpcio-status, googleapis-common-protos)")
-        b = b.remote(remote)
+        return _connect_session(remote, conf)
     else:
         if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
             raise BuildError("local Spark needs Java 17+ (apt-get install openjdk-17-jre-headless), "
@@ -91,10 +91,27 @@ def spark_session(master: str = "local[2]", remote: str | None = None,
     for k, v in (conf or {}).items():
         b = b.config(k, v)
     s = b.getOrCreate()
-    if not remote:
-        s.sparkContext.setLogLevel("ERROR")
+    s.sparkContext.setLogLevel("ERROR")
     for k in ("spark.sql.session.timeZone", "spark.sql.parquet.outputTimestampType"):
         s.conf.set(k, QUIET_CONF[k])
+    return s
+
+
+def _connect_session(remote: str, conf: dict[str, str] | None) -> "SparkSession":
+    """A new Spark Connect session. Built with the Connect client's own builder: the generic builder
+    refuses a remote session in a process that also runs a local one (tests, a notebook), and a new
+    session rather than the process' default one, since ``build_spark`` stops what it started.
+    Only session settings (``spark.sql.*``) can be set from a client; the rest is the server's."""
+    from pyspark.errors import PySparkException
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    try:
+        s = ConnectSession.builder.remote(remote).create()
+        for k, v in {**{k: v for k, v in QUIET_CONF.items() if k.startswith("spark.sql.")}, **(conf or {})}.items():
+            s.conf.set(k, v)
+    except PySparkException as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BuildError(f"cannot use the Spark Connect server {remote}: {first}") from None
     return s
 
 
@@ -253,12 +270,13 @@ def spark_sql(ib, expr) -> str:
 def _utc_wall_time(df: "DataFrame") -> "DataFrame":
     """TIMESTAMP (session-zone) columns as TIMESTAMP_NTZ in UTC, the type every model column has on DuckDB
     (a timestamp literal, e.g. ``created_at``, is a zoned TIMESTAMP on Spark)."""
-    from pyspark.sql import functions as F
     from pyspark.sql.types import TimestampType
 
-    return df.select(*[F.col(f"`{f.name}`").cast("timestamp_ntz").alias(f.name)
-                       if isinstance(f.dataType, TimestampType) else F.col(f"`{f.name}`")
-                       for f in df.schema.fields])
+    # SQL text, not pyspark.sql.functions: those pick classic or Connect columns from the process' mode,
+    # and a Connect client may run next to a local session (or have no JVM at all)
+    return df.selectExpr(*[f"CAST(`{f.name}` AS TIMESTAMP_NTZ) AS `{f.name}`"
+                           if isinstance(f.dataType, TimestampType) else f"`{f.name}`"
+                           for f in df.schema.fields])
 
 
 # --- writing ---------------------------------------------------------------------------------------------------
