@@ -144,10 +144,10 @@ SPLIT_GROUPS = {
 }
 SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark", "test_spark_connect.py": "spark"}  # one worker, one Spark session
 COSTLY_FIRST = ["spark", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
-                "test_sync.py:main", "test_privacy.py", "test_faults.py:scrub", "test_sync.py:errors",
-                "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py", "test_gpg_passphrase.py",
-                "test_store_moves.py", "test_cli.py", "test_events_sources.py", "test_adversarial_events.py",
-                "test_models_naive.py", "test_postgres_models.py"]
+                "test_sync.py:main", "test_privacy.py", "test_incremental.py", "test_faults.py:scrub",
+                "test_sync.py:errors", "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py",
+                "test_gpg_passphrase.py", "test_store_moves.py", "test_cli.py", "test_events_sources.py",
+                "test_adversarial_events.py", "test_models_naive.py", "test_postgres_models.py"]
 
 
 def schedule_group(nodeid: str) -> str:

@@ -37,7 +37,7 @@ except pytest.skip.Exception:  # no moto: the sync case is skipped
 
 ENTRY = [sys.executable, "-c", "import sys; from edx_engine.cli import app; sys.exit(app())"]
 OWNERS = {"tables": "_edx_snapshots", "quarantine": "_edx_quarantine_files", "events": "_edx_event_parts",
-          "models": "_edx_models", "geo": "_edx_geo"}
+          "models": "_edx_models", "geo": "_edx_geo", "model_parts": "_edx_model_parts"}
 
 
 def env(**extra) -> dict:
