@@ -19,10 +19,9 @@ from test_spark import _rows
 
 pytest.importorskip("grpc", reason="the Spark Connect client (pyspark[connect]: grpcio) is not installed")
 
-# two model chains: courses reads course_day, activity_daily reads learner_day (both read events,
-# with the duplicate anti-join, the snapshots and the course registry)
-ASKED = ["courses", "activity_daily"]
-BUILT = ["course_day", "courses", "learner_day", "activity_daily"]
+# courses reads course_day (events, with the duplicate anti-join), the snapshots and the course registry
+ASKED = ["courses"]
+BUILT = ["course_day", "courses"]
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +67,20 @@ def test_cli_build_through_spark_connect(spark_local, spark_connect_url, store):
         assert d.num_rows > 0, name
     assert spark_local.sparkContext._jsc is not None
     assert spark_local.sql("SELECT 1 AS x").collect()[0].x == 1
+
+
+def test_unreachable_connect_server_is_one_line(tmp_path, monkeypatch, store):
+    """A Connect URL nobody answers at stops in CONNECT_TIMEOUT seconds with one line (the Connect
+    client alone retries for many minutes). The port is one just closed."""
+    from typer.testing import CliRunner
+
+    from conftest import _free_port
+    from edx_engine.cli import app
+    from edx_engine.models import spark as S
+
+    monkeypatch.setattr(S, "CONNECT_TIMEOUT", 1.0)
+    url = f"sc://127.0.0.1:{_free_port()}"
+    lake, _ = store
+    r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--spark-remote", url])
+    assert r.exit_code == 1, r.output
+    assert r.output.strip().splitlines()[-1].endswith(f"no Spark Connect server answers at {url} (waited 1 s)")

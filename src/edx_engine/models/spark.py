@@ -58,6 +58,7 @@ QUIET_CONF = {
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     "spark.sql.parquet.compression.codec": "zstd",
 }
+CONNECT_TIMEOUT = 20.0  # seconds to wait for a Spark Connect server to answer (_reachable)
 _EVENT_KEYS = ("source_key", "line")  # part columns the duplicate anti-join needs
 
 
@@ -106,6 +107,7 @@ def _connect_session(remote: str, conf: dict[str, str] | None) -> "SparkSession"
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     try:
+        _reachable(remote)
         s = ConnectSession.builder.remote(remote).create()
         for k, v in {**{k: v for k, v in QUIET_CONF.items() if k.startswith("spark.sql.")}, **(conf or {})}.items():
             s.conf.set(k, v)
@@ -113,6 +115,22 @@ def _connect_session(remote: str, conf: dict[str, str] | None) -> "SparkSession"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BuildError(f"cannot use the Spark Connect server {remote}: {first}") from None
     return s
+
+
+def _reachable(remote: str) -> None:
+    """Fail in ``timeout`` seconds when nothing answers at ``remote``: the Connect client itself retries
+    with backoff for many minutes, a silent hang for a mistyped host or port."""
+    import grpc
+    from pyspark.sql.connect.client import DefaultChannelBuilder
+
+    timeout = CONNECT_TIMEOUT
+    channel = DefaultChannelBuilder(remote).toChannel()
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        raise BuildError(f"no Spark Connect server answers at {remote} (waited {timeout:.0f} s)") from None
+    finally:
+        channel.close()
 
 
 # --- inputs: the catalog's views, in Spark SQL ----------------------------------------------------------------
