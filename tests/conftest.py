@@ -142,7 +142,8 @@ SPLIT_GROUPS = {
                             "deleted", "fails_is", "foreign", "user_errors")) else "main"),
     "test_faults.py": lambda name: "scrub" if "scrub_killed" in name else "import",
 }
-SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark", "test_spark_connect.py": "spark"}  # one worker, one Spark session
+SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark", "test_spark_connect.py": "spark",
+              "test_event_id_text.py": "spark"}  # one worker, one Spark session
 COSTLY_FIRST = ["spark", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
                 "test_sync.py:main", "test_privacy.py", "test_incremental.py", "test_faults.py:scrub",
                 "test_sync.py:errors", "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py",

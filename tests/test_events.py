@@ -157,7 +157,7 @@ def test_summary_and_common_columns(families):
     # context kept as JSON, as written
     assert json.loads(row(data, "SELECT context FROM events WHERE line = 1")[0])["module"]["display_name"] == "Vídeo"
     assert row(data, "SELECT typeof(event_id), typeof(time), typeof(event), typeof(context) FROM events LIMIT 1") == \
-        ("UUID", "TIMESTAMP", "JSON", "JSON")
+        ("VARCHAR", "TIMESTAMP", "JSON", "JSON")
     assert row(data, "SELECT count(DISTINCT event_id) FROM events")[0] == len(FAMILY_LINES)
 
 
@@ -453,7 +453,7 @@ def test_views_exist_typed_and_empty(tmp_path):
                           "accept_language", "page", "path", "module_id", "event", "event_text", "context",
                           "source_file", "line"]
     assert cols["time"] == "TIMESTAMP" and cols["user_id"] == "BIGINT" and cols["event"] == "JSON"
-    assert cols["event_id"] == "UUID" and cols["event_date"] == "DATE" and cols["line"] == "BIGINT"
+    assert cols["event_id"] == "VARCHAR" and cols["event_date"] == "DATE" and cols["line"] == "BIGINT"
     assert "duplicate" in {r[0] for r in q(data, "DESCRIBE events_all")}
     for view, extra in {"events_video": {"video_id": "VARCHAR", "current_time": "DOUBLE", "new_speed": "DOUBLE"},
                         "events_problem": {"problem_id": "VARCHAR", "attempts": "BIGINT", "grade": "DOUBLE",

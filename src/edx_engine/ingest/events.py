@@ -738,7 +738,7 @@ def _recompute_duplicates(lake: Lake, con, dates: list[str], key: str, parts: li
         return 0
     mine = f"read_parquet({_sql_list([p['path'] for p in parts])}, hive_partitioning=false)"
     return con.execute(f"SELECT count(*) FROM _edx_event_dups WHERE event_date IN {dl} "
-                       f"AND event_id IN (SELECT event_id FROM {mine})").fetchone()[0]
+                       f"AND CAST(event_id AS VARCHAR) IN (SELECT CAST(event_id AS VARCHAR) FROM {mine})").fetchone()[0]
 
 
 def _collect_garbage(lake: Lake) -> int:

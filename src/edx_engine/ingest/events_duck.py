@@ -13,8 +13,8 @@
 No per-row Python work is done for good lines. Bad lines (rare) get their exact reason
 from the same rules as before (``events_parse._slow``) and their raw bytes from the block.
 
-``event_id`` is a UUID made of two 64-bit DuckDB hashes: ``hash(raw line)`` and
-``hash(time, length(raw line))``, where the raw line ends with a single LF (a copy delivered with
+``event_id`` is a UUID made of two 64-bit DuckDB hashes, stored as its canonical text:
+``hash(raw line)`` and ``hash(time, length(raw line))``, where the raw line ends with a single LF (a copy delivered with
 CRLF or trailing blanks gets the same id). Identical lines get identical ids; two different lines
 get the same id only if both 64-bit hashes collide, and duplicates are only looked for
 within one event date, among lines with the same microsecond time and length for the
@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..names import course_in_url_sql
-from .events_parse import (JSON_TYPE, KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, STRING_FIELDS, UUID_TYPE, _is_utf8, _slow,
-                           invalid_utf8_rows, repair_lone_surrogates, too_long)
+from .events_parse import (JSON_TYPE, KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, STRING_FIELDS, _is_utf8, _slow,
+                           invalid_utf8_rows, repair_lone_surrogates, too_long, uuid_text)
 
 BLOCK_BYTES = 8 << 20  # JSON bytes per block (a longer line makes a bigger block)
 QUEUE_BLOCKS = 2  # blocks decoded ahead of the SQL
@@ -444,9 +444,8 @@ def _to_schema(res: pa.Table) -> pa.Table:
     ids = np.empty((n, 2), dtype=">u8")
     ids[:, 0] = res.column("h1").to_numpy()
     ids[:, 1] = res.column("h2").to_numpy()
-    storage = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), n, [None, pa.py_buffer(ids)])
     cols = {
-        "event_id": pa.ExtensionArray.from_storage(UUID_TYPE, storage),
+        "event_id": uuid_text(ids.tobytes(), n),
         "event": _json(res.column("event")),
         "context": _json(res.column("context")),
     }

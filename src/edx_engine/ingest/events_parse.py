@@ -13,6 +13,7 @@ decides whether the line is usable or must be quarantined, and why.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import hashlib
 import re
@@ -99,11 +100,23 @@ def too_long(limit: int, length: int) -> str:
 
 
 JSON_TYPE = pa.json_(pa.string())
-UUID_TYPE = pa.uuid()
+UUID_TYPE = pa.uuid()  # how parts written before event_id became text store it (still read: store/views.py)
+
+
+def uuid_text(ids: bytes, n: int) -> pa.Array:
+    """``n`` concatenated 16-byte ids -> their canonical lowercase 8-4-4-4-12 text (what DuckDB's
+    ``CAST(uuid AS VARCHAR)`` gives). ``event_id`` is stored as this text, not with Parquet's UUID
+    logical type, which Spark cannot read (issue 14 §3: no engine-specific Parquet features)."""
+    hexed = np.frombuffer(binascii.hexlify(ids), dtype=np.uint8).reshape(n, 32)
+    out = np.full((n, 36), ord("-"), dtype=np.uint8)
+    for a, b, c in ((0, 0, 8), (9, 8, 12), (14, 12, 16), (19, 16, 20), (24, 20, 32)):
+        out[:, a:a + c - b] = hexed[:, b:c]
+    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
 
 # Column order of the Parquet files (the catalog views select from these by name).
 SCHEMA = pa.schema([
-    ("event_id", UUID_TYPE),
+    ("event_id", pa.string()),  # canonical UUID text (uuid_text)
     ("time", pa.timestamp("us")),
     ("event_date", pa.date32()),
     ("username", pa.string()),
@@ -463,7 +476,7 @@ def _columns(recs: list[_Line], nos: list[int], ids: list[bytes], lines: list[by
     uids = [_user_id(c.user_id) for c in ctxs]
     modules = [c.module.usage_key if c.module is not None else None for c in ctxs]
 
-    cols["event_id"] = pa.ExtensionArray.from_storage(UUID_TYPE, pa.array(ids, pa.binary(16)))
+    cols["event_id"] = uuid_text(b"".join(ids), len(ids))
     cols["time"] = ts
     cols["event_date"] = ts.cast(pa.date32())
     for f in STRING_FIELDS:

@@ -48,10 +48,7 @@ if TYPE_CHECKING:
 
 # DuckDB type (inputs.py / views.EVENT_COLUMNS) -> Spark SQL type
 _SPARK_TYPES = {"BIGINT": "BIGINT", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN", "VARCHAR": "STRING",
-                "TIMESTAMP": "TIMESTAMP_NTZ", "DATE": "DATE", "JSON": "STRING",
-                # Spark cannot read Parquet's UUID logical type (PARQUET_TYPE_ILLEGAL) unless the
-                # column is requested as its physical type, 16 bytes: see _uuid_text.
-                "UUID": "BINARY"}
+                "TIMESTAMP": "TIMESTAMP_NTZ", "DATE": "DATE", "JSON": "STRING"}
 QUIET_CONF = {
     "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC", "spark.sql.shuffle.partitions": "4",
@@ -178,6 +175,27 @@ def _register_files(spark: "SparkSession", view: str, files: list[str]) -> dict[
     return {f.name: f.dataType.simpleString() for f in df.schema.fields}
 
 
+def _read_parts(spark: "SparkSession", con: duckdb.DuckDBPyConnection, parts: list[str]) -> "DataFrame":
+    """The event parts as one DataFrame, ``event_id`` as text. Parts written before event_id became text
+    hold it with Parquet's UUID logical type, which Spark cannot read (PARQUET_TYPE_ILLEGAL) unless asked
+    for its 16 bytes: those (found from the footers) are read so and formatted by ``_uuid_text``."""
+    old = {f for (f,) in con.execute("SELECT DISTINCT file_name FROM parquet_schema(?) WHERE name = 'event_id' "
+                                     "AND type = 'FIXED_LEN_BYTE_ARRAY'", [parts]).fetchall()}
+    cols = [c for c in views.EVENT_COLUMNS if c not in _EVENT_KEYS] + list(_EVENT_KEYS)
+    types = {**{c: _SPARK_TYPES[t] for c, t in views.EVENT_COLUMNS.items()}, "source_key": "STRING"}
+
+    def read(files: list[str], id_type: str) -> "DataFrame":
+        schema = ", ".join(f"`{c}` {id_type if c == 'event_id' else types[c]}" for c in cols)
+        return spark.read.schema(schema).parquet(*files)
+
+    new = [p for p in parts if p not in old]
+    dfs = [read(new, "STRING")] if new else []
+    if old:
+        dfs.append(read(sorted(old), "BINARY").selectExpr(
+            *[f"{_uuid_text('event_id')} AS event_id" if c == "event_id" else f"`{c}`" for c in cols]))
+    return dfs[0] if len(dfs) == 1 else dfs[0].unionByName(dfs[1])
+
+
 def _event_sql(spec: dict[str, str], family: str | None) -> str:
     """An event input over ``_edx_events`` (parts minus duplicates): family filter, JSON fields,
     ``subject_id`` and the enrolment course fallback, as the DuckDB views and inputs.py define them."""
@@ -186,9 +204,7 @@ def _event_sql(spec: dict[str, str], family: str | None) -> str:
     cols = []
     for c, t in spec.items():
         st = _SPARK_TYPES[t]
-        if c == "event_id":
-            e = _uuid_text("event_id")
-        elif c == "subject_id":
+        if c == "subject_id":
             e = f"CASE WHEN ({like}) THEN TRY_CAST(get_json_object(event, '$.user_id') AS BIGINT) END"
         elif c == "course_id":
             e = ("CASE WHEN (course_id IS NULL OR course_id = '') AND event_type LIKE 'edx.course.enrollment.%' "
@@ -229,9 +245,7 @@ def register_inputs(spark: "SparkSession", con: duckdb.DuckDBPyConnection, root:
             if name.startswith("events"):
                 out[name] = _empty_sql(spec)
         return out
-    schema = ", ".join(f"`{c}` {_SPARK_TYPES[t]}" for c, t in views.EVENT_COLUMNS.items() if c not in _EVENT_KEYS)
-    spark.read.schema(schema + ", source_key STRING, line BIGINT").parquet(*parts) \
-        .createOrReplaceTempView("_edx_event_parts")
+    _read_parts(spark, con, parts).createOrReplaceTempView("_edx_event_parts")
     dups = con.execute("SELECT event_date, source_key, line FROM _edx_event_dups").to_arrow_table() \
         if catalog.exists(con, "_edx_event_dups") else None
     if dups is not None and dups.num_rows:

@@ -21,7 +21,7 @@ from . import catalog
 
 # -- tracking logs: the columns of every event part, and the family views ---------------------------
 EVENT_COLUMNS: dict[str, str] = {
-    "event_id": "UUID", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR", "user_id": "BIGINT",
+    "event_id": "VARCHAR", "time": "TIMESTAMP", "event_date": "DATE", "username": "VARCHAR", "user_id": "BIGINT",
     "course_id": "VARCHAR", "org_id": "VARCHAR", "event_type": "VARCHAR", "name": "VARCHAR",
     "event_source": "VARCHAR", "session": "VARCHAR", "ip": "VARCHAR", "agent": "VARCHAR", "host": "VARCHAR",
     "referer": "VARCHAR", "accept_language": "VARCHAR", "page": "VARCHAR", "path": "VARCHAR",
@@ -151,7 +151,8 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
                    ).fetchone()[0]:
         return
     paths = [f"{base}/{p}" for p in catalog.paths(con, "_edx_event_parts")]
-    cols = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
+    # parts written before event_id became text hold it as UUID: every part reads as the same text
+    cols = ", ".join("CAST(e.event_id AS VARCHAR) AS event_id" if c == "event_id" else f"e.{c}" for c in EVENT_COLUMNS)
     if paths:
         src = _event_parts_sql(paths)
         has_dups = con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0] > 0
