@@ -7,6 +7,9 @@ the tracking-log importer only when that importer is not available (``edx_engine
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import math
 from pathlib import Path
 
 import duckdb
@@ -117,3 +120,31 @@ def synthetic_store(root: Path, **conf):
         run_import(settings, [pkg / "course-data"], quiet=True)
         events_from_logs(root / "data" / "edx.duckdb", pkg)
     return Lake(root / "data"), m
+
+
+# -- engine parity (DuckDB against PostgreSQL, Spark, Spark Connect) ------------------------------------------
+
+PARITY_PARAMS_AT = dt.datetime(2026, 10, 9, 12, 0, 0)
+
+
+def parity_entries(manifest) -> list:
+    """The course registry the parity tests build with: the first course, named by hand."""
+    from edx_engine.models import CourseEntry
+
+    return [CourseEntry(manifest.courses[0].course_id, name="Registro", sme="Área",
+                        start=dt.date(2026, 1, 1), end=None)]
+
+
+def _norm(v):
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 9)
+    if isinstance(v, decimal.Decimal):  # PostgreSQL numeric
+        return round(float(v), 9)
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:  # compare timestamps as UTC wall time
+        return v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return v
+
+
+def engine_rows(t) -> list[tuple]:
+    """A model's rows (an Arrow table) as sorted tuples of comparable values, whatever engine wrote it."""
+    return sorted((tuple(_norm(v) for v in r.values()) for r in t.to_pylist()), key=repr)

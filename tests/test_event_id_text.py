@@ -96,7 +96,7 @@ def test_spark_reads_old_and_new_parts(spark_local, mixed):
     """Spark's events input over mixed parts equals DuckDB's, row for row (old parts through _uuid_text)."""
     from edx_engine.models.inputs import input_sql
     from edx_engine.models.spark import register_inputs
-    from test_spark import _rows
+    from models_support import engine_rows
 
     lake, _, _ = mixed
     with lake.connect(read_only=True) as con:
@@ -105,4 +105,4 @@ def test_spark_reads_old_and_new_parts(spark_local, mixed):
         duck = con.execute(input_sql(con, "events")).to_arrow_table()
     got = spark_local.sql(sqls["events"]).toArrow()
     assert got.schema.names == duck.schema.names
-    assert duck.num_rows > 0 and _rows(got) == _rows(duck)
+    assert duck.num_rows > 0 and engine_rows(got) == engine_rows(duck)

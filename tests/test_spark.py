@@ -6,14 +6,12 @@ One local[2] Spark session (conftest.spark_local) serves every Spark test of a w
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 
 import pytest
 
-from edx_engine.models import MODELS, CourseEntry, Params, build_duckdb, read_model
+from edx_engine.models import MODELS, Params, build_duckdb, read_model
 
-from models_support import synthetic_store
+from models_support import PARITY_PARAMS_AT, engine_rows, parity_entries, synthetic_store
 
 
 @pytest.fixture
@@ -26,23 +24,9 @@ def store(tmp_path_factory):
     return synthetic_store(tmp_path_factory.mktemp("sparkparity"), learners=40, days=3)
 
 
-def _norm(v):
-    if isinstance(v, float):
-        return None if math.isnan(v) else round(v, 9)
-    if isinstance(v, dt.datetime) and v.tzinfo is not None:  # compare timestamps as UTC wall time
-        return v.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return v
-
-
-def _rows(t):
-    return sorted((tuple(_norm(v) for v in r.values()) for r in t.to_pylist()), key=repr)
-
-
 def test_duckdb_and_spark_identical(spark, store):
     lake, manifest = store
-    entries = [CourseEntry(manifest.courses[0].course_id, name="Registro", sme="Área",
-                           start=dt.date(2026, 1, 1), end=None)]
-    params = Params(built_at=dt.datetime(2026, 10, 9, 12, 0, 0))
+    entries, params = parity_entries(manifest), Params(built_at=PARITY_PARAMS_AT)
     from edx_engine.models.spark import build_spark
 
     rd = build_duckdb(lake, entries, params)
@@ -55,7 +39,7 @@ def test_duckdb_and_spark_identical(spark, store):
         d, s = duck[name], read_model(lake, name)  # models.<name> now reads the Spark-built file
         assert d.schema.names == s.schema.names, name
         assert [str(f.type) for f in d.schema] == [str(f.type) for f in s.schema], name
-        drows, srows = _rows(d), _rows(s)
+        drows, srows = engine_rows(d), engine_rows(s)
         assert len(drows) == len(srows), name
         for a, b in zip(drows, srows):
             assert a == b, (name, a, b)
@@ -87,7 +71,7 @@ def test_inputs_identical(spark, store):
     for name, d in duck.items():
         s = spark.sql(sqls[name]).toArrow()
         assert s.schema.names == d.schema.names, name
-        assert _rows(s) == _rows(d), name
+        assert engine_rows(s) == engine_rows(d), name
     assert duck["events"].num_rows > 0 and duck["events_problem"].num_rows > 0
 
 
@@ -98,12 +82,12 @@ def test_output_elsewhere_leaves_catalog(spark, store, tmp_path):
     lake, _ = store
     with lake.connect(read_only=True) as con:
         before = con.execute("SELECT name, path, fingerprint FROM _edx_models ORDER BY name").fetchall()
-    expected = _rows(read_model(lake, "activity_daily"))
+    expected = engine_rows(read_model(lake, "activity_daily"))
     out = tmp_path / "models-out"
     res = build_spark(lake, [], Params(), names=["activity_daily"], spark=spark, output=str(out))
     assert [m.name for m in res.models] == ["learner_day", "activity_daily"]
     (d,) = list((out / "activity_daily").iterdir())
-    assert _rows(spark.read.parquet(str(d)).toArrow()) == expected
+    assert engine_rows(spark.read.parquet(str(d)).toArrow()) == expected
     with lake.connect(read_only=True) as con:
         assert con.execute("SELECT name, path, fingerprint FROM _edx_models ORDER BY name").fetchall() == before
     # a Spark failure is one line naming the model, not a Java stack trace
@@ -147,7 +131,7 @@ def test_cli_build_engine_spark(spark, store):
     assert r.exit_code == 0, r.output
     # courses and the day model it reads (course_day)
     assert "spark local[2]" in r.output and "2 built" in r.output and "course_day" in r.output, r.output
-    assert _rows(read_model(lake, "courses")) == _rows(before)
+    assert engine_rows(read_model(lake, "courses")) == engine_rows(before)
     r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--store",
                                  "postgresql://x@127.0.0.1:1/db"])
     assert r.exit_code == 1 and "cannot be combined with --store" in r.output

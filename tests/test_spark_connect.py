@@ -14,8 +14,7 @@ import pytest
 
 from edx_engine.models import Params, build_duckdb, read_model
 
-from models_support import synthetic_store
-from test_spark import _rows
+from models_support import engine_rows, synthetic_store
 
 pytest.importorskip("grpc", reason="the Spark Connect client (pyspark[connect]: grpcio) is not installed")
 
@@ -63,7 +62,7 @@ def test_cli_build_through_spark_connect(spark_local, spark_connect_url, store):
         d, s = duck[name], read_model(lake, name)  # models.<name> now reads the file built through Connect
         assert s.schema.names == d.schema.names, name
         assert [str(f.type) for f in s.schema] == [str(f.type) for f in d.schema], name
-        assert _rows(s) == _rows(d), name
+        assert engine_rows(s) == engine_rows(d), name
         assert d.num_rows > 0, name
     assert spark_local.sparkContext._jsc is not None
     assert spark_local.sql("SELECT 1 AS x").collect()[0].x == 1
