@@ -220,6 +220,15 @@ class GpgSession:
                 self._homes = [make_private_home(keyring) for _ in range(self.jobs)]
             return str(self._homes[next(self._turn) % len(self._homes)])
 
+    @property
+    def checked(self) -> bool:
+        """The passphrase was found right (or could not be judged often enough to keep probing)."""
+        return self._checked
+
+    def mark_checked(self) -> None:
+        """The passphrase was already checked elsewhere (a backfill's driver): no probe, no second unlock."""
+        self._checked = True
+
     def check(self, settings: GpgSettings, sample: Callable[[], bytes], label: str) -> None:
         """Raise PassphraseError if the passphrase does not unlock the key of this file."""
         with self._check_lock:

@@ -77,7 +77,7 @@ def stage_job(job: _Job) -> E._Staged:
         else:
             with gpg_session(job.gpg) as gpg:
                 if job.checked:  # checked once, on the driver: no second S2K unlock per file
-                    gpg.session._checked = True  # type: ignore[union-attr]
+                    gpg.session.mark_checked()  # type: ignore[union-attr]
                 staged = E._stage_one(Lake(job.root), job.src, job.key, gpg, engine, job.limits)
     finally:
         engine.close()
@@ -280,7 +280,7 @@ def import_events_parallel(lake: Lake, sources: list[Source], gpg: GpgSettings, 
     summary = E.EventsSummary()
     items, todo = _plan(lake, sources, gpg)
     plain_gpg = GpgSettings(gnupghome=gpg.gnupghome, passphrase=gpg.passphrase, jobs=1)
-    checked = bool(gpg.session is not None and getattr(gpg.session, "_checked", False))
+    checked = bool(gpg.session is not None and gpg.session.checked)
     job_list = [_Job(str(lake.root), items[i].src, items[i].key, plain_gpg, limits, checked) for i in todo]
     overall = (progress.add_task("event files", total=max(1, sum(s.size for s in sources)), unit="B")
                if progress is not None else None)
