@@ -210,7 +210,7 @@ def test_ip_country_models_identical_on_postgresql(store, pg_url):
     """DuckDB = PostgreSQL with a non-empty user_location (the parity test's package has none)."""
     from edx_engine.models import build_postgres
 
-    from test_postgres_models import _rows
+    from models_support import engine_rows
 
     lake, _, _ = store
     params = Params(built_at=Params().built_at)
@@ -218,6 +218,6 @@ def test_ip_country_models_identical_on_postgresql(store, pg_url):
     build_postgres(lake, pg_url, [], params)
     for name in ("person_course", "course_summary", "course_breakdown", "general_report"):
         d, p = read_model(lake, name), read_model(lake, name, store=pg_url)
-        assert _rows(d) == _rows(p), name
+        assert (d.column_names, engine_rows(d)) == (p.column_names, engine_rows(p)), name
     located = [r for r in read_model(lake, "person_course", store=pg_url).to_pylist() if r["ip_country"] != "unknown"]
     assert located and all(r["country_source"] in ("profile", "ip") for r in located)
