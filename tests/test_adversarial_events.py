@@ -167,12 +167,25 @@ def test_gzip_bomb_keeps_memory_bounded(tmp_path):
     f = tmp_path / "in" / "idbx-edx-events-2016-10-12.log.gz"
     f.write_bytes(head + member * members + tail)
     assert f.stat().st_size < 2 * MB
-    out = subprocess.run([sys.executable, "-c", BOMB_SCRIPT, str(f), str(tmp_path / "d")], capture_output=True,
-                         text=True, check=True, timeout=300).stdout
-    got = json.loads(out.strip().splitlines()[-1])
+    # the same import without the bomb, in the same run: the libraries' own footprint differs between
+    # machines (a CI machine measured 620 MB where this one measures 290), the bomb's share must not
+    (tmp_path / "base").mkdir()
+    base_file = tmp_path / "base" / f.name
+    base_file.write_bytes(head + tail)
+
+    def peak(path: Path, data: Path) -> dict:
+        out = subprocess.run([sys.executable, "-c", BOMB_SCRIPT, str(path), str(data)], capture_output=True,
+                             text=True, check=True, timeout=300).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    base = peak(base_file, tmp_path / "d0")
+    got = peak(f, tmp_path / "d")
     bomb = member_mb * members * MB
+    assert (base["events"], base["rejected"]) == (2, 0)
     assert (got["status"], got["events"], got["rejected"]) == ("loaded", 2, 1)
-    assert got["maxrss_mb"] < 600, got  # the line is 768 MB; the issue's bound is 1 GB
+    # the line is 768 MB: holding it (or a block of it) would add at least that; reading it bounded adds
+    # about the longest kept line (32 MB) plus a few 16 MB chunks
+    assert got["maxrss_mb"] - base["maxrss_mb"] < 256, (base, got)
     assert _reasons(tmp_path / "d") == [(2, f"line longer than 32 MB ({bomb:,} bytes)")]
     assert bytes(row(tmp_path / "d", "SELECT raw FROM quarantine")[0]) == b"x" * 1024
 

@@ -225,7 +225,8 @@ def iter_blocks(stream, block_bytes: int | None = None, max_line: int = MAX_LINE
             size += len(chunk)
             has_nl = has_nl or b"\n" in chunk
             if not has_nl and size > max_line:
-                skip = [b"".join(pending)[:KEPT_BYTES], size]
+                head = pending[0] if len(pending[0]) >= KEPT_BYTES else b"".join(pending)  # no copy of the whole
+                skip = [bytes(head[:KEPT_BYTES]), size]
                 pending, size = [], 0
                 continue
             if size < block_bytes or not has_nl:  # (no newline yet: a line longer than the block)
