@@ -183,9 +183,10 @@ def test_gzip_bomb_keeps_memory_bounded(tmp_path):
     bomb = member_mb * members * MB
     assert (base["events"], base["rejected"]) == (2, 0)
     assert (got["status"], got["events"], got["rejected"]) == ("loaded", 2, 1)
-    # the line is 768 MB: holding it (or a block of it) would add at least that; reading it bounded adds
-    # about the longest kept line (32 MB) plus a few 16 MB chunks
-    assert got["maxrss_mb"] - base["maxrss_mb"] < 256, (base, got)
+    # the line is 768 MB: holding it would add at least that (a block of it, twice that); reading it
+    # bounded adds the longest kept line (32 MB) plus a few 16 MB chunks (about 80 MB here) and
+    # whatever the allocator keeps of them, which differs between machines
+    assert got["maxrss_mb"] - base["maxrss_mb"] < 512, (base, got)
     assert _reasons(tmp_path / "d") == [(2, f"line longer than 32 MB ({bomb:,} bytes)")]
     assert bytes(row(tmp_path / "d", "SELECT raw FROM quarantine")[0]) == b"x" * 1024
 
