@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,10 @@ TEST_PASSPHRASE = "correct horse battery staple ñ"
 # Rich sizes tables from the terminal, and pytest-xdist workers have none: the same width everywhere
 # (a test that wants another width passes its own COLUMNS).
 os.environ["COLUMNS"] = "200"
+# One cache of compiled model SQL (models/sqlcache.py) for every test process and every CLI subprocess they
+# start (they inherit the environment; those that drop EDX_ENGINE_* use their store's own cache). Entries are
+# keyed by content and written atomically, so concurrent workers share it safely.
+os.environ.setdefault("EDX_ENGINE_SQL_CACHE", str(Path(tempfile.gettempdir()) / f"edx-engine-sql-cache-{os.getuid()}"))
 
 
 def _gpg(home: Path, *args: str, passphrase: str | None = None) -> str:

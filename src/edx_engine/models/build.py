@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
-import ibis
 import pyarrow as pa
 
 from ..store import catalog, views
@@ -43,6 +42,7 @@ from ..store.files import write_atomic
 from ..store.lake import Lake
 from . import definitions as D
 from . import incremental as inc
+from . import sqlcache
 from .inputs import INPUTS, catalog_columns, input_sql, q
 from .registry import CourseEntry, course_info
 
@@ -50,6 +50,7 @@ SCHEMA = "models"  # DuckDB schema of the model views
 PG_MODELS = "edx_models"
 PG_RAW = "edx_raw"
 EVENT_TABLES = tuple(n for n in INPUTS if n.startswith("events"))
+PLACEHOLDER = "__edx_in_"  # TEMP VIEW a model's compiled SQL reads an input or model through (sqlcache.py)
 
 
 class BuildError(Exception):
@@ -239,7 +240,9 @@ class _DuckRun:
         self.days = inc.event_days(con)
         self.in_fp = input_fingerprints(con, None, days=self.days)
         self.stored = _stored_models(con)
-        self.ib = ibis.duckdb.from_connection(con)
+        self._ib = None
+        self.sql_cache = sqlcache.SqlCache(sqlcache.cache_dir(lake.root))
+        con.execute("SET python_enable_replacements = false")  # as ibis sets it: names are catalog names only
         self.fps: dict[str, str] = {n: f for n, (_, f) in self.stored.items()}
         self.current: dict[str, list[str]] = {n: [str(lake.root / p)] for n, (p, _) in self.stored.items()}
         for n, ps in catalog.model_part_paths(con).items():
@@ -251,17 +254,78 @@ class _DuckRun:
         self._name_days: set[str] | None = None
         self._name_checked: set[str] = set()
 
-    def tables(self, days: list[str] | None = None) -> D.Tables:
-        """Inputs (event inputs limited to ``days`` when given) and the current files of built models."""
+    @property
+    def ib(self):
+        """Ibis on the build's connection, made (and ibis imported) only when a model must be compiled."""
+        if self._ib is None:
+            import ibis
+
+            self._ib = ibis.duckdb.from_connection(self.con)
+        return self._ib
+
+    def _bind(self, name: str, days: list[str] | None) -> None:
+        """Point the TEMP VIEW ``__edx_in_<name>`` at the input or model ``name`` as it is now (event
+        inputs limited to ``days`` when given; models: their current files)."""
+        if name == "course_info":
+            self.con.register(PLACEHOLDER + name, self.course_info())
+            return
+        if name in EVENT_TABLES:
+            sql = inc.restricted_sql(self.con, name, days)
+        elif name in INPUTS:
+            sql = input_sql(self.con, name)
+        else:
+            sql = f"SELECT * FROM read_parquet({views.sql_list(self.current[name])})"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {q(PLACEHOLDER + name)} AS {sql}")
+
+    def model_sql(self, n: str, days: list[str] | None = None) -> str:
+        """The SQL of model ``n`` over the placeholders, which it binds: from the cache when its key is
+        known (no ibis), else compiled (and kept)."""
+        m = D.MODELS[n]
+        schemas = []
+        for name in (*m.inputs, *m.deps):
+            self._bind(name, days)
+            rel = self.con.sql(f"SELECT * FROM {q(PLACEHOLDER + name)}")
+            schemas.append([name, [[c, str(t)] for c, t in zip(rel.columns, rel.types)]])
+        key = sqlcache.make_key(_code_version(), n, self.params.fingerprint() if m.uses_params else "", schemas)
+        entry = self.sql_cache.get(key)
+        if entry is not None:
+            return entry.render(self.params.built_at)
+        sql, entry = self._compile(n, days)
+        if entry is not None:
+            self.sql_cache.put(key, entry)
+        return sql
+
+    def _compile(self, n: str, days: list[str] | None) -> tuple[str, sqlcache.Entry | None]:
+        """Compile model ``n`` against the placeholders: (SQL for this build, cache entry or None).
+
+        A model with ``uses_built_at`` is compiled with the real value and both sentinels; it is cached
+        only when the sentinels' texts differ by one literal (``sqlcache.template``) and the template
+        gives back the real compile exactly. A model reading a table it does not declare is not cached
+        (that table's schema is not in the key)."""
+        import dataclasses
+
+        m = D.MODELS[n]
+        declared = {*m.inputs, *m.deps}
+        read: set[str] = set()
+
         def get(name: str):
-            if name == "course_info":
-                return ibis.memtable(self.course_info())
-            if name in EVENT_TABLES:
-                return self.ib.sql(inc.restricted_sql(self.con, name, days))
-            if name in INPUTS:
-                return self.ib.sql(input_sql(self.con, name))
-            return self.ib.sql(f"SELECT * FROM read_parquet({views.sql_list(self.current[name])})")
-        return D.Tables(get)
+            read.add(name)
+            if name not in declared:
+                self._bind(name, days)
+            return self.ib.sql(f"SELECT * FROM {q(PLACEHOLDER + name)}")
+
+        def compile_with(params: D.Params) -> str:
+            sqlcache.stats.compiles += 1
+            return str(self.ib.compile(m.build(D.Tables(get), params)))
+
+        sql = compile_with(self.params)
+        entry: sqlcache.Entry | None = sqlcache.Entry(sql)
+        if m.uses_built_at:
+            a, b = (compile_with(dataclasses.replace(self.params, built_at=s)) for s in sqlcache.SENTINELS)
+            entry = sqlcache.template(a, b)
+            if entry is not None and entry.render(self.params.built_at) != sql:
+                entry = None
+        return sql, (entry if read <= declared else None)
 
     def course_info(self, entries: list[CourseEntry] | None = None) -> pa.Table:
         if self.info is None:
@@ -302,8 +366,9 @@ class _DuckRun:
         path = d / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
         s0 = time.perf_counter()
         with _PeakRSS() as mem:
-            expr = m.build(self.tables(), self.params)
-            write_atomic(path, lambda tmp: self.ib.to_parquet(expr, str(tmp), compression="zstd"))
+            sql = self.model_sql(n)
+            write_atomic(path, lambda tmp: self.con.execute(
+                f"COPY ({sql}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"))
         rows = self.con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
         r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
         self.new_paths[n] = (path, self.fps[n], rows, r.seconds)
@@ -334,8 +399,7 @@ class _DuckRun:
         s0 = time.perf_counter()
         with _PeakRSS() as mem:
             days_sql = None if len(todo) == len(self.days) else todo
-            expr = m.build(self.tables(days_sql), self.params)
-            sql = str(self.ib.compile(expr))
+            sql = self.model_sql(n, days_sql)
             written = inc.write_parts(self.con, sql, m.partition, n, root, self.lake.lake_dir / "model_parts" / n) \
                 if todo else {}
             schema = self._schema_file(n, sql, None if full or not stored or any(
@@ -515,6 +579,8 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
             pg.execute(f"INSERT INTO {PG_MODELS}._edx_inputs VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
                        f"SET fingerprint = EXCLUDED.fingerprint", [n, in_fp[n]])
         res.copy_seconds = time.perf_counter() - c0
+        import ibis
+
         ib = ibis.postgres.from_connection(pg)
 
         def get(name: str):
@@ -561,6 +627,7 @@ def read_model(lake: Lake, name: str, store: str | None = None, course: str | No
     if name not in D.MODELS:
         raise BuildError(f"unknown model {name!r}")
     if store:
+        import ibis
         import psycopg
 
         try:
@@ -594,6 +661,8 @@ def evaluate(lake: Lake, entries: list[CourseEntry], params: D.Params, name: str
     reads are computed along with it, not read from the store."""
     if not lake.catalog_path.exists():
         raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
+    import ibis
+
     with lake.connect(read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         info = course_info(con, entries)
