@@ -69,3 +69,48 @@ def test_store_exceptions_are_light_and_keep_their_old_homes():
 def test_opening_a_store_still_loads_duckdb():
     """The probe can see a heavy import (so the tests above can fail)."""
     assert "duckdb" in _loaded("from edx_engine.store import Lake")
+
+
+def _command(*args: str) -> str:
+    """Code that runs the CLI's entry point with ``args`` (output to /dev/null), which must succeed."""
+    return ("import contextlib, io, sys\n"
+            f"sys.argv = ['edx-engine', *{list(args)!r}]\n"
+            "from edx_engine.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            "        main()\n"
+            "    except SystemExit as exc:\n"
+            "        assert exc.code in (0, None), exc.code\n")
+
+
+def _small_log(tmp_path) -> str:
+    import gzip
+
+    (tmp_path / "in").mkdir()
+    log = tmp_path / "in" / "idbx-edx-events-2026-10-01.log.gz"
+    log.write_bytes(gzip.compress(b'{"username": "a", "event_type": "problem_check", "time": '
+                                  b'"2026-10-01T10:00:00+00:00", "context": {"course_id": "course-v1:X+Y+Z"}}\n'))
+    return str(log)
+
+
+def test_commands_that_bind_duckdb_parameters_do_not_load_pandas(tmp_path):
+    """DuckDB 1.5 imports pandas and numpy on the first bound parameter (to compare it with pandas.NaT):
+    the CLI hides pandas while a command runs (edx_engine.pandas_guard). An import of a small log and
+    `status` bind parameters (import log, catalog, ledger) and load DuckDB, never pandas."""
+    log = _small_log(tmp_path)
+    data = str(tmp_path / "d")
+    loaded = _loaded(_command("import", str(log), "--data-dir", data) + _command("status", "--data-dir", data))
+    assert "duckdb" in loaded  # the commands did open the store
+    assert "pandas" not in loaded, loaded  # (numpy is the events parser's own)
+    # without the guard, the same parameter binding does load pandas (so the test above can fail)
+    assert "pandas" in _loaded("import duckdb\nduckdb.connect().execute('SELECT ?', [1]).fetchall()")
+
+
+def test_pandas_is_importable_again_after_an_in_process_command(tmp_path):
+    """The guard lasts as long as the command: a program (or test) running the app in-process gets
+    pandas back afterwards, and DuckDB with it."""
+    data = str(tmp_path / "d")
+    body = (_command("import", str(_small_log(tmp_path)), "--data-dir", data) + _command("tables", "--data-dir", data)
+            + "import pandas, duckdb\n"
+            + "assert duckdb.connect().execute('SELECT ?', [1]).fetchall() == [(1,)]\n")
+    assert "pandas" in _loaded(body)

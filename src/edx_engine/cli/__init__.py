@@ -12,6 +12,7 @@ import sys
 import typer
 from rich.text import Text
 
+from .. import pandas_guard
 from ..store.errors import StoreBusy
 from . import dashboard, imports, models, privacy, run, sql, sync
 from .common import INTERRUPTED, Interrupt, console, fail, out
@@ -31,6 +32,17 @@ COMMANDS = (
     ("run", run.command()),
 )
 GROUPS = (("keys", sync.keys_app), ("dashboard", dashboard.dashboard_app))
+
+
+
+@app.callback()
+def _every_command(ctx: typer.Context) -> None:
+    # pandas stays hidden while a command runs (see edx_engine.pandas_guard: DuckDB would import it
+    # for nothing); allowed again when the command ends, for callers that run the app in-process
+    if not pandas_guard.is_hidden():
+        pandas_guard.hide()
+        ctx.call_on_close(pandas_guard.allow)
+
 
 for _name, _function in COMMANDS:
     app.command(_name)(_function)

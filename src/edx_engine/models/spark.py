@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from ..store import catalog, views
 from ..store.lake import Lake
+from .. import pandas_guard
 from . import definitions as D
 from .build import (BuildError, BuildResult, ModelResult, _PeakRSS, _stored_models, record_models,
                     input_fingerprints, model_fingerprints)
@@ -62,6 +63,7 @@ _EVENT_KEYS = ("source_key", "line")  # part columns the duplicate anti-join nee
 def spark_session(master: str = "local[2]", remote: str | None = None,
                   conf: dict[str, str] | None = None) -> "SparkSession":
     """A Spark session: Spark Connect when ``remote`` (``sc://host:15002``, no local JVM), else ``master``."""
+    pandas_guard.allow()  # PySpark converts through pandas (createDataFrame, Arrow batches)
     try:
         from pyspark.sql import SparkSession
     except ModuleNotFoundError:
