@@ -118,7 +118,7 @@ def import_paths(
 
         if scrub or scrub_on_import_enabled(settings):
             scrub_store(lake, take_lock=False)
-        lake.collect_garbage()  # any killed writer's leftovers, even when every file was unchanged
+        lake.collect_unless_done()  # any killed writer's leftovers, even when every file was unchanged
     return exports, ev
 
 

@@ -46,6 +46,10 @@ class Syncer:
         self.log = log or (lambda note: None)  # gets a SyncNote per line worth showing
         self.progress = progress  # rich Progress or None
         self.store_wait = store_wait
+        # attempts per object, as the ledger holds them: read once at listing, then kept in step with
+        # every write (this process is the ledger's only writer while it holds the sync lock), which
+        # spares a catalog connection per download and per import
+        self._attempts: dict[tuple[str, str], int] = {}
 
     # -- planning ----------------------------------------------------------------------
     def plan(self, remote: list[RemoteObject], entries: dict[tuple[str, str], Entry]) -> list[Planned]:
@@ -139,21 +143,24 @@ class Syncer:
 
     def _record_listing(self, res: SyncResult, entries: dict[tuple[str, str], Entry]) -> None:
         t = now()
+        listed: list[Entry] = []  # written in one transaction (one catalog connection for the listing)
         for p in res.plan:
             o, e = p.obj, p.entry
+            self._attempts[(o.bucket, o.key)] = 0 if p.reason in ("new", "changed") else (e.attempts if e else 0)
             if p.reason == "new":
                 res.new += 1
-                self.ledger.upsert(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
-                                         o.last_modified, state="listed", first_seen=t, listed_at=t,
-                                         run_id=res.run_id))
+                listed.append(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
+                                    o.last_modified, state="listed", first_seen=t, listed_at=t, run_id=res.run_id))
             elif p.reason == "changed":
                 res.changed += 1
                 self.log(SyncNote(f"changed in S3: {_url(o)} (size {e.size} → {o.size}, ETag {e.etag} → {o.etag})"))
                 if e.local_path:
                     _unlink(self.data_dir / e.local_path)
-                self.ledger.upsert(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
-                                         o.last_modified, state="listed", first_seen=e.first_seen, listed_at=t,
-                                         changes=(e.changes or 0) + 1, run_id=res.run_id))
+                listed.append(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
+                                    o.last_modified, state="listed", first_seen=e.first_seen, listed_at=t,
+                                    changes=(e.changes or 0) + 1, run_id=res.run_id))
+        if listed:
+            self.ledger.upsert(*listed)
 
     def _record_gone(self, res: SyncResult, remote: list[RemoteObject], entries: dict[tuple[str, str], Entry],
                      only: str | None, since: str | None) -> None:
@@ -213,8 +220,8 @@ class Syncer:
     def _download(self, res: SyncResult, o: RemoteObject, path: Path, task) -> bool | None:
         """True: downloaded; False: network gave up (stop downloading); None: this object failed."""
         on_bytes = (lambda n: self.progress.advance(task, n)) if self.progress is not None and task is not None else None
-        entry = self.ledger.get(o.bucket, o.key)
-        attempts = (entry.attempts if entry else 0) + 1
+        attempts = self._attempts.get((o.bucket, o.key), 0) + 1
+        self._attempts[(o.bucket, o.key)] = attempts
 
         def resumed(done: int, total: int) -> None:
             self.log(SyncNote(f"resuming download of {_url(o)}: {done} of {total} chunks already on disk"))
@@ -305,10 +312,10 @@ class Syncer:
             total = len(exports.files if exports is not None else []) + len(events.files if events is not None else [])
             error = _files_failed(_url(o), failures, total)
         testhooks.pause("imported")
-        entry = self.ledger.get(o.bucket, o.key)
-        attempts = (entry.attempts or 0) if entry else 0
+        attempts = self._attempts.get((o.bucket, o.key), 0)
         if not downloaded_now:  # a download in this run already counted this attempt
             attempts += 1
+        self._attempts[(o.bucket, o.key)] = attempts
         t = now()
         rel = str(path.relative_to(self.data_dir))
         if error:

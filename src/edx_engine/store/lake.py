@@ -90,15 +90,24 @@ class Lake:
         # once their work has started, so that no parsed work is lost to a reader.
         self.wait_seconds = 0.0
         self.on_wait: Callable[[str], None] | None = None
+        # What this object already did, so that a run does not open the catalog again for it
+        # (each open is a new DuckDB instance, about 20 ms): the catalog is initialised, and the
+        # lake was collected after this object's last commit.
+        self._ready = False
+        self._collected = False
 
     # -- files -------------------------------------------------------------------------
     def init(self) -> None:
+        """Create the folders, the bookkeeping tables and the views that are missing (once per object)."""
+        if self._ready:
+            return
         for sub in ("lake/tables", "lake/quarantine", "lake/events", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
             catalog.ensure(con)
             if not self._views_exist(con):
                 self.refresh_views(con)
+        self._ready = True
 
     def table_file(self, table: str, course_id: str, package_date: str) -> Path:
         """A new, unique path for a table snapshot (written as ``<path>.tmp`` then renamed)."""
@@ -185,14 +194,17 @@ class Lake:
                 time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
     @contextmanager
-    def transaction(self, purpose: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, purpose: str, collect: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """One write transaction on the catalog (``purpose``: what it does, for messages).
 
         Waits for a catalog held open elsewhere (see ``connect``); on any error it rolls back
         (quietly: a failed COMMIT has already ended the transaction) and a write the disk
         refused (full disk, I/O error) becomes one StoreWriteError line. Nothing of the
-        transaction is then committed: the store is as before."""
+        transaction is then committed: the store is as before. ``collect``: once committed,
+        delete the files nobody references any more, through the same connection (see
+        ``collect_garbage``)."""
         con = self.connect(purpose=purpose)
+        self._collected = False
         try:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -204,6 +216,8 @@ class Lake:
                 except duckdb.Error:
                     pass  # "no transaction is active": DuckDB ended it when the commit failed
                 raise self.write_error(exc, purpose) or exc
+            if collect:
+                self.collect_garbage(con)
         finally:
             try:
                 con.close()
@@ -312,7 +326,7 @@ class Lake:
         now = clock.now(whole_seconds=True)
         testhooks.pause("package-commit")  # crash tests: every new file written, none referenced yet
         n = len(snapshots)
-        with self.transaction(f"commit {n} table file{'s' if n != 1 else ''}") as con:
+        with self.transaction(f"commit {n} table file{'s' if n != 1 else ''}", collect=True) as con:
             for s in snapshots:
                 catalog.replace_snapshot(con, table=s.table, course_id=s.course_id, org=s.org,
                                          package_date=s.package_date, path=self.rel(s.path), rows=s.rows,
@@ -324,9 +338,8 @@ class Lake:
             for entry in log:
                 catalog.log_import(con, *entry, at=now)
             self.refresh_views(con)
-        self.collect_garbage()
 
-    def collect_garbage(self) -> int:
+    def collect_garbage(self, con: duckdb.DuckDBPyConnection | None = None) -> int:
         """Delete every lake file the catalog does not reference; returns how many.
 
         The one collector for every writer's leftovers (replaced snapshots, parts of a killed
@@ -337,12 +350,17 @@ class Lake:
         writer collects when it ends). Subdirectories whose bookkeeping table is absent, or
         which reference files by absolute paths outside the store, are left alone."""
         if self._here() in _HELD:
-            return self._collect()
+            return self._collect(con)
         try:
             with self.writer():
-                return self._collect()
+                return self._collect(con)
         except StoreBusy:
             return 0
+
+    def collect_unless_done(self) -> int:
+        """``collect_garbage``, unless this object collected after its last commit (the end of an
+        import run whose commits already collected)."""
+        return 0 if self._collected else self.collect_garbage()
 
     def referenced_files(self, con: duckdb.DuckDBPyConnection) -> dict[str, set[str] | None]:
         """Lake subdirectory -> the paths (relative to the data directory) its bookkeeping table
@@ -368,12 +386,15 @@ class Lake:
             out[sub] = refs
         return out
 
-    def _collect(self) -> int:
+    def _collect(self, con: duckdb.DuckDBPyConnection | None = None) -> int:
         if not self.catalog_path.exists() or not self.lake_dir.is_dir():
             return 0
         try:
-            with self.connect(wait=False) as con:  # busy: skipped, the next writer collects
+            if con is not None:
                 referenced = self.referenced_files(con)
+            else:
+                with self.connect(wait=False) as c:  # busy: skipped, the next writer collects
+                    referenced = self.referenced_files(c)
         except (StoreBusy, duckdb.Error):
             return 0  # the catalog is busy: the next writer collects
         removed = 0
@@ -393,6 +414,7 @@ class Lake:
                         d.rmdir()  # only if empty
                     except OSError:
                         pass
+        self._collected = True
         return removed
 
     # -- views -------------------------------------------------------------------------

@@ -139,14 +139,15 @@ class Ledger:
                             [bucket, key]).fetchone()
         return Entry(*r) if r else None
 
-    def upsert(self, e: Entry) -> None:
+    def upsert(self, *entries: Entry) -> None:
+        """Write entries (replacing any of the same object), all in one transaction."""
         cols = ", ".join(LEDGER_COLUMNS)
         marks = ", ".join("?" for _ in LEDGER_COLUMNS)
-        values = [getattr(e, c) for c in LEDGER_COLUMNS]
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
-            con.execute("DELETE FROM _edx_ledger WHERE bucket=? AND key=?", [e.bucket, e.key])
-            con.execute(f"INSERT INTO _edx_ledger ({cols}) VALUES ({marks})", values)
+            for e in entries:
+                con.execute("DELETE FROM _edx_ledger WHERE bucket=? AND key=?", [e.bucket, e.key])
+                con.execute(f"INSERT INTO _edx_ledger ({cols}) VALUES ({marks})", [getattr(e, c) for c in LEDGER_COLUMNS])
             con.execute("COMMIT")
 
     def update(self, bucket: str, key: str, **fields: Any) -> None:
