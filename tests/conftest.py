@@ -18,7 +18,7 @@ TEST_PASSPHRASE = "correct horse battery staple ñ"
 # (a test that wants another width passes its own COLUMNS).
 os.environ["COLUMNS"] = "200"
 # One cache of compiled model SQL (models/sqlcache.py) for every test process and every CLI subprocess they
-# start (they inherit the environment; those that drop EDX_ENGINE_* use their store's own cache). Entries are
+# start (they inherit the environment; those that drop EDX_ENGINE_* variables keep this one). Entries are
 # keyed by content and written atomically, so concurrent workers share it safely.
 os.environ.setdefault("EDX_ENGINE_SQL_CACHE", str(Path(tempfile.gettempdir()) / f"edx-engine-sql-cache-{os.getuid()}"))
 

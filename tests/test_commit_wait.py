@@ -50,7 +50,7 @@ def delivery(tmp_path_factory) -> Path:
 
 
 def cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_")}
+    e = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_") or k == "EDX_ENGINE_SQL_CACHE"}
     e.update(COLUMNS="400", **(env or {}))  # messages on one line
     return subprocess.Popen([*ENTRY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, **kw)
 

@@ -41,7 +41,7 @@ OWNERS = {"tables": "_edx_snapshots", "quarantine": "_edx_quarantine_files", "ev
 
 
 def env(**extra) -> dict:
-    e = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_")}
+    e = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_") or k == "EDX_ENGINE_SQL_CACHE"}
     e.update(COLUMNS="200", **extra)
     return e
 

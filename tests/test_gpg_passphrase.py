@@ -97,7 +97,7 @@ def max_overlap(log: Path) -> int:
 
 
 def env_for(gnupghome: Path, passphrase: str | None, path_first: Path | None = None, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_") or k == "EDX_ENGINE_SQL_CACHE"}
     env.update(GNUPGHOME=str(gnupghome), COLUMNS="200", **extra)
     if passphrase is not None:
         env["EDX_ENGINE_GPG_PASSPHRASE"] = passphrase

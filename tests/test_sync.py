@@ -141,7 +141,7 @@ def write_config(tmp: Path, url: str, **extra) -> Path:
 
 def sync_env(gpg_key, passphrase: str | None = None, **extra) -> dict:
     home, _, pw = gpg_key
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDX_ENGINE_", "AWS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDX_ENGINE_", "AWS_")) or k == "EDX_ENGINE_SQL_CACHE"}
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
                EDX_ENGINE_GPG_PASSPHRASE=passphrase if passphrase is not None else pw, GNUPGHOME=str(home),
                COLUMNS="200")
