@@ -45,7 +45,7 @@ from ..store.lake import Lake
 from . import definitions as D
 from . import incremental as inc
 from . import sqlcache
-from .inputs import INPUTS, catalog_columns, input_sql, q
+from .inputs import INPUTS, all_catalog_columns, catalog_columns, input_sql, q
 from .registry import CourseEntry, course_info
 
 SCHEMA = "models"  # DuckDB schema of the model views
@@ -101,6 +101,7 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table | None,
     columns: read from the bookkeeping, not from the events."""
     fp: dict[str, str] = {}
     snaps: dict[str, list] = {}
+    columns = all_catalog_columns(con)
     try:
         for t, c, f, d in con.execute("SELECT table_name, course_id, fingerprint, package_date FROM _edx_snapshots "
                                       "ORDER BY 1, 2").fetchall():
@@ -116,7 +117,7 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table | None,
         elif name == "user_location":
             fp[name] = _geo_fingerprint(con, name)
         elif name in EVENT_TABLES:
-            cols = catalog_columns(con, name)
+            cols = columns.get(name)
             if cols is None:
                 fp[name] = "absent"
             else:
@@ -124,7 +125,7 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table | None,
                     days = inc.event_days(con)
                 fp[name] = _hash(sorted(days.items()), sorted(cols.items()))
         else:
-            fp[name] = _hash(snaps.get(name, []), sorted((catalog_columns(con, name) or {}).items()))
+            fp[name] = _hash(snaps.get(name, []), sorted((columns.get(name) or {}).items()))
     return fp
 
 

@@ -82,6 +82,16 @@ SOURCE_TABLES = {name: [name] for name in INPUTS if name not in ("course_info", 
 SOURCE_TABLES["user_location"] = ["_edx_geo"]
 
 
+def all_catalog_columns(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    """``catalog_columns`` of every view/table of the main schema, in one query (each query of
+    information_schema binds the views again: one per input cost ~5 ms each on every report)."""
+    out: dict[str, dict[str, str]] = {}
+    for t, c, d in con.execute("SELECT table_name, column_name, data_type FROM information_schema.columns "
+                               "WHERE table_schema='main' ORDER BY table_name, ordinal_position").fetchall():
+        out.setdefault(t, {})[c] = d
+    return out
+
+
 def catalog_columns(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str] | None:
     """Columns of a catalog view/table (main schema), or None if it does not exist."""
     rows = con.execute(
