@@ -658,8 +658,7 @@ def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[
                qrows: int, res: EventsFileResult, refresh: bool = True) -> int:
     """``_commit``'s work inside the caller's transaction ``con`` (a backfill commits many files
     in one); ``refresh``: rebuild the views afterwards (once per transaction is enough)."""
-    qkey = f"{KIND}:{key}"
-    ensure_catalog(con)
+    qkey = f"{KIND}:{key}"  # (the bookkeeping tables exist: import_events and the backfill ensure them first)
     old_dates = {r[0] for r in con.execute(
         "SELECT DISTINCT event_date FROM _edx_event_parts WHERE source_key=?", [key]).fetchall()}
     new_dates = {p["date"] for p in parts}

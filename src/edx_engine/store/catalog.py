@@ -92,21 +92,21 @@ def ensure(con: duckdb.DuckDBPyConnection, names: Iterable[str] = STORE) -> None
     if MODELS[0] in names:
         con.execute("CREATE SCHEMA IF NOT EXISTS models")  # the models' views live there
     con.execute(ddl(names))
-    if "_edx_event_files" in names and not has_column(con, "_edx_event_files", "origin"):
+    if "_edx_event_files" in names and "origin" not in _columns_of_table(con, "_edx_event_files"):
         # stores made before sources had an origin: the column is added, their rows keep NULL
         con.execute("ALTER TABLE _edx_event_files ADD COLUMN origin VARCHAR")
+
+
+def _columns_of_table(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    """The columns of a table the caller knows exists, from binding it (``duckdb_columns()`` lists the
+    columns of every view too, binding each: ~5 ms on every commit)."""
+    return {d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description}
 
 
 def exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """True if the catalog has the (main schema) table ``name``."""
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
                             "AND schema_name = 'main' AND table_name = ?", [name]).fetchone()[0])
-
-
-def has_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = current_database() AND "
-                            "schema_name = 'main' AND table_name = ? AND column_name = ?",
-                            [table, column]).fetchone()[0])
 
 
 # -- typed reads ----------------------------------------------------------------------------------
