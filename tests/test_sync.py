@@ -449,9 +449,8 @@ def test_wrong_passphrase_fails_clearly_then_recovers(s3, moto, deliveries, gpg_
 
 def test_network_error_is_retried_reported_then_recovered(s3, moto, deliveries, gpg_key, tmp_path):
     conf0, env = write_config(tmp_path, moto.url), sync_env(gpg_key)
-    clean = clean_counts("AB", s3, deliveries, conf0, env, tmp_path, "A", "B")
-    upload(s3, deliveries / "A")
-    upload(s3, deliveries / "B")
+    clean = clean_counts("A", s3, deliveries, conf0, env, tmp_path, "A")
+    upload(s3, deliveries / "A")  # a package and three logs: the server goes away after the first import
     own = Moto()  # a second server on the same (global) moto state, which we can stop
     conf, data, flag = write_config(tmp_path, own.url), tmp_path / "d", tmp_path / "paused"
     proc = start_paused(data, conf, env, "import", flag)
@@ -546,8 +545,7 @@ class SlowDownProxy:
 
 
 def test_one_object_that_keeps_failing_does_not_hold_back_the_others(s3, moto, deliveries, gpg_key, tmp_path):
-    upload(s3, deliveries / "A")
-    upload(s3, deliveries / "B")
+    upload(s3, deliveries / "A")  # the package fails, its three logs after it are imported
     stubborn = "course-data/IDBx-2026-10-04.zip"  # downloaded first, every day
     proxy = SlowDownProxy(moto.port, "IDBx-2026-10-04.zip")
     try:
