@@ -423,3 +423,36 @@ def test_serve_is_read_only_on_loopback(site):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_enrolment_lines_have_a_zero_for_every_week_and_month_without_enrolments(store):
+    """A line chart joins the points it gets: every week (and month) between a course's first and last
+    enrolment is a point, 0 where nobody enrolled, and the other points are the model's own sums
+    (computed here with SQL of their own)."""
+    import datetime as dt
+
+    from edx_engine.dashboard.build import gather, overview_items
+
+    sd = gather(Lake(store[0]), False, K, None)
+    item = next(i for i in overview_items(sd, "en") if i.id == "enrol_time")
+    names = {c.course_id: c.name for c in sd.courses}
+    with duckdb.connect(str(store[0] / "edx.duckdb"), read_only=True) as con:
+        for grain, unit, step in (("Week", "week", 7), ("Month", "month", None)):
+            rows = [r for r in item.rows if r["grain"] == grain]
+            want = {(names[c], str(d)): n for c, d, n in con.execute(
+                f"SELECT course_id, date_trunc('{unit}', date)::DATE, sum(enrollments) FROM models.enrolment_daily "
+                f"WHERE date IS NOT NULL GROUP BY ALL").fetchall()}
+            got = {(r["course"], r["date"]): r["enrollments"] for r in rows}
+            assert len(got) == len(rows)  # one point per course and date
+            assert {k: v for k, v in got.items() if v} == {k: v for k, v in want.items() if v}
+            for course in {c for c, _ in want}:
+                dates = sorted(dt.date.fromisoformat(d) for c, d in got if c == course)
+                assert dates[0] == min(dt.date.fromisoformat(d) for c, d in want if c == course)
+                assert dates[-1] == max(dt.date.fromisoformat(d) for c, d in want if c == course)
+                for a, b in zip(dates, dates[1:]):  # no gap: consecutive weeks, or consecutive months
+                    if step:
+                        assert (b - a).days == step, (course, a, b)
+                    else:
+                        assert (b.year * 12 + b.month) - (a.year * 12 + a.month) == 1 and b.day == 1, (course, a, b)
+                assert any(got[(course, d.isoformat())] == 0 for d in dates) or len(dates) == len(
+                    [1 for c, _ in want if c == course])  # zeros were added where the model has no row

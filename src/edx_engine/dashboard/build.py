@@ -24,6 +24,7 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import jinja2
@@ -166,17 +167,48 @@ def _cname(c: Course, n: int = 48) -> str:
     return c.name if len(c.name) <= n else c.name[: n - 1] + "…"
 
 
+def _next_week(d: dt.date) -> dt.date:
+    return d + dt.timedelta(days=7)
+
+
+def _next_month(d: dt.date) -> dt.date:
+    return dt.date(d.year + d.month // 12, d.month % 12 + 1, 1)
+
+
+def zero_filled(rows: list[dict], key: str, step: Callable[[dt.date], dt.date],
+                value: str = "enrollments") -> list[dict]:
+    """``rows`` (``course``, ``key`` an ISO date, ``value``) plus a row of 0 for every step between each
+    course's first and last date that has none: a line chart joins the points it is given, so a week
+    without enrolments must be a 0, not the line between its neighbours. (Absent already meant 0: a
+    public site shows nothing more.)"""
+    have: dict[str, set[str]] = {}
+    for r in rows:
+        have.setdefault(r["course"], set()).add(r[key])
+    out = list(rows)
+    for course, dates in have.items():
+        d, last = dt.date.fromisoformat(min(dates)), dt.date.fromisoformat(max(dates))
+        while (d := step(d)) < last:
+            if d.isoformat() not in dates:
+                out.append({"course": course, key: d.isoformat(), value: 0})
+    return sorted(out, key=lambda r: (r["course"], r[key]))
+
+
 def overview_items(sd: SiteData, lang: str) -> list[Item]:
     names = {c.course_id: _cname(c) for c in sd.courses}
     ov = sd.overview
     items: list[Item] = []
-    weekly = [{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"], "enrollments": r["enrollments"]}
-              for r in ov["weekly"].rows if r["mode"] == ALL and r["week"] != ALL and r["course_id"] in names]
+    weekly = zero_filled([{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"],
+                           "enrollments": r["enrollments"]}
+                          for r in ov["weekly"].rows if r["mode"] == ALL and r["week"] != ALL and r["course_id"] in names],
+                         "week", _next_week)
     wcols = [("course", "text"), ("week", "date"), ("enrollments", "count")]
     if "monthly" in ov:  # not in public sites: months and weeks together would give hidden weeks back
+        monthly = zero_filled([{"course": names.get(r["course_id"], r["course_id"]), "month": r["month"],
+                                "enrollments": r["enrollments"]} for r in ov["monthly"].rows if r["course_id"] in names],
+                              "month", _next_month)
         rows = [dict(r, grain=t("week", lang), date=r["week"]) for r in weekly] + \
-               [{"course": names.get(r["course_id"], r["course_id"]), "grain": t("month", lang), "date": r["month"],
-                 "enrollments": r["enrollments"]} for r in ov["monthly"].rows if r["course_id"] in names]
+               [{"course": r["course"], "grain": t("month", lang), "date": r["month"], "enrollments": r["enrollments"]}
+                for r in monthly]
         grain = {"name": "grain", "value": t("week", lang),
                  "bind": {"input": "radio", "options": [t("week", lang), t("month", lang)], "name": t("grain", lang) + " "}}
         spec = C.time_lines(t("c_enrol_time", lang), rows, "date", "enrollments", "course", t("date", lang),
