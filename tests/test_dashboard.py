@@ -456,3 +456,28 @@ def test_enrolment_lines_have_a_zero_for_every_week_and_month_without_enrolments
                         assert (b.year * 12 + b.month) - (a.year * 12 + a.month) == 1 and b.day == 1, (course, a, b)
                 assert any(got[(course, d.isoformat())] == 0 for d in dates) or len(dates) == len(
                     [1 for c, _ in want if c == course])  # zeros were added where the model has no row
+
+
+def test_enrolment_lines_by_mode_have_a_zero_for_every_week_without_enrolments(store):
+    """The same on each course page, one line per mode: consecutive weeks from the mode's first to its
+    last, and the non-zero points are the model's sums per week and mode."""
+    import datetime as dt
+
+    from edx_engine.dashboard.build import course_items, gather
+
+    sd = gather(Lake(store[0]), False, K, None)
+    with duckdb.connect(str(store[0] / "edx.duckdb"), read_only=True) as con:
+        for c in sd.courses:
+            item = next(i for i in course_items(sd, c, "en") if i.id == "enrol_mode")
+            want = {(str(w), m): n for w, m, n in con.execute(
+                "SELECT date_trunc('week', date)::DATE, mode, sum(enrollments) FROM models.enrolment_daily "
+                "WHERE date IS NOT NULL AND course_id = ? GROUP BY ALL", [c.course_id]).fetchall()}
+            modes = {m for _, m in want}
+            lines: dict[str, list] = {}
+            for r in item.rows:
+                lines.setdefault(r["mode"], []).append((r["week"], r["enrollments"]))
+            assert len(lines) == len(modes)
+            assert sorted(n for pts in lines.values() for _, n in pts if n) == sorted(n for n in want.values() if n)
+            for pts in lines.values():
+                weeks = sorted(dt.date.fromisoformat(w) for w, _ in pts)
+                assert all((b - a).days == 7 for a, b in zip(weeks, weeks[1:])), weeks

@@ -176,21 +176,21 @@ def _next_month(d: dt.date) -> dt.date:
 
 
 def zero_filled(rows: list[dict], key: str, step: Callable[[dt.date], dt.date],
-                value: str = "enrollments") -> list[dict]:
-    """``rows`` (``course``, ``key`` an ISO date, ``value``) plus a row of 0 for every step between each
-    course's first and last date that has none: a line chart joins the points it is given, so a week
+                value: str = "enrollments", line: str = "course") -> list[dict]:
+    """``rows`` (``line``, ``key`` an ISO date, ``value``) plus a row of 0 for every step between each
+    line's first and last date that has none: a line chart joins the points it is given, so a week
     without enrolments must be a 0, not the line between its neighbours. (Absent already meant 0: a
     public site shows nothing more.)"""
     have: dict[str, set[str]] = {}
     for r in rows:
-        have.setdefault(r["course"], set()).add(r[key])
+        have.setdefault(r[line], set()).add(r[key])
     out = list(rows)
-    for course, dates in have.items():
+    for name, dates in have.items():
         d, last = dt.date.fromisoformat(min(dates)), dt.date.fromisoformat(max(dates))
         while (d := step(d)) < last:
             if d.isoformat() not in dates:
-                out.append({"course": course, key: d.isoformat(), value: 0})
-    return sorted(out, key=lambda r: (r["course"], r[key]))
+                out.append({line: name, key: d.isoformat(), value: 0})
+    return sorted(out, key=lambda r: (r[line], r[key]))
 
 
 def overview_items(sd: SiteData, lang: str) -> list[Item]:
@@ -306,7 +306,8 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
     d = sd.per_course.get(c.course_id, {})
     items: list[Item] = []
     wk = [r for r in d.get("weekly", []) if r["week"] != ALL and r["mode"] != ALL]
-    rows = [{"week": r["week"], "mode": label("mode", r["mode"], lang), "enrollments": r["enrollments"]} for r in wk]
+    rows = zero_filled([{"week": r["week"], "mode": label("mode", r["mode"], lang), "enrollments": r["enrollments"]}
+                        for r in wk], "week", _next_week, line="mode")
     rules = [{"date": x, "label": t(lbl, lang)} for x, lbl in ((c.start, "start_date"), (c.end, "end_date")) if x]
     items.append(Item("enrol_mode", t("c_enrol_mode", lang), t("x_enrol_mode", lang),
                       [("week", "date"), ("mode", "text"), ("enrollments", "count")], rows,
