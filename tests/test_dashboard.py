@@ -481,3 +481,37 @@ def test_enrolment_lines_by_mode_have_a_zero_for_every_week_without_enrolments(s
             for pts in lines.values():
                 weeks = sorted(dt.date.fromisoformat(w) for w, _ in pts)
                 assert all((b - a).days == 7 for a, b in zip(weeks, weeks[1:])), weeks
+
+
+def test_count_axes_tick_whole_numbers_only(store):
+    """An axis that writes its labels as integers (",d") must not tick at fractions: with at most 2
+    enrolments a week Vega ticked every 0.2 and wrote 0, 0, 0, 1, 1, ... 2 (seen on a course page)."""
+    from edx_engine.dashboard.build import course_items, gather, overview_items
+
+    sd = gather(Lake(store[0]), False, K, None)
+    items = overview_items(sd, "en") + [i for c in sd.courses for i in course_items(sd, c, "en")]
+
+    def axes(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("axis"), dict):
+                yield node["axis"]
+            for v in node.values():
+                yield from axes(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from axes(v)
+
+    integer_axes = [a for i in items if i.spec for a in axes(i.spec) if a.get("format") == ",d"]
+    assert integer_axes  # the enrolment and activity charts have them
+    assert all(a == integer_axes[0] for a in integer_axes), integer_axes  # one definition (charts.value_axis)
+
+    # rendered by the Vega that the site ships: a small count (2) and a larger one (40) give distinct labels
+    import vl_convert
+
+    for top in (2, 40):
+        spec = {"height": 260, "width": 300, "mark": "bar",
+                "data": {"values": [{"w": "2026-01-05", "n": 1}, {"w": "2026-01-12", "n": top}]},
+                "encoding": {"x": {"field": "w", "type": "ordinal", "axis": None},
+                             "y": {"field": "n", "type": "quantitative", "title": None, "axis": integer_axes[0]}}}
+        labels = [x for x in re.findall(r"<text[^>]*>([^<]*)</text>", vl_convert.vegalite_to_svg(spec)) if x]
+        assert labels == sorted(set(labels), key=int) and labels[0] == "0" and labels[-1] == str(top), labels

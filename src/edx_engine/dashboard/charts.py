@@ -26,6 +26,15 @@ def base(title: str, rows: list[dict], height: int = 260, **extra) -> dict:
             "datasets": {"table": rows}, "data": {"name": "table"}, "config": CONFIG, **extra}
 
 
+def value_axis(fmt: str) -> dict:
+    """The value axis. An integer format (``,d``) must not label fractional ticks: with at most 2
+    learners Vega ticked every 0.2 and wrote 0, 0, 0, 1, 1 ... ``tickMinStep`` alone still leaves
+    halves below about 3, whose labels are then left blank."""
+    if not fmt.endswith("d"):
+        return {"format": fmt}
+    return {"format": fmt, "tickMinStep": 1, "labelExpr": "datum.value % 1 ? '' : datum.label"}
+
+
 def hbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_title: str, *,
          order: str | None = None, fmt: str = ",d", tooltip: list | None = None) -> dict:
     """Horizontal bars (categories read easily at phone width); ``order`` a field to sort by, else by value."""
@@ -34,7 +43,7 @@ def hbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_t
     s.update({"mark": {"type": "bar", "tooltip": True},
               "encoding": {"y": {"field": cat, "type": "nominal", "title": cat_title, "sort": sort},
                            "x": {"field": val, "type": "quantitative", "title": val_title,
-                                 "axis": {"format": fmt}},
+                                 "axis": value_axis(fmt)},
                            "tooltip": tooltip or [{"field": cat, "title": cat_title},
                                                   {"field": val, "title": val_title, "format": fmt}]}})
     return s
@@ -44,7 +53,7 @@ def vbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_t
     s = base(title, rows, height=220)
     s.update({"mark": {"type": "bar", "tooltip": True},
               "encoding": {"x": {"field": cat, "type": "ordinal", "title": cat_title, "sort": None},
-                           "y": {"field": val, "type": "quantitative", "title": val_title, "axis": {"format": fmt}},
+                           "y": {"field": val, "type": "quantitative", "title": val_title, "axis": value_axis(fmt)},
                            "tooltip": [{"field": cat, "title": cat_title},
                                        {"field": val, "title": val_title, "format": fmt}]}})
     return s
@@ -56,7 +65,7 @@ def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, 
     """Lines (or stacked bars) over time; ``rules`` = [{"date": ..., "label": ...}] vertical markers."""
     enc = {"x": {"field": x, "type": "temporal", "title": x_title, "scale": {"type": "utc"},
                  "axis": {"format": "%b %Y", "labelOverlap": True}},
-           "y": {"field": y, "type": "quantitative", "title": y_title, "axis": {"format": ",d"},
+           "y": {"field": y, "type": "quantitative", "title": y_title, "axis": value_axis(",d"),
                  **({"stack": "zero"} if stack else {})},
            "tooltip": [{"field": x, "type": "temporal", "title": x_title, "timeUnit": "utcyearmonthdate"},
                        {"field": y, "type": "quantitative", "title": y_title, "format": ",d"}]}
