@@ -3,8 +3,8 @@
 DuckDB 1.5 compares every bound query parameter with ``pandas.NaT`` and imports pandas (with
 numpy) to do so the first time: 0.3 to 0.5 s of CPU in a process that never touches a DataFrame
 (`status`, an import, a sync: about a third of `status`). The CLI hides pandas while a command
-runs (``hidden``); DuckDB then treats it as not installed. Code that needs pandas (the Spark
-paths) calls ``allow`` first. Nothing outside a CLI command is affected: a notebook or a
+runs (``hide``, then ``allow`` when it ends); DuckDB then treats it as not installed. Code that
+needs pandas (the Spark paths) calls ``allow`` first. Nothing outside a CLI command is affected: a notebook or a
 program using the library sees pandas as usual.
 
 DuckDB 2.0 no longer imports pandas for parameters; remove this module when the lock moves to it
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import importlib.abc
 import sys
-from contextlib import contextmanager
-from typing import Iterator
 
 
 class _HidePandas(importlib.abc.MetaPathFinder):
@@ -45,15 +43,3 @@ def allow() -> None:
 
 def is_hidden() -> bool:
     return _FINDER in sys.meta_path
-
-
-@contextmanager
-def hidden() -> Iterator[None]:
-    """pandas hidden for the block (if it was not hidden before), allowed again after it."""
-    was = is_hidden()
-    hide()
-    try:
-        yield
-    finally:
-        if not was:
-            allow()

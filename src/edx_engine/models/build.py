@@ -115,7 +115,7 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table | None,
             if info is not None:
                 fp[name] = _hash(info.to_pylist())
         elif name == "user_location":
-            fp[name] = _geo_fingerprint(con, name)
+            fp[name] = _geo_fingerprint(con, name, columns.get(name))
         elif name in EVENT_TABLES:
             cols = columns.get(name)
             if cols is None:
@@ -129,11 +129,11 @@ def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table | None,
     return fp
 
 
-def _geo_fingerprint(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    """A table written by ``edx-engine locate-users``: its ``_edx_geo`` row (file, rows, IP database, run time).
+def _geo_fingerprint(con: duckdb.DuckDBPyConnection, name: str, cols: dict[str, str] | None) -> str:
+    """A table written by ``edx-engine locate-users``: its ``_edx_geo`` row (file, rows, IP database, run time)
+    and its view's columns ``cols`` (from ``input_fingerprints``' one read of every view's columns).
 
     Every run writes a new file under a new name, so a new run changes the fingerprint."""
-    cols = catalog_columns(con, name)
     try:
         row = con.execute("SELECT path, rows, ip_db, ip_db_date, located_at FROM _edx_geo WHERE name = ?",
                           [name]).fetchone()

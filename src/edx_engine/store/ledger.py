@@ -133,12 +133,6 @@ class Ledger:
         rows = con.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM _edx_ledger").fetchall()
         return {(r[0], r[1]): Entry(*r) for r in rows}
 
-    def get(self, bucket: str, key: str) -> Entry | None:
-        with self.connect() as con:
-            r = con.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM _edx_ledger WHERE bucket=? AND key=?",
-                            [bucket, key]).fetchone()
-        return Entry(*r) if r else None
-
     def upsert(self, *entries: Entry) -> None:
         """Write entries (replacing any of the same object), all in one transaction."""
         cols = ", ".join(LEDGER_COLUMNS)
