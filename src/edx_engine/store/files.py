@@ -13,10 +13,8 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .catalog import QUARANTINE_COLUMNS
 
@@ -68,9 +66,26 @@ def write_atomic(path: Path, data: bytes | str | Callable[[Path], object]) -> Pa
 
 
 # -- quarantine ----------------------------------------------------------------------------------
-QUARANTINE_SCHEMA = pa.schema([("kind", pa.string()), ("source_file", pa.string()), ("line", pa.int64()),
-                               ("reason", pa.string()), ("raw", pa.binary()), ("imported_at", pa.timestamp("us"))])
-assert QUARANTINE_SCHEMA.names == list(QUARANTINE_COLUMNS)
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+
+
+@lru_cache(maxsize=1)
+def quarantine_schema():
+    """The Arrow schema of quarantine files (pyarrow is imported here, not with the module: every command
+    imports this module for its lock, and pyarrow with numpy costs ~0.3 s to import)."""
+    import pyarrow as pa
+
+    schema = pa.schema([("kind", pa.string()), ("source_file", pa.string()), ("line", pa.int64()),
+                        ("reason", pa.string()), ("raw", pa.binary()), ("imported_at", pa.timestamp("us"))])
+    assert schema.names == list(QUARANTINE_COLUMNS)
+    return schema
+
+
+def __getattr__(name: str) -> Any:
+    if name == "QUARANTINE_SCHEMA":  # its old name
+        return quarantine_schema()
+    raise AttributeError(name)
 
 
 class QuarantineWriter:
@@ -90,9 +105,13 @@ class QuarantineWriter:
     def add(self, rejects: list[tuple[int, str, bytes]]) -> None:
         if not rejects:
             return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = quarantine_schema()
         if self.writer is None:
             self.path = self.path_for()
-            self.writer = pq.ParquetWriter(tmp_path(self.path), QUARANTINE_SCHEMA, compression=self.compression)
+            self.writer = pq.ParquetWriter(tmp_path(self.path), schema, compression=self.compression)
         n = len(rejects)
         self.writer.write_table(pa.table({
             "kind": pa.array([self.kind] * n, pa.string()),
@@ -101,7 +120,7 @@ class QuarantineWriter:
             "reason": pa.array([r[1] for r in rejects], pa.string()),
             "raw": pa.array([r[2] for r in rejects], pa.binary()),
             "imported_at": pa.array([self.now] * n, pa.int64()).cast(pa.timestamp("us")),
-        }, schema=QUARANTINE_SCHEMA))
+        }, schema=schema))
         self.rows += n
 
     def close(self) -> Path | None:
