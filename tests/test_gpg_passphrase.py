@@ -250,10 +250,11 @@ def test_concurrent_member_decryption_is_bounded_and_gives_identical_results(gpg
     assert members >= 10
 
     seq = _import_lib(tmp_path / "seq", enc, home, pw, monkeypatch, jobs=1)
-    assert len(decrypt_runs(log)) == members + 1 and max_overlap(log) == 1  # the check, then one at a time
+    # one gpg run per member: the first member's decryption is the passphrase check (issue 15), one at a time
+    assert len(decrypt_runs(log)) == members and max_overlap(log) == 1
     log.unlink()
     par = _import_lib(tmp_path / "par", enc, home, pw, monkeypatch, jobs=3)
-    assert len(decrypt_runs(log)) == members + 1
+    assert len(decrypt_runs(log)) == members
     assert 2 <= max_overlap(log) <= 4  # ahead of the member being parsed: at most `jobs` more
     _import_lib(tmp_path / "plain", plain, home, pw, monkeypatch, jobs=3)
 
@@ -337,3 +338,84 @@ def test_private_homes_of_a_killed_run_are_removed_by_the_next(gpg_key, tmp_path
     assert not stale.exists() and not Path(fresh).exists()
     assert not _agent_running_in(stale)
     assert any((home / "private-keys-v1.d").iterdir())  # the keyring itself is untouched
+
+
+# -- event logs: the first file's decryption is the check (issue 15) ---------------------------
+
+def _encrypted_days(tmp: Path, home: Path, fpr: str, days: list[str], per_day: int = 5) -> Path:
+    """Daily logs (``per_day`` hand-written events each) encrypted to ``fpr``, plain copies removed."""
+    import gzip
+    import json
+
+    from eventlog import tracking_event
+
+    root = tmp / "logs"
+    root.mkdir(exist_ok=True)
+    for day in days:
+        plain = root / f"idbx-edx-events-{day}.log.gz"
+        with gzip.open(plain, "wt") as f:
+            for n in range(per_day):
+                ev = tracking_event(f"u{n}", 100 + n, "course-v1:IDBx+T1+2026", "10.0.0.1", n)
+                ev["time"] = f"{day}T10:00:{n:02d}+00:00"
+                f.write(json.dumps(ev) + "\n")
+        gpg_encrypt(home, fpr, plain, root / (plain.name + ".gpg"))
+        plain.unlink()
+    return root
+
+
+def _import_logs(data: Path, root: Path, home: Path, pw: str, monkeypatch):
+    from edx_engine.config import resolve
+    from edx_engine.ingest.run import import_paths
+
+    monkeypatch.setenv("EDX_ENGINE_GPG_PASSPHRASE", pw)
+    return import_paths(resolve(data_dir=str(data), gnupghome=str(home)), [root])[1]
+
+
+def _events_in(data: Path) -> int:
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+def test_event_logs_unlock_the_key_once_per_file_and_a_wrong_passphrase_runs_gpg_once(
+        gpg_key, tmp_path, monkeypatch):
+    from edx_engine.decrypt import PassphraseError
+
+    home, fpr, pw = gpg_key
+    root = _encrypted_days(tmp_path, home, fpr, ["2026-10-20", "2026-10-21", "2026-10-22"])
+    spy, log = gpg_spy(tmp_path)
+    monkeypatch.setenv("PATH", f"{spy}:{os.environ['PATH']}")
+    ev = _import_logs(tmp_path / "ok", root, home, pw, monkeypatch)
+    assert [f.status for f in ev.files] == ["loaded"] * 3 and ev.events == 15
+    assert _events_in(tmp_path / "ok") == 15
+    assert len(decrypt_runs(log)) == 3  # no separate check: it was 4 (a probe, then one per file)
+    log.unlink()
+
+    with pytest.raises(PassphraseError, match="wrong passphrase") as err:
+        _import_logs(tmp_path / "bad", root, home, WRONG, monkeypatch)
+    assert "2026-10-20.log.gz.gpg" in str(err.value) and WRONG not in str(err.value)
+    assert len(decrypt_runs(log)) == 1  # the first file's decryption found it; no gpg for the others
+    assert _events_in(tmp_path / "bad") == 0
+
+
+def test_a_file_that_cannot_judge_the_passphrase_leaves_the_check_to_the_next(gpg_key, other_gpg_key, tmp_path,
+                                                                             monkeypatch):
+    """A first file encrypted to another key says nothing about the passphrase: it fails on its own
+    ("no secret key") and the next file's decryption is the check."""
+    home, fpr, pw = gpg_key
+    other_home, other_fpr = other_gpg_key
+    root = _encrypted_days(tmp_path, home, fpr, ["2026-10-21", "2026-10-22"])
+    _encrypted_days(tmp_path, other_home, other_fpr, ["2026-10-20"])  # same folder, sorts first
+    spy, log = gpg_spy(tmp_path)
+    monkeypatch.setenv("PATH", f"{spy}:{os.environ['PATH']}")
+    ev = _import_logs(tmp_path / "d", root, home, pw, monkeypatch)
+    by_day = {f.label.rsplit("-", 1)[-1][:2]: f for f in ev.files}
+    assert by_day["20"].status == "failed" and "no secret key" in by_day["20"].message
+    assert by_day["21"].status == by_day["22"].status == "loaded" and _events_in(tmp_path / "d") == 10
+    assert len(decrypt_runs(log)) == 3
+
+    log.unlink()
+    from edx_engine.decrypt import PassphraseError
+
+    with pytest.raises(PassphraseError):
+        _import_logs(tmp_path / "bad", root, home, WRONG, monkeypatch)
+    assert len(decrypt_runs(log)) == 2  # the foreign file (undecided), then the first own file: wrong

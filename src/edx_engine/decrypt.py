@@ -195,11 +195,13 @@ class GpgSession:
     """One run's private gpg-agents (no passphrase cache) and its single passphrase check.
 
     ``jobs`` homes (one agent each: an agent unlocks one key at a time) are made at the first
-    decryption and removed by :meth:`close`. :meth:`check` decrypts the first bytes of the first
-    encrypted file once: a wrong or missing passphrase then fails every later file at once,
-    without starting gpg."""
+    decryption and removed by :meth:`close`. The passphrase is judged once per run, by the
+    run's first decryption itself (gpg's status lines say whether the key was unlocked before
+    any plaintext is written): other decryptions wait for that verdict before starting gpg, and
+    after a wrong or missing passphrase every later file fails at once, without starting gpg.
+    So a run unlocks the key once per file, never once more for a separate check."""
 
-    MAX_UNDECIDED = 3  # files whose sample says nothing about the passphrase (corrupt, other key)
+    MAX_UNDECIDED = 3  # files whose decryption says nothing about the passphrase (corrupt, other key)
 
     def __init__(self, settings: GpgSettings):
         self.keyring_opt = settings.gnupghome
@@ -208,8 +210,9 @@ class GpgSession:
         self._homes: list[Path] = []
         self._turn = itertools.count()
         self._lock = threading.Lock()
-        self._check_lock = threading.Lock()
+        self._verdict = threading.Condition()
         self._checked = False
+        self._checking = False  # a decryption (or probe) is judging the passphrase now
         self._undecided = 0
 
     def home(self) -> str:
@@ -227,26 +230,53 @@ class GpgSession:
 
     def mark_checked(self) -> None:
         """The passphrase was already checked elsewhere (a backfill's driver): no probe, no second unlock."""
-        self._checked = True
+        with self._verdict:
+            self._checked = True
+            self._verdict.notify_all()
+
+    def claim(self, label: str) -> bool:
+        """Before a gpg starts: raise PassphraseError once the passphrase is known wrong; wait while
+        another decryption is judging it; True when this one is to judge it (it must then call
+        :meth:`resolve`, whatever happens)."""
+        with self._verdict:
+            while True:
+                if self.failure is not None:
+                    raise PassphraseError(f"{label}: cannot decrypt: {self.failure}")
+                if self._checked:
+                    return False
+                if not self._checking:
+                    self._checking = True
+                    return True
+                self._verdict.wait()
+
+    def resolve(self, verdict: str | None) -> None:
+        """The judging decryption's verdict: "ok", a passphrase reason, or None (could not tell)."""
+        with self._verdict:
+            self._checking = False
+            if verdict == "ok":
+                self._checked = True
+            elif verdict is None:
+                self._undecided += 1
+                self._checked = self._checked or self._undecided >= self.MAX_UNDECIDED
+            elif self.failure is None:
+                self.failure = verdict
+            self._verdict.notify_all()
 
     def check(self, settings: GpgSettings, sample: Callable[[], bytes], label: str) -> None:
-        """Raise PassphraseError if the passphrase does not unlock the key of this file."""
-        with self._check_lock:
-            if self.failure is None and not self._checked:
-                try:
-                    data = sample()
-                except Exception:  # noqa: BLE001 - the file's own decryption will say what is wrong
-                    data = b""
-                verdict = _probe(self.home(), settings.passphrase, data) if data else None
-                if verdict == "ok":
-                    self._checked = True
-                elif verdict is None:
-                    self._undecided += 1
-                    self._checked = self._undecided >= self.MAX_UNDECIDED
-                else:
-                    self.failure = verdict
-            if self.failure is not None:
-                raise PassphraseError(f"{label}: cannot decrypt: {self.failure}")
+        """Probe the passphrase on the first bytes of a file without decrypting the file (a driver
+        that decrypts nothing itself: the backfill); raise PassphraseError if it is wrong."""
+        if not self.claim(label):
+            return
+        verdict = None
+        try:
+            data = sample()
+            verdict = _probe(self.home(), settings.passphrase, data) if data else None
+        except Exception:  # noqa: BLE001 - the file's own decryption will say what is wrong
+            verdict = None
+        finally:
+            self.resolve(verdict)
+        if self.failure is not None:
+            raise PassphraseError(f"{label}: cannot decrypt: {self.failure}")
 
     def close(self) -> None:
         with self._lock:
@@ -305,19 +335,64 @@ def _probe(home: str, passphrase: str | None, sample: bytes) -> str | None:
         _, err = proc.communicate()
     reader.join()
     os.close(status_r)
-    status = b"".join(chunks).decode("utf-8", "replace")
-    if "DECRYPTION_KEY" in status or "[GNUPG:] PLAINTEXT " in status:
+    return _verdict(b"".join(chunks).decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+# status lines that gpg writes only once the key is unlocked (BEGIN_DECRYPTION also follows a bad passphrase)
+_UNLOCKED = (b"[GNUPG:] DECRYPTION_KEY ", b"[GNUPG:] PLAINTEXT ")
+
+
+def _verdict(status: str, stderr: str) -> str | None:
+    """What a finished gpg says about the passphrase: "ok", a passphrase reason, or None."""
+    if any(t.decode() in status for t in _UNLOCKED):
         return "ok"
-    reason = _reason(status, err.decode("utf-8", "replace"))
+    reason = _reason(status, stderr)
     return reason if is_passphrase_reason(reason) else None
+
+
+class _StatusReader(threading.Thread):
+    """Collects gpg's status lines from a pipe. When its gpg judges the run's passphrase
+    (``session``), it gives the session the verdict as soon as the status tells it: the key was
+    unlocked (before any plaintext is written), or gpg ended without unlocking it."""
+
+    def __init__(self, fd: int, session: "GpgSession | None", stderr_fd: int):
+        super().__init__(daemon=True, name="gpg-status")
+        self.fd, self.session, self.stderr_fd = fd, session, stderr_fd
+        self.chunks: list[bytes] = []
+
+    def run(self) -> None:
+        seen = b""
+        try:
+            while chunk := os.read(self.fd, 65536):
+                self.chunks.append(chunk)
+                if self.session is not None:
+                    seen = seen[-200:] + chunk
+                    if any(t in seen for t in _UNLOCKED):
+                        self.session.resolve("ok")
+                        self.session = None
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+            if self.session is not None:  # gpg ended (or was stopped) without unlocking the key
+                try:
+                    err = os.pread(self.stderr_fd, 1 << 16, 0).decode("utf-8", "replace")
+                except OSError:
+                    err = ""
+                self.session.resolve(_verdict(self.text(), err))
+                self.session = None
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", "replace")
 
 
 class _GpgStream:
     """File-like view on gpg's stdout; close() waits for gpg and raises on failure."""
 
-    def __init__(self, proc: subprocess.Popen, label: str, status_file, stderr_file, feeder: threading.Thread | None):
+    def __init__(self, proc: subprocess.Popen, label: str, status: _StatusReader, stderr_file,
+                 feeder: threading.Thread | None):
         self._proc, self._label = proc, label
-        self._status, self._stderr, self._feeder = status_file, stderr_file, feeder
+        self._status, self._stderr, self._feeder = status, stderr_file, feeder
         self.raw: BinaryIO = proc.stdout  # type: ignore[assignment]
         self.closed = False
 
@@ -331,7 +406,8 @@ class _GpgStream:
         return True
 
     def finish(self) -> None:
-        """Drain, wait for gpg, raise DecryptError if it failed."""
+        """Drain, wait for gpg, raise DecryptError (PassphraseError for a wrong or missing
+        passphrase) if it failed."""
         if self.closed:
             return
         self.closed = True
@@ -344,14 +420,14 @@ class _GpgStream:
         rc = self._proc.wait()
         if self._feeder:
             self._feeder.join()
-        self._status.seek(0)
+        self._status.join()
         self._stderr.seek(0)
-        status = self._status.read().decode("utf-8", "replace")
         stderr = self._stderr.read().decode("utf-8", "replace")
-        self._status.close()
         self._stderr.close()
         if rc != 0:
-            raise DecryptError(f"{self._label}: cannot decrypt: {_reason(status, stderr)}")
+            reason = _reason(self._status.text(), stderr)
+            cls = PassphraseError if is_passphrase_reason(reason) else DecryptError
+            raise cls(f"{self._label}: cannot decrypt: {reason}")
 
     def abort(self) -> None:
         if not self.closed:
@@ -359,7 +435,7 @@ class _GpgStream:
             self._proc.kill()
             self._proc.wait()
             self.raw.close()
-            self._status.close()
+            self._status.join()
             self._stderr.close()
 
 
@@ -380,49 +456,20 @@ def _gpg_command(home: str | None, passphrase_fd: int | None, status_fd: int) ->
 def gpg_decrypt(source: Path | BinaryIO, settings: GpgSettings, label: str | None = None) -> Iterator[_GpgStream]:
     """Decrypt ``source`` (a path or a readable binary stream) as a stream.
 
+    Within a session, the run's first decryption is also its passphrase check (see
+    :class:`GpgSession`); a passphrase known to be wrong raises PassphraseError without gpg.
     Leaving the block normally waits for gpg and raises DecryptError if it failed,
     so a truncated or wrongly keyed file never passes silently.
     """
     label = label or str(source)
-    pass_r = pass_w = None
-    fds: list[int] = []
-    if settings.passphrase is not None:
-        pass_r, pass_w = os.pipe()
-        fds.append(pass_r)
-    status_file = tempfile.TemporaryFile()
-    stderr_file = tempfile.TemporaryFile()
-    fds.append(status_file.fileno())
-    home = settings.session.home() if settings.session is not None else settings.gnupghome
-    cmd = _gpg_command(home, pass_r, status_file.fileno())
-    is_path = isinstance(source, (str, Path))
-    if is_path:
-        cmd.append(str(source))
-    # gpg (and the gpg-agent it may start, which lives on) must not inherit the passphrase.
-    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL if is_path else subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=stderr_file, pass_fds=fds, bufsize=1 << 20, env=env,
-    )
-    if pass_r is not None:
-        os.close(pass_r)
-        os.write(pass_w, settings.passphrase.encode() + b"\n")  # type: ignore[union-attr]
-        os.close(pass_w)
-    feeder = None
-    if not is_path:
-        def feed() -> None:
-            try:
-                while chunk := source.read(1 << 20):  # type: ignore[union-attr]
-                    proc.stdin.write(chunk)  # type: ignore[union-attr]
-            except (BrokenPipeError, OSError):
-                pass
-            finally:
-                try:
-                    proc.stdin.close()  # type: ignore[union-attr]
-                except OSError:
-                    pass
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
-    stream = _GpgStream(proc, label, status_file, stderr_file, feeder)
+    session = settings.session
+    judge = session.claim(label) if session is not None else False
+    try:
+        stream = _start(source, settings, label, session if judge else None)
+    except BaseException:
+        if judge:
+            session.resolve(None)  # type: ignore[union-attr]
+        raise
     try:
         yield stream
     except Exception as exc:
@@ -439,3 +486,60 @@ def gpg_decrypt(source: Path | BinaryIO, settings: GpgSettings, label: str | Non
         stream.abort()
         raise
     stream.finish()
+
+
+def _start(source: Path | BinaryIO, settings: GpgSettings, label: str, judge: GpgSession | None) -> _GpgStream:
+    """Start gpg on ``source``; ``judge``: the session whose passphrase verdict this gpg gives."""
+    pass_r = pass_w = None
+    fds: list[int] = []
+    if settings.passphrase is not None:
+        pass_r, pass_w = os.pipe()
+        fds.append(pass_r)
+    status_r, status_w = os.pipe()
+    fds.append(status_w)
+    stderr_file = tempfile.TemporaryFile()
+    home = settings.session.home() if settings.session is not None else settings.gnupghome
+    cmd = _gpg_command(home, pass_r, status_w)
+    is_path = isinstance(source, (str, Path))
+    if is_path:
+        cmd.append(str(source))
+    # gpg (and the gpg-agent it may start, which lives on) must not inherit the passphrase.
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+    try:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL if is_path else subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=stderr_file, pass_fds=fds, bufsize=1 << 20, env=env,
+        )
+    except BaseException:
+        for fd in (pass_r, pass_w, status_r):
+            if fd is not None:
+                os.close(fd)
+        stderr_file.close()
+        raise
+    finally:
+        os.close(status_w)
+    status = _StatusReader(status_r, judge, stderr_file.fileno())
+    status.start()
+    if pass_r is not None:
+        os.close(pass_r)
+        try:
+            os.write(pass_w, settings.passphrase.encode() + b"\n")  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass  # gpg ended at once (not a message): its status says why
+        os.close(pass_w)
+    feeder = None
+    if not is_path:
+        def feed() -> None:
+            try:
+                while chunk := source.read(1 << 20):  # type: ignore[union-attr]
+                    proc.stdin.write(chunk)  # type: ignore[union-attr]
+            except (BrokenPipeError, OSError):
+                pass
+            finally:
+                try:
+                    proc.stdin.close()  # type: ignore[union-attr]
+                except OSError:
+                    pass
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+    return _GpgStream(proc, label, status, stderr_file, feeder)
