@@ -38,10 +38,10 @@ class Source:
     def open(self, gpg: GpgSettings) -> Iterator[BinaryIO]:
         """The file's plaintext as a stream; decryption failures raise DecryptError.
 
-        Within a gpg session the passphrase is checked (once per run, on this file's first
-        bytes) before gpg decrypts the file: a wrong one raises PassphraseError at once."""
-        if self.encrypted and gpg.session is not None:
-            gpg.session.check(gpg, self.head, self.label)
+        Within a gpg session the run's first decryption is its passphrase check (``gpg_decrypt``):
+        once the passphrase is known wrong, PassphraseError is raised at once, without gpg."""
+        if self.encrypted and gpg.session is not None and gpg.session.failure is not None:
+            gpg.session.claim(self.label)  # raises PassphraseError, before the file is even opened
         with self.opener() as raw:
             if not self.encrypted:
                 yield raw
