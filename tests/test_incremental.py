@@ -30,6 +30,8 @@ START = dt.date(2026, 10, 1)
 DAYS = 6
 BUILT_AT = dt.datetime(2026, 11, 1, 12)
 PARTITIONED = sorted(n for n, m in D.MODELS.items() if m.partition)
+DAY_MODELS = [n for n in PARTITIONED if not any(D.MODELS[d].partition for d in D.MODELS[n].deps)]  # over events
+DERIVED = [n for n in PARTITIONED if n not in DAY_MODELS]  # over the day models (by date, week, month)
 
 
 def _delivery(out: Path, learners: int, package_date: dt.date) -> dict[str, Path]:
@@ -128,10 +130,25 @@ def _day_state(lake: Lake) -> dict[str, tuple]:
 
 def _changed(lake: Lake, step) -> int:
     """Run ``step`` (an import); the number of event dates it added or changed."""
+    return len(_changed_dates(lake, step))
+
+
+def _changed_dates(lake: Lake, step) -> set[str]:
+    """Run ``step`` (an import); the event dates it added or changed."""
     before = _day_state(lake)
     step()
     after = _day_state(lake)
-    return sum(1 for d, s in after.items() if before.get(d) != s)
+    return {d for d, s in after.items() if before.get(d) != s}
+
+
+def _grain_parts(dates: set[str], grain: str) -> set[str]:
+    """The week (Monday) or month (first day) partitions of ``dates``, computed by hand."""
+    out = set()
+    for d in dates:
+        x = dt.date.fromisoformat(d)
+        out.add((x - dt.timedelta(days=x.weekday()) if grain == "week" else
+                 x.replace(day=1) if grain == "month" else x).isoformat())
+    return out
 
 
 def _rewrite(src: Path, dst: Path, keep) -> Path:
@@ -164,10 +181,13 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     assert all(m.status == "unchanged" for m in _build(lake).values())
 
     # one new day (a log also holds a few events of the days around it): only the dates it changed
-    # are computed, for every partitioned model
-    n = _changed(lake, lambda: _import(lake, delivered[day[2]]))
+    # are computed, for every day model; the models over them recompute only the dates, weeks and
+    # months of those dates (the staff filter's package tables did not change)
+    changed = _changed_dates(lake, lambda: _import(lake, delivered[day[2]]))
     built = _build(lake)
-    assert 1 <= n < 3 and {built[m].days for m in PARTITIONED} == {n}
+    assert 1 <= len(changed) < 3 and {built[m].days for m in DAY_MODELS} == {len(changed)}
+    for m in DERIVED:
+        assert built[m].days == len(_grain_parts(changed, D.MODELS[m].grain)), m
 
     # a late day: day 5 arrives before day 4, then day 4
     n = _changed(lake, lambda: _import(lake, delivered[day[4]]))
@@ -223,6 +243,32 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     tables = _assert_equals_full(lake, scratch)
     assert len(tables["person_course"]) > len(before["person_course"])
     _recorded_files_only(lake)
+
+    # a package that only gives an active learner a staff role in their course: no day model changes,
+    # every partition of the staff-filtered models over them is recomputed (and the learner leaves them)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        cid, uid = con.execute("SELECT course_id, user_id FROM models.learner_day WHERE nevents_own > 0 "
+                               "GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2 LIMIT 1").fetchone()
+        weekly_rows = con.execute("SELECT sum(active_learners) FROM models.activity_weekly WHERE course_id = ?",
+                                  [cid]).fetchone()[0]
+    slug = cid.split(":", 1)[-1].replace("+", "-").replace("/", "-")
+    pkg = tmp_path / f"IDBx-{START + dt.timedelta(days=DAYS + 14)}"
+    pkg.mkdir()
+    (pkg / f"{slug}-student_courseaccessrole-prod-analytics.sql").write_text(
+        f"org\tcourse_id\tuser_id\trole\nIDBx\t{cid}\t{uid}\tstaff\n")
+    _import(lake, pkg)
+    built = _build(lake)
+    assert all(built[m].status == "unchanged" for m in DAY_MODELS)
+    for m in DERIVED:
+        staff_filtered = "student_courseaccessrole" in D.MODELS[m].inputs
+        parts = len(_days_of(lake, m))
+        assert built[m].days == (parts if staff_filtered else None), m
+    tables = _assert_equals_full(lake, scratch)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        weeks_of_uid = con.execute("SELECT count(DISTINCT date_trunc('week', date)) FROM models.learner_day "
+                                   "WHERE course_id = ? AND user_id = ? AND nevents_own > 0", [cid, uid]).fetchone()[0]
+        assert con.execute("SELECT sum(active_learners) FROM models.activity_weekly WHERE course_id = ?",
+                           [cid]).fetchone()[0] == weekly_rows - weeks_of_uid > 0
 
 
 def test_force_rebuilds_every_date_and_view_survives(deliveries, tmp_path):

@@ -255,6 +255,8 @@ class _DuckRun:
         self.new_paths: dict[str, tuple[Path, str, int, float]] = {}
         self.parts: dict[str, inc.PartsUpdate] = {}
         self._name_days: set[str] | None = None
+        self.part_state: dict[str, dict[str, tuple[str, list[str]]]] = {}  # model -> part -> (signature, files)
+        self.schema_path: dict[str, str] = {}
         self._name_checked: set[str] = set()
 
     @property
@@ -268,7 +270,8 @@ class _DuckRun:
 
     def _bind(self, name: str, days: list[str] | None) -> None:
         """Point the TEMP VIEW ``__edx_in_<name>`` at the input or model ``name`` as it is now (event
-        inputs limited to ``days`` when given; models: their current files)."""
+        inputs and partitioned models limited to the dates ``days`` when given; models: their current
+        files)."""
         if name == "course_info":
             self.con.register(PLACEHOLDER + name, self.course_info())
             return
@@ -276,6 +279,10 @@ class _DuckRun:
             sql = inc.restricted_sql(self.con, name, days)
         elif name in INPUTS:
             sql = input_sql(self.con, name)
+        elif days is not None and name in self.part_state:
+            parts = self.part_state[name]
+            files = sorted(f for d in days if d in parts for f in parts[d][1]) or [self.schema_path[name]]
+            sql = f"SELECT * FROM read_parquet({views.sql_list(files)})"
         else:
             sql = f"SELECT * FROM read_parquet({views.sql_list(self.current[name])})"
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {q(PLACEHOLDER + name)} AS {sql}")
@@ -379,47 +386,83 @@ class _DuckRun:
         return r
 
     def build_partitioned(self, n: str) -> ModelResult:
-        """Recompute the changed dates of a date-partitioned model (all of them when forced)."""
+        """Recompute the changed partitions of a partitioned model (all of them when forced): the
+        changed event dates of a model over events, the partitions over changed source dates of a
+        model over partitioned models (models/incremental.py)."""
         m = D.MODELS[n]
         root = self.lake.root
-        events_in = [i for i in m.inputs if i in EVENT_TABLES]
-        context = _hash(_code_version(), n, self.params.fingerprint() if m.uses_params else "",
-                        {i: sorted((catalog_columns(self.con, i) or {}).items()) for i in events_in})
-        names = _hash({i: self.in_fp[i] for i in sorted(m.inputs) if i not in EVENT_TABLES})
-        uses_names = any(i not in EVENT_TABLES for i in m.inputs)
+        keys, members, context, names = self._partition_plan(n)
+        uses_names = members is None and any(i not in EVENT_TABLES for i in m.inputs)
         stored = inc.stored_parts(self.con, n)
         old = self.stored.get(n)
         full = self.force or not old or not (root / old[0]).exists() or not old[1].startswith("p:")
-        todo, removed = inc.plan(self.days, {} if full else stored, context, names, root, full)
+        todo, removed = inc.plan(keys, {} if full else stored, context, names, root, full)
         named = self.name_days(todo) if uses_names and todo else set()
         part_names = {d: (names if d in named else None) for d in todo}
-        final = {d: (self.days[d], stored[d].names) for d in self.days if d not in part_names}
-        final.update({d: (self.days[d], part_names[d]) for d in todo})
+        final = {d: (keys[d], stored[d].names) for d in keys if d not in part_names}
+        final.update({d: (keys[d], part_names[d]) for d in todo})
         fp = "p:" + _hash(context, sorted(final.items()))
         self.fps[n] = fp
         if not todo and not removed and not full and old and old[1] == fp:
+            self._remember(n, stored, [], root / old[0])
             return ModelResult(n, "unchanged", -1, 0.0)
         s0 = time.perf_counter()
         with _PeakRSS() as mem:
-            days_sql = None if len(todo) == len(self.days) else todo
-            sql = self.model_sql(n, days_sql)
+            src_days = None
+            if len(todo) < len(keys):
+                src_days = todo if members is None else sorted(set().union(*(members[p] for p in todo)))
+            sql = self.model_sql(n, src_days)
             written = inc.write_parts(self.con, sql, m.partition, n, root, self.lake.lake_dir / "model_parts" / n) \
                 if todo else {}
             schema = self._schema_file(n, sql, None if full or not stored or any(
                 sp.context != context for sp in stored.values()) else old[0])
-        rows = [inc.PartRow(d, p, k, self.days[d], context, part_names[d]) for d in todo
+        rows = [inc.PartRow(d, p, k, keys[d], context, part_names[d]) for d in todo
                 for p, k in (written.get(d) or [(None, 0)])]
         replaced = set(todo) | set(removed) | (set(stored) if full else set())
         self.parts[n] = inc.PartsUpdate(sorted(replaced), rows)
         keep = {d: sp for d, sp in stored.items() if d not in replaced}
+        self._remember(n, keep, rows, schema)
         total = sum(sp.rows for sp in keep.values()) + sum(r.rows for r in rows)
-        files = [p for sp in keep.values() for p in sp.paths] + [r.path for r in rows if r.path]
-        self.current[n] = [str(root / p) for p in sorted(files)] or [str(schema)]
         r = ModelResult(n, "built", total, time.perf_counter() - s0, mem.peak / 2**20)
         r.days = len(todo)
         self.new_paths[n] = (schema, fp, total, r.seconds)
         return r
 
+    def _partition_plan(self, n: str) -> tuple[dict[str, str], dict[str, set[str]] | None, str, str]:
+        """(partition -> fingerprint, partition -> source dates (None: over events), context, names).
+
+        Over events: the event dates' fingerprints; the context holds the code, parameters and event
+        columns; ``names`` the other inputs' fingerprints (recorded for username-attributed dates only).
+        Over partitioned models: ``incremental.derived_parts`` of their partitions as this build left
+        them; the context also holds the inputs' and the other models' fingerprints."""
+        m = D.MODELS[n]
+        events_in = [i for i in m.inputs if i in EVENT_TABLES]
+        sources = [d for d in m.deps if D.MODELS[d].partition]
+        if bool(events_in) == bool(sources):
+            raise BuildError(f"model {n}: a partitioned model reads either events or partitioned models")
+        base = (_code_version(), n, self.params.fingerprint() if m.uses_params else "")
+        if events_in:
+            context = _hash(*base, {i: sorted((catalog_columns(self.con, i) or {}).items()) for i in events_in})
+            names = _hash({i: self.in_fp[i] for i in sorted(m.inputs) if i not in EVENT_TABLES})
+            return self.days, None, context, names
+        keys, members = inc.derived_parts({s: {d: sig for d, (sig, _) in self.part_state[s].items()}
+                                           for s in sources}, m.grain)
+        context = _hash(*base, m.grain, {i: self.in_fp[i] for i in sorted(m.inputs)},
+                        {d: self.fps[d] for d in m.deps if d not in sources})
+        return keys, members, context, ""
+
+    def _remember(self, n: str, kept: dict[str, inc.StoredPart], rows: list[inc.PartRow], schema: Path) -> None:
+        """A partitioned model's partitions as this build leaves them (what the models over it read)."""
+        root = self.lake.root
+        state = {d: (inc.signature(sp.fingerprint, sp.context, sp.names), [str(root / p) for p in sp.paths])
+                 for d, sp in kept.items()}
+        for r in rows:
+            sig, files = state.setdefault(r.day, (inc.signature(r.fingerprint, r.context, r.names), []))
+            if r.path:
+                files.append(str(root / r.path))
+        self.part_state[n] = state
+        self.schema_path[n] = str(schema)
+        self.current[n] = sorted(f for _, fs in state.values() for f in fs) or [str(schema)]
 
     def _schema_file(self, n: str, sql: str, reuse: str | None) -> Path:
         """The zero-row file giving a partitioned model's schema: the recorded one while the context

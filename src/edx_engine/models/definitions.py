@@ -94,17 +94,26 @@ class Model:
     # with value d are computed from the events of event_date d alone, and from the other inputs
     # only through username attribution (``event_users``). models/build.py then recomputes only the
     # dates whose events changed (docs/indicators.md "Incremental maintenance").
+    # A model that reads no events but date-partitioned models (``deps``) can be partitioned too: its
+    # rows with value v are computed from the source partitions of the dates whose ``grain`` is v
+    # alone ("day": the date, "week": its ISO week's Monday, "month": its month's first day), and from
+    # its ``inputs`` (any change of those recomputes every partition).
     partition: str | None = None
+    grain: str = "day"
 
 
+GRAINS = ("day", "week", "month")
 MODELS: dict[str, Model] = {}
 
 
 def model(name: str, inputs=(), deps=(), doc: str = "", uses_params: bool = True, uses_built_at: bool = False,
-          partition: str | None = None):
+          partition: str | None = None, grain: str = "day"):
+    if grain not in GRAINS:
+        raise ValueError(f"model {name}: grain must be one of {GRAINS}, not {grain!r}")
+
     def deco(fn):
         MODELS[name] = Model(name, tuple(inputs), tuple(deps), fn, doc or (fn.__doc__ or "").strip(),
-                             uses_params, uses_built_at, partition)
+                             uses_params, uses_built_at, partition, grain)
         return fn
     return deco
 
@@ -318,7 +327,24 @@ def chapter_activity(t: Tables) -> tuple[ir.Table, ir.Table]:
     return per, ch.group_by(ch.course_id.name("n_course_id")).aggregate(chapters_viewed=ch.count())
 
 
-@model("person_course", deps=("learner_day", "courses"),
+@model("learner_month", deps=("learner_day",), uses_params=False, partition="month", grain="month")
+def learner_month(t: Tables, p: Params) -> ir.Table:
+    """``learner_day`` rolled up per course, learner and month (staff included): sums, active days, first
+    and last event. learner_day has one row per (course, learner, date), so a month's days are counted
+    with ``count`` (no distinct needed) and a learner's days over all time are the sum of the months'."""
+    ld = t.learner_day
+    dated = ld.date.notnull()  # nunique over dates ignores NULL: so do the counts
+    month = ld.date.cast("timestamp").truncate("M").date()
+    return ld.group_by(["course_id", "user_id", month.name("month")]).aggregate(
+        nevents=isum(ld.nevents), ndays_act=ld.count(where=dated & (ld.nevents > 0)),
+        nevents_all=isum(ld.nevents_all), ndays_act_all=ld.count(where=dated),
+        first_event=ld.first_event.min(), last_event=ld.last_event.max(),
+        nplay_video=isum(ld.nplay_video), nplay_video_all=isum(ld.nplay_video_all),
+        nproblem_check=isum(ld.nproblem_check), nproblem_check_server=isum(ld.nproblem_check_server),
+    )
+
+
+@model("person_course", deps=("learner_month", "courses"),
        inputs=("student_courseenrollment", "auth_user", "auth_userprofile", "certificates_generatedcertificate",
                "courseware_studentmodule", "course_structure", "forum", "user_location", "student_courseaccessrole"))
 def person_course(t: Tables, p: Params) -> ir.Table:
@@ -337,13 +363,13 @@ def person_course(t: Tables, p: Params) -> ir.Table:
 
     sma, viewed_chapters = chapter_activity(t)
 
-    ld = t.learner_day
-    eva = ld.group_by([ld.course_id.name("v_course_id"), ld.user_id.name("v_user_id")]).aggregate(
-        nevents=isum(ld.nevents), ndays_act=ld.date.nunique(where=ld.nevents > 0),
-        nevents_all=isum(ld.nevents_all), ndays_act_all=ld.date.nunique(),
-        first_event=ld.first_event.min(), last_event=ld.last_event.max(),
-        nplay_video=isum(ld.nplay_video), nplay_video_all=isum(ld.nplay_video_all),
-        nproblem_check=isum(ld.nproblem_check), nproblem_check_server=isum(ld.nproblem_check_server),
+    lm = t.learner_month  # month rollups of learner_day: their sums, counts, min/max give the same values
+    eva = lm.group_by([lm.course_id.name("v_course_id"), lm.user_id.name("v_user_id")]).aggregate(
+        nevents=isum(lm.nevents), ndays_act=isum(lm.ndays_act),
+        nevents_all=isum(lm.nevents_all), ndays_act_all=isum(lm.ndays_act_all),
+        first_event=lm.first_event.min(), last_event=lm.last_event.max(),
+        nplay_video=isum(lm.nplay_video), nplay_video_all=isum(lm.nplay_video_all),
+        nproblem_check=isum(lm.nproblem_check), nproblem_check_server=isum(lm.nproblem_check_server),
     )
 
     f = t.forum.filter(lambda s: s.author_id.notnull())
@@ -583,15 +609,17 @@ def enrolment_daily(t: Tables, p: Params) -> ir.Table:
         enrollments=isum(u.enrollments), activations=isum(u.activations), deactivations=isum(u.deactivations))
 
 
-@model("activity_daily", deps=("learner_day",), inputs=("auth_user", "student_courseaccessrole"))
+@model("activity_daily", deps=("learner_day",), inputs=("auth_user", "student_courseaccessrole"), partition="date")
 def activity_daily(t: Tables, p: Params) -> ir.Table:
-    """Per course and day: learners with at least one event, and their events."""
+    """Per course and day: learners with at least one event, and their events. learner_day has one row
+    per (course, learner, date): the day's learners are its rows (``count``, no distinct needed)."""
     ld = own_days(t, p)
-    return ld.group_by(["course_id", "date"]).aggregate(active_learners=ld.user_id.nunique(),
+    return ld.group_by(["course_id", "date"]).aggregate(active_learners=ld.count(),
                                                          nevents=isum(ld.nevents_own))
 
 
-@model("activity_weekly", deps=("learner_day",), inputs=("auth_user", "student_courseaccessrole"))
+@model("activity_weekly", deps=("learner_day",), inputs=("auth_user", "student_courseaccessrole"),
+       partition="week", grain="week")
 def activity_weekly(t: Tables, p: Params) -> ir.Table:
     """Per course and ISO week (Monday): learners with at least one event that week, and their events."""
     ld = own_days(t, p)

@@ -13,12 +13,22 @@ A model with ``partition`` (definitions.py) is stored as one Parquet file per ev
   have events attributed through their username alone (``username_days``): a new package
   recomputes those dates only.
 
+A model computed from date-partitioned models rather than from events (``activity_daily`` by date,
+``activity_weekly`` by week, ``learner_month`` by month: ``grain`` in definitions.py) is kept the
+same way. Its partition ``v`` is made from the source partitions of the dates whose grain is ``v``
+(``part_of``), so its ``fingerprint`` hashes those source partitions' recorded fingerprints, contexts
+and names (``signature``: whatever made a source partition change changes it); its ``context`` also
+holds the fingerprints of its non-event inputs (the staff filter's ``auth_user`` and
+``student_courseaccessrole``): a new package recomputes all its partitions, a new day only those of
+the dates that day changed.
+
 ``_edx_models`` keeps one row per model as for the others; its ``path`` is a zero-row file with the
 model's schema (what ``models.<name>`` reads while the model has no partition).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -67,6 +77,35 @@ def event_days(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     rows = con.execute(f"SELECT CAST(event_date AS VARCHAR), count(*), CAST(sum(hash({keys})) AS VARCHAR) "
                        f"FROM events GROUP BY 1").fetchall()
     return {d or NULL_DAY: _hash(n, h) for d, n, h in rows}
+
+
+def part_of(day: str, grain: str) -> str:
+    """The partition (ISO text) a source date ``day`` falls in at ``grain``: the date itself ("day"),
+    the Monday of its ISO week ("week", as ``definitions.weeks``), the first of its month ("month")."""
+    if day == NULL_DAY or grain == "day":
+        return day
+    d = dt.date.fromisoformat(day)
+    d = d - dt.timedelta(days=d.weekday()) if grain == "week" else d.replace(day=1)
+    return d.isoformat()
+
+
+def signature(fingerprint: str, context: str, names: str | None) -> str:
+    """What a recorded partition was computed from, in one value (a derived partition hashes these)."""
+    return _hash(fingerprint, context, names)
+
+
+def derived_parts(sources: dict[str, dict[str, str]], grain: str) -> tuple[dict[str, str], dict[str, set[str]]]:
+    """(partition -> fingerprint, partition -> its source dates) of a model over partitioned models.
+
+    ``sources``: source model -> date -> ``signature`` of its partition now (after this build's
+    changes). A partition's fingerprint hashes the signatures of its dates in every source."""
+    members: dict[str, set[str]] = {}
+    for parts in sources.values():
+        for d in parts:
+            members.setdefault(part_of(d, grain), set()).add(d)
+    fps = {p: _hash(sorted((m, d, sources[m][d]) for m in sorted(sources) for d in ds if d in sources[m]))
+           for p, ds in members.items()}
+    return fps, members
 
 
 def day_filter(days: list[str]) -> str:
