@@ -189,10 +189,12 @@ def with_retries(conf: S3Settings, what: str, fn: Callable[[], T], sleep: Callab
 # -- the client -------------------------------------------------------------------------------
 
 def make_client(conf: S3Settings):
-    import boto3
+    """An S3 client from botocore's session (boto3's credential chain and configuration, without boto3
+    itself, whose S3 transfer layer we do not use: ~0.1 s less per sync)."""
+    import botocore.session
     from botocore.config import Config
 
-    session = boto3.session.Session(profile_name=conf.profile) if conf.profile else boto3.session.Session()
+    session = botocore.session.Session(profile=conf.profile) if conf.profile else botocore.session.Session()
     bconf = Config(
         retries={"max_attempts": 1 + min(2, conf.retries), "mode": "standard"},
         connect_timeout=conf.connect_timeout, read_timeout=conf.read_timeout,
@@ -203,9 +205,9 @@ def make_client(conf: S3Settings):
         kwargs["endpoint_url"] = conf.endpoint_url
     if conf.region:
         kwargs["region_name"] = conf.region
-    elif not session.region_name:
+    elif not session.get_config_variable("region"):
         kwargs["region_name"] = "us-east-1"
-    return session.client("s3", **kwargs)
+    return session.create_client("s3", **kwargs)
 
 
 def _strip_etag(etag: str | None) -> str:

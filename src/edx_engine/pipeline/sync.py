@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .. import _hooks as testhooks
 from ..config import Settings
@@ -19,15 +19,16 @@ from ..decrypt import DecryptError, gpg_session
 from ..fetch.s3 import DownloadCorrupt, FetchError, ObjectChanged, RemoteObject, S3Error, S3Fetcher, local_path_for
 from ..fetch.sync import (GIVE_UP_AFTER, Planned, SyncNote, SyncResult, _files_failed, _unlink, _url,  # noqa: F401
                           _without_object, failure_line)
-from ..ingest.events import EventsSummary
-from ..ingest.exports import ImportSummary
 from ..ingest.sources import SourceError
 from ..store import catalog
 from ..store.lake import Lake, StoreBusy
 from ..clock import now
 from ..store.ledger import Entry, Ledger
-from .import_run import import_paths
 
+if TYPE_CHECKING:  # the importers (pyarrow, numpy, ...) are loaded by the first import: a sync with
+    # nothing new never loads them
+    from ..ingest.events import EventsSummary
+    from ..ingest.exports import ImportSummary
 
 ImportFn = Callable[[Settings, list[Path], dict[Path, str]], tuple["ImportSummary | None", "EventsSummary | None"]]
 
@@ -352,6 +353,8 @@ class Syncer:
 
 def _default_import(settings: Settings, paths: list[Path], labels: dict[Path, str]
                     ) -> tuple[ImportSummary | None, EventsSummary | None]:
+    from .import_run import import_paths
+
     return import_paths(settings, paths, labels=labels)
 
 
