@@ -211,7 +211,7 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
     """Build the changed models (every model with ``force``); see the module docstring.
 
     Models kept by date partition go first and recompute only their changed dates
-    (models/incremental.py); then ``course_info`` is read (its event courses from ``course_day``)
+    (models/incremental.py); then ``course_info`` is read (its event courses from ``course_month``)
     and the other models are rebuilt when their fingerprint changed. Everything is switched in one
     catalog transaction at the end: a build killed before leaves the previous models readable."""
     if not lake.catalog_path.exists():
@@ -344,8 +344,9 @@ class _DuckRun:
         return self.info
 
     def _event_courses(self) -> set[str] | None:
-        """Courses the events' context names, from ``course_day`` (when built: it is, before ``courses``)."""
-        files = self.current.get("course_day")
+        """Courses the events' context names, from ``course_month`` (a dozen files a year) or else
+        ``course_day`` (when built: they are, before ``courses``)."""
+        files = self.current.get("course_month") or self.current.get("course_day")
         if not files:
             return None
         return {r[0] for r in self.con.execute(

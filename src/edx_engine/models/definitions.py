@@ -235,6 +235,11 @@ def weeks(d: ir.DateValue) -> ir.DateValue:
     return d.cast("timestamp").truncate("W").date()
 
 
+def months(d: ir.DateValue) -> ir.DateValue:
+    """First day of the month."""
+    return d.cast("timestamp").truncate("M").date()
+
+
 # --- course registry --------------------------------------------------------------------------------
 
 @model("learner_day", inputs=("events", "auth_user"), uses_params=False, partition="date")
@@ -277,16 +282,26 @@ def course_day(t: Tables, p: Params) -> ir.Table:
                                                                             nevents_context=ev.count(where=ctx))
 
 
+@model("course_month", deps=("course_day",), uses_params=False, partition="month", grain="month")
+def course_month(t: Tables, p: Params) -> ir.Table:
+    """``course_day`` per course and month: its first and last event day, events, events whose context
+    named the course (what ``courses`` and the course registry read: a dozen files a year, not 365)."""
+    cd = t.course_day
+    return cd.group_by(["course_id", months(cd.date).name("month")]).aggregate(
+        first_event_day=cd.date.min(), last_event_day=cd.date.max(), nevents=isum(cd.nevents),
+        nevents_context=isum(cd.nevents_context))
+
+
 @model("courses", inputs=("course_info", "student_courseenrollment", "course_structure", "auth_user",
-                          "student_courseaccessrole"), deps=("course_day",))
+                          "student_courseaccessrole"), deps=("course_month",))
 def courses(t: Tables, p: Params) -> ir.Table:
     """Course registry merged with the package: one row per course known anywhere."""
     ci = t.course_info
     enr = without_staff(t, p, t.student_courseenrollment)
     learners = enr.group_by("course_id").aggregate(learners=enr.user_id.nunique())
-    cd = t.course_day
-    cover = cd.group_by("course_id").aggregate(first_event_day=cd.date.min(), last_event_day=cd.date.max(),
-                                               nevents=isum(cd.nevents))
+    cm = t.course_month
+    cover = cm.group_by("course_id").aggregate(first_event_day=cm.first_event_day.min(),
+                                               last_event_day=cm.last_event_day.max(), nevents=isum(cm.nevents))
     cs = t.course_structure
     chapters = cs.filter(cs.category == "chapter").group_by("course_id").aggregate(nchapters=cs.block_id.nunique())
     j = ci.left_join(learners, ci.course_id == learners.course_id).drop("course_id_right")
@@ -334,8 +349,7 @@ def learner_month(t: Tables, p: Params) -> ir.Table:
     with ``count`` (no distinct needed) and a learner's days over all time are the sum of the months'."""
     ld = t.learner_day
     dated = ld.date.notnull()  # nunique over dates ignores NULL: so do the counts
-    month = ld.date.cast("timestamp").truncate("M").date()
-    return ld.group_by(["course_id", "user_id", month.name("month")]).aggregate(
+    return ld.group_by(["course_id", "user_id", months(ld.date).name("month")]).aggregate(
         nevents=isum(ld.nevents), ndays_act=ld.count(where=dated & (ld.nevents > 0)),
         nevents_all=isum(ld.nevents_all), ndays_act_all=ld.count(where=dated),
         first_event=ld.first_event.min(), last_event=ld.last_event.max(),
@@ -592,15 +606,24 @@ def enrolment_day(t: Tables, p: Params) -> ir.Table:
                    deactivations=ev.count(where=ev.event_type == ENROLL_DEACTIVATED))
 
 
+@model("enrolment_month", deps=("enrolment_day",), uses_params=False, partition="month", grain="month")
+def enrolment_month(t: Tables, p: Params) -> ir.Table:
+    """``enrolment_day`` per month of the event date (``month``), course, enrolment day, mode and learner:
+    activations and deactivations (what ``enrolment_daily`` reads: a dozen files a year, not 365)."""
+    ed = t.enrolment_day
+    return ed.group_by(["course_id", months(ed.date).name("month"), "enrol_date", "mode", "user_id"]).aggregate(
+        activations=isum(ed.activations), deactivations=isum(ed.deactivations))
+
+
 @model("enrolment_daily", inputs=("student_courseenrollment", "auth_user", "student_courseaccessrole"),
-       deps=("enrolment_day",))
+       deps=("enrolment_month",))
 def enrolment_daily(t: Tables, p: Params) -> ir.Table:
     """Per course, day and mode: enrolments (snapshot `created`), activations / deactivations (events)."""
     e = without_staff(t, p, enrolments(t).filter(lambda s: s.created.notnull()))
     snap = e.group_by(["course_id", e.created.date().name("date"), clean(e.mode, lower=True).name("mode")]) \
         .aggregate(enrollments=e.count()).mutate(activations=ibis.literal(0, "int64"),
                                                  deactivations=ibis.literal(0, "int64"))
-    ed = without_staff(t, p, t.enrolment_day)
+    ed = without_staff(t, p, t.enrolment_month)
     evs = ed.select("course_id", "mode", "activations", "deactivations", date=ed.enrol_date,
                     enrollments=ibis.literal(0, "int64"))
     cols = ["course_id", "date", "mode", "enrollments", "activations", "deactivations"]
@@ -646,10 +669,19 @@ def video_day(t: Tables, p: Params) -> ir.Table:
         plays=ev.count(where=play), completions=ev.count(where=done), nevents=ev.count())
 
 
-@model("video_summary", inputs=("auth_user", "student_courseaccessrole"), deps=("video_day",))
+@model("video_month", deps=("video_day",), uses_params=False, partition="month", grain="month")
+def video_month(t: Tables, p: Params) -> ir.Table:
+    """``video_day`` per course, video, learner and month: plays, completions, events (what
+    ``video_summary`` reads: a learner has a day with plays iff a month with plays)."""
+    vd = t.video_day
+    return vd.group_by(["course_id", "video_id", "user_id", months(vd.date).name("month")]).aggregate(
+        plays=isum(vd.plays), completions=isum(vd.completions), nevents=isum(vd.nevents))
+
+
+@model("video_summary", inputs=("auth_user", "student_courseaccessrole"), deps=("video_month",))
 def video_summary(t: Tables, p: Params) -> ir.Table:
     """Per course and video: viewers, plays, learners who completed it, completion rate."""
-    vd = without_staff(t, p, t.video_day)
+    vd = without_staff(t, p, t.video_month)
     a = vd.group_by(["course_id", "video_id"]).aggregate(
         learners=vd.user_id.nunique(), viewers=vd.user_id.nunique(where=vd.plays > 0), plays=isum(vd.plays),
         completers=vd.user_id.nunique(where=vd.completions > 0), nevents=isum(vd.nevents))
@@ -677,10 +709,26 @@ def problem_day(t: Tables, p: Params) -> ir.Table:
                     first_success=j.first_success)
 
 
-@model("problem_summary", inputs=("auth_user", "student_courseaccessrole"), deps=("problem_day",))
+@model("problem_month", deps=("problem_day",), uses_params=False, partition="month", grain="month")
+def problem_month(t: Tables, p: Params) -> ir.Table:
+    """``problem_day`` per course, problem, learner and month: submissions, correct ones, and the month's
+    first submission (the earliest of its days' first submissions: same order as ``problem_summary``)."""
+    pd = t.problem_day.mutate(month=months(t.problem_day.date))
+    keys = ["course_id", "problem_id", "user_id", "month"]
+    first = first_per(pd, keys, [pd.first_time, pd.first_event_id])
+    first = first.select(f_course_id="course_id", f_problem_id="problem_id", f_user_id="user_id", f_month="month",
+                         first_time="first_time", first_event_id="first_event_id", first_success="first_success")
+    a = pd.group_by(keys).aggregate(submissions=isum(pd.submissions), ncorrect=isum(pd.ncorrect))
+    j = a.join(first, (a.course_id == first.f_course_id) & (a.problem_id == first.f_problem_id)
+               & (a.user_id == first.f_user_id) & (a.month == first.f_month))  # problem_day has no NULL date
+    return j.select("course_id", "problem_id", "user_id", "month", "submissions", "ncorrect", "first_time",
+                    "first_event_id", "first_success")
+
+
+@model("problem_summary", inputs=("auth_user", "student_courseaccessrole"), deps=("problem_month",))
 def problem_summary(t: Tables, p: Params) -> ir.Table:
     """Per course and problem (server problem_check events): submissions, learners, first-attempt correctness."""
-    pd = without_staff(t, p, t.problem_day)
+    pd = without_staff(t, p, t.problem_month)
     first = first_per(pd, ["course_id", "problem_id", "user_id"], [pd.first_time, pd.first_event_id])
     fa = first.group_by([first.course_id.name("f_course_id"), first.problem_id.name("f_problem_id")]).aggregate(
         first_attempt_correct=first.count(where=first.first_success == "correct"))
