@@ -248,13 +248,16 @@ class _DuckRun:
         con.execute("SET python_enable_replacements = false")  # as ibis sets it: names are catalog names only
         self.fps: dict[str, str] = {n: f for n, (_, f) in self.stored.items()}
         self.current: dict[str, list[str]] = {n: [str(lake.root / p)] for n, (p, _) in self.stored.items()}
+        root = str(lake.root) + os.sep
         for n, ps in catalog.model_part_paths(con).items():
             if n in self.current and ps:
-                self.current[n] = [str(lake.root / p) for p in ps]
+                self.current[n] = [root + p for p in ps]
         self.info: pa.Table | None = None
         self.new_paths: dict[str, tuple[Path, str, int, float]] = {}
         self.parts: dict[str, inc.PartsUpdate] = {}
         self._name_days: set[str] | None = None
+        self.columns = all_catalog_columns(con)
+        self._in_sql: dict[str, str] = {}
         self.part_state: dict[str, dict[str, tuple[str, list[str]]]] = {}  # model -> part -> (signature, files)
         self.schema_path: dict[str, str] = {}
         self._name_checked: set[str] = set()
@@ -276,9 +279,10 @@ class _DuckRun:
             self.con.register(PLACEHOLDER + name, self.course_info())
             return
         if name in EVENT_TABLES:
-            sql = inc.restricted_sql(self.con, name, days)
+            sql = self._input_sql(name)
+            sql = sql if days is None else f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
         elif name in INPUTS:
-            sql = input_sql(self.con, name)
+            sql = self._input_sql(name)
         elif days is not None and name in self.part_state:
             parts = self.part_state[name]
             files = sorted(f for d in days if d in parts for f in parts[d][1]) or [self.schema_path[name]]
@@ -286,6 +290,12 @@ class _DuckRun:
         else:
             sql = f"SELECT * FROM read_parquet({views.sql_list(self.current[name])})"
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {q(PLACEHOLDER + name)} AS {sql}")
+
+    def _input_sql(self, name: str) -> str:
+        """``input_sql`` of an input, made once per build (the catalog does not change during one)."""
+        if name not in self._in_sql:
+            self._in_sql[name] = input_sql(self.con, name, self.columns)
+        return self._in_sql[name]
 
     def model_sql(self, n: str, days: list[str] | None = None) -> str:
         """The SQL of model ``n`` over the placeholders, which it binds: from the cache when its key is
@@ -443,7 +453,7 @@ class _DuckRun:
             raise BuildError(f"model {n}: a partitioned model reads either events or partitioned models")
         base = (_code_version(), n, self.params.fingerprint() if m.uses_params else "")
         if events_in:
-            context = _hash(*base, {i: sorted((catalog_columns(self.con, i) or {}).items()) for i in events_in})
+            context = _hash(*base, {i: sorted((self.columns.get(i) or {}).items()) for i in events_in})
             names = _hash({i: self.in_fp[i] for i in sorted(m.inputs) if i not in EVENT_TABLES})
             return self.days, None, context, names
         keys, members = inc.derived_parts({s: {d: sig for d, (sig, _) in self.part_state[s].items()}
@@ -454,13 +464,13 @@ class _DuckRun:
 
     def _remember(self, n: str, kept: dict[str, inc.StoredPart], rows: list[inc.PartRow], schema: Path) -> None:
         """A partitioned model's partitions as this build leaves them (what the models over it read)."""
-        root = self.lake.root
-        state = {d: (inc.signature(sp.fingerprint, sp.context, sp.names), [str(root / p) for p in sp.paths])
+        root = str(self.lake.root) + os.sep  # string joins: thousands of partitions after a few years
+        state = {d: (inc.signature(sp.fingerprint, sp.context, sp.names), [root + p for p in sp.paths])
                  for d, sp in kept.items()}
         for r in rows:
             sig, files = state.setdefault(r.day, (inc.signature(r.fingerprint, r.context, r.names), []))
             if r.path:
-                files.append(str(root / r.path))
+                files.append(root + r.path)
         self.part_state[n] = state
         self.schema_path[n] = str(schema)
         self.current[n] = sorted(f for _, fs in state.values() for f in fs) or [str(schema)]

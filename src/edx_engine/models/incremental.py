@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,11 +185,12 @@ def plan(days: dict[str, str], stored: dict[str, StoredPart], context: str, name
     """(dates to recompute, dates to remove): new, changed, built under another context, attributed
     through usernames under other packages, or whose file is missing."""
     todo = []
+    base = str(root) + os.sep
     for d, fp in sorted(days.items()):
         s = stored.get(d)
         if (full or s is None or s.fingerprint != fp or s.context != context
                 or (s.names is not None and s.names != names)
-                or any(not (root / p).exists() for p in s.paths)):
+                or any(not os.path.exists(base + p) for p in s.paths)):
             todo.append(d)
     return todo, sorted(d for d in stored if d not in days)
 

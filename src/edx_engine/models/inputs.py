@@ -124,10 +124,11 @@ def _event_course_sql(have: dict[str, str]) -> str:
             "ELSE course_id END")
 
 
-def input_sql(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    """A DuckDB SELECT giving exactly the INPUTS columns of ``name``, typed; empty if absent."""
+def input_sql(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, dict[str, str]] | None = None) -> str:
+    """A DuckDB SELECT giving exactly the INPUTS columns of ``name``, typed; empty if absent.
+    ``columns``: ``all_catalog_columns`` when the caller has it (saves a query of information_schema)."""
     spec = INPUTS[name]
-    have = catalog_columns(con, name)
+    have = columns.get(name) if columns is not None else catalog_columns(con, name)
     if have is None:
         return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in spec.items()) + " WHERE false"
     cols = []

@@ -9,6 +9,7 @@ were resolved against. No stage registers anything here: this module is the one 
 
 from __future__ import annotations
 
+import os
 import re
 
 from pathlib import Path
@@ -201,6 +202,15 @@ def model_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     date partitions when it is kept by partition (``_edx_model_parts``); the schema always exists."""
     con.execute("CREATE SCHEMA IF NOT EXISTS models")
     parts = catalog.model_part_paths(con)
+    dirs: dict[str, str] = {}
+
+    def resolved(f: str) -> str:
+        """``(root / f).resolve()``, resolving each directory once (thousands of partition files)."""
+        head, tail = os.path.split(f)
+        if head not in dirs:
+            dirs[head] = str((root / head).resolve())
+        return os.path.join(dirs[head], tail)
+
     for name, p in catalog.named_paths(con, "_edx_models"):
-        files = [str((root / f).resolve()) for f in parts.get(name) or []] or [str((root / p).resolve())]
+        files = [resolved(f) for f in parts.get(name) or []] or [str((root / p).resolve())]
         con.execute(f"CREATE OR REPLACE VIEW models.{_ident(name)} AS SELECT * FROM read_parquet({sql_list(files)})")
