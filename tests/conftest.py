@@ -21,6 +21,11 @@ os.environ["COLUMNS"] = "200"
 # start (they inherit the environment; those that drop EDX_ENGINE_* variables keep this one). Entries are
 # keyed by content and written atomically, so concurrent workers share it safely.
 os.environ.setdefault("EDX_ENGINE_SQL_CACHE", str(Path(tempfile.gettempdir()) / f"edx-engine-sql-cache-{os.getuid()}"))
+# The tests' Spark JVMs (the shared session, and those a CLI run or a subprocess starts: they inherit this)
+# run many tiny queries: the C2 JIT and the parallel GC cost more CPU than they save there. C1 only and the
+# serial GC halved the Spark tests' JVM CPU (129 -> 63 CPU-s, same tests). Users' Spark keeps its defaults.
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS",
+                      '--driver-java-options "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC" pyspark-shell')
 
 
 def _gpg(home: Path, *args: str, passphrase: str | None = None) -> str:
