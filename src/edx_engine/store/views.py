@@ -142,8 +142,13 @@ def quarantine_view(con: duckdb.DuckDBPyConnection, base: str) -> None:
     con.execute(f"CREATE OR REPLACE VIEW quarantine AS {sql}")
 
 
-def event_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
+def event_views(con: duckdb.DuckDBPyConnection, base: str, families: bool = True) -> None:
     """(Re)create ``events``, ``events_all`` and the family views.
+
+    ``families=False`` (an events commit): the family views are only created where missing. They
+    select from ``events`` by name, so a new ``events`` needs no new family view, and creating one
+    binds ``events``, i.e. reads the footer of every part of the store (9 binds per commit took
+    0.66 of a small day's 1.0 s in a store of 200 days).
 
     A catalog whose ``events`` is a table of its own (hand-made test fixtures, an analyst's own
     load) keeps it: a view never replaces a table."""
@@ -172,7 +177,11 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
         ev_sql = f"SELECT {empty} WHERE false"
     con.execute(f"CREATE OR REPLACE VIEW events_all AS {all_sql}")
     con.execute(f"CREATE OR REPLACE VIEW events AS {ev_sql}")
+    have = set() if families else {r[0] for r in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal").fetchall()}
     for view, (where, extra) in FAMILIES.items():
+        if view in have:
+            continue
         ex = ", ".join(f"{expr} AS {name}" for name, expr in extra)
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {ex} FROM events WHERE {where}")
 
