@@ -125,7 +125,7 @@ def test_garbage_is_collected_once_per_run_and_replaced_parts_go(tmp_path, monke
     data = tmp_path / "store"
     calls = []
     collect = Lake.collect_garbage
-    monkeypatch.setattr(Lake, "collect_garbage", lambda self: (calls.append(1), collect(self))[1])
+    monkeypatch.setattr(Lake, "collect_garbage", lambda self, con=None: (calls.append(1), collect(self, con))[1])
     assert len(_import(data, *paths).loaded) == 3
     assert len(calls) == 1  # was one per file
     calls.clear()

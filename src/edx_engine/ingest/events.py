@@ -335,6 +335,73 @@ class _QuarantineWriter(QuarantineWriter):
         super().add(rejects)
 
 
+# -- decryption ahead of parsing ----------------------------------------------------------
+class _Opened:
+    """A file's plaintext stream whose decryption was started ahead of its turn (gpg unlocks the
+    key, writes a pipe's worth and waits)."""
+
+    def __init__(self, src: Source, gpg: GpgSettings):
+        self._cm = src.open(gpg)
+        self.stream = self._cm.__enter__()
+
+    def __enter__(self):
+        return self.stream
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._cm.__exit__(*exc)
+
+    def abandon(self) -> None:
+        """Not needed after all: stop its gpg."""
+        with contextlib.suppress(BaseException):
+            self._cm.__exit__(_Abandoned, _Abandoned(), None)
+
+
+class _Abandoned(BaseException):
+    """Thrown into a decryption started ahead to stop it."""
+
+
+class _Ahead:
+    """At most one encrypted file's decryption started ahead of its turn, so that the S2K unlock
+    of its key (0.1 to 0.5 s per file, in gpg-agent) overlaps the work before it (the catalog's
+    preparation, the previous file's parse and commit). Only a guess: a file started ahead that
+    turns out unchanged is stopped (one unlock spent for nothing, never a wrong result)."""
+
+    def __init__(self, gpg: GpgSettings):
+        self.gpg = gpg
+        self.started: dict[int, _Opened] = {}
+
+    def start(self, src: Source) -> None:
+        if not src.encrypted or id(src) in self.started or self.started:
+            return
+        try:
+            self.started[id(src)] = _Opened(src, self.gpg)
+        except Exception:  # noqa: BLE001 - its turn opens it again and reports what is wrong
+            pass
+
+    def take(self, src: Source) -> _Opened | None:
+        return self.started.pop(id(src), None)
+
+    def drop(self, src: Source) -> None:
+        opened = self.started.pop(id(src), None)
+        if opened is not None:
+            opened.abandon()
+
+    def close(self) -> None:
+        for opened in self.started.values():
+            opened.abandon()
+        self.started.clear()
+
+
+def _next_to_import(sources: list[Source], i: int, known: "_Sources") -> Source | None:
+    """The file after ``i`` when it is encrypted and will probably be imported (not already in the
+    store); one look-up per file, so a long run of unchanged files costs nothing more."""
+    if i + 1 >= len(sources) or not sources[i + 1].encrypted:
+        return None
+    src = sources[i + 1]
+    _key, _origin, same, _how = known.identify(src)
+    return src if same is None or not src.fingerprint or same.fingerprint != src.fingerprint else None
+
+
 # -- import -------------------------------------------------------------------------------
 def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress: Any = None,
                   workers: int | None = None, limits: EventLimits | None = None,
@@ -351,6 +418,18 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
     t0 = time.perf_counter()
     summary = EventsSummary()
     sources = [s for s in sources]
+    ahead = _Ahead(gpg)
+    try:
+        if sources:
+            ahead.start(sources[0])  # its key unlocks while the catalog is read (a guess: see _Ahead)
+        return _import_all(lake, sources, gpg, progress, workers, limits, on_file, summary, t0, ahead)
+    finally:
+        ahead.close()
+
+
+def _import_all(lake: Lake, sources: list[Source], gpg: GpgSettings, progress: Any, workers: int | None,
+                limits: EventLimits, on_file: Callable[[EventsFileResult], None] | None, summary: EventsSummary,
+                t0: float, ahead: "_Ahead") -> EventsSummary:
     lake.init()
     with lake.connect() as con:
         ensure_catalog(con)
@@ -372,17 +451,26 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
         pool = ParsePool(workers)
     else:
         pool = _DuckEngine(workers)
+    collected = False
     try:
-        for src in sources:
+        for i, src in enumerate(sources):
             key, origin, same, how = known.identify(src)
             if same is not None and src.fingerprint and same.fingerprint == src.fingerprint:
+                ahead.drop(src)
                 res = EventsFileResult(src.label, "unchanged", source_key=key, message="already imported" + (
                     f" (the same bytes, from {same.label})" if same.label != src.label else ""))
                 _log(lake, src, res, adopt=(key, origin) if how == "legacy" else None)
             else:
-                res = _import_one(lake, src, key, origin, gpg, pool, progress, overall, done_bytes, limits)
+                opened = ahead.take(src)
+                nxt = _next_to_import(sources, i, known)
+                if nxt is not None:  # its key unlocks while this file is parsed and committed
+                    ahead.start(nxt)
+                last = i == len(sources) - 1  # collect through its commit: no connection of its own
+                res = _import_one(lake, src, key, origin, gpg, pool, progress, overall, done_bytes, limits,
+                                  opened=opened, collect=last)
                 if res.status == "loaded":
                     known.loaded(key, origin, src)
+                    collected = last
             summary.files.append(res)
             done_bytes += src.size
             if progress is not None:
@@ -391,7 +479,7 @@ def import_events(lake: Lake, sources: list[Source], gpg: GpgSettings, progress:
                 on_file(res)
     finally:
         pool.close()
-    if summary.loaded:  # replaced parts: once per run, not per file (it walks the whole lake)
+    if summary.loaded and not collected:  # replaced parts: once per run, not per file (it walks the whole lake)
         _collect_garbage(lake)
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -514,7 +602,8 @@ class _Staged:
 
 
 def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings, pool, progress, overall,
-                done_before: int, limits: EventLimits) -> EventsFileResult:
+                done_before: int, limits: EventLimits, opened: "_Opened | None" = None,
+                collect: bool = False) -> EventsFileResult:
     t0 = time.perf_counter()
     task = (progress.add_task(Path(src.label).name[-48:], total=max(1, src.size), unit="B")
             if progress is not None else None)
@@ -524,7 +613,7 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
             progress.update(task, completed=n)
             progress.update(overall, completed=done_before + n)
 
-    staged = _stage_one(lake, src, key, gpg, pool, limits, tick)
+    staged = _stage_one(lake, src, key, gpg, pool, limits, tick, opened=opened)
     res = staged.res
     if res.status == "failed":
         res.seconds = time.perf_counter() - t0
@@ -533,7 +622,7 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
             progress.remove_task(task)
         return res
     try:
-        res.duplicates = _commit(lake, src, key, origin, staged.parts, staged.qpath, res.rejected, res)
+        res.duplicates = _commit(lake, src, key, origin, staged.parts, staged.qpath, res.rejected, res, collect)
     except BaseException:
         staged.discard()
         raise
@@ -545,9 +634,11 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
 
 
 def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits: EventLimits,
-               tick: Callable[[int], None] | None = None) -> _Staged:
+               tick: Callable[[int], None] | None = None, opened: "_Opened | None" = None) -> _Staged:
     """Parse one file into its Parquet parts and quarantine file (the catalog is not touched), so
-    the parse can run anywhere (a worker process, a Spark task) and the commit on one writer."""
+    the parse can run anywhere (a worker process, a Spark task) and the commit on one writer.
+
+    ``opened``: the file's decryption, started ahead (``_Ahead``)."""
     res = EventsFileResult(src.label, "loaded", source_key=key)
     quarantine = _QuarantineWriter(lake, src.label)
     checks = (limits.max_line_bytes, *limits.window(_file_date(src)))
@@ -557,7 +648,7 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
         pool.begin(lake.lake_dir / "events", key, src.label, checks)
     parts: list[dict] = []
     try:
-        with src.open(gpg) as raw:
+        with opened if opened is not None else src.open(gpg) as raw:
             counting = _Plain(raw, gzip_name=_gzip_name(src.label))
 
             def tick_() -> None:
@@ -643,14 +734,14 @@ def _log(lake: Lake, src: Source, res: EventsFileResult, con=None, adopt: tuple[
 
 
 def _commit(lake: Lake, src: Source, key: str, origin: str, parts: list[dict], qpath: Path | None, qrows: int,
-            res: EventsFileResult) -> int:
+            res: EventsFileResult, collect: bool = False) -> int:
     """Switch the file's new parts in (one transaction); returns its duplicate count.
 
     Replaces only this source's own earlier rows. Sets ``res.added`` (net change of ``events``),
     ``res.replaced`` and, when a day lost more than REPLACE_WARN_SHARE of its events,
     ``res.warning`` (also in the message and the import log)."""
     testhooks.pause("events-commit")  # fault tests: the file's parts written, none referenced yet
-    with lake.transaction(f"commit {src.label} ({res.events:,} events)") as con:
+    with lake.transaction(f"commit {src.label} ({res.events:,} events)", collect=collect) as con:
         return _commit_in(lake, con, src, key, origin, parts, qpath, qrows, res)
 
 
@@ -678,6 +769,7 @@ def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[
                                file_date=_file_date(src), rows=res.events, rejected=qrows, first_event_time=first,
                                last_event_time=last, json_bytes=res.nbytes, origin=origin)
     catalog.recount_event_duplicates(con, affected)
+    had_quarantine = bool(con.execute("SELECT count(*) FROM _edx_quarantine_files WHERE key=?", [qkey]).fetchone()[0])
     catalog.replace_quarantine_file(con, qkey, KIND, lake.rel(qpath) if qpath is not None and qrows else None, qrows)
     res.duplicates = dups
     res.message = "; ".join(m for m in (
@@ -686,17 +778,19 @@ def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[
         res.warning) if m)
     _log(lake, src, res, con)
     if refresh:
-        _refresh_views(lake, con)
+        _refresh_views(lake, con, quarantine=had_quarantine or bool(qpath is not None and qrows))
     return dups
 
 
-def _refresh_views(lake: Lake, con) -> None:
-    """The views an events commit changes (``events``, ``events_all``, the family views and
-    ``quarantine``); the table, model and geo views are left as they are (rebuilding every view
-    of the store took about half of a small day's commit)."""
+def _refresh_views(lake: Lake, con, quarantine: bool = True) -> None:
+    """The views an events commit changes: ``events`` and ``events_all`` (they list the parts), and
+    ``quarantine`` when the commit changed its files. The family views select from ``events`` by
+    name and stay; the table, model and geo views are left as they are. Each view created binds
+    every file it lists (a store's every part): per commit, that cost grows with the store."""
     base = str(lake.root.resolve())
-    views.quarantine_view(con, base)
-    views.event_views(con, base)
+    if quarantine:
+        views.quarantine_view(con, base)
+    views.event_views(con, base, families=False)
 
 
 def _day_counts(con, dates: list[str]) -> dict[str, int]:
