@@ -31,6 +31,8 @@ def import_paths(
     on_wait: Callable[[str], None] | None = None,
     jobs: int | None = None,
     spark: object | None = None,
+    lake: Lake | None = None,
+    collect: bool = True,
 ) -> tuple[ImportSummary | None, object | None]:
     """Import packages and event logs; returns (exports summary, events summary), either may be None.
 
@@ -56,12 +58,16 @@ def import_paths(
     ``jobs`` > 1: that many log files are parsed at once in worker processes, each committed in
     turn (``pipeline.backfill``); ``spark`` (a SparkSession): one Spark task per log file, then one
     commit for them all. Either gives the same store as the default, one file after the other.
+
+    ``lake``: the store object to use (a sync passes one for all its imports, so that the catalog is
+    initialised once); ``collect=False`` leaves the unreferenced files to the caller, which must
+    collect them before its command ends (a sync does once, after its last import).
     """
     from ..ingest.events_parse import EventLimits
 
     limits = EventLimits.from_config(settings.section("events"))  # a bad [events] value fails before any work
     wait = commit_wait_seconds(settings)
-    lake = Lake(settings.data_dir)
+    lake = lake if lake is not None else Lake(settings.data_dir)
     found = discover(paths, package_date, labels=labels)
     for line in found.refused:  # links leaving a package: named, never read
         if on_refused:
@@ -118,7 +124,8 @@ def import_paths(
 
         if scrub or scrub_on_import_enabled(settings):
             scrub_store(lake, take_lock=False)
-        lake.collect_unless_done()  # any killed writer's leftovers, even when every file was unchanged
+        if collect:
+            lake.collect_unless_done()  # any killed writer's leftovers, even when every file was unchanged
     return exports, ev
 
 

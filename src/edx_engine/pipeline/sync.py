@@ -41,9 +41,11 @@ class Syncer:
         self.fetcher = fetcher
         self.data_dir = Path(settings.data_dir)
         self.ledger = Ledger(self.data_dir)
+        # one Lake for every import of the run: the catalog is initialised once, not per object
+        self.lake = Lake(self.data_dir)
         self.downloads = self.data_dir / "downloads"
         self.keep_downloads = keep_downloads
-        self.import_fn = import_fn or _default_import
+        self.import_fn = import_fn or self._default_import
         self.log = log or (lambda note: None)  # gets a SyncNote per line worth showing
         self.progress = progress  # rich Progress or None
         self.store_wait = store_wait
@@ -89,9 +91,10 @@ class Syncer:
     def run(self, only: str | None = None, since: str | None = None, options: dict | None = None) -> SyncResult:
         t0 = time.perf_counter()
         res = SyncResult()
-        self.ledger.init()
-        res.run_id = self.ledger.start_run(options or {"only": only, "since": since})
+        # the entries are read before listing: this process is the ledger's only writer (sync lock)
+        res.run_id, entries = self.ledger.begin(options or {"only": only, "since": since})
         status = "failed"
+        ended = False
         try:
             try:
                 remote, res.skipped = self.fetcher.list(only, since)
@@ -101,14 +104,19 @@ class Syncer:
                 return res
             testhooks.pause("list")
             res.listed = len(remote)
-            entries = self.ledger.entries()
             res.plan = self.plan(remote, entries)
             self._record_listing(res, entries)
             self._record_gone(res, remote, entries, only, since)
             with self._gpg_session():
                 self._work(res)
-            Lake(self.data_dir).collect_garbage()  # any killed writer's leftovers, even with nothing to import
             status = res.status
+            res.seconds, res.final_status = time.perf_counter() - t0, status
+            with self.ledger.connect() as con:
+                # any killed writer's leftovers, and every file this run's imports replaced (they do not
+                # collect one by one), even with nothing to import; then the run's row, same connection
+                self.lake.collect_garbage(con)
+                self.ledger.end_run(res.run_id, status, res.counts(), res.one_line(), con)
+            ended = True
             return res
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -119,10 +127,11 @@ class Syncer:
         finally:
             res.seconds = time.perf_counter() - t0
             res.final_status = status
-            try:
-                self.ledger.end_run(res.run_id, status, res.counts(), res.one_line())
-            except Exception:
-                pass
+            if not ended:
+                try:
+                    self.ledger.end_run(res.run_id, status, res.counts(), res.one_line())
+                except Exception:
+                    pass
 
     @contextmanager
     def _gpg_session(self) -> Iterator[None]:
@@ -285,6 +294,8 @@ class Syncer:
                 exports = events = None
                 break
         failures: list[str] = []
+        unchanged: list[tuple[str, str | None]] = []  # (table, course) snapshots the catalog counts
+        unchanged_logs: list[str] = []  # event sources, likewise
         if exports is not None:
             for f in exports.files:
                 if f.status == "failed":
@@ -293,9 +304,7 @@ class Syncer:
                     rows += f.rows
                     rejected += f.rejected
                 elif f.status == "unchanged":
-                    r = self._snapshot_rows(f.table, f.course_id)
-                    rows += r[0]
-                    rejected += r[1]
+                    unchanged.append((f.table, f.course_id))
                 else:
                     rejected += f.rejected
         if events is not None:
@@ -303,12 +312,14 @@ class Syncer:
                 if ef.status == "failed":
                     failures.append(ef.message or f"{ef.label}: failed")
                 elif ef.status == "unchanged" and ef.source_key:
-                    r = self._event_file_rows(ef.source_key)
-                    rows += r[0]
-                    rejected += r[1]
+                    unchanged_logs.append(ef.source_key)
                 else:
                     rows += ef.events
                     rejected += ef.rejected
+        if unchanged or unchanged_logs:
+            r = self._unchanged_rows(unchanged, unchanged_logs)
+            rows += r[0]
+            rejected += r[1]
         if failures and error is None:
             total = len(exports.files if exports is not None else []) + len(events.files if events is not None else [])
             error = _files_failed(_url(o), failures, total)
@@ -336,25 +347,24 @@ class Syncer:
         self.log(SyncNote(f"imported {_url(o)}: {rows:,} rows"
                           + (f", {rejected:,} rejected lines (see the quarantine view)" if rejected else "")))
 
-    def _event_file_rows(self, key: str) -> tuple[int, int]:
+    def _default_import(self, settings: Settings, paths: list[Path], labels: dict[Path, str]
+                        ) -> tuple[ImportSummary | None, EventsSummary | None]:
+        """``import_paths`` on the run's Lake, without its collection (done once at the end of the run)."""
+        from .import_run import import_paths
+
+        return import_paths(settings, paths, labels=labels, lake=self.lake, collect=False)
+
+    def _unchanged_rows(self, snapshots: list[tuple[str, str | None]], logs: list[str]) -> tuple[int, int]:
+        """(rows, rejected lines) the catalog holds for files an import found unchanged, read through one
+        connection (a package of unchanged members used to open the catalog once per member)."""
+        rows = rejected = 0
         try:
             with self.ledger.connect() as con:
-                return catalog.event_file_counts(con, key)
+                counts = [catalog.snapshot_counts(con, t, c) for t, c in snapshots]
+                counts += [catalog.event_file_counts(con, k) for k in logs]
         except Exception:
             return (0, 0)
-
-    def _snapshot_rows(self, table: str, course_id: str | None) -> tuple[int, int]:
-        try:
-            with self.ledger.connect() as con:
-                return catalog.snapshot_counts(con, table, course_id)
-        except Exception:
-            return (0, 0)
-
-
-def _default_import(settings: Settings, paths: list[Path], labels: dict[Path, str]
-                    ) -> tuple[ImportSummary | None, EventsSummary | None]:
-    from .import_run import import_paths
-
-    return import_paths(settings, paths, labels=labels)
-
-
+        for r, j in counts:
+            rows += r
+            rejected += j
+        return rows, rejected
