@@ -11,6 +11,7 @@ import gzip
 import json
 import random
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -153,3 +154,115 @@ def test_parts_keep_dictionaries_only_for_repeating_columns(medium_day, tmp_path
     assert dictionary("username") and dictionary("course_id") and dictionary("page") and dictionary("source_key")
     for col in ("event_id", "time", "event", "context", "line"):
         assert not dictionary(col), col
+
+
+# -- a commit's fixed costs and decryption ahead (issue 15, second round) ----------------------
+
+class _Recording:
+    """A catalog connection that records the views its statements create."""
+
+    def __init__(self, con, created: list[str]):
+        self._con, self._created = con, created
+
+    def execute(self, sql, *args):
+        head = " ".join(str(sql).split()[:6]).upper()
+        if head.startswith("CREATE OR REPLACE VIEW") or head.startswith("CREATE VIEW"):
+            self._created.append(str(sql).split()[4 if head.startswith("CREATE OR") else 2])
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def _day(folder: Path, day: str, n: int, bad: bool = True) -> Path:
+    folder.mkdir(exist_ok=True)
+    lines = day_lines(n, seed=int(day[-2:])).replace(b"2025-10-09T", f"{day}T".encode())
+    if not bad:
+        lines = b"\n".join(ln for ln in lines.split(b"\n") if ln != b"not json at all")
+    p = folder / f"idbx-edx-events-{day}.log.gz"
+    p.write_bytes(gzip.compress(lines))
+    return p
+
+
+def test_a_commit_recreates_only_the_views_that_list_files(tmp_path, monkeypatch):
+    """Creating a view binds every file it lists, so a commit re-creates ``events`` and ``events_all``
+    only (the family views select from ``events`` by name) and ``quarantine`` only when its files
+    changed; the family views still see the new rows."""
+    data = tmp_path / "store"
+    _import(data, _day(tmp_path / "a", "2025-10-09", 300))
+    created: list[str] = []
+    transaction = Lake.transaction
+
+    def recording(self, purpose, collect=False):
+        cm = transaction(self, purpose, collect)
+        con = cm.__enter__()
+
+        class _Cm:
+            def __enter__(self_):
+                return _Recording(con, created)
+
+            def __exit__(self_, *exc):
+                return cm.__exit__(*exc)
+        return _Cm()
+
+    monkeypatch.setattr(Lake, "transaction", recording)
+    _import(data, _day(tmp_path / "b", "2025-10-10", 200, bad=False))  # no rejected line
+    assert sorted(created) == ["events", "events_all"]
+    created.clear()
+    _import(data, _day(tmp_path / "c", "2025-10-11", 200))  # rejected lines: a new quarantine file
+    assert sorted(created) == ["events", "events_all", "quarantine"]
+    monkeypatch.undo()
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        per_day = dict(con.execute("SELECT CAST(event_date AS VARCHAR), count(*) FROM events_video GROUP BY 1").fetchall())
+        q = con.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    assert per_day == {"2025-10-09": 300 - bad_lines(300), "2025-10-10": 200 - bad_lines(200),
+                       "2025-10-11": 200 - bad_lines(200)}
+    assert q == bad_lines(300) + bad_lines(200)
+
+
+def test_the_next_files_decryption_starts_ahead_and_gives_the_same_store(gpg_key, tmp_path, monkeypatch):
+    """Each encrypted day's key unlock (0.1-0.5 s in gpg-agent) overlaps the previous day's parse and
+    commit: two gpg runs at once, never more, one per file; the rows are those of the plain files.
+    Importing the same files again decrypts none of them but the first, started before the store
+    was read and stopped when it turned out unchanged."""
+    from conftest import gpg_encrypt
+    from test_gpg_passphrase import decrypt_runs, gpg_spy, max_overlap
+
+    from edx_engine.decrypt import gpg_session
+
+    home, fpr, pw = gpg_key
+    plain, enc = tmp_path / "plain", tmp_path / "enc"
+    enc.mkdir()
+    for day in ("2025-10-09", "2025-10-10", "2025-10-11"):
+        p = _day(plain, day, 3000)  # ~0.5 MB compressed: gpg waits on a full pipe until its turn
+        gpg_encrypt(home, fpr, p, enc / (p.name + ".gpg"))
+    spy, log = gpg_spy(tmp_path)
+    monkeypatch.setenv("PATH", f"{spy}:{__import__('os').environ['PATH']}")
+
+    committed: list[int] = []  # when each file's commit ended (the clock of the spy's `date +%s%N`)
+    commit = events._commit
+    monkeypatch.setattr(events, "_commit", lambda *a, **k: (commit(*a, **k), committed.append(time.time_ns()))[0])
+
+    def run(data: Path, folder: Path):
+        lake = Lake(data)
+        with gpg_session(GpgSettings(str(home), pw)) as gpg, lake.writer():
+            lake.init()
+            return events.import_events(lake, [s for s in discover([folder]).sources if s.events], gpg)
+
+    summary = run(tmp_path / "s-enc", enc)
+    assert [f.status for f in summary.files] == ["loaded"] * 3
+    starts = [int(ln.split()[2]) for ln in decrypt_runs(log)]
+    assert len(starts) == 3 and max_overlap(log) <= 2  # one file ahead, not more
+    # file k+1's gpg started before file k was committed (it used to start after)
+    assert starts[1] < committed[0] and starts[2] < committed[1], (starts, committed)
+    _import(tmp_path / "s-plain", plain)
+    def no_id(data: Path) -> list[tuple]:  # event ids hash the source key, which names the file's path
+        return sorted(r[:1] + r[2:] for r in _rows(data))
+
+    assert no_id(tmp_path / "s-enc") == no_id(tmp_path / "s-plain")
+    assert len(_rows(tmp_path / "s-enc")) == 3 * (3000 - bad_lines(3000))
+    log.unlink()
+    again = run(tmp_path / "s-enc", enc)
+    assert [f.status for f in again.files] == ["unchanged"] * 3
+    assert len(decrypt_runs(log)) <= 1
+    assert not [t for t in threading.enumerate() if t.name == "gpg-status"]
