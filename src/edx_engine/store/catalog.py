@@ -184,6 +184,74 @@ def replace_snapshot(con: duckdb.DuckDBPyConnection, *, table: str, course_id: s
                  ",".join(extra_columns), at or now(True)])
 
 
+_BATCH = 256  # rows per statement of the batch writes below (a few thousand parameters at most)
+
+
+def _values(width: int, n: int) -> str:
+    """``(?, ?), (?, ?)``: ``n`` rows of ``width`` parameters."""
+    return ", ".join(["(" + ", ".join("?" * width) + ")"] * n)
+
+
+def _delete_pairs(con: duckdb.DuckDBPyConnection, table: str, a: str, b: str, pairs: Sequence[tuple]) -> None:
+    """DELETE the rows of ``table`` whose (a, b) is one of ``pairs``, a few statements in all."""
+    for i in range(0, len(pairs), _BATCH):
+        chunk = pairs[i:i + _BATCH]
+        con.execute(f"DELETE FROM {table} USING (VALUES {_values(2, len(chunk))}) v(x, y) WHERE {a} = v.x AND {b} = v.y",
+                    [x for p in chunk for x in p])
+
+
+def _insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Sequence]) -> None:
+    for i in range(0, len(rows), _BATCH):
+        chunk = rows[i:i + _BATCH]
+        con.execute(f"INSERT INTO {table} VALUES {_values(len(chunk[0]), len(chunk))}", [x for r in chunk for x in r])
+
+
+def replace_snapshots(con: duckdb.DuckDBPyConnection, snapshots: Sequence[dict], at: dt.datetime | None = None) -> None:
+    """``replace_snapshot`` for each of ``snapshots`` (its keyword arguments), in order, with the same
+    result, in one DELETE and one INSERT (a package commit ran three statements per member, ~5 ms each)."""
+    at = at or now(True)
+    gone: list[tuple[str, str]] = []
+    final: dict[tuple[str, str], list] = {}  # what stays, later snapshots of the same key winning
+    for s in snapshots:
+        olds = [(s["table"], s["course_id"])]
+        if s.get("supersedes") and s["supersedes"] != s["course_id"]:
+            olds.append((s["table"], s["supersedes"]))
+        for k in olds:
+            gone.append(k)
+            final.pop(k, None)
+        final[olds[0]] = [s["table"], s["course_id"], s.get("org"), s.get("package_date"), s["path"], s["rows"],
+                          s["rejected"], s.get("fingerprint"), s.get("source_file"),
+                          ",".join(s.get("extra_columns") or ()), s.get("at") or at]
+    if gone:
+        _delete_pairs(con, "_edx_snapshots", "table_name", "course_id", gone)
+    if final:
+        _insert_rows(con, "_edx_snapshots", list(final.values()))
+
+
+def replace_quarantine_files(con: duckdb.DuckDBPyConnection, files: Sequence[tuple[str, str, str | None, int]],
+                             at: dt.datetime | None = None) -> None:
+    """``replace_quarantine_file`` for each (key, kind, path, rows), in order, in two statements."""
+    at = at or now(True)
+    final: dict[str, list] = {}
+    for key, kind, path, rows in files:
+        final.pop(key, None)
+        if path is not None and rows:
+            final[key] = [key, kind, path, rows, at]
+    keys = list(dict.fromkeys(k for k, *_ in files))
+    for i in range(0, len(keys), _BATCH):
+        chunk = keys[i:i + _BATCH]
+        con.execute(f"DELETE FROM _edx_quarantine_files WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
+    if final:
+        _insert_rows(con, "_edx_quarantine_files", list(final.values()))
+
+
+def log_imports(con: duckdb.DuckDBPyConnection, entries: Sequence[Sequence], at: dt.datetime | None = None) -> None:
+    """``log_import`` for each entry (its positional arguments but ``at``), in one INSERT."""
+    at = at or now(True)
+    if entries:
+        _insert_rows(con, "_edx_import_log", [[at, *e] for e in entries])
+
+
 def replace_quarantine_file(con: duckdb.DuckDBPyConnection, key: str, kind: str, path: str | None, rows: int,
                             at: dt.datetime | None = None) -> None:
     """The quarantine file of ``key`` (one per table file or log file) is ``path``; with no

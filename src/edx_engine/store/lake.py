@@ -327,16 +327,15 @@ class Lake:
         testhooks.pause("package-commit")  # crash tests: every new file written, none referenced yet
         n = len(snapshots)
         with self.transaction(f"commit {n} table file{'s' if n != 1 else ''}", collect=True) as con:
-            for s in snapshots:
-                catalog.replace_snapshot(con, table=s.table, course_id=s.course_id, org=s.org,
-                                         package_date=s.package_date, path=self.rel(s.path), rows=s.rows,
-                                         rejected=s.rejected, fingerprint=s.fingerprint, source_file=s.source_file,
-                                         extra_columns=s.extra_columns, supersedes=s.supersedes, at=now)
-            for q in quarantine:
-                catalog.replace_quarantine_file(con, q.key, q.kind, self.rel(q.path) if q.rows else None, q.rows,
-                                                at=now)
-            for entry in log:
-                catalog.log_import(con, *entry, at=now)
+            # a few statements for the whole package, not three per member
+            catalog.replace_snapshots(con, [dict(table=s.table, course_id=s.course_id, org=s.org,
+                                                 package_date=s.package_date, path=self.rel(s.path), rows=s.rows,
+                                                 rejected=s.rejected, fingerprint=s.fingerprint,
+                                                 source_file=s.source_file, extra_columns=s.extra_columns,
+                                                 supersedes=s.supersedes) for s in snapshots], at=now)
+            catalog.replace_quarantine_files(con, [(q.key, q.kind, self.rel(q.path) if q.rows else None, q.rows)
+                                                   for q in quarantine], at=now)
+            catalog.log_imports(con, log, at=now)
             self.refresh_views(con)
 
     def collect_garbage(self, con: duckdb.DuckDBPyConnection | None = None) -> int:
