@@ -290,12 +290,23 @@ print(json.dumps({"seconds": dt, "events": s.events, "rejected": s.rejected, "li
 """
 
 
-def ours(path: Path, home: Path, data: Path, workers: str) -> tuple[float, float, int, dict]:
-    """(d): (seconds inside the import, CPU-seconds of the whole process tree, peak RSS, result)."""
+def _env(src: str | None) -> dict | None:
+    """The environment of a child that imports edx_engine from ``src`` (another checkout: the old code
+    of an A/B comparison, e.g. ``git worktree add /tmp/old <rev>`` and ``--compare /tmp/old/src``)."""
+    if not src:
+        return None
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+
+
+def ours(path: Path, home: Path, data: Path, workers: str, src: str | None = None) -> tuple[float, float, int, dict]:
+    """(d): (seconds inside the import, CPU-seconds of the whole process tree, peak RSS, result).
+
+    The CPU-seconds are the process's and its children's (gpg); gpg-agent, a daemon, is not among them:
+    the S2K unlock of each file's key runs there."""
     shutil.rmtree(data, ignore_errors=True)
     c = _cpu_children()
     p = subprocess.Popen([sys.executable, "-c", IMPORT_CODE, str(path), str(data), str(home), workers],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env(src))
     sampler = RssSampler(p.pid)
     sampler.start()
     out, _ = p.communicate(PASSPHRASE + "\n")
@@ -422,11 +433,11 @@ print(json.dumps({"first": out[0], "second": out[1], "events": s.events}))
 """
 
 
-def warm_small(data: Path, home: Path, first: str, second: str) -> tuple[float, float]:
+def warm_small(data: Path, home: Path, first: str, second: str, src: str | None = None) -> tuple[float, float]:
     """(first, second) in-process seconds of two small days imported one after the other in one process."""
     shutil.rmtree(data, ignore_errors=True)
     p = subprocess.run([sys.executable, "-c", WARM_CODE, str(data), str(home), first, second],
-                       input=PASSPHRASE + "\n", capture_output=True, text=True, check=True)
+                       input=PASSPHRASE + "\n", capture_output=True, text=True, check=True, env=_env(src))
     r = json.loads(p.stdout.strip().splitlines()[-1])
     return r["first"], r["second"]
 
@@ -441,46 +452,70 @@ def _next_day_copy(path: Path, base: Path, tag: str) -> str:
     return str(dst)
 
 
-def sizes(base: Path, home: Path, repeat: int) -> None:
-    """The day-size table: floor, import in a fresh process (in-process and whole-process seconds)."""
+def sizes(base: Path, home: Path, repeat: int, compare: str | None = None, only: set[int] | None = None) -> None:
+    """The day-size table: floor, import in a fresh process (in-process and whole-process seconds).
+
+    ``compare``: the ``src`` folder of another checkout (the old code), run interleaved with this one,
+    run after run, so that both see the same machine load (the 1-minute load average is printed)."""
     fpr = make_key(home)
     days = generate_mix(base, home, fpr)
+    measured = [m for m in days if only is None or m["lines"] in only]
+    codes = [("new", None)] + ([("old", compare)] if compare else [])
     rows = []
-    for m in days:
+    for m in measured:
         path, mb = Path(m["file"]), m["json_bytes"] / 1e6
-        fl, imp, whole, cpus = [], [], [], []
+        fl, loads = [], []
+        imp: dict[str, list[float]] = {k: [] for k, _ in codes}
+        whole: dict[str, list[float]] = {k: [] for k, _ in codes}
+        cpus: dict[str, list[float]] = {k: [] for k, _ in codes}
         for _ in range(repeat):
             fl.append(floor(path, home)[0])
-            t = time.perf_counter()
-            sec, cpu_s, _, r = ours(path, home, base / "store-mix", "auto")
-            whole.append(time.perf_counter() - t)
-            imp.append(sec)
-            cpus.append(cpu_s)
-            if r["events"] != m["lines"]:
-                raise SystemExit(f"{path}: {r['events']} events imported, {m['lines']} expected")
-        f, i, w, c = (statistics.median(x) for x in (fl, imp, whole, cpus))
-        rows.append((m, f, i, w, c))
-        log(f"  {m['lines']:>9,} lines {mb:7.1f} MB: floor {f:6.2f} s, import {i:6.2f} s in-process, "
-            f"{w:6.2f} s whole process, {c:6.2f} CPU-s")
+            for name, src in codes:
+                loads.append(os.getloadavg()[0])
+                t = time.perf_counter()
+                sec, cpu_s, _, r = ours(path, home, base / "store-mix", "auto", src)
+                whole[name].append(time.perf_counter() - t)
+                imp[name].append(sec)
+                cpus[name].append(cpu_s)
+                if r["events"] != m["lines"]:
+                    raise SystemExit(f"{path}: {r['events']} events imported, {m['lines']} expected")
+        med = statistics.median
+        rows.append((m, med(fl), {k: (med(imp[k]), med(whole[k]), med(cpus[k])) for k, _ in codes}, loads))
+        log(f"  {m['lines']:>9,} lines {mb:7.1f} MB: floor {med(fl):6.2f} s, "
+            + "; ".join(f"{k}: import {med(imp[k]):6.2f} s in-process, {med(whole[k]):6.2f} s whole process, "
+                        f"{med(cpus[k]):6.2f} CPU-s" for k, _ in codes)
+            + f" (load {min(loads):.1f}-{max(loads):.1f})")
     small = days[0]
-    cold_warm = [warm_small(base / "store-warm", home, small["plain"],
-                            _next_day_copy(Path(small["plain"]), base, "plain")) for _ in range(repeat)]
-    enc_warm = [warm_small(base / "store-warm", home, small["file"],
-                           _next_day_copy(Path(small["file"]), base, "gpg")) for _ in range(repeat)]
+    warm: dict[str, dict[str, list]] = {k: {"plain": [], "gpg": []} for k, _ in codes}
+    wloads = []
+    for _ in range(repeat):
+        for name, src in codes:
+            wloads.append(os.getloadavg()[0])
+            warm[name]["plain"].append(warm_small(base / "store-warm", home, small["plain"],
+                                                  _next_day_copy(Path(small["plain"]), base, "plain"), src))
+            warm[name]["gpg"].append(warm_small(base / "store-warm", home, small["file"],
+                                                _next_day_copy(Path(small["file"]), base, "gpg"), src))
     log("")
-    log(f"browser-heavy mix, medians of {repeat} runs, each import in a fresh process "
-        f"(load average {os.getloadavg()[0]:.2f}):")
-    log(f"  {'lines':>9} {'MB JSON':>8} {'floor s':>8} {'import s':>9} {'process s':>9} {'CPU-s':>6} "
-        f"{'lines/s':>10} {'MB/s':>6} {'x floor':>7}")
-    for m, f, i, w, c in rows:
+    log(f"browser-heavy mix, medians of {repeat} runs, each import in a fresh process"
+        + (", old and new code interleaved" if compare else "") + ":")
+    log(f"  {'lines':>9} {'MB JSON':>8} {'code':>4} {'floor s':>8} {'import s':>9} {'process s':>9} {'CPU-s':>6} "
+        f"{'lines/s':>10} {'MB/s':>6} {'x floor':>7} {'load':>9}")
+    for m, f, by, loads in rows:
         mb = m["json_bytes"] / 1e6
-        log(f"  {m['lines']:>9,} {mb:>8.1f} {f:>8.2f} {i:>9.2f} {w:>9.2f} {c:>6.2f} {m['lines'] / i:>10,.0f} "
-            f"{mb / i:>6.1f} {f / i:>7.2f}")
+        for name, (i, w, c) in by.items():
+            log(f"  {m['lines']:>9,} {mb:>8.1f} {name:>4} {f:>8.2f} {i:>9.2f} {w:>9.2f} {c:>6.2f} "
+                f"{m['lines'] / i:>10,.0f} {mb / i:>6.1f} {f / i:>7.2f} {min(loads):>4.1f}-{max(loads):<4.1f}")
     log("  (import s: import_events in-process, discovery and the passphrase check included; process s: "
-        "the whole python process; x floor: floor s / import s, 1.00 = as fast as gpg -d | gzip -dc)")
-    for label, runs in (("plain .log.gz", cold_warm), (".log.gz.gpg", enc_warm)):
-        log(f"  {small['lines']:,}-line day, {label}: first in its process {statistics.median(r[0] for r in runs):.3f} s, "
-            f"as the second file of a process {statistics.median(r[1] for r in runs):.3f} s")
+        "the whole python process; x floor: floor s / import s, 1.00 = as fast as gpg -d | gzip -dc; "
+        "CPU-s: the process and gpg, not gpg-agent, which unlocks the key; load: 1-minute load average "
+        "at the runs' starts, on this many cores: " + str(os.cpu_count()) + ")")
+    for name, _ in codes:
+        for label, key in (("plain .log.gz", "plain"), (".log.gz.gpg", "gpg")):
+            runs = warm[name][key]
+            log(f"  {name}: {small['lines']:,}-line day, {label}: first in its process "
+                f"{statistics.median(r[0] for r in runs):.3f} s, as the second file of a process "
+                f"{statistics.median(r[1] for r in runs):.3f} s")
+    log(f"  (load {min(wloads):.1f}-{max(wloads):.1f})")
 
 
 def main() -> None:
@@ -490,11 +525,17 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=100_000, help="lines for the naive baseline (c)")
     ap.add_argument("--workers", default="auto")
     ap.add_argument("--only", default="abcdes", help="which measurements to run (subset of abcdes; s: day sizes)")
+    ap.add_argument("--compare", default=None, metavar="SRC",
+                    help="day sizes: also run the code in SRC (another checkout's src folder, e.g. of "
+                         "`git worktree add /tmp/old <rev>`), interleaved with this one")
+    ap.add_argument("--sizes", default=None, help="day sizes: only these line counts (comma-separated, of "
+                                                  + ",".join(map(str, MIX_SIZES)) + ")")
     args = ap.parse_args()
     base = Path(args.dir)
     base.mkdir(parents=True, exist_ok=True)
     if "s" in args.only:
-        sizes(base, base / "gnupg", args.repeat)
+        sizes(base, base / "gnupg", args.repeat, args.compare,
+              {int(x) for x in args.sizes.split(",")} if args.sizes else None)
         if not set(args.only) - {"s"}:
             return
     path, home, meta = generate_day(base)
