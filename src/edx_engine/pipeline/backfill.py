@@ -107,10 +107,14 @@ def _open_store(lake: Lake) -> E._Sources:
         return E._Sources(con)
 
 
-def _plan(lake: Lake, sources: list[Source], gpg: GpgSettings) -> tuple[list[_Item], list[int]]:
+def _plan(lake: Lake, sources: list[Source], gpg: GpgSettings) -> tuple[list[_Item], list[int], E._Sources]:
     """Each file's key as the sequential import would give it, assuming the files before it load;
-    returns the items and the indexes of the files to parse."""
+    returns the items, the indexes of the files to parse and the store's sources as read before the
+    plan (the committer starts from them: the caller holds the write lock, so they are still the
+    catalog's, and a second read would cost another catalog connection)."""
     known = _open_store(lake)
+    before = E._Sources.__new__(E._Sources)
+    before.by_key = dict(known.by_key)
     items, todo = [], []
     for i, src in enumerate(sources):
         key, origin, same, _how = known.identify(src)
@@ -126,7 +130,7 @@ def _plan(lake: Lake, sources: list[Source], gpg: GpgSettings) -> tuple[list[_It
                 continue
         todo.append(i)
         known.loaded(key, origin, src)
-    return items, todo
+    return items, todo, before
 
 
 # -- workers --------------------------------------------------------------------------------------
@@ -207,9 +211,12 @@ def _spark_results(spark: Any, jobs: list[_Job]) -> list[E._Staged]:
 class _Committer:
     """Commits files in order with the sequential import's rules (unchanged, replaced, failed)."""
 
-    def __init__(self, lake: Lake, gpg: GpgSettings, limits: EventLimits, con=None) -> None:
+    def __init__(self, lake: Lake, gpg: GpgSettings, limits: EventLimits, con=None,
+                 known: E._Sources | None = None) -> None:
         self.lake, self.gpg, self.limits, self.con = lake, gpg, limits, con
-        self.known = _open_store(lake) if con is None else E._Sources(con)
+        if known is None:
+            known = _open_store(lake) if con is None else E._Sources(con)
+        self.known = known
         self.engine: E._DuckEngine | None = None
 
     def one(self, item: _Item) -> E.EventsFileResult:
@@ -278,7 +285,7 @@ def import_events_parallel(lake: Lake, sources: list[Source], gpg: GpgSettings, 
         return E.import_events(lake, sources, gpg, progress=progress, limits=limits, on_file=on_file)
     t0 = time.perf_counter()
     summary = E.EventsSummary()
-    items, todo = _plan(lake, sources, gpg)
+    items, todo, known = _plan(lake, sources, gpg)
     plain_gpg = GpgSettings(gnupghome=gpg.gnupghome, passphrase=gpg.passphrase, jobs=1)
     checked = bool(gpg.session is not None and gpg.session.checked)
     job_list = [_Job(str(lake.root), items[i].src, items[i].key, plain_gpg, limits, checked) for i in todo]
@@ -289,7 +296,7 @@ def import_events_parallel(lake: Lake, sources: list[Source], gpg: GpgSettings, 
             _run_spark(lake, gpg, limits, spark, items, todo, job_list, summary, progress, overall)
         else:
             _run_local(lake, gpg, limits, jobs or default_jobs(), items, todo, job_list, summary, progress,
-                       overall, on_file)
+                       overall, on_file, known)
     except BaseException:
         lake.collect_garbage()  # every part written but not committed (the caller holds the lock)
         raise
@@ -308,10 +315,10 @@ def _advance(progress: Any, overall: Any, src: Source) -> None:
 
 def _run_local(lake: Lake, gpg: GpgSettings, limits: EventLimits, workers: int, items: list[_Item], todo: list[int],
                job_list: list[_Job], summary: E.EventsSummary, progress: Any, overall: Any,
-               on_file: Callable[[E.EventsFileResult], None] | None) -> None:
+               on_file: Callable[[E.EventsFileResult], None] | None, known: E._Sources | None = None) -> None:
     """Worker processes parse; each file commits on its own, in order, once it is parsed."""
     results = _local_results(job_list, workers) if job_list else iter(())
-    committer = _Committer(lake, gpg, limits)
+    committer = _Committer(lake, gpg, limits, known=known)
     try:
         pending = iter(todo)
         nxt = next(pending, None)
