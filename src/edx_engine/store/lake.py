@@ -336,7 +336,9 @@ class Lake:
             catalog.replace_quarantine_files(con, [(q.key, q.kind, self.rel(q.path) if q.rows else None, q.rows)
                                                    for q in quarantine], at=now)
             catalog.log_imports(con, log, at=now)
-            self.refresh_views(con)
+            # only the views a package changes (tables, quarantine): re-creating every view bound every
+            # event part and model file of the store too
+            views.refresh_tables(con, self.root, quarantine=bool(quarantine))
 
     def collect_garbage(self, con: duckdb.DuckDBPyConnection | None = None) -> int:
         """Delete every lake file the catalog does not reference; returns how many.

@@ -111,6 +111,19 @@ def exists(con: duckdb.DuckDBPyConnection, name: str = "auth_user") -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name=?", [name]).fetchone()[0])
 
 
+def refresh_tables(con: duckdb.DuckDBPyConnection, root: Path, quarantine: bool = True) -> None:
+    """What a package commit changes: the table views and (``quarantine``) the quarantine view. The
+    event, geo and model views stay as they are: their bookkeeping did not change, and re-creating
+    them binds every event part and model file of the store. A catalog that lacks the event views
+    (made before them) gets them."""
+    base = str(Path(root).resolve())
+    table_views(con, base)
+    if quarantine:
+        quarantine_view(con, base)
+    if not exists(con, "events"):
+        event_views(con, base)
+
+
 def table_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
     """One view per edX table over its current snapshots; typed empty views for absent tables."""
     rows = con.execute("SELECT table_name, list(path ORDER BY course_id) FROM _edx_snapshots GROUP BY 1").fetchall()
