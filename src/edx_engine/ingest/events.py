@@ -397,8 +397,12 @@ def _warm_up() -> None:
     would load (DuckDB's Arrow scan imports pyarrow.dataset: about 0.1 s in a cold process)."""
     import sys
 
+    def load() -> None:
+        with contextlib.suppress(Exception):  # only a head start: the parse imports it anyway
+            import pyarrow.dataset  # noqa: F401
+
     if "pyarrow.dataset" not in sys.modules:
-        threading.Thread(target=lambda: __import__("pyarrow.dataset"), name="events-warm", daemon=True).start()
+        threading.Thread(target=load, name="events-warm", daemon=True).start()
 
 
 def _next_to_import(sources: list[Source], i: int, known: "_Sources") -> Source | None:
