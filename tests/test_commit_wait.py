@@ -27,19 +27,28 @@ from edx_engine.synthetic import SyntheticConfig, generate
 from test_sync import counts
 
 ENTRY = [sys.executable, "-c", "import sys; from edx_engine.cli import app; sys.exit(app())"]
-HOLD = ("import duckdb, sys, time\n"
+HOLD = ("import duckdb, select, sys\n"
         "c = duckdb.connect(sys.argv[1], read_only=True)\n"
         "c.execute('SELECT count(*) FROM _edx_meta').fetchall()\n"
         "print('ready', flush=True)\n"
-        "time.sleep(float(sys.argv[2]))\n")
+        "select.select([sys.stdin], [], [], float(sys.argv[2]))\n")  # until released (a line) or the time is up
 
 
 def hold(catalog: Path, seconds: float) -> subprocess.Popen:
-    """Another process holding a read-only connection on the catalog for ``seconds``."""
+    """Another process holding a read-only connection on the catalog for ``seconds``, or until
+    :func:`release` is called."""
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(catalog), str(seconds)], stdout=subprocess.PIPE,
-                         text=True)
+                         stdin=subprocess.PIPE, text=True)
     assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     return p
+
+
+def release(p: subprocess.Popen) -> int:
+    """Let a holder go now; its exit status."""
+    assert p.stdin is not None
+    p.stdin.write("go\n")
+    p.stdin.close()
+    return p.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -144,14 +153,15 @@ def test_cli_waits_then_gives_up_with_a_clear_line_and_the_rerun_matches(deliver
                                         rf"PID {h.pid}\)\) to commit \S+idbx-edx-events-", waits[0]), err
     assert counts(data) == clean
 
-    # 2. the wait runs out (1 s, the reader stays 6 s): one line saying nothing was committed, exit 1
+    # 2. the wait runs out (1 s; the reader stays until the import has ended): one line saying nothing was
+    #    committed, exit 1
     data2 = tmp_path / "d2"
     assert run_cli("import", str(delivery / "course-data"), "--data-dir", str(data2))[0] == 0
     before = counts(data2)
     p = cli("import", str(logs), "--data-dir", str(data2), "--config", str(config(tmp_path, 1)),
             env=paused("events-commit", flag))
     wait_for(flag, p)
-    h = hold(data2 / "edx.duckdb", 6)
+    h = hold(data2 / "edx.duckdb", 60)
     flag.unlink()
     out, err = p.communicate(timeout=120)
     assert p.returncode == 1 and "Traceback" not in err, out + err
@@ -159,7 +169,7 @@ def test_cli_waits_then_gives_up_with_a_clear_line_and_the_rerun_matches(deliver
     assert len(said) == 2 and said[0].startswith("waiting for") and said[1].startswith("error: could not commit"), err
     assert "parsed work was discarded" in said[1] and "close the other program and run again" in said[1] \
         and f"PID {h.pid}" in said[1], err
-    assert h.wait(30) == 0
+    assert release(h) == 0
     assert counts(data2) == before  # nothing of the logs committed
     assert lake_files_unreferenced(data2) == []  # its parsed parts deleted, not left in the lake
     rc, out, err = run_cli("import", str(logs), "--data-dir", str(data2))
