@@ -129,8 +129,8 @@ def test_cli_build_engine_spark(spark, store):
     r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--spark-master",
                                  "local[2]", "--model", "courses", "--force"])
     assert r.exit_code == 0, r.output
-    # courses and the day model it reads (course_day)
-    assert "spark local[2]" in r.output and "2 built" in r.output and "course_day" in r.output, r.output
+    # courses and the models it reads (course_day, its month rollup course_month)
+    assert "spark local[2]" in r.output and "3 built" in r.output and "course_month" in r.output, r.output
     assert engine_rows(read_model(lake, "courses")) == engine_rows(before)
     r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--store",
                                  "postgresql://x@127.0.0.1:1/db"])

@@ -278,7 +278,13 @@ class _DuckRun:
         if name == "course_info":
             self.con.register(PLACEHOLDER + name, self.course_info())
             return
-        if name in EVENT_TABLES:
+        model = name[:-len(D.UPTO)] if name.endswith(D.UPTO) else name
+        if model != name:
+            parts = self.part_state.get(model)
+            files = (self.current[model] if days is None or parts is None else
+                     sorted(f for d in days if d in parts for f in parts[d][1]) or [self.schema_path[model]])
+            sql = f"SELECT * FROM read_parquet({views.sql_list(files)})"
+        elif name in EVENT_TABLES:
             sql = self._input_sql(name)
             sql = sql if days is None else f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
         elif name in INPUTS:
@@ -297,25 +303,27 @@ class _DuckRun:
             self._in_sql[name] = input_sql(self.con, name, self.columns)
         return self._in_sql[name]
 
-    def model_sql(self, n: str, days: list[str] | None = None) -> str:
+    def model_sql(self, n: str, days: list[str] | None = None, upto_days: list[str] | None = None) -> str:
         """The SQL of model ``n`` over the placeholders, which it binds: from the cache when its key is
-        known (no ibis), else compiled (and kept)."""
+        known (no ibis), else compiled (and kept). ``upto_days``: what a cumulative model's
+        ``<dep>__upto`` placeholders read (definitions.Tables.upto)."""
         m = D.MODELS[n]
         schemas = []
-        for name in (*m.inputs, *m.deps):
-            self._bind(name, days)
+        for name in _placeholders(m):
+            self._bind(name, upto_days if name.endswith(D.UPTO) else days)
             rel = self.con.sql(f"SELECT * FROM {q(PLACEHOLDER + name)}")
             schemas.append([name, [[c, str(t)] for c, t in zip(rel.columns, rel.types)]])
         key = sqlcache.make_key(_code_version(), n, self.params.fingerprint() if m.uses_params else "", schemas)
         entry = self.sql_cache.get(key)
         if entry is not None:
             return entry.render(self.params.built_at)
-        sql, entry = self._compile(n, days)
+        sql, entry = self._compile(n, days, upto_days)
         if entry is not None:
             self.sql_cache.put(key, entry)
         return sql
 
-    def _compile(self, n: str, days: list[str] | None) -> tuple[str, sqlcache.Entry | None]:
+    def _compile(self, n: str, days: list[str] | None,
+                 upto_days: list[str] | None = None) -> tuple[str, sqlcache.Entry | None]:
         """Compile model ``n`` against the placeholders: (SQL for this build, cache entry or None).
 
         A model with ``uses_built_at`` is compiled with the real value and both sentinels; it is cached
@@ -325,18 +333,18 @@ class _DuckRun:
         import dataclasses
 
         m = D.MODELS[n]
-        declared = {*m.inputs, *m.deps}
+        declared = set(_placeholders(m))
         read: set[str] = set()
 
         def get(name: str):
             read.add(name)
             if name not in declared:
-                self._bind(name, days)
+                self._bind(name, upto_days if name.endswith(D.UPTO) else days)
             return self.ib.sql(f"SELECT * FROM {q(PLACEHOLDER + name)}")
 
         def compile_with(params: D.Params) -> str:
             sqlcache.stats.compiles += 1
-            return str(self.ib.compile(m.build(D.Tables(get), params)))
+            return str(self.ib.compile(m.build(D.Tables(get, upto=True), params)))
 
         sql = compile_with(self.params)
         entry: sqlcache.Entry | None = sqlcache.Entry(sql)
@@ -402,7 +410,7 @@ class _DuckRun:
         model over partitioned models (models/incremental.py)."""
         m = D.MODELS[n]
         root = self.lake.root
-        keys, members, context, names = self._partition_plan(n)
+        keys, members, reads, context, names = self._partition_plan(n)
         uses_names = members is None and any(i not in EVENT_TABLES for i in m.inputs)
         stored = inc.stored_parts(self.con, n)
         old = self.stored.get(n)
@@ -419,10 +427,11 @@ class _DuckRun:
             return ModelResult(n, "unchanged", -1, 0.0)
         s0 = time.perf_counter()
         with _PeakRSS() as mem:
-            src_days = None
+            src_days = upto_days = None
             if len(todo) < len(keys):
                 src_days = todo if members is None else sorted(set().union(*(members[p] for p in todo)))
-            sql = self.model_sql(n, src_days)
+                upto_days = None if reads is None else sorted(set().union(*(reads[p] for p in todo)))
+            sql = self.model_sql(n, src_days, upto_days)
             written = inc.write_parts(self.con, sql, m.partition, n, root, self.lake.lake_dir / "model_parts" / n) \
                 if todo else {}
             schema = self._schema_file(n, sql, None if full or not stored or any(
@@ -439,8 +448,10 @@ class _DuckRun:
         self.new_paths[n] = (schema, fp, total, r.seconds)
         return r
 
-    def _partition_plan(self, n: str) -> tuple[dict[str, str], dict[str, set[str]] | None, str, str]:
-        """(partition -> fingerprint, partition -> source dates (None: over events), context, names).
+    def _partition_plan(self, n: str) -> tuple[dict[str, str], dict[str, set[str]] | None,
+                                               dict[str, set[str]] | None, str, str]:
+        """(partition -> fingerprint, partition -> own source dates and -> the source dates it reads
+        (None, None: over events), context, names).
 
         Over events: the event dates' fingerprints; the context holds the code, parameters and event
         columns; ``names`` the other inputs' fingerprints (recorded for username-attributed dates only).
@@ -455,12 +466,12 @@ class _DuckRun:
         if events_in:
             context = _hash(*base, {i: sorted((self.columns.get(i) or {}).items()) for i in events_in})
             names = _hash({i: self.in_fp[i] for i in sorted(m.inputs) if i not in EVENT_TABLES})
-            return self.days, None, context, names
-        keys, members = inc.derived_parts({s: {d: sig for d, (sig, _) in self.part_state[s].items()}
-                                           for s in sources}, m.grain)
-        context = _hash(*base, m.grain, {i: self.in_fp[i] for i in sorted(m.inputs)},
+            return self.days, None, None, context, names
+        keys, members, reads = inc.derived_parts({s: {d: sig for d, (sig, _) in self.part_state[s].items()}
+                                                  for s in sources}, m.grain, m.cumulative)
+        context = _hash(*base, m.grain, m.cumulative, {i: self.in_fp[i] for i in sorted(m.inputs)},
                         {d: self.fps[d] for d in m.deps if d not in sources})
-        return keys, members, context, ""
+        return keys, members, reads, context, ""
 
     def _remember(self, n: str, kept: dict[str, inc.StoredPart], rows: list[inc.PartRow], schema: Path) -> None:
         """A partitioned model's partitions as this build leaves them (what the models over it read)."""
@@ -484,6 +495,13 @@ class _DuckRun:
         schema.parent.mkdir(parents=True, exist_ok=True)
         return write_atomic(schema, lambda tmp: self.con.execute(
             f"COPY (SELECT * FROM ({sql}) LIMIT 0) TO '{tmp}' (FORMAT parquet)"))
+
+
+def _placeholders(m: D.Model) -> list[str]:
+    """What model ``m``'s SQL reads: its inputs, its models, and for a cumulative model its partitioned
+    models up to the partitions computed (``<dep>__upto``)."""
+    upto = [d + D.UPTO for d in m.deps if m.cumulative and D.MODELS[d].partition]
+    return [*m.inputs, *m.deps, *upto]
 
 
 def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]], params: D.Params,

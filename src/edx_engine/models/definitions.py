@@ -66,12 +66,24 @@ class Params:
                 + (f";passing_rule={self.passing_rule}" if self.passing_rule != DEFAULT_PASSING_RULE else ""))
 
 
-class Tables:
-    """Input tables and already-built models, by name (``t.events``, ``t["person_course"]``)."""
+UPTO = "__upto"  # suffix: a cumulative model's source up to its partitions (``Tables.upto``)
 
-    def __init__(self, get: Callable[[str], ir.Table]):
+
+class Tables:
+    """Input tables and already-built models, by name (``t.events``, ``t["person_course"]``).
+
+    ``upto``: the engine binds ``<model>__upto`` apart (the DuckDB build of a ``cumulative`` model:
+    the source's partitions up to the ones being computed, while ``<model>`` holds only theirs);
+    other engines compute every partition at once and give the whole model for both."""
+
+    def __init__(self, get: Callable[[str], ir.Table], upto: bool = False):
         self._get = get
         self._cache: dict[str, ir.Table] = {}
+        self._upto = upto
+
+    def upto(self, name: str) -> ir.Table:
+        """Model ``name`` up to (and with) the partitions being computed (see the class docstring)."""
+        return self[name + UPTO] if self._upto else self[name]
 
     def __getitem__(self, name: str) -> ir.Table:
         if name not in self._cache:
@@ -98,8 +110,11 @@ class Model:
     # rows with value v are computed from the source partitions of the dates whose ``grain`` is v
     # alone ("day": the date, "week": its ISO week's Monday, "month": its month's first day), and from
     # its ``inputs`` (any change of those recomputes every partition).
+    # ``cumulative``: partition v is computed from the source dates up to v (a "first seen" count
+    # needs the months before); it reads ``t.<dep>`` (the dates of v) and ``t.upto(<dep>)``.
     partition: str | None = None
     grain: str = "day"
+    cumulative: bool = False
 
 
 GRAINS = ("day", "week", "month")
@@ -107,13 +122,13 @@ MODELS: dict[str, Model] = {}
 
 
 def model(name: str, inputs=(), deps=(), doc: str = "", uses_params: bool = True, uses_built_at: bool = False,
-          partition: str | None = None, grain: str = "day"):
+          partition: str | None = None, grain: str = "day", cumulative: bool = False):
     if grain not in GRAINS:
         raise ValueError(f"model {name}: grain must be one of {GRAINS}, not {grain!r}")
 
     def deco(fn):
         MODELS[name] = Model(name, tuple(inputs), tuple(deps), fn, doc or (fn.__doc__ or "").strip(),
-                             uses_params, uses_built_at, partition, grain)
+                             uses_params, uses_built_at, partition, grain, cumulative)
         return fn
     return deco
 
@@ -678,13 +693,41 @@ def video_month(t: Tables, p: Params) -> ir.Table:
         plays=isum(vd.plays), completions=isum(vd.completions), nevents=isum(vd.nevents))
 
 
-@model("video_summary", inputs=("auth_user", "student_courseaccessrole"), deps=("video_month",))
+def firsts(t: Tables, source: str, own: ir.Table, keys: list[str], **conds: ir.BooleanValue) -> ir.Table:
+    """``own`` (rows of ``source`` per ``keys`` + ``month``) with, per condition name, the first month the
+    key had a row meeting it (``month_<name>``; ``month_any``: any row), read from ``source`` up to the
+    months computed, limited to the keys of ``own``. A row is a key's first when its month equals it."""
+    first_day = ibis.date(1, 1, 1)  # a NULL month (events without a date: hand-made catalogs) comes first
+    own = own.mutate(month=own.month.fill_null(first_day))
+    h = t.upto(source)
+    h = h.mutate(month=h.month.fill_null(first_day)).semi_join(own, [h[k] == own[k] for k in keys])
+    f = h.group_by([h[k].name(f"h_{k}") for k in keys]).aggregate(
+        month_any=h.month.min(), **{f"month_{c}": h.month.min(where=cond(h)) for c, cond in conds.items()})
+    j = own.join(f, [own[k] == f[f"h_{k}"] for k in keys])
+    return j.drop(*[f"h_{k}" for k in keys]).mutate(month=ibis.ifelse(j.month == first_day, None, j.month))
+
+
+@model("video_summary_month", inputs=("auth_user", "student_courseaccessrole"), deps=("video_month",),
+       partition="month", grain="month", cumulative=True)
+def video_summary_month(t: Tables, p: Params) -> ir.Table:
+    """video_summary's monthly parts, staff removed: per course, video and month the learners, viewers
+    and completers seen for the first time that month, and the month's plays and events. Their sums
+    over the months are the distinct counts over all time; a new day recomputes its month only."""
+    vm = without_staff(t, p, t.video_month)
+    j = firsts(t, "video_month", vm, ["course_id", "video_id", "user_id"],
+               play=lambda h: h.plays > 0, done=lambda h: h.completions > 0)
+    return j.group_by(["course_id", "video_id", "month"]).aggregate(
+        learners=j.count(where=j.month == j.month_any), viewers=j.count(where=j.month == j.month_play),
+        plays=isum(j.plays), completers=j.count(where=j.month == j.month_done), nevents=isum(j.nevents))
+
+
+@model("video_summary", deps=("video_summary_month",))
 def video_summary(t: Tables, p: Params) -> ir.Table:
     """Per course and video: viewers, plays, learners who completed it, completion rate."""
-    vd = without_staff(t, p, t.video_month)
-    a = vd.group_by(["course_id", "video_id"]).aggregate(
-        learners=vd.user_id.nunique(), viewers=vd.user_id.nunique(where=vd.plays > 0), plays=isum(vd.plays),
-        completers=vd.user_id.nunique(where=vd.completions > 0), nevents=isum(vd.nevents))
+    s = t.video_summary_month
+    a = s.group_by(["course_id", "video_id"]).aggregate(
+        learners=isum(s.learners), viewers=isum(s.viewers), plays=isum(s.plays), completers=isum(s.completers),
+        nevents=isum(s.nevents))
     return a.mutate(completion_rate=ibis.ifelse(a.viewers > 0, (a.completers / a.viewers).round(6), None))
 
 
@@ -725,22 +768,32 @@ def problem_month(t: Tables, p: Params) -> ir.Table:
                     "first_event_id", "first_success")
 
 
-@model("problem_summary", inputs=("auth_user", "student_courseaccessrole"), deps=("problem_month",))
+@model("problem_summary_month", inputs=("auth_user", "student_courseaccessrole"), deps=("problem_month",),
+       partition="month", grain="month", cumulative=True)
+def problem_summary_month(t: Tables, p: Params) -> ir.Table:
+    """problem_summary's monthly parts, staff removed: per course, problem and month the learners and
+    correct learners seen for the first time that month, the first-time learners whose first submission
+    (their first month's first) was correct, and the month's submissions."""
+    pm = without_staff(t, p, t.problem_month)
+    j = firsts(t, "problem_month", pm, ["course_id", "problem_id", "user_id"], correct=lambda h: h.ncorrect > 0)
+    new = j.month == j.month_any
+    return j.group_by(["course_id", "problem_id", "month"]).aggregate(
+        submissions=isum(j.submissions), learners=j.count(where=new),
+        learners_correct=j.count(where=j.month == j.month_correct),
+        first_attempt_correct=j.count(where=new & (j.first_success == "correct")))
+
+
+@model("problem_summary", deps=("problem_summary_month",))
 def problem_summary(t: Tables, p: Params) -> ir.Table:
     """Per course and problem (server problem_check events): submissions, learners, first-attempt correctness."""
-    pd = without_staff(t, p, t.problem_month)
-    first = first_per(pd, ["course_id", "problem_id", "user_id"], [pd.first_time, pd.first_event_id])
-    fa = first.group_by([first.course_id.name("f_course_id"), first.problem_id.name("f_problem_id")]).aggregate(
-        first_attempt_correct=first.count(where=first.first_success == "correct"))
-    a = pd.group_by(["course_id", "problem_id"]).aggregate(
-        submissions=isum(pd.submissions), learners=pd.user_id.nunique(),
-        learners_correct=pd.user_id.nunique(where=pd.ncorrect > 0))
-    j = a.left_join(fa, (a.course_id == fa.f_course_id) & (a.problem_id == fa.f_problem_id))
-    fac = j.first_attempt_correct.fill_null(0)
-    return j.select("course_id", "problem_id", "submissions", "learners", "learners_correct",
-                    first_attempt_correct=fac,
-                    first_attempt_correct_rate=ibis.ifelse(j.learners > 0, (fac / j.learners).round(6), None),
-                    attempts_per_learner=ibis.ifelse(j.learners > 0, (j.submissions / j.learners).round(6), None))
+    s = t.problem_summary_month
+    a = s.group_by(["course_id", "problem_id"]).aggregate(
+        submissions=isum(s.submissions), learners=isum(s.learners), learners_correct=isum(s.learners_correct),
+        first_attempt_correct=isum(s.first_attempt_correct))
+    return a.select("course_id", "problem_id", "submissions", "learners", "learners_correct", "first_attempt_correct",
+                    first_attempt_correct_rate=ibis.ifelse(a.learners > 0,
+                                                           (a.first_attempt_correct / a.learners).round(6), None),
+                    attempts_per_learner=ibis.ifelse(a.learners > 0, (a.submissions / a.learners).round(6), None))
 
 
 @model("forum_weekly", inputs=("forum", "auth_user", "student_courseaccessrole"))

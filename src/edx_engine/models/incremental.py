@@ -95,18 +95,27 @@ def signature(fingerprint: str, context: str, names: str | None) -> str:
     return _hash(fingerprint, context, names)
 
 
-def derived_parts(sources: dict[str, dict[str, str]], grain: str) -> tuple[dict[str, str], dict[str, set[str]]]:
-    """(partition -> fingerprint, partition -> its source dates) of a model over partitioned models.
+def derived_parts(sources: dict[str, dict[str, str]], grain: str, cumulative: bool = False
+                  ) -> tuple[dict[str, str], dict[str, set[str]], dict[str, set[str]]]:
+    """(partition -> fingerprint, partition -> its source dates, partition -> the source dates it is
+    computed from) of a model over partitioned models: the same dates, or with ``cumulative`` every
+    date up to the partition's own (the NULL date first).
 
     ``sources``: source model -> date -> ``signature`` of its partition now (after this build's
-    changes). A partition's fingerprint hashes the signatures of its dates in every source."""
-    members: dict[str, set[str]] = {}
+    changes). A partition's fingerprint hashes the signatures of the dates it is computed from."""
+    own: dict[str, set[str]] = {}
     for parts in sources.values():
         for d in parts:
-            members.setdefault(part_of(d, grain), set()).add(d)
+            own.setdefault(part_of(d, grain), set()).add(d)
+    read = own
+    if cumulative:
+        read, acc = {}, set()
+        for p in sorted(own):
+            acc = acc | own[p]
+            read[p] = acc
     fps = {p: _hash(sorted((m, d, sources[m][d]) for m in sorted(sources) for d in ds if d in sources[m]))
-           for p, ds in members.items()}
-    return fps, members
+           for p, ds in read.items()}
+    return fps, own, read
 
 
 def day_filter(days: list[str]) -> str:
