@@ -266,3 +266,25 @@ def test_the_next_files_decryption_starts_ahead_and_gives_the_same_store(gpg_key
     assert [f.status for f in again.files] == ["unchanged"] * 3
     assert len(decrypt_runs(log)) <= 1
     assert not [t for t in threading.enumerate() if t.name == "gpg-status"]
+
+
+def test_an_interrupt_in_the_last_commits_collection_keeps_the_committed_file(tmp_path, monkeypatch):
+    """The run's last commit collects garbage through its connection, after its COMMIT: Ctrl-C (or
+    an I/O error) there must not delete the parts the catalog now references."""
+    folder = tmp_path / "logs"
+    day = _day(folder, "2025-10-09", 300)
+    collect = Lake.collect_garbage
+
+    def interrupted(self, con=None):
+        if con is not None:
+            raise KeyboardInterrupt
+        return collect(self, con)
+
+    monkeypatch.setattr(Lake, "collect_garbage", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _import(tmp_path / "store", day)
+    monkeypatch.undo()
+    with duckdb.connect(str(tmp_path / "store" / "edx.duckdb"), read_only=True) as con:
+        paths = [r[0] for r in con.execute("SELECT path FROM _edx_event_parts").fetchall()]
+        assert paths and all((tmp_path / "store" / p).exists() for p in paths)
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 300 - bad_lines(300)

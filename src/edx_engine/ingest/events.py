@@ -636,10 +636,13 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
         if task is not None:
             progress.remove_task(task)
         return res
+    reached: list[bool] = []  # with ``collect``: the transaction's body ran (an error may come from the collector)
     try:
-        res.duplicates = _commit(lake, src, key, origin, staged.parts, staged.qpath, res.rejected, res, collect)
+        res.duplicates = _commit(lake, src, key, origin, staged.parts, staged.qpath, res.rejected, res, collect,
+                                 reached)
     except BaseException:
-        staged.discard()
+        if not reached:  # else the file may be committed (Ctrl-C in the collector): never delete its parts;
+            staged.discard()  # if the COMMIT failed instead, the next collector removes them
         raise
     res.seconds = time.perf_counter() - t0
     if task is not None:
@@ -749,15 +752,20 @@ def _log(lake: Lake, src: Source, res: EventsFileResult, con=None, adopt: tuple[
 
 
 def _commit(lake: Lake, src: Source, key: str, origin: str, parts: list[dict], qpath: Path | None, qrows: int,
-            res: EventsFileResult, collect: bool = False) -> int:
+            res: EventsFileResult, collect: bool = False, reached: list | None = None) -> int:
     """Switch the file's new parts in (one transaction); returns its duplicate count.
 
     Replaces only this source's own earlier rows. Sets ``res.added`` (net change of ``events``),
     ``res.replaced`` and, when a day lost more than REPLACE_WARN_SHARE of its events,
-    ``res.warning`` (also in the message and the import log)."""
+    ``res.warning`` (also in the message and the import log). ``collect``: collect the lake's
+    garbage through the same connection once committed (``reached`` then tells the caller that an
+    error may have come after the COMMIT)."""
     testhooks.pause("events-commit")  # fault tests: the file's parts written, none referenced yet
     with lake.transaction(f"commit {src.label} ({res.events:,} events)", collect=collect) as con:
-        return _commit_in(lake, con, src, key, origin, parts, qpath, qrows, res)
+        dups = _commit_in(lake, con, src, key, origin, parts, qpath, qrows, res)
+        if collect and reached is not None:
+            reached.append(True)
+        return dups
 
 
 def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[dict], qpath: Path | None,
