@@ -26,7 +26,7 @@ from edx_engine.models import Params, build_duckdb
 from edx_engine.models import definitions as D
 from edx_engine.synthetic import SyntheticConfig, generate
 
-START = dt.date(2026, 10, 1)
+START = dt.date(2026, 9, 28)  # a Monday: the days span two ISO weeks and two months
 DAYS = 6
 BUILT_AT = dt.datetime(2026, 11, 1, 12)
 PARTITIONED = sorted(n for n, m in D.MODELS.items() if m.partition)
@@ -141,6 +141,16 @@ def _changed_dates(lake: Lake, step) -> set[str]:
     return {d for d, s in after.items() if before.get(d) != s}
 
 
+def _derived_parts(lake: Lake, model: str, dates: set[str]) -> set[str]:
+    """The partitions of a model over the day models that changed ``dates`` must recompute: theirs, and
+    for a cumulative model every later one too."""
+    m = D.MODELS[model]
+    own = _grain_parts(dates, m.grain)
+    if not m.cumulative:
+        return own
+    return {p for p in _days_of(lake, model) if p >= min(own)}
+
+
 def _grain_parts(dates: set[str], grain: str) -> set[str]:
     """The week (Monday) or month (first day) partitions of ``dates``, computed by hand."""
     out = set()
@@ -187,7 +197,7 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     built = _build(lake)
     assert 1 <= len(changed) < 3 and {built[m].days for m in DAY_MODELS} == {len(changed)}
     for m in DERIVED:
-        assert built[m].days == len(_grain_parts(changed, D.MODELS[m].grain)), m
+        assert built[m].days == len(_derived_parts(lake, m, changed)), m
 
     # a late day: day 5 arrives before day 4, then day 4
     n = _changed(lake, lambda: _import(lake, delivered[day[4]]))
@@ -199,8 +209,12 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
 
     # day 2 re-delivered with a third of its lines removed: its partitions change, the others stay
     _rewrite(first[day[1]], delivered[day[1]], lambda i: i % 3 != 0)
-    n = _changed(lake, lambda: _import(lake, delivered[day[1]]))
-    assert 1 <= n < 5 and _build(lake)["learner_day"].days == n
+    changed = _changed_dates(lake, lambda: _import(lake, delivered[day[1]]))
+    built = _build(lake)
+    assert 1 <= len(changed) < 5 and built["learner_day"].days == len(changed)
+    for m in DERIVED:  # a September day: the cumulative monthly parts of October are recomputed too
+        assert built[m].days == len(_derived_parts(lake, m, changed)), m
+    assert built["video_summary_month"].days == 2
     after = _assert_equals_full(lake, scratch)
     assert after["learner_day"] != before["learner_day"]
 
