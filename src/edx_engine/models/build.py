@@ -5,8 +5,9 @@ DuckDB store (default): every model is written as one Parquet file under
 ``models.<name>`` (schema ``models`` of ``edx.duckdb``). Bookkeeping: ``_edx_models``. The models
 over events (``partition`` in definitions.py) are kept by event date instead: one file per date
 under ``lake/model_parts/<name>/``, listed in ``_edx_model_parts``, and only the dates whose events
-changed are recomputed (models/incremental.py). Each model's SQL reads its inputs and models through
-TEMP VIEWs (``__edx_in_<name>``) pointed at them on every build, so it comes from the cache of
+changed are recomputed (models/incremental.py); the models over those (month rollups, weekly and
+daily series: ``grain``) are kept by partition the same way. Each model's SQL reads its inputs and
+models through TEMP VIEWs (``__edx_in_<name>``) pointed at them on every build, so it comes from the cache of
 compiled SQL (models/sqlcache.py) whenever its key is known: ibis is then neither imported nor run.
 
 PostgreSQL store (``--store postgresql://...``): the input columns the definitions read

@@ -20,7 +20,9 @@ same way. Its partition ``v`` is made from the source partitions of the dates wh
 and names (``signature``: whatever made a source partition change changes it); its ``context`` also
 holds the fingerprints of its non-event inputs (the staff filter's ``auth_user`` and
 ``student_courseaccessrole``): a new package recomputes all its partitions, a new day only those of
-the dates that day changed.
+the dates that day changed. A ``cumulative`` model (a count of learners seen for the first time
+in a month) is computed from the source dates up to its partition: its fingerprint hashes all of
+them, so a changed old month recomputes that month and every later one.
 
 ``_edx_models`` keeps one row per model as for the others; its ``path`` is a zero-row file with the
 model's schema (what ``models.<name>`` reads while the model has no partition).
