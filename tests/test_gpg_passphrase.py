@@ -419,3 +419,18 @@ def test_a_file_that_cannot_judge_the_passphrase_leaves_the_check_to_the_next(gp
     with pytest.raises(PassphraseError):
         _import_logs(tmp_path / "bad", root, home, WRONG, monkeypatch)
     assert len(decrypt_runs(log)) == 2  # the foreign file (undecided), then the first own file: wrong
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])  # one process; worker processes (the default on 2 cores)
+def test_event_logs_with_a_wrong_passphrase_are_one_line_and_exit_1(gpg_key, tmp_path, jobs):
+    """`import` of encrypted logs with a wrong passphrase says so once (it printed a `failed` line per
+    file before the error line), exits 1 and imports nothing."""
+    home, fpr, _ = gpg_key
+    root = _encrypted_days(tmp_path, home, fpr, ["2026-10-20", "2026-10-21", "2026-10-22"])
+    r = subprocess.run([*ENTRY, "import", str(root), "--jobs", jobs, "--data-dir", str(tmp_path / "d")],
+                       env=env_for(home, WRONG), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "wrong passphrase" in lines[0], lines
+    assert WRONG not in r.stdout + r.stderr
+    assert _events_in(tmp_path / "d") == 0

@@ -31,6 +31,14 @@ class _AmountColumn(ProgressColumn):
         return Text(f"{task.completed:,.0f}/{total}", style="progress.download")
 
 
+def _passphrase_failure(message: str) -> bool:
+    """A file's failure that is the run's wrong or missing passphrase (``label: cannot decrypt: reason``)."""
+    from ..decrypt import is_passphrase_reason
+
+    _, sep, reason = message.partition(": cannot decrypt: ")
+    return bool(sep) and is_passphrase_reason(reason)
+
+
 def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | None = None, quiet: bool = False,
                scrub: bool = False, labels: dict[Path, str] | None = None, show_partial: bool = True,
                refused: list[str] | None = None, jobs: int | None = None, spark=None):
@@ -47,6 +55,8 @@ def run_import(settings: cfg.Settings, paths: list[Path], package_date: str | No
                   TextColumn("eta"), TimeRemainingColumn(), console=console,
                   disable=quiet or not console.is_terminal) as progress:
         def on_file(r) -> None:
+            if r.status == "failed" and _passphrase_failure(r.message):
+                return  # every encrypted file fails alike: said once, by the error line that ends the run
             if r.status == "failed":
                 progress.console.print(f"[red]failed[/] {r.message}", highlight=False, soft_wrap=True)
             elif r.rejected and show_partial:
