@@ -694,9 +694,9 @@ def video_month(t: Tables, p: Params) -> ir.Table:
 
 
 def firsts(t: Tables, source: str, own: ir.Table, keys: list[str], **conds: ir.BooleanValue) -> ir.Table:
-    """``own`` (rows of ``source`` per ``keys`` + ``month``) with, per condition name, the first month the
-    key had a row meeting it (``month_<name>``; ``month_any``: any row), read from ``source`` up to the
-    months computed, limited to the keys of ``own``. A row is a key's first when its month equals it."""
+    """``own`` (rows of ``source`` per ``keys`` + ``month``) with, per condition name, whether the row's
+    month is the first the key had a row meeting it (``first_<name>``, never NULL; ``first_any``: any
+    row), read from ``source`` up to the months computed, limited to the keys of ``own``."""
     first_day = ibis.date(1, 1, 1)  # a NULL month (events without a date: hand-made catalogs) comes first
     own = own.mutate(month=own.month.fill_null(first_day))
     h = t.upto(source)
@@ -704,7 +704,9 @@ def firsts(t: Tables, source: str, own: ir.Table, keys: list[str], **conds: ir.B
     f = h.group_by([h[k].name(f"h_{k}") for k in keys]).aggregate(
         month_any=h.month.min(), **{f"month_{c}": h.month.min(where=cond(h)) for c, cond in conds.items()})
     j = own.join(f, [own[k] == f[f"h_{k}"] for k in keys])
-    return j.drop(*[f"h_{k}" for k in keys]).mutate(month=ibis.ifelse(j.month == first_day, None, j.month))
+    flags = {f"first_{c}": (j.month == j[f"month_{c}"]).fill_null(False) for c in ("any", *conds)}
+    return j.mutate(month=ibis.ifelse(j.month == first_day, None, j.month), **flags).drop(
+        *[f"h_{k}" for k in keys], *[f"month_{c}" for c in ("any", *conds)])
 
 
 @model("video_summary_month", inputs=("auth_user", "student_courseaccessrole"), deps=("video_month",),
@@ -717,8 +719,8 @@ def video_summary_month(t: Tables, p: Params) -> ir.Table:
     j = firsts(t, "video_month", vm, ["course_id", "video_id", "user_id"],
                play=lambda h: h.plays > 0, done=lambda h: h.completions > 0)
     return j.group_by(["course_id", "video_id", "month"]).aggregate(
-        learners=j.count(where=j.month == j.month_any), viewers=j.count(where=j.month == j.month_play),
-        plays=isum(j.plays), completers=j.count(where=j.month == j.month_done), nevents=isum(j.nevents))
+        learners=j.count(where=j.first_any), viewers=j.count(where=j.first_play),
+        plays=isum(j.plays), completers=j.count(where=j.first_done), nevents=isum(j.nevents))
 
 
 @model("video_summary", deps=("video_summary_month",))
@@ -776,11 +778,10 @@ def problem_summary_month(t: Tables, p: Params) -> ir.Table:
     (their first month's first) was correct, and the month's submissions."""
     pm = without_staff(t, p, t.problem_month)
     j = firsts(t, "problem_month", pm, ["course_id", "problem_id", "user_id"], correct=lambda h: h.ncorrect > 0)
-    new = j.month == j.month_any
     return j.group_by(["course_id", "problem_id", "month"]).aggregate(
-        submissions=isum(j.submissions), learners=j.count(where=new),
-        learners_correct=j.count(where=j.month == j.month_correct),
-        first_attempt_correct=j.count(where=new & (j.first_success == "correct")))
+        submissions=isum(j.submissions), learners=j.count(where=j.first_any),
+        learners_correct=j.count(where=j.first_correct),
+        first_attempt_correct=j.count(where=j.first_any & (j.first_success == "correct").fill_null(False)))
 
 
 @model("problem_summary", deps=("problem_summary_month",))
