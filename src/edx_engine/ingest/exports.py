@@ -229,10 +229,12 @@ class PackageImporter:
         log: list[tuple] = []
         results_of: list[FileResult] = []  # the result of each snapshot, in the same order
         srcs = sorted((s for s in sources if s.member), key=lambda s: (s.package_date or "", _import_order(s.member.table)))
-        with self.lake.connect(read_only=False) as con:
-            # the snapshots as they are before this run (it commits once, at its end, under the write lock):
-            # read once, not once per member (a catalog connection costs ~0.1 s)
-            rows = catalog.current_snapshots(con)
+        # the snapshots as they are before this run (it commits once, at its end, under the write lock):
+        # read once, not once per member (a catalog connection costs ~0.1 s), by the lake's init if it could
+        rows = self.lake.snapshots_read_at_init()
+        if rows is None:
+            with self.lake.connect(read_only=False) as con:
+                rows = catalog.current_snapshots(con)
         self._current = {(t, c): (d, f, p) for t, c, d, f, p in rows}
         self._by_fingerprint = {(t, d, f): c for t, c, d, f, _ in sorted(rows)}
         known = sorted({c for _, c, _, _, _ in rows})

@@ -95,6 +95,10 @@ class Lake:
         # lake was collected after this object's last commit.
         self._ready = False
         self._collected = False
+        # the current snapshots as ``init`` read them, for the package import that follows it under the
+        # same write lock (spares that import a catalog connection); dropped by any commit and when
+        # the lock is released
+        self._init_snapshots: list[tuple] | None = None
 
     # -- files -------------------------------------------------------------------------
     def init(self) -> None:
@@ -107,7 +111,15 @@ class Lake:
             catalog.ensure(con)
             if not self._views_exist(con):
                 self.refresh_views(con)
+            if self._here() in _HELD:
+                self._init_snapshots = catalog.current_snapshots(con)
         self._ready = True
+
+    def snapshots_read_at_init(self) -> list[tuple] | None:
+        """``catalog.current_snapshots`` as ``init`` read them under the write lock this process still
+        holds, with no commit since (so they are still the catalog's); None otherwise. Given once."""
+        rows, self._init_snapshots = self._init_snapshots, None
+        return rows if self._here() in _HELD else None
 
     def table_file(self, table: str, course_id: str, package_date: str) -> Path:
         """A new, unique path for a table snapshot (written as ``<path>.tmp`` then renamed)."""
@@ -205,6 +217,7 @@ class Lake:
         ``collect_garbage``)."""
         con = self.connect(purpose=purpose)
         self._collected = False
+        self._init_snapshots = None
         try:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -314,6 +327,7 @@ class Lake:
                 yield
             finally:
                 _HELD.discard(self._here())
+                self._init_snapshots = None
 
     def current(self, con: duckdb.DuckDBPyConnection, table: str, course_id: str) -> tuple | None:
         return con.execute(
