@@ -21,6 +21,9 @@ os.environ["COLUMNS"] = "200"
 # start (they inherit the environment; those that drop EDX_ENGINE_* variables keep this one). Entries are
 # keyed by content and written atomically, so concurrent workers share it safely.
 os.environ.setdefault("EDX_ENGINE_SQL_CACHE", str(Path(tempfile.gettempdir()) / f"edx-engine-sql-cache-{os.getuid()}"))
+# Subprocesses (the CLI runs) read and write bytecode even where PYTHONDONTWRITEBYTECODE is set (`make test`
+# unsets it for the workers too): compiling the package's modules again in each of ~190 runs cost ~0.3 CPU-s each.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # The tests' Spark JVMs (the shared session, and those a CLI run or a subprocess starts: they inherit this)
 # run many tiny queries: the C2 JIT and the parallel GC cost more CPU than they save there. C1 only and the
 # serial GC halved the Spark tests' JVM CPU (129 -> 63 CPU-s, same tests). Users' Spark keeps its defaults.
