@@ -46,7 +46,7 @@ from ..store.lake import Lake
 from . import definitions as D
 from . import incremental as inc
 from . import sqlcache
-from .inputs import INPUTS, all_catalog_columns, catalog_columns, input_sql, q
+from .inputs import INPUTS, all_catalog_columns, input_sql, q
 from .registry import CourseEntry, course_info
 
 SCHEMA = "models"  # DuckDB schema of the model views
@@ -279,24 +279,23 @@ class _DuckRun:
         if name == "course_info":
             self.con.register(PLACEHOLDER + name, self.course_info())
             return
-        model = name[:-len(D.UPTO)] if name.endswith(D.UPTO) else name
-        if model != name:
-            parts = self.part_state.get(model)
-            files = (self.current[model] if days is None or parts is None else
-                     sorted(f for d in days if d in parts for f in parts[d][1]) or [self.schema_path[model]])
-            sql = f"SELECT * FROM read_parquet({views.sql_list(files)})"
-        elif name in EVENT_TABLES:
+        if name in EVENT_TABLES:
             sql = self._input_sql(name)
             sql = sql if days is None else f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
         elif name in INPUTS:
             sql = self._input_sql(name)
-        elif days is not None and name in self.part_state:
-            parts = self.part_state[name]
-            files = sorted(f for d in days if d in parts for f in parts[d][1]) or [self.schema_path[name]]
-            sql = f"SELECT * FROM read_parquet({views.sql_list(files)})"
         else:
-            sql = f"SELECT * FROM read_parquet({views.sql_list(self.current[name])})"
+            sql = f"SELECT * FROM read_parquet({views.sql_list(self._model_files(name, days))})"
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {q(PLACEHOLDER + name)} AS {sql}")
+
+    def _model_files(self, name: str, days: list[str] | None) -> list[str]:
+        """The current files of model ``name`` (``<model>__upto``: of that model), only those of the
+        dates ``days`` when given and the model is kept by partition (its schema file if none)."""
+        name = name.removesuffix(D.UPTO)
+        parts = self.part_state.get(name)
+        if days is None or parts is None:
+            return self.current[name]
+        return sorted(f for d in days if d in parts for f in parts[d][1]) or [self.schema_path[name]]
 
     def _input_sql(self, name: str) -> str:
         """``input_sql`` of an input, made once per build (the catalog does not change during one)."""

@@ -42,7 +42,7 @@ import duckdb
 
 from ..store import catalog
 from ..store.files import finish_atomic
-from .inputs import catalog_columns, input_sql, q
+from .inputs import catalog_columns, q
 
 NULL_DAY = ""  # the partition of events without an event date (hand-made catalogs only)
 
@@ -129,12 +129,6 @@ def day_filter(days: list[str]) -> str:
     if NULL_DAY in days:
         conds.append("event_date IS NULL")
     return "(" + " OR ".join(conds or ["false"]) + ")"
-
-
-def restricted_sql(con: duckdb.DuckDBPyConnection, name: str, days: list[str] | None) -> str:
-    """``input_sql`` of an event input, limited to ``days`` (None: every day)."""
-    sql = input_sql(con, name)
-    return sql if days is None else f"SELECT * FROM ({sql}) WHERE {day_filter(days)}"
 
 
 def username_days(con: duckdb.DuckDBPyConnection, days: list[str] | None) -> set[str]:
