@@ -18,9 +18,10 @@ from models_support import engine_rows, synthetic_store
 
 pytest.importorskip("grpc", reason="the Spark Connect client (pyspark[connect]: grpcio) is not installed")
 
-# courses reads course_day (events, with the duplicate anti-join), the snapshots and the course registry
+# courses reads course_month over course_day (events, with the duplicate anti-join), the snapshots and the
+# course registry
 ASKED = ["courses"]
-BUILT = ["course_day", "courses"]
+BUILT = ["course_day", "course_month", "courses"]
 
 
 @pytest.fixture(scope="module")
