@@ -135,7 +135,10 @@ def build(
 
     def on_model(r):
         if r.status == "built":
-            days = f"  ({r.days:,} day(s) recomputed)" if r.days is not None else ""
+            from ..models.definitions import MODELS
+
+            grain = MODELS[r.name].grain if r.name in MODELS else "day"
+            days = f"  ({r.days:,} {grain}(s) recomputed)" if r.days is not None else ""
             console.print(f"  {r.name:<18} {r.rows:>12,} rows {r.seconds:7.2f} s{days}", highlight=False)
 
     try:
