@@ -515,3 +515,31 @@ def test_count_axes_tick_whole_numbers_only(store):
                              "y": {"field": "n", "type": "quantitative", "title": None, "axis": integer_axes[0]}}}
         labels = [x for x in re.findall(r"<text[^>]*>([^<]*)</text>", vl_convert.vegalite_to_svg(spec)) if x]
         assert labels == sorted(set(labels), key=int) and labels[0] == "0" and labels[-1] == str(top), labels
+
+
+def test_date_axis_labels_are_distinct_over_short_and_long_spans():
+    """A weekly series of two weeks was ticked daily and every tick labelled "%b %Y" ("Sep 2026" ten
+    times, seen on the overview's weekly active learners); the axis now labels days over a short span
+    and months over a long one. Rendered by the Vega the site ships."""
+    import datetime as dt
+
+    import vl_convert
+
+    from edx_engine.dashboard.charts import time_lines
+
+    def x_labels(rows):
+        spec = time_lines("t", rows, "week", "n", None, "Week", "Learners")
+        spec.update(width=500, height=200)
+        spec["encoding"]["y"]["axis"] = None
+        svg = vl_convert.vegalite_to_svg(spec)
+        return [x for x in re.findall(r"<text[^>]*>([^<]*)</text>", svg) if x and x not in ("Week", "t")]
+
+    short = [{"week": "2026-09-28", "n": 210}, {"week": "2026-10-05", "n": 190}]
+    labels = x_labels(short)
+    assert len(labels) >= 2 and len(labels) == len(set(labels)), labels
+    assert all(re.fullmatch(r"\d\d (Sep|Oct)", lab) for lab in labels), labels
+    start = dt.date(2023, 1, 2)
+    long = [{"week": str(start + dt.timedelta(weeks=k)), "n": k} for k in range(160)]
+    labels = x_labels(long)
+    assert len(labels) >= 2 and len(labels) == len(set(labels)), labels
+    assert all(re.fullmatch(r"[A-Z][a-z]{2} 20\d\d", lab) for lab in labels), labels

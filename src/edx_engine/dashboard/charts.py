@@ -59,12 +59,32 @@ def vbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_t
     return s
 
 
+SHORT_SPAN_DAYS = 120  # below this, a date axis ticks days or weeks, labelled by day, not by month
+
+
+def date_axis(rows: list[dict], x: str) -> dict:
+    """The date axis for the span of ``rows``: months over a long span; over a short one, ticks at
+    whole days (up to a month) or weeks, labelled by day. Vega ticked a two-week weekly series every
+    12 hours, labelled "%b %Y": "Sep 2026" fifteen times."""
+    import datetime as dt
+
+    axis = {"format": "%b %Y", "labelOverlap": True}
+    days = sorted(str(r[x])[:10] for r in rows if r.get(x) is not None)
+    try:
+        span = (dt.date.fromisoformat(days[-1]) - dt.date.fromisoformat(days[0])).days if days else None
+    except ValueError:
+        span = None
+    if span is not None and span < SHORT_SPAN_DAYS:
+        axis.update(format="%d %b", tickCount={"interval": "day" if span <= 31 else "week", "step": 1})
+    return axis
+
+
 def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, x_title: str, y_title: str,
                color_title: str = "", *, bars: bool = False, stack: bool = False, params: list | None = None,
                transform: list | None = None, rules: list[dict] | None = None) -> dict:
     """Lines (or stacked bars) over time; ``rules`` = [{"date": ..., "label": ...}] vertical markers."""
     enc = {"x": {"field": x, "type": "temporal", "title": x_title, "scale": {"type": "utc"},
-                 "axis": {"format": "%b %Y", "labelOverlap": True}},
+                 "axis": date_axis(rows, x)},
            "y": {"field": y, "type": "quantitative", "title": y_title, "axis": value_axis(",d"),
                  **({"stack": "zero"} if stack else {})},
            "tooltip": [{"field": x, "type": "temporal", "title": x_title, "timeUnit": "utcyearmonthdate"},
