@@ -96,13 +96,15 @@ def _hash(*parts) -> str:
 
 
 def input_fingerprints(con: duckdb.DuckDBPyConnection, info: pa.Table | None,
-                       only: set[str] | None = None, days: dict[str, str] | None = None) -> dict[str, str]:
+                       only: set[str] | None = None, days: dict[str, str] | None = None,
+                       columns: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
     """Input name -> fingerprint (``course_info`` only when ``info`` is given). Event inputs hash the
     per-date fingerprints of ``incremental.event_days`` (``days`` if the caller has them) and their
-    columns: read from the bookkeeping, not from the events."""
+    columns (``columns``: ``all_catalog_columns`` if the caller has it): read from the bookkeeping,
+    not from the events."""
     fp: dict[str, str] = {}
     snaps: dict[str, list] = {}
-    columns = all_catalog_columns(con)
+    columns = columns if columns is not None else all_catalog_columns(con)
     try:
         for t, c, f, d in con.execute("SELECT table_name, course_id, fingerprint, package_date FROM _edx_snapshots "
                                       "ORDER BY 1, 2").fetchall():
@@ -242,7 +244,8 @@ class _DuckRun:
     def __init__(self, lake: Lake, con: duckdb.DuckDBPyConnection, params: D.Params, force: bool):
         self.lake, self.con, self.params, self.force = lake, con, params, force
         self.days = inc.event_days(con)
-        self.in_fp = input_fingerprints(con, None, days=self.days)
+        self.columns = all_catalog_columns(con)  # the catalog does not change during a build
+        self.in_fp = input_fingerprints(con, None, days=self.days, columns=self.columns)
         self.stored = _stored_models(con)
         self._ib = None
         self.sql_cache = sqlcache.SqlCache(sqlcache.cache_dir(lake.root))
@@ -257,7 +260,6 @@ class _DuckRun:
         self.new_paths: dict[str, tuple[Path, str, int, float]] = {}
         self.parts: dict[str, inc.PartsUpdate] = {}
         self._name_days: set[str] | None = None
-        self.columns = all_catalog_columns(con)
         self._in_sql: dict[str, str] = {}
         self.part_state: dict[str, dict[str, tuple[str, list[str]]]] = {}  # model -> part -> (signature, files)
         self.schema_path: dict[str, str] = {}
