@@ -175,10 +175,13 @@ def replace_snapshot(con: duckdb.DuckDBPyConnection, *, table: str, course_id: s
                      source_file: str | None, extra_columns: Sequence[str] = (), supersedes: str | None = None,
                      at: dt.datetime | None = None) -> None:
     """Make ``path`` the current snapshot of (table, course); ``supersedes``: a provisional
-    course id (a bare slug) the real id replaces, whose row goes too. (``replace_snapshots`` of one.)"""
-    replace_snapshots(con, [dict(table=table, course_id=course_id, org=org, package_date=package_date, path=path,
-                                 rows=rows, rejected=rejected, fingerprint=fingerprint, source_file=source_file,
-                                 extra_columns=extra_columns, supersedes=supersedes)], at)
+    course id (a bare slug) the real id replaces, whose row goes too."""
+    con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [table, course_id])
+    if supersedes and supersedes != course_id:
+        con.execute("DELETE FROM _edx_snapshots WHERE table_name=? AND course_id=?", [table, supersedes])
+    con.execute("INSERT INTO _edx_snapshots VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [table, course_id, org, package_date, path, rows, rejected, fingerprint, source_file,
+                 ",".join(extra_columns), at or now(True)])
 
 
 _BATCH = 256  # rows per statement of the batch writes below (a few thousand parameters at most)
@@ -252,15 +255,18 @@ def log_imports(con: duckdb.DuckDBPyConnection, entries: Sequence[Sequence], at:
 def replace_quarantine_file(con: duckdb.DuckDBPyConnection, key: str, kind: str, path: str | None, rows: int,
                             at: dt.datetime | None = None) -> None:
     """The quarantine file of ``key`` (one per table file or log file) is ``path``; with no
-    rejected rows (or no path) the key has none. (``replace_quarantine_files`` of one.)"""
-    replace_quarantine_files(con, [(key, kind, path, rows)], at)
+    rejected rows (or no path) the key has none."""
+    con.execute("DELETE FROM _edx_quarantine_files WHERE key=?", [key])
+    if path is not None and rows:
+        con.execute("INSERT INTO _edx_quarantine_files VALUES (?,?,?,?,?)", [key, kind, path, rows, at or now(True)])
 
 
 def log_import(con: duckdb.DuckDBPyConnection, source_file: str, table: str | None, course_id: str | None,
                package_date: str | None, status: str, rows: int, rejected: int, message: str | None,
                at: dt.datetime | None = None) -> None:
     """One row of ``_edx_import_log`` (what `edx-engine status` lists per import)."""
-    log_imports(con, [(source_file, table, course_id, package_date, status, rows, rejected, message)], at)
+    con.execute("INSERT INTO _edx_import_log VALUES (?,?,?,?,?,?,?,?,?)",
+                [at or now(True), source_file, table, course_id, package_date, status, rows, rejected, message])
 
 
 def redact_import_log(con: duckdb.DuckDBPyConnection, pattern: str, replacement: str) -> None:
