@@ -238,19 +238,134 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
     return res
 
 
-class _DuckRun:
+@dataclass
+class PartPlan:
+    """What a build does to a partitioned model (``_Planner.plan_partitioned``), whatever the engine."""
+    keys: dict[str, str]  # partition -> fingerprint now
+    context: str
+    todo: list[str]  # partitions to recompute
+    removed: list[str]  # partitions whose sources are gone
+    full: bool  # every partition recomputed, none kept
+    fp: str  # the model's fingerprint once built
+    unchanged: bool
+    part_names: dict[str, str | None]  # recomputed partition -> ``names`` to record
+    src_days: list[str] | None  # the source partitions the recomputed ones read (None: all)
+    upto_days: list[str] | None  # a cumulative model's: those up to them (None: all)
+    stored: dict[str, inc.StoredPart]  # the recorded partitions before this build
+    same_schema: bool  # no recorded partition was built under another context
+
+    def part_rows(self, written: dict[str, list[tuple[str | None, int]]]) -> list[inc.PartRow]:
+        """The bookkeeping rows of the recomputed partitions (``written``: partition -> (path, rows))."""
+        return [inc.PartRow(d, p, k, self.keys[d], self.context, self.part_names[d]) for d in self.todo
+                for p, k in (written.get(d) or [(None, 0)])]
+
+    def replaced(self) -> list[str]:
+        return sorted(set(self.todo) | set(self.removed) | (set(self.stored) if self.full else set()))
+
+    def kept(self) -> dict[str, inc.StoredPart]:
+        gone = set(self.replaced())
+        return {d: sp for d, sp in self.stored.items() if d not in gone}
+
+
+class _Planner:
+    """What the builds of every engine share: the inputs' fingerprints, the models' fingerprints as this
+    build leaves them, and which partitions of a partitioned model to recompute (models/incremental.py).
+    DuckDB, PostgreSQL and Spark builds computing the same plan is what lets them skip the same work,
+    and a DuckDB and a Spark build alternate on one store."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, params: D.Params, force: bool, info: pa.Table | None = None):
+        self.con, self.params, self.force = con, params, force
+        self.days = inc.event_days(con)
+        self.columns = all_catalog_columns(con)  # the catalog does not change during a build
+        self.in_fp = input_fingerprints(con, info, days=self.days, columns=self.columns)
+        self.fps: dict[str, str] = {}
+        self.part_sigs: dict[str, dict[str, str]] = {}  # partitioned model -> part -> signature (this build)
+        self._name_days: set[str] | None = None
+        self._name_checked: set[str] = set()
+
+    def whole_fp(self, n: str) -> str:
+        """The fingerprint of a model kept whole (``model_fingerprints``, over this build's models)."""
+        m = D.MODELS[n]
+        return _hash(_code_version(), n, self.params.fingerprint() if m.uses_params else "",
+                     {i: self.in_fp[i] for i in sorted(m.inputs)}, {d: self.fps[d] for d in m.deps})
+
+    def plan_partitioned(self, n: str, stored: dict[str, inc.StoredPart], old_fp: str | None,
+                         root: Path) -> PartPlan:
+        """The plan of partitioned model ``n``: ``stored`` its recorded partitions (their files under
+        ``root``: a partition whose file is gone is recomputed), ``old_fp`` its recorded fingerprint
+        (None: not built, or its stored form is gone). Sets the model's fingerprint for the models over it."""
+        m = D.MODELS[n]
+        keys, members, reads, context, names = self._partition_plan(n)
+        uses_names = members is None and any(i not in EVENT_TABLES for i in m.inputs)
+        full = self.force or old_fp is None or not old_fp.startswith("p:")
+        todo, removed = inc.plan(keys, {} if full else stored, context, names, root, full)
+        named = self.name_days(todo) if uses_names and todo else set()
+        part_names = {d: (names if d in named else None) for d in todo}
+        final = {d: (keys[d], stored[d].names) for d in keys if d not in part_names}
+        final.update({d: (keys[d], part_names[d]) for d in todo})
+        fp = "p:" + _hash(context, sorted(final.items()))
+        self.fps[n] = fp
+        src_days = upto_days = None
+        if len(todo) < len(keys):
+            src_days = todo if members is None else sorted(set().union(*(members[p] for p in todo)))
+            upto_days = None if reads is None else sorted(set().union(*(reads[p] for p in todo)))
+        return PartPlan(keys, context, todo, removed, full, fp,
+                        not todo and not removed and not full and old_fp == fp, part_names, src_days, upto_days,
+                        stored, not full and bool(stored) and all(sp.context == context for sp in stored.values()))
+
+    def remember_sigs(self, n: str, kept: dict[str, inc.StoredPart], rows: list[inc.PartRow]) -> None:
+        """The partitions' signatures as this build leaves them (what the models over them hash)."""
+        sigs = {d: inc.signature(sp.fingerprint, sp.context, sp.names) for d, sp in kept.items()}
+        for r in rows:
+            sigs.setdefault(r.day, inc.signature(r.fingerprint, r.context, r.names))
+        self.part_sigs[n] = sigs
+
+    def name_days(self, days: list[str]) -> set[str]:
+        """Those of ``days`` (being recomputed) with events attributed through usernames; one scan of
+        just those dates' events per build."""
+        if self._name_days is None or not set(days) <= self._name_checked:
+            todo = sorted(set(days) - self._name_checked)
+            found = inc.username_days(self.con, None if len(todo) == len(self.days) else todo)
+            self._name_days = (self._name_days or set()) | found
+            self._name_checked |= set(todo)
+        return self._name_days
+
+    def _partition_plan(self, n: str) -> tuple[dict[str, str], dict[str, set[str]] | None,
+                                               dict[str, set[str]] | None, str, str]:
+        """(partition -> fingerprint, partition -> own source dates and -> the source dates it is
+        computed from (None, None: over events), context, names).
+
+        Over events: the event dates' fingerprints; the context holds the code, parameters and event
+        columns; ``names`` the other inputs' fingerprints (recorded for username-attributed dates only).
+        Over partitioned models: ``incremental.derived_parts`` of their partitions as this build left
+        them; the context also holds the inputs' and the other models' fingerprints."""
+        m = D.MODELS[n]
+        events_in = [i for i in m.inputs if i in EVENT_TABLES]
+        sources = [d for d in m.deps if D.MODELS[d].partition]
+        if bool(events_in) == bool(sources):
+            raise BuildError(f"model {n}: a partitioned model reads either events or partitioned models")
+        base = (_code_version(), n, self.params.fingerprint() if m.uses_params else "")
+        if events_in:
+            context = _hash(*base, {i: sorted((self.columns.get(i) or {}).items()) for i in events_in})
+            names = _hash({i: self.in_fp[i] for i in sorted(m.inputs) if i not in EVENT_TABLES})
+            return self.days, None, None, context, names
+        keys, members, reads = inc.derived_parts({s: self.part_sigs[s] for s in sources}, m.grain, m.cumulative)
+        context = _hash(*base, m.grain, m.cumulative, {i: self.in_fp[i] for i in sorted(m.inputs)},
+                        {d: self.fps[d] for d in m.deps if d not in sources})
+        return keys, members, reads, context, ""
+
+
+class _DuckRun(_Planner):
     """One DuckDB build: the current inputs' fingerprints, each model's current files, what was written."""
 
     def __init__(self, lake: Lake, con: duckdb.DuckDBPyConnection, params: D.Params, force: bool):
-        self.lake, self.con, self.params, self.force = lake, con, params, force
-        self.days = inc.event_days(con)
-        self.columns = all_catalog_columns(con)  # the catalog does not change during a build
-        self.in_fp = input_fingerprints(con, None, days=self.days, columns=self.columns)
+        super().__init__(con, params, force)
+        self.lake = lake
         self.stored = _stored_models(con)
         self._ib = None
         self.sql_cache = sqlcache.SqlCache(sqlcache.cache_dir(lake.root))
         con.execute("SET python_enable_replacements = false")  # as ibis sets it: names are catalog names only
-        self.fps: dict[str, str] = {n: f for n, (_, f) in self.stored.items()}
+        self.fps.update({n: f for n, (_, f) in self.stored.items()})
         self.current: dict[str, list[str]] = {n: [str(lake.root / p)] for n, (p, _) in self.stored.items()}
         root = str(lake.root) + os.sep
         for n, ps in catalog.model_part_paths(con).items():
@@ -259,11 +374,9 @@ class _DuckRun:
         self.info: pa.Table | None = None
         self.new_paths: dict[str, tuple[Path, str, int, float]] = {}
         self.parts: dict[str, inc.PartsUpdate] = {}
-        self._name_days: set[str] | None = None
         self._in_sql: dict[str, str] = {}
         self.part_state: dict[str, dict[str, tuple[str, list[str]]]] = {}  # model -> part -> (signature, files)
         self.schema_path: dict[str, str] = {}
-        self._name_checked: set[str] = set()
 
     @property
     def ib(self):
@@ -373,110 +486,67 @@ class _DuckRun:
             f"SELECT DISTINCT course_id FROM read_parquet({views.sql_list(files)}) WHERE nevents_context > 0"
         ).fetchall()}
 
-    def name_days(self, days: list[str]) -> set[str]:
-        """Those of ``days`` (being recomputed) with events attributed through usernames; one scan of
-        just those dates' events per build."""
-        if self._name_days is None or not set(days) <= self._name_checked:
-            todo = sorted(set(days) - self._name_checked)
-            found = inc.username_days(self.con, None if len(todo) == len(self.days) else todo)
-            self._name_days = (self._name_days or set()) | found
-            self._name_checked |= set(todo)
-        return self._name_days
-
     def build_whole(self, n: str, entries: list[CourseEntry]) -> ModelResult:
-        m = D.MODELS[n]
         if "course_info" in D.all_inputs(n):
             self.course_info(entries)
-        self.fps[n] = _hash(_code_version(), n, self.params.fingerprint() if m.uses_params else "",
-                            {i: self.in_fp[i] for i in sorted(m.inputs)}, {d: self.fps[d] for d in m.deps})
+        self.fps[n] = self.whole_fp(n)
         old = self.stored.get(n)
         if not self.force and old and old[1] == self.fps[n] and (self.lake.root / old[0]).exists():
             return ModelResult(n, "unchanged", -1, 0.0)
-        d = self.lake.lake_dir / "models" / n
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
         s0 = time.perf_counter()
         with _PeakRSS() as mem:
-            sql = self.model_sql(n)
-            write_atomic(path, lambda tmp: self.con.execute(
-                f"COPY ({sql}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"))
-        rows = self.con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+            path, rows = self.write_whole(n)
         r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
         self.new_paths[n] = (path, self.fps[n], rows, r.seconds)
         self.current[n] = [str(path)]
         return r
 
+    def write_whole(self, n: str) -> tuple[Path, int]:
+        """Compute model ``n`` whole into a new file: (its path, rows)."""
+        d = self.lake.lake_dir / "models" / n
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
+        sql = self.model_sql(n)
+        write_atomic(path, lambda tmp: self.con.execute(
+            f"COPY ({sql}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"))
+        return path, self.con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+
     def build_partitioned(self, n: str) -> ModelResult:
         """Recompute the changed partitions of a partitioned model (all of them when forced): the
         changed event dates of a model over events, the partitions over changed source dates of a
         model over partitioned models (models/incremental.py)."""
-        m = D.MODELS[n]
         root = self.lake.root
-        keys, members, reads, context, names = self._partition_plan(n)
-        uses_names = members is None and any(i not in EVENT_TABLES for i in m.inputs)
-        stored = inc.stored_parts(self.con, n)
         old = self.stored.get(n)
-        full = self.force or not old or not (root / old[0]).exists() or not old[1].startswith("p:")
-        todo, removed = inc.plan(keys, {} if full else stored, context, names, root, full)
-        named = self.name_days(todo) if uses_names and todo else set()
-        part_names = {d: (names if d in named else None) for d in todo}
-        final = {d: (keys[d], stored[d].names) for d in keys if d not in part_names}
-        final.update({d: (keys[d], part_names[d]) for d in todo})
-        fp = "p:" + _hash(context, sorted(final.items()))
-        self.fps[n] = fp
-        if not todo and not removed and not full and old and old[1] == fp:
-            self._remember(n, stored, [], root / old[0])
+        plan = self.plan_partitioned(n, inc.stored_parts(self.con, n),
+                                     old[1] if old and (root / old[0]).exists() else None, root)
+        if plan.unchanged:
+            self._remember(n, plan.stored, [], root / old[0])
             return ModelResult(n, "unchanged", -1, 0.0)
         s0 = time.perf_counter()
         with _PeakRSS() as mem:
-            src_days = upto_days = None
-            if len(todo) < len(keys):
-                src_days = todo if members is None else sorted(set().union(*(members[p] for p in todo)))
-                upto_days = None if reads is None else sorted(set().union(*(reads[p] for p in todo)))
-            sql = self.model_sql(n, src_days, upto_days)
-            written = inc.write_parts(self.con, sql, m.partition, n, root, self.lake.lake_dir / "model_parts" / n) \
-                if todo else {}
-            schema = self._schema_file(n, sql, None if full or not stored or any(
-                sp.context != context for sp in stored.values()) else old[0])
-        rows = [inc.PartRow(d, p, k, keys[d], context, part_names[d]) for d in todo
-                for p, k in (written.get(d) or [(None, 0)])]
-        replaced = set(todo) | set(removed) | (set(stored) if full else set())
-        self.parts[n] = inc.PartsUpdate(sorted(replaced), rows)
-        keep = {d: sp for d, sp in stored.items() if d not in replaced}
+            written, schema = self.write_partitions(n, plan, old[0] if old and plan.same_schema else None)
+        rows = plan.part_rows(written)
+        self.parts[n] = inc.PartsUpdate(plan.replaced(), rows)
+        keep = plan.kept()
         self._remember(n, keep, rows, schema)
         total = sum(sp.rows for sp in keep.values()) + sum(r.rows for r in rows)
         r = ModelResult(n, "built", total, time.perf_counter() - s0, mem.peak / 2**20)
-        r.days = len(todo)
-        self.new_paths[n] = (schema, fp, total, r.seconds)
+        r.days = len(plan.todo)
+        self.new_paths[n] = (schema, plan.fp, total, r.seconds)
         return r
 
-    def _partition_plan(self, n: str) -> tuple[dict[str, str], dict[str, set[str]] | None,
-                                               dict[str, set[str]] | None, str, str]:
-        """(partition -> fingerprint, partition -> own source dates and -> the source dates it reads
-        (None, None: over events), context, names).
-
-        Over events: the event dates' fingerprints; the context holds the code, parameters and event
-        columns; ``names`` the other inputs' fingerprints (recorded for username-attributed dates only).
-        Over partitioned models: ``incremental.derived_parts`` of their partitions as this build left
-        them; the context also holds the inputs' and the other models' fingerprints."""
-        m = D.MODELS[n]
-        events_in = [i for i in m.inputs if i in EVENT_TABLES]
-        sources = [d for d in m.deps if D.MODELS[d].partition]
-        if bool(events_in) == bool(sources):
-            raise BuildError(f"model {n}: a partitioned model reads either events or partitioned models")
-        base = (_code_version(), n, self.params.fingerprint() if m.uses_params else "")
-        if events_in:
-            context = _hash(*base, {i: sorted((self.columns.get(i) or {}).items()) for i in events_in})
-            names = _hash({i: self.in_fp[i] for i in sorted(m.inputs) if i not in EVENT_TABLES})
-            return self.days, None, None, context, names
-        keys, members, reads = inc.derived_parts({s: {d: sig for d, (sig, _) in self.part_state[s].items()}
-                                                  for s in sources}, m.grain, m.cumulative)
-        context = _hash(*base, m.grain, m.cumulative, {i: self.in_fp[i] for i in sorted(m.inputs)},
-                        {d: self.fps[d] for d in m.deps if d not in sources})
-        return keys, members, reads, context, ""
+    def write_partitions(self, n: str, plan: PartPlan, schema: str | None) -> tuple[dict, Path]:
+        """Compute the partitions ``plan.todo`` of model ``n`` into new files: (partition -> [(path, rows)],
+        the schema file: ``schema`` when it still exists)."""
+        sql = self.model_sql(n, plan.src_days, plan.upto_days)
+        root = self.lake.root
+        written = inc.write_parts(self.con, sql, D.MODELS[n].partition, n, root,
+                                  self.lake.lake_dir / "model_parts" / n) if plan.todo else {}
+        return written, self._schema_file(n, sql, schema)
 
     def _remember(self, n: str, kept: dict[str, inc.StoredPart], rows: list[inc.PartRow], schema: Path) -> None:
         """A partitioned model's partitions as this build leaves them (what the models over it read)."""
+        self.remember_sigs(n, kept, rows)
         root = str(self.lake.root) + os.sep  # string joins: thousands of partitions after a few years
         state = {d: (inc.signature(sp.fingerprint, sp.context, sp.names), [root + p for p in sp.paths])
                  for d, sp in kept.items()}
