@@ -682,6 +682,9 @@ def _load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
 def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.Params,
                    names: list[str] | None = None, force: bool = False,
                    on_model: Callable[[ModelResult], None] | None = None) -> BuildResult:
+    """Build the changed models in PostgreSQL (see the module docstring): the inputs they read are
+    copied first (an event input: only its changed dates), then each model is rebuilt in one
+    transaction, a partitioned model only in its changed partitions (the plan of the DuckDB build)."""
     import psycopg
 
     if not lake.catalog_path.exists():
@@ -695,65 +698,230 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
     except psycopg.Error as exc:
         raise BuildError(f"cannot connect to PostgreSQL {_redact(url)}: {str(exc).strip()}") from None
     with pg, lake.writer():
-        pg.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_RAW}; CREATE SCHEMA IF NOT EXISTS {PG_MODELS}")
-        pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_models (name TEXT PRIMARY KEY, fingerprint TEXT, "
-                   f"rows BIGINT, seconds DOUBLE PRECISION, params TEXT, built_at TIMESTAMP)")
-        pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_inputs (name TEXT PRIMARY KEY, fingerprint TEXT)")
-        stored_inputs = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_inputs").fetchall())
-        stored = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_models").fetchall())
-        existing = {r[0] for r in pg.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s",
-                                             [PG_MODELS]).fetchall()}
-        raw_existing = {r[0] for r in pg.execute("SELECT table_name FROM information_schema.tables "
-                                                 "WHERE table_schema=%s", [PG_RAW]).fetchall()}
-        c0 = time.perf_counter()
+        _pg_bookkeeping(pg)
         with lake.connect(read_only=True) as con:
             con.execute("SET TimeZone = 'UTC'")
-            info = course_info(con, entries)
-            in_fp = input_fingerprints(con, info)
-            fps = model_fingerprints(todo, in_fp, params)
-            copy = [n for n in needed if force or stored_inputs.get(n) != in_fp[n] or n not in raw_existing]
-            if copy:
-                _load_postgres_extension(con)
-                con.execute(f"ATTACH {_sql_str(url)} AS pgdb (TYPE postgres, READ_WRITE)")
-                con.register("_course_info_arrow", info)
-                for n in copy:
-                    src = "SELECT * FROM _course_info_arrow" if n == "course_info" else input_sql(con, n)
-                    con.execute(f"DROP TABLE IF EXISTS pgdb.{PG_RAW}.{q(n)}")
-                    con.execute(f"CREATE TABLE pgdb.{PG_RAW}.{q(n)} AS {src}")
-                con.execute("DETACH pgdb")
-        for n in copy:
-            pg.execute(f"ANALYZE {PG_RAW}.{q(n)}")
-            pg.execute(f"INSERT INTO {PG_MODELS}._edx_inputs VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
-                       f"SET fingerprint = EXCLUDED.fingerprint", [n, in_fp[n]])
-        res.copy_seconds = time.perf_counter() - c0
-        import ibis
-
-        ib = ibis.postgres.from_connection(pg)
-
-        def get(name: str):
-            if name in INPUTS:
-                return ib.table(name, database=PG_RAW)
-            return ib.table(name, database=PG_MODELS)
-
-        for n in todo:
-            if not force and stored.get(n) == fps[n] and n in existing:
-                r = ModelResult(n, "unchanged", -1, 0.0)
-            else:
-                s0 = time.perf_counter()
-                expr = D.MODELS[n].build(D.Tables(get), params)
-                ib.create_table(n, expr, database=PG_MODELS, overwrite=True)
-                pg.execute(f"ANALYZE {PG_MODELS}.{q(n)}")
-                rows = pg.execute(f"SELECT count(*) FROM {PG_MODELS}.{q(n)}").fetchone()[0]
-                r = ModelResult(n, "built", rows, time.perf_counter() - s0)
-                pg.execute(f"INSERT INTO {PG_MODELS}._edx_models VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO "
-                           f"UPDATE SET fingerprint=EXCLUDED.fingerprint, rows=EXCLUDED.rows, "
-                           f"seconds=EXCLUDED.seconds, params=EXCLUDED.params, built_at=EXCLUDED.built_at",
-                           [n, fps[n], rows, r.seconds, params.fingerprint(), params.built_at])
-            res.models.append(r)
-            if on_model:
-                on_model(r)
+            c0 = time.perf_counter()
+            run = _PgRun(lake.root, con, pg, params, force, course_info(con, entries))
+            _pg_copy_inputs(con, pg, url, run, needed)
+            res.copy_seconds = time.perf_counter() - c0
+            for n in todo:
+                r = run.build_partitioned(n) if D.MODELS[n].partition else run.build_whole(n)
+                res.models.append(r)
+                if on_model:
+                    on_model(r)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _pg_bookkeeping(pg) -> None:
+    """The schemas and the bookkeeping tables of a PostgreSQL store (``_edx_model_parts``: a partitioned
+    model's partitions and what each was built from, as ``_edx_model_parts`` of the DuckDB catalog;
+    ``_edx_input_days``: the event dates copied into an event input, with their fingerprints)."""
+    pg.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_RAW}; CREATE SCHEMA IF NOT EXISTS {PG_MODELS}")
+    pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_models (name TEXT PRIMARY KEY, fingerprint TEXT, "
+               f"rows BIGINT, seconds DOUBLE PRECISION, params TEXT, built_at TIMESTAMP)")
+    pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_inputs (name TEXT PRIMARY KEY, fingerprint TEXT)")
+    pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_model_parts (model TEXT, part TEXT, rows BIGINT, "
+               f"fingerprint TEXT, context TEXT, names TEXT, PRIMARY KEY (model, part))")
+    pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_input_days (name TEXT, day TEXT, fingerprint TEXT, "
+               f"PRIMARY KEY (name, day))")
+
+
+def _pg_tables(pg, schema: str) -> set[str]:
+    return {r[0] for r in pg.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                                     [schema]).fetchall()}
+
+
+def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun", needed: list[str]) -> None:
+    """Copy the inputs the models read into ``edx_raw`` where they changed: a table whole, an event
+    input by date (only the dates whose events changed since the last copy, unless its columns changed)."""
+    stored = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_inputs").fetchall())
+    raw = _pg_tables(pg, PG_RAW)
+    whole, by_day = [], {}
+    for n in needed:
+        key = _event_copy_key(run, n) if n in EVENT_TABLES else run.in_fp[n]
+        if run.force or stored.get(n) != key or n not in raw:
+            whole.append((n, key))
+        elif n in EVENT_TABLES:
+            copied = dict(pg.execute(f"SELECT day, fingerprint FROM {PG_MODELS}._edx_input_days WHERE name = %s",
+                                     [n]).fetchall())
+            changed = [d for d, f in run.days.items() if copied.get(d) != f]
+            gone = [d for d in copied if d not in run.days]
+            if changed or gone:
+                by_day[n] = (changed, gone)
+    if not whole and not by_day:
+        return
+    for n, (changed, gone) in by_day.items():  # forget first: a copy killed half-way is redone
+        with pg.transaction():
+            pg.execute(f"DELETE FROM {PG_MODELS}._edx_input_days WHERE name = %s AND day = ANY(%s)",
+                       [n, changed + gone])
+            pg.execute(f"DELETE FROM {PG_RAW}.{q(n)} WHERE {inc.day_filter(changed + gone)}")
+    _load_postgres_extension(con)
+    con.execute(f"ATTACH {_sql_str(url)} AS pgdb (TYPE postgres, READ_WRITE)")
+    try:
+        con.register("_course_info_arrow", run.info)
+        for n, _ in whole:
+            src = "SELECT * FROM _course_info_arrow" if n == "course_info" else input_sql(con, n, run.columns)
+            con.execute(f"DROP TABLE IF EXISTS pgdb.{PG_RAW}.{q(n)}")
+            con.execute(f"CREATE TABLE pgdb.{PG_RAW}.{q(n)} AS {src}")
+        for n, (changed, _) in by_day.items():
+            if changed:
+                con.execute(f"INSERT INTO pgdb.{PG_RAW}.{q(n)} SELECT * FROM ({input_sql(con, n, run.columns)}) "
+                            f"WHERE {inc.day_filter(changed)}")
+    finally:
+        con.execute("DETACH pgdb")
+    for n, key in whole:
+        if n in EVENT_TABLES:  # the models recomputing a few dates read them by this index
+            pg.execute(f"CREATE INDEX IF NOT EXISTS {q(n + '_event_date')} ON {PG_RAW}.{q(n)} (event_date)")
+        pg.execute(f"ANALYZE {PG_RAW}.{q(n)}")
+        with pg.transaction():
+            pg.execute(f"INSERT INTO {PG_MODELS}._edx_inputs VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
+                       f"SET fingerprint = EXCLUDED.fingerprint", [n, key])
+            if n in EVENT_TABLES:
+                _pg_record_days(pg, n, run.days, replace=True)
+    for n, (changed, _) in by_day.items():
+        pg.execute(f"ANALYZE {PG_RAW}.{q(n)}")
+        _pg_record_days(pg, n, {d: run.days[d] for d in changed})
+
+
+def _event_copy_key(run: "_PgRun", n: str) -> str:
+    """What an event input copied by date must share with its last copy: its columns (else it is copied whole)."""
+    return "days:" + _hash(sorted((run.columns.get(n) or {}).items()))
+
+
+def _pg_record_days(pg, n: str, days: dict[str, str], replace: bool = False) -> None:
+    with pg.cursor() as cur:
+        if replace:
+            cur.execute(f"DELETE FROM {PG_MODELS}._edx_input_days WHERE name = %s", [n])
+        cur.executemany(f"INSERT INTO {PG_MODELS}._edx_input_days VALUES (%s, %s, %s) ON CONFLICT (name, day) "
+                        f"DO UPDATE SET fingerprint = EXCLUDED.fingerprint", [(n, d, f) for d, f in days.items()])
+
+
+class _PgRun(_Planner):
+    """One PostgreSQL build: the shared plan (``_Planner``, over the DuckDB catalog ``con``), the models
+    and partitions recorded in PostgreSQL (``pg``), each model replaced in one transaction."""
+
+    def __init__(self, root: Path, con: duckdb.DuckDBPyConnection, pg, params: D.Params, force: bool,
+                 info: pa.Table):
+        super().__init__(con, params, force, info)
+        import ibis
+
+        self.root, self.pg, self.info = root, pg, info
+        self.stored = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_models").fetchall())
+        self.existing = _pg_tables(pg, PG_MODELS)
+        self.fps.update(self.stored)
+        self.ib = ibis.postgres.from_connection(pg)
+
+    def table(self, name: str, parts: list[str] | None = None):
+        """Input or model ``name`` (only the partitions ``parts`` when given: event dates of an event input)."""
+        t = self.ib.table(name, database=PG_RAW if name in INPUTS else PG_MODELS)
+        if parts is None:
+            return t
+        return t.filter(_in_parts(t["event_date" if name in INPUTS else D.MODELS[name].partition], parts))
+
+    def sql(self, expr) -> str:
+        """PostgreSQL SQL of an Ibis expression, as Ibis' own ``create_table`` renders it: its
+        ``compile`` (sqlglot with copy=False) drops the cast to double of an integer division."""
+        return self.ib.compiler.to_sqlglot(expr).sql(self.ib.dialect)
+
+    def build_whole(self, n: str) -> ModelResult:
+        self.fps[n] = self.whole_fp(n)
+        if not self.force and self.stored.get(n) == self.fps[n] and n in self.existing:
+            return ModelResult(n, "unchanged", -1, 0.0)
+        s0 = time.perf_counter()
+        expr = D.MODELS[n].build(D.Tables(self.table), self.params)
+        t = f"{PG_MODELS}.{q(n)}"
+        with self.pg.transaction():
+            self._create(n, expr)
+            self.pg.execute(f"INSERT INTO {t} {self.sql(expr)}")
+            rows = self.pg.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            self.pg.execute(f"DELETE FROM {PG_MODELS}._edx_model_parts WHERE model = %s", [n])
+            r = ModelResult(n, "built", rows, time.perf_counter() - s0)
+            self._record(n, self.fps[n], rows, r.seconds)
+        self.pg.execute(f"ANALYZE {t}")
+        self.existing.add(n)
+        return r
+
+    def build_partitioned(self, n: str) -> ModelResult:
+        """Delete and insert the changed partitions of model ``n`` (all of them: drop and create) in one
+        transaction, with their bookkeeping rows: a reader sees the model before or after, never half."""
+        stored = {d: inc.StoredPart(f, c, nm, [], int(k or 0)) for d, k, f, c, nm in self.pg.execute(
+            f"SELECT part, rows, fingerprint, context, names FROM {PG_MODELS}._edx_model_parts WHERE model = %s",
+            [n]).fetchall()}
+        plan = self.plan_partitioned(n, stored, self.stored.get(n) if n in self.existing else None, self.root)
+        if plan.unchanged:
+            self.remember_sigs(n, plan.stored, [])
+            return ModelResult(n, "unchanged", -1, 0.0)
+        s0 = time.perf_counter()
+        m = D.MODELS[n]
+
+        def get(name: str):
+            if name.endswith(D.UPTO):
+                return self.table(name.removesuffix(D.UPTO), plan.upto_days)
+            if name in EVENT_TABLES or (name in D.MODELS and D.MODELS[name].partition):
+                return self.table(name, plan.src_days)
+            return self.table(name)
+
+        expr = m.build(D.Tables(get, upto=True), self.params)
+        cols = ", ".join(q(c) for c in expr.schema().names)
+        sql = f"SELECT {cols} FROM ({self.sql(expr)}) AS _s WHERE {inc.part_filter(plan.todo, m.partition)}"
+        t, col = f"{PG_MODELS}.{q(n)}", q(m.partition)
+        with self.pg.transaction():
+            if plan.full or n not in self.existing:
+                self._create(n, expr)
+                self.pg.execute(f"CREATE INDEX ON {t} ({col})")
+            else:
+                self.pg.execute(f"DELETE FROM {t} WHERE {inc.part_filter(plan.replaced(), m.partition)}")
+            self.pg.execute(f"INSERT INTO {t} ({cols}) {sql}")
+            counts = self.pg.execute(f"SELECT to_char({col}, 'YYYY-MM-DD'), count(*) FROM {t} WHERE "
+                                     f"{inc.part_filter(plan.todo, m.partition)} GROUP BY 1").fetchall()
+            rows = plan.part_rows({d or inc.NULL_DAY: [(None, k)] for d, k in counts})
+            keep = plan.kept()
+            total = sum(sp.rows for sp in keep.values()) + sum(r.rows for r in rows)
+            r = ModelResult(n, "built", total, time.perf_counter() - s0)
+            r.days = len(plan.todo)
+            self._record_parts(n, plan, rows)
+            self._record(n, plan.fp, total, r.seconds)
+        self.pg.execute(f"ANALYZE {t}")
+        self.existing.add(n)
+        self.remember_sigs(n, keep, rows)
+        return r
+
+    def _create(self, n: str, expr) -> None:
+        """(Re)create the empty table of model ``n`` with the column types of ``expr``, as Ibis'
+        ``create_table`` does (PostgreSQL's own types of the SELECT would differ: sum(bigint) is numeric)."""
+        import sqlglot as sg
+        import sqlglot.expressions as sge
+
+        target = sge.Schema(this=sg.table(n, db=PG_MODELS, quoted=True),
+                            expressions=expr.schema().to_sqlglot_column_defs("postgres"))
+        self.pg.execute(f"DROP TABLE IF EXISTS {PG_MODELS}.{q(n)}")
+        self.pg.execute(sge.Create(kind="TABLE", this=target).sql("postgres"))
+
+    def _record_parts(self, n: str, plan: PartPlan, rows: list[inc.PartRow]) -> None:
+        with self.pg.cursor() as cur:
+            cur.execute(f"DELETE FROM {PG_MODELS}._edx_model_parts WHERE model = %s AND part = ANY(%s)",
+                        [n, plan.replaced()])
+            cur.executemany(f"INSERT INTO {PG_MODELS}._edx_model_parts VALUES (%s,%s,%s,%s,%s,%s)",
+                            [(n, r.day, r.rows, r.fingerprint, r.context, r.names) for r in rows])
+
+    def _record(self, n: str, fp: str, rows: int, seconds: float) -> None:
+        self.pg.execute(f"INSERT INTO {PG_MODELS}._edx_models VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO "
+                        f"UPDATE SET fingerprint=EXCLUDED.fingerprint, rows=EXCLUDED.rows, "
+                        f"seconds=EXCLUDED.seconds, params=EXCLUDED.params, built_at=EXCLUDED.built_at",
+                        [n, fp, rows, seconds, self.params.fingerprint(), self.params.built_at])
+
+
+def _in_parts(col, parts: list[str]):
+    """Ibis condition: ``col`` (a date) is one of the partitions ``parts`` (``NULL_DAY``: NULL)."""
+    import datetime as dt
+
+    import ibis
+
+    real = [dt.date.fromisoformat(d) for d in parts if d != inc.NULL_DAY]
+    cond = col.isin(real) if real else ibis.literal(False)
+    return cond | col.isnull() if inc.NULL_DAY in parts else cond
 
 
 def _sql_str(s: str) -> str:

@@ -131,6 +131,18 @@ def day_filter(days: list[str]) -> str:
     return "(" + " OR ".join(conds or ["false"]) + ")"
 
 
+def part_filter(parts: list[str], column: str) -> str:
+    """SQL condition on the partition column ``column`` selecting exactly the partitions ``parts``
+    (``day_filter`` for a model's own partition column: PostgreSQL deletes and re-inserts by it)."""
+    real = [d for d in parts if d != NULL_DAY]
+    conds = []
+    if real:
+        conds.append(f"{q(column)} IN (" + ", ".join(f"DATE '{d}'" for d in real) + ")")
+    if NULL_DAY in parts:
+        conds.append(f"{q(column)} IS NULL")
+    return "(" + " OR ".join(conds or ["false"]) + ")"
+
+
 def username_days(con: duckdb.DuckDBPyConnection, days: list[str] | None) -> set[str]:
     """The dates among ``days`` having events with a username but no user id: the only ones whose
     learner attribution reads ``auth_user`` (a superset: payload user ids are not looked at)."""
