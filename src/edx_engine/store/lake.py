@@ -171,7 +171,9 @@ class Lake:
         to the catalog open in this process while this one is open."""
         con = self.connect(read_only=True)
         try:
-            lake = _sql_list([str(self.lake_dir.resolve()) + os.sep])
+            # the lake, and the event views' schema file (views.anchor_path)
+            lake = _sql_list([str(self.lake_dir.resolve()) + os.sep,
+                              str(self.root.resolve() / views.ANCHOR_DIR) + os.sep])
             for stmt in _SANDBOX:
                 con.execute(stmt.format(lake=lake))
         except BaseException:
@@ -266,11 +268,12 @@ class Lake:
         return str(self.root.resolve())
 
     def _points_elsewhere(self, con: duckdb.DuckDBPyConnection) -> bool:
-        """True if the views were built for another root (or before roots were recorded)."""
+        """True if the views were built for another root (or before roots were recorded), or are
+        event views of an older format (which listed every part: ``views.outdated``)."""
         root = catalog.get_meta(con, "root")
         if root is None:
             return self._views_exist(con)  # a new catalog has no views yet; an old one has no record
-        return root != self._here()
+        return root != self._here() or views.outdated(con)
 
     def _repoint(self, con: duckdb.DuckDBPyConnection) -> None:
         """Rebuild every view (tables, quarantine, events, models, geo) over this store's files."""

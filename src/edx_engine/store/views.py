@@ -9,8 +9,10 @@ were resolved against. No stage registers anything here: this module is the one 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import uuid
 
 from pathlib import Path
 
@@ -155,57 +157,158 @@ def quarantine_view(con: duckdb.DuckDBPyConnection, base: str) -> None:
     con.execute(f"CREATE OR REPLACE VIEW quarantine AS {sql}")
 
 
+# -- the event views: one glob over the lake's date folders, the catalog deciding which parts count --
+# ``_edx_meta['event_views']`` = "<format>;parts=<complete|mixed>;sql=<digest>": the format of the views
+# (a catalog without it, or with another, lists every part by path: ``Lake.connect`` rebuilds its views),
+# whether every part holds every column of EVENT_VIEW_COLUMNS, and a digest of the views' SQL (a commit
+# that would write the same views binds nothing). The format follows the definitions: a change of
+# the columns or families makes every catalog re-create its views once.
+EVENT_META = "event_views"
+EVENT_VIEW_COLUMNS: dict[str, str] = {**EVENT_COLUMNS, "source_key": "VARCHAR"}
+EVENT_FORMAT = "glob-" + hashlib.sha1(repr((EVENT_VIEW_COLUMNS, FAMILIES)).encode()).hexdigest()[:8]
+EVENT_GLOB = "lake/events/date=*/*.parquet"
+_PART_PATH = r"^lake/events/date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet$"  # the parts the glob sees
+# The schema file: an empty Parquet file with every column typed as the views read it, first in
+# the views' file list. DuckDB reads a glob with the first file's columns and types (casting
+# old parts' UUID event_id to text) and opens no other footer to bind: without it the views would
+# need union_by_name, which reads every part's footer at every bind. Outside lake/ (whose every
+# file the bookkeeping references); in a date folder, as hive partitioning wants of every file.
+ANCHOR_DIR = "views"
+
+
+def outdated(con: duckdb.DuckDBPyConnection) -> bool:
+    """True if the event views were made by another format (an older version listed every part)."""
+    return _event_record(con).get("format") != EVENT_FORMAT
+
+
+def anchor_path(root: str | Path) -> Path:
+    """The schema file of the event views of the store at ``root``."""
+    return Path(root) / ANCHOR_DIR / "date=1970-01-01" / f"events-{EVENT_FORMAT}.parquet"
+
+
+def _event_record(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    value = catalog.get_meta(con, EVENT_META) or ""
+    fmt, *rest = value.split(";")
+    return {"format": fmt, **dict(f.split("=", 1) for f in rest if "=" in f)}
+
+
 def event_views(con: duckdb.DuckDBPyConnection, base: str, families: bool = True) -> None:
-    """(Re)create ``events``, ``events_all`` and the family views.
+    """(Re)create ``events``, ``events_all`` and the family views, unless they are already these.
 
-    ``families=False`` (an events commit): the family views are only created where missing. They
-    select from ``events`` by name, so a new ``events`` needs no new family view, and creating one
-    binds ``events``, i.e. reads the footer of every part of the store (9 binds per commit took
-    0.66 of a small day's 1.0 s in a store of 200 days).
+    In the lake's layout the views read ``lake/events/date=*/*.parquet`` (a definition of constant
+    size, whose bind opens one small file), keep only the parts ``_edx_event_parts`` lists (the
+    glob also sees parts written but not yet committed, and replaced ones not yet collected) and
+    leave out the duplicates ``_edx_event_dups`` lists. ``event_date`` is the folder's name: a
+    filter on it skips other days' files unopened. A commit that changes neither the store's
+    place nor whether there are duplicates writes the same views: nothing is re-created.
 
+    The family views select from ``events`` by name: they are created where missing or made by
+    another format only (``families`` is kept for the callers: it no longer changes anything).
     A catalog whose ``events`` is a table of its own (hand-made test fixtures, an analyst's own
     load) keeps it: a view never replaces a table."""
     catalog.ensure(con, catalog.EVENTS)
+    rec = _event_record(con)
+    current = rec.get("format") == EVENT_FORMAT
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'events'"
                    ).fetchone()[0]:
+        if not current:
+            catalog.set_meta(con, EVENT_META, f"{EVENT_FORMAT};parts=;sql=table")
         return
-    paths = [f"{base}/{p}" for p in catalog.paths(con, "_edx_event_parts")]
-    # parts written before event_id became text hold it as UUID: every part reads as the same text
-    cols = ", ".join("CAST(e.event_id AS VARCHAR) AS event_id" if c == "event_id" else f"e.{c}" for c in EVENT_COLUMNS)
-    if paths:
-        src = _event_parts_sql(paths)
-        has_dups = con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0] > 0
-        if has_dups:
-            all_sql = (f"SELECT {cols}, (d.line IS NOT NULL) AS duplicate FROM {src} e "
-                       f"LEFT JOIN _edx_event_dups d ON d.source_key = e.source_key AND d.line = e.line "
-                       f"AND d.event_date = e.event_date")
-            ev_sql = (f"SELECT {cols} FROM {src} e ANTI JOIN _edx_event_dups d "
-                      f"ON d.source_key = e.source_key AND d.line = e.line AND d.event_date = e.event_date")
-        else:
-            all_sql = f"SELECT {cols}, false AS duplicate FROM {src} e"
-            ev_sql = f"SELECT {cols} FROM {src} e"
-    else:
-        empty = ", ".join(f"NULL::{t} AS {c}" for c, t in EVENT_COLUMNS.items())
-        all_sql = f"SELECT {empty}, NULL::BOOLEAN AS duplicate WHERE false"
-        ev_sql = f"SELECT {empty} WHERE false"
-    con.execute(f"CREATE OR REPLACE VIEW events_all AS {all_sql}")
-    con.execute(f"CREATE OR REPLACE VIEW events AS {ev_sql}")
-    have = set() if families else {r[0] for r in con.execute(
-        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal").fetchall()}
+    all_sql, ev_sql, parts = _event_sql(con, base, rec.get("parts") if current else None)
+    digest = hashlib.sha1(f"{all_sql}\n{ev_sql}".encode()).hexdigest()[:16]
+    have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND view_name "
+                                      f"IN {_in(['events_all', 'events', *FAMILIES])}").fetchall()}
+    if not (current and rec.get("sql") == digest and {"events_all", "events"} <= have):
+        con.execute(f"CREATE OR REPLACE VIEW events_all AS {all_sql}")
+        con.execute(f"CREATE OR REPLACE VIEW events AS {ev_sql}")
     for view, (where, extra) in FAMILIES.items():
-        if view in have:
+        if view in have and current:
             continue
         ex = ", ".join(f"{expr} AS {name}" for name, expr in extra)
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {ex} FROM events WHERE {where}")
+    if not (current and rec.get("sql") == digest and rec.get("parts") == parts):
+        catalog.set_meta(con, EVENT_META, f"{EVENT_FORMAT};parts={parts};sql={digest}")
+
+
+def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> tuple[str, str, str]:
+    """(``events_all`` SQL, ``events`` SQL, whether every part holds every column the views read:
+    ``complete``, ``mixed`` or "" not known). ``parts``: what the catalog's record says of that."""
+    n, outside = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT regexp_full_match(path, ?)) "
+                             "FROM _edx_event_parts", [_PART_PATH]).fetchone()
+    if not n:  # a part written from now on holds every column (the importer's schema)
+        empty = ", ".join(f"NULL::{t} AS {c}" for c, t in EVENT_COLUMNS.items())
+        return f"SELECT {empty}, NULL::BOOLEAN AS duplicate WHERE false", f"SELECT {empty} WHERE false", \
+            parts or "complete"
+    # parts written before event_id became text hold it as UUID: every part reads as the same text
+    cols = ", ".join("CAST(e.event_id AS VARCHAR) AS event_id" if c == "event_id" else f"e.{c}" for c in EVENT_COLUMNS)
+    if outside or any(ch in base for ch in "*?[]{}"):
+        # parts outside the lake's date folders (hand-made stores), or a store path a glob cannot
+        # spell: the parts listed one by one
+        src, where = _event_parts_sql([f"{base}/{p}" for p in catalog.paths(con, "_edx_event_parts")]), ""
+        parts = parts or ""
+    else:
+        if not parts:  # once per catalog (its first views of this format): every part's footer
+            parts = "complete" if _parts_complete(con, base) else "mixed"
+        src = _glob_sql(base, _anchor(con, base) if parts == "complete" else None)
+        where = f" WHERE e._edx_part IN (SELECT {_quote(base + '/')} || path FROM _edx_event_parts)"
+    on = "ON d.source_key = e.source_key AND d.line = e.line AND d.event_date = e.event_date"
+    if con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0]:
+        return (f"SELECT {cols}, (d.line IS NOT NULL) AS duplicate FROM {src} e LEFT JOIN _edx_event_dups d {on}"
+                f"{where}", f"SELECT {cols} FROM {src} e ANTI JOIN _edx_event_dups d {on}{where}", parts)
+    return f"SELECT {cols}, false AS duplicate FROM {src} e{where}", f"SELECT {cols} FROM {src} e{where}", parts
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _glob_sql(base: str, anchor: Path | None) -> str:
+    """Every part under the lake's date folders, ``_edx_part`` its file name; with the schema file
+    first, or, without one (a store that cannot be written, parts lacking columns), by name."""
+    glob = f"{base}/{EVENT_GLOB}"
+    files = sql_list([str(anchor), glob]) if anchor is not None else sql_list([glob])
+    by_name = "" if anchor is not None else ", union_by_name=true"
+    return (f"(SELECT * REPLACE (\"date\" AS event_date), filename AS _edx_part FROM read_parquet({files}, "
+            f"hive_partitioning=true, hive_types={{'date': DATE}}{by_name}))")
+
+
+def _parts_complete(con: duckdb.DuckDBPyConnection, base: str) -> bool:
+    """Whether every listed part holds every column the views read (it reads each part's footer)."""
+    files = [f"{base}/{p}" for p in catalog.paths(con, "_edx_event_parts")]
+    need = list(EVENT_VIEW_COLUMNS)
+    full = con.execute(f"SELECT count(*) FROM (SELECT file_name FROM parquet_schema({sql_list(files)}) "
+                       f"WHERE name IN {_in(need)} GROUP BY file_name HAVING count(DISTINCT name) = {len(need)})"
+                       ).fetchone()[0]
+    return full == len(set(files))
+
+
+def _anchor(con: duckdb.DuckDBPyConnection, base: str) -> Path | None:
+    """The schema file of the store at ``base``, written if missing; None if it cannot be."""
+    path = anchor_path(base)
+    if path.exists():
+        return path
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    cols = ", ".join(f"NULL::{t} AS {c}" for c, t in EVENT_VIEW_COLUMNS.items())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY (SELECT {cols} WHERE false) TO {_quote(str(tmp))} (FORMAT parquet)")
+        os.replace(tmp, path)
+    except (OSError, duckdb.Error):
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return None
+    return path
 
 
 _DATE_DIR = re.compile(r"/date=\d{4}-\d{2}-\d{2}/[^/]+$")
 
 
 def _event_parts_sql(paths: list[str]) -> str:
-    """The parts as one relation. In the lake's layout (``date=YYYY-MM-DD/`` folders) ``event_date``
-    is read from the folder name, so a filter on it prunes whole files before any is opened (the
-    rows' own ``event_date`` is the same value: parts are written per date)."""
+    """The listed parts as one relation (the views' only form before the glob, still used where
+    the glob cannot be). In the lake's layout ``event_date`` is read from the folder name, so a
+    filter on it prunes whole files before any is opened."""
     if all(_DATE_DIR.search(p) for p in paths):
         return (f"(SELECT * REPLACE (\"date\" AS event_date) FROM read_parquet({sql_list(paths)}, "
                 f"hive_partitioning=true, hive_types={{'date': DATE}}, union_by_name=true))")

@@ -1,0 +1,164 @@
+"""The event views read the lake by one glob over its date folders (issue 15 §3): their definition does
+not grow with the days received, a date filter still skips other days' files unopened, the catalog
+(``_edx_event_parts``) still decides which parts count, and catalogs made by the earlier views (every
+part listed by path) are re-created on open with the same rows and types."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from models_support import synthetic_store
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A small imported store (2 days, duplicates across deliveries): its data folder."""
+    lake, _ = synthetic_store(tmp_path_factory.mktemp("viewsglob"), learners=20, days=2)
+    return lake.root
+
+
+@pytest.fixture
+def store(made, tmp_path) -> Path:
+    """A private copy of the store (tests below change it), its views re-pointed at the copy."""
+    from edx_engine.lake import Lake
+
+    data = tmp_path / "data"
+    shutil.copytree(made, data)
+    Lake(data).connect().close()
+    return data
+
+
+def _ro(data: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(data / "edx.duckdb"), read_only=True)
+
+
+def _view_sql(con, name: str) -> str:
+    return con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [name]).fetchone()[0]
+
+
+def _expected_count(con, data: Path) -> int:
+    """Rows of ``events``, independently of the views: the listed parts' rows, less the duplicates."""
+    files = [str(data / p) for (p,) in con.execute("SELECT path FROM _edx_event_parts").fetchall()]
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return rows - con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0]
+
+
+def _old_event_views(con, base: str) -> None:
+    """The views as the earlier code wrote them: every part by path, read by name (its copy)."""
+    paths = [f"{base}/{p}" for (p,) in con.execute("SELECT path FROM _edx_event_parts ORDER BY path").fetchall()]
+    lst = "[" + ", ".join(f"'{p}'" for p in paths) + "]"
+    src = (f"(SELECT * REPLACE (\"date\" AS event_date) FROM read_parquet({lst}, hive_partitioning=true, "
+           f"hive_types={{'date': DATE}}, union_by_name=true))")
+    from edx_engine.store.views import EVENT_COLUMNS
+
+    cols = ", ".join("CAST(e.event_id AS VARCHAR) AS event_id" if c == "event_id" else f"e.{c}" for c in EVENT_COLUMNS)
+    on = "ON d.source_key = e.source_key AND d.line = e.line AND d.event_date = e.event_date"
+    con.execute(f"CREATE OR REPLACE VIEW events_all AS SELECT {cols}, (d.line IS NOT NULL) AS duplicate "
+                f"FROM {src} e LEFT JOIN _edx_event_dups d {on}")
+    con.execute(f"CREATE OR REPLACE VIEW events AS SELECT {cols} FROM {src} e ANTI JOIN _edx_event_dups d {on}")
+    con.execute("DELETE FROM _edx_meta WHERE key = 'event_views'")
+
+
+def test_definition_is_a_glob_of_constant_size(store):
+    with _ro(store) as con:
+        parts = [p for (p,) in con.execute("SELECT path FROM _edx_event_parts").fetchall()]
+        dups = con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0]
+        sql = {v: _view_sql(con, v) for v in ("events", "events_all")}
+        n = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        assert n == _expected_count(con, store) and dups and len(parts) >= 2
+    for text in sql.values():
+        assert f"{store.resolve()}/lake/events/date=*/*.parquet" in text
+        assert not any(p in text for p in parts)  # no part is named: the text does not grow with them
+
+
+def test_parts_the_catalog_does_not_list_are_not_read(store):
+    """A part written but not committed (or replaced and not yet collected) is in the glob: the
+    views leave it out, and leave out nothing else."""
+    with _ro(store) as con:
+        before = con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
+        all_before = con.execute("SELECT count(*) FROM events_all").fetchone()[0]
+        part = con.execute("SELECT path FROM _edx_event_parts ORDER BY rows DESC LIMIT 1").fetchone()[0]
+    stray = store / Path(part).with_name("zz-uncommitted.parquet")
+    shutil.copyfile(store / part, stray)
+    with _ro(store) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == before
+        assert con.execute("SELECT count(*) FROM events_all").fetchone()[0] == all_before
+        assert con.execute("SELECT count(*) FROM read_parquet(?)", [str(stray)]).fetchone()[0] > 0
+
+
+def test_a_date_filter_does_not_open_other_days(store):
+    """An unreadable file in another day's folder: a query on one day (= or BETWEEN) never opens
+    it, a query over every day does (so the file would be noticed if the filter did not prune)."""
+    with _ro(store) as con:
+        day, n = con.execute("SELECT event_date, sum(rows) FROM _edx_event_parts GROUP BY 1 ORDER BY 1 LIMIT 1"
+                             ).fetchone()
+        dups = con.execute("SELECT count(*) FROM _edx_event_dups WHERE event_date = ?", [day]).fetchone()[0]
+    bad = store / "lake" / "events" / "date=2001-01-01" / "corrupt.parquet"
+    bad.parent.mkdir()
+    bad.write_bytes(b"PAR1 this is not a parquet file PAR1")
+    with _ro(store) as con:
+        assert con.execute("SELECT count(*) FROM events WHERE event_date = ?", [day]).fetchone()[0] == n - dups
+        assert con.execute("SELECT count(*) FROM events_video WHERE event_date BETWEEN ? AND ?",
+                           [day, day]).fetchone()[0] >= 0
+        plan = con.execute("EXPLAIN ANALYZE SELECT count(*) FROM events_all WHERE event_date = ?",
+                           [day]).fetchall()[0][1]
+        files = con.execute("SELECT count(*) FROM _edx_event_parts WHERE event_date = ?", [day]).fetchone()[0]
+        assert f"Total Files Read: {files}" in plan
+        with pytest.raises(duckdb.Error):
+            con.execute("SELECT count(*) FROM events_all").fetchall()
+
+
+def test_an_old_catalog_gets_the_glob_views_on_open_with_the_same_rows_and_types(store):
+    from edx_engine.lake import Lake
+
+    with duckdb.connect(str(store / "edx.duckdb")) as con:
+        _old_event_views(con, str(store.resolve()))
+        old = {v: (con.execute(f"DESCRIBE {v}").fetchall(), con.execute(f"SELECT * FROM {v} ORDER BY ALL").fetchall())
+               for v in ("events", "events_all", "events_video")}
+        assert "date=*" not in _view_sql(con, "events")
+    with Lake(store).connect(read_only=True) as con:  # a reader's open re-creates them
+        assert "date=*" in _view_sql(con, "events") and "date=*" in _view_sql(con, "events_all")
+        new = {v: (con.execute(f"DESCRIBE {v}").fetchall(), con.execute(f"SELECT * FROM {v} ORDER BY ALL").fetchall())
+               for v in old}
+    assert new == old and old["events"][1]
+
+
+def test_a_copy_reads_its_own_files(store, tmp_path):
+    """The copy's views and schema file are the copy's; the original gone, the copy still reads."""
+    from edx_engine.lake import Lake
+    from edx_engine.store.views import anchor_path
+
+    with _ro(store) as con:
+        n = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    shutil.rmtree(store)
+    with Lake(copy).connect(read_only=True) as con:
+        assert str(store) not in _view_sql(con, "events") and str(copy.resolve()) in _view_sql(con, "events")
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == n
+    assert anchor_path(copy.resolve()).exists()
+
+
+def test_parts_lacking_a_column_are_read_by_name(store):
+    """A catalog of the earlier views whose part lacks a column the views read: its views read the
+    glob by name (every footer, as before), that part's column is NULL, the others' are kept."""
+    from edx_engine.lake import Lake
+
+    with duckdb.connect(str(store / "edx.duckdb")) as con:
+        part = con.execute("SELECT path FROM _edx_event_parts ORDER BY path LIMIT 1").fetchone()[0]
+        want = con.execute("SELECT count(*) FILTER (WHERE org_id IS NOT NULL) FROM events_all e "
+                           "WHERE source_file NOT IN (SELECT DISTINCT source_file FROM read_parquet(?))",
+                           [str(store / part)]).fetchone()[0]
+        f = store / part
+        t = pq.read_table(f)
+        pq.write_table(t.drop_columns(["org_id"]), f)
+        _old_event_views(con, str(store.resolve()))
+    with Lake(store).connect(read_only=True) as con:
+        assert "union_by_name" in _view_sql(con, "events")
+        assert con.execute("SELECT count(*) FILTER (WHERE org_id IS NOT NULL) FROM events_all").fetchone()[0] == want
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, store)
