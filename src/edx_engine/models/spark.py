@@ -7,21 +7,22 @@ read-only connection, so both engines compute on the same snapshot. The view log
 ``store/views.py`` and ``inputs.py`` express in DuckDB SQL (family filters, JSON fields,
 ``subject_id``, the enrolment course fallback, typed casts) is translated to Spark SQL here.
 
-Results are written as Parquet: by default into the lake (``lake/models/<name>/<name>-<id>.parquet``,
-Spark's part files merged into one file on the driver, as ``build_duckdb`` writes them),
-recorded in ``_edx_models`` and exposed as ``models.<name>`` views, so ``report``, ``export``
-and the dashboard do not care which engine built them. With ``output`` (``s3a://…``,
-``hdfs://…``, a shared mount) each model is a directory of part files there, and the catalog
-is not touched (DuckDB cannot open those URLs as the views need them).
-
-Uses ``build.py``'s ``_stored_models`` and ``record_models`` so the
-bookkeeping stays the same as for DuckDB builds. A Spark build recomputes a changed model whole,
-the day models (``partition`` in definitions.py) included: each is written as one file and loses
-the date partitions a DuckDB build kept (the next DuckDB build recomputes every date once).
+Results are written as Parquet into the lake as ``build_duckdb`` writes them, with the same
+bookkeeping and the same plan (``_SparkRun`` extends the DuckDB build's ``_DuckRun``, Spark only
+computes): a model kept whole is one file (``lake/models/<name>/<name>-<id>.parquet``, Spark's part
+files merged on the driver); a partitioned model (``partition`` in definitions.py) recomputes only its
+changed partitions, in one Spark job whose output DuckDB splits into one file per partition
+(``lake/model_parts/<name>/``, listed in ``_edx_model_parts``). So a Spark build after a Spark or a
+DuckDB build recomputes only what changed, and the two engines alternate on one store. Everything is
+recorded in ``_edx_models`` and exposed as ``models.<name>`` views, so ``report``, ``export`` and the
+dashboard do not care which engine built them. With ``output`` (``s3a://…``, ``hdfs://…``, a shared
+mount) each model is a directory of part files there, computed whole, and the catalog is not touched
+(DuckDB cannot open those URLs as the views need them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -39,8 +40,8 @@ from ..store import catalog, views
 from ..store.lake import Lake
 from .. import pandas_guard
 from . import definitions as D
-from .build import (BuildError, BuildResult, ModelResult, _PeakRSS, _stored_models, record_models,
-                    input_fingerprints, model_fingerprints)
+from . import incremental as inc
+from .build import EVENT_TABLES, BuildError, BuildResult, ModelResult, PartPlan, _DuckRun, _PeakRSS, record_models
 from .inputs import INPUTS, SUBJECT_EVENTS, input_sql
 from .registry import CourseEntry, course_info
 
@@ -319,10 +320,8 @@ def _write_model(session: "SparkSession", sql: str, name: str, models_dir: Path,
                  output: str | None) -> tuple[int, str]:
     """Run one model's SQL and write it (one file in the lake, or a part directory under ``output``);
     returns (rows, where). A Spark failure becomes one BuildError line naming the model."""
-    from pyspark.errors import PySparkException
-
     stem = f"{name}-{uuid.uuid4().hex[:12]}"
-    try:
+    with _spark_errors(name):
         df = _utc_wall_time(session.sql(sql))
         if output:
             target = f"{output.rstrip('/')}/{name}/{stem}"
@@ -334,6 +333,15 @@ def _write_model(session: "SparkSession", sql: str, name: str, models_dir: Path,
         df.write.mode("overwrite").parquet(str(tmpdir))
         path = d / f"{stem}.parquet"
         return _merge_parts(tmpdir, path), str(path)
+
+
+@contextlib.contextmanager
+def _spark_errors(name: str):
+    """A Spark failure as one BuildError line naming the model, not a Java stack trace."""
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
     except PySparkException as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BuildError(f"model {name} failed on Spark: {first}") from None
@@ -357,6 +365,63 @@ def _merge_parts(d: Path, path: Path) -> int:
     return rows
 
 
+class _SparkRun(_DuckRun):
+    """A Spark build into the lake: the DuckDB build's plan and bookkeeping (its model files, its
+    partitions in ``_edx_model_parts``), each model computed by Spark. A partitioned model's changed
+    partitions are computed in one Spark job, then split into one file per partition on the driver by
+    DuckDB (``incremental.write_parts``, as the DuckDB build writes them)."""
+
+    def __init__(self, lake: Lake, con: duckdb.DuckDBPyConnection, params: D.Params, force: bool,
+                 session: "SparkSession", sqls: dict[str, str], entries: list[CourseEntry]):
+        super().__init__(lake, con, params, force)
+        self.session, self.sqls, self.entries = session, sqls, entries
+        self.sib = ibis.pyspark.connect(session)
+        self._views = 0
+
+    def spark_table(self, name: str, parts: list[str] | None = None):
+        """Input or model ``name`` on Spark (only the partitions ``parts`` when given: the event dates of
+        an event input, the files of those partitions of a partitioned model)."""
+        if name == "course_info" and name not in self.sqls:
+            _register_arrow(self.session, "_edx_src_course_info", self.course_info(self.entries),
+                            INPUTS["course_info"])
+            self.sqls[name] = _typed_sql("_edx_src_course_info", {c: _SPARK_TYPES[t].lower() for c, t in
+                                                                  INPUTS[name].items()}, INPUTS[name])
+        if name in INPUTS:
+            sql = self.sqls[name]
+            return self.sib.sql(sql if parts is None else f"SELECT * FROM ({sql}) WHERE {inc.day_filter(parts)}")
+        view = f"_edx_model_{name}_{self._views}"
+        self._views += 1
+        self.session.read.parquet(*self._model_files(name, parts)).createOrReplaceTempView(view)
+        return self.sib.table(view)
+
+    def write_whole(self, n: str) -> tuple[Path, int]:
+        expr = D.MODELS[n].build(D.Tables(self.spark_table), self.params)
+        rows, where = _write_model(self.session, spark_sql(self.sib, expr), n, self.lake.lake_dir / "models", None)
+        return Path(where), rows
+
+    def write_partitions(self, n: str, plan: PartPlan, schema: str | None) -> tuple[dict, Path]:
+        m = D.MODELS[n]
+
+        def get(name: str):
+            if name.endswith(D.UPTO):
+                return self.spark_table(name.removesuffix(D.UPTO), plan.upto_days)
+            if name in EVENT_TABLES or (name in D.MODELS and D.MODELS[name].partition):
+                return self.spark_table(name, plan.src_days)
+            return self.spark_table(name)
+
+        out_dir = self.lake.lake_dir / "model_parts" / n
+        tmp = out_dir / f".spark-{uuid.uuid4().hex[:12]}"
+        with _spark_errors(n):
+            expr = m.build(D.Tables(get, upto=True), self.params)
+            _utc_wall_time(self.session.sql(spark_sql(self.sib, expr))).write.mode("overwrite").parquet(str(tmp))
+        try:
+            src = f"SELECT * FROM read_parquet('{tmp}/*.parquet')"
+            written = inc.write_parts(self.con, src, m.partition, n, self.lake.root, out_dir) if plan.todo else {}
+            return written, self._schema_file(n, src, schema)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names: list[str] | None = None,
                 force: bool = False, on_model: Callable[[ModelResult], None] | None = None,
                 master: str = "local[2]", remote: str | None = None, output: str | None = None,
@@ -369,51 +434,24 @@ def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names:
     session = spark or spark_session(master, remote)
     res = BuildResult(store=f"spark {remote or master}" + (f" -> {output}" if output else ""))
     todo = D.order(names)
-    models_dir = lake.lake_dir / "models"
-    new_paths: dict[str, tuple[Path, str, int, float]] = {}
-    ib = ibis.pyspark.connect(session)
     with lake.writer():
         with lake.connect(read_only=True) as con:
             con.execute("SET TimeZone = 'UTC'")
-            info = course_info(con, entries)
-            in_fp = input_fingerprints(con, info)
-            fps = model_fingerprints(todo, in_fp, params)
-            stored = {} if output else _stored_models(con)
             c0 = time.perf_counter()
             staging = lake.root / "tmp" / "spark-inputs"
             sqls = stage_inputs(session, con, staging) if staged else register_inputs(session, con, lake.root)
-            _register_arrow(session, "_edx_src_course_info", info, INPUTS["course_info"])
-            sqls["course_info"] = _typed_sql("_edx_src_course_info", {c: _SPARK_TYPES[t].lower() for c, t in
-                                                                      INPUTS["course_info"].items()},
-                                             INPUTS["course_info"])
             res.copy_seconds = time.perf_counter() - c0
-        current: dict[str, str] = {n: str(lake.root / p) for n, (p, _) in stored.items()}
-
-        def get(name: str):
-            if name in INPUTS:
-                return ib.sql(sqls[name])
-            session.read.parquet(current[name]).createOrReplaceTempView(f"_edx_model_{name}")
-            return ib.table(f"_edx_model_{name}")
-
-        for n in todo:
-            old = stored.get(n)
-            if not force and old and old[1] == fps[n] and (lake.root / old[0]).exists():
-                r = ModelResult(n, "unchanged", -1, 0.0)
+            if output:
+                _build_elsewhere(session, con, sqls, entries, params, todo, output, res, on_model)
             else:
-                s0 = time.perf_counter()
-                with _PeakRSS() as mem:
-                    expr = D.MODELS[n].build(D.Tables(get), params)
-                    rows, where = _write_model(session, spark_sql(ib, expr), n, models_dir, output)
-                current[n] = where
-                path = Path(where)
-                r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
-                if not output:
-                    new_paths[n] = (path, fps[n], rows, r.seconds)
-            res.models.append(r)
-            if on_model:
-                on_model(r)
-        if new_paths:
-            record_models(lake, new_paths, params, in_fp)
+                run = _SparkRun(lake, con, params, force, session, sqls, entries)
+                for n in todo:
+                    r = run.build_partitioned(n) if D.MODELS[n].partition else run.build_whole(n, entries)
+                    res.models.append(r)
+                    if on_model:
+                        on_model(r)
+        if not output and run.new_paths:
+            record_models(lake, run.new_paths, params, run.in_fp, run.parts)
         lake.collect_garbage()
     if staged:
         shutil.rmtree(lake.root / "tmp" / "spark-inputs", ignore_errors=True)
@@ -421,3 +459,31 @@ def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names:
         session.stop()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _build_elsewhere(session: "SparkSession", con: duckdb.DuckDBPyConnection, sqls: dict[str, str],
+                     entries: list[CourseEntry], params: D.Params, todo: list[str], output: str, res: BuildResult,
+                     on_model: Callable[[ModelResult], None] | None) -> None:
+    """``output``: every model (and the models it reads) whole, as a directory of part files there; the
+    catalog is not touched."""
+    ib = ibis.pyspark.connect(session)
+    _register_arrow(session, "_edx_src_course_info", course_info(con, entries), INPUTS["course_info"])
+    sqls["course_info"] = _typed_sql("_edx_src_course_info", {c: _SPARK_TYPES[t].lower() for c, t in
+                                                              INPUTS["course_info"].items()}, INPUTS["course_info"])
+    current: dict[str, str] = {}
+
+    def get(name: str):
+        if name in INPUTS:
+            return ib.sql(sqls[name])
+        session.read.parquet(current[name]).createOrReplaceTempView(f"_edx_model_{name}")
+        return ib.table(f"_edx_model_{name}")
+
+    for n in todo:
+        s0 = time.perf_counter()
+        with _PeakRSS() as mem:
+            expr = D.MODELS[n].build(D.Tables(get), params)
+            rows, current[n] = _write_model(session, spark_sql(ib, expr), n, Path(), output)
+        r = ModelResult(n, "built", rows, time.perf_counter() - s0, mem.peak / 2**20)
+        res.models.append(r)
+        if on_model:
+            on_model(r)
