@@ -162,3 +162,17 @@ def test_parts_lacking_a_column_are_read_by_name(store):
         assert "union_by_name" in _view_sql(con, "events")
         assert con.execute("SELECT count(*) FILTER (WHERE org_id IS NOT NULL) FROM events_all").fetchone()[0] == want
         assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, store)
+
+
+def test_a_schema_file_that_cannot_be_written_leaves_views_that_read_by_name(store):
+    """(A full disk, a read-only store.) The commit is not harmed: the views read the glob by name."""
+    from edx_engine.lake import Lake
+    from edx_engine.store.views import ANCHOR_DIR
+
+    shutil.rmtree(store / ANCHOR_DIR)
+    (store / ANCHOR_DIR).write_text("a file where the folder should be")
+    with duckdb.connect(str(store / "edx.duckdb")) as con:
+        con.execute("DELETE FROM _edx_meta WHERE key = 'event_views'")
+    with Lake(store).connect(read_only=True) as con:
+        assert "union_by_name" in _view_sql(con, "events") and "date=*" in _view_sql(con, "events")
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, store)
