@@ -4,6 +4,7 @@ against a full build of every model (issue 15).
     .venv/bin/python benchmarks/bench_incremental.py [--days 90,365] [--events-per-day 10000]
                                                      [--learners 10000] [--courses 10] [--repeat 3]
                                                      [--dir /tmp/edx-bench-incr] [--threads 2]
+                                                     [--store postgresql://user@host:port/db]
 
 For each size N, a store of N days is generated directly as Parquet (as bench_models.py does: the
 tracking-log importer is measured by bench_events.py), but laid out as the importers lay it out:
@@ -17,6 +18,10 @@ fresh child process (so that its peak memory is its own):
 
 Printed: medians of time and peak RSS, and the ratio day / full. Both should stay flat from 90
 to 365 days for ``day`` while ``full`` grows with the history.
+
+``--store``: the builds go to that PostgreSQL database instead (``build --store``; its schemas
+``edx_raw`` and ``edx_models`` are dropped before each size). Peak RSS is then this process' only:
+the work happens in the PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from edx_engine.lake import Lake  # noqa: E402
-from edx_engine.models import Params, build_duckdb  # noqa: E402
+from edx_engine.models import Params, build_duckdb, build_postgres  # noqa: E402
 from edx_engine.models.build import _PeakRSS  # noqa: E402
 from edx_engine.store import catalog  # noqa: E402
 
@@ -171,7 +176,21 @@ def generate(root: Path, days: int, events: int, learners: int, courses: int) ->
     _commit_days(lake, parts)
 
 
-def _child(kind: str, root: str, day: int, events: int, threads: int, q) -> None:
+def build(lake: Lake, store: str | None, threads: int, force: bool = False):
+    """``build`` (``--full`` with ``force``) into the DuckDB lake, or into the PostgreSQL ``store``."""
+    if store:
+        return build_postgres(lake, store, [], Params(), force=force)
+    return build_duckdb(lake, [], Params(), force=force, threads=threads)
+
+
+def drop_pg_store(store: str) -> None:
+    import psycopg
+
+    with psycopg.connect(store, autocommit=True) as pg:
+        pg.execute("DROP SCHEMA IF EXISTS edx_models CASCADE; DROP SCHEMA IF EXISTS edx_raw CASCADE")
+
+
+def _child(kind: str, root: str, day: int, events: int, threads: int, q, store: str | None = None) -> None:
     """One measured run. Peak memory is sampled from /proc (``_PeakRSS``): ``ru_maxrss`` would start
     from the parent's high-water mark, which a child inherits on Linux."""
     lake = Lake(Path(root))
@@ -183,21 +202,21 @@ def _child(kind: str, root: str, day: int, events: int, threads: int, q) -> None
         if kind == "day":
             add_day(lake, day, events)
             t_import = time.perf_counter() - t0
-            res = build_duckdb(lake, [], Params(), threads=threads)
+            res = build(lake, store, threads)
             days = max((m.days or 0) for m in res.models)
         else:
-            build_duckdb(lake, [], Params(), force=True, threads=threads)
+            build(lake, store, threads, force=True)
         seconds = time.perf_counter() - t0
     q.put((seconds, t_import, mem.peak / 2**20, days, time.process_time() - cpu0))
 
 
-def measure(kind: str, root: Path, day: int, events: int,
-            threads: int) -> tuple[float, float, float, int | None, float]:
+def measure(kind: str, root: Path, day: int, events: int, threads: int,
+            store: str | None = None) -> tuple[float, float, float, int | None, float]:
     """(seconds, of which import, peak RSS MB, days recomputed, CPU seconds of all threads) of one run in a
     fresh process. CPU time is the steadier figure on a shared machine (wall time counts the waits)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(kind, str(root), day, events, threads, q))
+    p = ctx.Process(target=_child, args=(kind, str(root), day, events, threads, q, store))
     p.start()
     out = q.get()
     p.join()
@@ -213,8 +232,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/edx-bench-incr")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--store", default=None, help="Build into this PostgreSQL database (postgresql://...).")
     a = ap.parse_args()
-    print(f"cpus: {os.cpu_count()}, DuckDB threads: {a.threads}, {a.events_per_day:,} events a day, "
+    print(f"cpus: {os.cpu_count()}, " + ("store: PostgreSQL, " if a.store else f"DuckDB threads: {a.threads}, ")
+          + f"{a.events_per_day:,} events a day, "
           f"{a.learners:,} learners, {a.courses} courses, medians of {a.repeat}")
     print(f"{'days':>5} {'events':>12} {'full s':>8} {'full cpu':>9} {'full MB':>8} {'day+1 s':>8} {'(import)':>9} "
           f"{'day+1 cpu':>10} {'day+1 MB':>9} {'ratio':>6} {'cpu ratio':>9}")
@@ -223,9 +244,11 @@ def main() -> None:
         if root.exists():
             shutil.rmtree(root)
         generate(root, n, a.events_per_day, a.learners, a.courses)
-        build_duckdb(Lake(root), [], Params(), threads=a.threads)
-        full = [measure("full", root, n, a.events_per_day, a.threads) for _ in range(a.repeat)]
-        day = [measure("day", root, n + i, a.events_per_day, a.threads) for i in range(a.repeat)]
+        if a.store:
+            drop_pg_store(a.store)
+        build(Lake(root), a.store, a.threads)
+        full = [measure("full", root, n, a.events_per_day, a.threads, a.store) for _ in range(a.repeat)]
+        day = [measure("day", root, n + i, a.events_per_day, a.threads, a.store) for i in range(a.repeat)]
         assert all(d[3] == 1 for d in day), day  # one partition recomputed per new day
         fs, fm, fc = (statistics.median(x[i] for x in full) for i in (0, 2, 4))
         ds, di, dm, dc = (statistics.median(x[i] for x in day) for i in (0, 1, 2, 4))

@@ -758,6 +758,7 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
                        [n, changed + gone])
             pg.execute(f"DELETE FROM {PG_RAW}.{q(n)} WHERE {inc.day_filter(changed + gone)}")
     _load_postgres_extension(con)
+    con.execute("SET enable_progress_bar = false")  # library code: no bar on the terminal of a long copy
     con.execute(f"ATTACH {_sql_str(url)} AS pgdb (TYPE postgres, READ_WRITE)")
     try:
         con.register("_course_info_arrow", run.info)
