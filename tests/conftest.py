@@ -135,7 +135,37 @@ def spark_connect_url(spark_local) -> str:
     return _SPARK["connect"]
 
 
+SHM, SHM_MIN_FREE = Path("/dev/shm"), 4 << 30
+
+
+def memory_basetemp() -> Path | None:
+    """Where the tests' temporary folders go when memory can hold them: a tmpfs such as /dev/shm.
+
+    The stores the tests write are small, but every commit, model file and download is fsynced (as it
+    must be for users) and the disk's journal makes each fsync cost milliseconds; on a tmpfs it costs
+    nothing. Only if /dev/shm is a tmpfs with at least 4 GiB free (CI containers often give it 64 MiB):
+    otherwise pytest's default under the system's temporary folder. EDX_ENGINE_TEST_TMP=disk keeps the default."""
+    if os.environ.get("EDX_ENGINE_TEST_TMP") == "disk" or not SHM.is_dir():
+        return None
+    try:
+        st = os.statvfs(SHM)
+        fs = next((ln.split()[2] for ln in Path("/proc/mounts").read_text().splitlines()
+                   if ln.split()[1] == str(SHM)), "")
+    except OSError:
+        return None
+    if fs != "tmpfs" or st.f_bavail * st.f_frsize < SHM_MIN_FREE or not os.access(SHM, os.W_OK):
+        return None
+    return SHM / f"edx-engine-tests-{os.getuid()}"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    # before pytest's temporary-folder factory reads the option; xdist workers get their own sub-folder of it
+    if not config.option.basetemp and not hasattr(config, "workerinput"):
+        base = memory_basetemp()
+        if base is not None:
+            config.option.basetemp = str(base)
+            config._edx_memory_basetemp = base
     config.addinivalue_line("markers", "last: runs after the other tests of its scheduling group "
                                        "(it stops a session the group shares)")
 
@@ -144,6 +174,9 @@ def pytest_sessionfinish(session, exitstatus):
     s = _SPARK.pop("session", None)
     if s is not None:
         s.stop()
+    base = getattr(session.config, "_edx_memory_basetemp", None)
+    if base is not None and exitstatus == 0:  # memory, not disk: kept only for a run that failed
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # -- running the suite on several workers (pytest-xdist, `make test` uses -n auto --dist loadfile) -------
