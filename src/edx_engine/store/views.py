@@ -174,6 +174,7 @@ _PART_PATH = r"^lake/events/date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet$"  # the parts
 # need union_by_name, which reads every part's footer at every bind. Outside lake/ (whose every
 # file the bookkeeping references); in a date folder, as hive partitioning wants of every file.
 ANCHOR_DIR = "views"
+ANCHOR_DATE = "1970-01-01"  # its folder's date: the views leave that folder out, so it is never even opened
 
 
 def outdated(con: duckdb.DuckDBPyConnection) -> bool:
@@ -183,7 +184,7 @@ def outdated(con: duckdb.DuckDBPyConnection) -> bool:
 
 def anchor_path(root: str | Path) -> Path:
     """The schema file of the event views of the store at ``root``."""
-    return Path(root) / ANCHOR_DIR / "date=1970-01-01" / f"events-{EVENT_FORMAT}.parquet"
+    return Path(root) / ANCHOR_DIR / f"date={ANCHOR_DATE}" / f"events-{EVENT_FORMAT}.parquet"
 
 
 def _event_record(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -266,10 +267,12 @@ def _glob_sql(base: str, anchor: Path | None) -> str:
     """Every part under the lake's date folders, ``_edx_part`` its file name; with the schema file
     first, or, without one (a store that cannot be written, parts lacking columns), by name."""
     glob = f"{base}/{EVENT_GLOB}"
-    files = sql_list([str(anchor), glob]) if anchor is not None else sql_list([glob])
-    by_name = "" if anchor is not None else ", union_by_name=true"
+    if anchor is None:
+        files, options, where = sql_list([glob]), ", union_by_name=true", ""
+    else:  # the schema file's folder (no part has that date: the importer quarantines times before 2012)
+        files, options, where = sql_list([str(anchor), glob]), "", f" WHERE \"date\" <> DATE '{ANCHOR_DATE}'"
     return (f"(SELECT * REPLACE (\"date\" AS event_date), filename AS _edx_part FROM read_parquet({files}, "
-            f"hive_partitioning=true, hive_types={{'date': DATE}}{by_name}))")
+            f"hive_partitioning=true, hive_types={{'date': DATE}}{options}){where})")
 
 
 def _parts_complete(con: duckdb.DuckDBPyConnection, base: str) -> bool:
