@@ -114,7 +114,10 @@ def spark_local():
 
         # the same JVM also serves Spark Connect on a free loopback port (test_spark_connect.py)
         port = _free_port()
+        # one shuffle partition and no adaptive re-planning: the tests' data is a few thousand rows
+        # (the parity build of every model: 26 -> 20 s once warm); results do not depend on either
         s = _SPARK["session"] = spark_session("local[2]", conf={
+            "spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false",
             "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
             "spark.connect.grpc.binding.address": "127.0.0.1", "spark.connect.grpc.binding.port": str(port)})
         _SPARK["connect"] = f"sc://127.0.0.1:{port}"
