@@ -176,3 +176,58 @@ def test_a_schema_file_that_cannot_be_written_leaves_views_that_read_by_name(sto
     with Lake(store).connect(read_only=True) as con:
         assert "union_by_name" in _view_sql(con, "events") and "date=*" in _view_sql(con, "events")
         assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, store)
+
+
+def test_events_of_the_schema_files_date_are_kept(store):
+    """A store whose time window is switched off may hold events of 1970-01-01 (a clock reset to
+    zero): the views' schema file sits in that date's folder, and those events still count."""
+    with duckdb.connect(str(store / "edx.duckdb")) as con:
+        part = con.execute("SELECT path FROM _edx_event_parts ORDER BY path LIMIT 1").fetchone()[0]
+        epoch = Path("lake/events/date=1970-01-01") / "epoch-0000-t.parquet"
+        (store / epoch).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(store / part, store / epoch)
+        rows = pq.ParquetFile(store / epoch).metadata.num_rows
+        con.execute("INSERT INTO _edx_event_parts VALUES ('epoch', DATE '1970-01-01', ?, ?, NULL, NULL)",
+                    [epoch.as_posix(), rows])
+    with _ro(store) as con:
+        assert con.execute("SELECT count(*) FROM events WHERE event_date = DATE '1970-01-01'").fetchone()[0] == rows > 0
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, store)
+
+
+def test_a_store_without_its_schema_file_reads_again(store):
+    """A backup of the catalog and lake/ only: the first open writes the schema file again (a read-only
+    open reads through re-made views meanwhile)."""
+    from edx_engine.lake import Lake
+    from edx_engine.store.views import ANCHOR_DIR, anchor_path
+
+    shutil.rmtree(store / ANCHOR_DIR)
+    with Lake(store).connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, store)
+    Lake(store).connect().close()
+    assert anchor_path(store.resolve()).exists()
+    with _ro(store) as con:
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, store)
+
+
+def test_views_rewritten_by_another_version_are_made_again(store):
+    """An older edx-engine that writes the list-of-files views (and knows nothing of the record) once:
+    the next open makes the glob views again instead of trusting the record."""
+    from edx_engine.lake import Lake
+
+    with duckdb.connect(str(store / "edx.duckdb")) as con:
+        meta = con.execute("SELECT value FROM _edx_meta WHERE key = 'event_views'").fetchone()[0]
+        _old_event_views(con, str(store.resolve()))
+        con.execute("INSERT INTO _edx_meta VALUES ('event_views', ?)", [meta])  # the record as it was
+    with Lake(store).connect() as con:
+        assert "date=*" in _view_sql(con, "events") and "date=*" in _view_sql(con, "events_all")
+
+
+def test_a_store_path_with_a_backslash_lists_its_parts(store, tmp_path):
+    """A backslash is an escape in a DuckDB glob: such a store's views list the parts by path."""
+    from edx_engine.lake import Lake
+
+    odd = tmp_path / "a\\b" / "data"
+    shutil.copytree(store, odd)
+    with Lake(odd).connect() as con:
+        assert "date=*" not in _view_sql(con, "events")
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, odd) > 0

@@ -273,7 +273,7 @@ class Lake:
         root = catalog.get_meta(con, "root")
         if root is None:
             return self._views_exist(con)  # a new catalog has no views yet; an old one has no record
-        return root != self._here() or views.outdated(con)
+        return root != self._here() or views.outdated(con, self._here())
 
     def _repoint(self, con: duckdb.DuckDBPyConnection) -> None:
         """Rebuild every view (tables, quarantine, events, models, geo) over this store's files."""

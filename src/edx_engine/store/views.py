@@ -174,12 +174,43 @@ _PART_PATH = r"^lake/events/date=\d{4}-\d{2}-\d{2}/[^/]+\.parquet$"  # the parts
 # need union_by_name, which reads every part's footer at every bind. Outside lake/ (whose every
 # file the bookkeeping references); in a date folder, as hive partitioning wants of every file.
 ANCHOR_DIR = "views"
-ANCHOR_DATE = "1970-01-01"  # its folder's date: the views leave that folder out, so it is never even opened
+ANCHOR_DATE = "1970-01-01"  # its folder's date (hive partitioning wants one); it holds no row
+GLOB_MARK = "_edx_part"  # the column of the glob views that names each row's part file
+_GLOB_UNSAFE = "*?[]{}\\"  # characters a DuckDB glob reads as pattern or escape: such a store lists its parts
 
 
-def outdated(con: duckdb.DuckDBPyConnection) -> bool:
-    """True if the event views were made by another format (an older version listed every part)."""
-    return _event_record(con).get("format") != EVENT_FORMAT
+def outdated(con: duckdb.DuckDBPyConnection, root: str | Path | None = None) -> bool:
+    """True if the event views are not the ones this version made and recorded: another format (an
+    older version listed every part), views re-written since by another version, or (``root``)
+    views that read a schema file which is gone (a backup of only the catalog and ``lake/``)."""
+    rec = _event_record(con)
+    if rec.get("format") != EVENT_FORMAT:
+        return True
+    if rec.get("form") != "glob":
+        return False
+    stored = _stored_sql(con)
+    if not _glob_views(stored):
+        return True
+    return root is not None and f"/{ANCHOR_DIR}/date={ANCHOR_DATE}/" in "".join(stored) \
+        and not anchor_path(root).exists()
+
+
+def _stored_sql(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The SQL DuckDB keeps for ``events`` and ``events_all`` (reading it binds nothing). Not to be
+    hashed: DuckDB renders it differently before and after the catalog is reloaded."""
+    return [r[0] or "" for r in con.execute(
+        "SELECT sql FROM duckdb_views() WHERE schema_name = 'main' AND view_name IN ('events', 'events_all') "
+        "ORDER BY view_name").fetchall()]
+
+
+def _glob_views(stored: list[str]) -> bool:
+    """Whether both views are this version's glob views (``_edx_part``: a name only they use). The
+    record alone cannot tell: an older version re-writing the views leaves it as it was."""
+    return len(stored) == 2 and all(GLOB_MARK in sql for sql in stored)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def anchor_path(root: str | Path) -> Path:
@@ -210,13 +241,15 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str, families: bool = True
     catalog.ensure(con, catalog.EVENTS)
     rec = _event_record(con)
     current = rec.get("format") == EVENT_FORMAT
+    if current and rec.get("form") == "glob" and not _glob_views(_stored_sql(con)):
+        current = False  # another version re-wrote the views since this record was made
     if con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = 'events'"
                    ).fetchone()[0]:
         if not current:
             catalog.set_meta(con, EVENT_META, f"{EVENT_FORMAT};parts=;sql=table")
         return
     all_sql, ev_sql, parts = _event_sql(con, base, rec.get("parts") if current else None)
-    digest = hashlib.sha1(f"{all_sql}\n{ev_sql}".encode()).hexdigest()[:16]
+    digest = _digest(f"{all_sql}\n{ev_sql}")
     have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND view_name "
                                       f"IN {_in(['events_all', 'events', *FAMILIES])}").fetchall()}
     if not (current and rec.get("sql") == digest and {"events_all", "events"} <= have):
@@ -227,8 +260,9 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str, families: bool = True
             continue
         ex = ", ".join(f"{expr} AS {name}" for name, expr in extra)
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {ex} FROM events WHERE {where}")
-    if not (current and rec.get("sql") == digest and rec.get("parts") == parts):
-        catalog.set_meta(con, EVENT_META, f"{EVENT_FORMAT};parts={parts};sql={digest}")
+    form = "glob" if GLOB_MARK in ev_sql else "list"  # (a list names every part: its digest follows them)
+    if not (current and rec.get("sql") == digest and rec.get("parts") == parts and rec.get("form") == form):
+        catalog.set_meta(con, EVENT_META, f"{EVENT_FORMAT};parts={parts};sql={digest};form={form}")
 
 
 def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> tuple[str, str, str]:
@@ -242,7 +276,7 @@ def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> 
             parts or "complete"
     # parts written before event_id became text hold it as UUID: every part reads as the same text
     cols = ", ".join("CAST(e.event_id AS VARCHAR) AS event_id" if c == "event_id" else f"e.{c}" for c in EVENT_COLUMNS)
-    if outside or any(ch in base for ch in "*?[]{}"):
+    if outside or any(ch in base for ch in _GLOB_UNSAFE):
         # parts outside the lake's date folders (hand-made stores), or a store path a glob cannot
         # spell: the parts listed one by one
         src, where = _event_parts_sql([f"{base}/{p}" for p in catalog.paths(con, "_edx_event_parts")]), ""
@@ -268,11 +302,13 @@ def _glob_sql(base: str, anchor: Path | None) -> str:
     first, or, without one (a store that cannot be written, parts lacking columns), by name."""
     glob = f"{base}/{EVENT_GLOB}"
     if anchor is None:
-        files, options, where = sql_list([glob]), ", union_by_name=true", ""
-    else:  # the schema file's folder (no part has that date: the importer quarantines times before 2012)
-        files, options, where = sql_list([str(anchor), glob]), "", f" WHERE \"date\" <> DATE '{ANCHOR_DATE}'"
-    return (f"(SELECT * REPLACE (\"date\" AS event_date), filename AS _edx_part FROM read_parquet({files}, "
-            f"hive_partitioning=true, hive_types={{'date': DATE}}{options}){where})")
+        files, options = sql_list([glob]), ", union_by_name=true"
+    else:  # the schema file holds no row: nothing to filter out (a filter on its date would also drop the
+        # events of that date, which a store whose time window is switched off may hold); an unfiltered
+        # query opens it, one empty file
+        files, options = sql_list([str(anchor), glob]), ""
+    return (f"(SELECT * REPLACE (\"date\" AS event_date), filename AS {GLOB_MARK} FROM read_parquet({files}, "
+            f"hive_partitioning=true, hive_types={{'date': DATE}}{options}))")
 
 
 def _parts_complete(con: duckdb.DuckDBPyConnection, base: str) -> bool:
