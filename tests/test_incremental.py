@@ -25,6 +25,7 @@ from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb
 from edx_engine.models import definitions as D
 from edx_engine.synthetic import SyntheticConfig, generate
+from incremental_support import day_state
 
 START = dt.date(2026, 9, 28)  # a Monday: the days span two ISO weeks and two months
 DAYS = 6
@@ -118,16 +119,6 @@ def _days_of(lake: Lake, model: str) -> set[str]:
                                           [model]).fetchall()}
 
 
-def _day_state(lake: Lake) -> dict[str, tuple]:
-    """Per event date, its parts and excluded duplicates, from the importer's bookkeeping."""
-    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
-        parts = con.execute("SELECT CAST(event_date AS VARCHAR), list((source_key, path, rows) ORDER BY path) "
-                            "FROM _edx_event_parts GROUP BY 1").fetchall()
-        dups = dict(con.execute("SELECT CAST(event_date AS VARCHAR), list((source_key, line) "
-                                "ORDER BY source_key, line) FROM _edx_event_dups GROUP BY 1").fetchall())
-    return {d: (p, dups.get(d)) for d, p in parts}
-
-
 def _changed(lake: Lake, step) -> int:
     """Run ``step`` (an import); the number of event dates it added or changed."""
     return len(_changed_dates(lake, step))
@@ -135,9 +126,9 @@ def _changed(lake: Lake, step) -> int:
 
 def _changed_dates(lake: Lake, step) -> set[str]:
     """Run ``step`` (an import); the event dates it added or changed."""
-    before = _day_state(lake)
+    before = day_state(lake)
     step()
-    after = _day_state(lake)
+    after = day_state(lake)
     return {d for d, s in after.items() if before.get(d) != s}
 
 
@@ -230,10 +221,10 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
 
     # day 5's file withdrawn (re-delivered empty): the date only it held disappears with its
     # partitions, the day before loses the few late events the file held for it
-    before_state = _day_state(lake)
+    before_state = day_state(lake)
     _rewrite(first[day[4]], delivered[day[4]], lambda i: False)
     _import(lake, delivered[day[4]])
-    after_state = _day_state(lake)
+    after_state = day_state(lake)
     gone = set(before_state) - set(after_state)
     changed = {d for d, s in after_state.items() if before_state.get(d) != s}
     assert gone == {day[4]}
@@ -247,9 +238,9 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
         by_name = {r[0] for r in con.execute("SELECT DISTINCT CAST(event_date AS VARCHAR) FROM events "
                                              "WHERE user_id IS NULL AND coalesce(username, '') <> ''").fetchall()}
-    before_state = _day_state(lake)
+    before_state = day_state(lake)
     _import(lake, second["package"], delivered[day[5]])
-    changed = {d for d, s in _day_state(lake).items() if before_state.get(d) != s}
+    changed = {d for d, s in day_state(lake).items() if before_state.get(d) != s}
     built = _build(lake)
     assert built["course_day"].days == len(changed)  # reads no package table
     assert built["learner_day"].days == len(by_name | changed)

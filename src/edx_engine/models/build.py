@@ -35,7 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import duckdb
 import pyarrow as pa
@@ -265,6 +265,20 @@ class PartPlan:
     def kept(self) -> dict[str, inc.StoredPart]:
         gone = set(self.replaced())
         return {d: sp for d, sp in self.stored.items() if d not in gone}
+
+
+def partition_tables(table: Callable[..., Any], plan: PartPlan) -> Callable[[str], Any]:
+    """The table getter of a partitioned model's computation on an engine whose ``table(name, days)``
+    reads an input (limited to ``days`` when given): partitioned inputs and events limited to the
+    plan's source partitions, ``<name>`` + ``D.UPTO`` to every partition up to the last one recomputed."""
+    def get(name: str):
+        if name.endswith(D.UPTO):
+            return table(name.removesuffix(D.UPTO), plan.upto_days)
+        if name in EVENT_TABLES or (name in D.MODELS and D.MODELS[name].partition):
+            return table(name, plan.src_days)
+        return table(name)
+
+    return get
 
 
 class _Planner:
@@ -857,14 +871,7 @@ class _PgRun(_Planner):
         s0 = time.perf_counter()
         m = D.MODELS[n]
 
-        def get(name: str):
-            if name.endswith(D.UPTO):
-                return self.table(name.removesuffix(D.UPTO), plan.upto_days)
-            if name in EVENT_TABLES or (name in D.MODELS and D.MODELS[name].partition):
-                return self.table(name, plan.src_days)
-            return self.table(name)
-
-        expr = m.build(D.Tables(get, upto=True), self.params)
+        expr = m.build(D.Tables(partition_tables(self.table, plan), upto=True), self.params)
         cols = ", ".join(q(c) for c in expr.schema().names)
         sql = f"SELECT {cols} FROM ({self.sql(expr)}) AS _s WHERE {inc.part_filter(plan.todo, m.partition)}"
         t, col = f"{PG_MODELS}.{q(n)}", q(m.partition)

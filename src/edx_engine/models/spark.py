@@ -41,7 +41,8 @@ from ..store.lake import Lake
 from .. import pandas_guard
 from . import definitions as D
 from . import incremental as inc
-from .build import EVENT_TABLES, BuildError, BuildResult, ModelResult, PartPlan, _DuckRun, _PeakRSS, record_models
+from .build import (BuildError, BuildResult, ModelResult, PartPlan, _DuckRun, _PeakRSS, partition_tables,
+                    record_models)
 from .inputs import INPUTS, SUBJECT_EVENTS, input_sql
 from .registry import CourseEntry, course_info
 
@@ -402,17 +403,10 @@ class _SparkRun(_DuckRun):
     def write_partitions(self, n: str, plan: PartPlan, schema: str | None) -> tuple[dict, Path]:
         m = D.MODELS[n]
 
-        def get(name: str):
-            if name.endswith(D.UPTO):
-                return self.spark_table(name.removesuffix(D.UPTO), plan.upto_days)
-            if name in EVENT_TABLES or (name in D.MODELS and D.MODELS[name].partition):
-                return self.spark_table(name, plan.src_days)
-            return self.spark_table(name)
-
         out_dir = self.lake.lake_dir / "model_parts" / n
         tmp = out_dir / f".spark-{uuid.uuid4().hex[:12]}"
         with _spark_errors(n):
-            expr = m.build(D.Tables(get, upto=True), self.params)
+            expr = m.build(D.Tables(partition_tables(self.spark_table, plan), upto=True), self.params)
             _utc_wall_time(self.session.sql(spark_sql(self.sib, expr))).write.mode("overwrite").parquet(str(tmp))
         try:
             src = f"SELECT * FROM read_parquet('{tmp}/*.parquet')"
