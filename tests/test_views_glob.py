@@ -231,3 +231,18 @@ def test_a_store_path_with_a_backslash_lists_its_parts(store, tmp_path):
     with Lake(odd).connect() as con:
         assert "date=*" not in _view_sql(con, "events")
         assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, odd) > 0
+
+
+def test_a_store_under_a_date_folder_keeps_each_events_date(store, tmp_path):
+    """A dated backup (…/date=2020-01-01/store): hive partitioning would read that folder's date, the
+    first of the path, as every event's; the views use each part's own dates instead."""
+    from edx_engine.lake import Lake
+
+    with _ro(store) as con:
+        want = con.execute("SELECT event_date, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall()
+    dated = tmp_path / "date=2020-01-01" / "data"
+    shutil.copytree(store, dated)
+    with Lake(dated).connect() as con:
+        assert con.execute("SELECT event_date, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall() == want
+        assert len(want) >= 2
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, dated)

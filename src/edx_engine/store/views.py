@@ -276,10 +276,12 @@ def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> 
             parts or "complete"
     # parts written before event_id became text hold it as UUID: every part reads as the same text
     cols = ", ".join("CAST(e.event_id AS VARCHAR) AS event_id" if c == "event_id" else f"e.{c}" for c in EVENT_COLUMNS)
-    if outside or any(ch in base for ch in _GLOB_UNSAFE):
+    hive_in_base = bool(_HIVE_DATE.search(base))
+    if outside or hive_in_base or any(ch in base for ch in _GLOB_UNSAFE):
         # parts outside the lake's date folders (hand-made stores), or a store path a glob cannot
-        # spell: the parts listed one by one
-        src, where = _event_parts_sql([f"{base}/{p}" for p in catalog.paths(con, "_edx_event_parts")]), ""
+        # spell, or one with a date= folder of its own: the parts listed one by one
+        paths = [f"{base}/{p}" for p in catalog.paths(con, "_edx_event_parts")]
+        src, where = _event_parts_sql(paths, hive=not hive_in_base), ""
         parts = parts or ""
     else:
         if not parts:  # once per catalog (its first views of this format): every part's footer
@@ -345,13 +347,17 @@ def _anchor(base: str) -> Path | None:
 
 
 _DATE_DIR = re.compile(r"/date=\d{4}-\d{2}-\d{2}/[^/]+$")
+# A store kept under a folder named date=... (a dated backup): hive partitioning would read that
+# folder's date, the first in the path, as every event's date. Its parts' own event_date is used.
+_HIVE_DATE = re.compile(r"(^|/)date=")
 
 
-def _event_parts_sql(paths: list[str]) -> str:
+def _event_parts_sql(paths: list[str], hive: bool = True) -> str:
     """The listed parts as one relation (the views' only form before the glob, still used where
     the glob cannot be). In the lake's layout ``event_date`` is read from the folder name, so a
-    filter on it prunes whole files before any is opened."""
-    if all(_DATE_DIR.search(p) for p in paths):
+    filter on it prunes whole files before any is opened (``hive``: unless the store's own path
+    holds a ``date=`` folder)."""
+    if hive and all(_DATE_DIR.search(p) for p in paths):
         return (f"(SELECT * REPLACE (\"date\" AS event_date) FROM read_parquet({sql_list(paths)}, "
                 f"hive_partitioning=true, hive_types={{'date': DATE}}, union_by_name=true))")
     return f"read_parquet({sql_list(paths)}, hive_partitioning=false, union_by_name=true)"
