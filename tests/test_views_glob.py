@@ -210,16 +210,24 @@ def test_a_store_without_its_schema_file_reads_again(store):
 
 
 def test_views_rewritten_by_another_version_are_made_again(store):
-    """An older edx-engine that writes the list-of-files views (and knows nothing of the record) once:
-    the next open makes the glob views again instead of trusting the record."""
+    """An older edx-engine writes the list-of-files views once (and knows nothing of the record): the
+    next commit of this version makes the glob views again instead of trusting the record, which
+    would hide every part the old views do not list."""
     from edx_engine.lake import Lake
+    from edx_engine.store.views import event_views
 
     with duckdb.connect(str(store / "edx.duckdb")) as con:
         meta = con.execute("SELECT value FROM _edx_meta WHERE key = 'event_views'").fetchone()[0]
-        _old_event_views(con, str(store.resolve()))
+        last = con.execute("SELECT * FROM _edx_event_parts ORDER BY path DESC LIMIT 1").fetchone()
+        con.execute("DELETE FROM _edx_event_parts WHERE path = ?", [last[2]])
+        _old_event_views(con, str(store.resolve()))  # the old version's views: without that part
         con.execute("INSERT INTO _edx_meta VALUES ('event_views', ?)", [meta])  # the record as it was
-    with Lake(store).connect() as con:
+    with Lake(store).transaction("commit a part") as con:  # this version commits the part again
+        con.execute("INSERT INTO _edx_event_parts VALUES (?, ?, ?, ?, ?, ?)", list(last))
+        event_views(con, str(store.resolve()))
+    with _ro(store) as con:
         assert "date=*" in _view_sql(con, "events") and "date=*" in _view_sql(con, "events_all")
+        assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, store)
 
 
 def test_a_store_path_with_a_backslash_lists_its_parts(store, tmp_path):

@@ -369,6 +369,14 @@ def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     con.execute("INSERT OR REPLACE INTO _edx_meta VALUES (?, ?)", [key, value])
 
 
+def get_metas(con: duckdb.DuckDBPyConnection, *keys: str) -> dict[str, str]:
+    """Several ``_edx_meta`` values in one query (absent keys are absent)."""
+    if not exists(con, "_edx_meta"):
+        return {}
+    return dict(con.execute(f"SELECT key, value FROM _edx_meta WHERE key IN ({', '.join('?' * len(keys))})",
+                            list(keys)).fetchall())
+
+
 def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
     if not exists(con, "_edx_meta"):
         return None

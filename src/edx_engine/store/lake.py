@@ -270,10 +270,11 @@ class Lake:
     def _points_elsewhere(self, con: duckdb.DuckDBPyConnection) -> bool:
         """True if the views were built for another root (or before roots were recorded), or are
         event views of an older format (which listed every part: ``views.outdated``)."""
-        root = catalog.get_meta(con, "root")
+        meta = catalog.get_metas(con, "root", views.EVENT_META)  # one query: this runs at every open
+        root = meta.get("root")
         if root is None:
             return self._views_exist(con)  # a new catalog has no views yet; an old one has no record
-        return root != self._here() or views.outdated(con, self._here())
+        return root != self._here() or views.outdated(meta.get(views.EVENT_META), self._here())
 
     def _repoint(self, con: duckdb.DuckDBPyConnection) -> None:
         """Rebuild every view (tables, quarantine, events, models, geo) over this store's files."""

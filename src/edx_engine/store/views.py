@@ -179,20 +179,16 @@ GLOB_MARK = "_edx_part"  # the column of the glob views that names each row's pa
 _GLOB_UNSAFE = "*?[]{}\\"  # characters a DuckDB glob reads as pattern or escape: such a store lists its parts
 
 
-def outdated(con: duckdb.DuckDBPyConnection, root: str | Path | None = None) -> bool:
-    """True if the event views are not the ones this version made and recorded: another format (an
-    older version listed every part), views re-written since by another version, or (``root``)
-    views that read a schema file which is gone (a backup of only the catalog and ``lake/``)."""
-    rec = _event_record(con)
+def outdated(record: str | None, root: str | Path) -> bool:
+    """True if the event views must be made again on open: their record (``_edx_meta['event_views']``,
+    read by the caller with the store's other keys: this runs at every open) names another format (an
+    older version listed every part), or views that read a schema file which is gone (a backup of only
+    the catalog and ``lake/``). Views another version re-wrote are still valid to read; the next commit
+    makes them again (``event_views`` checks the views themselves, not only the record)."""
+    rec = _parse_record(record)
     if rec.get("format") != EVENT_FORMAT:
         return True
-    if rec.get("form") != "glob":
-        return False
-    stored = _stored_sql(con)
-    if not _glob_views(stored):
-        return True
-    return root is not None and f"/{ANCHOR_DIR}/date={ANCHOR_DATE}/" in "".join(stored) \
-        and not anchor_path(root).exists()
+    return rec.get("form") == "glob" and rec.get("parts") == "complete" and not anchor_path(root).exists()
 
 
 def _stored_sql(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -219,8 +215,11 @@ def anchor_path(root: str | Path) -> Path:
 
 
 def _event_record(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    value = catalog.get_meta(con, EVENT_META) or ""
-    fmt, *rest = value.split(";")
+    return _parse_record(catalog.get_meta(con, EVENT_META))
+
+
+def _parse_record(value: str | None) -> dict[str, str]:
+    fmt, *rest = (value or "").split(";")
     return {"format": fmt, **dict(f.split("=", 1) for f in rest if "=" in f)}
 
 
