@@ -806,14 +806,14 @@ def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[
 
 
 def _refresh_views(lake: Lake, con, quarantine: bool = True) -> None:
-    """The views an events commit changes: ``events`` and ``events_all`` (they list the parts), and
-    ``quarantine`` when the commit changed its files. The family views select from ``events`` by
-    name and stay; the table, model and geo views are left as they are. Each view created binds
-    every file it lists (a store's every part): per commit, that cost grows with the store."""
+    """The views an events commit may change: ``events`` and ``events_all`` (re-created only when
+    their SQL would change: ``views.event_views``), and ``quarantine`` when the commit changed its
+    files. The family views select from ``events`` by name and stay; the table, model and geo views
+    are left as they are."""
     base = str(lake.root.resolve())
     if quarantine:
         views.quarantine_view(con, base)
-    views.event_views(con, base, families=False)
+    views.event_views(con, base)
 
 
 def _day_counts(con, dates: list[str]) -> dict[str, int]:

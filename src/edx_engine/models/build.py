@@ -522,7 +522,7 @@ class _DuckRun(_Planner):
         path = d / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
         sql = self.model_sql(n)
         write_atomic(path, lambda tmp: self.con.execute(
-            f"COPY ({sql}) TO {_sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"))
+            f"COPY ({sql}) TO {catalog.sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"))
         return path, self.con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
 
     def build_partitioned(self, n: str) -> ModelResult:
@@ -773,7 +773,7 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
             pg.execute(f"DELETE FROM {PG_RAW}.{q(n)} WHERE {inc.day_filter(changed + gone)}")
     _load_postgres_extension(con)
     con.execute("SET enable_progress_bar = false")  # library code: no bar on the terminal of a long copy
-    con.execute(f"ATTACH {_sql_str(url)} AS pgdb (TYPE postgres, READ_WRITE)")
+    con.execute(f"ATTACH {catalog.sql_str(url)} AS pgdb (TYPE postgres, READ_WRITE)")
     try:
         con.register("_course_info_arrow", run.info)
         for n, _ in whole:
@@ -870,7 +870,6 @@ class _PgRun(_Planner):
             return ModelResult(n, "unchanged", -1, 0.0)
         s0 = time.perf_counter()
         m = D.MODELS[n]
-
         expr = m.build(D.Tables(partition_tables(self.table, plan), upto=True), self.params)
         cols = ", ".join(q(c) for c in expr.schema().names)
         sql = f"SELECT {cols} FROM ({self.sql(expr)}) AS _s WHERE {inc.part_filter(plan.todo, m.partition)}"
@@ -930,10 +929,6 @@ def _in_parts(col, parts: list[str]):
     real = [dt.date.fromisoformat(d) for d in parts if d != inc.NULL_DAY]
     cond = col.isin(real) if real else ibis.literal(False)
     return cond | col.isnull() if inc.NULL_DAY in parts else cond
-
-
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _redact(url: str) -> str:

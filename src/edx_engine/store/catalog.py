@@ -156,9 +156,14 @@ def model_part_paths(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
         "GROUP BY model").fetchall()}
 
 
+def sql_str(value: str) -> str:
+    """A quoted SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def sql_list(values: Iterable[str]) -> str:
     """A DuckDB list literal of quoted strings."""
-    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
+    return "[" + ", ".join(sql_str(v) for v in values) + "]"
 
 
 def _in_dates(dates: Sequence[str]) -> str:
@@ -378,7 +383,4 @@ def get_metas(con: duckdb.DuckDBPyConnection, *keys: str) -> dict[str, str]:
 
 
 def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    if not exists(con, "_edx_meta"):
-        return None
-    row = con.execute("SELECT value FROM _edx_meta WHERE key = ?", [key]).fetchone()
-    return row[0] if row else None
+    return get_metas(con, key).get(key)

@@ -158,11 +158,12 @@ def quarantine_view(con: duckdb.DuckDBPyConnection, base: str) -> None:
 
 
 # -- the event views: one glob over the lake's date folders, the catalog deciding which parts count --
-# ``_edx_meta['event_views']`` = "<format>;parts=<complete|mixed>;sql=<digest>": the format of the views
-# (a catalog without it, or with another, lists every part by path: ``Lake.connect`` rebuilds its views),
-# whether every part holds every column of EVENT_VIEW_COLUMNS, and a digest of the views' SQL (a commit
-# that would write the same views binds nothing). The format follows the definitions: a change of
-# the columns or families makes every catalog re-create its views once.
+# ``_edx_meta['event_views']`` = "<format>;parts=<complete|mixed>;sql=<digest>;form=<glob|list>": the
+# format of the views (a catalog without it, or with another, lists every part by path: ``Lake.connect``
+# rebuilds its views), whether every part holds every column of EVENT_VIEW_COLUMNS, a digest of the
+# views' SQL (a commit that would write the same views binds nothing) and whether they read the glob.
+# The format follows the definitions: a change of the columns or families makes every catalog
+# re-create its views once. (A catalog whose ``events`` is a table records "sql=table".)
 EVENT_META = "event_views"
 EVENT_VIEW_COLUMNS: dict[str, str] = {**EVENT_COLUMNS, "source_key": "VARCHAR"}
 EVENT_FORMAT = "glob-" + hashlib.sha1(repr((EVENT_VIEW_COLUMNS, FAMILIES)).encode()).hexdigest()[:8]
@@ -223,7 +224,7 @@ def _parse_record(value: str | None) -> dict[str, str]:
     return {"format": fmt, **dict(f.split("=", 1) for f in rest if "=" in f)}
 
 
-def event_views(con: duckdb.DuckDBPyConnection, base: str, families: bool = True) -> None:
+def event_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
     """(Re)create ``events``, ``events_all`` and the family views, unless they are already these.
 
     In the lake's layout the views read ``lake/events/date=*/*.parquet`` (a definition of constant
@@ -234,7 +235,7 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str, families: bool = True
     place nor whether there are duplicates writes the same views: nothing is re-created.
 
     The family views select from ``events`` by name: they are created where missing or made by
-    another format only (``families`` is kept for the callers: it no longer changes anything).
+    another format only.
     A catalog whose ``events`` is a table of its own (hand-made test fixtures, an analyst's own
     load) keeps it: a view never replaces a table."""
     catalog.ensure(con, catalog.EVENTS)
@@ -249,9 +250,10 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str, families: bool = True
         return
     all_sql, ev_sql, parts = _event_sql(con, base, rec.get("parts") if current else None)
     digest = _digest(f"{all_sql}\n{ev_sql}")
+    same = current and rec.get("sql") == digest  # the views this record describes, unchanged
     have = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND view_name "
                                       f"IN {_in(['events_all', 'events', *FAMILIES])}").fetchall()}
-    if not (current and rec.get("sql") == digest and {"events_all", "events"} <= have):
+    if not (same and {"events_all", "events"} <= have):
         con.execute(f"CREATE OR REPLACE VIEW events_all AS {all_sql}")
         con.execute(f"CREATE OR REPLACE VIEW events AS {ev_sql}")
     for view, (where, extra) in FAMILIES.items():
@@ -260,7 +262,7 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str, families: bool = True
         ex = ", ".join(f"{expr} AS {name}" for name, expr in extra)
         con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {ex} FROM events WHERE {where}")
     form = "glob" if GLOB_MARK in ev_sql else "list"  # (a list names every part: its digest follows them)
-    if not (current and rec.get("sql") == digest and rec.get("parts") == parts and rec.get("form") == form):
+    if not (same and rec.get("parts") == parts and rec.get("form") == form):
         catalog.set_meta(con, EVENT_META, f"{EVENT_FORMAT};parts={parts};sql={digest};form={form}")
 
 
@@ -286,16 +288,12 @@ def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> 
         if not parts:  # once per catalog (its first views of this format): every part's footer
             parts = "complete" if _parts_complete(con, base) else "mixed"
         src = _glob_sql(base, _anchor(base) if parts == "complete" else None)
-        where = f" WHERE e._edx_part IN (SELECT {_quote(base + '/')} || path FROM _edx_event_parts)"
+        where = f" WHERE e.{GLOB_MARK} IN (SELECT {catalog.sql_str(base + '/')} || path FROM _edx_event_parts)"
     on = "ON d.source_key = e.source_key AND d.line = e.line AND d.event_date = e.event_date"
     if con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0]:
         return (f"SELECT {cols}, (d.line IS NOT NULL) AS duplicate FROM {src} e LEFT JOIN _edx_event_dups d {on}"
                 f"{where}", f"SELECT {cols} FROM {src} e ANTI JOIN _edx_event_dups d {on}{where}", parts)
     return f"SELECT {cols}, false AS duplicate FROM {src} e{where}", f"SELECT {cols} FROM {src} e{where}", parts
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _glob_sql(base: str, anchor: Path | None) -> str:
@@ -334,7 +332,7 @@ def _anchor(base: str) -> Path | None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with duckdb.connect() as mem:
-            mem.execute(f"COPY (SELECT {cols} WHERE false) TO {_quote(str(tmp))} (FORMAT parquet)")
+            mem.execute(f"COPY (SELECT {cols} WHERE false) TO {catalog.sql_str(str(tmp))} (FORMAT parquet)")
         os.replace(tmp, path)
     except (OSError, duckdb.Error):
         try:
