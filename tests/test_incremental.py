@@ -32,7 +32,8 @@ DAYS = 6
 BUILT_AT = dt.datetime(2026, 11, 1, 12)
 PARTITIONED = sorted(n for n, m in D.MODELS.items() if m.partition)
 DAY_MODELS = [n for n in PARTITIONED if not any(D.MODELS[d].partition for d in D.MODELS[n].deps)]  # over events
-DERIVED = [n for n in PARTITIONED if n not in DAY_MODELS]  # over the day models (by date, week, month)
+COURSE_MODELS = [n for n in PARTITIONED if D.MODELS[n].grain == "course"]  # by course (person_course)
+DERIVED = [n for n in PARTITIONED if n not in DAY_MODELS + COURSE_MODELS]  # over the day models (by date, week, month)
 
 
 def _delivery(out: Path, learners: int, package_date: dt.date) -> dict[str, Path]:
@@ -115,8 +116,8 @@ def _recorded_files_only(lake: Lake) -> None:
 
 def _days_of(lake: Lake, model: str) -> set[str]:
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
-        return {r[0] for r in con.execute("SELECT DISTINCT part FROM _edx_model_parts WHERE model = ?",
-                                          [model]).fetchall()}
+        return {r[0] for r in con.execute("SELECT DISTINCT part FROM _edx_model_parts WHERE model = ? "
+                                          "AND part <> '#sources'", [model]).fetchall()}
 
 
 def _changed(lake: Lake, step) -> int:
@@ -268,6 +269,7 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
         staff_filtered = "student_courseaccessrole" in D.MODELS[m].inputs
         parts = len(_days_of(lake, m))
         assert built[m].days == (parts if staff_filtered else None), m
+    assert built["person_course"].days == 1  # the role is in one course: the other keeps its partition
     tables = _assert_equals_full(lake, scratch)
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
         weeks_of_uid = con.execute("SELECT count(DISTINCT date_trunc('week', date)) FROM models.learner_day "

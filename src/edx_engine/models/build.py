@@ -253,6 +253,8 @@ class PartPlan:
     upto_days: list[str] | None  # a cumulative model's: those up to them (None: all)
     stored: dict[str, inc.StoredPart]  # the recorded partitions before this build
     same_schema: bool  # no recorded partition was built under another context
+    courses: list[str] | None = None  # a course-partitioned model: the courses it reads (None: all)
+    extra: list[inc.PartRow] = field(default_factory=list)  # bookkeeping rows that are no partition
 
     def part_rows(self, written: dict[str, list[tuple[str | None, int]]]) -> list[inc.PartRow]:
         """The bookkeeping rows of the recomputed partitions (``written``: partition -> (path, rows))."""
@@ -260,7 +262,8 @@ class PartPlan:
                 for p, k in (written.get(d) or [(None, 0)])]
 
     def replaced(self) -> list[str]:
-        return sorted(set(self.todo) | set(self.removed) | (set(self.stored) if self.full else set()))
+        return sorted(set(self.todo) | set(self.removed) | (set(self.stored) if self.full else set())
+                      | {r.day for r in self.extra})
 
     def kept(self) -> dict[str, inc.StoredPart]:
         gone = set(self.replaced())
@@ -327,6 +330,52 @@ class _Planner:
                         not todo and not removed and not full and old_fp == fp, part_names, src_days, upto_days,
                         stored, not full and bool(stored) and all(sp.context == context for sp in stored.values()))
 
+    def plan_courses(self, n: str, stored: dict[str, inc.StoredPart], old_fp: str | None, root: Path,
+                     scan: Callable[[list[str]], dict[str, dict[str, str]]],
+                     whole: Callable[[str], dict[str, str]]) -> PartPlan:
+        """The plan of course-partitioned model ``n`` (models/incremental.py): ``stored`` its recorded
+        partitions (with the ``SOURCES`` row), ``old_fp`` its recorded fingerprint; ``scan`` gives the
+        digests per course of source partitions (``<model>|<part>``), ``whole`` those of a model kept
+        whole. A course is recomputed when its snapshots, its digests or the context changed."""
+        m = D.MODELS[n]
+        stored = dict(stored)
+        src = stored.pop(inc.SOURCES, None)
+        full = self.force or src is None or old_fp is None or not old_fp.startswith("c:")
+        context = _hash(_code_version(), n, self.params.fingerprint() if m.uses_params else "",
+                        {i: self.in_fp[i] for i in sorted(m.inputs) if i not in m.course_inputs},
+                        {i: sorted((self.columns.get(i) or {}).items()) for i in sorted(m.course_inputs)})
+        sigs = {f"{d}|{p}": sig for d in m.deps if D.MODELS[d].partition for p, sig in self.part_sigs[d].items()}
+        digests = inc.course_digests(sigs, None if full else json.loads(src.names or "{}"), stored, scan)
+        rows: dict[str, dict[str, str]] = {}
+        for d in m.deps:
+            if not D.MODELS[d].partition:
+                for c, h in whole(d).items():
+                    rows.setdefault(c, {})[d] = h
+        snaps = self.course_snapshots(m.course_inputs)
+        keys = {c: _hash(context, snaps.get(c, []), sorted(digests.get(c, {}).items()), sorted(rows.get(c, {}).items()))
+                for c in set(snaps) | set(digests) | set(rows)}
+        todo, removed = inc.plan(keys, {} if full else stored, context, None, root, full)
+        part_names = {c: json.dumps(digests.get(c, {}), sort_keys=True) for c in todo}
+        fp = "c:" + _hash(context, sorted(keys.items()))
+        self.fps[n] = fp
+        sources = json.dumps(sigs, sort_keys=True)
+        extra = [inc.PartRow(inc.SOURCES, None, 0, _hash(sources), context, sources)]
+        unchanged = not full and not todo and not removed and old_fp == fp and src.names == sources
+        return PartPlan(keys, context, todo, removed, full, fp, unchanged, part_names, None, None, stored,
+                        not full and bool(stored) and all(sp.context == context for sp in stored.values()),
+                        None if full or len(todo) == len(keys) else todo, extra)
+
+    def course_snapshots(self, tables: tuple[str, ...]) -> dict[str, list]:
+        """Course -> its current snapshots (table, fingerprint, package date) of ``tables``."""
+        out: dict[str, list] = {}
+        if not tables or not catalog.exists(self.con, "_edx_snapshots"):
+            return out
+        for t, c, f, d in self.con.execute(
+                "SELECT table_name, course_id, fingerprint, package_date FROM _edx_snapshots WHERE table_name IN "
+                "(SELECT unnest(?::VARCHAR[])) ORDER BY 2, 1", [list(tables)]).fetchall():
+            out.setdefault(c or "", []).append((t, f, d))
+        return out
+
     def remember_sigs(self, n: str, kept: dict[str, inc.StoredPart], rows: list[inc.PartRow]) -> None:
         """The partitions' signatures as this build leaves them (what the models over them hash)."""
         sigs = {d: inc.signature(sp.fingerprint, sp.context, sp.names) for d, sp in kept.items()}
@@ -391,6 +440,7 @@ class _DuckRun(_Planner):
         self._in_sql: dict[str, str] = {}
         self.part_state: dict[str, dict[str, tuple[str, list[str]]]] = {}  # model -> part -> (signature, files)
         self.schema_path: dict[str, str] = {}
+        self.scope: tuple[set[str], list[str]] | None = None  # (inputs and models, courses) _bind limits
 
     @property
     def ib(self):
@@ -415,6 +465,8 @@ class _DuckRun(_Planner):
             sql = self._input_sql(name)
         else:
             sql = f"SELECT * FROM read_parquet({views.sql_list(self._model_files(name, days))})"
+        if self.scope is not None and name in self.scope[0]:
+            sql = f"SELECT * FROM ({sql}) WHERE {inc.course_filter(self.scope[1])}"
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {q(PLACEHOLDER + name)} AS {sql}")
 
     def _model_files(self, name: str, days: list[str] | None) -> list[str]:
@@ -531,16 +583,21 @@ class _DuckRun(_Planner):
         model over partitioned models (models/incremental.py)."""
         root = self.lake.root
         old = self.stored.get(n)
-        plan = self.plan_partitioned(n, inc.stored_parts(self.con, n),
-                                     old[1] if old and (root / old[0]).exists() else None, root)
+        old_fp = old[1] if old and (root / old[0]).exists() else None
+        if D.MODELS[n].grain == "course":
+            plan = self.plan_courses(n, inc.stored_parts(self.con, n), old_fp, root, self.part_digests,
+                                     self.whole_digests)
+        else:
+            plan = self.plan_partitioned(n, inc.stored_parts(self.con, n), old_fp, root)
         if plan.unchanged:
             self._remember(n, plan.stored, [], root / old[0])
             return ModelResult(n, "unchanged", -1, 0.0)
         s0 = time.perf_counter()
         with _PeakRSS() as mem:
-            written, schema = self.write_partitions(n, plan, old[0] if old and plan.same_schema else None)
+            write = self.write_courses if D.MODELS[n].grain == "course" else self.write_partitions
+            written, schema = write(n, plan, old[0] if old and plan.same_schema else None)
         rows = plan.part_rows(written)
-        self.parts[n] = inc.PartsUpdate(plan.replaced(), rows)
+        self.parts[n] = inc.PartsUpdate(plan.replaced(), rows + plan.extra)
         keep = plan.kept()
         self._remember(n, keep, rows, schema)
         total = sum(sp.rows for sp in keep.values()) + sum(r.rows for r in rows)
@@ -557,6 +614,46 @@ class _DuckRun(_Planner):
         written = inc.write_parts(self.con, sql, D.MODELS[n].partition, n, root,
                                   self.lake.lake_dir / "model_parts" / n) if plan.todo else {}
         return written, self._schema_file(n, sql, schema)
+
+    def write_courses(self, n: str, plan: PartPlan, schema: str | None) -> tuple[dict, Path]:
+        """Compute the courses ``plan.todo`` of course-partitioned model ``n`` into new files, its
+        per-course inputs and models limited to those courses (all of them when ``plan.courses`` is None)."""
+        m = D.MODELS[n]
+        if plan.courses is not None:
+            self.scope = (set(m.course_inputs) | set(m.deps), plan.courses)
+        try:
+            sql = self.model_sql(n)
+        finally:
+            self.scope = None
+        if plan.courses is not None:
+            sql = f"SELECT * FROM ({sql}) WHERE {inc.course_filter(plan.courses)}"
+        written = inc.write_parts(self.con, sql, m.partition, n, self.lake.root,
+                                  self.lake.lake_dir / "model_parts" / n) if plan.todo else {}
+        return written, self._schema_file(n, sql, schema)
+
+    def part_digests(self, keys: list[str]) -> dict[str, dict[str, str]]:
+        """Source partition (``<model>|<part>``) -> course -> digest of the course's rows in it (row count
+        and sum of row hashes), read from the partitions' files as this build left them."""
+        out: dict[str, dict[str, str]] = {k: {} for k in keys}
+        by_model: dict[str, list[str]] = {}
+        for k in keys:
+            dep, part = k.split("|", 1)
+            by_model.setdefault(dep, []).append(part)
+        for dep, parts in by_model.items():
+            state = self.part_state[dep]
+            files = [f for p in parts for f in state[p][1]]
+            if files:
+                col = q(D.MODELS[dep].partition)
+                for p, c, h in self.con.execute(
+                        f"SELECT coalesce(CAST({col} AS VARCHAR), ''), course_id, {_DIGEST} FROM "
+                        f"read_parquet({views.sql_list(files)}) t WHERE course_id IS NOT NULL GROUP BY 1, 2").fetchall():
+                    out[f"{dep}|{p}"][c] = h
+        return out
+
+    def whole_digests(self, dep: str) -> dict[str, str]:
+        """Course -> digest of its rows in model ``dep`` (kept whole: ``courses``, one row a course)."""
+        return dict(self.con.execute(f"SELECT course_id, {_DIGEST} FROM read_parquet({views.sql_list(self.current[dep])}) "
+                                     f"t WHERE course_id IS NOT NULL GROUP BY 1").fetchall())
 
     def _remember(self, n: str, kept: dict[str, inc.StoredPart], rows: list[inc.PartRow], schema: Path) -> None:
         """A partitioned model's partitions as this build leaves them (what the models over it read)."""
@@ -581,6 +678,10 @@ class _DuckRun(_Planner):
         schema.parent.mkdir(parents=True, exist_ok=True)
         return write_atomic(schema, lambda tmp: self.con.execute(
             f"COPY (SELECT * FROM ({sql}) LIMIT 0) TO '{tmp}' (FORMAT parquet)"))
+
+
+# A course's rows in a model, in one value: their count and the sum of their hashes (whole rows).
+_DIGEST = "count(*) || ':' || CAST(sum(CAST(hash(t) AS HUGEINT)) AS VARCHAR)"
 
 
 def _placeholders(m: D.Model) -> list[str]:
@@ -719,8 +820,9 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
             run = _PgRun(lake.root, con, pg, params, force, course_info(con, entries))
             _pg_copy_inputs(con, pg, url, run, needed)
             res.copy_seconds = time.perf_counter() - c0
-            for n in todo:
-                r = run.build_partitioned(n) if D.MODELS[n].partition else run.build_whole(n)
+            for n in todo:  # a course-partitioned model is kept whole in PostgreSQL
+                by_date = D.MODELS[n].partition and D.MODELS[n].grain != "course"
+                r = run.build_partitioned(n) if by_date else run.build_whole(n)
                 res.models.append(r)
                 if on_model:
                     on_model(r)

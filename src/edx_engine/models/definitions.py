@@ -112,23 +112,30 @@ class Model:
     # its ``inputs`` (any change of those recomputes every partition).
     # ``cumulative``: partition v is computed from the source dates up to v (a "first seen" count
     # needs the months before); it reads ``t.<dep>`` (the dates of v) and ``t.upto(<dep>)``.
+    # grain "course" (partition "course_id"): the rows of course c are computed from the rows of c of
+    # ``course_inputs`` (package tables whose course snapshot holds that course's rows only) and of
+    # ``deps``, and from the other inputs whole (any change of those recomputes every course).
     partition: str | None = None
     grain: str = "day"
     cumulative: bool = False
+    course_inputs: tuple[str, ...] = ()
 
 
-GRAINS = ("day", "week", "month")
+GRAINS = ("day", "week", "month", "course")
 MODELS: dict[str, Model] = {}
 
 
 def model(name: str, inputs=(), deps=(), doc: str = "", uses_params: bool = True, uses_built_at: bool = False,
-          partition: str | None = None, grain: str = "day", cumulative: bool = False):
+          partition: str | None = None, grain: str = "day", cumulative: bool = False, course_inputs=()):
     if grain not in GRAINS:
         raise ValueError(f"model {name}: grain must be one of {GRAINS}, not {grain!r}")
+    if (grain == "course") != (partition == "course_id") or not set(course_inputs) <= set(inputs):
+        raise ValueError(f"model {name}: a course partition is partition='course_id', grain='course', "
+                         f"course_inputs among its inputs")
 
     def deco(fn):
         MODELS[name] = Model(name, tuple(inputs), tuple(deps), fn, doc or (fn.__doc__ or "").strip(),
-                             uses_params, uses_built_at, partition, grain, cumulative)
+                             uses_params, uses_built_at, partition, grain, cumulative, tuple(course_inputs))
         return fn
     return deco
 
@@ -375,7 +382,10 @@ def learner_month(t: Tables, p: Params) -> ir.Table:
 
 @model("person_course", deps=("learner_month", "courses"),
        inputs=("student_courseenrollment", "auth_user", "auth_userprofile", "certificates_generatedcertificate",
-               "courseware_studentmodule", "course_structure", "forum", "user_location", "student_courseaccessrole"))
+               "courseware_studentmodule", "course_structure", "forum", "user_location", "student_courseaccessrole"),
+       partition="course_id", grain="course",  # auth_user, auth_userprofile: one row per user over all courses
+       course_inputs=("student_courseenrollment", "certificates_generatedcertificate", "courseware_studentmodule",
+                      "course_structure", "forum", "student_courseaccessrole"))
 def person_course(t: Tables, p: Params) -> ir.Table:
     """One row per learner with an enrolment or a certificate in a course, HarvardX/MITx research
     definitions (docs/indicators.md); staff flagged, not removed."""

@@ -24,6 +24,17 @@ the dates that day changed. A ``cumulative`` model (a count of learners seen for
 in a month) is computed from the source dates up to its partition: its fingerprint hashes all of
 them, so a changed old month recomputes that month and every later one.
 
+A model kept by course (``grain="course"``: ``person_course``) has one partition per course, recomputed
+when what that course's rows are made of changed. Its ``fingerprint`` hashes the course's snapshots of
+the per-course package tables (``course_inputs``: the importer keeps a course's rows in that course's
+snapshot only), the digest of the course's rows in each partition of its partitioned models (a
+``learner_month`` month: count and sum of row hashes) and of its rows in its other models
+(``courses``); its ``context`` the code, parameters, the other inputs' fingerprints (``auth_user`` and
+``auth_userprofile`` are one row per user over every course: a change recomputes every course) and
+the per-course inputs' columns; its ``names`` its per-partition digests (JSON), so that only the
+source partitions that changed since are read again. One more row, part ``SOURCES``, records the
+signatures of the source partitions the digests were taken from (``course_digests``).
+
 ``_edx_models`` keeps one row per model as for the others; its ``path`` is a zero-row file with the
 model's schema (what ``models.<name>`` reads while the model has no partition).
 """
@@ -34,9 +45,12 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
@@ -45,6 +59,7 @@ from ..store.files import finish_atomic
 from .inputs import catalog_columns, q
 
 NULL_DAY = ""  # the partition of events without an event date (hand-made catalogs only)
+SOURCES = "#sources"  # a course-partitioned model's row of source partition signatures (not a course)
 
 
 def _hash(*parts) -> str:
@@ -143,6 +158,37 @@ def part_filter(parts: list[str], column: str) -> str:
     return "(" + " OR ".join(conds or ["false"]) + ")"
 
 
+def course_filter(courses: list[str]) -> str:
+    """SQL condition selecting the rows of exactly ``courses`` (by ``course_id``)."""
+    if not courses:
+        return "false"
+    return "course_id IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in courses) + ")"
+
+
+def course_digests(sigs: dict[str, str], recorded: dict[str, str] | None, stored: dict[str, "StoredPart"],
+                   scan: Callable[[list[str]], dict[str, dict[str, str]]]) -> dict[str, dict[str, str]]:
+    """Course -> {source partition: digest of the course's rows in it} of a course-partitioned model.
+
+    ``sigs``: source partition (``<model>|<part>``) -> its signature now; ``recorded``: the signatures
+    the stored digests were taken from (the ``SOURCES`` row; None: none usable); ``stored``: the
+    recorded courses (their ``names``: their digests). Only the partitions whose signature changed
+    (or that are new) are read again (``scan``: partition -> course -> digest); the others' digests
+    are the recorded ones. A course absent from a partition has no digest for it: a course leaving a
+    partition changes its digests as one entering it does."""
+    rescan = sorted(k for k, sig in sigs.items() if recorded is None or recorded.get(k) != sig)
+    again = set(rescan)
+    out: dict[str, dict[str, str]] = {}
+    if recorded is not None:
+        for c, sp in stored.items():
+            for k, d in json.loads(sp.names or "{}").items():
+                if k in sigs and k not in again:
+                    out.setdefault(c, {})[k] = d
+    for k, per in scan(rescan).items() if rescan else ():
+        for c, d in per.items():
+            out.setdefault(c, {})[k] = d
+    return out
+
+
 def username_days(con: duckdb.DuckDBPyConnection, days: list[str] | None) -> set[str]:
     """The dates among ``days`` having events with a username but no user id: the only ones whose
     learner attribution reads ``auth_user`` (a superset: payload user ids are not looked at)."""
@@ -197,16 +243,16 @@ class PartsUpdate:
     rows: list[PartRow]
 
 
-def plan(days: dict[str, str], stored: dict[str, StoredPart], context: str, names: str, root: Path,
+def plan(days: dict[str, str], stored: dict[str, StoredPart], context: str, names: str | None, root: Path,
          full: bool) -> tuple[list[str], list[str]]:
     """(dates to recompute, dates to remove): new, changed, built under another context, attributed
-    through usernames under other packages, or whose file is missing."""
+    through usernames under other packages (``names`` None: not looked at), or whose file is missing."""
     todo = []
     base = str(root) + os.sep
     for d, fp in sorted(days.items()):
         s = stored.get(d)
         if (full or s is None or s.fingerprint != fp or s.context != context
-                or (s.names is not None and s.names != names)
+                or (names is not None and s.names is not None and s.names != names)
                 or any(not os.path.exists(base + p) for p in s.paths)):
             todo.append(d)
     return todo, sorted(d for d in stored if d not in days)
@@ -216,7 +262,7 @@ def write_parts(con: duckdb.DuckDBPyConnection, sql: str, column: str, name: str
                 out_dir: Path) -> dict[str, list[tuple[str, int]]]:
     """Run ``sql`` once, writing one Parquet file per value of ``column`` under ``out_dir``.
 
-    Returns event date -> [(path relative to ``root``, rows)]. Files are written in a temporary
+    Returns value (event date, course id) -> [(path relative to ``root``, rows)]. Files are written in a temporary
     directory, fsynced and renamed into place; until the catalog lists them they are garbage."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".tmp-{uuid.uuid4().hex[:12]}"
@@ -227,9 +273,10 @@ def write_parts(con: duckdb.DuckDBPyConnection, sql: str, column: str, name: str
         return out
     for sub in sorted(tmp.iterdir()):
         value = sub.name.split("=", 1)[1] if "=" in sub.name else sub.name
-        day = NULL_DAY if value in ("NULL", "__HIVE_DEFAULT_PARTITION__") else value
+        day = NULL_DAY if value in ("NULL", "__HIVE_DEFAULT_PARTITION__") else urllib.parse.unquote(value)
+        label = re.sub(r"[^A-Za-z0-9.-]+", "_", day)[-60:] or "null"  # a course id holds '/', ':', '+'
         for f in sorted(sub.glob("*.parquet")):
-            final = out_dir / f"{name}-{day or 'null'}-{uuid.uuid4().hex[:12]}.parquet"
+            final = out_dir / f"{name}-{label}-{uuid.uuid4().hex[:12]}.parquet"
             rows = con.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0]
             finish_atomic(f, final)
             out.setdefault(day, []).append((str(final.resolve().relative_to(root.resolve())), int(rows)))

@@ -416,6 +416,31 @@ class _SparkRun(_DuckRun):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+    def write_courses(self, n: str, plan: PartPlan, schema: str | None) -> tuple[dict, Path]:
+        """Compute the courses ``plan.todo`` of a course-partitioned model (its per-course inputs and models
+        limited to them), split per course as ``write_partitions`` splits per date."""
+        m = D.MODELS[n]
+        scope = set(m.course_inputs) | set(m.deps)
+
+        def get(name: str):
+            t = self.spark_table(name)
+            return t.filter(t.course_id.isin(plan.courses)) if plan.courses is not None and name in scope else t
+
+        out_dir = self.lake.lake_dir / "model_parts" / n
+        tmp = out_dir / f".spark-{uuid.uuid4().hex[:12]}"
+        with _spark_errors(n):
+            expr = m.build(D.Tables(get), self.params)
+            if plan.courses is not None:
+                expr = expr.filter(expr.course_id.isin(plan.courses))
+            _utc_wall_time(self.session.sql(spark_sql(self.sib, expr))).write.mode("overwrite").parquet(str(tmp))
+        try:
+            src = f"SELECT * FROM read_parquet('{tmp}/*.parquet')"
+            written = inc.write_parts(self.con, src, m.partition, n, self.lake.root, out_dir) if plan.todo else {}
+            return written, self._schema_file(n, src, schema)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names: list[str] | None = None,
                 force: bool = False, on_model: Callable[[ModelResult], None] | None = None,
                 master: str = "local[2]", remote: str | None = None, output: str | None = None,
