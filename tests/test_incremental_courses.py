@@ -1,0 +1,204 @@
+"""person_course kept by course (issue 15): a build recomputes only the courses whose inputs changed, and
+the result equals a full build row for row, for person_course and every model over it.
+
+Steps on a synthetic store of three courses: a new day of logs touching one course, that day
+re-delivered with one event given to another learner (nothing but ``learner_month`` changes), a
+package that changes the mode of one enrolment of one course (nothing but that course's snapshot
+changes), and a course whose enrolment data is withdrawn. After each step, the courses recomputed are the ones the step
+touched (known from the step, not from the build), the other courses' partition files are the very
+same files (path and modification time), and every model over person_course equals a forced build
+of a copy of the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from edx_engine.decrypt import GpgSettings
+from edx_engine.ingest.events import import_events
+from edx_engine.ingest.exports import PackageImporter
+from edx_engine.ingest.sources import discover
+from edx_engine.lake import Lake
+from edx_engine.models import Params, build_duckdb
+from edx_engine.models import definitions as D
+from edx_engine.synthetic import SyntheticConfig, generate
+
+START = dt.date(2026, 3, 2)
+DAYS = 3
+BUILT_AT = dt.datetime(2026, 4, 1, 12)
+OVER = [n for n in D.order() if "person_course" in (n, *D.MODELS[n].deps)
+        or any("person_course" in D.MODELS[d].deps for d in D.MODELS[n].deps)]  # person_course and models over it
+
+
+def _import(lake: Lake, *paths: Path) -> None:
+    with lake.writer():
+        lake.init()
+        srcs = discover(list(paths)).sources
+        pkgs = [s for s in srcs if not s.events]
+        if pkgs:
+            assert not PackageImporter(lake, GpgSettings()).run(pkgs).failed
+        logs = [s for s in srcs if s.events]
+        if logs:
+            import_events(lake, logs, GpgSettings())
+
+
+def _build(lake: Lake, force: bool = False) -> dict:
+    """Build person_course, the models over it and what they read (not the video, problem, forum models)."""
+    res = build_duckdb(lake, [], Params(built_at=BUILT_AT), OVER, force=force, threads=1)
+    return {m.name: m for m in res.models}
+
+
+def _rows(lake: Lake) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        out = {}
+        for n in OVER:
+            cols = [r[0] for r in con.execute(f"DESCRIBE models.{n}").fetchall()]
+            out[n] = con.execute(f"SELECT * FROM models.{n} ORDER BY " +
+                                 ", ".join(f'"{c}" NULLS FIRST' for c in cols)).fetchall()
+        return out
+
+
+def _equals_full(lake: Lake, scratch: Path) -> dict[str, list[tuple]]:
+    incr = _rows(lake)
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(lake.root, scratch)
+    _build(Lake(scratch), force=True)
+    full = _rows(Lake(scratch))
+    for n in OVER:
+        assert incr[n] == full[n], f"{n}: incremental build differs from the full build"
+    return incr
+
+
+def _courses(lake: Lake) -> list[tuple]:
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        return con.execute("SELECT * FROM models.courses ORDER BY course_id").fetchall()
+
+
+def _files(lake: Lake) -> dict[str, set[tuple[str, int]]]:
+    """Course -> its person_course partition files (path, mtime in ns)."""
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        rows = con.execute("SELECT part, path FROM _edx_model_parts WHERE model = 'person_course' "
+                           "AND part <> '#sources'").fetchall()
+    out: dict[str, set] = {}
+    for c, p in rows:
+        out.setdefault(c, set())
+        if p:
+            out[c].add((p, (lake.root / p).stat().st_mtime_ns))
+    return out
+
+
+def _only_changed(before: dict, after: dict, changed: set[str]) -> None:
+    """The courses outside ``changed`` keep the very same files; those in it have new ones (or none)."""
+    assert set(before) == set(after)
+    for c in before:
+        if c in changed:
+            assert not (before[c] & after[c]), c
+        else:
+            assert before[c] == after[c], c
+
+
+def _one_course_log(src: Path, course: str, others: list[str], dst: Path, keep=lambda i: True) -> Path:
+    lines = [ln for ln in gzip.decompress(src.read_bytes()).splitlines(True)
+             if course.encode() in ln and not any(o.encode() in ln for o in others)]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(gzip.compress(b"".join(x for i, x in enumerate(lines) if keep(i))))
+    return dst
+
+
+def _move_one_event(path: Path) -> None:
+    """Re-deliver a log with its first event given to another learner of the file: the course's event
+    counts and days stay (its ``courses`` row too); two learners' ``learner_month`` rows change."""
+    lines = gzip.decompress(path.read_bytes()).splitlines(True)
+    ids = [re.search(rb'"user_id":(\d+)', ln).group(1) for ln in lines]
+    other = next(i for i in ids if i != ids[0])
+    lines[0] = lines[0].replace(b'"user_id":' + ids[0], b'"user_id":' + other)
+    path.write_bytes(gzip.compress(b"".join(lines)))
+
+
+@pytest.fixture(scope="module")
+def delivery(tmp_path_factory):
+    out = tmp_path_factory.mktemp("courses")
+    cfg = SyntheticConfig(seed=5, courses=3, learners=24, days=DAYS, start=START, malformed=False,
+                          events_per_learner=10, package_date=START + dt.timedelta(days=DAYS))
+    m = generate(out, cfg)
+    logs = {p.name.rsplit("-events-", 1)[1][:10]: p for p in out.rglob("*-events-*.log.gz")}
+    return out / m.package["path"], [logs[k] for k in sorted(logs)]
+
+
+def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
+    package, logs = delivery
+    lake = Lake(tmp_path / "store")
+    scratch = tmp_path / "full"
+    _import(lake, package, logs[0], logs[1])
+    assert _build(lake)["person_course"].status == "built"
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        courses = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM student_courseenrollment "
+                                             "ORDER BY 1").fetchall()]
+    assert len(courses) == 3
+    a, b, c = courses
+    first = _rows(lake)
+    assert {r[0] for r in first["person_course"]} == set(courses)
+
+    # a new day whose events are all of course a
+    day = _one_course_log(logs[2], a, [b, c], tmp_path / "logs" / logs[2].name)
+    before = _files(lake)
+    _import(lake, day)
+    built = _build(lake)
+    assert built["person_course"].days == 1
+    _only_changed(before, _files(lake), {a})
+    _equals_full(lake, scratch)
+
+    # nothing new: nothing recomputed
+    assert _build(lake)["person_course"].status == "unchanged"
+
+    # that day re-delivered with one event given to another learner: only learner_month tells
+    courses_before = _courses(lake)
+    _move_one_event(day)
+    before = _files(lake)
+    _import(lake, day)
+    built = _build(lake)
+    assert built["person_course"].days == 1
+    _only_changed(before, _files(lake), {a})
+    _equals_full(lake, scratch)
+    assert _courses(lake) == courses_before  # the courses row of course a did not say it
+
+    # a newer package with the enrolments of course b only, one learner's mode changed: the course's
+    # learner count stays (its courses row too), the snapshot says it
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        enr = con.execute("SELECT id, user_id, course_id, created, is_active, mode FROM student_courseenrollment "
+                          "WHERE course_id = ? ORDER BY id", [b]).fetchall()
+    enr[0] = (*enr[0][:5], "verified" if enr[0][5] != "verified" else "audit")
+    pkg = tmp_path / f"IDBx-{START + dt.timedelta(days=DAYS + 7)}"
+    pkg.mkdir()
+    slug = b.split(":", 1)[-1].replace("+", "-").replace("/", "-")
+    (pkg / f"{slug}-student_courseenrollment-prod-analytics.sql").write_text(
+        "id\tuser_id\tcourse_id\tcreated\tis_active\tmode\n" + "".join(
+            f"{i}\t{u}\t{cid}\t{t:%Y-%m-%d %H:%M:%S}\t{int(act)}\t{md}\n" for i, u, cid, t, act, md in enr))
+    before, courses_before = _files(lake), _courses(lake)
+    _import(lake, pkg)
+    built = _build(lake)
+    assert built["person_course"].days == 1
+    assert _courses(lake) == courses_before
+    _only_changed(before, _files(lake), {b})
+    rows = _equals_full(lake, scratch)
+    assert (b, enr[0][1], enr[0][5]) in {(r[0], r[1], r[6]) for r in rows["person_course"]}  # course, learner, mode
+
+    # course c's enrolments and certificates withdrawn (its snapshots of those tables removed): its
+    # learners leave person_course; its events stay
+    before = _files(lake)
+    with lake.writer(), lake.transaction("withdraw") as con:
+        con.execute("DELETE FROM _edx_snapshots WHERE course_id = ? AND table_name IN "
+                    "('student_courseenrollment', 'certificates_generatedcertificate')", [c])
+        lake.refresh_views(con)
+    built = _build(lake)
+    assert built["person_course"].days == 1
+    _only_changed(before, _files(lake), {c})
+    rows = _equals_full(lake, scratch)
+    assert c not in {r[0] for r in rows["person_course"]} and c in {r[0] for r in first["person_course"]}
