@@ -12,12 +12,14 @@ from pathlib import Path
 
 import duckdb
 
+from cli_support import run_cli
+
 _BUILT: dict[str, Path] = {}
 
 
 def edx(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edx_engine", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "EDX_ENGINE_DATA_DIR": "", **(env or {})})
+    """``edx-engine *args`` from ``cwd``, run in this process (cli_support.run_cli)."""
+    return run_cli(list(args), cwd=cwd, env={**os.environ, "EDX_ENGINE_DATA_DIR": "", **(env or {})})
 
 
 def small_store(base: Path) -> Path:

@@ -11,10 +11,16 @@ from pathlib import Path
 import duckdb
 from typer.main import get_command
 
+from cli_support import run_cli
 from edx_engine.cli import app
 
 
-def edx(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def edx(*args: str, cwd: Path | None = None, env: dict | None = None, process: bool = False
+        ) -> subprocess.CompletedProcess:
+    """``edx-engine *args``: in this process (cli_support.run_cli), or with ``process`` as a real
+    subprocess (the README's first command; a catalog held open by this process)."""
+    if not process:
+        return run_cli(list(args), cwd=cwd, env={**os.environ, **(env or {})})
     return subprocess.run([sys.executable, "-m", "edx_engine.cli", *args], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, **(env or {})})
 
@@ -51,7 +57,7 @@ print(json.dumps(out))
 
 def test_demo_end_to_end(tmp_path):
     r = edx("demo", "--learners", "40", "--courses", "2", "--days", "2", cwd=tmp_path,
-            env={"EDX_ENGINE_DATA_DIR": ""})
+            env={"EDX_ENGINE_DATA_DIR": ""}, process=True)
     assert r.returncode == 0, r.stderr
     assert "duckdb" in r.stdout and "edx-data/edx.duckdb" in r.stdout
     with duckdb.connect(str(tmp_path / "edx-data" / "edx.duckdb"), read_only=True) as con:
@@ -90,6 +96,6 @@ def test_catalog_open_elsewhere_is_a_one_line_error(tmp_path):
     edx("import", str(pkg / "course-data"), "--data-dir", str(data))
     with duckdb.connect(str(data / "edx.duckdb")):  # e.g. an analyst's DuckDB client, holding the file lock
         for args in (["import", str(pkg / "course-data")], ["sql", "SELECT 1"], ["tables"]):
-            r = edx(*args, "--data-dir", str(data))
+            r = edx(*args, "--data-dir", str(data), process=True)  # DuckDB's lock is per process
             assert r.returncode == 1, (args, r.stderr)
             assert "is open in another program" in r.stderr and "Traceback" not in r.stderr

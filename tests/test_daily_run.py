@@ -1,6 +1,7 @@
 """`edx-engine run`: the unattended daily job refreshes the indicators (issue 10 §2).
 
-Real S3-protocol server on loopback (moto), real gpg, the CLI as a subprocess. After each `run`
+Real S3-protocol server on loopback (moto), real gpg; the first `run` is a real subprocess (the
+unattended job), the commands after it run in this process (cli_support.run_cli). After each `run`
 the models must be exactly what a forced full rebuild gives, and no model may be stale; a plain
 `sync` leaves them stale and `report` says so in one line.
 """
@@ -11,6 +12,7 @@ import subprocess
 
 import pytest
 
+from cli_support import run_cli
 from test_sync import (ENTRY, cli_args, deliveries, gpg_key, moto, q, s3, sync_env, upload,  # noqa: F401
                        write_config)
 
@@ -20,8 +22,10 @@ from edx_engine.models.build import stale_models
 MODELS_COMPARED = ("general_report", "learner_day", "person_course", "enrolment_daily", "activity_daily")
 
 
-def cli(data, conf, env, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_args(data, conf, *args), env=env, capture_output=True, text=True, timeout=timeout)
+def cli(data, conf, env, *args: str, process: bool = False) -> subprocess.CompletedProcess:
+    if not process:
+        return run_cli(cli_args(data, conf, *args)[len(ENTRY):], env=env)
+    return subprocess.run(cli_args(data, conf, *args), env=env, capture_output=True, text=True, timeout=300)
 
 
 def model_rows(data, name: str) -> list[tuple]:
@@ -35,7 +39,7 @@ def snapshot(data) -> dict[str, list[tuple]]:
 def test_run_syncs_builds_and_refreshes(s3, moto, deliveries, gpg_key, tmp_path):
     conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
     upload(s3, deliveries / "A")
-    r = cli(data, conf, env, "run", "--no-dashboard")
+    r = cli(data, conf, env, "run", "--no-dashboard", process=True)
     assert r.returncode == 0, r.stderr + r.stdout
     assert "models:" in r.stdout
     assert stale_models(Lake(data)) == []
@@ -76,8 +80,7 @@ def test_run_stops_when_sync_cannot_start(tmp_path, gpg_key):
     conf = tmp_path / "empty.toml"
     conf.write_text("")
     data = tmp_path / "d"
-    r = subprocess.run([*ENTRY, "run", "--data-dir", str(data), "--config", str(conf)], env=sync_env(gpg_key),
-                       capture_output=True, text=True, timeout=120)
+    r = run_cli(["run", "--data-dir", str(data), "--config", str(conf)], env=sync_env(gpg_key))
     assert r.returncode == 1
     assert "no organisation" in r.stderr
     assert "models:" not in r.stdout

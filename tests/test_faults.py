@@ -9,7 +9,9 @@ none committed; ``events-file``; ``scrub-file:n``: n files rewritten; ``scrub-co
 first tracking log is being parsed. `sync` is killed at its own points in
 tests/test_sync.py; one case here kills a sync with a package written but not committed, and
 checks that a sync with nothing to import collects a killed scrub's leftovers.
-All commands run as real subprocesses on a small synthetic delivery."""
+The killed commands run as real subprocesses (kill -9 is the real thing); the commands after them run
+in this process (cli_support.run_cli: the same app, arguments and environment). A small synthetic
+delivery."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from cli_support import run_cli
 from edx_engine.lake import Lake
 from edx_engine.privacy.scrub import plan
 from edx_engine.synthetic import SyntheticConfig, generate
@@ -47,8 +50,7 @@ def env(**extra) -> dict:
 
 
 def cli(data: Path, *args: str, code: tuple = (0, 2)) -> subprocess.CompletedProcess:
-    r = subprocess.run([*ENTRY, *args, "--data-dir", str(data)], env=env(), capture_output=True, text=True,
-                       timeout=300)
+    r = run_cli([*args, "--data-dir", str(data)], env=env())
     assert r.returncode in code, (args, r.returncode, r.stdout, r.stderr)
     return r
 

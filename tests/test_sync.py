@@ -1,7 +1,9 @@
 """`edx-engine sync` / `status` against a real S3-protocol server on loopback (moto), real gpg (issue 3).
 
-Every sync runs as a real subprocess (`edx-engine sync ...`) so that kill -9, the lock and the
-passphrase checks are the real thing. The delivery is the synthetic generator's, encrypted to
+A sync that is killed, holds the lock while another waits, or is watched for the passphrase in other
+processes' argv runs as a real subprocess (`edx-engine sync ...`), so that kill -9, the lock and the
+passphrase checks are the real thing; the other runs (the next sync after a kill, status) run the
+same command in this process (cli_support.run_cli: the same app, arguments and environment). The delivery is the synthetic generator's, encrypted to
 the throwaway test key. Until the tracking-log importer exists the tests sync `--only packages`.
 """
 
@@ -26,6 +28,7 @@ import pytest
 
 moto_server = pytest.importorskip("moto.server")
 
+from cli_support import run_cli  # noqa: E402
 from edx_engine.synthetic import SyntheticConfig, generate  # noqa: E402
 
 HAS_EVENTS = importlib.util.find_spec("edx_engine.ingest.events") is not None
@@ -153,9 +156,13 @@ def cli_args(data: Path, conf: Path, *args: str) -> list[str]:
     return [*ENTRY, *args, "--data-dir", str(data), "--config", str(conf)]
 
 
-def run_sync(data: Path, conf: Path, env: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_args(data, conf, "sync", *ONLY, *args), env=env, capture_output=True, text=True,
-                          timeout=timeout)
+def run_sync(data: Path, conf: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    """A sync run to its end, in this process."""
+    return run_cli(cli_args(data, conf, "sync", *ONLY, *args)[len(ENTRY):], env=env)
+
+
+def run_status(data: Path, conf: Path, env: dict) -> subprocess.CompletedProcess:
+    return run_cli(cli_args(data, conf, "status")[len(ENTRY):], env=env)
 
 
 def q(data: Path, sql: str, params=()):
@@ -224,7 +231,7 @@ def test_first_sync_loads_everything_second_does_nothing(s3, moto, deliveries, g
     assert counts(data) == c
     assert q(data, "SELECT count(*) FROM _edx_import_log")[0][0] == log_rows  # nothing was even attempted
 
-    st = subprocess.run(cli_args(data, conf, "status"), env=env, capture_output=True, text=True)
+    st = run_status(data, conf, env)
     assert st.returncode == 0, st.stderr
     assert "last sync" in st.stdout and "ok" in st.stdout and "coverage per course" in st.stdout
     assert "2026-10-11" in st.stdout  # latest package per course
@@ -233,7 +240,7 @@ def test_first_sync_loads_everything_second_does_nothing(s3, moto, deliveries, g
 def test_dry_run_changes_nothing(s3, moto, deliveries, gpg_key, tmp_path):
     upload(s3, deliveries / "A")
     conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
-    r = subprocess.run(cli_args(data, conf, "sync", "--dry-run", *ONLY), env=env, capture_output=True, text=True)
+    r = run_cli(cli_args(data, conf, "sync", "--dry-run", *ONLY)[len(ENTRY):], env=env)
     assert r.returncode == 0, r.stderr
     assert "IDBx-2026-10-04.zip" in r.stdout and "dry run" in r.stdout
     assert not (data / "edx.duckdb").exists()
@@ -372,7 +379,7 @@ def test_second_sync_exits_or_waits(s3, moto, deliveries, gpg_key, tmp_path):
         assert r.returncode == 1
         assert f"another sync is running (pid {first.pid})" in r.stderr
         assert "Traceback" not in r.stderr
-        st = subprocess.run(cli_args(data, conf, "status"), env=env, capture_output=True, text=True)
+        st = run_status(data, conf, env)
         assert f"a sync is running now (pid {first.pid})" in st.stdout
         waiter = subprocess.Popen(cli_args(data, conf, "sync", *ONLY, "--wait"), env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
@@ -420,7 +427,7 @@ def test_corrupt_objects_are_marked_failed_others_go_on(s3, moto, deliveries, gp
         assert led["edx-course-data/idbx/edx/events/2026/idbx-edx-events-2026-10-09.log.gz.gpg"][0] == "failed"
     assert "2 failed" in r.stdout or "3 failed" in r.stdout
     assert "not a readable zip" in r.stderr
-    st = subprocess.run(cli_args(data, conf, "status"), env=env, capture_output=True, text=True)
+    st = run_status(data, conf, env)
     assert "failed" in st.stdout and "not a readable zip" in st.stdout and "IDBx-2026-10-25.zip" in st.stdout
     assert q(data, "SELECT status FROM _edx_sync_runs") == [("partial",)]
     # fixed upstream: the replaced object is picked up and the failure clears
@@ -470,7 +477,7 @@ def test_network_error_is_retried_reported_then_recovered(s3, moto, deliveries, 
     assert pending and all("cannot connect" in (e or "") or "not downloaded" in (e or "") or e is None
                            for _, _, e in pending.values())
     assert any(v[0] == "imported" for v in led.values())
-    st = subprocess.run(cli_args(data, conf, "status"), env=env, capture_output=True, text=True)
+    st = run_status(data, conf, env)
     assert "pending" in st.stdout
     back = Moto(port=own.port)  # the server is back
     try:
@@ -578,7 +585,7 @@ def test_object_deleted_from_s3_before_its_import_is_reported_once(s3, moto, del
     state, _, err = ledger(data)["course-data/IDBx-2026-10-04.zip"]
     assert state == "gone" and "deleted from the bucket" in err
     assert not [p for p in (data / "downloads").rglob("*") if p.is_file()]  # no partial download left
-    st = subprocess.run(cli_args(data, conf, "status"), env=env, capture_output=True, text=True)
+    st = run_status(data, conf, env)
     assert "IDBx-2026-10-04.zip" in st.stdout and "gone" in st.stdout
     r = run_sync(data, conf, env)  # reported once; nothing else to do
     assert r.returncode == 0, r.stderr + r.stdout
@@ -669,10 +676,9 @@ def test_user_errors_are_clear(tmp_path, gpg_key):
     env = sync_env(gpg_key)
     conf = tmp_path / "empty.toml"
     conf.write_text("")
-    r = subprocess.run(cli_args(tmp_path / "d", conf, "sync"), env=env, capture_output=True, text=True)
+    r = run_cli(cli_args(tmp_path / "d", conf, "sync")[len(ENTRY):], env=env)
     assert r.returncode == 1 and "no organisation" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(cli_args(tmp_path / "d", conf, "sync", "--org", "IDBx", "--since", "yesterday"), env=env,
-                       capture_output=True, text=True)
+    r = run_cli(cli_args(tmp_path / "d", conf, "sync", "--org", "IDBx", "--since", "yesterday")[len(ENTRY):], env=env)
     assert r.returncode == 1 and "YYYY-MM-DD" in r.stderr
-    r = subprocess.run(cli_args(tmp_path / "d", conf, "status"), env=env, capture_output=True, text=True)
+    r = run_status(tmp_path / "d", conf, env)
     assert r.returncode == 0 and "no sync has run" in r.stdout
