@@ -16,6 +16,9 @@ fresh child process (so that its peak memory is its own):
 - ``day``: the import of day N+1 (its Parquet file written and committed to the catalog as the
   importer's commit does: bookkeeping rows, views refreshed) followed by ``build``.
 
+Package tables are one snapshot per course, as the importer keeps them (``person_course`` is kept
+by course and recomputes only the courses whose snapshots or ``learner_month`` rows changed).
+
 Printed: medians of time and peak RSS, and the ratio day / full. Both should stay flat from 90
 to 365 days for ``day`` while ``full`` grows with the history.
 
@@ -44,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from edx_engine.lake import Lake  # noqa: E402
 from edx_engine.models import Params, build_duckdb, build_postgres  # noqa: E402
 from edx_engine.models.build import _PeakRSS  # noqa: E402
+from edx_engine.models.definitions import MODELS  # noqa: E402
 from edx_engine.store import catalog  # noqa: E402
 
 START = dt.date(2025, 1, 1)
@@ -62,7 +66,7 @@ def _package(con: duckdb.DuckDBPyConnection, lake: Lake, learners: int, courses:
              (SELECT i AS cidx FROM range({courses}) t(i)) c
         WHERE c.cidx = (hash(l.i * 31 + k) % {courses})""")
     tables = {
-        "auth_user": "SELECT DISTINCT ON (user_id) user_id AS id, 'u' || user_id AS username, "
+        "auth_user": "SELECT DISTINCT user_id AS id, 'u' || user_id AS username, "
                      "(user_id % 5000 = 0) AS is_staff, TIMESTAMP '2024-12-01' AS date_joined, course_id FROM enr",
         "auth_userprofile": "SELECT user_id, list_element(['m','f','o',''], 1 + (hash(user_id) % 4)::INT) AS gender, "
                             "1950 + (hash(user_id * 3) % 55)::BIGINT AS year_of_birth, 'b' AS level_of_education, "
@@ -87,12 +91,14 @@ def _package(con: duckdb.DuckDBPyConnection, lake: Lake, learners: int, courses:
     }
     d = lake.lake_dir / "tables"
     d.mkdir(parents=True, exist_ok=True)
-    for name, sql in tables.items():
-        path = d / f"{name}-{uuid.uuid4().hex[:8]}.parquet"
-        con.execute(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
-        rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
-        con.execute("INSERT INTO _edx_snapshots VALUES (?, 'bench', 'BENCH', '2025-01-01', ?, ?, 0, ?, ?, '', "
-                    "now()::TIMESTAMP)", [name, lake.rel(path), rows, uuid.uuid4().hex, path.name])
+    ids = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM enr ORDER BY 1").fetchall()]
+    for name, sql in tables.items():  # one snapshot per course, holding that course's rows (as the importer)
+        for cid in ids:
+            path = d / f"{name}-{uuid.uuid4().hex[:8]}.parquet"
+            con.execute(f"COPY (SELECT * FROM ({sql}) WHERE course_id = '{cid}') TO '{path}' (FORMAT parquet)")
+            rows = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+            con.execute("INSERT INTO _edx_snapshots VALUES (?, ?, 'BENCH', '2025-01-01', ?, ?, 0, ?, ?, '', "
+                        "now()::TIMESTAMP)", [name, cid, lake.rel(path), rows, uuid.uuid4().hex, path.name])
 
 
 def _day_sql(day: int, events: int, n_enr: int) -> str:
@@ -203,7 +209,7 @@ def _child(kind: str, root: str, day: int, events: int, threads: int, q, store: 
             add_day(lake, day, events)
             t_import = time.perf_counter() - t0
             res = build(lake, store, threads)
-            days = max((m.days or 0) for m in res.models)
+            days = max((m.days or 0) for m in res.models if MODELS[m.name].grain != "course")
         else:
             build(lake, store, threads, force=True)
         seconds = time.perf_counter() - t0
