@@ -17,6 +17,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from cli_support import run_cli
 from models_support import synthetic_store
 
 from edx_engine.cli import app
@@ -149,10 +150,8 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
 
 
 def test_demo_says_once_that_bad_lines_are_on_purpose(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "edx_engine", "demo", "--data-dir", str(tmp_path / "d"),
-                        "--package-dir", str(tmp_path / "pkg"), "--learners", "40", "--courses", "2", "--days", "2"],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "300"},
-                       cwd=tmp_path)
+    r = run_cli(["demo", "--data-dir", str(tmp_path / "d"), "--package-dir", str(tmp_path / "pkg"), "--learners",
+                 "40", "--courses", "2", "--days", "2"], env={**os.environ, "COLUMNS": "300"}, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     text = r.stdout + r.stderr
     assert "partial" not in text  # no per-file "partial ... rejected" lines

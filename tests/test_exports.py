@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from edx_engine.ingest.exports import PackageImporter
 from edx_engine.ingest.sources import discover
 from edx_engine.lake import Lake
 
+from cli_support import run_cli
 from conftest import gpg_encrypt
 
 CID = "course-v1:IDBx+IDB1x+2T2016"
@@ -265,18 +264,17 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path):
     pkg = tmp_path / "IDBx-2016-10-09"
     text = enrolments(3) + "7\tbroken\n"
     write(pkg, "student_courseenrollment", text)
-    cmd = [sys.executable, "-m", "edx_engine.cli", "import", str(pkg), "--data-dir", str(tmp_path / "d")]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = ["import", str(pkg), "--data-dir", str(tmp_path / "d")]  # in this process: cli_support.run_cli
+    r = run_cli(cmd)
     assert r.returncode == 2, r.stderr
     assert "rejected lines: 1" in r.stdout
-    r = subprocess.run(cmd[:4] + [str(tmp_path / "nope"), "--data-dir", str(tmp_path / "d")], capture_output=True,
-                       text=True)
+    r = run_cli(["import", str(tmp_path / "nope"), "--data-dir", str(tmp_path / "d")])
     assert r.returncode == 1 and "no such file or directory" in r.stderr and "Traceback" not in r.stderr
     # a newer package, then the older one again: the older files are named as such, not "unchanged"
     newer = tmp_path / "IDBx-2016-10-16"
     write(newer, "student_courseenrollment", enrolments(3))
-    assert subprocess.run(cmd[:4] + [str(newer), "--data-dir", str(tmp_path / "d")]).returncode == 0
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert run_cli(["import", str(newer), "--data-dir", str(tmp_path / "d")]).returncode == 0
+    r = run_cli(cmd)
     assert r.returncode == 0, r.stdout + r.stderr
     flat = " ".join(r.stdout.split())
     assert "0 unchanged, 1 older than the store" in flat and "2016-10-09 is older" in flat

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from cli_support import run_cli
 from conftest import _gpg, gpg_encrypt
 from edx_engine.synthetic import SyntheticConfig, generate
 
@@ -107,8 +108,8 @@ def env_for(gnupghome: Path, passphrase: str | None, path_first: Path | None = N
 
 
 def run_import(data: Path, env: dict, *paths: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*ENTRY, "import", *map(str, paths), "--data-dir", str(data)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    """`edx-engine import`, in this process (cli_support.run_cli); gpg runs as its own processes either way."""
+    return run_cli(["import", *map(str, paths), "--data-dir", str(data)], env=env)
 
 
 def agent_has_cached(ring: Path) -> bool:
@@ -295,7 +296,7 @@ def test_sync_checks_once_and_prints_each_failure_once_under_200_chars(moto_url,
     spy, log = gpg_spy(tmp_path)
     env = sync_env(gpg_key, passphrase=WRONG)
     env["PATH"] = f"{spy}:{env['PATH']}"
-    r = subprocess.run(cli_args(data, conf, "sync"), env=env, capture_output=True, text=True, timeout=300)
+    r = run_cli(cli_args(data, conf, "sync")[len(ENTRY):], env=env)
     assert r.returncode == 2, r.stdout + r.stderr
     failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed ")]
     assert sorted(ln.split()[1].rstrip(":") for ln in failed) == sorted(f"s3://{k}" for k in keys)  # each once
@@ -303,8 +304,7 @@ def test_sync_checks_once_and_prints_each_failure_once_under_200_chars(moto_url,
     assert WRONG not in r.stdout + r.stderr
     assert len(decrypt_runs(log)) == 1  # one check for the whole run; no gpg for the other objects
     assert all(state == "failed" and "wrong passphrase" in err for state, _, err in ledger(data).values())
-    r = subprocess.run(cli_args(data, conf, "sync"), env=sync_env(gpg_key), capture_output=True, text=True,
-                       timeout=300)
+    r = run_cli(cli_args(data, conf, "sync")[len(ENTRY):], env=sync_env(gpg_key))
     assert r.returncode in (0, 2) and "0 failed" in r.stdout, r.stdout + r.stderr
 
 
@@ -427,8 +427,11 @@ def test_event_logs_with_a_wrong_passphrase_are_one_line_and_exit_1(gpg_key, tmp
     file before the error line), exits 1 and imports nothing."""
     home, fpr, _ = gpg_key
     root = _encrypted_days(tmp_path, home, fpr, ["2026-10-20", "2026-10-21", "2026-10-22"])
-    r = subprocess.run([*ENTRY, "import", str(root), "--jobs", jobs, "--data-dir", str(tmp_path / "d")],
-                       env=env_for(home, WRONG), capture_output=True, text=True, timeout=300)
+    args = ["import", str(root), "--jobs", jobs, "--data-dir", str(tmp_path / "d")]
+    if jobs == "1":
+        r = run_cli(args, env=env_for(home, WRONG))
+    else:  # worker processes are forked: not from the test process (its threads)
+        r = subprocess.run([*ENTRY, *args], env=env_for(home, WRONG), capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "wrong passphrase" in lines[0], lines
