@@ -11,7 +11,8 @@ Every Parquet file the catalog references is rewritten without its personal data
   ``user_id`` back-filled from ``username`` (via auth_user) *before* the username goes, so that
   reports attribute the same events as before;
 - quarantine files (``_edx_quarantine_files``): the raw bytes of rejected lines set to NULL;
-- built models (``_edx_models``): identifying columns such as ``username`` set to NULL.
+- built models (``_edx_models``, and the partitions of ``_edx_model_parts``: person_course is kept by
+  course): identifying columns such as ``username`` set to NULL.
 
 Columns are kept (all NULL, same type) rather than dropped, so every view, model and query
 that names them stays valid. New files are written under new names, the catalog switches to
@@ -91,6 +92,7 @@ FILE_SETS = (
     ("_edx_quarantine_files", "quarantine", "kind"),
     ("_edx_event_parts", "events", None),
     ("_edx_models", "models", "name"),
+    ("_edx_model_parts", "models", "model"),  # partitioned models: person_course (username) is kept by course
 )
 
 
