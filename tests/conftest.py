@@ -158,7 +158,21 @@ def memory_basetemp() -> Path | None:
         return None
     if fs != "tmpfs" or st.f_bavail * st.f_frsize < SHM_MIN_FREE or not os.access(SHM, os.W_OK):
         return None
-    return SHM / f"edx-engine-tests-{os.getuid()}"
+    _remove_dead_runs_folders()
+    # one folder per run: pytest empties a --basetemp when it starts, so a shared name let one run
+    # delete the files of another running at the same time
+    return SHM / f"edx-engine-tests-{os.getuid()}-{os.getpid()}"
+
+
+def _remove_dead_runs_folders() -> None:
+    """The folders of earlier runs whose process is gone (a failed run keeps its folder to be looked
+    at, until the next run: it is memory)."""
+    prefix = f"edx-engine-tests-{os.getuid()}"
+    for d in SHM.glob(prefix + "*"):
+        pid = d.name[len(prefix) + 1:]
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            continue
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.hookimpl(tryfirst=True)
