@@ -202,3 +202,26 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
     _only_changed(before, _files(lake), {c})
     rows = _equals_full(lake, scratch)
     assert c not in {r[0] for r in rows["person_course"]} and c in {r[0] for r in first["person_course"]}
+
+
+def test_write_parts_odd_course_ids(tmp_path):
+    """Course ids as edX writes them, and odder: each comes back exactly, with its rows only, whatever
+    DuckDB's folder names make of it ('%', '/', '+', ':', spaces, quotes, two ids with the same file
+    label, and ids whose escaped folder name exceeds the 255 bytes a file name may have)."""
+    from edx_engine.models import incremental as inc
+
+    ids = ["course-v1:MITx+6.002x+2T2026", "HarvardX/CS50/2012", "a%2Fb", "a/b", "50% off: a b",
+           "it's", "course-v1:" + "Org+" * 60 + "Run", "course-v1:" + "é+" * 100 + "x", "a:b", "a+b"]
+    assert len({re.sub(r"[^A-Za-z0-9.-]+", "_", c) for c in ids}) < len(ids)  # some share a label
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT c AS course_id, i AS n FROM (SELECT unnest(?::VARCHAR[]) c, "
+                "generate_subscripts(?::VARCHAR[], 1) i), range(3)", [ids, ids])
+    root = tmp_path
+    out = inc.write_parts(con, "SELECT * FROM t", "course_id", "person_course", root, root / "parts", hashed=True)
+    assert set(out) == set(ids)
+    for i, c in enumerate(ids, 1):
+        files = [str(root / p) for p, _ in out[c]]
+        assert sum(k for _, k in out[c]) == 3
+        got = con.execute(f"SELECT DISTINCT course_id, n FROM read_parquet({files!r})").fetchall()
+        assert got == [(c, i)]
+        assert all(len(Path(f).name) < 255 for f in files)

@@ -628,7 +628,7 @@ class _DuckRun(_Planner):
         if plan.courses is not None:
             sql = f"SELECT * FROM ({sql}) WHERE {inc.course_filter(plan.courses)}"
         written = inc.write_parts(self.con, sql, m.partition, n, self.lake.root,
-                                  self.lake.lake_dir / "model_parts" / n) if plan.todo else {}
+                                  self.lake.lake_dir / "model_parts" / n, hashed=True) if plan.todo else {}
         return written, self._schema_file(n, sql, schema)
 
     def part_digests(self, keys: list[str]) -> dict[str, dict[str, str]]:

@@ -259,25 +259,35 @@ def plan(days: dict[str, str], stored: dict[str, StoredPart], context: str, name
 
 
 def write_parts(con: duckdb.DuckDBPyConnection, sql: str, column: str, name: str, root: Path,
-                out_dir: Path) -> dict[str, list[tuple[str, int]]]:
+                out_dir: Path, hashed: bool = False) -> dict[str, list[tuple[str, int]]]:
     """Run ``sql`` once, writing one Parquet file per value of ``column`` under ``out_dir``.
 
     Returns value (event date, course id) -> [(path relative to ``root``, rows)]. Files are written in a temporary
-    directory, fsynced and renamed into place; until the catalog lists them they are garbage."""
+    directory, fsynced and renamed into place; until the catalog lists them they are garbage. ``hashed``
+    (course ids): the temporary folders are named by the value's md5 and the value is read back from the
+    file, since a folder named by a long course id, escaped by DuckDB ('+' is '%2B'), exceeds the
+    255 bytes a file name may have and the whole build fails."""
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".tmp-{uuid.uuid4().hex[:12]}"
-    con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({q(column)}), "
-                f"WRITE_PARTITION_COLUMNS true)")
+    if hashed:
+        con.execute(f"COPY (SELECT *, md5(CAST({q(column)} AS VARCHAR)) AS __edx_part FROM ({sql})) TO '{tmp}' "
+                    f"(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__edx_part))")
+    else:
+        con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY ({q(column)}), "
+                    f"WRITE_PARTITION_COLUMNS true)")
     out: dict[str, list[tuple[str, int]]] = {}
     if not tmp.is_dir():
         return out
     for sub in sorted(tmp.iterdir()):
         value = sub.name.split("=", 1)[1] if "=" in sub.name else sub.name
         day = NULL_DAY if value in ("NULL", "__HIVE_DEFAULT_PARTITION__") else urllib.parse.unquote(value)
-        label = re.sub(r"[^A-Za-z0-9.-]+", "_", day)[-60:] or "null"  # a course id holds '/', ':', '+'
         for f in sorted(sub.glob("*.parquet")):
+            rows, read = con.execute(f"SELECT count(*), CAST(any_value({q(column)}) AS VARCHAR) FROM "
+                                     f"read_parquet('{f}', hive_partitioning = false)").fetchone()
+            if hashed:
+                day = read if read is not None else NULL_DAY
+            label = re.sub(r"[^A-Za-z0-9.-]+", "_", day)[-60:] or "null"  # a course id holds '/', ':', '+'
             final = out_dir / f"{name}-{label}-{uuid.uuid4().hex[:12]}.parquet"
-            rows = con.execute(f"SELECT count(*) FROM read_parquet('{f}')").fetchone()[0]
             finish_atomic(f, final)
             out.setdefault(day, []).append((str(final.resolve().relative_to(root.resolve())), int(rows)))
         sub.rmdir()

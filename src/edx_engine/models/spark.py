@@ -435,7 +435,8 @@ class _SparkRun(_DuckRun):
             _utc_wall_time(self.session.sql(spark_sql(self.sib, expr))).write.mode("overwrite").parquet(str(tmp))
         try:
             src = f"SELECT * FROM read_parquet('{tmp}/*.parquet')"
-            written = inc.write_parts(self.con, src, m.partition, n, self.lake.root, out_dir) if plan.todo else {}
+            written = inc.write_parts(self.con, src, m.partition, n, self.lake.root, out_dir,
+                                     hashed=True) if plan.todo else {}
             return written, self._schema_file(n, src, schema)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
