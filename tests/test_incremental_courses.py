@@ -203,6 +203,31 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
     rows = _equals_full(lake, scratch)
     assert c not in {r[0] for r in rows["person_course"]} and c in {r[0] for r in first["person_course"]}
 
+    # a newer package of course b whose profiles give one learner, also enrolled in course a, another
+    # gender: auth_userprofile is one row per learner over every course, so every course is recomputed
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        learner = con.execute("SELECT min(user_id) FROM student_courseenrollment WHERE course_id = ? AND user_id IN "
+                              "(SELECT user_id FROM student_courseenrollment WHERE course_id = ?)", [b, a]).fetchone()[0]
+        cols = ["id", "user_id", "name", "language", "location", "meta", "courseware", "gender", "mailing_address",
+                "year_of_birth", "level_of_education", "goals", "country", "city"]
+        prof = con.execute(f"SELECT {', '.join(cols)} FROM auth_userprofile WHERE course_id = ? ORDER BY id",
+                           [b]).fetchall()
+    assert learner is not None and any(r[1] == learner for r in prof)
+    old = next(r[7] for r in prof if r[1] == learner)
+    new = "o" if old != "o" else "f"
+    prof = [(*r[:7], new if r[1] == learner else r[7], *r[8:]) for r in prof]
+    pkg = tmp_path / f"IDBx-{START + dt.timedelta(days=DAYS + 14)}"
+    pkg.mkdir()
+    (pkg / f"{slug}-auth_userprofile-prod-analytics.sql").write_text(
+        "\t".join(cols) + "\n" + "".join("\t".join("NULL" if v is None else str(v) for v in r) + "\n" for r in prof))
+    _import(lake, pkg)
+    built = _build(lake)
+    assert built["person_course"].days == len(_files(lake))
+    _equals_full(lake, scratch)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        got = con.execute("SELECT DISTINCT course_id, gender FROM models.person_course WHERE user_id = ?",
+                          [learner]).fetchall()
+    assert {g for _, g in got} == {new} and a in {c for c, _ in got}
 
 def test_write_parts_odd_course_ids(tmp_path):
     """Course ids as edX writes them, and odder: each comes back exactly, with its rows only, whatever
@@ -225,3 +250,4 @@ def test_write_parts_odd_course_ids(tmp_path):
         got = con.execute(f"SELECT DISTINCT course_id, n FROM read_parquet({files!r})").fetchall()
         assert got == [(c, i)]
         assert all(len(Path(f).name) < 255 for f in files)
+
