@@ -5,6 +5,7 @@ against a full build of every model (issue 15).
                                                      [--learners 10000] [--courses 10] [--repeat 3]
                                                      [--dir /tmp/edx-bench-incr] [--threads 2]
                                                      [--store postgresql://user@host:port/db]
+                                                     [--active-courses K]
 
 For each size N, a store of N days is generated directly as Parquet (as bench_models.py does: the
 tracking-log importer is measured by bench_events.py), but laid out as the importers lay it out:
@@ -18,6 +19,10 @@ fresh child process (so that its peak memory is its own):
 
 Package tables are one snapshot per course, as the importer keeps them (``person_course`` is kept
 by course and recomputes only the courses whose snapshots or ``learner_month`` rows changed).
+
+``--active-courses K``: day N+1 holds events of K courses only (the others had no activity that day,
+as on most days for most courses of a large organisation): ``person_course`` then recomputes K
+courses (column ``courses``).
 
 Printed: medians of time and peak RSS, and the ratio day / full. Both should stay flat from 90
 to 365 days for ``day`` while ``full`` grows with the history.
@@ -156,15 +161,22 @@ def _commit_days(lake: Lake, parts: list[tuple]) -> None:
         lake.refresh_views(con)
 
 
-def _enrolments(lake: Lake) -> duckdb.DuckDBPyConnection:
+def _enrolments(lake: Lake, active_courses: int | None = None) -> duckdb.DuckDBPyConnection:
+    """The enrolments events are drawn from (``active_courses``: those of the first K courses only)."""
     mem = duckdb.connect()
-    mem.execute(f"CREATE TEMP TABLE enr AS SELECT * FROM read_parquet('{lake.root}/lake/bench-enr.parquet')")
+    src = f"read_parquet('{lake.root}/lake/bench-enr.parquet')"
+    if active_courses:
+        mem.execute(f"CREATE TEMP TABLE enr AS SELECT * EXCLUDE (eidx), (row_number() OVER (ORDER BY eidx) - 1)::BIGINT "
+                    f"AS eidx FROM {src} WHERE course_id IN (SELECT DISTINCT course_id FROM {src} ORDER BY 1 "
+                    f"LIMIT {int(active_courses)})")
+    else:
+        mem.execute(f"CREATE TEMP TABLE enr AS SELECT * FROM {src}")
     return mem
 
 
-def add_day(lake: Lake, day: int, events: int) -> None:
+def add_day(lake: Lake, day: int, events: int, active_courses: int | None = None) -> None:
     """Import day ``day`` as the importer does: its file, then one catalog transaction."""
-    with _enrolments(lake) as mem:
+    with _enrolments(lake, active_courses) as mem:
         part = _write_day(lake, day, events, mem)
     _commit_days(lake, [part])
 
@@ -196,33 +208,35 @@ def drop_pg_store(store: str) -> None:
         pg.execute("DROP SCHEMA IF EXISTS edx_models CASCADE; DROP SCHEMA IF EXISTS edx_raw CASCADE")
 
 
-def _child(kind: str, root: str, day: int, events: int, threads: int, q, store: str | None = None) -> None:
+def _child(kind: str, root: str, day: int, events: int, threads: int, q, store: str | None = None,
+           active_courses: int | None = None) -> None:
     """One measured run. Peak memory is sampled from /proc (``_PeakRSS``): ``ru_maxrss`` would start
     from the parent's high-water mark, which a child inherits on Linux."""
     lake = Lake(Path(root))
-    days = None
+    days = courses = None
     t_import = 0.0
     cpu0 = time.process_time()
     with _PeakRSS() as mem:
         t0 = time.perf_counter()
         if kind == "day":
-            add_day(lake, day, events)
+            add_day(lake, day, events, active_courses)
             t_import = time.perf_counter() - t0
             res = build(lake, store, threads)
             days = max((m.days or 0) for m in res.models if MODELS[m.name].grain != "course")
+            courses = max((m.days or 0) for m in res.models if MODELS[m.name].grain == "course")
         else:
             build(lake, store, threads, force=True)
         seconds = time.perf_counter() - t0
-    q.put((seconds, t_import, mem.peak / 2**20, days, time.process_time() - cpu0))
+    q.put((seconds, t_import, mem.peak / 2**20, days, time.process_time() - cpu0, courses))
 
 
-def measure(kind: str, root: Path, day: int, events: int, threads: int,
-            store: str | None = None) -> tuple[float, float, float, int | None, float]:
-    """(seconds, of which import, peak RSS MB, days recomputed, CPU seconds of all threads) of one run in a
-    fresh process. CPU time is the steadier figure on a shared machine (wall time counts the waits)."""
+def measure(kind: str, root: Path, day: int, events: int, threads: int, store: str | None = None,
+            active_courses: int | None = None) -> tuple[float, float, float, int | None, float, int | None]:
+    """(seconds, of which import, peak RSS MB, days recomputed, CPU seconds of all threads, courses of
+    person_course recomputed) of one run in a fresh process. CPU time is the steadier figure on a shared machine (wall time counts the waits)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(kind, str(root), day, events, threads, q, store))
+    p = ctx.Process(target=_child, args=(kind, str(root), day, events, threads, q, store, active_courses))
     p.start()
     out = q.get()
     p.join()
@@ -239,12 +253,15 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/edx-bench-incr")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--store", default=None, help="Build into this PostgreSQL database (postgresql://...).")
+    ap.add_argument("--active-courses", type=int, default=None,
+                    help="Day N+1 has events of this many courses only (default: every course).")
     a = ap.parse_args()
     print(f"cpus: {os.cpu_count()}, " + ("store: PostgreSQL, " if a.store else f"DuckDB threads: {a.threads}, ")
           + f"{a.events_per_day:,} events a day, "
-          f"{a.learners:,} learners, {a.courses} courses, medians of {a.repeat}")
+          f"{a.learners:,} learners, {a.courses} courses"
+          + (f" ({a.active_courses} active on day N+1)" if a.active_courses else "") + f", medians of {a.repeat}")
     print(f"{'days':>5} {'events':>12} {'full s':>8} {'full cpu':>9} {'full MB':>8} {'day+1 s':>8} {'(import)':>9} "
-          f"{'day+1 cpu':>10} {'day+1 MB':>9} {'ratio':>6} {'cpu ratio':>9}")
+          f"{'day+1 cpu':>10} {'day+1 MB':>9} {'ratio':>6} {'cpu ratio':>9} {'courses':>7}")
     for n in [int(x) for x in a.days.split(",")]:
         root = Path(a.dir) / f"d{n}"
         if root.exists():
@@ -254,12 +271,13 @@ def main() -> None:
             drop_pg_store(a.store)
         build(Lake(root), a.store, a.threads)
         full = [measure("full", root, n, a.events_per_day, a.threads, a.store) for _ in range(a.repeat)]
-        day = [measure("day", root, n + i, a.events_per_day, a.threads, a.store) for i in range(a.repeat)]
+        day = [measure("day", root, n + i, a.events_per_day, a.threads, a.store, a.active_courses)
+               for i in range(a.repeat)]
         assert all(d[3] == 1 for d in day), day  # one partition recomputed per new day
         fs, fm, fc = (statistics.median(x[i] for x in full) for i in (0, 2, 4))
         ds, di, dm, dc = (statistics.median(x[i] for x in day) for i in (0, 1, 2, 4))
         print(f"{n:>5} {n * a.events_per_day:>12,} {fs:>8.2f} {fc:>9.2f} {fm:>8.0f} {ds:>8.2f} {di:>9.2f} {dc:>10.2f} "
-              f"{dm:>9.0f} {ds / fs:>6.1%} {dc / fc:>9.1%}", flush=True)
+              f"{dm:>9.0f} {ds / fs:>6.1%} {dc / fc:>9.1%} {max(x[5] or 0 for x in day):>7}", flush=True)
         shutil.rmtree(root)
 
 
