@@ -17,15 +17,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from edx_engine.decrypt import GpgSettings
-from edx_engine.ingest.events import import_events
-from edx_engine.ingest.exports import PackageImporter
-from edx_engine.ingest.sources import discover
 from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb
 from edx_engine.models import definitions as D
 from edx_engine.synthetic import SyntheticConfig, generate
-from incremental_support import day_state
+from incremental_support import day_state, import_into
 
 START = dt.date(2026, 9, 28)  # a Monday: the days span two ISO weeks and two months
 DAYS = 6
@@ -50,18 +46,6 @@ def deliveries(tmp_path_factory):
     first = _delivery(root / "d1", 30, START + dt.timedelta(days=DAYS))
     second = _delivery(root / "d2", 45, START + dt.timedelta(days=DAYS + 7))
     return root, first, second
-
-
-def _import(lake: Lake, *paths: Path) -> None:
-    with lake.writer():
-        lake.init()
-        srcs = discover(list(paths)).sources
-        pkgs = [s for s in srcs if not s.events]
-        if pkgs:
-            assert not PackageImporter(lake, GpgSettings()).run(pkgs).failed
-        logs = [s for s in srcs if s.events]
-        if logs:
-            import_events(lake, logs, GpgSettings())
 
 
 def _tables(lake: Lake) -> dict[str, list[tuple]]:
@@ -173,7 +157,7 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     delivered = {d: logs / d / first[d].name for d in day}
 
     # package and the first two days
-    _import(lake, first["package"], delivered[day[0]], delivered[day[1]])
+    import_into(lake, first["package"], delivered[day[0]], delivered[day[1]])
     built = _build(lake)
     assert all(built[n].status == "built" for n in D.MODELS)
     assert _days_of(lake, "learner_day") == {day[0], day[1]}
@@ -185,23 +169,23 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     # one new day (a log also holds a few events of the days around it): only the dates it changed
     # are computed, for every day model; the models over them recompute only the dates, weeks and
     # months of those dates (the staff filter's package tables did not change)
-    changed = _changed_dates(lake, lambda: _import(lake, delivered[day[2]]))
+    changed = _changed_dates(lake, lambda: import_into(lake, delivered[day[2]]))
     built = _build(lake)
     assert 1 <= len(changed) < 3 and {built[m].days for m in DAY_MODELS} == {len(changed)}
     for m in DERIVED:
         assert built[m].days == len(_derived_parts(lake, m, changed)), m
 
     # a late day: day 5 arrives before day 4, then day 4
-    n = _changed(lake, lambda: _import(lake, delivered[day[4]]))
+    n = _changed(lake, lambda: import_into(lake, delivered[day[4]]))
     assert _build(lake)["learner_day"].days == n
-    n = _changed(lake, lambda: _import(lake, delivered[day[3]]))
+    n = _changed(lake, lambda: import_into(lake, delivered[day[3]]))
     assert _build(lake)["learner_day"].days == n
     before = _assert_equals_full(lake, scratch)
     _recorded_files_only(lake)
 
     # day 2 re-delivered with a third of its lines removed: its partitions change, the others stay
     _rewrite(first[day[1]], delivered[day[1]], lambda i: i % 3 != 0)
-    changed = _changed_dates(lake, lambda: _import(lake, delivered[day[1]]))
+    changed = _changed_dates(lake, lambda: import_into(lake, delivered[day[1]]))
     built = _build(lake)
     assert 1 <= len(changed) < 5 and built["learner_day"].days == len(changed)
     for m in DERIVED:  # a September day: the cumulative monthly parts of October are recomputed too
@@ -213,10 +197,10 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     # another delivery repeats half of day 3 (duplicates), then day 3 is re-delivered without those
     # lines: the repeated events stop being duplicates and count again
     extra = _rewrite(first[day[2]], tmp_path / "elsewhere" / first[day[2]].name, lambda i: i % 2 == 0)
-    n = _changed(lake, lambda: _import(lake, extra))
+    n = _changed(lake, lambda: import_into(lake, extra))
     assert _build(lake)["learner_day"].days == n
     _rewrite(first[day[2]], delivered[day[2]], lambda i: i % 2 == 1)
-    n = _changed(lake, lambda: _import(lake, delivered[day[2]]))
+    n = _changed(lake, lambda: import_into(lake, delivered[day[2]]))
     assert _build(lake)["learner_day"].days == n
     _assert_equals_full(lake, scratch)
 
@@ -224,7 +208,7 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     # partitions, the day before loses the few late events the file held for it
     before_state = day_state(lake)
     _rewrite(first[day[4]], delivered[day[4]], lambda i: False)
-    _import(lake, delivered[day[4]])
+    import_into(lake, delivered[day[4]])
     after_state = day_state(lake)
     gone = set(before_state) - set(after_state)
     changed = {d for d, s in after_state.items() if before_state.get(d) != s}
@@ -240,7 +224,7 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
         by_name = {r[0] for r in con.execute("SELECT DISTINCT CAST(event_date AS VARCHAR) FROM events "
                                              "WHERE user_id IS NULL AND coalesce(username, '') <> ''").fetchall()}
     before_state = day_state(lake)
-    _import(lake, second["package"], delivered[day[5]])
+    import_into(lake, second["package"], delivered[day[5]])
     changed = {d for d, s in day_state(lake).items() if before_state.get(d) != s}
     built = _build(lake)
     assert built["course_day"].days == len(changed)  # reads no package table
@@ -262,7 +246,7 @@ def test_incremental_equals_full_day_by_day(deliveries, tmp_path):
     pkg.mkdir()
     (pkg / f"{slug}-student_courseaccessrole-prod-analytics.sql").write_text(
         f"org\tcourse_id\tuser_id\trole\nIDBx\t{cid}\t{uid}\tstaff\n")
-    _import(lake, pkg)
+    import_into(lake, pkg)
     built = _build(lake)
     assert all(built[m].status == "unchanged" for m in DAY_MODELS)
     for m in DERIVED:
@@ -282,14 +266,14 @@ def test_force_rebuilds_every_date_and_view_survives(deliveries, tmp_path):
     """``force`` recomputes every date; a partitioned model with no events has an empty typed view."""
     _root, first, _second = deliveries
     lake = Lake(tmp_path / "store")
-    _import(lake, first["package"])
+    import_into(lake, first["package"])
     _build(lake)
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM models.learner_day").fetchone()[0] == 0
         cols = [r[0] for r in con.execute("DESCRIBE models.learner_day").fetchall()]
     assert cols[:3] == ["course_id", "user_id", "date"]
     days = sorted(k for k in first if k != "package")[:2]
-    n = _changed(lake, lambda: _import(lake, *(first[d] for d in days)))
+    n = _changed(lake, lambda: import_into(lake, *(first[d] for d in days)))
     assert _build(lake)["learner_day"].days == n
     assert _build(lake, force=True)["learner_day"].days == n
     assert all(m.status == "unchanged" for m in _build(lake).values())

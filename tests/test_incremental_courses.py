@@ -21,32 +21,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from edx_engine.decrypt import GpgSettings
-from edx_engine.ingest.events import import_events
-from edx_engine.ingest.exports import PackageImporter
-from edx_engine.ingest.sources import discover
 from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb
 from edx_engine.models import definitions as D
 from edx_engine.synthetic import SyntheticConfig, generate
+from incremental_support import import_into
 
 START = dt.date(2026, 3, 2)
 DAYS = 3
 BUILT_AT = dt.datetime(2026, 4, 1, 12)
 OVER = [n for n in D.order() if "person_course" in (n, *D.MODELS[n].deps)
         or any("person_course" in D.MODELS[d].deps for d in D.MODELS[n].deps)]  # person_course and models over it
-
-
-def _import(lake: Lake, *paths: Path) -> None:
-    with lake.writer():
-        lake.init()
-        srcs = discover(list(paths)).sources
-        pkgs = [s for s in srcs if not s.events]
-        if pkgs:
-            assert not PackageImporter(lake, GpgSettings()).run(pkgs).failed
-        logs = [s for s in srcs if s.events]
-        if logs:
-            import_events(lake, logs, GpgSettings())
 
 
 def _build(lake: Lake, force: bool = False) -> dict:
@@ -132,11 +117,22 @@ def delivery(tmp_path_factory):
     return out / m.package["path"], [logs[k] for k in sorted(logs)]
 
 
+def _one_course_step(lake: Lake, scratch: Path, path: Path, course: str) -> dict[str, list[tuple]]:
+    """Import ``path`` and build: exactly ``course`` recomputed, the other courses' files untouched, every
+    model equal to a full build (its rows returned)."""
+    before = _files(lake)
+    import_into(lake, path)
+    built = _build(lake)
+    assert built["person_course"].days == 1
+    _only_changed(before, _files(lake), {course})
+    return _equals_full(lake, scratch)
+
+
 def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
     package, logs = delivery
     lake = Lake(tmp_path / "store")
     scratch = tmp_path / "full"
-    _import(lake, package, logs[0], logs[1])
+    import_into(lake, package, logs[0], logs[1])
     assert _build(lake)["person_course"].status == "built"
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
         courses = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM student_courseenrollment "
@@ -148,12 +144,7 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
 
     # a new day whose events are all of course a
     day = _one_course_log(logs[2], a, [b, c], tmp_path / "logs" / logs[2].name)
-    before = _files(lake)
-    _import(lake, day)
-    built = _build(lake)
-    assert built["person_course"].days == 1
-    _only_changed(before, _files(lake), {a})
-    _equals_full(lake, scratch)
+    _one_course_step(lake, scratch, day, a)
 
     # nothing new: nothing recomputed
     assert _build(lake)["person_course"].status == "unchanged"
@@ -161,12 +152,7 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
     # that day re-delivered with one event given to another learner: only learner_month tells
     courses_before = _courses(lake)
     _move_one_event(day)
-    before = _files(lake)
-    _import(lake, day)
-    built = _build(lake)
-    assert built["person_course"].days == 1
-    _only_changed(before, _files(lake), {a})
-    _equals_full(lake, scratch)
+    _one_course_step(lake, scratch, day, a)
     assert _courses(lake) == courses_before  # the courses row of course a did not say it
 
     # a newer package with the enrolments of course b only, one learner's mode changed: the course's
@@ -182,7 +168,7 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
         "id\tuser_id\tcourse_id\tcreated\tis_active\tmode\n" + "".join(
             f"{i}\t{u}\t{cid}\t{t:%Y-%m-%d %H:%M:%S}\t{int(act)}\t{md}\n" for i, u, cid, t, act, md in enr))
     before, courses_before = _files(lake), _courses(lake)
-    _import(lake, pkg)
+    import_into(lake, pkg)
     built = _build(lake)
     assert built["person_course"].days == 1
     assert _courses(lake) == courses_before
@@ -220,7 +206,7 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
     pkg.mkdir()
     (pkg / f"{slug}-auth_userprofile-prod-analytics.sql").write_text(
         "\t".join(cols) + "\n" + "".join("\t".join("NULL" if v is None else str(v) for v in r) + "\n" for r in prof))
-    _import(lake, pkg)
+    import_into(lake, pkg)
     built = _build(lake)
     assert built["person_course"].days == len(_files(lake))
     _equals_full(lake, scratch)
