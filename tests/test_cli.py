@@ -57,8 +57,12 @@ print(json.dumps(out))
 
 def test_demo_end_to_end(tmp_path):
     r = edx("demo", "--learners", "40", "--courses", "2", "--days", "2", cwd=tmp_path,
-            env={"EDX_ENGINE_DATA_DIR": ""}, process=True)
+            env={"EDX_ENGINE_DATA_DIR": "", "COLUMNS": "300"}, process=True)
     assert r.returncode == 0, r.stderr
+    # the synthetic bad lines are said to be on purpose once, first, with no per-file "partial" line
+    text = r.stdout + r.stderr
+    assert "partial" not in text and text.count("on purpose") == 1
+    assert text.index("on purpose") < text.index("database files:")
     assert "duckdb" in r.stdout and "edx-data/edx.duckdb" in r.stdout
     with duckdb.connect(str(tmp_path / "edx-data" / "edx.duckdb"), read_only=True) as con:
         (courses,) = con.execute("SELECT count(DISTINCT course_id) FROM student_courseenrollment").fetchone()

@@ -17,7 +17,6 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from cli_support import run_cli
 from models_support import synthetic_store
 
 from edx_engine.cli import app
@@ -147,16 +146,6 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     if (data / "edx.duckdb").exists():
         with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
             assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
-
-
-def test_demo_says_once_that_bad_lines_are_on_purpose(tmp_path):
-    r = run_cli(["demo", "--data-dir", str(tmp_path / "d"), "--package-dir", str(tmp_path / "pkg"), "--learners",
-                 "40", "--courses", "2", "--days", "2"], env={**os.environ, "COLUMNS": "300"}, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    text = r.stdout + r.stderr
-    assert "partial" not in text  # no per-file "partial ... rejected" lines
-    assert text.count("on purpose") == 1
-    assert text.index("on purpose") < text.index("database files:")
 
 
 def test_report_labels_translate_codes_and_keep_counts(built, tmp_path):

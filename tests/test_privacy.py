@@ -53,6 +53,20 @@ def make_store(tmp: Path, package_dir: Path) -> Path:
     return data
 
 
+@pytest.fixture(scope="module")
+def built(package, tmp_path_factory):
+    """The package imported, users located and models built once: each test works on a copy (a store
+    can be copied: its views re-point at the copy's own files)."""
+    data = make_store(tmp_path_factory.mktemp("built"), package[0])
+    invoke("locate-users", "--data-dir", data)
+    invoke("build", "--data-dir", data)
+    return data
+
+
+def copy_of(store: Path, tmp: Path) -> Path:
+    return Path(shutil.copytree(store, tmp / "store"))
+
+
 def personal_values(data: Path, manifest) -> dict[str, set[str]]:
     """Every email, username, full name and IP of the store (before any scrub), plus the manifest's."""
     kp = manifest.known_personal_values
@@ -109,14 +123,11 @@ def store_text(data: Path) -> str:
 
 # -- scrub -----------------------------------------------------------------------------------------------
 
-def test_scrub_dry_run_then_scrub_removes_everything_and_reports_still_build(package, tmp_path):
+def test_scrub_dry_run_then_scrub_removes_everything_and_reports_still_build(package, built, tmp_path):
     pkg, manifest = package
-    data = make_store(tmp_path, pkg)
+    data = copy_of(built, tmp_path)  # users located (as scrub does first: compare like with like), models built
     values = personal_values(data, manifest)
     assert leaks(store_text(data), values)  # the check finds personal data before scrubbing
-
-    invoke("locate-users", "--data-dir", data)  # scrub locates users first: compare like with like
-    invoke("build", "--data-dir", data)
     with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
         before = {n: con.execute(f"SELECT * EXCLUDE (username) FROM models.{n} ORDER BY ALL").fetchall()
                   for n in ("person_course",)}
@@ -214,14 +225,13 @@ def export_all(data: Path, out: Path, secret: str, names: list[str] = ROW_LEVEL,
     return sorted(p for p in out.iterdir() if p.is_file())
 
 
-def test_anonymised_exports_leak_nothing_and_pseudonyms_are_stable(package, tmp_path):
+def test_anonymised_exports_leak_nothing_and_pseudonyms_are_stable(package, built, tmp_path):
     pkg, manifest = package
-    a = make_store(tmp_path / "a", pkg)
+    a = built  # only read here
     b = make_store(tmp_path / "b", pkg)  # a second, independent import of the same package
     values = personal_values(a, manifest)
-    for d in (a, b):
-        invoke("locate-users", "--data-dir", d)
-        invoke("build", "--data-dir", d)
+    invoke("locate-users", "--data-dir", b)
+    invoke("build", "--data-dir", b)
 
     # refused without a secret, with a clear message
     r = runner.invoke(app, ["export", "masterfile", "--anonymised", "-o", str(tmp_path / "x.csv"), "--data-dir",
@@ -270,13 +280,10 @@ def test_anonymised_exports_leak_nothing_and_pseudonyms_are_stable(package, tmp_
 
 # -- public exports: small-cell suppression --------------------------------------------------------------------
 
-def test_public_exports_cannot_be_undone_by_subtraction(package, tmp_path):
+def test_public_exports_cannot_be_undone_by_subtraction(built, tmp_path):
     from edx_engine.privacy.suppress import check_protected
 
-    pkg, _ = package
-    data = make_store(tmp_path, pkg)
-    invoke("locate-users", "--data-dir", data)
-    invoke("build", "--data-dir", data)
+    data = built  # only read here
     r = runner.invoke(app, ["export", "person_course", "--public", "-o", str(tmp_path / "pc.csv"), "--data-dir",
                             str(data)])
     assert r.exit_code == 1 and "not an aggregated table" in r.output
