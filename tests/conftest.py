@@ -29,10 +29,12 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 # serial GC halved the Spark tests' JVM CPU (129 -> 63 CPU-s, same tests). On data this small, compiling
 # generated code (whole-stage and per-expression, Janino) costs more than it saves: the interpreted
 # evaluation Spark falls back to anyway cut test_spark.py's JVM CPU by about a quarter (72 -> 53 CPU-s).
+# A young generation of 384 MB (the serial GC's default is a third of a small initial heap) collects
+# less often: busy CPU of test_spark.py's parity and day-after tests 91, 85 -> 74, 75 (pairs of runs).
 # Users' Spark keeps its defaults: the parity tests check results, which do not depend on code generation.
 os.environ.setdefault("PYSPARK_SUBMIT_ARGS",
                       "--conf spark.sql.codegen.wholeStage=false --conf spark.sql.codegen.factoryMode=NO_CODEGEN "
-                      '--driver-java-options "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC" pyspark-shell')
+                      '--driver-java-options "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xmn384m" pyspark-shell')
 
 
 def _gpg(home: Path, *args: str, passphrase: str | None = None) -> str:
