@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import cli_support
 from edx_engine.config import Settings
 from edx_engine.ingest.run import import_paths
 from edx_engine.synthetic import SyntheticConfig, generate
@@ -58,16 +59,22 @@ def delivery(tmp_path_factory) -> Path:
     return base
 
 
-def cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+def _env(env: dict | None) -> dict:
     e = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_") or k == "EDX_ENGINE_SQL_CACHE"}
     e.update(COLUMNS="400", **(env or {}))  # messages on one line
-    return subprocess.Popen([*ENTRY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, **kw)
+    return e
+
+
+def cli(*args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+    """A command as a real process, running while the test holds the catalog or fills the disk."""
+    return subprocess.Popen([*ENTRY, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(env),
+                            **kw)
 
 
 def run_cli(*args: str, env: dict | None = None) -> tuple[int, str, str]:
-    p = cli(*args, env=env)
-    out, err = p.communicate(timeout=300)
-    return p.returncode, out, err
+    """A command run to its end with nothing held: in this process (cli_support.run_cli)."""
+    r = cli_support.run_cli(list(args), env=_env(env))
+    return r.returncode, r.stdout, r.stderr
 
 
 @pytest.fixture(scope="module")
