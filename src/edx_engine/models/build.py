@@ -697,36 +697,41 @@ def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]]
     (DuckDB and Spark builds alike). ``parts``: the date partitions replaced and written for the
     models kept by partition; a model written whole (Spark) loses any partitions it had."""
     parts = parts or {}
+    names = list(new_paths)
+    models = [[n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at]
+              for n, (path, fp, rows, secs) in new_paths.items()]
+    # what each model was built from, so that `stale_models` can tell when its data moved on
+    inputs = [[n, i, in_fp[i]] for n in names for i in sorted(D.MODELS[n].inputs)]
+    whole = [n for n in names if parts.get(n) is None]  # its partitions (if it had any) are gone
+    replaced = [[n, d] for n in names if parts.get(n) is not None for d in parts[n].replaced]
+    part_rows = [[n, r.day, r.path, r.rows, r.fingerprint, r.context, r.names]
+                 for n in names if parts.get(n) is not None for r in parts[n].rows]
     with lake.connect() as con:
         catalog.ensure(con, catalog.MODELS)
         con.execute("BEGIN TRANSACTION")
-        for n, (path, fp, rows, secs) in new_paths.items():
-            con.execute("DELETE FROM _edx_models WHERE name = ?", [n])
-            con.execute("INSERT INTO _edx_models VALUES (?,?,?,?,?,?,?)",
-                        [n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at])
-            _record_inputs(con, n, in_fp)
-            _record_parts(con, n, parts.get(n))
+        # a few statements for the whole build, not several per model (each costs about a millisecond)
+        con.execute("DELETE FROM _edx_models WHERE name IN (SELECT unnest(?::VARCHAR[]))", [names])
+        _insert(con, "_edx_models", models)
+        con.execute("DELETE FROM _edx_model_inputs WHERE model IN (SELECT unnest(?::VARCHAR[]))", [names])
+        _insert(con, "_edx_model_inputs", inputs)
+        con.execute("DELETE FROM _edx_model_parts WHERE model IN (SELECT unnest(?::VARCHAR[]))", [whole])
+        if replaced:
+            con.execute("DELETE FROM _edx_model_parts USING (SELECT unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) "
+                        "AS p) r WHERE model = r.m AND part = r.p", [[m for m, _ in replaced], [d for _, d in replaced]])
+        _insert(con, "_edx_model_parts", part_rows)
         views.model_views(con, lake.root)
         con.execute("COMMIT")
 
 
-def _record_parts(con: duckdb.DuckDBPyConnection, name: str, update: inc.PartsUpdate | None) -> None:
-    if update is None:
-        con.execute("DELETE FROM _edx_model_parts WHERE model = ?", [name])
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[list]) -> None:
+    """``rows`` into ``table`` in one statement (values in the table's column order): one list per
+    column, unnested side by side, so the statement's size does not grow with the rows."""
+    if not rows:
         return
-    if update.replaced:
-        con.execute("DELETE FROM _edx_model_parts WHERE model = ? AND part IN (SELECT unnest(?::VARCHAR[]))",
-                    [name, update.replaced])
-    if update.rows:
-        con.executemany("INSERT INTO _edx_model_parts VALUES (?,?,?,?,?,?,?)",
-                        [[name, r.day, r.path, r.rows, r.fingerprint, r.context, r.names] for r in update.rows])
-
-
-def _record_inputs(con: duckdb.DuckDBPyConnection, name: str, in_fp: dict[str, str]) -> None:
-    """What the model was built from, so that `stale_models` can tell when its data moved on."""
-    con.execute("DELETE FROM _edx_model_inputs WHERE model = ?", [name])
-    for i in sorted(D.MODELS[name].inputs):
-        con.execute("INSERT INTO _edx_model_inputs VALUES (?,?,?)", [name, i, in_fp[i]])
+    types = [t for (t,) in con.execute("SELECT data_type FROM duckdb_columns() WHERE table_name = ? "
+                                       "AND schema_name = current_schema() ORDER BY column_index", [table]).fetchall()]
+    cols = ", ".join(f"unnest(?::{t}[])" for t in types)
+    con.execute(f"INSERT INTO {table} SELECT {cols}", [list(c) for c in zip(*rows)])
 
 
 # The registry is read from wherever the caller points (--registry, ./courses.toml, the config): it is
