@@ -231,9 +231,11 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
                 res.models.append(r)
                 if on_model:
                     on_model(r)
+        # then replaced models and partitions, and any writer's leftovers, are deleted (under the lock)
         if run.new_paths:
-            record_models(lake, run.new_paths, params, run.in_fp, run.parts)
-        lake.collect_garbage()  # replaced models and partitions, and any writer's leftovers (under the lock)
+            record_models(lake, run.new_paths, params, run.in_fp, run.parts, collect=True)
+        else:
+            lake.collect_garbage()
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -692,10 +694,12 @@ def _placeholders(m: D.Model) -> list[str]:
 
 
 def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]], params: D.Params,
-                  in_fp: dict[str, str], parts: dict[str, inc.PartsUpdate] | None = None) -> None:
+                  in_fp: dict[str, str], parts: dict[str, inc.PartsUpdate] | None = None,
+                  collect: bool = False) -> None:
     """Make freshly written model files current, with what they were built from, in one transaction
     (DuckDB and Spark builds alike). ``parts``: the date partitions replaced and written for the
-    models kept by partition; a model written whole (Spark) loses any partitions it had."""
+    models kept by partition; a model written whole (Spark) loses any partitions it had. ``collect``:
+    then delete the files nobody references any more, through the same connection."""
     parts = parts or {}
     names = list(new_paths)
     models = [[n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at]
@@ -721,6 +725,8 @@ def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]]
         _insert(con, "_edx_model_parts", part_rows)
         views.model_views(con, lake.root)
         con.execute("COMMIT")
+        if collect:
+            lake.collect_garbage(con)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[list]) -> None:
