@@ -59,3 +59,28 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: str | Path 
         for s, h in handlers.items():  # `main` and `sync` install signal handlers for their run
             signal.signal(s, h)
     return subprocess.CompletedProcess(["edx-engine", *args], code, out.decode(), err.decode() + tb)
+
+
+def wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
+    """After a kill -9 of a process group: wait until none of its processes still runs (the command's
+    forked workers die a moment after it, and until then they hold the store's lock, which they
+    inherited). A command run in this process right after would find the store busy; a subprocess used
+    to hide that with its start-up time. Zombies do not count: they hold nothing."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = False
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+                alive = True
+                break
+        if not alive:
+            return
+        time.sleep(0.01)

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from cli_support import run_cli
+from cli_support import run_cli, wait_group_gone
 from edx_engine.lake import Lake
 from edx_engine.privacy.scrub import plan
 from edx_engine.synthetic import SyntheticConfig, generate
@@ -79,6 +79,7 @@ def kill(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+    wait_group_gone(proc.pid)  # its forked workers too: they hold the store's lock until they are gone
     proc.stderr.close()
 
 

@@ -28,7 +28,7 @@ import pytest
 
 moto_server = pytest.importorskip("moto.server")
 
-from cli_support import run_cli  # noqa: E402
+from cli_support import run_cli, wait_group_gone  # noqa: E402
 from edx_engine.synthetic import SyntheticConfig, generate  # noqa: E402
 
 HAS_EVENTS = importlib.util.find_spec("edx_engine.ingest.events") is not None
@@ -300,6 +300,7 @@ def kill9(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+    wait_group_gone(proc.pid)  # and its children: the next sync runs in this process at once
     proc.stdout.close()
     proc.stderr.close()
 
