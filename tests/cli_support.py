@@ -3,7 +3,7 @@
 A CLI subprocess costs 0.4-1 CPU-s before it does any work (the interpreter, typer, DuckDB, Arrow, boto3
 and its S3 model); the suite ran about 200 of them. Where the process boundary is not what a test
 checks (kill -9, two processes holding the lock or the catalog, the passphrase in other processes'
-argv, a fresh interpreter's imports), the tests run the same commands here: the same `app`, the same
+argv, a fresh interpreter's imports), the tests run the same commands here: the same entry point, the same
 arguments and environment, stdout and stderr kept apart, an uncaught exception turned into the
 traceback and exit code 1 that Python would print and return."""
 
@@ -84,3 +84,17 @@ def wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
         if not alive:
             return
         time.sleep(0.01)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """kill -9 a command started with ``start_new_session`` and everything it started (gpg, forked
+    workers), wait until none of them runs, and close its pipes."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    wait_group_gone(proc.pid)  # the workers hold the store's lock they inherited until they are gone
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

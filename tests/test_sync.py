@@ -13,7 +13,6 @@ import importlib.util
 import io
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import pytest
 
 moto_server = pytest.importorskip("moto.server")
 
-from cli_support import run_cli, wait_group_gone  # noqa: E402
+from cli_support import kill_group, run_cli  # noqa: E402
 from edx_engine.synthetic import SyntheticConfig, generate  # noqa: E402
 
 HAS_EVENTS = importlib.util.find_spec("edx_engine.ingest.events") is not None
@@ -294,15 +293,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
-def kill9(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the sync and its gpg children
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    wait_group_gone(proc.pid)  # and its children: the next sync runs in this process at once
-    proc.stdout.close()
-    proc.stderr.close()
+kill9 = kill_group  # the sync and its gpg children
 
 
 def fake_gpg_dir(tmp: Path, flag: Path) -> Path:

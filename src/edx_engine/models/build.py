@@ -586,7 +586,8 @@ class _DuckRun(_Planner):
         root = self.lake.root
         old = self.stored.get(n)
         old_fp = old[1] if old and (root / old[0]).exists() else None
-        if D.MODELS[n].grain == "course":
+        by_course = D.MODELS[n].grain == "course"
+        if by_course:
             plan = self.plan_courses(n, inc.stored_parts(self.con, n), old_fp, root, self.part_digests,
                                      self.whole_digests)
         else:
@@ -596,7 +597,7 @@ class _DuckRun(_Planner):
             return ModelResult(n, "unchanged", -1, 0.0)
         s0 = time.perf_counter()
         with _PeakRSS() as mem:
-            write = self.write_courses if D.MODELS[n].grain == "course" else self.write_partitions
+            write = self.write_courses if by_course else self.write_partitions
             written, schema = write(n, plan, old[0] if old and plan.same_schema else None)
         rows = plan.part_rows(written)
         self.parts[n] = inc.PartsUpdate(plan.replaced(), rows + plan.extra)

@@ -162,7 +162,7 @@ def course_filter(courses: list[str]) -> str:
     """SQL condition selecting the rows of exactly ``courses`` (by ``course_id``)."""
     if not courses:
         return "false"
-    return "course_id IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in courses) + ")"
+    return "course_id IN (" + ", ".join(catalog.sql_str(c) for c in courses) + ")"
 
 
 def course_digests(sigs: dict[str, str], recorded: dict[str, str] | None, stored: dict[str, "StoredPart"],
