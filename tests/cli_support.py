@@ -62,10 +62,9 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: str | Path 
 
 
 def wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
-    """After a kill -9 of a process group: wait until none of its processes still runs (the command's
-    forked workers die a moment after it, and until then they hold the store's lock, which they
-    inherited). A command run in this process right after would find the store busy; a subprocess used
-    to hide that with its start-up time. Zombies do not count: they hold nothing."""
+    """After a kill -9 of a process group: wait until none of its processes still runs (gpg and other
+    children die a moment after the command), so that the next command does not meet them. Zombies
+    do not count: they hold nothing."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -94,7 +93,7 @@ def kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
-    wait_group_gone(proc.pid)  # the workers hold the store's lock they inherited until they are gone
+    wait_group_gone(proc.pid)
     for pipe in (proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
