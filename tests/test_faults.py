@@ -47,14 +47,9 @@ def env(**extra) -> dict:
     return e
 
 
-def cli(data: Path, *args: str, code: tuple = (0, 2), process: bool = False) -> subprocess.CompletedProcess:
-    """A command run to its end: in this process, or (``process``) as a real one: the commands right after a
-    kill, which found the store busy now and then when they ran in this process (not understood yet)."""
-    if process:
-        r = subprocess.run([*ENTRY, *args, "--data-dir", str(data)], env=env(), capture_output=True, text=True,
-                           timeout=300)
-    else:
-        r = run_cli([*args, "--data-dir", str(data)], env=env())
+def cli(data: Path, *args: str, code: tuple = (0, 2)) -> subprocess.CompletedProcess:
+    """A command run to its end, in this process (cli_support.run_cli)."""
+    r = run_cli([*args, "--data-dir", str(data)], env=env())
     assert r.returncode in code, (args, r.returncode, r.stdout, r.stderr)
     return r
 
@@ -183,9 +178,9 @@ def test_import_killed_then_next_command_leaves_the_clean_state(stage, next_cmd,
     if stage == "events-commit":
         assert any(f.startswith("lake/events/") for f in unreferenced(data))  # the log's parts
     if next_cmd != "import":
-        cli(data, next_cmd, process=True)
+        cli(data, next_cmd)
         assert_clean_lake(data)  # any writing command collects a killed writer's leftovers
-    cli(data, "import", str(delivery), process=True)
+    cli(data, "import", str(delivery))
     assert_clean_lake(data)
     assert state(data) == imported[1]
 
@@ -231,13 +226,13 @@ def test_scrub_killed_then_next_command_leaves_the_clean_state(point, next_cmd, 
     assert left, "the kill left nothing behind: the test does not test anything"
     if point == "late":
         assert direct_event_rows(data) > state(data)["counts"]["events_all"]  # days counted twice by a raw reader
-    cli(data, next_cmd, *([str(delivery)] if next_cmd == "import" else []), process=True)
+    cli(data, next_cmd, *([str(delivery)] if next_cmd == "import" else []))
     assert_clean_lake(data)
     if next_cmd != "scrub":
-        cli(data, "scrub", process=True)
+        cli(data, "scrub")
         assert_clean_lake(data)
     assert state(data) == scrubbed
-    r = cli(data, "scrub", "--check", code=(0,), process=True)
+    r = cli(data, "scrub", "--check", code=(0,))
     assert r.returncode == 0
 
 

@@ -59,3 +59,33 @@ def test_file_lock_is_exclusive_and_names_its_holder(tmp_path):
     assert lock_holder(lock) is None
     with file_lock(lock, wait=True, timeout=1):  # free again
         pass
+
+
+def test_a_lock_released_a_moment_later_is_not_called_busy(tmp_path):
+    """Without ``wait`` the lock is still asked for KILLED_HOLDER_GRACE seconds: a killed holder's flock can
+    outlive its reaping by a few milliseconds, and the command run right after a kill -9 must not say
+    that another one is running (test_faults runs such commands at once). Held longer, it is busy."""
+    import subprocess
+    import sys
+    import time
+
+    from edx_engine.store.files import KILLED_HOLDER_GRACE
+
+    lock = tmp_path / ".lock"
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(float(sys.argv[2]))")
+    for seconds, busy in ((0.1, False), (KILLED_HOLDER_GRACE + 1.5, True)):
+        p = subprocess.Popen([sys.executable, "-c", hold, str(lock), str(seconds)], stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "held\n"
+        t0 = time.monotonic()
+        if busy:
+            with pytest.raises(LockBusy):
+                with file_lock(lock):
+                    pass
+            assert KILLED_HOLDER_GRACE <= time.monotonic() - t0 < KILLED_HOLDER_GRACE + 1.0
+        else:
+            with file_lock(lock):
+                assert time.monotonic() - t0 < KILLED_HOLDER_GRACE
+        p.kill()
+        p.wait()
+        p.stdout.close()

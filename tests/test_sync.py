@@ -487,10 +487,12 @@ def test_listing_unreachable_server_is_reported(gpg_key, tmp_path):
     assert "gave up after 2 attempts" in r.stdout + r.stderr and "Traceback" not in r.stderr
 
 
-class SlowDownProxy:
-    """An HTTP proxy in front of moto that answers 503 SlowDown to every GET of objects whose path
+class FailingProxy:
+    """An HTTP proxy in front of moto that answers 500 InternalError to every GET of objects whose path
     holds ``needle`` (moto cannot make one object fail and not the others; the proxy is real HTTP,
-    so boto3's own retries and our backoff run for real)."""
+    so botocore's own retries and our backoff run for real). Not 503 SlowDown: botocore backs off a
+    throttling error at a 1 s scale (about 8 s of sleeping in this test) against 0.05 s for the others;
+    that SlowDown is retried too is test_sync_units' check."""
 
     def __init__(self, upstream_port: int, needle: str):
         import http.client
@@ -509,8 +511,8 @@ class SlowDownProxy:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
                 if self.command == "GET" and outer.needle and outer.needle in self.path and "list-type" not in self.path:
-                    x = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-                    self.send_response(503)
+                    x = b"<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>"
+                    self.send_response(500)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(x)))
                     self.end_headers()
@@ -545,7 +547,7 @@ class SlowDownProxy:
 def test_one_object_that_keeps_failing_does_not_hold_back_the_others(s3, moto, deliveries, gpg_key, tmp_path):
     upload(s3, deliveries / "A")  # the package fails, its three logs after it are imported
     stubborn = "course-data/IDBx-2026-10-04.zip"  # downloaded first, every day
-    proxy = SlowDownProxy(moto.port, "IDBx-2026-10-04.zip")
+    proxy = FailingProxy(moto.port, "IDBx-2026-10-04.zip")
     try:
         conf, env, data = write_config(tmp_path, proxy.url), sync_env(gpg_key), tmp_path / "d"
         for _ in range(2):  # two days in a row: the same object fails, everything else is done
@@ -554,7 +556,7 @@ def test_one_object_that_keeps_failing_does_not_hold_back_the_others(s3, moto, d
             assert "stopped early" not in r.stdout
             led = ledger(data)
             state, _, err = led[stubborn]
-            assert state == "listed" and "SlowDown" in err
+            assert state == "listed" and "InternalError" in err
             assert all(v[0] == "imported" for k, v in led.items() if k != stubborn), led
     finally:
         proxy.stop()

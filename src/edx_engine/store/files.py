@@ -142,6 +142,13 @@ class QuarantineWriter:
 
 
 # -- locks ---------------------------------------------------------------------------------------
+# A process killed with SIGKILL, once reaped, can still hold its flock for a few milliseconds (seen right
+# after a kill -9 and a wait for the killed process group: the lock was free again 40 us after a
+# LOCK_NB attempt failed; the kernel may finish closing a dead process' files asynchronously). So "is
+# the lock free?" is asked for this long before a command says another one is running.
+KILLED_HOLDER_GRACE = 0.5
+
+
 class LockBusy(Exception):
     """Another process holds the lock; ``holder`` is what it wrote in the lock file ("" if nothing)."""
 
@@ -155,8 +162,8 @@ def file_lock(path: Path, wait: bool = False, timeout: float | None = None,
               record_pid: bool = False) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (created 0600) for the block; released when the process
     dies, so a killed holder never blocks anyone. ``wait``: wait for it (up to ``timeout``
-    seconds if given), else raise LockBusy at once. ``record_pid``: write our pid in the file
-    while holding it (``lock_holder`` reads it)."""
+    seconds if given), else raise LockBusy after ``KILLED_HOLDER_GRACE`` seconds. ``record_pid``:
+    write our pid in the file while holding it (``lock_holder`` reads it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -165,15 +172,17 @@ def file_lock(path: Path, wait: bool = False, timeout: float | None = None,
         if wait and timeout is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         else:
-            deadline = None if timeout is None else time.monotonic() + timeout
+            grace = not wait  # "is it free?" asked for KILLED_HOLDER_GRACE seconds
+            limit = KILLED_HOLDER_GRACE if grace else timeout
+            deadline = None if limit is None else time.monotonic() + limit
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if not wait or (deadline is not None and time.monotonic() > deadline):
+                    if deadline is not None and time.monotonic() > deadline:
                         raise LockBusy(path, os.pread(fd, 32, 0).decode(errors="replace").strip()) from None
-                    time.sleep(0.2)
+                    time.sleep(0.02 if grace else 0.2)
         held = True
         if record_pid:
             os.ftruncate(fd, 0)
