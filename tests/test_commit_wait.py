@@ -147,11 +147,11 @@ def test_cli_waits_then_gives_up_with_a_clear_line_and_the_rerun_matches(deliver
     rc, out, err = run_cli("import", str(delivery / "course-data"), "--data-dir", str(data))
     assert rc == 0, out + err
 
-    # 1. a reader opens the catalog when the first log file is about to commit, for 3 s: the import waits
+    # 1. a reader opens the catalog when the first log file is about to commit, for 1.5 s: the import waits
     p = cli("import", str(logs), "--data-dir", str(data), "--config", str(config(tmp_path, 60)),
             env=paused("events-commit", flag))
     wait_for(flag, p)
-    h = hold(data / "edx.duckdb", 3)
+    h = hold(data / "edx.duckdb", 1.5)
     flag.unlink()
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0 and h.wait(30) == 0, out + err

@@ -287,7 +287,7 @@ def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> 
     else:
         if not parts:  # once per catalog (its first views of this format): every part's footer
             parts = "complete" if _parts_complete(con, base) else "mixed"
-        src = _glob_sql(base, _anchor(base) if parts == "complete" else None)
+        src = _glob_sql(base, _anchor(base, con) if parts == "complete" else None)
         where = f" WHERE e.{GLOB_MARK} IN (SELECT {catalog.sql_str(base + '/')} || path FROM _edx_event_parts)"
     on = "ON d.source_key = e.source_key AND d.line = e.line AND d.event_date = e.event_date"
     if con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0]:
@@ -320,10 +320,11 @@ def _parts_complete(con: duckdb.DuckDBPyConnection, base: str) -> bool:
     return full == len(set(files))
 
 
-def _anchor(base: str) -> Path | None:
+def _anchor(base: str, con: duckdb.DuckDBPyConnection | None = None) -> Path | None:
     """The schema file of the store at ``base``, written if missing; None if it cannot be (a full
-    disk, a read-only store: the views then read by name). Written by a DuckDB of its own: an error
-    in the caller's transaction would abort it."""
+    disk, a read-only store: the views then read by name). Written through a connection of its own
+    (a cursor of ``con``'s database: its own transaction, no new database, ~1 ms against ~20 ms for
+    a fresh in-memory DuckDB): an error in the caller's transaction would abort it."""
     path = anchor_path(base)
     if path.exists():
         return path
@@ -331,8 +332,8 @@ def _anchor(base: str) -> Path | None:
     cols = ", ".join(f"NULL::{t} AS {c}" for c, t in EVENT_VIEW_COLUMNS.items())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with duckdb.connect() as mem:
-            mem.execute(f"COPY (SELECT {cols} WHERE false) TO {catalog.sql_str(str(tmp))} (FORMAT parquet)")
+        with (con.cursor() if con is not None else duckdb.connect()) as own:
+            own.execute(f"COPY (SELECT {cols} WHERE false) TO {catalog.sql_str(str(tmp))} (FORMAT parquet)")
         os.replace(tmp, path)
     except (OSError, duckdb.Error):
         try:
