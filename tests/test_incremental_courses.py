@@ -107,6 +107,57 @@ def _move_one_event(path: Path) -> None:
     path.write_bytes(gzip.compress(b"".join(lines)))
 
 
+def _slug(course: str) -> str:
+    return course.split(":", 1)[-1].replace("+", "-").replace("/", "-")
+
+
+def mode_package(lake: Lake, work: Path, course: str) -> tuple[Path, tuple]:
+    """A newer package holding the enrolments of ``course`` only, its first enrolment's mode changed: the
+    course's learner count stays (its ``courses`` row too), only its snapshot says it. (The package
+    folder, the changed enrolment row: id, user_id, course_id, created, is_active, mode.)"""
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        enr = con.execute("SELECT id, user_id, course_id, created, is_active, mode FROM student_courseenrollment "
+                          "WHERE course_id = ? ORDER BY id", [course]).fetchall()
+    enr[0] = (*enr[0][:5], "verified" if enr[0][5] != "verified" else "audit")
+    pkg = work / f"IDBx-{START + dt.timedelta(days=DAYS + 7)}"
+    pkg.mkdir()
+    (pkg / f"{_slug(course)}-student_courseenrollment-prod-analytics.sql").write_text(
+        "id\tuser_id\tcourse_id\tcreated\tis_active\tmode\n" + "".join(
+            f"{i}\t{u}\t{cid}\t{t:%Y-%m-%d %H:%M:%S}\t{int(act)}\t{md}\n" for i, u, cid, t, act, md in enr))
+    return pkg, enr[0]
+
+
+def withdraw(lake: Lake, course: str) -> None:
+    """``course``'s enrolments and certificates withdrawn (its snapshots of those tables removed): its
+    learners leave person_course; its events stay."""
+    with lake.writer(), lake.transaction("withdraw") as con:
+        con.execute("DELETE FROM _edx_snapshots WHERE course_id = ? AND table_name IN "
+                    "('student_courseenrollment', 'certificates_generatedcertificate')", [course])
+        lake.refresh_views(con)
+
+
+def gender_package(lake: Lake, work: Path, course: str, other: str) -> tuple[Path, int, str]:
+    """A newer package of ``course`` whose profiles give one learner, also enrolled in ``other``, another
+    gender: (package folder, that learner, the new gender)."""
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        learner = con.execute("SELECT min(user_id) FROM student_courseenrollment WHERE course_id = ? AND user_id IN "
+                              "(SELECT user_id FROM student_courseenrollment WHERE course_id = ?)",
+                              [course, other]).fetchone()[0]
+        cols = ["id", "user_id", "name", "language", "location", "meta", "courseware", "gender", "mailing_address",
+                "year_of_birth", "level_of_education", "goals", "country", "city"]
+        prof = con.execute(f"SELECT {', '.join(cols)} FROM auth_userprofile WHERE course_id = ? ORDER BY id",
+                           [course]).fetchall()
+    assert learner is not None and any(r[1] == learner for r in prof)
+    old = next(r[7] for r in prof if r[1] == learner)
+    new = "o" if old != "o" else "f"
+    prof = [(*r[:7], new if r[1] == learner else r[7], *r[8:]) for r in prof]
+    pkg = work / f"IDBx-{START + dt.timedelta(days=DAYS + 14)}"
+    pkg.mkdir()
+    (pkg / f"{_slug(course)}-auth_userprofile-prod-analytics.sql").write_text(
+        "\t".join(cols) + "\n" + "".join("\t".join("NULL" if v is None else str(v) for v in r) + "\n" for r in prof))
+    return pkg, learner, new
+
+
 @pytest.fixture(scope="module")
 def delivery(tmp_path_factory):
     out = tmp_path_factory.mktemp("courses")
@@ -157,16 +208,7 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
 
     # a newer package with the enrolments of course b only, one learner's mode changed: the course's
     # learner count stays (its courses row too), the snapshot says it
-    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
-        enr = con.execute("SELECT id, user_id, course_id, created, is_active, mode FROM student_courseenrollment "
-                          "WHERE course_id = ? ORDER BY id", [b]).fetchall()
-    enr[0] = (*enr[0][:5], "verified" if enr[0][5] != "verified" else "audit")
-    pkg = tmp_path / f"IDBx-{START + dt.timedelta(days=DAYS + 7)}"
-    pkg.mkdir()
-    slug = b.split(":", 1)[-1].replace("+", "-").replace("/", "-")
-    (pkg / f"{slug}-student_courseenrollment-prod-analytics.sql").write_text(
-        "id\tuser_id\tcourse_id\tcreated\tis_active\tmode\n" + "".join(
-            f"{i}\t{u}\t{cid}\t{t:%Y-%m-%d %H:%M:%S}\t{int(act)}\t{md}\n" for i, u, cid, t, act, md in enr))
+    pkg, changed = mode_package(lake, tmp_path, b)
     before, courses_before = _files(lake), _courses(lake)
     import_into(lake, pkg)
     built = _build(lake)
@@ -174,15 +216,12 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
     assert _courses(lake) == courses_before
     _only_changed(before, _files(lake), {b})
     rows = _equals_full(lake, scratch)
-    assert (b, enr[0][1], enr[0][5]) in {(r[0], r[1], r[6]) for r in rows["person_course"]}  # course, learner, mode
+    assert (b, changed[1], changed[5]) in {(r[0], r[1], r[6]) for r in rows["person_course"]}  # course, learner, mode
 
     # course c's enrolments and certificates withdrawn (its snapshots of those tables removed): its
     # learners leave person_course; its events stay
     before = _files(lake)
-    with lake.writer(), lake.transaction("withdraw") as con:
-        con.execute("DELETE FROM _edx_snapshots WHERE course_id = ? AND table_name IN "
-                    "('student_courseenrollment', 'certificates_generatedcertificate')", [c])
-        lake.refresh_views(con)
+    withdraw(lake, c)
     built = _build(lake)
     assert built["person_course"].days == 1
     _only_changed(before, _files(lake), {c})
@@ -191,21 +230,7 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
 
     # a newer package of course b whose profiles give one learner, also enrolled in course a, another
     # gender: auth_userprofile is one row per learner over every course, so every course is recomputed
-    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
-        learner = con.execute("SELECT min(user_id) FROM student_courseenrollment WHERE course_id = ? AND user_id IN "
-                              "(SELECT user_id FROM student_courseenrollment WHERE course_id = ?)", [b, a]).fetchone()[0]
-        cols = ["id", "user_id", "name", "language", "location", "meta", "courseware", "gender", "mailing_address",
-                "year_of_birth", "level_of_education", "goals", "country", "city"]
-        prof = con.execute(f"SELECT {', '.join(cols)} FROM auth_userprofile WHERE course_id = ? ORDER BY id",
-                           [b]).fetchall()
-    assert learner is not None and any(r[1] == learner for r in prof)
-    old = next(r[7] for r in prof if r[1] == learner)
-    new = "o" if old != "o" else "f"
-    prof = [(*r[:7], new if r[1] == learner else r[7], *r[8:]) for r in prof]
-    pkg = tmp_path / f"IDBx-{START + dt.timedelta(days=DAYS + 14)}"
-    pkg.mkdir()
-    (pkg / f"{slug}-auth_userprofile-prod-analytics.sql").write_text(
-        "\t".join(cols) + "\n" + "".join("\t".join("NULL" if v is None else str(v) for v in r) + "\n" for r in prof))
+    pkg, learner, new = gender_package(lake, tmp_path, b, a)
     import_into(lake, pkg)
     built = _build(lake)
     assert built["person_course"].days == len(_files(lake))

@@ -13,7 +13,9 @@ compiled SQL (models/sqlcache.py) whenever its key is known: ibis is then neithe
 PostgreSQL store (``--store postgresql://...``): the input columns the definitions read
 (models/inputs.py) are copied from the DuckDB catalog into schema ``edx_raw`` (DuckDB's
 postgres extension), the same Ibis definitions run inside PostgreSQL, and each model becomes
-the table ``edx_models.<name>``. Bookkeeping: ``edx_models._edx_models`` and ``_edx_inputs``.
+the table ``edx_models.<name>``. Bookkeeping: ``edx_models._edx_models`` and ``_edx_inputs``. A
+partitioned model (by date, or ``person_course`` by course) is planned as on DuckDB and only its changed
+partitions' rows are deleted and inserted, listed in ``edx_models._edx_model_parts``.
 
 Only what changed is rebuilt: a model's fingerprint hashes the definitions' source, the
 parameters it uses, the fingerprints of its input tables (package snapshots from
@@ -832,9 +834,10 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
             run = _PgRun(lake.root, con, pg, params, force, course_info(con, entries))
             _pg_copy_inputs(con, pg, url, run, needed)
             res.copy_seconds = time.perf_counter() - c0
-            for n in todo:  # a course-partitioned model is kept whole in PostgreSQL
-                by_date = D.MODELS[n].partition and D.MODELS[n].grain != "course"
-                r = run.build_partitioned(n) if by_date else run.build_whole(n)
+            for n in todo:
+                m = D.MODELS[n]
+                r = (run.build_whole(n) if not m.partition else run.build_courses(n) if m.grain == "course"
+                     else run.build_partitioned(n))
                 res.models.append(r)
                 if on_model:
                     on_model(r)
@@ -972,13 +975,17 @@ class _PgRun(_Planner):
         self.existing.add(n)
         return r
 
+    def stored_parts(self, n: str) -> dict[str, inc.StoredPart]:
+        """The recorded partitions of model ``n`` (``edx_models._edx_model_parts``; no files: rows only)."""
+        return {d: inc.StoredPart(f, c, nm, [], int(k or 0)) for d, k, f, c, nm in self.pg.execute(
+            f"SELECT part, rows, fingerprint, context, names FROM {PG_MODELS}._edx_model_parts WHERE model = %s",
+            [n]).fetchall()}
+
     def build_partitioned(self, n: str) -> ModelResult:
         """Delete and insert the changed partitions of model ``n`` (all of them: drop and create) in one
         transaction, with their bookkeeping rows: a reader sees the model before or after, never half."""
-        stored = {d: inc.StoredPart(f, c, nm, [], int(k or 0)) for d, k, f, c, nm in self.pg.execute(
-            f"SELECT part, rows, fingerprint, context, names FROM {PG_MODELS}._edx_model_parts WHERE model = %s",
-            [n]).fetchall()}
-        plan = self.plan_partitioned(n, stored, self.stored.get(n) if n in self.existing else None, self.root)
+        plan = self.plan_partitioned(n, self.stored_parts(n), self.stored.get(n) if n in self.existing else None,
+                                     self.root)
         if plan.unchanged:
             self.remember_sigs(n, plan.stored, [])
             return ModelResult(n, "unchanged", -1, 0.0)
@@ -1009,6 +1016,80 @@ class _PgRun(_Planner):
         self.remember_sigs(n, keep, rows)
         return r
 
+    def build_courses(self, n: str) -> ModelResult:
+        """Recompute the changed courses of course-partitioned model ``n`` (the plan of the DuckDB build,
+        ``_Planner.plan_courses``, over PostgreSQL's own digests), its per-course inputs and models limited
+        to those courses: their rows deleted and inserted in one transaction with their bookkeeping rows
+        and the ``SOURCES`` row (forced or first built: the table dropped and created)."""
+        plan = self.plan_courses(n, self.stored_parts(n), self.stored.get(n) if n in self.existing else None,
+                                 self.root, self.part_digests, self.whole_digests)
+        if plan.unchanged:
+            self.remember_sigs(n, plan.stored, [])
+            return ModelResult(n, "unchanged", -1, 0.0)
+        s0 = time.perf_counter()
+        m = D.MODELS[n]
+        scope = set(m.course_inputs) | set(m.deps)
+
+        def get(name: str):
+            t = self.table(name)
+            return t.filter(t.course_id.isin(plan.courses)) if plan.courses is not None and name in scope else t
+
+        expr = m.build(D.Tables(get), self.params)
+        cols = ", ".join(q(c) for c in expr.schema().names)
+        todo = inc.course_filter(plan.todo)  # a full build too: only the planned courses are recorded
+        t = f"{PG_MODELS}.{q(n)}"
+        with self.pg.transaction():
+            if plan.full or n not in self.existing:
+                self._create(n, expr)
+                self.pg.execute(f"CREATE INDEX ON {t} (course_id)")
+            else:
+                self.pg.execute(f"DELETE FROM {t} WHERE {inc.course_filter(plan.replaced())}")
+            counts: list[tuple[str, int]] = []
+            if plan.todo:
+                self.pg.execute(f"INSERT INTO {t} ({cols}) SELECT {cols} FROM ({self.sql(expr)}) AS _s WHERE {todo}")
+                counts = self.pg.execute(f"SELECT course_id, count(*) FROM {t} WHERE {todo} GROUP BY 1").fetchall()
+            rows = plan.part_rows({c: [(None, k)] for c, k in counts})
+            keep = plan.kept()
+            total = sum(sp.rows for sp in keep.values()) + sum(r.rows for r in rows)
+            r = ModelResult(n, "built", total, time.perf_counter() - s0)
+            r.days = len(plan.todo)
+            self._record_parts(n, plan, rows + plan.extra)
+            self._record(n, plan.fp, total, r.seconds)
+        self.pg.execute(f"ANALYZE {t}")
+        self.existing.add(n)
+        self.remember_sigs(n, keep, rows)
+        return r
+
+    def part_digests(self, keys: list[str]) -> dict[str, dict[str, str]]:
+        """Source partition (``<model>|<part>``) -> course -> digest of the course's rows in it, read from
+        the partitioned model's table as this build left it (``_DuckRun.part_digests`` on PostgreSQL)."""
+        out: dict[str, dict[str, str]] = {k: {} for k in keys}
+        by_model: dict[str, list[str]] = {}
+        for k in keys:
+            dep, part = k.split("|", 1)
+            by_model.setdefault(dep, []).append(part)
+        for dep, parts in by_model.items():
+            col = D.MODELS[dep].partition
+            for p, c, h in self._digests(
+                    f"SELECT coalesce(to_char({q(col)}, 'YYYY-MM-DD'), ''), course_id, {_PG_DIGEST} FROM "
+                    f"{PG_MODELS}.{q(dep)} t WHERE course_id IS NOT NULL AND {inc.part_filter(parts, col)} "
+                    f"GROUP BY 1, 2"):
+                out[f"{dep}|{p}"][c] = h
+        return out
+
+    def whole_digests(self, dep: str) -> dict[str, str]:
+        """Course -> digest of its rows in model ``dep`` (kept whole: ``courses``, one row a course)."""
+        return {c: h for c, h in self._digests(f"SELECT course_id, {_PG_DIGEST} FROM {PG_MODELS}.{q(dep)} t "
+                                               f"WHERE course_id IS NOT NULL GROUP BY 1")}
+
+    def _digests(self, sql: str) -> list[tuple]:
+        """Rows of a digest query, the rows' text fixed whatever the session's settings (a client's PGTZ
+        or DateStyle would otherwise change every digest and recompute every course)."""
+        with self.pg.transaction():
+            self.pg.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; "
+                            "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1")
+            return self.pg.execute(sql).fetchall()
+
     def _create(self, n: str, expr) -> None:
         """(Re)create the empty table of model ``n`` with the column types of ``expr``, as Ibis'
         ``create_table`` does (PostgreSQL's own types of the SELECT would differ: sum(bigint) is numeric)."""
@@ -1032,6 +1113,11 @@ class _PgRun(_Planner):
                         f"UPDATE SET fingerprint=EXCLUDED.fingerprint, rows=EXCLUDED.rows, "
                         f"seconds=EXCLUDED.seconds, params=EXCLUDED.params, built_at=EXCLUDED.built_at",
                         [n, fp, rows, seconds, self.params.fingerprint(), self.params.built_at])
+
+
+# A course's rows in a model on PostgreSQL, in one value: their count and the sum of 60 bits of the md5 of each
+# whole row's text (bigint terms, a numeric sum). Compared only with digests taken on PostgreSQL.
+_PG_DIGEST = "count(*) || ':' || sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint)"
 
 
 def _in_parts(col, parts: list[str]):
