@@ -138,6 +138,39 @@ def _free_port() -> int:
         return so.getsockname()[1]
 
 
+PGBIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _as_pg(*cmd: str) -> None:
+    pre = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(pre + list(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server for this worker (``postgresql://postgres@127.0.0.1:<port>``, no database
+    part): started at the first test that needs it, stopped at the end. Each module takes a database of its
+    own (test_postgres_models.pg_url); the PostgreSQL tests share a scheduling group, hence one server."""
+    if not (PGBIN / "initdb").exists() or not (PGBIN / "pg_ctl").exists():
+        pytest.skip(f"PostgreSQL server binaries not found in {PGBIN} (apt-get install postgresql)")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("running as root without runuser: cannot start PostgreSQL as user postgres")
+    d = tempfile.mkdtemp(prefix="edx-pgtest-")
+    os.chmod(d, 0o755)
+    if os.geteuid() == 0:
+        shutil.chown(d, "postgres", "postgres")
+    port = _free_port()
+    _as_pg(str(PGBIN / "initdb"), "-D", f"{d}/data", "-A", "trust", "-U", "postgres", "-E", "UTF8",
+           "--locale=C.UTF-8")
+    _as_pg(str(PGBIN / "pg_ctl"), "-D", f"{d}/data", "-l", f"{d}/log", "-w", "-o",
+           f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        _as_pg(str(PGBIN / "pg_ctl"), "-D", f"{d}/data", "-m", "immediate", "-w", "stop")
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture
 def spark_connect_url(spark_local) -> str:
     """``sc://127.0.0.1:<port>``: the Spark Connect server running in the worker's shared session."""
@@ -216,12 +249,13 @@ SPLIT_GROUPS = {
     "test_faults.py": lambda name: "scrub" if "scrub_killed" in name else "import",
 }
 SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark", "test_spark_connect.py": "spark",
-              "test_event_id_text.py": "spark"}  # one worker, one Spark session
+              "test_event_id_text.py": "spark",  # one worker, one Spark session
+              "test_postgres_models.py": "pg", "test_postgres_courses.py": "pg", "test_models_geo.py": "pg"}  # one server
 COSTLY_FIRST = ["spark", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
-                "test_sync.py:main", "test_privacy.py", "test_incremental.py", "test_faults.py:scrub",
+                "test_sync.py:main", "pg", "test_privacy.py", "test_incremental.py", "test_faults.py:scrub",
                 "test_sync.py:errors", "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py",
                 "test_gpg_passphrase.py", "test_store_moves.py", "test_cli.py", "test_events_sources.py",
-                "test_adversarial_events.py", "test_models_naive.py", "test_postgres_models.py"]
+                "test_adversarial_events.py", "test_models_naive.py"]
 
 
 def schedule_group(nodeid: str) -> str:

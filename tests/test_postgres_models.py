@@ -3,13 +3,6 @@ same synthetic package gives identical results (issue 4, point 5)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from pathlib import Path
-
 import pytest
 
 from edx_engine.models import MODELS, Params, build_duckdb, build_postgres, read_model
@@ -17,40 +10,18 @@ from edx_engine.models import MODELS, Params, build_duckdb, build_postgres, read
 from incremental_support import day_after, day_state, month_of
 from models_support import PARITY_PARAMS_AT, engine_rows, parity_entries, synthetic_store
 
-PGBIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_pg(*cmd: str) -> None:
-    pre = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run(pre + list(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 @pytest.fixture(scope="module")
-def pg_url():
-    if not (PGBIN / "initdb").exists() or not (PGBIN / "pg_ctl").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {PGBIN} (apt-get install postgresql)")
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: cannot start PostgreSQL as user postgres")
-    d = tempfile.mkdtemp(prefix="edx-pgtest-")
-    os.chmod(d, 0o755)
-    if os.geteuid() == 0:
-        shutil.chown(d, "postgres", "postgres")
-    port = _free_port()
-    _as_pg(str(PGBIN / "initdb"), "-D", f"{d}/data", "-A", "trust", "-U", "postgres", "-E", "UTF8",
-           "--locale=C.UTF-8")
-    _as_pg(str(PGBIN / "pg_ctl"), "-D", f"{d}/data", "-l", f"{d}/log", "-w", "-o",
-           f"-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off", "start")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        _as_pg(str(PGBIN / "pg_ctl"), "-D", f"{d}/data", "-m", "immediate", "-w", "stop")
-        shutil.rmtree(d, ignore_errors=True)
+def pg_url(pg_server):
+    """A database of its own on the worker's PostgreSQL server (conftest.pg_server): each module's builds
+    start from an empty store, one server start (initdb) per worker instead of one per module."""
+    import uuid
+
+    import psycopg
+
+    name = f"edx_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as pg:
+        pg.execute(f"CREATE DATABASE {name}")
+    yield f"{pg_server}/{name}"
 
 
 @pytest.fixture(scope="module")

@@ -792,20 +792,24 @@ def stale_warning(lake: Lake, names: list[str] | None = None) -> str | None:
 # --- PostgreSQL --------------------------------------------------------------------------------------------------
 
 def _load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.execute("LOAD postgres_scanner")
-        return
-    except duckdb.Error:
-        pass
+    """DuckDB's postgres extension: the file of the locked wheel ``duckdb-extension-postgres-scanner``
+    first (0.15 s, its signature checked), else one that DuckDB's own ``INSTALL`` put in its extension
+    folder. Asking DuckDB by name first cost 0.5 s per build when it had none of its own."""
     try:
         base = importlib.resources.files("duckdb_extension_postgres_scanner")
     except ModuleNotFoundError:
-        raise BuildError("PostgreSQL stores need DuckDB's postgres extension: "
-                         f"pip install duckdb-extension-postgres-scanner=={duckdb.__version__}") from None
-    f = base / "extensions" / f"v{duckdb.__version__}" / "postgres_scanner.duckdb_extension"
-    if not Path(str(f)).exists():
-        raise BuildError(f"postgres extension for DuckDB {duckdb.__version__} not found in {base}")
-    con.execute(f"LOAD '{f}'")
+        base = None
+    f = None if base is None else base / "extensions" / f"v{duckdb.__version__}" / "postgres_scanner.duckdb_extension"
+    if f is not None and Path(str(f)).exists():
+        con.execute(f"LOAD {catalog.sql_str(str(f))}")
+        return
+    try:
+        con.execute("LOAD postgres_scanner")
+    except duckdb.Error:
+        if base is None:
+            raise BuildError("PostgreSQL stores need DuckDB's postgres extension: "
+                             f"pip install duckdb-extension-postgres-scanner=={duckdb.__version__}") from None
+        raise BuildError(f"postgres extension for DuckDB {duckdb.__version__} not found in {base}") from None
 
 
 def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.Params,
