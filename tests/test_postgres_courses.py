@@ -125,3 +125,40 @@ def test_person_course_by_course_on_postgresql(delivery, pg_url, tmp_path):  # n
         assert all(min(x) >= since for x in _xmins(pg).values())
         assert engine_rows(read_model(lake, "person_course", store=pg_url)) == engine_rows(
             read_model(lake, "person_course"))
+
+
+def test_changed_definitions_recreate_the_tables(delivery, pg_server, tmp_path, monkeypatch):  # noqa: F811
+    """A new engine version whose definitions give person_course (kept by course) and learner_day (kept by
+    date) one more column: every partition is recomputed (the context changed, no forced build) and the
+    tables get the new column, as DuckDB writes a new schema file (an insert into the old table failed:
+    column does not exist)."""
+    import dataclasses
+    import uuid
+
+    import ibis
+
+    from edx_engine.models import build as B
+    from edx_engine.models import definitions as D
+
+    name = f"edx_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as pg:
+        pg.execute(f"CREATE DATABASE {name}")
+    url = f"{pg_server}/{name}"
+    package, logs = delivery
+    lake = Lake(tmp_path / "store")
+    import_into(lake, package, logs[0])
+    build_postgres(lake, url, [], PARAMS, NAMES)
+
+    monkeypatch.setattr(B, "_code_version", lambda: "a-newer-engine")
+    for n in ("person_course", "learner_day"):
+        m = D.MODELS[n]
+        monkeypatch.setitem(D.MODELS, n, dataclasses.replace(
+            m, build=lambda t, p, f=m.build: f(t, p).mutate(review_extra=ibis.literal(7, "int64"))))
+    built = {m.name: m for m in build_postgres(lake, url, [], PARAMS, NAMES).models}
+    assert built["person_course"].status == built["learner_day"].status == "built"
+    with psycopg.connect(url, autocommit=True) as pg:
+        for n in ("person_course", "learner_day"):
+            total, extra = pg.execute(f"SELECT count(*), count(*) FILTER (WHERE review_extra = 7) "
+                                      f"FROM edx_models.{n}").fetchone()
+            assert total > 0 and extra == total, n
+            assert built[n].rows == total

@@ -1000,7 +1000,7 @@ class _PgRun(_Planner):
         sql = f"SELECT {cols} FROM ({self.sql(expr)}) AS _s WHERE {inc.part_filter(plan.todo, m.partition)}"
         t, col = f"{PG_MODELS}.{q(n)}", q(m.partition)
         with self.pg.transaction():
-            if plan.full or n not in self.existing:
+            if self._recreate(n, plan):
                 self._create(n, expr)
                 self.pg.execute(f"CREATE INDEX ON {t} ({col})")
             else:
@@ -1043,7 +1043,7 @@ class _PgRun(_Planner):
         todo = inc.course_filter(plan.todo)  # a full build too: only the planned courses are recorded
         t = f"{PG_MODELS}.{q(n)}"
         with self.pg.transaction():
-            if plan.full or n not in self.existing:
+            if self._recreate(n, plan):
                 self._create(n, expr)
                 self.pg.execute(f"CREATE INDEX ON {t} (course_id)")
             else:
@@ -1093,6 +1093,11 @@ class _PgRun(_Planner):
             self.pg.execute("SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; "
                             "SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1")
             return self.pg.execute(sql).fetchall()
+
+    def _recreate(self, n: str, plan: PartPlan) -> bool:
+        """Whether partitioned model ``n``'s table is made anew: forced, first built, or every recorded partition
+        replaced because the context changed (new definitions can change the columns: DuckDB's new schema file)."""
+        return plan.full or n not in self.existing or not (plan.same_schema or plan.kept())
 
     def _create(self, n: str, expr) -> None:
         """(Re)create the empty table of model ``n`` with the column types of ``expr``, as Ibis'
