@@ -194,17 +194,49 @@ def _spark_results(spark: Any, jobs: list[_Job]) -> list[E._Staged]:
                                              names=["i", "staged"])
 
     n = len(jobs)
+    sc = _spark_context(spark)
+    group = f"edx-engine-import-{os.getpid()}-{time.monotonic_ns()}"
+    if sc is not None:
+        sc.setJobGroup(group, "edx-engine import", interruptOnCancel=False)
     try:
         rows = spark.range(0, n, 1, n).mapInArrow(run, "i long, staged binary").collect()
     except Exception as exc:  # noqa: BLE001 - Py4J / PythonException: one line, the store untouched
+        if sc is not None:
+            _wait_for_tasks(sc, group)
         text = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         last = next((ln for ln in reversed(text) if "Error" in ln or "Exception" in ln), text[-1] if text else "")
         raise BackfillError(f"the Spark import failed, nothing was committed: {type(exc).__name__}: "
                             f"{last.strip()[:500]}") from None
+    finally:
+        if sc is not None:  # the thread's later jobs (a build on the same session) are not in the group
+            for key in ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel"):
+                sc.setLocalProperty(key, None)
     staged = {int(r["i"]): pickle.loads(r["staged"]) for r in rows}
     if sorted(staged) != list(range(n)):
         raise BackfillError(f"the Spark import returned {len(staged)} of {n} files; nothing was committed")
     return [staged[i] for i in range(n)]
+
+
+def _spark_context(spark: Any) -> Any:
+    """The session's SparkContext (None for Spark Connect, which has none on the client)."""
+    try:
+        return spark.sparkContext
+    except Exception:  # noqa: BLE001 - Connect: PySparkNotImplementedError / attribute errors
+        return None
+
+
+def _wait_for_tasks(sc: Any, group: str, timeout: float = 120.0) -> None:
+    """After a failed job: wait until none of the group's tasks still runs. Spark fails the action as
+    soon as one task fails, while the other tasks of the stage run on to their end and write their
+    parts; collected before that, those parts would stay behind (seen once in the tests)."""
+    tracker = sc.statusTracker()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stages = [sid for jid in tracker.getJobIdsForGroup(group) if (job := tracker.getJobInfo(jid))
+                  for sid in job.stageIds]
+        if not any((info := tracker.getStageInfo(sid)) and info.numActiveTasks > 0 for sid in stages):
+            return
+        time.sleep(0.05)
 
 
 # -- commit ---------------------------------------------------------------------------------------
