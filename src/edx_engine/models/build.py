@@ -640,11 +640,7 @@ class _DuckRun(_Planner):
         """Source partition (``<model>|<part>``) -> course -> digest of the course's rows in it (row count
         and sum of row hashes), read from the partitions' files as this build left them."""
         out: dict[str, dict[str, str]] = {k: {} for k in keys}
-        by_model: dict[str, list[str]] = {}
-        for k in keys:
-            dep, part = k.split("|", 1)
-            by_model.setdefault(dep, []).append(part)
-        for dep, parts in by_model.items():
+        for dep, parts in _parts_by_model(keys).items():
             state = self.part_state[dep]
             files = [f for p in parts for f in state[p][1]]
             if files:
@@ -683,6 +679,15 @@ class _DuckRun(_Planner):
         schema.parent.mkdir(parents=True, exist_ok=True)
         return write_atomic(schema, lambda tmp: self.con.execute(
             f"COPY (SELECT * FROM ({sql}) LIMIT 0) TO '{tmp}' (FORMAT parquet)"))
+
+
+def _parts_by_model(keys: list[str]) -> dict[str, list[str]]:
+    """Source partitions (``<model>|<part>``) grouped by model."""
+    by_model: dict[str, list[str]] = {}
+    for k in keys:
+        dep, part = k.split("|", 1)
+        by_model.setdefault(dep, []).append(part)
+    return by_model
 
 
 # A course's rows in a model, in one value: their count and the sum of their hashes (whole rows).
@@ -996,29 +1001,9 @@ class _PgRun(_Planner):
         s0 = time.perf_counter()
         m = D.MODELS[n]
         expr = m.build(D.Tables(partition_tables(self.table, plan), upto=True), self.params)
-        cols = ", ".join(q(c) for c in expr.schema().names)
-        sql = f"SELECT {cols} FROM ({self.sql(expr)}) AS _s WHERE {inc.part_filter(plan.todo, m.partition)}"
-        t, col = f"{PG_MODELS}.{q(n)}", q(m.partition)
-        with self.pg.transaction():
-            if self._recreate(n, plan):
-                self._create(n, expr)
-                self.pg.execute(f"CREATE INDEX ON {t} ({col})")
-            else:
-                self.pg.execute(f"DELETE FROM {t} WHERE {inc.part_filter(plan.replaced(), m.partition)}")
-            self.pg.execute(f"INSERT INTO {t} ({cols}) {sql}")
-            counts = self.pg.execute(f"SELECT to_char({col}, 'YYYY-MM-DD'), count(*) FROM {t} WHERE "
-                                     f"{inc.part_filter(plan.todo, m.partition)} GROUP BY 1").fetchall()
-            rows = plan.part_rows({d or inc.NULL_DAY: [(None, k)] for d, k in counts})
-            keep = plan.kept()
-            total = sum(sp.rows for sp in keep.values()) + sum(r.rows for r in rows)
-            r = ModelResult(n, "built", total, time.perf_counter() - s0)
-            r.days = len(plan.todo)
-            self._record_parts(n, plan, rows)
-            self._record(n, plan.fp, total, r.seconds)
-        self.pg.execute(f"ANALYZE {t}")
-        self.existing.add(n)
-        self.remember_sigs(n, keep, rows)
-        return r
+        col = q(m.partition)
+        return self._replace_rows(n, plan, expr, s0, lambda parts: inc.part_filter(parts, m.partition),
+                                  f"to_char({col}, 'YYYY-MM-DD')")
 
     def build_courses(self, n: str) -> ModelResult:
         """Recompute the changed courses of course-partitioned model ``n`` (the plan of the DuckDB build,
@@ -1039,20 +1024,29 @@ class _PgRun(_Planner):
             return t.filter(t.course_id.isin(plan.courses)) if plan.courses is not None and name in scope else t
 
         expr = m.build(D.Tables(get), self.params)
+        return self._replace_rows(n, plan, expr, s0, inc.course_filter, "course_id")
+
+    def _replace_rows(self, n: str, plan: PartPlan, expr, s0: float, where: Callable[[list[str]], str],
+                      key_sql: str) -> ModelResult:
+        """The rows of ``expr`` in the recomputed partitions in place of those of the replaced ones, with
+        their bookkeeping rows (and the plan's extra rows), in one transaction; the table made anew when
+        ``_recreate`` says so. A reader sees the model before or after, never half. ``where``: the SQL
+        condition of a list of partitions; ``key_sql``: a row's partition as text."""
         cols = ", ".join(q(c) for c in expr.schema().names)
-        todo = inc.course_filter(plan.todo)  # a full build too: only the planned courses are recorded
         t = f"{PG_MODELS}.{q(n)}"
         with self.pg.transaction():
             if self._recreate(n, plan):
                 self._create(n, expr)
-                self.pg.execute(f"CREATE INDEX ON {t} (course_id)")
+                self.pg.execute(f"CREATE INDEX ON {t} ({q(D.MODELS[n].partition)})")
             else:
-                self.pg.execute(f"DELETE FROM {t} WHERE {inc.course_filter(plan.replaced())}")
-            counts: list[tuple[str, int]] = []
-            if plan.todo:
-                self.pg.execute(f"INSERT INTO {t} ({cols}) SELECT {cols} FROM ({self.sql(expr)}) AS _s WHERE {todo}")
-                counts = self.pg.execute(f"SELECT course_id, count(*) FROM {t} WHERE {todo} GROUP BY 1").fetchall()
-            rows = plan.part_rows({c: [(None, k)] for c, k in counts})
+                self.pg.execute(f"DELETE FROM {t} WHERE {where(plan.replaced())}")
+            counts: list[tuple[str | None, int]] = []
+            if plan.todo:  # a full build too: only the planned partitions are inserted and recorded
+                self.pg.execute(f"INSERT INTO {t} ({cols}) SELECT {cols} FROM ({self.sql(expr)}) AS _s "
+                                f"WHERE {where(plan.todo)}")
+                counts = self.pg.execute(f"SELECT {key_sql}, count(*) FROM {t} WHERE {where(plan.todo)} "
+                                         f"GROUP BY 1").fetchall()
+            rows = plan.part_rows({inc.NULL_DAY if k is None else k: [(None, c)] for k, c in counts})
             keep = plan.kept()
             total = sum(sp.rows for sp in keep.values()) + sum(r.rows for r in rows)
             r = ModelResult(n, "built", total, time.perf_counter() - s0)
@@ -1068,11 +1062,7 @@ class _PgRun(_Planner):
         """Source partition (``<model>|<part>``) -> course -> digest of the course's rows in it, read from
         the partitioned model's table as this build left it (``_DuckRun.part_digests`` on PostgreSQL)."""
         out: dict[str, dict[str, str]] = {k: {} for k in keys}
-        by_model: dict[str, list[str]] = {}
-        for k in keys:
-            dep, part = k.split("|", 1)
-            by_model.setdefault(dep, []).append(part)
-        for dep, parts in by_model.items():
+        for dep, parts in _parts_by_model(keys).items():
             col = D.MODELS[dep].partition
             for p, c, h in self._digests(
                     f"SELECT coalesce(to_char({q(col)}, 'YYYY-MM-DD'), ''), course_id, {_PG_DIGEST} FROM "
