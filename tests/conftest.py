@@ -150,7 +150,7 @@ def _as_pg(*cmd: str) -> None:
 def pg_server():
     """A throwaway PostgreSQL server for this worker (``postgresql://postgres@127.0.0.1:<port>``, no database
     part): started at the first test that needs it, stopped at the end. Each module takes a database of its
-    own (test_postgres_models.pg_url); the PostgreSQL tests share a scheduling group, hence one server."""
+    own (``pg_url``); the PostgreSQL tests share a scheduling group, hence one server."""
     if not (PGBIN / "initdb").exists() or not (PGBIN / "pg_ctl").exists():
         pytest.skip(f"PostgreSQL server binaries not found in {PGBIN} (apt-get install postgresql)")
     if os.geteuid() == 0 and shutil.which("runuser") is None:
@@ -169,6 +169,24 @@ def pg_server():
     finally:
         _as_pg(str(PGBIN / "pg_ctl"), "-D", f"{d}/data", "-m", "immediate", "-w", "stop")
         shutil.rmtree(d, ignore_errors=True)
+
+
+def new_pg_database(server: str) -> str:
+    """The URL of a new, empty database on ``server`` (``pg_server``): a test's builds start from nothing."""
+    import uuid
+
+    import psycopg
+
+    name = f"edx_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as pg:
+        pg.execute(f"CREATE DATABASE {name}")
+    return f"{server}/{name}"
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_server) -> str:
+    """A database of its own for each module on the worker's PostgreSQL server (one initdb per worker)."""
+    return new_pg_database(pg_server)
 
 
 @pytest.fixture

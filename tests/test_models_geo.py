@@ -18,7 +18,6 @@ from edx_engine.models import Params, build_duckdb, read_model
 
 from eventlog import learners_store, tracking_event, write_day
 
-from test_postgres_models import pg_url  # noqa: F401  (fixture: a throwaway PostgreSQL server)
 
 runner = CliRunner()
 K = 5

@@ -21,11 +21,11 @@ from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb, build_postgres, read_model
 from edx_engine.models.registry import CourseEntry
 
+from conftest import new_pg_database
 from incremental_support import import_into
 from models_support import engine_rows
 from test_incremental_courses import (BUILT_AT, _move_one_event, _one_course_log, delivery,  # noqa: F401
                                       gender_package, mode_package, withdraw)
-from test_postgres_models import pg_url  # noqa: F401  (fixture: a throwaway PostgreSQL server)
 
 PARAMS = Params(built_at=BUILT_AT)
 NAMES = ["person_course"]  # and what it reads: learner_day, learner_month, course_day, course_month, courses
@@ -133,17 +133,13 @@ def test_changed_definitions_recreate_the_tables(delivery, pg_server, tmp_path, 
     tables get the new column, as DuckDB writes a new schema file (an insert into the old table failed:
     column does not exist)."""
     import dataclasses
-    import uuid
 
     import ibis
 
     from edx_engine.models import build as B
     from edx_engine.models import definitions as D
 
-    name = f"edx_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as pg:
-        pg.execute(f"CREATE DATABASE {name}")
-    url = f"{pg_server}/{name}"
+    url = new_pg_database(pg_server)  # a store of its own: the other test's tables stay out of it
     package, logs = delivery
     lake = Lake(tmp_path / "store")
     import_into(lake, package, logs[0])

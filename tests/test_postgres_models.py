@@ -10,19 +10,6 @@ from edx_engine.models import MODELS, Params, build_duckdb, build_postgres, read
 from incremental_support import day_after, day_state, month_of
 from models_support import PARITY_PARAMS_AT, engine_rows, parity_entries, synthetic_store
 
-@pytest.fixture(scope="module")
-def pg_url(pg_server):
-    """A database of its own on the worker's PostgreSQL server (conftest.pg_server): each module's builds
-    start from an empty store, one server start (initdb) per worker instead of one per module."""
-    import uuid
-
-    import psycopg
-
-    name = f"edx_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{pg_server}/postgres", autocommit=True) as pg:
-        pg.execute(f"CREATE DATABASE {name}")
-    yield f"{pg_server}/{name}"
-
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):

@@ -320,11 +320,11 @@ def _parts_complete(con: duckdb.DuckDBPyConnection, base: str) -> bool:
     return full == len(set(files))
 
 
-def _anchor(base: str, con: duckdb.DuckDBPyConnection | None = None) -> Path | None:
+def _anchor(base: str, con: duckdb.DuckDBPyConnection) -> Path | None:
     """The schema file of the store at ``base``, written if missing; None if it cannot be (a full
-    disk, a read-only store: the views then read by name). Written through a connection of its own
-    (a cursor of ``con``'s database: its own transaction, no new database, ~1 ms against ~20 ms for
-    a fresh in-memory DuckDB): an error in the caller's transaction would abort it."""
+    disk, a read-only store: the views then read by name). Written through a cursor of ``con``'s database
+    (its own transaction, no new database: ~1 ms against ~20 ms for a fresh in-memory DuckDB), since an
+    error in the caller's transaction would abort it."""
     path = anchor_path(base)
     if path.exists():
         return path
@@ -332,7 +332,7 @@ def _anchor(base: str, con: duckdb.DuckDBPyConnection | None = None) -> Path | N
     cols = ", ".join(f"NULL::{t} AS {c}" for c, t in EVENT_VIEW_COLUMNS.items())
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with (con.cursor() if con is not None else duckdb.connect()) as own:
+        with con.cursor() as own:
             own.execute(f"COPY (SELECT {cols} WHERE false) TO {catalog.sql_str(str(tmp))} (FORMAT parquet)")
         os.replace(tmp, path)
     except (OSError, duckdb.Error):
