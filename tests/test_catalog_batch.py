@@ -80,3 +80,22 @@ def test_batch_writes_split_large_packages():
     assert len(paths) == n
     assert all(paths[f"course-v1:IDBx+C{i}+1"] == (f"q{i}" if i % 2 == 0 else f"p{i}") for i in range(n))
     assert con.execute("SELECT count(*) FROM _edx_import_log").fetchone()[0] == n
+
+
+def test_exists_finds_main_tables_only_and_keeps_a_transaction_usable():
+    """``catalog.exists`` is a catalog lookup (not a scan of ``duckdb_tables()``): tables of the main
+    schema only, not views or other schemas' tables; a miss inside a transaction does not abort it."""
+    con = duckdb.connect()
+    con.execute('CREATE TABLE t (a INT); CREATE VIEW v AS SELECT 1 AS a; CREATE SCHEMA models; '
+                'CREATE TABLE models.m (a INT); CREATE TABLE "odd""name" (a INT)')
+    assert catalog.exists(con, "t") and catalog.exists(con, 'odd"name')
+    assert not catalog.exists(con, "v") and not catalog.exists(con, "m") and not catalog.exists(con, "nope")
+    con.execute("BEGIN TRANSACTION")
+    assert not catalog.exists(con, "nope")
+    con.execute("INSERT INTO t VALUES (1)")
+    con.execute("COMMIT")
+    assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+    assert catalog.get_metas(con, "root") == {}
+    catalog.ensure(con)
+    catalog.set_meta(con, "root", "/x")
+    assert catalog.get_metas(con, "root", "other") == {"root": "/x"}

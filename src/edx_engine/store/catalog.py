@@ -104,9 +104,19 @@ def _columns_of_table(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
 
 
 def exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    """True if the catalog has the (main schema) table ``name``."""
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-                            "AND schema_name = 'main' AND table_name = ?", [name]).fetchone()[0])
+    """True if the catalog has the (main schema) table ``name``.
+
+    A catalog lookup, not a query of ``duckdb_tables()``: that one computes every table's statistics
+    (~3.5 ms on a new connection, and every open of the store asks it once). A qualified name finds
+    tables only, not views; a missing table is a binder error, which leaves an open transaction usable."""
+    if '"' in name:  # the lookup's name parser has no escape for a quote
+        return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                                "AND schema_name = 'main' AND table_name = ?", [name]).fetchone()[0])
+    try:
+        con.table(f'main."{name}"')
+    except duckdb.CatalogException:
+        return False
+    return True
 
 
 # -- typed reads ----------------------------------------------------------------------------------
