@@ -225,7 +225,7 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
     res = BuildResult(store=str(lake.catalog_path))
     todo = D.order(names)
     with lake.writer():
-        with lake.connect(read_only=True) as con:
+        with lake.connect(read_only=True, fresh=True) as con:  # global settings: an instance of its own
             _duck_config(con, threads, memory_limit, lake.root / "tmp" / "models")
             run = _DuckRun(lake, con, params, force)
             for n in todo:
@@ -837,7 +837,7 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
         raise BuildError(f"cannot connect to PostgreSQL {_redact(url)}: {str(exc).strip()}") from None
     with pg, lake.writer():
         _pg_bookkeeping(pg)
-        with lake.connect(read_only=True) as con:
+        with lake.connect(read_only=True, fresh=True) as con:  # it loads the postgres extension
             con.execute("SET TimeZone = 'UTC'")
             c0 = time.perf_counter()
             run = _PgRun(lake.root, con, pg, params, force, course_info(con, entries))
@@ -1180,7 +1180,7 @@ def evaluate(lake: Lake, entries: list[CourseEntry], params: D.Params, name: str
         raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
     import ibis
 
-    with lake.connect(read_only=True) as con:
+    with lake.connect(read_only=True, fresh=True) as con:  # ibis sets global settings
         con.execute("SET TimeZone = 'UTC'")
         info = course_info(con, entries)
         ib = ibis.duckdb.from_connection(con)

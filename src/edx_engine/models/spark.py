@@ -455,7 +455,7 @@ def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names:
     res = BuildResult(store=f"spark {remote or master}" + (f" -> {output}" if output else ""))
     todo = D.order(names)
     with lake.writer():
-        with lake.connect(read_only=True) as con:
+        with lake.connect(read_only=True, fresh=True) as con:
             con.execute("SET TimeZone = 'UTC'")
             c0 = time.perf_counter()
             staging = lake.root / "tmp" / "spark-inputs"

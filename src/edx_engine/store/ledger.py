@@ -43,6 +43,7 @@ import duckdb
 
 from ..clock import now
 from . import catalog
+from .connection import open_database
 from .lake import CATALOG
 from .errors import LedgerBusy  # noqa: F401 (its old home)
 
@@ -101,7 +102,7 @@ class Ledger:
             try:
                 if not read_only:
                     self.root.mkdir(parents=True, exist_ok=True)
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = open_database(self.path, read_only=read_only)
                 break
             except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 if not _is_lock_error(exc) or time.monotonic() > deadline:

@@ -1,0 +1,161 @@
+"""Connections to a store's catalog file that do not each start a DuckDB instance.
+
+``duckdb.connect(path)`` starts a new DuckDB instance whenever no connection to that file is open in
+the process, and an instance costs ~15–20 ms of CPU to start (DuckDB builds its catalog of functions
+and loads its built-in extensions every time). A store opens its catalog a few times for every file
+it imports, every ledger update of a sync and every report: that was ~10 % of the test suite's time.
+
+``open_database`` keeps one in-memory DuckDB instance per catalog file and process and ATTACHes the
+file to it for as long as one of its connections is open (~3 ms). For other processes nothing
+changes: the file lock is taken by the ATTACH and released by the DETACH that follows the last
+``close()``, exactly as it was taken and released by the first and last ``duckdb.connect``; the
+errors of a locked, missing or foreign file are DuckDB's same ``IOException``\\ s.
+
+What differs from ``duckdb.connect``, and why it does not matter here:
+
+- global settings (``SET threads``, ``memory_limit`` ...) set through one connection would stay for
+  the next ones of the same file in this process. The model build, which sets them, and SQL a person
+  typed (the sandbox locks the settings) ask for ``fresh=True``: an instance of their own, as before.
+- the instance also holds an empty in-memory database ``memory``; every connection starts in the
+  catalog (``USE``), so unqualified names are the catalog's.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import duckdb
+
+_LOCK = threading.RLock()
+# keys: (process id, resolved path); a forked child makes its own
+_SHARED: dict[tuple[int, str], "_Host"] = {}  # the in-memory instance each file is attached to, kept
+_ACTIVE: dict[tuple[int, str], "_Host"] = {}  # the instance a file is open in now (while it has users)
+
+
+class _Host:
+    """A DuckDB instance a catalog file is open in, and how many connections use it."""
+
+    def __init__(self, fresh_path: str | None = None, read_only: bool = False) -> None:
+        self.fresh = fresh_path is not None  # an instance of the file's own (duckdb.connect), closed after use
+        self.db = duckdb.connect(fresh_path or ":memory:", read_only=read_only)
+        self.users = 0
+        self.read_only = read_only
+        self.tainted = False  # a fresh connection was given this shared instance: its settings may have changed
+
+
+def _alias(path: str) -> str:
+    # the name duckdb.connect gives the database (the file's stem), so that current_database() is unchanged
+    stem = os.path.splitext(os.path.basename(path))[0] or "catalog"
+    return stem if stem not in ("memory", "system", "temp") else f"{stem}_catalog"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def open_database(path: str | os.PathLike, read_only: bool = False, fresh: bool = False) -> "CatalogConnection":
+    """A connection to the DuckDB file ``path``, like ``duckdb.connect(path, read_only=...)``.
+
+    ``fresh``: an instance of its own (``duckdb.connect``), for a connection that changes global
+    settings; if the file is already open in this process, that instance is shared instead, as
+    ``duckdb.connect`` shares it (and a shared instance whose settings may have changed is not kept).
+    A read-only request while the file is open for writing shares the writable instance; a writable
+    one while it is open read-only fails as ``duckdb.connect`` does (``ConnectionException``)."""
+    full = os.path.abspath(os.fspath(path))
+    key = (os.getpid(), full)
+    alias = _alias(full)
+    with _LOCK:
+        host = _ACTIVE.get(key)
+        if host is None:
+            if fresh:
+                host = _Host(full, read_only)
+            else:
+                host = _SHARED.get(key)
+                if host is None:
+                    host = _SHARED[key] = _Host()
+                lit = "'" + full.replace("'", "''") + "'"
+                host.db.execute(f"ATTACH {lit} AS {_quote(alias)}{' (READ_ONLY)' if read_only else ''}")
+                host.read_only = read_only
+            _ACTIVE[key] = host
+        elif host.read_only and not read_only:
+            raise duckdb.ConnectionException(
+                f"Connection Error: Can't open a connection to same database file with a different configuration "
+                f"than existing connections ({full} is open read-only in this process)")
+        host.tainted = host.tainted or (fresh and not host.fresh)
+        cur = host.db.cursor()
+        try:
+            if not host.fresh:
+                cur.execute(f"USE {_quote(alias)}")
+        except BaseException:
+            cur.close()
+            if host.users == 0:
+                _release(key, host, alias)
+            raise
+        host.users += 1
+        return CatalogConnection(cur, (key, host), alias)
+
+
+def _release(key: tuple[int, str], host: _Host, alias: str) -> None:
+    """The file's last connection closed: close its own instance, or detach it from the shared one."""
+    del _ACTIVE[key]
+    if host.fresh:
+        host.db.close()
+        return
+    try:
+        host.db.execute(f"DETACH {_quote(alias)}")
+    except BaseException:
+        host.tainted = True  # the instance goes instead (and the file with it); the next open starts anew
+        raise
+    finally:
+        if host.tainted:
+            _SHARED.pop(key, None)
+            host.db.close()
+
+
+class CatalogConnection:
+    """A DuckDB connection (every method is the cursor's) whose ``close`` also lets the file go when it
+    is the last one open."""
+
+    __slots__ = ("_con", "_host", "_alias", "__weakref__")
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, host: tuple[tuple[int, str], _Host], alias: str) -> None:
+        self._con = con
+        self._host: tuple[tuple[int, str], _Host] | None = host
+        self._alias = alias
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new session in the catalog, valid while this connection is open."""
+        cur = self._con.cursor()
+        if self._host is not None and not self._host[1].fresh:
+            cur.execute(f"USE {_quote(self._alias)}")
+        return cur
+
+    def close(self) -> None:
+        held, self._host = self._host, None
+        if held is None:
+            return
+        key, host = held
+        with _LOCK:
+            try:
+                self._con.close()  # rolls back a transaction left open, as closing a connection does
+            finally:
+                host.users -= 1
+                if host.users == 0:
+                    _release(key, host, self._alias)
+
+    def __enter__(self) -> "CatalogConnection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a connection dropped without close() lets the file go, as DuckDB's does
+        try:
+            self.close()
+        except Exception:
+            pass
