@@ -278,3 +278,38 @@ def test_a_redelivered_file_replaces_its_rows_as_without_jobs(logs, tmp_path):
     assert got[2][1][2] > got[2][1][1] > 0  # more rows replaced than delivered
     assert _state(seq) == _state(par)
     assert _lake_files(par) == _referenced(par)  # the replaced parts are gone
+
+
+ZIP_PROBE = """
+import importlib, sys, zipfile, zipimport
+z = sys.argv[1]
+with zipfile.ZipFile(z, "w") as f:
+    f.writestr("zpkg/__init__.py", "")
+    f.writestr("zpkg/a.py", "X = 1")
+    f.writestr("zpkg/b.py", "Y = 2")
+sys.path.insert(0, z)
+import zpkg.a
+from edx_engine.pipeline.backfill import static_zip_importers
+def reread():
+    before = dict(zipimport._zip_directory_cache)
+    importlib.invalidate_caches()
+    return sorted(k for k, v in zipimport._zip_directory_cache.items() if before.get(k) is not v)
+print(len(reread()) > 0)
+static_zip_importers()
+print(reread())
+import zpkg.b
+print(zpkg.a.X + zpkg.b.Y)
+"""
+
+
+def test_a_spark_worker_does_not_reread_its_zip_archives_before_each_task(tmp_path):
+    """PySpark's worker invalidates the import caches before every task; ``static_zip_importers`` (run
+    by the import's Spark tasks) keeps zip importers from reading their archive's directory again then,
+    and modules still import from the archive. In a child process: it changes the import system."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", ZIP_PROBE, str(tmp_path / "lib.zip")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["True", "[]", "3"]
