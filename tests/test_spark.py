@@ -76,6 +76,47 @@ def test_inputs_identical(spark, store):
     assert duck["events"].num_rows > 0 and duck["events_problem"].num_rows > 0
 
 
+def test_schemas_from_the_footers_are_what_spark_infers(spark, store, tmp_path):
+    """``_merged_schema`` (the inputs' schemas read from the Parquet footers, no Spark job) equals what
+    Spark's ``mergeSchema`` infers for every table of the store, and for files whose columns differ;
+    where it cannot tell (a type outside the importers' few, a type that differs between files) it
+    gives None and Spark infers."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from edx_engine.models.spark import _merged_schema
+
+    lake, _ = store
+
+    def inferred(files: list[str]) -> dict[str, str]:
+        df = spark.read.option("mergeSchema", "true").parquet(*files)
+        return {f.name: f.dataType.simpleString() for f in df.schema.fields}
+
+    with lake.connect(read_only=True) as con:
+        by_table: dict[str, list[str]] = {}
+        for t, p in con.execute("SELECT table_name, path FROM _edx_snapshots").fetchall():
+            by_table.setdefault(t, []).append(str(lake.root / p))
+    assert len(by_table) >= 6
+    for t, files in by_table.items():
+        assert _merged_schema(files) == inferred(files), t
+
+    def write(name: str, **cols) -> str:
+        path = str(tmp_path / f"{name}.parquet")
+        pq.write_table(pa.table(cols), path)
+        return path
+
+    a = write("a", id=pa.array([1], pa.int64()), at=pa.array([dt.datetime(2026, 1, 1)], pa.timestamp("us")))
+    b = write("b", id=pa.array([2], pa.int64()), day=pa.array([dt.date(2026, 1, 2)]), ok=pa.array([True]),
+              x=pa.array([0.5]), utc=pa.array([dt.datetime(2026, 1, 1)], pa.timestamp("us", tz="UTC")),
+              n=pa.array([1], pa.int32()), s=pa.array(["x"]))
+    assert _merged_schema([a, b]) == inferred([a, b])
+    assert _merged_schema([a, write("c", id=pa.array(["3"]))]) is None  # id: bigint here, string there
+    assert _merged_schema([write("d", small=pa.array([1], pa.int8()))]) is None  # not an importer's type
+    assert _merged_schema([a, write("e", ID=pa.array([4], pa.int64()))]) is None  # Spark ignores case
+
+
 def test_output_elsewhere_leaves_catalog(spark, store, tmp_path):
     """--output: models (and the models they read) as directories of parts there; catalog untouched."""
     from edx_engine.models.spark import build_spark

@@ -174,9 +174,41 @@ def _typed_sql(view: str, have: dict[str, str], spec: dict[str, str]) -> str:
 def _register_files(spark: "SparkSession", view: str, files: list[str]) -> dict[str, str] | None:
     if not files:
         return None
+    known = _merged_schema(files)
+    if known is not None:  # the schema Spark would infer, given: no schema-merging job
+        ddl = ", ".join(f"`{c}` {t}" for c, t in known.items())
+        spark.read.schema(ddl).parquet(*files).createOrReplaceTempView(view)
+        return known
     df = spark.read.option("mergeSchema", "true").parquet(*files)
     df.createOrReplaceTempView(view)
     return {f.name: f.dataType.simpleString() for f in df.schema.fields}
+
+
+def _spark_type(t) -> str | None:
+    """The Spark type Spark infers for a Parquet column pyarrow reads as ``t`` (None: not one of these)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):  # isAdjustedToUTC=false (no zone) is TIMESTAMP_NTZ since Spark 3.4
+        return "timestamp" if t.tz is not None else "timestamp_ntz"
+    return {pa.int64(): "bigint", pa.int32(): "int", pa.float64(): "double", pa.bool_(): "boolean",
+            pa.string(): "string", pa.date32(): "date"}.get(t)
+
+
+def _merged_schema(files: list[str]) -> dict[str, str] | None:
+    """Column -> Spark type over ``files`` (the union of their columns, in order of appearance), from
+    the Parquet footers: what ``mergeSchema`` infers, without the Spark job it runs for it (~0.1 s a
+    table, 1.2 s for a build's inputs, 3.7 s on a cold JVM). None when a type is not among the few the
+    importers write, or a column's type differs between files: Spark then infers (and says why)."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, str] = {}
+    for f in files:
+        for field in pq.read_schema(f):
+            t = _spark_type(field.type)
+            if t is None or out.setdefault(field.name, t) != t:
+                return None
+    lower = {c.lower() for c in out}
+    return out if len(lower) == len(out) else None
 
 
 def _read_parts(spark: "SparkSession", con: duckdb.DuckDBPyConnection, parts: list[str]) -> "DataFrame":
