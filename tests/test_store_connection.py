@@ -117,3 +117,25 @@ def test_a_connection_dropped_without_close_lets_the_file_go(db: Path):
     con.execute("INSERT INTO t VALUES (7)")
     del con  # as a DuckDB connection does: the open transaction is rolled back
     assert _other_process(db) == "open 3"
+
+
+def test_a_process_that_opens_many_stores_keeps_few_instances(tmp_path: Path):
+    """An instance is kept for a file not open now (so that its next open is cheap), but only for the few
+    files used last: a process opening hundreds of stores (a notebook, the test suite) stays small
+    (each kept instance is ~3 MB)."""
+    from edx_engine.store import connection
+
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+    paths = [tmp_path / f"s{i}" / "edx.duckdb" for i in range(60)]
+    before = rss_mb()
+    for p in paths:
+        p.parent.mkdir()
+        with open_database(p) as con:
+            con.execute("CREATE TABLE t AS SELECT 1 AS a")
+    mine = [k for k in connection._SHARED if k[1].startswith(str(tmp_path))]
+    assert 1 <= len(mine) <= connection.KEPT
+    assert rss_mb() - before < 60  # ~165 MB if every instance were kept
+    with open_database(paths[0], read_only=True) as con:  # its instance was let go: a new one opens it
+        assert con.execute("SELECT a FROM t").fetchone() == (1,)

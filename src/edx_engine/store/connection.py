@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import duckdb
 
 _LOCK = threading.RLock()
 # keys: (process id, resolved path); a forked child makes its own
-_SHARED: dict[tuple[int, str], "_Host"] = {}  # the in-memory instance each file is attached to, kept
+_SHARED: "OrderedDict[tuple[int, str], _Host]" = OrderedDict()  # in-memory instances kept, least recent first
+KEPT = 4  # instances kept for files not open now (~3 MB each): a process that opens many stores stays small
 _ACTIVE: dict[tuple[int, str], "_Host"] = {}  # the instance a file is open in now (while it has users)
 
 
@@ -112,6 +114,11 @@ def _release(key: tuple[int, str], host: _Host, alias: str) -> None:
         if host.tainted:
             _SHARED.pop(key, None)
             host.db.close()
+        elif key in _SHARED:
+            _SHARED.move_to_end(key)
+        idle = [k for k in _SHARED if k not in _ACTIVE]
+        for k in idle[:max(0, len(idle) - KEPT)]:
+            _SHARED.pop(k).db.close()
 
 
 class CatalogConnection:
