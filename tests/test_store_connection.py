@@ -139,3 +139,37 @@ def test_a_process_that_opens_many_stores_keeps_few_instances(tmp_path: Path):
     assert rss_mb() - before < 60  # ~165 MB if every instance were kept
     with open_database(paths[0], read_only=True) as con:  # its instance was let go: a new one opens it
         assert con.execute("SELECT a FROM t").fetchone() == (1,)
+
+
+def test_a_fresh_read_only_connection_is_refused_while_the_file_is_open_for_writing(db: Path, tmp_path: Path):
+    """As ``duckdb.connect`` refuses it: a fresh read-only connection (the SQL sandbox) given the writable
+    attachment could write to the catalog, and its settings would lock the writer out of its files."""
+    with open_database(db) as writer:
+        with pytest.raises(duckdb.ConnectionException, match="different configuration"):
+            open_database(db, read_only=True, fresh=True)
+        writer.execute(f"COPY t TO '{tmp_path / 'out.parquet'}'")  # the writer's settings are untouched
+        assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+    with open_database(db, read_only=True, fresh=True) as con:  # alone, it opens
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+        with pytest.raises(duckdb.Error):
+            con.execute("INSERT INTO t VALUES (1)")
+    assert _other_process(db) == "open 3"
+
+
+def test_a_file_a_plain_duckdb_connection_holds_is_shared_as_before(db: Path):
+    """A notebook that opened the catalog with ``duckdb.connect`` (as the README shows) and then calls the
+    engine: DuckDB will not ATTACH a file another instance holds, so the engine's connection shares that
+    instance, as ``duckdb.connect`` did, and leaves it open."""
+    held = duckdb.connect(str(db), read_only=True)
+    try:
+        with open_database(db, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+        with pytest.raises(duckdb.ConnectionException):  # writable while held read-only, as duckdb.connect
+            open_database(db)
+        assert held.execute("SELECT sum(a) FROM t").fetchone()[0] == 3  # still open
+        assert _other_process(db, "ro") == "open 3"
+    finally:
+        held.close()
+    with open_database(db) as con:  # the process' own attachment again
+        con.execute("INSERT INTO t VALUES (4)")
+    assert _other_process(db) == "open 4"

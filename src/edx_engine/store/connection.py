@@ -63,8 +63,9 @@ def open_database(path: str | os.PathLike, read_only: bool = False, fresh: bool 
     ``fresh``: an instance of its own (``duckdb.connect``), for a connection that changes global
     settings; if the file is already open in this process, that instance is shared instead, as
     ``duckdb.connect`` shares it (and a shared instance whose settings may have changed is not kept).
-    A read-only request while the file is open for writing shares the writable instance; a writable
-    one while it is open read-only fails as ``duckdb.connect`` does (``ConnectionException``)."""
+    A read-only request while the file is open for writing shares the writable attachment (a fresh one
+    fails, since it may run SQL a person typed); a writable one while it is open read-only fails, both
+    as ``duckdb.connect`` does (``ConnectionException``)."""
     full = os.path.abspath(os.fspath(path))
     key = (os.getpid(), full)
     alias = _alias(full)
@@ -74,17 +75,15 @@ def open_database(path: str | os.PathLike, read_only: bool = False, fresh: bool 
             if fresh:
                 host = _Host(full, read_only)
             else:
-                host = _SHARED.get(key)
-                if host is None:
-                    host = _SHARED[key] = _Host()
-                lit = "'" + full.replace("'", "''") + "'"
-                host.db.execute(f"ATTACH {lit} AS {_quote(alias)}{' (READ_ONLY)' if read_only else ''}")
-                host.read_only = read_only
+                host = _attach(key, full, alias, read_only)
             _ACTIVE[key] = host
-        elif host.read_only and not read_only:
+        elif host.read_only != read_only and (fresh or host.read_only):
+            # as duckdb.connect: a writer is refused while the file is open read-only, and so is a fresh
+            # read-only connection (SQL a person typed) while it is open for writing: it could write
             raise duckdb.ConnectionException(
                 f"Connection Error: Can't open a connection to same database file with a different configuration "
-                f"than existing connections ({full} is open read-only in this process)")
+                f"than existing connections ({full} is open {'read-only' if host.read_only else 'for writing'} "
+                f"in this process)")
         host.tainted = host.tainted or (fresh and not host.fresh)
         cur = host.db.cursor()
         try:
@@ -97,6 +96,24 @@ def open_database(path: str | os.PathLike, read_only: bool = False, fresh: bool 
             raise
         host.users += 1
         return CatalogConnection(cur, (key, host), alias)
+
+
+def _attach(key: tuple[int, str], full: str, alias: str, read_only: bool) -> _Host:
+    """The process' in-memory instance with the file attached; or, when a DuckDB instance opened outside
+    this module (``duckdb.connect`` in a notebook) holds the file, a connection to that one, which
+    ``duckdb.connect`` shares as it always did (DuckDB refuses to ATTACH a file another instance has)."""
+    host = _SHARED.get(key)
+    if host is None:
+        host = _SHARED[key] = _Host()
+    lit = "'" + full.replace("'", "''") + "'"
+    try:
+        host.db.execute(f"ATTACH {lit} AS {_quote(alias)}{' (READ_ONLY)' if read_only else ''}")
+    except duckdb.BinderException as exc:
+        if "already attached" not in str(exc):
+            raise
+        return _Host(full, read_only)
+    host.read_only = read_only
+    return host
 
 
 def _release(key: tuple[int, str], host: _Host, alias: str) -> None:
