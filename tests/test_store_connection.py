@@ -173,3 +173,31 @@ def test_a_file_a_plain_duckdb_connection_holds_is_shared_as_before(db: Path):
     with open_database(db) as con:  # the process' own attachment again
         con.execute("INSERT INTO t VALUES (4)")
     assert _other_process(db) == "open 4"
+
+
+def test_a_dropped_connection_collected_during_an_open_does_not_let_the_file_go(db: Path, monkeypatch):
+    """The garbage collector may close a connection left in a reference cycle at any allocation, also
+    while ``open_database`` (holding its re-entrant lock) hands out a new connection of the same file:
+    that close must not detach the file under the new connection."""
+    import gc
+
+    from edx_engine.store import connection
+
+    class Holder:
+        pass
+
+    h = Holder()
+    h.me, h.con = h, open_database(db, read_only=True)  # never closed, only collectable
+    del h
+    quote = connection._quote
+
+    def collecting(name: str) -> str:  # a collection inside the window, made certain
+        gc.collect()
+        return quote(name)
+
+    monkeypatch.setattr(connection, "_quote", collecting)
+    with open_database(db, read_only=True) as con:
+        monkeypatch.setattr(connection, "_quote", quote)
+        assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+        assert _other_process(db, "rw") == "locked"  # still attached
+    assert _other_process(db) == "open 3"  # and let go after the last close

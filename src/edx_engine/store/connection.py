@@ -85,17 +85,22 @@ def open_database(path: str | os.PathLike, read_only: bool = False, fresh: bool 
                 f"than existing connections ({full} is open {'read-only' if host.read_only else 'for writing'} "
                 f"in this process)")
         host.tainted = host.tainted or (fresh and not host.fresh)
-        cur = host.db.cursor()
+        # counted at once: a dropped connection the garbage collector closes meanwhile (in this thread,
+        # which holds the lock already) must not let the file go under this one
+        host.users += 1
+        cur = None
         try:
+            cur = host.db.cursor()
             if not host.fresh:
                 cur.execute(f"USE {_quote(alias)}")
+            return CatalogConnection(cur, (key, host), alias)
         except BaseException:
-            cur.close()
+            if cur is not None:
+                cur.close()
+            host.users -= 1
             if host.users == 0:
                 _release(key, host, alias)
             raise
-        host.users += 1
-        return CatalogConnection(cur, (key, host), alias)
 
 
 def _attach(key: tuple[int, str], full: str, alias: str, read_only: bool) -> _Host:
