@@ -171,6 +171,11 @@ def sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def sql_ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def sql_list(values: Iterable[str]) -> str:
     """A DuckDB list literal of quoted strings."""
     return "[" + ", ".join(sql_str(v) for v in values) + "]"

@@ -29,6 +29,8 @@ from typing import Any
 
 import duckdb
 
+from . import catalog
+
 _LOCK = threading.RLock()
 # keys: (process id, resolved path); a forked child makes its own
 _SHARED: "OrderedDict[tuple[int, str], _Host]" = OrderedDict()  # in-memory instances kept, least recent first
@@ -53,8 +55,7 @@ def _alias(path: str) -> str:
     return stem if stem not in ("memory", "system", "temp") else f"{stem}_catalog"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_quote = catalog.sql_ident
 
 
 def open_database(path: str | os.PathLike, read_only: bool = False, fresh: bool = False) -> "CatalogConnection":
@@ -110,9 +111,8 @@ def _attach(key: tuple[int, str], full: str, alias: str, read_only: bool) -> _Ho
     host = _SHARED.get(key)
     if host is None:
         host = _SHARED[key] = _Host()
-    lit = "'" + full.replace("'", "''") + "'"
     try:
-        host.db.execute(f"ATTACH {lit} AS {_quote(alias)}{' (READ_ONLY)' if read_only else ''}")
+        host.db.execute(f"ATTACH {catalog.sql_str(full)} AS {_quote(alias)}{' (READ_ONLY)' if read_only else ''}")
     except duckdb.BinderException as exc:
         if "already attached" not in str(exc):
             raise

@@ -191,7 +191,7 @@ class Lake:
         told = False
         while True:
             try:
-                return _connect(self.catalog_path, read_only, fresh)
+                return open_database(self.catalog_path, read_only, fresh)  # type: ignore[return-value]
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
@@ -261,7 +261,7 @@ class Lake:
 
     def _open(self, path: Path, read_only: bool, fresh: bool = False) -> duckdb.DuckDBPyConnection:
         try:
-            return _connect(path, read_only, fresh)
+            return open_database(path, read_only, fresh)  # type: ignore[return-value]
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise StoreBusy(f"the catalog {self.catalog_path} is open in another program (a DuckDB client "
@@ -449,11 +449,6 @@ class Lake:
         """Rebuild every view (tables, quarantine, events, geo, models) over the current files
         (``store/views.py``); ``connect`` re-runs this when the store is no longer where they point."""
         views.refresh(con, self.root)
-
-
-def _connect(path: Path, read_only: bool, fresh: bool) -> duckdb.DuckDBPyConnection:
-    """The catalog through the process' shared DuckDB instance (~3 ms), or an instance of its own (~20 ms)."""
-    return open_database(path, read_only=read_only, fresh=fresh)  # type: ignore[return-value]
 
 
 def _lock_holder(message: str) -> str:

@@ -93,8 +93,7 @@ FAMILIES: dict[str, tuple[str, list[tuple[str, str]]]] = {
 sql_list = catalog.sql_list  # a DuckDB list literal of quoted strings (its home is catalog)
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_ident = catalog.sql_ident
 
 
 # -- the one entry point -----------------------------------------------------------------------------
