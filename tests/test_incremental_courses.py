@@ -1,13 +1,14 @@
-"""person_course kept by course (issue 15): a build recomputes only the courses whose inputs changed, and
-the result equals a full build row for row, for person_course and every model over it.
+"""Models kept by course (issue 15: person_course, the course reports over it, enrolment_daily): a build
+recomputes only the courses whose inputs changed, and the result equals a full build row for row, for
+every one of them and every model over them.
 
 Steps on a synthetic store of three courses: a new day of logs touching one course, that day
 re-delivered with one event given to another learner (nothing but ``learner_month`` changes), a
 package that changes the mode of one enrolment of one course (nothing but that course's snapshot
 changes), and a course whose enrolment data is withdrawn. After each step, the courses recomputed are the ones the step
 touched (known from the step, not from the build), the other courses' partition files are the very
-same files (path and modification time), and every model over person_course equals a forced build
-of a copy of the store.
+same files (path and modification time) in every model kept by course, and every model over
+person_course equals a forced build of a copy of the store.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ DAYS = 3
 BUILT_AT = dt.datetime(2026, 4, 1, 12)
 OVER = [n for n in D.order() if "person_course" in (n, *D.MODELS[n].deps)
         or any("person_course" in D.MODELS[d].deps for d in D.MODELS[n].deps)]  # person_course and models over it
+BY_COURSE = [n for n in D.order() if D.MODELS[n].grain == "course"]
+OVER += [n for n in BY_COURSE if n not in OVER]  # enrolment_daily: snapshots and enrolment events
+# kept by course and recomputed whenever person_course's rows of the course are
+OVER_PC = [n for n in BY_COURSE if n == "person_course" or "person_course" in D.MODELS[n].deps]
 
 
 def _build(lake: Lake, force: bool = False) -> dict:
@@ -66,11 +71,11 @@ def _courses(lake: Lake) -> list[tuple]:
         return con.execute("SELECT * FROM models.courses ORDER BY course_id").fetchall()
 
 
-def _files(lake: Lake) -> dict[str, set[tuple[str, int]]]:
-    """Course -> its person_course partition files (path, mtime in ns)."""
+def _files(lake: Lake, model: str = "person_course") -> dict[str, set[tuple[str, int]]]:
+    """Course -> its partition files (path, mtime in ns) of a model kept by course."""
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
-        rows = con.execute("SELECT part, path FROM _edx_model_parts WHERE model = 'person_course' "
-                           "AND part <> '#sources'").fetchall()
+        rows = con.execute("SELECT part, path FROM _edx_model_parts WHERE model = ? AND part <> '#sources'",
+                           [model]).fetchall()
     out: dict[str, set] = {}
     for c, p in rows:
         out.setdefault(c, set())
@@ -79,14 +84,31 @@ def _files(lake: Lake) -> dict[str, set[tuple[str, int]]]:
     return out
 
 
-def _only_changed(before: dict, after: dict, changed: set[str]) -> None:
-    """The courses outside ``changed`` keep the very same files; those in it have new ones (or none)."""
+def _all_files(lake: Lake) -> dict[str, dict[str, set[tuple[str, int]]]]:
+    return {n: _files(lake, n) for n in BY_COURSE}
+
+
+def _only_changed(before: dict, after: dict, changed: set[str], exact: bool = True) -> None:
+    """The courses outside ``changed`` keep the very same files; those in it have new ones (or none)
+    (``exact`` False: or the same ones)."""
     assert set(before) == set(after)
     for c in before:
         if c in changed:
-            assert not (before[c] & after[c]), c
+            assert not exact or not (before[c] & after[c]), c
         else:
             assert before[c] == after[c], c
+
+
+def _only_courses(before: dict, after: dict, built: dict, changed: set[str], enrolments: set[str]) -> None:
+    """Every model kept by course over person_course recomputed exactly the courses ``changed``;
+    enrolment_daily (not over person_course) at most the courses ``enrolments``; nothing else touched."""
+    for n in BY_COURSE:
+        if n in OVER_PC:
+            assert built[n].days == len(changed), n
+            _only_changed(before[n], after[n], changed)
+        else:
+            assert (built[n].days or 0) <= len(enrolments), n
+            _only_changed(before[n], after[n], enrolments, exact=False)
 
 
 def _one_course_log(src: Path, course: str, others: list[str], dst: Path, keep=lambda i: True) -> Path:
@@ -171,11 +193,10 @@ def delivery(tmp_path_factory):
 def _one_course_step(lake: Lake, scratch: Path, path: Path, course: str) -> dict[str, list[tuple]]:
     """Import ``path`` and build: exactly ``course`` recomputed, the other courses' files untouched, every
     model equal to a full build (its rows returned)."""
-    before = _files(lake)
+    before = _all_files(lake)
     import_into(lake, path)
     built = _build(lake)
-    assert built["person_course"].days == 1
-    _only_changed(before, _files(lake), {course})
+    _only_courses(before, _all_files(lake), built, {course}, {course})
     return _equals_full(lake, scratch)
 
 
@@ -198,7 +219,7 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
     _one_course_step(lake, scratch, day, a)
 
     # nothing new: nothing recomputed
-    assert _build(lake)["person_course"].status == "unchanged"
+    assert all(m.status == "unchanged" for m in _build(lake).values())
 
     # that day re-delivered with one event given to another learner: only learner_month tells
     courses_before = _courses(lake)
@@ -209,31 +230,36 @@ def test_person_course_recomputes_only_changed_courses(delivery, tmp_path):
     # a newer package with the enrolments of course b only, one learner's mode changed: the course's
     # learner count stays (its courses row too), the snapshot says it
     pkg, changed = mode_package(lake, tmp_path, b)
-    before, courses_before = _files(lake), _courses(lake)
+    before, courses_before = _all_files(lake), _courses(lake)
     import_into(lake, pkg)
     built = _build(lake)
-    assert built["person_course"].days == 1
     assert _courses(lake) == courses_before
-    _only_changed(before, _files(lake), {b})
+    _only_courses(before, _all_files(lake), built, {b}, {b})
+    assert built["enrolment_daily"].days == 1  # its snapshot of course b changed
     rows = _equals_full(lake, scratch)
     assert (b, changed[1], changed[5]) in {(r[0], r[1], r[6]) for r in rows["person_course"]}  # course, learner, mode
 
     # course c's enrolments and certificates withdrawn (its snapshots of those tables removed): its
     # learners leave person_course; its events stay
-    before = _files(lake)
+    before = _all_files(lake)
     withdraw(lake, c)
     built = _build(lake)
-    assert built["person_course"].days == 1
-    _only_changed(before, _files(lake), {c})
+    _only_courses(before, _all_files(lake), built, {c}, {c})
+    assert built["enrolment_daily"].days == 1
     rows = _equals_full(lake, scratch)
     assert c not in {r[0] for r in rows["person_course"]} and c in {r[0] for r in first["person_course"]}
 
     # a newer package of course b whose profiles give one learner, also enrolled in course a, another
     # gender: auth_userprofile is one row per learner over every course, so every course is recomputed
     pkg, learner, new = gender_package(lake, tmp_path, b, a)
+    before = _all_files(lake)
     import_into(lake, pkg)
     built = _build(lake)
     assert built["person_course"].days == len(_files(lake))
+    for n in OVER_PC:
+        assert built[n].days == len(_files(lake, n)), n
+    assert built["enrolment_daily"].status == "unchanged"  # it reads no profile
+    assert _files(lake, "enrolment_daily") == before["enrolment_daily"]
     _equals_full(lake, scratch)
     with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
         got = con.execute("SELECT DISTINCT course_id, gender FROM models.person_course WHERE user_id = ?",

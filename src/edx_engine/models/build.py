@@ -348,8 +348,13 @@ class _Planner:
         context = _hash(_code_version(), n, self.params.fingerprint() if m.uses_params else "",
                         {i: self.in_fp[i] for i in sorted(m.inputs) if i not in m.course_inputs},
                         {i: sorted((self.columns.get(i) or {}).items()) for i in sorted(m.course_inputs)})
-        sigs = {f"{d}|{p}": sig for d in m.deps if D.MODELS[d].partition for p, sig in self.part_sigs[d].items()}
+        by_date = [d for d in m.deps if D.MODELS[d].partition and D.MODELS[d].grain != "course"]
+        sigs = {f"{d}|{p}": sig for d in by_date for p, sig in self.part_sigs[d].items()}
         digests = inc.course_digests(sigs, None if full else json.loads(src.names or "{}"), stored, scan)
+        for d in m.deps:  # a model kept by course: course c's rows are its partition c, whose signature says them
+            if D.MODELS[d].grain == "course":
+                for c, sig in self.part_sigs[d].items():
+                    digests.setdefault(c, {})[f"{d}|{c}"] = sig
         rows: dict[str, dict[str, str]] = {}
         for d in m.deps:
             if not D.MODELS[d].partition:
@@ -468,6 +473,8 @@ class _DuckRun(_Planner):
         elif name in INPUTS:
             sql = self._input_sql(name)
         else:
+            if self.scope is not None and name in self.scope[0] and D.MODELS[name].grain == "course":
+                days = self.scope[1]  # a model kept by course: the files of the courses computed only
             sql = f"SELECT * FROM read_parquet({views.sql_list(self._model_files(name, days))})"
         if self.scope is not None and name in self.scope[0]:
             sql = f"SELECT * FROM ({sql}) WHERE {inc.course_filter(self.scope[1])}"

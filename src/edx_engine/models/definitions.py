@@ -501,12 +501,23 @@ def learners(t: Tables, p: Params) -> ir.Table:
 
 # --- the original reports ------------------------------------------------------------------------------
 
-@model("course_summary", deps=("person_course", "courses"), uses_built_at=True)
-def course_summary(t: Tables, p: Params) -> ir.Table:
-    """Course report, headline figures: one row per course (courses with no learners get zeros)."""
+# The course reports are kept by course, as person_course is (grain "course"): a build recomputes only the
+# courses whose person_course rows (or ``courses`` row) changed. course_summary and general_report stay
+# whole (one row a course, and ``created_at`` is the build's time for every row): course_summary reads
+# the per-course counts of ``course_counts``, so its whole rebuild costs a row per course, not a scan of
+# person_course.
+
+COURSE_COUNTS = ["enrolled", "enrolled_active", "unenrolled", "active", "active_events", "explored",
+                 "certificates_failed", "approved", "certified", "male", "female", "other_unknown", "countries",
+                 "countries_ip"]
+
+
+@model("course_counts", deps=("person_course",), partition="course_id", grain="course")
+def course_counts(t: Tables, p: Params) -> ir.Table:
+    """Course report, the counts of course_summary: one row per course with learners (kept by course)."""
     pc = learners(t, p)
     known_country = pc.country != UNKNOWN
-    a = pc.group_by(pc.course_id.name("a_course_id")).aggregate(
+    return pc.group_by("course_id").aggregate(
         enrolled=pc.count(where=pc.registered),
         enrolled_active=pc.count(where=pc.is_active),
         unenrolled=pc.count(where=pc.unenrolled),
@@ -522,21 +533,24 @@ def course_summary(t: Tables, p: Params) -> ir.Table:
         countries=pc.country.nunique(where=known_country),
         countries_ip=pc.ip_country.nunique(where=pc.ip_country != UNKNOWN),
     )
+
+
+@model("course_summary", deps=("course_counts", "courses"), uses_built_at=True)
+def course_summary(t: Tables, p: Params) -> ir.Table:
+    """Course report, headline figures: one row per course (courses with no learners get zeros)."""
+    a = t.course_counts.rename(a_course_id="course_id")
     c = t.courses
     j = c.left_join(a, c.course_id == a.a_course_id)
-    counts = ["enrolled", "enrolled_active", "unenrolled", "active", "active_events", "explored",
-              "certificates_failed", "approved", "certified", "male", "female", "other_unknown", "countries",
-              "countries_ip"]
     return j.select(
         "course_id", "name", "sme", "start_date", "end_date",
-        **{k: j[k].fill_null(0) for k in counts},
+        **{k: j[k].fill_null(0) for k in COURSE_COUNTS},
         passing_grade=ibis.coalesce(j.passing_grade, ibis.literal(repr(float(p.passing_grade))).cast("float64")),
         passing_rule=ibis.coalesce(j.passing_rule, ibis.literal(p.passing_rule)),
         created_at=ibis.literal(p.built_at, type="timestamp"),
     )
 
 
-@model("course_breakdown", deps=("person_course",))
+@model("course_breakdown", deps=("person_course",), partition="course_id", grain="course")
 def course_breakdown(t: Tables, p: Params) -> ir.Table:
     """Course report, breakdowns: learners by gender / education / year of birth / IP-derived country /
     profile country for the whole course (country = '(all)'), and per (profile) country by gender, education,
@@ -566,7 +580,7 @@ def general_report(t: Tables, p: Params) -> ir.Table:
                     countries_ip=s.countries_ip, passing_grade=s.passing_grade, passing_rule=s.passing_rule)
 
 
-@model("enrolment_report", deps=("person_course", "courses"))
+@model("enrolment_report", deps=("person_course", "courses"), partition="course_id", grain="course")
 def enrolment_report(t: Tables, p: Params) -> ir.Table:
     """One row per enrolment, all courses: course name, id, registration date, gender, country."""
     pc = learners(t, p)
@@ -603,7 +617,7 @@ def demographics(t: Tables, p: Params) -> ir.Table:
         courses=pc.count(), courses_active=pc.count(where=pc.viewed), certificates=pc.count(where=pc.certified))
 
 
-@model("masterfile", deps=("person_course", "courses"))
+@model("masterfile", deps=("person_course", "courses"), partition="course_id", grain="course")
 def masterfile(t: Tables, p: Params) -> ir.Table:
     """MASTERFILE: one row per learner per course, demographics + progress + certificate + course metadata."""
     pc = learners(t, p)
@@ -641,7 +655,8 @@ def enrolment_month(t: Tables, p: Params) -> ir.Table:
 
 
 @model("enrolment_daily", inputs=("student_courseenrollment", "auth_user", "student_courseaccessrole"),
-       deps=("enrolment_month",))
+       deps=("enrolment_month",), partition="course_id", grain="course",
+       course_inputs=("student_courseenrollment", "student_courseaccessrole"))
 def enrolment_daily(t: Tables, p: Params) -> ir.Table:
     """Per course, day and mode: enrolments (snapshot `created`), activations / deactivations (events)."""
     e = without_staff(t, p, enrolments(t).filter(lambda s: s.created.notnull()))

@@ -24,12 +24,14 @@ the dates that day changed. A ``cumulative`` model (a count of learners seen for
 in a month) is computed from the source dates up to its partition: its fingerprint hashes all of
 them, so a changed old month recomputes that month and every later one.
 
-A model kept by course (``grain="course"``: ``person_course``) has one partition per course, recomputed
-when what that course's rows are made of changed. Its ``fingerprint`` hashes the course's snapshots of
+A model kept by course (``grain="course"``: ``person_course``, the course reports over it,
+``enrolment_daily``) has one partition per course, recomputed when what that course's rows are made of
+changed. Its ``fingerprint`` hashes the course's snapshots of
 the per-course package tables (``course_inputs``: the importer keeps a course's rows in that course's
-snapshot only), the digest of the course's rows in each partition of its partitioned models (a
-``learner_month`` month: count and sum of row hashes) and of its rows in its other models
-(``courses``); its ``context`` the code, parameters, the other inputs' fingerprints (``auth_user`` and
+snapshot only), the digest of the course's rows in each partition of its date-partitioned models (a
+``learner_month`` month: count and sum of row hashes), the signature of the course's partition of a
+model kept by course (those rows are that partition: nothing to read) and the digest of its rows in
+its other models (``courses``); its ``context`` the code, parameters, the other inputs' fingerprints (``auth_user`` and
 ``auth_userprofile`` are one row per user over every course: a change recomputes every course) and
 the per-course inputs' columns; its ``names`` its per-partition digests (JSON), so that only the
 source partitions that changed since are read again. One more row, part ``SOURCES``, records the
