@@ -288,3 +288,41 @@ def test_write_parts_odd_course_ids(tmp_path):
         assert got == [(c, i)]
         assert all(len(Path(f).name) < 255 for f in files)
 
+
+
+
+def test_course_snapshots_with_other_columns(delivery, tmp_path):
+    """A newer package of one course whose enrolment file has a column the other courses' snapshots lack
+    (edX added one): the views' columns changed, so every course is recomputed once; then a build of
+    another course reads that course's snapshots only (without the column: NULL, as the catalog's view
+    gives it), recomputes that course alone and equals a full build."""
+    package, logs = delivery
+    lake = Lake(tmp_path / "store")
+    import_into(lake, package, logs[0])
+    _build(lake)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        a, b, c = [r[0] for r in con.execute("SELECT DISTINCT course_id FROM student_courseenrollment "
+                                             "ORDER BY 1").fetchall()]
+        enr = con.execute("SELECT id, user_id, course_id, created, is_active, mode FROM student_courseenrollment "
+                          "WHERE course_id = ? ORDER BY id", [b]).fetchall()
+    enr[0] = (*enr[0][:5], "verified" if enr[0][5] != "verified" else "audit")
+    pkg = tmp_path / f"IDBx-{START + dt.timedelta(days=DAYS + 21)}"
+    pkg.mkdir()
+    cols = ["id", "user_id", "course_id", "created", "is_active", "mode", "added_by_edx"]
+    (pkg / f"{_slug(b)}-student_courseenrollment-prod-analytics.sql").write_text(
+        "\t".join(cols) + "\n" + "".join("\t".join(str(int(v) if isinstance(v, bool) else v) for v in r) + "\tx\n"
+                                         for r in enr))
+    before = _all_files(lake)
+    import_into(lake, pkg)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        got = dict(con.execute("SELECT course_id, count(added_by_edx) FROM student_courseenrollment GROUP BY 1")
+                   .fetchall())
+    assert got[b] == len(enr) and got[a] == 0  # the view has the column; course a's snapshot has not
+    built = _build(lake)  # the views' columns are in the context: every course is recomputed once
+    _only_courses(before, _all_files(lake), built, {a, b, c}, {a, b, c})
+    rows = _equals_full(lake, tmp_path / "full")
+    assert (b, enr[0][1], enr[0][5]) in {(r[0], r[1], r[6]) for r in rows["person_course"]}
+
+    # a new day whose events are all of course a: a's snapshots (without the column) are read alone
+    day = _one_course_log(logs[1], a, [b, c], tmp_path / "logs" / logs[1].name)
+    _one_course_step(lake, tmp_path / "full", day, a)

@@ -450,6 +450,7 @@ class _DuckRun(_Planner):
         self.part_state: dict[str, dict[str, tuple[str, list[str]]]] = {}  # model -> part -> (signature, files)
         self.schema_path: dict[str, str] = {}
         self.scope: tuple[set[str], list[str]] | None = None  # (inputs and models, courses) _bind limits
+        self._snapshot_paths: dict[str, list[tuple[str | None, str]]] | None = None  # table -> (course, path)
 
     @property
     def ib(self):
@@ -471,7 +472,9 @@ class _DuckRun(_Planner):
             sql = self._input_sql(name)
             sql = sql if days is None else f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
         elif name in INPUTS:
-            sql = self._input_sql(name)
+            source = (self._course_snapshots_sql(name, self.scope[1])
+                      if self.scope is not None and name in self.scope[0] else None)
+            sql = self._input_sql(name) if source is None else input_sql(self.con, name, self.columns, source)
         else:
             if self.scope is not None and name in self.scope[0] and D.MODELS[name].grain == "course":
                 days = self.scope[1]  # a model kept by course: the files of the courses computed only
@@ -479,6 +482,34 @@ class _DuckRun(_Planner):
         if self.scope is not None and name in self.scope[0]:
             sql = f"SELECT * FROM ({sql}) WHERE {inc.course_filter(self.scope[1])}"
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {q(PLACEHOLDER + name)} AS {sql}")
+
+    def _course_snapshots_sql(self, name: str, courses: list[str]) -> str | None:
+        """The catalog's view of package table ``name`` read from the snapshots of ``courses`` only (and
+        any without a course), with the view's columns and types: a build of three courses out of two
+        hundred opens their files, not every course's (``union_by_name`` reads every listed footer).
+        None (read the view) when the table is no snapshot table or the files cannot be bound."""
+        if self._snapshot_paths is None:
+            self._snapshot_paths = {}
+            if catalog.exists(self.con, "_edx_snapshots"):
+                for t, c, p in self.con.execute("SELECT table_name, course_id, path FROM _edx_snapshots "
+                                                "ORDER BY table_name, course_id, path").fetchall():
+                    self._snapshot_paths.setdefault(t, []).append((c, p))
+        view = self.columns.get(name)
+        snaps = self._snapshot_paths.get(name)
+        if not view or not snaps:
+            return None
+        want = set(courses)
+        root = str(self.lake.root) + os.sep
+        paths = [root + p for c, p in snaps if c is None or c in want]
+        if not paths:
+            return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in view.items()) + " WHERE false"
+        scan = f"read_parquet({views.sql_list(paths)}, union_by_name=true)"
+        try:
+            have = {d[0] for d in self.con.execute(f"SELECT * FROM {scan} LIMIT 0").description}
+        except duckdb.Error:
+            return None
+        return "SELECT " + ", ".join((f"CAST({q(c)} AS {t})" if c in have else f"CAST(NULL AS {t})") + f" AS {q(c)}"
+                                     for c, t in view.items()) + f" FROM {scan}"
 
     def _model_files(self, name: str, days: list[str] | None) -> list[str]:
         """The current files of model ``name`` (``<model>__upto``: of that model), only those of the

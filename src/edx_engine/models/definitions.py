@@ -172,16 +172,29 @@ def first_per(t: ir.Table, keys: list[str], order: list) -> ir.Table:
     return t.mutate(_rn=ibis.row_number().over(w)).filter(lambda s: s._rn == 0).drop("_rn")
 
 
-def users(t: Tables) -> ir.Table:
-    """auth_user, one row per user id: user_id, username, is_staff."""
-    u = t.auth_user.filter(lambda s: s.id.notnull())
+def among(rel: ir.Table, col: str, ids: ir.Table | None) -> ir.Table:
+    """``rel``'s rows whose ``col`` is one of the ids of ``ids`` (one column), all of them when None.
+
+    Applied before a per-user ``first_per`` it keeps every row of the users kept, so their chosen row
+    is the same, and the window sorts the rows of those users only: a build of three courses out of
+    two hundred ranks their learners' rows, not the whole organisation's (auth_user and
+    auth_userprofile hold one row per user and course)."""
+    if ids is None:
+        return rel
+    k = ids.select(_among_id=ids[ids.columns[0]])
+    return rel.semi_join(k, rel[col] == k._among_id)
+
+
+def users(t: Tables, ids: ir.Table | None = None) -> ir.Table:
+    """auth_user, one row per user id: user_id, username, is_staff (only the users ``ids`` when given)."""
+    u = among(t.auth_user.filter(lambda s: s.id.notnull()), "id", ids)
     u = first_per(u, ["id"], [ibis.desc(u.package_date), u.course_id])
     return u.select(user_id=u.id, username=u.username, is_staff=u.is_staff.fill_null(False))
 
 
-def profiles(t: Tables) -> ir.Table:
-    """auth_userprofile, one row per user id, demographics normalised."""
-    p = t.auth_userprofile.filter(lambda s: s.user_id.notnull())
+def profiles(t: Tables, ids: ir.Table | None = None) -> ir.Table:
+    """auth_userprofile, one row per user id, demographics normalised (only the users ``ids`` when given)."""
+    p = among(t.auth_userprofile.filter(lambda s: s.user_id.notnull()), "user_id", ids)
     p = first_per(p, ["user_id"], [ibis.desc(p.package_date), p.course_id])
     return p.select(
         user_id=p.user_id,
@@ -202,7 +215,10 @@ def locations(t: Tables) -> ir.Table:
 
 
 def staff_ids(t: Tables) -> ir.Table:
-    u = users(t)
+    """Global staff: users whose current auth_user row says is_staff. Only a user with a staff row in
+    some package can be one: the others' rows are not ranked."""
+    a = t.auth_user
+    u = users(t, a.filter(a.is_staff.fill_null(False) & a.id.notnull()).select("id"))
     return u.filter(u.is_staff).select(staff_id=u.user_id)
 
 
@@ -417,8 +433,9 @@ def person_course(t: Tables, p: Params) -> ir.Table:
 
     crs = t.courses.select(k_course_id="course_id", course_chapters="nchapters", course_passing="passing_grade",
                            course_rule="passing_rule")
-    u = users(t).select(u_user_id="user_id", username="username", is_global_staff="is_staff")
-    pr = profiles(t).rename(p_user_id="user_id")
+    learner_ids = keys.select("user_id")
+    u = users(t, learner_ids).select(u_user_id="user_id", username="username", is_global_staff="is_staff")
+    pr = profiles(t, learner_ids).rename(p_user_id="user_id")
     loc = locations(t)
     roles = course_staff(t).mutate(course_role=ibis.literal(True))
 

@@ -124,9 +124,11 @@ def _event_course_sql(have: dict[str, str]) -> str:
             "ELSE course_id END")
 
 
-def input_sql(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, dict[str, str]] | None = None) -> str:
+def input_sql(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, dict[str, str]] | None = None,
+              source: str | None = None) -> str:
     """A DuckDB SELECT giving exactly the INPUTS columns of ``name``, typed; empty if absent.
-    ``columns``: ``all_catalog_columns`` when the caller has it (saves a query of information_schema)."""
+    ``columns``: ``all_catalog_columns`` when the caller has it (saves a query of information_schema).
+    ``source``: a SELECT to read instead of the catalog's view ``name``, with the view's columns and types."""
     spec = INPUTS[name]
     have = columns.get(name) if columns is not None else catalog_columns(con, name)
     if have is None:
@@ -147,7 +149,7 @@ def input_sql(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, dict
             cols.append(q(c))
         else:
             cols.append(f"TRY_CAST({q(c)} AS {t}) AS {q(c)}")
-    return f"SELECT {', '.join(cols)} FROM {q(name)}"
+    return f"SELECT {', '.join(cols)} FROM " + (q(name) if source is None else f"({source}) AS {q(name)}")
 
 
 def q(ident: str) -> str:
