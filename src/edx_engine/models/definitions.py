@@ -254,7 +254,12 @@ def event_users(t: Tables, ev: ir.Table) -> ir.Table:
 
     The join key is NULL whenever user_id is known, so the hash join only probes the few
     username-only events."""
-    u = users(t).select(map_username="username", map_user_id="user_id")
+    # Only the users with a row named as one of these events' usernames can be named so now: their rows
+    # alone are ranked (a day's events, not the whole organisation's auth_user).
+    names = ev.filter(ev.user_id.isnull() & (ev.username != "")).select(_name=ev.username).distinct()
+    a = t.auth_user
+    u = users(t, a.semi_join(names, a.username == names._name).select("id"))
+    u = u.select(map_username="username", map_user_id="user_id")
     u = u.group_by("map_username").aggregate(map_user_id=u.map_user_id.min())
     ev = ev.mutate(_lookup=ibis.ifelse(ev.user_id.isnull() & (ev.username != ""), ev.username, None))
     j = ev.left_join(u, ev._lookup == u.map_username)
