@@ -27,7 +27,8 @@ START = dt.date(2026, 9, 28)  # a Monday: the days span two ISO weeks and two mo
 DAYS = 6
 BUILT_AT = dt.datetime(2026, 11, 1, 12)
 PARTITIONED = sorted(n for n, m in D.MODELS.items() if m.partition)
-DAY_MODELS = [n for n in PARTITIONED if not any(D.MODELS[d].partition for d in D.MODELS[n].deps)]  # over events
+DAY_MODELS = [n for n in PARTITIONED if D.MODELS[n].grain != "course"
+              and not any(D.MODELS[d].partition for d in D.MODELS[n].deps)]  # over events
 COURSE_MODELS = [n for n in PARTITIONED if D.MODELS[n].grain == "course"]  # by course (person_course)
 DERIVED = [n for n in PARTITIONED if n not in DAY_MODELS + COURSE_MODELS]  # over the day models (by date, week, month)
 

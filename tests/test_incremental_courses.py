@@ -197,6 +197,7 @@ def _one_course_step(lake: Lake, scratch: Path, path: Path, course: str) -> dict
     import_into(lake, path)
     built = _build(lake)
     _only_courses(before, _all_files(lake), built, {course}, {course})
+    assert built["course_package_counts"].status == "unchanged"  # a day of events changes no snapshot
     return _equals_full(lake, scratch)
 
 

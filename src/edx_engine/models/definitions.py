@@ -335,21 +335,35 @@ def course_month(t: Tables, p: Params) -> ir.Table:
         nevents_context=isum(cd.nevents_context))
 
 
-@model("courses", inputs=("course_info", "student_courseenrollment", "course_structure", "auth_user",
-                          "student_courseaccessrole"), deps=("course_month",))
+@model("course_package_counts", inputs=("student_courseenrollment", "course_structure", "auth_user",
+                                        "student_courseaccessrole"),
+       partition="course_id", grain="course",
+       course_inputs=("student_courseenrollment", "course_structure", "student_courseaccessrole"))
+def course_package_counts(t: Tables, p: Params) -> ir.Table:
+    """Per course, from its package snapshots: ``learners`` (distinct enrolled users, staff removed) and
+    ``nchapters`` (chapters of its structure). Kept by course, so that ``courses``, rebuilt whenever a day
+    of events arrives, reads one row per course instead of every course's enrolments and structure."""
+    enr = without_staff(t, p, t.student_courseenrollment.filter(lambda s: s.course_id.notnull()))
+    learners = enr.group_by("course_id").aggregate(learners=enr.user_id.nunique())
+    cs = t.course_structure
+    cs = cs.filter(cs.course_id.notnull() & (cs.category == "chapter"))
+    chapters = cs.group_by(cs.course_id.name("c_course_id")).aggregate(nchapters=cs.block_id.nunique())
+    keys = ibis.union(learners.select("course_id"), chapters.select(course_id="c_course_id"), distinct=True)
+    j = keys.left_join(learners, keys.course_id == learners.course_id).drop("course_id_right")
+    j = j.left_join(chapters, j.course_id == chapters.c_course_id)
+    return j.select("course_id", "learners", "nchapters")
+
+
+@model("courses", inputs=("course_info",), deps=("course_month", "course_package_counts"))
 def courses(t: Tables, p: Params) -> ir.Table:
     """Course registry merged with the package: one row per course known anywhere."""
     ci = t.course_info
-    enr = without_staff(t, p, t.student_courseenrollment)
-    learners = enr.group_by("course_id").aggregate(learners=enr.user_id.nunique())
     cm = t.course_month
     cover = cm.group_by("course_id").aggregate(first_event_day=cm.first_event_day.min(),
                                                last_event_day=cm.last_event_day.max(), nevents=isum(cm.nevents))
-    cs = t.course_structure
-    chapters = cs.filter(cs.category == "chapter").group_by("course_id").aggregate(nchapters=cs.block_id.nunique())
-    j = ci.left_join(learners, ci.course_id == learners.course_id).drop("course_id_right")
+    pkg = t.course_package_counts
+    j = ci.left_join(pkg, ci.course_id == pkg.course_id).drop("course_id_right")
     j = j.left_join(cover, j.course_id == cover.course_id).drop("course_id_right")
-    j = j.left_join(chapters, j.course_id == chapters.course_id).drop("course_id_right")
     return j.select(
         "course_id", "name", "sme", "start_date", "end_date", "in_registry", "structure_name", "structure_start",
         "structure_end", "tables",
