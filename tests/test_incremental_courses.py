@@ -327,3 +327,27 @@ def test_course_snapshots_with_other_columns(delivery, tmp_path):
     # a new day whose events are all of course a: a's snapshots (without the column) are read alone
     day = _one_course_log(logs[1], a, [b, c], tmp_path / "logs" / logs[1].name)
     _one_course_step(lake, tmp_path / "full", day, a)
+
+
+@pytest.mark.parametrize("hashed", [True, False])
+def test_write_parts_one_file_per_partition(tmp_path, hashed):
+    """More partitions than DuckDB keeps files open (100), rows arriving interleaved from two threads as a
+    build's query gives them: each partition is written as one file, or two where the sorted stream is
+    split between the threads (unsorted, a million rows over 250 partitions gave 401 files, and a full
+    build of 200 courses 1,545), with every row."""
+    from edx_engine.models import incremental as inc
+
+    con = duckdb.connect(config={"threads": 2, "preserve_insertion_order": False})
+    value = ("'course-v1:X+' || (hash(i) % 250)" if hashed else "DATE '2025-01-01' + CAST(hash(i) % 250 AS INTEGER)")
+    column = "course_id" if hashed else "date"
+    sql = f"SELECT {value} AS {column}, i AS n FROM range(1000000) t(i)"
+    out = inc.write_parts(con, sql, column, "m", tmp_path, tmp_path / "parts", hashed=hashed)
+    assert len(out) == 250
+    assert sum(len(files) for files in out.values()) <= 250 + 4
+    expected = dict(con.execute(f"SELECT CAST({column} AS VARCHAR), count(*) FROM ({sql}) GROUP BY 1").fetchall())
+    assert {k: sum(r for _, r in files) for k, files in out.items()} == expected
+    for k, files in out.items():
+        for path, rows in files:
+            got = con.execute(f"SELECT DISTINCT CAST({column} AS VARCHAR), count(*) OVER () FROM read_parquet(?, "
+                              f"hive_partitioning = false)", [str(tmp_path / path)]).fetchall()
+            assert got == [(k, rows)]

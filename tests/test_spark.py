@@ -222,8 +222,9 @@ def test_cli_build_engine_spark(spark, store):
     r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--spark-master",
                                  "local[2]", "--model", "courses", "--force"])
     assert r.exit_code == 0, r.output
-    # courses and the models it reads (course_day, its month rollup course_month)
-    assert "spark local[2]" in r.output and "3 built" in r.output and "course_month" in r.output, r.output
+    # courses and the models it reads (course_day, its month rollup course_month, course_package_counts)
+    assert "spark local[2]" in r.output and "4 built" in r.output and "course_month" in r.output, r.output
+    assert "course_package_counts" in r.output and "course(s) recomputed" in r.output, r.output
     assert engine_rows(read_model(lake, "courses")) == engine_rows(before)
     r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--engine", "spark", "--store",
                                  "postgresql://x@127.0.0.1:1/db"])
