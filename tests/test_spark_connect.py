@@ -13,6 +13,7 @@ import datetime as dt
 import pytest
 
 from edx_engine.models import Params, build_duckdb, read_model
+from edx_engine.models import definitions as D
 
 from models_support import engine_rows, synthetic_store
 
@@ -21,7 +22,7 @@ pytest.importorskip("grpc", reason="the Spark Connect client (pyspark[connect]: 
 # courses reads course_month over course_day (events, with the duplicate anti-join), the snapshots and the
 # course registry
 ASKED = ["courses"]
-BUILT = ["course_day", "course_month", "courses"]
+BUILT = D.order(ASKED)  # courses and what it reads (course_day, course_month, course_package_counts)
 
 
 @pytest.fixture(scope="module")
