@@ -48,7 +48,7 @@ from ..store.lake import Lake
 from . import definitions as D
 from . import incremental as inc
 from . import sqlcache
-from .inputs import INPUTS, all_catalog_columns, input_sql, q
+from .inputs import INPUTS, all_catalog_columns, input_sql, q, typed_empty
 from .registry import CourseEntry, course_info
 
 SCHEMA = "models"  # DuckDB schema of the model views
@@ -303,6 +303,7 @@ class _Planner:
         self.part_sigs: dict[str, dict[str, str]] = {}  # partitioned model -> part -> signature (this build)
         self._name_days: set[str] | None = None
         self._name_checked: set[str] = set()
+        self._whole_digests: dict[str, tuple[str, dict[str, str]]] = {}  # model kept whole -> (fingerprint, digests)
 
     def whole_fp(self, n: str) -> str:
         """The fingerprint of a model kept whole (``model_fingerprints``, over this build's models)."""
@@ -358,7 +359,10 @@ class _Planner:
         rows: dict[str, dict[str, str]] = {}
         for d in m.deps:
             if not D.MODELS[d].partition:
-                for c, h in whole(d).items():
+                fp, got = self._whole_digests.get(d, (None, None))
+                if got is None or fp is None or fp != self.fps.get(d):  # once per build and state of d
+                    self._whole_digests[d] = (self.fps.get(d), whole(d))
+                for c, h in self._whole_digests[d][1].items():
                     rows.setdefault(c, {})[d] = h
         snaps = self.course_snapshots(m.course_inputs)
         keys = {c: _hash(context, snaps.get(c, []), sorted(digests.get(c, {}).items()), sorted(rows.get(c, {}).items()))
@@ -468,18 +472,18 @@ class _DuckRun(_Planner):
         if name == "course_info":
             self.con.register(PLACEHOLDER + name, self.course_info())
             return
+        scoped = self.scope is not None and name in self.scope[0]
         if name in EVENT_TABLES:
             sql = self._input_sql(name)
             sql = sql if days is None else f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
         elif name in INPUTS:
-            source = (self._course_snapshots_sql(name, self.scope[1])
-                      if self.scope is not None and name in self.scope[0] else None)
+            source = self._course_snapshots_sql(name, self.scope[1]) if scoped else None
             sql = self._input_sql(name) if source is None else input_sql(self.con, name, self.columns, source)
         else:
-            if self.scope is not None and name in self.scope[0] and D.MODELS[name].grain == "course":
+            if scoped and D.MODELS[name].grain == "course":
                 days = self.scope[1]  # a model kept by course: the files of the courses computed only
             sql = f"SELECT * FROM read_parquet({views.sql_list(self._model_files(name, days))})"
-        if self.scope is not None and name in self.scope[0]:
+        if scoped:
             sql = f"SELECT * FROM ({sql}) WHERE {inc.course_filter(self.scope[1])}"
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {q(PLACEHOLDER + name)} AS {sql}")
 
@@ -502,7 +506,7 @@ class _DuckRun(_Planner):
         root = str(self.lake.root) + os.sep
         paths = [root + p for c, p in snaps if c is None or c in want]
         if not paths:
-            return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in view.items()) + " WHERE false"
+            return typed_empty(view)
         scan = f"read_parquet({views.sql_list(paths)}, union_by_name=true)"
         try:
             have = {d[0] for d in self.con.execute(f"SELECT * FROM {scan} LIMIT 0").description}

@@ -132,7 +132,7 @@ def input_sql(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, dict
     spec = INPUTS[name]
     have = columns.get(name) if columns is not None else catalog_columns(con, name)
     if have is None:
-        return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in spec.items()) + " WHERE false"
+        return typed_empty(spec)
     cols = []
     for c, t in spec.items():
         if name.startswith("events") and c == "subject_id" and c not in have:
@@ -150,6 +150,11 @@ def input_sql(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, dict
         else:
             cols.append(f"TRY_CAST({q(c)} AS {t}) AS {q(c)}")
     return f"SELECT {', '.join(cols)} FROM " + (q(name) if source is None else f"({source}) AS {q(name)}")
+
+
+def typed_empty(columns: dict[str, str]) -> str:
+    """A DuckDB SELECT of no rows with ``columns`` (name -> type)."""
+    return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in columns.items()) + " WHERE false"
 
 
 def q(ident: str) -> str:
