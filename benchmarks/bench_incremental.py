@@ -211,7 +211,12 @@ def drop_pg_store(store: str) -> None:
 def _child(kind: str, root: str, day: int, events: int, threads: int, q, store: str | None = None,
            active_courses: int | None = None) -> None:
     """One measured run. Peak memory is sampled from /proc (``_PeakRSS``): ``ru_maxrss`` would start
-    from the parent's high-water mark, which a child inherits on Linux."""
+    from the parent's high-water mark, which a child inherits on Linux. pandas is hidden as the CLI
+    hides it for every command (``edx_engine.pandas_guard``: DuckDB 1.5 would import it, about 0.3 s,
+    at the first bound parameter), so the run costs what ``edx-engine import`` / ``build`` cost."""
+    from edx_engine import pandas_guard
+
+    pandas_guard.hide()
     lake = Lake(Path(root))
     days = courses = None
     t_import = 0.0

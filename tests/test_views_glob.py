@@ -254,3 +254,62 @@ def test_a_store_under_a_date_folder_keeps_each_events_date(store, tmp_path):
         assert con.execute("SELECT event_date, count(*) FROM events GROUP BY 1 ORDER BY 1").fetchall() == want
         assert len(want) >= 2
         assert con.execute("SELECT count(*) FROM events").fetchone()[0] == _expected_count(con, dated)
+
+
+def _days_rows(con, data: Path, name: str, days: list[str]):
+    """Rows of ``event_days_sql``'s SELECT on ``days`` (filtered as the builder filters it), and its text."""
+    from edx_engine.store.views import event_days_sql
+
+    sql = event_days_sql(con, str(data.resolve()), name, days)
+    if sql is None:
+        return None, None
+    cond = " OR ".join(f"event_date = DATE '{d}'" for d in days)
+    return con.execute(f"SELECT * FROM ({sql}) WHERE {cond} ORDER BY ALL").fetchall(), sql
+
+
+def test_one_days_reads_are_the_views_rows_of_that_day_and_name_only_its_parts(store):
+    """``event_days_sql`` (what a build of a few dates reads): for ``events`` and every family view, the
+    same rows as the view filtered on those dates (duplicates left out, an uncommitted part in the same
+    folder left out), naming only those dates' parts; a corrupt file in another day's folder is never
+    opened (the glob would list it)."""
+    from edx_engine.store.views import FAMILIES
+
+    with _ro(store) as con:
+        days = [str(d) for (d,) in con.execute("SELECT DISTINCT event_date FROM _edx_event_parts ORDER BY 1").fetchall()]
+        part = con.execute("SELECT path FROM _edx_event_parts WHERE event_date = ? ORDER BY rows DESC LIMIT 1",
+                           [days[0]]).fetchone()[0]
+        assert con.execute("SELECT count(*) FROM _edx_event_dups WHERE event_date = ?", [days[0]]).fetchone()[0]
+    shutil.copyfile(store / part, store / Path(part).with_name("zz-uncommitted.parquet"))
+    bad = store / "lake" / "events" / "date=2001-01-01" / "corrupt.parquet"
+    bad.parent.mkdir()
+    bad.write_bytes(b"PAR1 this is not a parquet file PAR1")
+    with _ro(store) as con:
+        for name in ("events", *FAMILIES):
+            for want in ([days[0]], days[:2]):
+                cond = " OR ".join(f"event_date = DATE '{d}'" for d in want)
+                expected = con.execute(f"SELECT * FROM {name} WHERE {cond} ORDER BY ALL").fetchall()
+                got, sql = _days_rows(con, store, name, want)
+                assert got == expected, (name, want)
+                assert "date=*" not in sql and "zz-uncommitted" not in sql
+                listed = {p for (p,) in con.execute("SELECT path FROM _edx_event_parts").fetchall()}
+                named = {p for p in listed if p in sql}
+                assert named == {p for p in listed if any(f"date={d}/" in p for d in want)}
+            assert expected or name != "events"
+        # a date with no part: no row (the schema file alone)
+        assert _days_rows(con, store, "events", ["1999-01-01"])[0] == []
+
+
+def test_one_days_reads_fall_back_to_the_view_where_it_cannot_narrow(store):
+    """Views that list their parts (an old catalog), or a date that is not one (events without a
+    date): None, and the build reads the view as before."""
+    from edx_engine.store.views import event_days_sql
+
+    with duckdb.connect(str(store / "edx.duckdb")) as con:
+        day = str(con.execute("SELECT min(event_date) FROM _edx_event_parts").fetchone()[0])
+        base = str(store.resolve())
+        assert event_days_sql(con, base, "events", [day]) is not None
+        assert event_days_sql(con, base, "events", [""]) is None  # the partition of events without a date
+        assert event_days_sql(con, base, "auth_user", [day]) is None
+        assert event_days_sql(con, base + "-elsewhere", "events", [day]) is None  # not what the views read
+        _old_event_views(con, base)
+        assert event_days_sql(con, base, "events", [day]) is None

@@ -304,6 +304,7 @@ class _Planner:
         self._name_days: set[str] | None = None
         self._name_checked: set[str] = set()
         self._whole_digests: dict[str, tuple[str, dict[str, str]]] = {}  # model kept whole -> (fingerprint, digests)
+        self.base: str | None = None  # the store's place as the catalog's views spell it (event_days_sql)
 
     def whole_fp(self, n: str) -> str:
         """The fingerprint of a model kept whole (``model_fingerprints``, over this build's models)."""
@@ -401,7 +402,9 @@ class _Planner:
         just those dates' events per build."""
         if self._name_days is None or not set(days) <= self._name_checked:
             todo = sorted(set(days) - self._name_checked)
-            found = inc.username_days(self.con, None if len(todo) == len(self.days) else todo)
+            scoped = None if len(todo) == len(self.days) else todo
+            source = views.event_days_sql(self.con, self.base, "events", scoped) if scoped and self.base else None
+            found = inc.username_days(self.con, scoped, source)
             self._name_days = (self._name_days or set()) | found
             self._name_checked |= set(todo)
         return self._name_days
@@ -451,6 +454,8 @@ class _DuckRun(_Planner):
         self.new_paths: dict[str, tuple[Path, str, int, float]] = {}
         self.parts: dict[str, inc.PartsUpdate] = {}
         self._in_sql: dict[str, str] = {}
+        self._in_days_sql: dict[tuple[str, tuple[str, ...]], str] = {}
+        self.base = str(Path(lake.root).resolve())  # as the catalog's views spell the store's place
         self.part_state: dict[str, dict[str, tuple[str, list[str]]]] = {}  # model -> part -> (signature, files)
         self.schema_path: dict[str, str] = {}
         self.scope: tuple[set[str], list[str]] | None = None  # (inputs and models, courses) _bind limits
@@ -474,8 +479,7 @@ class _DuckRun(_Planner):
             return
         scoped = self.scope is not None and name in self.scope[0]
         if name in EVENT_TABLES:
-            sql = self._input_sql(name)
-            sql = sql if days is None else f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
+            sql = self._input_sql(name) if days is None else self._event_days_sql(name, days)
         elif name in INPUTS:
             source = self._course_snapshots_sql(name, self.scope[1]) if scoped else None
             sql = self._input_sql(name) if source is None else input_sql(self.con, name, self.columns, source)
@@ -523,6 +527,16 @@ class _DuckRun(_Planner):
         if days is None or parts is None:
             return self.current[name]
         return sorted(f for d in days if d in parts for f in parts[d][1]) or [self.schema_path[name]]
+
+    def _event_days_sql(self, name: str, days: list[str]) -> str:
+        """Event input ``name`` on the dates ``days``, reading only those dates' parts where the
+        catalog's views allow it (``views.event_days_sql``), else the whole view filtered."""
+        key = (name, tuple(days))
+        if key not in self._in_days_sql:  # several models read the same input on the same dates
+            source = views.event_days_sql(self.con, self.base, name, days)
+            sql = self._input_sql(name) if source is None else input_sql(self.con, name, self.columns, source)
+            self._in_days_sql[key] = f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
+        return self._in_days_sql[key]
 
     def _input_sql(self, name: str) -> str:
         """``input_sql`` of an input, made once per build (the catalog does not change during one)."""
@@ -949,9 +963,10 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
             con.execute(f"DROP TABLE IF EXISTS pgdb.{PG_RAW}.{q(n)}")
             con.execute(f"CREATE TABLE pgdb.{PG_RAW}.{q(n)} AS {src}")
         for n, (changed, _) in by_day.items():
-            if changed:
-                con.execute(f"INSERT INTO pgdb.{PG_RAW}.{q(n)} SELECT * FROM ({input_sql(con, n, run.columns)}) "
-                            f"WHERE {inc.day_filter(changed)}")
+            if changed:  # only those dates' parts read (event_days_sql), where the views allow it
+                source = views.event_days_sql(con, run.base, n, changed) if run.base else None
+                con.execute(f"INSERT INTO pgdb.{PG_RAW}.{q(n)} SELECT * FROM "
+                            f"({input_sql(con, n, run.columns, source)}) WHERE {inc.day_filter(changed)}")
     finally:
         con.execute("DETACH pgdb")
     for n, key in whole:
@@ -991,6 +1006,7 @@ class _PgRun(_Planner):
         import ibis
 
         self.root, self.pg, self.info = root, pg, info
+        self.base = str(Path(root).resolve())
         self.stored = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_models").fetchall())
         self.existing = _pg_tables(pg, PG_MODELS)
         self.fps.update(self.stored)

@@ -191,15 +191,17 @@ def course_digests(sigs: dict[str, str], recorded: dict[str, str] | None, stored
     return out
 
 
-def username_days(con: duckdb.DuckDBPyConnection, days: list[str] | None) -> set[str]:
+def username_days(con: duckdb.DuckDBPyConnection, days: list[str] | None, source: str | None = None) -> set[str]:
     """The dates among ``days`` having events with a username but no user id: the only ones whose
-    learner attribution reads ``auth_user`` (a superset: payload user ids are not looked at)."""
+    learner attribution reads ``auth_user`` (a superset: payload user ids are not looked at).
+    ``source``: a SELECT to read instead of the ``events`` view (its parts of ``days`` only)."""
     cols = catalog_columns(con, "events")
     if cols is None or not {"user_id", "username", "event_date"} <= set(cols):
         return set()
     where = "" if days is None else f" AND {day_filter(days)}"
+    src = "events" if source is None else f"({source}) AS events"
     return {d or NULL_DAY for (d,) in con.execute(
-        f"SELECT DISTINCT CAST(event_date AS VARCHAR) FROM events WHERE user_id IS NULL "
+        f"SELECT DISTINCT CAST(event_date AS VARCHAR) FROM {src} WHERE user_id IS NULL "
         f"AND coalesce(username, '') <> ''{where}").fetchall()}
 
 

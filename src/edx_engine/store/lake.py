@@ -399,14 +399,13 @@ class Lake:
                 continue
             refs: set[str] | None = set()
             for (stored,) in con.execute(f"SELECT DISTINCT path FROM {table} WHERE path IS NOT NULL").fetchall():
-                p = Path(stored)
-                if p.is_absolute():
+                if os.path.isabs(stored):  # rare: strings, not Paths, for the thousands of relative ones
                     try:
-                        p = p.resolve().relative_to(root)
+                        stored = Path(stored).resolve().relative_to(root).as_posix()
                     except ValueError:
                         refs = None  # built elsewhere: what is referenced here cannot be told
                         break
-                refs.add(os.path.normpath(p.as_posix()))
+                refs.add(os.path.normpath(stored))
             out[sub] = refs
         return out
 
@@ -423,22 +422,38 @@ class Lake:
             return 0  # the catalog is busy: the next writer collects
         removed = 0
         for sub, refs in referenced.items():
-            top = self.lake_dir / sub
-            if refs is None or not top.is_dir():
-                continue
-            for dirpath, _dirs, files in os.walk(top, topdown=False):
-                d = Path(dirpath)
-                for name in files:
-                    f = d / name
-                    if os.path.normpath(f.relative_to(self.root).as_posix()) not in refs:
-                        f.unlink(missing_ok=True)
-                        removed += 1
-                if d != top:
-                    try:
-                        d.rmdir()  # only if empty
-                    except OSError:
-                        pass
+            if refs is not None and (self.lake_dir / sub).is_dir():
+                removed += self._collect_under(sub, refs)
         self._collected = True
+        return removed
+
+    def _collect_under(self, sub: str, refs: set[str]) -> int:
+        """Delete the files under ``lake/<sub>`` not in ``refs`` (paths relative to the data directory),
+        then the folders left empty. Plain strings and one ``rmdir`` only where a folder may have
+        emptied: the walk covers every file of the lake (thousands of partition files after a year),
+        at the end of every writing command."""
+        top = os.path.join(str(self.lake_dir), sub)
+        rel0 = os.path.relpath(top, str(self.root))
+        removed = 0
+        gone: set[str] = set()  # folders removed (their parent may then be empty)
+        for dirpath, dirs, files in os.walk(top, topdown=False):
+            rel = os.path.normpath(os.path.join(rel0, os.path.relpath(dirpath, top)))
+            left = sum(1 for d in dirs if os.path.join(dirpath, d) not in gone)
+            for name in files:
+                if os.path.join(rel, name) in refs:
+                    left += 1
+                    continue
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    pass
+                removed += 1
+            if dirpath != top and not left:
+                try:
+                    os.rmdir(dirpath)  # only if empty
+                    gone.add(dirpath)
+                except OSError:
+                    pass
         return removed
 
     # -- views -------------------------------------------------------------------------

@@ -265,9 +265,45 @@ def event_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
         catalog.set_meta(con, EVENT_META, f"{EVENT_FORMAT};parts={parts};sql={digest};form={form}")
 
 
-def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> tuple[str, str, str]:
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def event_days_sql(con: duckdb.DuckDBPyConnection, base: str, name: str, days: list[str]) -> str | None:
+    """The SELECT of event view ``name`` (``events`` or a family view) reading only the parts of the
+    dates ``days``: the view's own SQL with its glob narrowed to those dates' listed parts.
+
+    Why: every bind and query of the glob lists every date folder of the lake (about 8 ms a query at
+    365 days), so a build that recomputes one date paid for the whole history in each model over
+    events. The narrowed SQL keeps the view's semi-join on the listed parts and its duplicate join,
+    so its rows of ``days`` are the view's rows of ``days`` (the caller still filters on
+    ``event_date``). None, and the caller reads the view, unless the views are this version's glob
+    views over parts that all hold every column (the schema file first: the same columns and types
+    whichever parts are read)."""
+    if (name != "events" and name not in FAMILIES) or not days or not all(_DAY.fullmatch(d) for d in days):
+        return None
+    rec = _event_record(con)
+    if rec.get("format") != EVENT_FORMAT or rec.get("form") != "glob" or rec.get("parts") != "complete":
+        return None
+    all_sql, ev_sql, _ = _event_sql(con, base, "complete")
+    if GLOB_MARK not in ev_sql or _digest(f"{all_sql}\n{ev_sql}") != rec.get("sql") or \
+            not anchor_path(base).exists():
+        return None  # the views are not (or no longer) these
+    files = [f"{base}/{p}" for (p,) in con.execute(
+        "SELECT path FROM _edx_event_parts WHERE regexp_extract(path, '^lake/events/date=([0-9-]+)/', 1) "
+        "IN (SELECT unnest(?::VARCHAR[])) ORDER BY path", [sorted(set(days))]).fetchall()]
+    _, ev_sql, _ = _event_sql(con, base, "complete", files=files)
+    if name == "events":
+        return ev_sql
+    where, extra = FAMILIES[name]
+    ex = ", ".join(f"{expr} AS {col}" for col, expr in extra)
+    return f"SELECT *, {ex} FROM ({ev_sql}) WHERE {where}"
+
+
+def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None,
+               files: list[str] | None = None) -> tuple[str, str, str]:
     """(``events_all`` SQL, ``events`` SQL, whether every part holds every column the views read:
-    ``complete``, ``mixed`` or "" not known). ``parts``: what the catalog's record says of that."""
+    ``complete``, ``mixed`` or "" not known). ``parts``: what the catalog's record says of that.
+    ``files``: the glob views read these parts instead of the glob (``event_days_sql``)."""
     n, outside = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT regexp_full_match(path, ?)) "
                              "FROM _edx_event_parts", [_PART_PATH]).fetchone()
     if not n:  # a part written from now on holds every column (the importer's schema)
@@ -286,7 +322,7 @@ def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> 
     else:
         if not parts:  # once per catalog (its first views of this format): every part's footer
             parts = "complete" if _parts_complete(con, base) else "mixed"
-        src = _glob_sql(base, _anchor(base, con) if parts == "complete" else None)
+        src = _glob_sql(base, _anchor(base, con) if parts == "complete" else None, files)
         where = f" WHERE e.{GLOB_MARK} IN (SELECT {catalog.sql_str(base + '/')} || path FROM _edx_event_parts)"
     on = "ON d.source_key = e.source_key AND d.line = e.line AND d.event_date = e.event_date"
     if con.execute("SELECT count(*) FROM _edx_event_dups").fetchone()[0]:
@@ -295,16 +331,16 @@ def _event_sql(con: duckdb.DuckDBPyConnection, base: str, parts: str | None) -> 
     return f"SELECT {cols}, false AS duplicate FROM {src} e{where}", f"SELECT {cols} FROM {src} e{where}", parts
 
 
-def _glob_sql(base: str, anchor: Path | None) -> str:
-    """Every part under the lake's date folders, ``_edx_part`` its file name; with the schema file
-    first, or, without one (a store that cannot be written, parts lacking columns), by name."""
-    glob = f"{base}/{EVENT_GLOB}"
+def _glob_sql(base: str, anchor: Path | None, parts: list[str] | None = None) -> str:
+    """Every part under the lake's date folders (or only ``parts``), ``_edx_part`` its file name; with
+    the schema file first, or, without one (a store that cannot be written, parts lacking columns), by name."""
+    glob = [f"{base}/{EVENT_GLOB}"] if parts is None else parts
     if anchor is None:
-        files, options = sql_list([glob]), ", union_by_name=true"
+        files, options = sql_list(glob), ", union_by_name=true"
     else:  # the schema file holds no row: nothing to filter out (a filter on its date would also drop the
         # events of that date, which a store whose time window is switched off may hold); an unfiltered
         # query opens it, one empty file
-        files, options = sql_list([str(anchor), glob]), ""
+        files, options = sql_list([str(anchor), *glob]), ""
     return (f"(SELECT * REPLACE (\"date\" AS event_date), filename AS {GLOB_MARK} FROM read_parquet({files}, "
             f"hive_partitioning=true, hive_types={{'date': DATE}}{options}))")
 
