@@ -53,7 +53,7 @@ from edx_engine.lake import Lake  # noqa: E402
 from edx_engine.models import Params, build_duckdb, build_postgres  # noqa: E402
 from edx_engine.models.build import _PeakRSS  # noqa: E402
 from edx_engine.models.definitions import MODELS  # noqa: E402
-from edx_engine.store import catalog  # noqa: E402
+from edx_engine.store import catalog, views  # noqa: E402
 
 START = dt.date(2025, 1, 1)
 TYPES = ("['play_video','pause_video','load_video','seek_video','complete_video','problem_check',"
@@ -148,8 +148,10 @@ def _write_day(lake: Lake, day: int, events: int, mem: duckdb.DuckDBPyConnection
             dt.datetime.combine(date, dt.time(23, 59, 59)))
 
 
-def _commit_days(lake: Lake, parts: list[tuple]) -> None:
-    """One catalog transaction, as the importer's commit: bookkeeping rows, then the views."""
+def _commit_days(lake: Lake, parts: list[tuple], every_view: bool = False) -> None:
+    """One catalog transaction, as the importer's commit: bookkeeping rows, then the views it changes
+    (``events``, ``events_all``: ``ingest/events._refresh_views``); ``every_view``: all of them (the
+    generated store's first commit)."""
     with lake.transaction(f"{len(parts)} day(s)") as con:
         catalog.ensure(con, catalog.EVENTS)
         for key, date, path, rows, t0, t1 in parts:
@@ -158,7 +160,10 @@ def _commit_days(lake: Lake, parts: list[tuple]) -> None:
             con.execute("INSERT OR REPLACE INTO _edx_event_files (source_key, source_file, fingerprint, file_date, "
                         "rows, rejected, duplicates, imported_at) VALUES (?, ?, ?, ?, ?, 0, 0, now()::TIMESTAMP)",
                         [key, f"bench-{date}.log.gz", key, date, rows])
-        lake.refresh_views(con)
+        if every_view:
+            lake.refresh_views(con)
+        else:
+            views.event_views(con, str(lake.root.resolve()))
 
 
 def _enrolments(lake: Lake, active_courses: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -191,7 +196,7 @@ def generate(root: Path, days: int, events: int, learners: int, courses: int) ->
         lake.refresh_views(con)
     with _enrolments(lake) as mem:
         parts = [_write_day(lake, day, events, mem) for day in range(days)]
-    _commit_days(lake, parts)
+    _commit_days(lake, parts, every_view=True)
 
 
 def build(lake: Lake, store: str | None, threads: int, force: bool = False):
