@@ -271,6 +271,8 @@ class RssSampler(threading.Thread):
 IMPORT_CODE = r"""
 import json, sys, time
 from pathlib import Path
+from edx_engine import pandas_guard
+pandas_guard.hide()  # as the CLI hides it for every command (DuckDB 1.5 would import it at its first bound parameter)
 from edx_engine.decrypt import GpgSettings, gpg_session
 from edx_engine.ingest.events import import_events
 from edx_engine.ingest.sources import discover
@@ -415,6 +417,8 @@ def generate_mix(base: Path, home: Path, fpr: str) -> list[dict]:
 WARM_CODE = r"""
 import json, shutil, sys, time
 from pathlib import Path
+from edx_engine import pandas_guard
+pandas_guard.hide()  # as the CLI hides it for every command (DuckDB 1.5 would import it at its first bound parameter)
 from edx_engine.decrypt import GpgSettings, gpg_session
 from edx_engine.ingest.events import import_events
 from edx_engine.ingest.sources import discover

@@ -17,7 +17,10 @@ static web server.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
+import hashlib
+import os
 import datetime as dt
 import io
 import json
@@ -28,6 +31,8 @@ from typing import Callable
 from pathlib import Path
 
 import jinja2
+import markupsafe
+from markupsafe import Markup
 
 from ..store.lake import Lake
 from . import charts as C
@@ -54,13 +59,15 @@ class SiteResult:
     largest_page: tuple[str, int] = ("", 0)
     seconds: float = 0.0
     public: bool = False
+    reused: int = 0  # pages taken over unchanged from the site being replaced
 
     def index(self, lang: str = "es") -> Path:
         return self.out_dir / lang / "index.html"
 
     def one_line(self) -> str:
         kind = "public " if self.public else ""
-        return (f"{kind}dashboard: {len(self.pages)} pages, {self.files} files, {self.bytes / 2**20:.1f} MB in "
+        same = f", {self.reused} unchanged" if self.reused else ""
+        return (f"{kind}dashboard: {len(self.pages)} pages{same}, {self.files} files, {self.bytes / 2**20:.1f} MB in "
                 f"{self.out_dir} ({self.seconds:.1f} s); open {self.out_dir / 'index.html'}")
 
 
@@ -463,6 +470,39 @@ def cell(v, kind: str, lang: str, public: bool) -> str:
     return str(v)
 
 
+def table_body(item: Item, lang: str, public: bool, here: str) -> Markup:
+    """The ``<tbody>`` rows of an item's data table: one ``<tr>`` line per row, each cell its formatted
+    text (``cell``) with the raw value in ``data-v`` (what the sortable tables sort by).
+
+    Written here rather than as a loop in the template: a programme page of 200 courses over a year
+    has tables of tens of thousands of cells, and Jinja's per-cell work (loop objects, tests, an
+    escape per expression) made rendering most of a dashboard build (18 of 30 s, profiled)."""
+    kinds = [(col, kind, f'<td class="{_esc(kind)}" data-v="') for col, kind in item.columns]
+    out = []
+    for raw in item.rows:
+        tds = []
+        for col, kind, td in kinds:
+            v = raw.get(col)
+            text = _esc(cell(v, kind, lang, public))
+            if kind == "link" and raw.get("_href"):
+                text = f'<a href="{_esc(here)}{_esc(raw["_href"])}">{text}</a>'
+            tds.append(f'{td}{"" if v is None else _esc(v)}">{text}</td>')
+        out.append("<tr>" + "".join(tds) + "</tr>\n")
+    return Markup("".join(out))
+
+
+# markupsafe.escape's replacements, by str.translate: the same text for the plain values of the data
+# tables (str, int, float, bool), without a Markup object per call
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"})
+
+
+def _esc(v) -> str:
+    """``str(markupsafe.escape(v))`` for a value that is not markup already."""
+    if hasattr(v, "__html__"):
+        return str(markupsafe.escape(v))
+    return (v if isinstance(v, str) else str(v)).translate(_ESCAPES)
+
+
 def csv_text(item: Item, lang: str) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -554,6 +594,7 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
     write_static(tmp, out)
     env = _env()
     res = SiteResult(out, public=public)
+    reuse = _Reuse(out, tmp, sd)
     for lg in LANGS:
         pages = [("index", "overview", t("overview", lg), overview_items(sd, lg), headline_cards(sd.headline, lg, public),
                   None)]
@@ -562,7 +603,8 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
         pages += [("comparison", "comparison", t("comparison", lg), comparison_items(sd, lg), [], None),
                   ("health", "health", t("health", lg), health_items(sd, lg), [], None)]
         for path, kind, heading, items, cards, course in pages:
-            _render(env, tmp, lg, path, kind, heading, items, cards, course, sd, title, res)
+            _render(env, tmp, lg, path, kind, heading, items, cards, course, sd, title, res, reuse)
+    reuse.save()
     (tmp / "index.html").write_text(env.get_template("redirect.html.j2").render(target=f"{lang}/index.html"), "utf-8")
     for old in [out / lg for lg in LANGS] + [out / "static", out / "index.html"]:
         if old.is_dir():
@@ -573,14 +615,15 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
         p.rename(out / p.name)
     tmp.rmdir()
     res.pages = [out / p.relative_to(tmp) for p in res.pages]
-    files = [f for f in out.rglob("*") if f.is_file()]
+    res.reused = reuse.reused
+    files = [f for f in out.rglob("*") if f.is_file() and f.name != MANIFEST]
     res.files, res.bytes = len(files), sum(f.stat().st_size for f in files)
     res.seconds = time.perf_counter() - t0
     return res
 
 
 def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, items: list[Item], cards: list[dict],
-            course: Course | None, sd: SiteData, title: str | None, res: SiteResult) -> None:
+            course: Course | None, sd: SiteData, title: str | None, res: SiteResult, reuse: "_Reuse") -> None:
     depth = path.count("/") + 1
     up = "../" * depth
     here = "../" * (depth - 1)
@@ -589,24 +632,117 @@ def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, item
     stem = path.replace("/", "-")
     for it in items:
         it.csv = f"{here}data/{stem}-{it.id}.csv"
-        (data_dir / f"{stem}-{it.id}.csv").write_text(csv_text(it, lang), "utf-8")
+    csvs = [f"{stem}-{it.id}.csv" for it in items]
     page_data = {"lang": lang, "public": sd.public, "k": sd.k if sd.public else None,
                  "formatLocale": D3_FORMAT[lang], "timeFormatLocale": d3_time_locale(lang),
                  "items": {it.id: {"columns": it.columns, "rows": it.rows, "spec": it.spec} for it in items},
                  "headline": {c["key"]: c["value"] for c in cards},
                  "headline_kinds": {c["key"]: c["kind"] for c in cards}}
-    tables = {it.id: [[cell(r.get(c), kind_, lang, sd.public) for c, kind_ in it.columns] for r in it.rows]
-              for it in items}
-    html = env.get_template("page.html.j2").render(
-        lang=lang, langs=[(lg, LANG_NAMES[lg]) for lg in LANGS], kind=kind, heading=heading, items=items,
-        cards=cards, tables=tables, t=lambda key, **kw: t(key, lang, **kw), up=up, here=here, path=path,
-        site_title=title or t("site_title", lang), courses=sd.courses, course=course, public=sd.public, k=sd.k,
-        built=fmt_datetime(sd.built_at, lang) if sd.built_at else "–", page_json=_json_for_script(page_data),
-        dates=(cell(course.start, "date", lang, False), cell(course.end, "date", lang, False)) if course else None)
+    page_json = _json_for_script(page_data)
     f = root / lang / f"{path}.html"
     f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(html, "utf-8")
-    size = len(html.encode()) + sum((data_dir / f"{stem}-{it.id}.csv").stat().st_size for it in items)
+    key = _page_key(page_json, lang, path, kind, heading, items, cards, course, sd, title)
+    if not reuse.take(lang, path, key, csvs):
+        for it, name in zip(items, csvs):
+            (data_dir / name).write_text(csv_text(it, lang), "utf-8")
+        bodies = {it.id: table_body(it, lang, sd.public, here) for it in items}
+        html = env.get_template("page.html.j2").render(
+            lang=lang, langs=[(lg, LANG_NAMES[lg]) for lg in LANGS], kind=kind, heading=heading, items=items,
+            cards=cards, bodies=bodies, t=lambda key, **kw: t(key, lang, **kw), up=up, here=here, path=path,
+            site_title=title or t("site_title", lang), courses=sd.courses, course=course, public=sd.public, k=sd.k,
+            built=_built(sd, lang), page_json=page_json,
+            dates=(cell(course.start, "date", lang, False), cell(course.end, "date", lang, False)) if course else None)
+        f.write_text(html, "utf-8")
+    reuse.keys[f"{lang}/{path}"] = key
+    size = f.stat().st_size + sum((data_dir / name).stat().st_size for name in csvs)
     if size > res.largest_page[1]:
         res.largest_page = (f"{lang}/{path}.html", size)
     res.pages.append(f)
+
+
+# -- pages unchanged since the last build ------------------------------------------------------------
+
+MANIFEST = ".pages.json"  # in the site's folder: what each page was made from (digests only)
+
+
+def _built(sd: SiteData, lang: str) -> str:
+    return fmt_datetime(sd.built_at, lang) if sd.built_at else "–"
+
+
+@functools.lru_cache(maxsize=1)
+def _code_key() -> str:
+    """Digest of the dashboard's code, templates and texts: a page made by other code is made again."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.rglob("*")):
+        if f.is_file() and f.suffix in (".py", ".j2", ".js", ".css", ".json"):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _page_key(page_json: str, lang: str, path: str, kind: str, heading: str, items: list[Item], cards: list[dict],
+              course: Course | None, sd: SiteData, title: str | None) -> str:
+    """Digest of everything a page and its CSV files are made from, except the models' build time in
+    its footer (``_Reuse`` writes that): its data (``page_json``: every item's columns, rows and chart,
+    the headline), texts, the course list of its navigation, the site's options and the code."""
+    rest = json.dumps([_code_key(), lang, path, kind, heading, title, sd.public, sd.k,
+                       [(it.id, it.title, it.caption, it.csv, it.wide, it.sortable) for it in items], cards,
+                       [dataclasses.astuple(c) for c in sd.courses], dataclasses.astuple(course) if course else None],
+                      default=str, ensure_ascii=False)
+    return hashlib.sha256(f"{rest}\n{page_json}".encode()).hexdigest()
+
+
+class _Reuse:
+    """The pages of the site being replaced whose digest is unchanged, taken over instead of made again.
+
+    Why: the daily job rebuilds the dashboard after every build, and on most days most courses had
+    no new data; making a course page (its tables, chart data and CSV files, in three languages) is
+    most of a dashboard build (200 courses: 600 course pages, 5 of 12 CPU-s). A page is reused only
+    when the digest recorded for it (``MANIFEST``) is the one this build computes: its CSV files are
+    hard-linked (copied where links fail) and its HTML copied with the footer's build time replaced,
+    so the site is byte for byte the one a full rendering would write (tests/test_dashboard_reuse.py)."""
+
+    def __init__(self, out: Path, tmp: Path, sd: SiteData):
+        self.out, self.tmp, self.sd = out, tmp, sd
+        self.keys: dict[str, str] = {}
+        self.reused = 0
+        self.old: dict[str, str] = {}
+        self.old_built: str | None = None
+        try:
+            m = json.loads((out / MANIFEST).read_text("utf-8"))
+            if m.get("code") == _code_key():
+                self.old, self.old_built = dict(m["pages"]), m.get("built_at")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass  # no site yet, or not one this code made: every page is made
+
+    def _footer(self, built: str, lang: str) -> str:
+        return str(markupsafe.escape(t("built", lang, when=built)))
+
+    def take(self, lang: str, path: str, key: str, csvs: list[str]) -> bool:
+        """Whether page ``path`` of ``lang`` and its CSV files were taken over from the old site."""
+        if self.old.get(f"{lang}/{path}") != key:
+            return False
+        old_built = (fmt_datetime(dt.datetime.fromisoformat(self.old_built), lang) if self.old_built else "–")
+        try:
+            html = (self.out / lang / f"{path}.html").read_text("utf-8")
+            i = html.rfind("<footer><p>")  # the template's own footer: data in a page is escaped, never a tag
+            j = html.find("</p></footer>", i)
+            old_text, new_text = self._footer(old_built, lang), self._footer(_built(self.sd, lang), lang)
+            if i < 0 or j < 0 or not html.startswith(old_text, i + len("<footer><p>")):
+                return False
+            html = html[:i] + "<footer><p>" + new_text + html[i + len("<footer><p>") + len(old_text):]
+            for name in csvs:
+                src, dst = self.out / lang / "data" / name, self.tmp / lang / "data" / name
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copyfile(src, dst)
+            (self.tmp / lang / f"{path}.html").write_text(html, "utf-8")
+        except OSError:
+            return False  # a file of the old site is gone: the page is made (it overwrites what was linked)
+        self.reused += 1
+        return True
+
+    def save(self) -> None:
+        built = self.sd.built_at.isoformat() if self.sd.built_at else None
+        (self.tmp / MANIFEST).write_text(json.dumps({"code": _code_key(), "built_at": built, "pages": self.keys}),
+                                         "utf-8")

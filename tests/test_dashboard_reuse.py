@@ -1,0 +1,103 @@
+"""The dashboard takes over the pages whose data did not change since the site it replaces (the daily
+job rebuilds it after every build): the site is then byte for byte the one a full rendering writes
+into an empty folder, with the new build time in every footer; the changed course's pages are made
+again, the unchanged course's are not."""
+
+from __future__ import annotations
+
+import datetime as dt
+import filecmp
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from edx_engine import config
+from edx_engine.cli import run_import
+from edx_engine.dashboard import build_site
+from edx_engine.dashboard import build as dashboard_build
+from edx_engine.lake import Lake
+from edx_engine.models import Params, build_duckdb
+from edx_engine.synthetic import SyntheticConfig, generate
+
+from eventlog import tracking_event, write_day
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _same_site(a: Path, b: Path) -> None:
+    """Every file of ``a`` and ``b`` the same, byte for byte (the page digests file included)."""
+    ta, tb = _tree(a), _tree(b)
+    assert sorted(ta) == sorted(tb)
+    different = [name for name in ta if ta[name] != tb[name]]
+    assert not different, different[:5]
+
+
+@pytest.fixture(scope="module")
+def day_after(tmp_path_factory):
+    """A store and its site; then a day of events of one course, imported and built (a later build
+    time): (store, site folder as it was, the course that changed, the one that did not)."""
+    root = tmp_path_factory.mktemp("reuse")
+    generate(root / "pkg", SyntheticConfig(seed=5, courses=2, learners=60, days=3))
+    data = root / "store"
+    settings = config.resolve(data_dir=str(data))
+    run_import(settings, [root / "pkg"], quiet=True)
+    build_duckdb(Lake(data), [], Params())
+    site = root / "site"
+    first = build_site(Lake(data), site, lang="es")
+    assert first.reused == 0
+    before = root / "site-before"
+    os.system(f"cp -a '{site}' '{before}'")
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        courses = [c for (c,) in con.execute("SELECT DISTINCT course_id FROM student_courseenrollment ORDER BY 1")
+                   .fetchall()]
+        learners = con.execute("SELECT u.id, u.username FROM auth_user u JOIN student_courseenrollment e "
+                               "ON e.user_id = u.id WHERE e.course_id = ? ORDER BY u.id LIMIT 5",
+                               [courses[0]]).fetchall()
+    events = [tracking_event(name, uid, courses[0], "10.0.0.1", n) for n, (uid, name) in enumerate(learners)]
+    run_import(settings, [write_day(root / "logs", events, day="2026-11-20")], quiet=True)
+    later = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) + dt.timedelta(days=1)  # the next day's run
+    build_duckdb(Lake(data), [], Params(built_at=later))
+    return data, site, before, courses
+
+
+def test_a_site_rebuilt_in_place_equals_a_full_rendering(day_after, tmp_path):
+    data, site, before, (changed, unchanged) = day_after
+    again = build_site(Lake(data), site, lang="es")
+    fresh = build_site(Lake(data), tmp_path / "fresh", lang="es")
+    assert fresh.reused == 0 and 0 < again.reused < len(again.pages)
+    _same_site(site, tmp_path / "fresh")
+    manifest = json.loads((site / dashboard_build.MANIFEST).read_text())
+    old = json.loads((before / dashboard_build.MANIFEST).read_text())
+    assert manifest["built_at"] != old["built_at"]  # a later build: every footer says so
+    slug = {c: p for p in manifest["pages"] for c in (changed, unchanged) if p.startswith("es/course/")
+            and (site / f"{p}.html").read_text("utf-8").count(c) > 0}
+    for lang in ("es", "en", "pt"):
+        page_changed = f"{lang}/course/{Path(slug[changed]).name}"
+        page_same = f"{lang}/course/{Path(slug[unchanged]).name}"
+        assert manifest["pages"][page_changed] != old["pages"][page_changed]  # its data changed: made again
+        assert manifest["pages"][page_same] == old["pages"][page_same]  # taken over
+        new_html = (site / f"{page_same}.html").read_text("utf-8")
+        old_html = (before / f"{page_same}.html").read_text("utf-8")
+        assert new_html != old_html and new_html[:new_html.rfind("<footer>")] == old_html[:old_html.rfind("<footer>")]
+        assert not filecmp.cmp(site / f"{page_changed}.html", before / f"{page_changed}.html", shallow=False)
+
+
+def test_a_manifest_of_other_code_or_a_missing_file_means_the_page_is_made(day_after, tmp_path, monkeypatch):
+    data, site, _, _ = day_after
+    build_site(Lake(data), site, lang="es")  # every page current
+    fresh = tmp_path / "fresh"
+    build_site(Lake(data), fresh, lang="es")
+    csv = next((site / "en" / "data").glob("course-*.csv"))
+    csv.unlink()  # a file of the old site gone: its page is made again, with its CSV files
+    res = build_site(Lake(data), site, lang="es")
+    assert res.reused == len(res.pages) - 1
+    _same_site(site, fresh)
+    monkeypatch.setattr(dashboard_build, "_code_key", lambda: "other code")
+    assert build_site(Lake(data), site, lang="es").reused == 0  # the recorded digests were made by other code
+    (site / dashboard_build.MANIFEST).write_text("not json")
+    assert build_site(Lake(data), site, lang="es").reused == 0
