@@ -313,3 +313,50 @@ def test_one_days_reads_fall_back_to_the_view_where_it_cannot_narrow(store):
         assert event_days_sql(con, base + "-elsewhere", "events", [day]) is None  # not what the views read
         _old_event_views(con, base)
         assert event_days_sql(con, base, "events", [day]) is None
+
+
+def test_one_days_reads_of_a_damaged_or_hand_made_catalog_are_the_views_rows(store):
+    """A part listed twice, a listed part gone from the disk, a part name holding glob characters, and
+    an analyst's own ``events`` table in place of the view: the rows are the view's, or None (the build
+    reads the view); a build never writes the schema file."""
+    from edx_engine.store.views import anchor_path, event_days_sql
+
+    base = str(store.resolve())
+    with duckdb.connect(str(store / "edx.duckdb")) as con:
+        day = str(con.execute("SELECT min(event_date) FROM _edx_event_parts").fetchone()[0])
+        parts = [p for (p,) in con.execute("SELECT path FROM _edx_event_parts WHERE event_date = ? ORDER BY path",
+                                           [day]).fetchall()]
+        view = con.execute(f"SELECT * FROM events WHERE event_date = DATE '{day}' ORDER BY ALL").fetchall()
+        con.execute("INSERT INTO _edx_event_parts SELECT * FROM _edx_event_parts WHERE path = ?", [parts[0]])
+        assert _days_rows(con, store, "events", [day])[0] == view  # listed twice, read once
+        (store / parts[-1]).rename(store / (parts[-1] + ".gone"))
+        view = con.execute(f"SELECT * FROM events WHERE event_date = DATE '{day}' ORDER BY ALL").fetchall()
+        assert _days_rows(con, store, "events", [day])[0] == view  # gone: no error, no rows of it, as the view
+        (store / (parts[-1] + ".gone")).rename(store / parts[-1])
+        odd = parts[0].replace(".parquet", "[1].parquet")
+        shutil.copyfile(store / parts[0], store / odd)
+        con.execute("UPDATE _edx_event_parts SET path = ? WHERE path = ?", [odd, parts[0]])
+        assert event_days_sql(con, base, "events", [day]) is None  # a name a glob would read as a pattern
+        con.execute("UPDATE _edx_event_parts SET path = ? WHERE path = ?", [parts[0], odd])
+        rows = con.execute("SELECT * FROM events").fetchall()
+        con.execute("CREATE OR REPLACE TABLE my_events AS SELECT * FROM events")
+        con.execute("DROP VIEW events")
+        con.execute("ALTER TABLE my_events RENAME TO events")  # an analyst's own table, no commit since
+        assert len(rows) and event_days_sql(con, base, "events", [day]) is None
+    anchor = anchor_path(base)
+    anchor.unlink()
+    with duckdb.connect(str(store / "edx.duckdb")) as con:
+        assert event_days_sql(con, base, "events", [day]) is None and not anchor.exists()
+
+
+def test_a_store_whose_path_holds_a_quote_builds(store, tmp_path):
+    """The build's spill folder is set with the path quoted (it failed with a parser error before)."""
+    from edx_engine.lake import Lake
+    from edx_engine.models import Params, build_duckdb
+
+    odd = tmp_path / "it's a store"
+    shutil.copytree(store, odd)
+    res = build_duckdb(Lake(odd), [], Params(), names=["learner_day"])
+    with Lake(odd).connect(read_only=True) as con:
+        n = con.execute("SELECT count(*) FROM models.learner_day").fetchone()[0]
+    assert [m.status for m in res.models if m.name == "learner_day"] == ["built"] and n > 0

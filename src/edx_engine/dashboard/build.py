@@ -686,9 +686,24 @@ def _page_key(page_json: str, lang: str, path: str, kind: str, heading: str, ite
     the headline), texts, the course list of its navigation, the site's options and the code."""
     rest = json.dumps([_code_key(), lang, path, kind, heading, title, sd.public, sd.k,
                        [(it.id, it.title, it.caption, it.csv, it.wide, it.sortable) for it in items], cards,
-                       [dataclasses.astuple(c) for c in sd.courses], dataclasses.astuple(course) if course else None],
-                      default=str, ensure_ascii=False)
-    return hashlib.sha256(f"{rest}\n{page_json}".encode()).hexdigest()
+                       _course_fields(course) if course else None], default=str, ensure_ascii=False)
+    return hashlib.sha256(f"{rest}\n{_navigation(sd)}\n{page_json}".encode()).hexdigest()
+
+
+def _course_fields(c: Course) -> list:
+    return [getattr(c, f.name) for f in dataclasses.fields(c)]
+
+
+_NAV: dict[int, tuple[object, str]] = {}
+
+
+def _navigation(sd: SiteData) -> str:
+    """The course list every page's navigation shows, as text, made once per build (and site data)."""
+    got = _NAV.get(id(sd))
+    if got is None or got[0] is not sd:
+        _NAV.clear()
+        got = _NAV[id(sd)] = (sd, json.dumps([_course_fields(c) for c in sd.courses], default=str))
+    return got[1]
 
 
 class _Reuse:

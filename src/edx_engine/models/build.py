@@ -199,7 +199,7 @@ def _duck_config(con: duckdb.DuckDBPyConnection, threads: int | None, memory_lim
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     tmp.mkdir(parents=True, exist_ok=True)
-    con.execute(f"SET temp_directory = '{tmp}'")
+    con.execute(f"SET temp_directory = {catalog.sql_str(str(tmp))}")  # a store path may hold a quote
     con.execute("SET preserve_insertion_order = false")
 
 
@@ -635,7 +635,7 @@ class _DuckRun(_Planner):
         sql = self.model_sql(n)
         write_atomic(path, lambda tmp: self.con.execute(
             f"COPY ({sql}) TO {catalog.sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"))
-        return path, self.con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()[0]
+        return path, self.con.execute(f"SELECT count(*) FROM read_parquet({catalog.sql_str(str(path))})").fetchone()[0]
 
     def build_partitioned(self, n: str) -> ModelResult:
         """Recompute the changed partitions of a partitioned model (all of them when forced): the
@@ -734,7 +734,7 @@ class _DuckRun(_Planner):
         schema = self.lake.lake_dir / "models" / n / f"{n}-{uuid.uuid4().hex[:12]}.parquet"
         schema.parent.mkdir(parents=True, exist_ok=True)
         return write_atomic(schema, lambda tmp: self.con.execute(
-            f"COPY (SELECT * FROM ({sql}) LIMIT 0) TO '{tmp}' (FORMAT parquet)"))
+            f"COPY (SELECT * FROM ({sql}) LIMIT 0) TO {catalog.sql_str(str(tmp))} (FORMAT parquet)"))
 
 
 def _parts_by_model(keys: list[str]) -> dict[str, list[str]]:

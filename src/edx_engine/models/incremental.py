@@ -280,9 +280,9 @@ def write_parts(con: duckdb.DuckDBPyConnection, sql: str, column: str, name: str
     # disk under the memory limit), and one query reads every file's rows and partition value.
     if hashed:
         con.execute(f"COPY (SELECT *, md5(CAST({q(column)} AS VARCHAR)) AS __edx_part FROM ({sql}) "
-                    f"ORDER BY __edx_part) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__edx_part))")
+                    f"ORDER BY __edx_part) TO {catalog.sql_str(str(tmp))} (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (__edx_part))")
     else:
-        con.execute(f"COPY (SELECT * FROM ({sql}) ORDER BY {q(column)}) TO '{tmp}' (FORMAT parquet, "
+        con.execute(f"COPY (SELECT * FROM ({sql}) ORDER BY {q(column)}) TO {catalog.sql_str(str(tmp))} (FORMAT parquet, "
                     f"COMPRESSION zstd, PARTITION_BY ({q(column)}), WRITE_PARTITION_COLUMNS true)")
     out: dict[str, list[tuple[str, int]]] = {}
     if not tmp.is_dir():

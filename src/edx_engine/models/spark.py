@@ -315,7 +315,7 @@ def stage_inputs(spark: "SparkSession", con: duckdb.DuckDBPyConnection, tmp: Pat
         if name == "course_info":
             continue
         f = tmp / f"{name}.parquet"
-        con.execute(f"COPY ({input_sql(con, name)}) TO '{f}' (FORMAT parquet)")
+        con.execute(f"COPY ({input_sql(con, name)}) TO {catalog.sql_str(str(f))} (FORMAT parquet)")
         have = _register_files(spark, f"_edx_src_{name}", [str(f)])
         out[name] = _typed_sql(f"_edx_src_{name}", have, spec)
     return out
@@ -441,7 +441,7 @@ class _SparkRun(_DuckRun):
             expr = m.build(D.Tables(partition_tables(self.spark_table, plan), upto=True), self.params)
             _utc_wall_time(self.session.sql(spark_sql(self.sib, expr))).write.mode("overwrite").parquet(str(tmp))
         try:
-            src = f"SELECT * FROM read_parquet('{tmp}/*.parquet')"
+            src = f"SELECT * FROM read_parquet({catalog.sql_str(f'{tmp}/*.parquet')})"
             written = inc.write_parts(self.con, src, m.partition, n, self.lake.root, out_dir) if plan.todo else {}
             return written, self._schema_file(n, src, schema)
         finally:
@@ -466,7 +466,7 @@ class _SparkRun(_DuckRun):
                 expr = expr.filter(expr.course_id.isin(plan.courses))
             _utc_wall_time(self.session.sql(spark_sql(self.sib, expr))).write.mode("overwrite").parquet(str(tmp))
         try:
-            src = f"SELECT * FROM read_parquet('{tmp}/*.parquet')"
+            src = f"SELECT * FROM read_parquet({catalog.sql_str(f'{tmp}/*.parquet')})"
             written = inc.write_parts(self.con, src, m.partition, n, self.lake.root, out_dir,
                                      hashed=True) if plan.todo else {}
             return written, self._schema_file(n, src, schema)

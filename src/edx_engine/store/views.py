@@ -282,15 +282,19 @@ def event_days_sql(con: duckdb.DuckDBPyConnection, base: str, name: str, days: l
     if (name != "events" and name not in FAMILIES) or not days or not all(_DAY.fullmatch(d) for d in days):
         return None
     rec = _event_record(con)
-    if rec.get("format") != EVENT_FORMAT or rec.get("form") != "glob" or rec.get("parts") != "complete":
-        return None
+    if rec.get("format") != EVENT_FORMAT or rec.get("form") != "glob" or rec.get("parts") != "complete" \
+            or not anchor_path(base).exists() or not _glob_views(_stored_sql(con)):
+        return None  # (the schema file checked first: a build never writes it)
     all_sql, ev_sql, _ = _event_sql(con, base, "complete")
-    if GLOB_MARK not in ev_sql or _digest(f"{all_sql}\n{ev_sql}") != rec.get("sql") or \
-            not anchor_path(base).exists():
+    if GLOB_MARK not in ev_sql or _digest(f"{all_sql}\n{ev_sql}") != rec.get("sql"):
         return None  # the views are not (or no longer) these
-    files = [f"{base}/{p}" for (p,) in con.execute(
-        "SELECT path FROM _edx_event_parts WHERE regexp_extract(path, '^lake/events/date=([0-9-]+)/', 1) "
+    paths = [p for (p,) in con.execute(
+        "SELECT DISTINCT path FROM _edx_event_parts WHERE regexp_extract(path, '^lake/events/date=([0-9-]+)/', 1) "
         "IN (SELECT unnest(?::VARCHAR[])) ORDER BY path", [sorted(set(days))]).fetchall()]
+    if any(ch in p for p in paths for ch in _GLOB_UNSAFE):
+        return None  # a name DuckDB would read as a pattern (never one the importer writes)
+    # a listed part gone from the disk (damage): the glob never saw it, the list must not name it
+    files = [f"{base}/{p}" for p in paths if os.path.exists(f"{base}/{p}")]
     _, ev_sql, _ = _event_sql(con, base, "complete", files=files)
     if name == "events":
         return ev_sql
