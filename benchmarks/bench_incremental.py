@@ -24,7 +24,10 @@ by course and recomputes only the courses whose snapshots or ``learner_month`` r
 as on most days for most courses of a large organisation): ``person_course`` then recomputes K
 courses (column ``courses``).
 
-Printed: medians of time and peak RSS, and the ratio day / full. Both should stay flat from 90
+Printed: medians of time and peak RSS, and the ratio day / full. Then (DuckDB only, outside those
+figures) the daily job's last step, the dashboard: ``full dash`` built into an empty folder after the
+full build, ``day+1 dash`` over the previous day's site after the day (pages whose data did not
+change are taken over). Both should stay flat from 90
 to 365 days for ``day`` while ``full`` grows with the history.
 
 ``--store``: the builds go to that PostgreSQL database instead (``build --store``; its schemas
@@ -237,13 +240,26 @@ def _child(kind: str, root: str, day: int, events: int, threads: int, q, store: 
         else:
             build(lake, store, threads, force=True)
         seconds = time.perf_counter() - t0
-    q.put((seconds, t_import, mem.peak / 2**20, days, time.process_time() - cpu0, courses))
+    cpu = time.process_time() - cpu0
+    dash = None
+    if store is None:  # then the daily job's last step: the dashboard (outside the figures above)
+        from edx_engine.dashboard import build_site
+
+        site = Path(root) / ("site" if kind == "day" else "site-full")
+        if kind != "day":
+            shutil.rmtree(site, ignore_errors=True)  # a full build's site: every page made
+        t1 = time.perf_counter()
+        build_site(lake, site)  # the day's: over the previous day's site (unchanged pages taken over)
+        dash = time.perf_counter() - t1
+    q.put((seconds, t_import, mem.peak / 2**20, days, cpu, courses, dash))
 
 
 def measure(kind: str, root: Path, day: int, events: int, threads: int, store: str | None = None,
-            active_courses: int | None = None) -> tuple[float, float, float, int | None, float, int | None]:
+            active_courses: int | None = None) -> tuple[float, float, float, int | None, float, int | None,
+                                                        float | None]:
     """(seconds, of which import, peak RSS MB, days recomputed, CPU seconds of all threads, courses of
-    person_course recomputed) of one run in a fresh process. CPU time is the steadier figure on a shared machine (wall time counts the waits)."""
+    person_course recomputed, seconds of the dashboard built after it: None on PostgreSQL) of one run
+    in a fresh process. CPU time is the steadier figure on a shared machine (wall time counts the waits)."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(kind, str(root), day, events, threads, q, store, active_courses))
@@ -271,7 +287,8 @@ def main() -> None:
           f"{a.learners:,} learners, {a.courses} courses"
           + (f" ({a.active_courses} active on day N+1)" if a.active_courses else "") + f", medians of {a.repeat}")
     print(f"{'days':>5} {'events':>12} {'full s':>8} {'full cpu':>9} {'full MB':>8} {'day+1 s':>8} {'(import)':>9} "
-          f"{'day+1 cpu':>10} {'day+1 MB':>9} {'ratio':>6} {'cpu ratio':>9} {'courses':>7}")
+          f"{'day+1 cpu':>10} {'day+1 MB':>9} {'ratio':>6} {'cpu ratio':>9} {'courses':>7}"
+          + ("" if a.store else f" {'full dash':>9} {'day+1 dash':>10}"))
     for n in [int(x) for x in a.days.split(",")]:
         root = Path(a.dir) / f"d{n}"
         if root.exists():
@@ -280,14 +297,20 @@ def main() -> None:
         if a.store:
             drop_pg_store(a.store)
         build(Lake(root), a.store, a.threads)
+        if not a.store:
+            from edx_engine.dashboard import build_site
+
+            build_site(Lake(root), root / "site")  # the site the first day's dashboard replaces
         full = [measure("full", root, n, a.events_per_day, a.threads, a.store) for _ in range(a.repeat)]
         day = [measure("day", root, n + i, a.events_per_day, a.threads, a.store, a.active_courses)
                for i in range(a.repeat)]
         assert all(d[3] == 1 for d in day), day  # one partition recomputed per new day
         fs, fm, fc = (statistics.median(x[i] for x in full) for i in (0, 2, 4))
         ds, di, dm, dc = (statistics.median(x[i] for x in day) for i in (0, 1, 2, 4))
+        dash = "" if a.store else (f" {statistics.median(x[6] for x in full):>9.2f} "
+                                   f"{statistics.median(x[6] for x in day):>10.2f}")
         print(f"{n:>5} {n * a.events_per_day:>12,} {fs:>8.2f} {fc:>9.2f} {fm:>8.0f} {ds:>8.2f} {di:>9.2f} {dc:>10.2f} "
-              f"{dm:>9.0f} {ds / fs:>6.1%} {dc / fc:>9.1%} {max(x[5] or 0 for x in day):>7}", flush=True)
+              f"{dm:>9.0f} {ds / fs:>6.1%} {dc / fc:>9.1%} {max(x[5] or 0 for x in day):>7}{dash}", flush=True)
         shutil.rmtree(root)
 
 
