@@ -641,7 +641,7 @@ def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, item
     page_json = _json_for_script(page_data)
     f = root / lang / f"{path}.html"
     f.parent.mkdir(parents=True, exist_ok=True)
-    key = _page_key(page_json, lang, path, kind, heading, items, cards, course, sd, title)
+    key = _page_key(page_json, lang, path, kind, heading, items, cards, course, sd, title, reuse.nav)
     if not reuse.take(lang, path, key, csvs):
         for it, name in zip(items, csvs):
             (data_dir / name).write_text(csv_text(it, lang), "utf-8")
@@ -680,30 +680,19 @@ def _code_key() -> str:
 
 
 def _page_key(page_json: str, lang: str, path: str, kind: str, heading: str, items: list[Item], cards: list[dict],
-              course: Course | None, sd: SiteData, title: str | None) -> str:
+              course: Course | None, sd: SiteData, title: str | None, nav: str) -> str:
     """Digest of everything a page and its CSV files are made from, except the models' build time in
     its footer (``_Reuse`` writes that): its data (``page_json``: every item's columns, rows and chart,
-    the headline), texts, the course list of its navigation, the site's options and the code."""
+    the headline), texts, the course list of its navigation (``nav``, as text), the site's options and
+    the code."""
     rest = json.dumps([_code_key(), lang, path, kind, heading, title, sd.public, sd.k,
                        [(it.id, it.title, it.caption, it.csv, it.wide, it.sortable) for it in items], cards,
                        _course_fields(course) if course else None], default=str, ensure_ascii=False)
-    return hashlib.sha256(f"{rest}\n{_navigation(sd)}\n{page_json}".encode()).hexdigest()
+    return hashlib.sha256(f"{rest}\n{nav}\n{page_json}".encode()).hexdigest()
 
 
 def _course_fields(c: Course) -> list:
     return [getattr(c, f.name) for f in dataclasses.fields(c)]
-
-
-_NAV: dict[int, tuple[object, str]] = {}
-
-
-def _navigation(sd: SiteData) -> str:
-    """The course list every page's navigation shows, as text, made once per build (and site data)."""
-    got = _NAV.get(id(sd))
-    if got is None or got[0] is not sd:
-        _NAV.clear()
-        got = _NAV[id(sd)] = (sd, json.dumps([_course_fields(c) for c in sd.courses], default=str))
-    return got[1]
 
 
 class _Reuse:
@@ -718,6 +707,8 @@ class _Reuse:
 
     def __init__(self, out: Path, tmp: Path, sd: SiteData):
         self.out, self.tmp, self.sd = out, tmp, sd
+        # the course list every page's navigation shows, as text once per build (not once per page)
+        self.nav = json.dumps([_course_fields(c) for c in sd.courses], default=str)
         self.keys: dict[str, str] = {}
         self.reused = 0
         self.old: dict[str, str] = {}
