@@ -653,7 +653,7 @@ def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, item
             built=_built(sd, lang), page_json=page_json,
             dates=(cell(course.start, "date", lang, False), cell(course.end, "date", lang, False)) if course else None)
         f.write_text(html, "utf-8")
-    reuse.keys[f"{lang}/{path}"] = key
+    reuse.record(lang, path, key, csvs)
     size = f.stat().st_size + sum((data_dir / name).stat().st_size for name in csvs)
     if size > res.largest_page[1]:
         res.largest_page = (f"{lang}/{path}.html", size)
@@ -701,54 +701,90 @@ class _Reuse:
     Why: the daily job rebuilds the dashboard after every build, and on most days most courses had
     no new data; making a course page (its tables, chart data and CSV files, in three languages) is
     most of a dashboard build (200 courses: 600 course pages, 5 of 12 CPU-s). A page is reused only
-    when the digest recorded for it (``MANIFEST``) is the one this build computes: its CSV files are
-    hard-linked (copied where links fail) and its HTML copied with the footer's build time replaced,
-    so the site is byte for byte the one a full rendering would write (tests/test_dashboard_reuse.py)."""
+    when the digest recorded for it (``MANIFEST``) is the one this build computes and its files are
+    still the very files this code wrote (size, modification time and inode as recorded: a file
+    rewritten by another version of edx-engine, edited in place or deleted since means the page is
+    made). Its CSV files are then hard-linked (copied where a link fails, or where the old file's
+    owner or permissions are not what a new file would get) and its HTML copied with the footer's
+    build time replaced, so the site is byte for byte the one a full rendering would write
+    (tests/test_dashboard_reuse.py)."""
 
     def __init__(self, out: Path, tmp: Path, sd: SiteData):
         self.out, self.tmp, self.sd = out, tmp, sd
         # the course list every page's navigation shows, as text once per build (not once per page)
         self.nav = json.dumps([_course_fields(c) for c in sd.courses], default=str)
-        self.keys: dict[str, str] = {}
+        self.pages: dict[str, list] = {}  # page -> [digest, {file: [size, mtime_ns, inode]}] (this build)
         self.reused = 0
-        self.old: dict[str, str] = {}
-        self.old_built: str | None = None
+        self.old: dict[str, list] = {}
+        self.old_built: dt.datetime | None = None
         try:
             m = json.loads((out / MANIFEST).read_text("utf-8"))
             if m.get("code") == _code_key():
-                self.old, self.old_built = dict(m["pages"]), m.get("built_at")
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass  # no site yet, or not one this code made: every page is made
+                built = m.get("built_at")
+                self.old_built = dt.datetime.fromisoformat(built) if built else None
+                self.old = {p: [str(v[0]), dict(v[1])] for p, v in m["pages"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            self.old = {}  # no site yet, or not one this code made: every page is made
+        probe = tmp / ".probe"  # what a file written now gets: mode (umask), owner, group
+        probe.write_bytes(b"")
+        st = probe.stat()
+        self.new_file = (st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        probe.unlink()
 
-    def _footer(self, built: str, lang: str) -> str:
-        return str(markupsafe.escape(t("built", lang, when=built)))
+    def _footer(self, built: dt.datetime | None, lang: str) -> str:
+        return str(markupsafe.escape(t("built", lang, when=fmt_datetime(built, lang) if built else "–")))
+
+    def _unchanged(self, files: dict) -> bool:
+        """Whether every recorded file of the old site is still the one recorded."""
+        for rel, want in files.items():
+            try:
+                st = os.stat(self.out / rel)
+            except OSError:
+                return False
+            if [st.st_size, st.st_mtime_ns, st.st_ino] != list(want):
+                return False
+        return True
 
     def take(self, lang: str, path: str, key: str, csvs: list[str]) -> bool:
         """Whether page ``path`` of ``lang`` and its CSV files were taken over from the old site."""
-        if self.old.get(f"{lang}/{path}") != key:
+        old = self.old.get(f"{lang}/{path}")
+        if old is None or old[0] != key:
             return False
-        old_built = (fmt_datetime(dt.datetime.fromisoformat(self.old_built), lang) if self.old_built else "–")
+        names = {f"{lang}/{path}.html", *(f"{lang}/data/{n}" for n in csvs)}
+        if set(old[1]) != names or not self._unchanged(old[1]):
+            return False
         try:
             html = (self.out / lang / f"{path}.html").read_text("utf-8")
             i = html.rfind("<footer><p>")  # the template's own footer: data in a page is escaped, never a tag
             j = html.find("</p></footer>", i)
-            old_text, new_text = self._footer(old_built, lang), self._footer(_built(self.sd, lang), lang)
+            old_text, new_text = self._footer(self.old_built, lang), self._footer(self.sd.built_at, lang)
             if i < 0 or j < 0 or not html.startswith(old_text, i + len("<footer><p>")):
                 return False
             html = html[:i] + "<footer><p>" + new_text + html[i + len("<footer><p>") + len(old_text):]
             for name in csvs:
                 src, dst = self.out / lang / "data" / name, self.tmp / lang / "data" / name
+                st = src.stat()
                 try:
+                    if (st.st_mode & 0o7777, st.st_uid, st.st_gid) != self.new_file:
+                        raise OSError("not as a new file would be")
                     os.link(src, dst)
                 except OSError:
                     shutil.copyfile(src, dst)
             (self.tmp / lang / f"{path}.html").write_text(html, "utf-8")
-        except OSError:
-            return False  # a file of the old site is gone: the page is made (it overwrites what was linked)
+        except (OSError, UnicodeDecodeError):
+            return False  # a file of the old site is unreadable: the page is made (it overwrites what was linked)
         self.reused += 1
         return True
 
+    def record(self, lang: str, path: str, key: str, csvs: list[str]) -> None:
+        """Page ``path`` of ``lang``, as written into the new site: its digest and its files' identity."""
+        files = {}
+        for rel in (f"{lang}/{path}.html", *(f"{lang}/data/{n}" for n in csvs)):
+            st = os.stat(self.tmp / rel)
+            files[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
+        self.pages[f"{lang}/{path}"] = [key, files]
+
     def save(self) -> None:
         built = self.sd.built_at.isoformat() if self.sd.built_at else None
-        (self.tmp / MANIFEST).write_text(json.dumps({"code": _code_key(), "built_at": built, "pages": self.keys}),
+        (self.tmp / MANIFEST).write_text(json.dumps({"code": _code_key(), "built_at": built, "pages": self.pages}),
                                          "utf-8")
