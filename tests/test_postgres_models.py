@@ -110,3 +110,22 @@ def test_cli_build_and_report_on_postgresql(synthetic, pg_url, tmp_path):
     r = CliRunner().invoke(app, ["build", "--data-dir", str(lake.root), "--store",
                                  "postgresql://postgres@127.0.0.1:1/none"])
     assert r.exit_code == 1 and "cannot connect" in r.output
+
+
+def test_cli_build_and_report_on_postgresql_in_a_fresh_process(synthetic, pg_url, tmp_path):
+    """As a user runs it: a fresh `edx-engine` process, where the CLI hides pandas (pandas_guard). ibis's
+    PostgreSQL backend imports pandas when it connects, so `build --store` failed there; in the test
+    process above pandas is already imported and the guard does nothing."""
+    import subprocess
+    import sys
+
+    lake, _ = synthetic
+    cmd = [sys.executable, "-m", "edx_engine"]
+    r = subprocess.run([*cmd, "build", "--data-dir", str(lake.root), "--store", pg_url, "--force"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "general.csv"
+    r = subprocess.run([*cmd, "report", "general", "--data-dir", str(lake.root), "--store", pg_url, "-o", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(out.read_text().splitlines()) == 4

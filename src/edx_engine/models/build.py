@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from ..store import catalog, views
 from ..store.files import write_atomic
+from .. import pandas_guard
 from ..store.lake import Lake
 from . import definitions as D
 from . import incremental as inc
@@ -1010,6 +1011,7 @@ class _PgRun(_Planner):
         self.stored = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_models").fetchall())
         self.existing = _pg_tables(pg, PG_MODELS)
         self.fps.update(self.stored)
+        pandas_guard.allow()  # ibis's PostgreSQL backend imports pandas when it connects
         self.ib = ibis.postgres.from_connection(pg)
 
     def table(self, name: str, parts: list[str] | None = None):
@@ -1207,6 +1209,7 @@ def read_model(lake: Lake, name: str, store: str | None = None, course: str | No
 
         try:
             with psycopg.connect(store, autocommit=True) as pg:
+                pandas_guard.allow()  # ibis's PostgreSQL backend imports pandas when it connects
                 ib = ibis.postgres.from_connection(pg)
                 try:
                     t = ib.table(name, database=PG_MODELS)
