@@ -650,11 +650,10 @@ def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, item
             lang=lang, langs=[(lg, LANG_NAMES[lg]) for lg in LANGS], kind=kind, heading=heading, items=items,
             cards=cards, bodies=bodies, t=lambda key, **kw: t(key, lang, **kw), up=up, here=here, path=path,
             site_title=title or t("site_title", lang), courses=sd.courses, course=course, public=sd.public, k=sd.k,
-            built=_built(sd, lang), page_json=page_json,
+            built=_built(sd.built_at, lang), page_json=page_json,
             dates=(cell(course.start, "date", lang, False), cell(course.end, "date", lang, False)) if course else None)
         f.write_text(html, "utf-8")
-    reuse.record(lang, path, key, csvs)
-    size = f.stat().st_size + sum((data_dir / name).stat().st_size for name in csvs)
+    size = sum(st[0] for st in reuse.record(lang, path, key, csvs).values())  # the page's HTML and CSV files
     if size > res.largest_page[1]:
         res.largest_page = (f"{lang}/{path}.html", size)
     res.pages.append(f)
@@ -665,8 +664,9 @@ def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, item
 MANIFEST = ".pages.json"  # in the site's folder: what each page was made from (digests only)
 
 
-def _built(sd: SiteData, lang: str) -> str:
-    return fmt_datetime(sd.built_at, lang) if sd.built_at else "–"
+def _built(at: dt.datetime | None, lang: str) -> str:
+    """The models' build time as every page's footer shows it."""
+    return fmt_datetime(at, lang) if at else "–"
 
 
 @functools.lru_cache(maxsize=1)
@@ -732,7 +732,7 @@ class _Reuse:
         probe.unlink()
 
     def _footer(self, built: dt.datetime | None, lang: str) -> str:
-        return str(markupsafe.escape(t("built", lang, when=fmt_datetime(built, lang) if built else "–")))
+        return str(markupsafe.escape(t("built", lang, when=_built(built, lang))))
 
     def _unchanged(self, files: dict) -> bool:
         """Whether every recorded file of the old site is still the one recorded."""
@@ -776,13 +776,15 @@ class _Reuse:
         self.reused += 1
         return True
 
-    def record(self, lang: str, path: str, key: str, csvs: list[str]) -> None:
-        """Page ``path`` of ``lang``, as written into the new site: its digest and its files' identity."""
+    def record(self, lang: str, path: str, key: str, csvs: list[str]) -> dict[str, list[int]]:
+        """Page ``path`` of ``lang``, as written into the new site: its digest and its files' identity
+        ([size, mtime_ns, inode] by file, returned too)."""
         files = {}
         for rel in (f"{lang}/{path}.html", *(f"{lang}/data/{n}" for n in csvs)):
             st = os.stat(self.tmp / rel)
             files[rel] = [st.st_size, st.st_mtime_ns, st.st_ino]
         self.pages[f"{lang}/{path}"] = [key, files]
+        return files
 
     def save(self) -> None:
         built = self.sd.built_at.isoformat() if self.sd.built_at else None

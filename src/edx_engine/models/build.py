@@ -306,6 +306,7 @@ class _Planner:
         self._name_checked: set[str] = set()
         self._whole_digests: dict[str, tuple[str, dict[str, str]]] = {}  # model kept whole -> (fingerprint, digests)
         self.base: str | None = None  # the store's place as the catalog's views spell it (event_days_sql)
+        self._event_sources: dict[tuple[str, tuple[str, ...]], str | None] = {}
 
     def whole_fp(self, n: str) -> str:
         """The fingerprint of a model kept whole (``model_fingerprints``, over this build's models)."""
@@ -398,13 +399,21 @@ class _Planner:
             sigs.setdefault(r.day, inc.signature(r.fingerprint, r.context, r.names))
         self.part_sigs[n] = sigs
 
+    def event_source(self, name: str, days: list[str]) -> str | None:
+        """``views.event_days_sql`` of event input ``name`` on ``days``, once per build: the username
+        scan, the models over events and the PostgreSQL copy read the same dates."""
+        key = (name, tuple(days))
+        if key not in self._event_sources:
+            self._event_sources[key] = views.event_days_sql(self.con, self.base, name, days) if self.base else None
+        return self._event_sources[key]
+
     def name_days(self, days: list[str]) -> set[str]:
         """Those of ``days`` (being recomputed) with events attributed through usernames; one scan of
         just those dates' events per build."""
         if self._name_days is None or not set(days) <= self._name_checked:
             todo = sorted(set(days) - self._name_checked)
             scoped = None if len(todo) == len(self.days) else todo
-            source = views.event_days_sql(self.con, self.base, "events", scoped) if scoped and self.base else None
+            source = self.event_source("events", scoped) if scoped else None
             found = inc.username_days(self.con, scoped, source)
             self._name_days = (self._name_days or set()) | found
             self._name_checked |= set(todo)
@@ -455,7 +464,6 @@ class _DuckRun(_Planner):
         self.new_paths: dict[str, tuple[Path, str, int, float]] = {}
         self.parts: dict[str, inc.PartsUpdate] = {}
         self._in_sql: dict[str, str] = {}
-        self._in_days_sql: dict[tuple[str, tuple[str, ...]], str] = {}
         self.base = str(Path(lake.root).resolve())  # as the catalog's views spell the store's place
         self.part_state: dict[str, dict[str, tuple[str, list[str]]]] = {}  # model -> part -> (signature, files)
         self.schema_path: dict[str, str] = {}
@@ -532,12 +540,9 @@ class _DuckRun(_Planner):
     def _event_days_sql(self, name: str, days: list[str]) -> str:
         """Event input ``name`` on the dates ``days``, reading only those dates' parts where the
         catalog's views allow it (``views.event_days_sql``), else the whole view filtered."""
-        key = (name, tuple(days))
-        if key not in self._in_days_sql:  # several models read the same input on the same dates
-            source = views.event_days_sql(self.con, self.base, name, days)
-            sql = self._input_sql(name) if source is None else input_sql(self.con, name, self.columns, source)
-            self._in_days_sql[key] = f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
-        return self._in_days_sql[key]
+        source = self.event_source(name, days)
+        sql = self._input_sql(name) if source is None else input_sql(self.con, name, self.columns, source)
+        return f"SELECT * FROM ({sql}) WHERE {inc.day_filter(days)}"
 
     def _input_sql(self, name: str) -> str:
         """``input_sql`` of an input, made once per build (the catalog does not change during one)."""
@@ -965,7 +970,7 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
             con.execute(f"CREATE TABLE pgdb.{PG_RAW}.{q(n)} AS {src}")
         for n, (changed, _) in by_day.items():
             if changed:  # only those dates' parts read (event_days_sql), where the views allow it
-                source = views.event_days_sql(con, run.base, n, changed) if run.base else None
+                source = run.event_source(n, changed)
                 con.execute(f"INSERT INTO pgdb.{PG_RAW}.{q(n)} SELECT * FROM "
                             f"({input_sql(con, n, run.columns, source)}) WHERE {inc.day_filter(changed)}")
     finally:
