@@ -80,6 +80,7 @@ def gpg_spy(tmp: Path) -> tuple[Path, Path]:
     d.mkdir(exist_ok=True)
     (d / "gpg").write_text(f"""#!/bin/sh
 case " $* " in *" --decrypt "*) dec=1 ;; *) dec=0 ;; esac
+case " $* " in *" --export-secret-subkeys "*) echo "export $$" >> "{log}" ;; esac
 [ $dec = 1 ] && echo "start $$ $(date +%s%N)" >> "{log}"
 "{shutil.which('gpg')}" "$@"
 rc=$?
@@ -94,10 +95,15 @@ def decrypt_runs(log: Path) -> list[str]:
     return [ln for ln in log.read_text().splitlines() if ln.startswith("start")] if log.exists() else []
 
 
+def export_runs(log: Path) -> list[str]:
+    """gpg runs that unlocked the keyring's key to make a run's session keyring."""
+    return [ln for ln in log.read_text().splitlines() if ln.startswith("export")] if log.exists() else []
+
+
 def max_overlap(log: Path) -> int:
     """Most gpg decryptions running at the same moment."""
     events = sorted((int(t), 1 if kind == "start" else -1) for kind, _, t in
-                    (ln.split() for ln in log.read_text().splitlines()))
+                    (ln.split() for ln in log.read_text().splitlines() if not ln.startswith("export")))
     now = best = 0
     for _, step in events:
         now += step
@@ -163,7 +169,8 @@ def test_a_passphrase_cached_by_the_users_agent_is_never_used(user_keyring, deli
     lines = [ln for ln in bad.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "wrong passphrase" in lines[0] and ".gpg" in lines[0], bad.stderr
     assert "Traceback" not in bad.stderr and WRONG not in bad.stdout + bad.stderr
-    assert len(decrypt_runs(log)) == 1  # one check, no gpg run per file
+    # one check, by the export that would have made the session keyring; no gpg run per file
+    assert len(export_runs(log)) == 1 and len(decrypt_runs(log)) == 0
     assert agent_has_cached(ring)  # the user's agent was not even asked: ours are separate
     assert not leftover_private_homes()  # the finished import removed its private homes
 
@@ -235,7 +242,7 @@ def test_missing_passphrase_is_one_line_before_any_file(gpg_key, deliveries, tmp
     assert r.returncode == 1, r.stdout + r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "needs a passphrase" in lines[0]
-    assert len(decrypt_runs(log)) == 1
+    assert len(export_runs(log)) == 1 and len(decrypt_runs(log)) == 0
 
 
 # -- concurrent decryption --------------------------------------------------------------------
@@ -310,7 +317,8 @@ def test_sync_checks_once_and_prints_each_failure_once_under_200_chars(moto_url,
     assert sorted(ln.split()[1].rstrip(":") for ln in failed) == sorted(f"s3://{k}" for k in keys)  # each once
     assert all(len(ln) < 200 and "wrong passphrase" in ln for ln in failed), failed
     assert WRONG not in r.stdout + r.stderr
-    assert len(decrypt_runs(log)) == 1  # one check for the whole run; no gpg for the other objects
+    # one check for the whole run (the session keyring's export); no gpg for the objects
+    assert len(export_runs(log)) == 1 and len(decrypt_runs(log)) == 0
     assert all(state == "failed" and "wrong passphrase" in err for state, _, err in ledger(data).values())
     r = run_cli(cli_args(data, conf, "sync")[len(ENTRY):], env=sync_env(gpg_key))
     assert r.returncode in (0, 2) and "0 failed" in r.stdout, r.stdout + r.stderr
@@ -395,20 +403,24 @@ def test_event_logs_unlock_the_key_once_per_file_and_a_wrong_passphrase_runs_gpg
     ev = _import_logs(tmp_path / "ok", root, home, pw, monkeypatch)
     assert [f.status for f in ev.files] == ["loaded"] * 3 and ev.events == 15
     assert _events_in(tmp_path / "ok") == 15
-    assert len(decrypt_runs(log)) == 3  # no separate check: it was 4 (a probe, then one per file)
+    # the key unlocked once, by the export that made the session keyring, then one gpg per file
+    assert len(export_runs(log)) == 1 and len(decrypt_runs(log)) == 3
     log.unlink()
 
     with pytest.raises(PassphraseError, match="wrong passphrase") as err:
         _import_logs(tmp_path / "bad", root, home, WRONG, monkeypatch)
     assert "2026-10-20.log.gz.gpg" in str(err.value) and WRONG not in str(err.value)
-    assert len(decrypt_runs(log)) == 1  # the first file's decryption found it; no gpg for the others
+    assert len(export_runs(log)) == 1 and len(decrypt_runs(log)) == 0  # the export found it; no gpg per file
     assert _events_in(tmp_path / "bad") == 0
 
 
+@pytest.mark.parametrize("session_keyring", ["1", "0"])
 def test_a_file_that_cannot_judge_the_passphrase_leaves_the_check_to_the_next(gpg_key, other_gpg_key, tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch, session_keyring):
     """A first file encrypted to another key says nothing about the passphrase: it fails on its own
-    ("no secret key") and the next file's decryption is the check."""
+    ("no secret key"). Without a session keyring (EDX_ENGINE_GPG_SESSION_KEY=0, or a keyring it
+    cannot be made from), the next file's decryption is the check; with one, its export is."""
+    monkeypatch.setenv("EDX_ENGINE_GPG_SESSION_KEY", session_keyring)
     home, fpr, pw = gpg_key
     other_home, other_fpr = other_gpg_key
     root = _encrypted_days(tmp_path, home, fpr, ["2026-10-21", "2026-10-22"])
@@ -419,14 +431,17 @@ def test_a_file_that_cannot_judge_the_passphrase_leaves_the_check_to_the_next(gp
     by_day = {f.label.rsplit("-", 1)[-1][:2]: f for f in ev.files}
     assert by_day["20"].status == "failed" and "no secret key" in by_day["20"].message
     assert by_day["21"].status == by_day["22"].status == "loaded" and _events_in(tmp_path / "d") == 10
-    assert len(decrypt_runs(log)) == 3
+    assert len(decrypt_runs(log)) == 3 and len(export_runs(log)) == int(session_keyring)
 
     log.unlink()
     from edx_engine.decrypt import PassphraseError
 
     with pytest.raises(PassphraseError):
         _import_logs(tmp_path / "bad", root, home, WRONG, monkeypatch)
-    assert len(decrypt_runs(log)) == 2  # the foreign file (undecided), then the first own file: wrong
+    if session_keyring == "1":
+        assert len(export_runs(log)) == 1 and len(decrypt_runs(log)) == 0  # the export found it
+    else:
+        assert len(decrypt_runs(log)) == 2  # the foreign file (undecided), then the first own file: wrong
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])  # one process; worker processes (the default on 2 cores)

@@ -5,17 +5,27 @@ environment of the child, logs or error messages. Decrypted bytes are read from
 gpg's stdout as a stream, so plaintext need not touch the disk.
 
 A run decrypts through its own gpg-agents (:class:`GpgSession`): temporary home directories
-that link to the keyring's files but start fresh agents that never cache a passphrase. So a
-passphrase that the user's own agent still holds from an earlier unlock is never used: a
-wrong passphrase fails even right after a correct one. One agent unlocks keys one at a time
-(~0.45 s of S2K hashing per file with a default-protected key), so a session runs ``jobs``
-agents for concurrent decryption.
+with fresh agents that never cache a passphrase. So a passphrase that the user's own agent
+still holds from an earlier unlock is never used: a wrong passphrase fails even right after a
+correct one.
+
+Every use of a protected key costs one S2K unlock in gpg-agent: the key's passphrase is hashed
+as many times as the key's protection says (gpg calibrates it to ~0.1-0.5 s), for every file.
+A package holds hundreds of encrypted members and a backfill thousands of logs, so a run
+unlocks the keyring's key once (:func:`make_session_keyring`): its secret subkeys are exported
+and imported into a private home, re-protected there under a random 256-bit passphrase that
+only this process knows, with gpg-agent's smallest S2K count (stretching protects guessable
+passphrases, not random ones). Each file then unlocks in about a millisecond. Whenever that
+cannot be done (several keys with other passphrases, a key on a card, ...) the run decrypts
+through the keyring itself, one unlock per file, as before; ``EDX_ENGINE_GPG_SESSION_KEY=0``
+asks for that too.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +38,9 @@ from typing import BinaryIO, Callable, Iterator
 
 _SECRET_ENV = ("EDX_ENGINE_GPG_PASSPHRASE", "EDX_ENGINE_PSEUDONYM_SECRET")
 JOBS_ENV = "EDX_ENGINE_GPG_JOBS"
+SESSION_KEY_ENV = "EDX_ENGINE_GPG_SESSION_KEY"  # "0": no session keyring (one unlock per file)
 NO_CACHE_CONF = "default-cache-ttl 0\nmax-cache-ttl 0\n"
+CHEAP_S2K_CONF = "s2k-count 65536\n"  # gpg-agent's smallest count: for keys under a random passphrase only
 _HOME_PREFIX = "edx-engine-gpg-"
 SAMPLE_BYTES = 16384  # enough for the public-key packets at the start of a message
 
@@ -167,18 +179,18 @@ def _sweep_stale_homes() -> None:
             remove_private_home(d)
 
 
-def make_private_home(keyring: Path) -> Path:
-    """A temporary gpg home (0700) whose keyring files link to ``keyring``, with an agent
-    configuration that never caches a passphrase. gpg started with it talks to a fresh agent
-    of its own, never to the keyring's agent (which may hold an unlocked key)."""
+def make_private_home(keyring: Path | None, agent_conf: str = NO_CACHE_CONF) -> Path:
+    """A temporary gpg home (0700) whose keyring files link to ``keyring`` (None: an empty home),
+    with an agent configuration that never caches a passphrase. gpg started with it talks to a
+    fresh agent of its own, never to the keyring's agent (which may hold an unlocked key)."""
     _sweep_stale_homes()
     home = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX, dir=_homes_dir()))
     (home / "owner").write_text(str(os.getpid()))
-    if keyring.is_dir():
+    if keyring is not None and keyring.is_dir():
         for entry in sorted(keyring.iterdir()):
             if not _skip_in_private_home(entry.name):
                 (home / entry.name).symlink_to(entry)
-    (home / "gpg-agent.conf").write_text(NO_CACHE_CONF)
+    (home / "gpg-agent.conf").write_text(agent_conf)
     return home
 
 
@@ -191,22 +203,148 @@ def private_home(keyring: Path) -> Iterator[Path]:
         remove_private_home(home)
 
 
-class GpgSession:
-    """One run's private gpg-agents (no passphrase cache) and its single passphrase check.
+# -- the run's session keyring -------------------------------------------------------------------
 
-    ``jobs`` homes (one agent each: an agent unlocks one key at a time) are made at the first
-    decryption and removed by :meth:`close`. The passphrase is judged once per run, by the
-    run's first decryption itself (gpg's status lines say whether the key was unlocked before
-    any plaintext is written): other decryptions wait for that verdict before starting gpg, and
-    after a wrong or missing passphrase every later file fails at once, without starting gpg.
-    So a run unlocks the key once per file, never once more for a separate check."""
+@dataclass(frozen=True)
+class SessionKeyring:
+    """A private home holding the keyring's secret subkeys under a random passphrase (module docstring)."""
+
+    home: Path
+    passphrase: str = field(repr=False)  # random, made for this run; never leaves this process but through pipes
+
+
+def session_keyring_wanted() -> bool:
+    """False when ``EDX_ENGINE_GPG_SESSION_KEY`` is 0/no/false/off: decrypt through the keyring itself."""
+    return os.environ.get(SESSION_KEY_ENV, "").strip().lower() not in ("0", "no", "false", "off")
+
+
+def _gpg(home: Path, args: list[str], secret: str | None = None, data: bytes = b"",
+         secret_option: str = "--passphrase-fd") -> tuple[int, bytes, str]:
+    """Run gpg in ``home`` on ``data``; ``secret`` (passphrase lines) goes over a pipe named by
+    ``secret_option``, never argv or the environment. Returns (exit code, stdout, status + stderr)."""
+    cmd = ["gpg", "--batch", "--no-tty", "--yes", "--homedir", str(home), "--pinentry-mode", "loopback",
+           "--status-fd", "2"]
+    r = w = None
+    if secret is not None:
+        r, w = os.pipe()
+        cmd += [secret_option, str(r)]
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+    try:
+        proc = subprocess.Popen(cmd + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=[r] if r is not None else [], env=env)
+    finally:
+        if r is not None:
+            os.close(r)
+    if w is not None:
+        try:
+            os.write(w, secret.encode())  # type: ignore[union-attr]  # a few lines: the pipe holds them
+        except BrokenPipeError:
+            pass
+        os.close(w)
+    try:
+        out, err = proc.communicate(data, timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return proc.returncode, out, err.decode("utf-8", "replace")
+
+
+def _protection(home: Path) -> list[str]:
+    """The protection of each secret key in the home's agent: "P" (passphrase), "C" (clear), "-"."""
+    env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
+    out = subprocess.run(["gpg-connect-agent", "--homedir", str(home), "KEYINFO --list", "/bye"],
+                         capture_output=True, text=True, timeout=120, env=env).stdout
+    return [ln.split()[7] for ln in out.splitlines() if ln.startswith("S KEYINFO ") and len(ln.split()) > 7]
+
+
+def _secret_fingerprints(home: Path) -> list[str]:
+    """The fingerprints of the home's keys that hold secret material (their primary key's)."""
+    _, out, _ = _gpg(home, ["--with-colons", "--list-secret-keys"])
+    fprs, after_sec = [], False
+    for ln in out.decode("utf-8", "replace").splitlines():
+        f = ln.split(":")
+        if f[0] == "fpr" and after_sec and len(f) > 9:
+            fprs.append(f[9])
+        after_sec = f[0] == "sec"
+    return fprs
+
+
+def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[SessionKeyring | None, str | None]:
+    """Unlock the keyring's secret subkeys once and keep them, for this run, in a private home
+    under a random passphrase with the cheapest S2K (so each file unlocks in about a millisecond).
+
+    Returns (the session keyring or None, a passphrase reason or None). The reason (wrong or
+    missing passphrase) is given only when the keyring holds a single secret key, so that it is
+    the key of every file. Without a session keyring (a key on a card, keys with other
+    passphrases, no secret key, ...) the caller decrypts through the keyring, which reports what
+    is wrong file by file. The keyring itself is only read."""
+    source = make_private_home(keyring, NO_CACHE_CONF + CHEAP_S2K_CONF)  # the export's transfer protection
+    reason = None
+    try:
+        rc, exported, status = _gpg(source, ["--export-secret-subkeys"],
+                                    None if passphrase is None else passphrase + "\n")
+        if rc != 0 and is_passphrase_reason(r := _reason(status, status)) and len(_secret_fingerprints(source)) == 1:
+            reason = r
+    except (OSError, subprocess.SubprocessError):
+        rc, exported = 1, b""
+    finally:
+        remove_private_home(source)
+    if rc != 0 or not exported:
+        return None, reason
+    home = make_private_home(None, NO_CACHE_CONF + CHEAP_S2K_CONF)
+    try:
+        session = _reprotect(home, exported, passphrase)
+    except (OSError, subprocess.SubprocessError):
+        session = None
+    if session is None:
+        remove_private_home(home)
+    return session, None
+
+
+def _reprotect(home: Path, exported: bytes, passphrase: str | None) -> SessionKeyring | None:
+    """Import the exported subkeys into ``home`` and protect them under a new random passphrase;
+    checked with gpg's own passphrase test (``--dry-run --passwd``) before it is trusted."""
+    rc, _, _ = _gpg(home, ["--import"], None if passphrase is None else passphrase + "\n", data=exported)
+    fprs, protection = _secret_fingerprints(home), _protection(home)
+    if rc != 0 or not fprs or not protection or len(set(protection)) != 1 or protection[0] not in "PC":
+        return None
+    new = secrets.token_urlsafe(32)
+    # gpg asks for the old passphrase (a protected key only), then for the new one
+    answers = ([passphrase or ""] if protection[0] == "P" else []) + [new]
+    for fpr in fprs:
+        _gpg(home, ["--passwd", fpr], "\n".join(answers * len(protection)) + "\n", secret_option="--command-fd")
+    if set(_protection(home)) != {"P"}:
+        return None
+    for fpr in fprs:
+        _, _, status = _gpg(home, ["--dry-run", "--passwd", fpr], new + "\n")
+        if "[GNUPG:] SUCCESS keyedit.passwd" not in status or "[GNUPG:] ERROR keyedit.passwd" in status:
+            return None
+    return SessionKeyring(home, new)
+
+
+class GpgSession:
+    """One run's private gpg-agents (no passphrase cache), its session keyring and its single
+    passphrase check.
+
+    At the first decryption the session makes its session keyring (:func:`make_session_keyring`):
+    the key is unlocked once, by that export, which is also the run's passphrase check, and every
+    file decrypts through the session keyring. Without it (it could not be made, or is not
+    wanted), ``jobs`` homes linked to the keyring (one agent each: an agent unlocks one key at a
+    time) are made and the passphrase is judged by the run's first decryption itself (gpg's
+    status lines say whether the key was unlocked before any plaintext is written): other
+    decryptions wait for that verdict before starting gpg, and after a wrong or missing
+    passphrase every later file fails at once, without starting gpg. :meth:`close` removes them all."""
 
     MAX_UNDECIDED = 3  # files whose decryption says nothing about the passphrase (corrupt, other key)
 
     def __init__(self, settings: GpgSettings):
         self.keyring_opt = settings.gnupghome
+        self._passphrase = settings.passphrase
         self.jobs = max(1, settings.jobs or default_jobs())
         self.failure: str | None = None  # the passphrase problem, once found
+        self.keyring: SessionKeyring | None = None  # the session keyring, once made
+        self._keyring_tried = False
+        self._keyring_lock = threading.Lock()
         self._homes: list[Path] = []
         self._turn = itertools.count()
         self._lock = threading.Lock()
@@ -215,13 +353,36 @@ class GpgSession:
         self._checking = False  # a decryption (or probe) is judging the passphrase now
         self._undecided = 0
 
+    def _ensure_keyring(self) -> None:
+        """Make the session keyring at the run's first decryption (once; the other threads wait)."""
+        with self._keyring_lock:
+            if self._keyring_tried:
+                return
+            self._keyring_tried = True
+            if not session_keyring_wanted():
+                return
+            self.keyring, reason = make_session_keyring(keyring_home(self.keyring_opt), self._passphrase)
+        if self.keyring is not None:
+            self.mark_checked()  # its export unlocked the key with this passphrase
+        elif reason is not None:  # the keyring's only key: the passphrase of every file
+            with self._verdict:
+                self.failure = self.failure or reason
+                self._verdict.notify_all()
+
     def home(self) -> str:
-        """A private home for the next gpg (round robin over the session's agents)."""
+        """The gpg home for the next decryption: the session keyring, else a private home linked
+        to the keyring (round robin over the session's agents)."""
+        if self.keyring is not None:
+            return str(self.keyring.home)
         with self._lock:
             if not self._homes:
                 keyring = keyring_home(self.keyring_opt)
                 self._homes = [make_private_home(keyring) for _ in range(self.jobs)]
             return str(self._homes[next(self._turn) % len(self._homes)])
+
+    def passphrase(self, given: str | None) -> str | None:
+        """The passphrase gpg is to get: the session keyring's, else the one ``given``."""
+        return self.keyring.passphrase if self.keyring is not None else given
 
     @property
     def checked(self) -> bool:
@@ -238,6 +399,8 @@ class GpgSession:
         """Before a gpg starts: raise PassphraseError once the passphrase is known wrong; wait while
         another decryption is judging it; True when this one is to judge it (it must then call
         :meth:`resolve`, whatever happens)."""
+        if self.failure is None:
+            self._ensure_keyring()
         with self._verdict:
             while True:
                 if self.failure is not None:
@@ -281,6 +444,11 @@ class GpgSession:
     def close(self) -> None:
         with self._lock:
             homes, self._homes = self._homes, []
+        with self._keyring_lock:
+            if self.keyring is not None:
+                homes.append(self.keyring.home)
+            self.keyring = None
+            self._keyring_tried = True  # closed: no new session keyring
         for h in homes:
             remove_private_home(h)
 
@@ -492,13 +660,15 @@ def _start(source: Path | BinaryIO, settings: GpgSettings, label: str, judge: Gp
     """Start gpg on ``source``; ``judge``: the session whose passphrase verdict this gpg gives."""
     pass_r = pass_w = None
     fds: list[int] = []
-    if settings.passphrase is not None:
+    session = settings.session
+    home = session.home() if session is not None else settings.gnupghome
+    passphrase = session.passphrase(settings.passphrase) if session is not None else settings.passphrase
+    if passphrase is not None:
         pass_r, pass_w = os.pipe()
         fds.append(pass_r)
     status_r, status_w = os.pipe()
     fds.append(status_w)
     stderr_file = tempfile.TemporaryFile()
-    home = settings.session.home() if settings.session is not None else settings.gnupghome
     cmd = _gpg_command(home, pass_r, status_w)
     is_path = isinstance(source, (str, Path))
     if is_path:
@@ -523,7 +693,7 @@ def _start(source: Path | BinaryIO, settings: GpgSettings, label: str, judge: Gp
     if pass_r is not None:
         os.close(pass_r)
         try:
-            os.write(pass_w, settings.passphrase.encode() + b"\n")  # type: ignore[union-attr]
+            os.write(pass_w, passphrase.encode() + b"\n")  # type: ignore[union-attr]
         except BrokenPipeError:
             pass  # gpg ended at once (not a message): its status says why
         os.close(pass_w)

@@ -57,6 +57,7 @@ class _Job:
     gpg: GpgSettings  # no session; its repr hides the passphrase
     limits: EventLimits
     checked: bool = False  # the driver's session found the passphrase right: no probe in the worker
+    session_keyring: bool = False  # ``gpg`` is the driver's session keyring: decrypt through it, no session
 
 
 def default_jobs() -> int:
@@ -74,7 +75,7 @@ def stage_job(job: _Job) -> E._Staged:
     t0 = time.perf_counter()
     engine = E._DuckEngine(0)  # one thread: the parallelism is one file per worker
     try:
-        if not job.src.encrypted:
+        if not job.src.encrypted or job.session_keyring:  # (its agent unlocks the key in a millisecond)
             staged = E._stage_one(Lake(job.root), job.src, job.key, job.gpg, engine, job.limits)
         else:
             with gpg_session(job.gpg) as gpg:
@@ -345,9 +346,16 @@ def import_events_parallel(lake: Lake, sources: list[Source], gpg: GpgSettings, 
     t0 = time.perf_counter()
     summary = E.EventsSummary()
     items, todo, known = _plan(lake, sources, gpg)
-    plain_gpg = GpgSettings(gnupghome=gpg.gnupghome, passphrase=gpg.passphrase, jobs=1)
+    # forked workers decrypt through the driver's session keyring (made by _plan's passphrase check);
+    # Spark tasks, which may run elsewhere, through the keyring
+    keyring = gpg.session.keyring if gpg.session is not None and spark is None else None
+    if keyring is not None:
+        plain_gpg = GpgSettings(gnupghome=str(keyring.home), passphrase=keyring.passphrase, jobs=1)
+    else:
+        plain_gpg = GpgSettings(gnupghome=gpg.gnupghome, passphrase=gpg.passphrase, jobs=1)
     checked = bool(gpg.session is not None and gpg.session.checked)
-    job_list = [_Job(str(lake.root), items[i].src, items[i].key, plain_gpg, limits, checked) for i in todo]
+    job_list = [_Job(str(lake.root), items[i].src, items[i].key, plain_gpg, limits, checked, keyring is not None)
+                for i in todo]
     overall = (progress.add_task("event files", total=max(1, sum(s.size for s in sources)), unit="B")
                if progress is not None else None)
     try:
