@@ -30,6 +30,7 @@ import pytest
 from conftest import _gpg, gpg_encrypt, make_key
 
 ENTRY = [sys.executable, "-c", "import sys; from edx_engine.cli import app; sys.exit(app())"]
+NOTES: list[str] = []  # why each _decrypt_all had no session keyring (shown by failing asserts)
 COSTLY_COUNT = 4194304  # the keyring's own protection: more than the session keyring's 65536, still quick
 
 
@@ -37,7 +38,9 @@ def _s2k_counts(home: Path) -> list[int]:
     """The S2K iteration counts protecting the secret keys stored in a gpg home."""
     counts = []
     for f in sorted((home / "private-keys-v1.d").glob("*.key")):
-        counts += [int(c) for c in re.findall(rb'\(sha1\s+#[0-9A-Fa-f]+#\s+"?(\d+)"?\)', f.read_bytes())]
+        # the extended key format wraps long values onto lines that start with a space, anywhere
+        text = f.read_bytes().replace(b"\n ", b"")
+        counts += [int(c) for c in re.findall(rb'\(sha1\s*#[0-9A-Fa-f]+#\s*"?(\d+)"?\)', text)]
     return counts
 
 
@@ -100,6 +103,7 @@ def _decrypt_all(files: list[Path], keyring: Path, passphrase: str | None) -> tu
             except DecryptError as exc:
                 out.append(str(exc))
         made = g.session.keyring  # type: ignore[union-attr]
+        NOTES.append(g.session.keyring_note)  # type: ignore[union-attr]  # why there is none
         if made is not None:
             assert made.home.is_dir() and (made.home.stat().st_mode & 0o777) == 0o700
             made_home, made_pass = made.home, made.passphrase
@@ -133,7 +137,7 @@ def test_a_run_decrypts_through_a_session_keyring_under_a_random_cheap_passphras
     before = _tree_digest(home)
     got, info = _decrypt_all(files, home, pw)
     assert got == [f"message {i}\n".encode() * (i + 1) for i in range(3)]
-    assert info is not None
+    assert info is not None, NOTES[-1]
     assert info["counts"] and set(info["counts"]) == {65536}  # the session keyring: the cheapest count
     assert set(_s2k_counts(home)) == {COSTLY_COUNT}  # the keyring: as it was
     assert info["session_unlocks"] and not info["org_unlocks"]  # under another passphrase than the org's
@@ -142,6 +146,7 @@ def test_a_run_decrypts_through_a_session_keyring_under_a_random_cheap_passphras
     assert _tree_digest(home) == before  # the keyring was only read
 
     _, again = _decrypt_all(files[:1], home, pw)
+    assert again is not None, NOTES[-1]
     assert again["passphrase"] != info["passphrase"]  # random per run
 
     # the same plaintext without a session keyring (EDX_ENGINE_GPG_SESSION_KEY=0): one unlock per file
@@ -182,7 +187,8 @@ def test_an_unprotected_key_decrypts_through_a_protected_session_keyring(tmp_pat
     f = _message(tmp_path, home, fpr, "m", "no passphrase on this key\n")
     got, info = _decrypt_all([f, f], home, given)
     assert got == [b"no passphrase on this key\n"] * 2
-    assert info is not None and info["session_unlocks"] and set(info["counts"]) == {65536}
+    assert info is not None, NOTES[-1]
+    assert info["session_unlocks"] and set(info["counts"]) == {65536}
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
 
 
@@ -231,3 +237,112 @@ def test_backfill_workers_decrypt_through_the_drivers_session_keyring(costly_key
     assert pw not in log.read_text()
     # every --passphrase-fd / --command-fd names a pipe; no passphrase-like argument at all
     assert not any(re.search(r"--passphrase(?!-fd)\b", ln) for ln in lines)
+
+
+# -- keyrings of every shape (helper-33's review) -----------------------------------------------------------
+
+def _ring(tmp: Path, name: str) -> Path:
+    ring = tmp / name
+    ring.mkdir(mode=0o700)
+    (ring / "gpg-agent.conf").write_text("default-cache-ttl 0\nmax-cache-ttl 0\ns2k-count 65536\n")
+    return ring
+
+
+def _move_key(src: Path, fpr: str, pw: str, ring: Path, with_passphrase: bool = True) -> None:
+    key = src.parent / f"{fpr}.asc"
+    _gpg(src, "--armor", "--export-secret-keys", "-o", str(key), fpr, passphrase=pw)
+    if with_passphrase:
+        _gpg(ring, "--import", str(key), passphrase=pw)
+    else:  # as `gpg --batch --import` leaves it: in OpenPGP's form, converted by the agent at its first unlock
+        subprocess.run(["gpg", "--homedir", str(ring), "--batch", "--import", str(key)], check=True,
+                       capture_output=True)
+    subprocess.run(["gpgconf", "--homedir", str(ring), "--kill", "all"], check=False)
+
+
+def test_a_key_in_openpgp_form_leaves_the_keyring_unwritten(tmp_path):
+    """gpg-agent rewrites such a key at its first unlock, under its own S2K count: the export runs on
+    a copy, so the keyring keeps its bytes (it had got the session's cheap count)."""
+    src = _ring(tmp_path, "src")
+    fpr = make_key(src, "Native <native@example.org>", "org pw")
+    f = _message(tmp_path, src, fpr, "m", "native form\n")
+    ring = tmp_path / "ring"
+    ring.mkdir(mode=0o700)  # gpg's defaults: no s2k-count of ours
+    _move_key(src, fpr, "org pw", ring, with_passphrase=False)
+    assert any(b"openpgp-native" in k.read_bytes() for k in (ring / "private-keys-v1.d").glob("*.key"))
+    before = _tree_digest(ring)
+    got, info = _decrypt_all([f, f], ring, "org pw")
+    assert got == [b"native form\n"] * 2 and info is not None, NOTES[-1]
+    assert _tree_digest(ring) == before
+    subprocess.run(["gpgconf", "--homedir", str(ring), "--kill", "all"], check=False)
+
+
+def test_a_primary_key_that_decrypts_and_an_ordinary_key_in_one_keyring(tmp_path):
+    """One key decrypts with its primary key (no subkey), the other with a subkey; same passphrase.
+    Files to either decrypt through the session keyring (the primaries are exported then)."""
+    ring = _ring(tmp_path, "ring")
+    ordinary = make_key(ring, "Ordinary <o@example.org>", "org pw")
+    _gpg(ring, "--quick-gen-key", "Primary <p@example.org>", "rsa2048", "cert,sign,encr", "never", passphrase="org pw")
+    primary = next(ln.split(":")[9] for ln in _gpg(ring, "-K", "--with-colons").splitlines()
+                   if ln.startswith("fpr") and ln.split(":")[9] != ordinary and "Primary" in _gpg(
+                       ring, "-K", ln.split(":")[9]))
+    subprocess.run(["gpgconf", "--homedir", str(ring), "--kill", "all"], check=False)
+    a = _message(tmp_path, ring, ordinary, "a", "to the subkey\n")
+    b = _message(tmp_path, ring, primary, "b", "to the primary\n")
+    got, info = _decrypt_all([a, b], ring, "org pw")
+    assert got == [b"to the subkey\n", b"to the primary\n"]
+    assert info is not None, NOTES[-1]
+    subprocess.run(["gpgconf", "--homedir", str(ring), "--kill", "all"], check=False)
+
+
+def test_signed_and_passphrase_encrypted_messages_decrypt_as_through_the_keyring(gpg_key, tmp_path, monkeypatch):
+    """A signed message needs the signer's public key (in the keyring, copied into the session home);
+    a message encrypted with a passphrase (`gpg -c`, binary or armoured) needs the given passphrase,
+    not the session's."""
+    home, fpr, pw = gpg_key
+    ring = _ring(tmp_path, "ring")
+    _move_key(home, fpr, pw, ring)
+    signer = tmp_path / "signer"
+    signer_fpr = make_key(signer, "Signer <s@example.org>", "")
+    _gpg(ring, "--import", str(_export_public(signer, signer_fpr, tmp_path / "signer.asc")))
+    plain = tmp_path / "signed.txt"
+    plain.write_text("signed and encrypted\n")
+    _gpg(signer, "--import", str(_export_public(ring, fpr, tmp_path / "org.asc")))
+    _gpg(signer, "--trust-model", "always", "--local-user", signer_fpr, "--recipient", fpr, "--sign", "--encrypt",
+         "-o", str(tmp_path / "signed.gpg"), str(plain), passphrase="")
+    for name, armour in (("sym.gpg", []), ("sym.asc", ["--armor"])):
+        _gpg(ring, "--symmetric", *armour, "-o", str(tmp_path / name), str(plain), passphrase=pw)
+    files = [tmp_path / "sym.gpg", tmp_path / "signed.gpg", tmp_path / "sym.asc"]  # a symmetric one first
+    got, info = _decrypt_all(files, ring, pw)
+    assert info is not None, NOTES[-1]
+    monkeypatch.setenv("EDX_ENGINE_GPG_SESSION_KEY", "0")
+    assert got == _decrypt_all(files, ring, pw)[0] == [b"signed and encrypted\n"] * 3
+    subprocess.run(["gpgconf", "--homedir", str(signer), "--kill", "all"], check=False)
+    subprocess.run(["gpgconf", "--homedir", str(ring), "--kill", "all"], check=False)
+
+
+def _export_public(home: Path, fpr: str, out: Path) -> Path:
+    _gpg(home, "--armor", "--export", "-o", str(out), fpr)
+    return out
+
+
+def test_an_interrupted_session_keyring_leaves_no_copy_of_the_key(gpg_key, monkeypatch):
+    """Ctrl-C while the key is being re-protected: its home (holding the key under the organisation's
+    passphrase at the cheap count until then) is removed, and it lived in memory (/dev/shm), not on disk."""
+    import edx_engine.decrypt as D
+
+    home, _, pw = gpg_key
+    made: list[Path] = []
+    real = D._gpg
+
+    def interrupted(h, args, *a, **k):
+        if args[:1] == ["--passwd"]:
+            made.append(Path(h))
+            raise KeyboardInterrupt
+        return real(h, args, *a, **k)
+
+    monkeypatch.setattr(D, "_gpg", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        D.make_session_keyring(home, pw)
+    assert made and not made[0].exists() and not _agent_running_in(made[0])
+    if Path("/dev/shm").is_dir() and not os.environ.get("XDG_RUNTIME_DIR"):
+        assert made[0].parent == Path("/dev/shm")

@@ -159,6 +159,16 @@ def _homes_dir() -> str:
     return base if len(base) + len(_HOME_PREFIX) + 30 < 100 else "/tmp"
 
 
+def _ram_dir() -> str:
+    """Where the homes that hold copies of secret keys go: a file system in memory (the user's
+    runtime folder, else /dev/shm) when there is one, so that no copy reaches a disk; else
+    the temporary directory."""
+    for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK) and len(d) + len(_HOME_PREFIX) + 30 < 100:
+            return d
+    return _homes_dir()
+
+
 _swept = False
 
 
@@ -168,7 +178,7 @@ def _sweep_stale_homes() -> None:
     if _swept:
         return
     _swept = True
-    for d in Path(_homes_dir()).glob(_HOME_PREFIX + "*"):
+    for d in [h for base in dict.fromkeys((_homes_dir(), _ram_dir())) for h in Path(base).glob(_HOME_PREFIX + "*")]:
         try:
             if d.stat().st_uid != os.getuid():
                 continue
@@ -179,17 +189,36 @@ def _sweep_stale_homes() -> None:
             remove_private_home(d)
 
 
-def make_private_home(keyring: Path | None, agent_conf: str = NO_CACHE_CONF) -> Path:
+_SECRET_ENTRIES = ("private-keys-v1.d", "secring.gpg")  # where a keyring keeps secret keys
+
+
+def make_private_home(keyring: Path | None, agent_conf: str = NO_CACHE_CONF, *, copy: bool = False,
+                      secrets_too: bool = True, where: str | None = None) -> Path:
     """A temporary gpg home (0700) whose keyring files link to ``keyring`` (None: an empty home),
     with an agent configuration that never caches a passphrase. gpg started with it talks to a
-    fresh agent of its own, never to the keyring's agent (which may hold an unlocked key)."""
+    fresh agent of its own, never to the keyring's agent (which may hold an unlocked key).
+
+    ``copy``: copies of the keyring's files instead of links (whatever gpg and its agent write
+    there, e.g. a key converted at its first unlock, never reaches the keyring); ``secrets_too``:
+    the secret keys too; ``where``: the folder to make it in (default: the temporary directory)."""
     _sweep_stale_homes()
-    home = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX, dir=_homes_dir()))
+    home = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX, dir=where or _homes_dir()))
     (home / "owner").write_text(str(os.getpid()))
     if keyring is not None and keyring.is_dir():
         for entry in sorted(keyring.iterdir()):
-            if not _skip_in_private_home(entry.name):
+            if _skip_in_private_home(entry.name) or (not secrets_too and entry.name in _SECRET_ENTRIES):
+                continue
+            if not copy:
                 (home / entry.name).symlink_to(entry)
+                continue
+            try:
+                if entry.is_dir():
+                    shutil.copytree(entry, home / entry.name,
+                                    ignore=lambda d, names: [n for n in names if n.startswith("S.")])
+                elif entry.is_file():
+                    shutil.copyfile(entry, home / entry.name)
+            except FileNotFoundError:
+                continue  # gone meanwhile (a lock or temporary file of the keyring's own gpg)
     (home / "gpg-agent.conf").write_text(agent_conf)
     return home
 
@@ -249,77 +278,120 @@ def _gpg(home: Path, args: list[str], secret: str | None = None, data: bytes = b
     return proc.returncode, out, err.decode("utf-8", "replace")
 
 
-def _protection(home: Path) -> list[str]:
-    """The protection of each secret key in the home's agent: "P" (passphrase), "C" (clear), "-"."""
+def _protection(home: Path) -> dict[str, str]:
+    """keygrip -> protection of each secret key in the home's agent: "P" (passphrase), "C" (clear), "-"."""
     env = {k: v for k, v in os.environ.items() if k not in _SECRET_ENV}
     out = subprocess.run(["gpg-connect-agent", "--homedir", str(home), "KEYINFO --list", "/bye"],
                          capture_output=True, text=True, timeout=120, env=env).stdout
-    return [ln.split()[7] for ln in out.splitlines() if ln.startswith("S KEYINFO ") and len(ln.split()) > 7]
+    return {f[2]: f[7] for f in (ln.split() for ln in out.splitlines() if ln.startswith("S KEYINFO "))
+            if len(f) > 7}
 
 
-def _secret_fingerprints(home: Path) -> list[str]:
-    """The fingerprints of the home's keys that hold secret material (their primary key's)."""
-    _, out, _ = _gpg(home, ["--with-colons", "--list-secret-keys"])
-    fprs, after_sec = [], False
+@dataclass
+class _SecretKeys:
+    """What a keyring's secret keys need from a session keyring (``gpg -K --with-colons``)."""
+
+    keys: int = 0  # primary keys with a secret part somewhere (here, or on a card)
+    fingerprints: list[str] = field(default_factory=list)
+    encryption_grips: set[str] = field(default_factory=set)  # keygrips of the secret keys that decrypt
+    primary_decrypts: bool = False  # a primary key is itself an encryption key
+    on_card: bool = False  # an encryption key lives on a smartcard (not exportable)
+
+
+def _secret_keys(home: Path) -> _SecretKeys:
+    _, out, _ = _gpg(home, ["--with-colons", "--with-keygrip", "--list-secret-keys"])
+    info, last, after_sec = _SecretKeys(), None, False
     for ln in out.decode("utf-8", "replace").splitlines():
         f = ln.split(":")
-        if f[0] == "fpr" and after_sec and len(f) > 9:
-            fprs.append(f[9])
+        if f[0] in ("sec", "ssb") and len(f) > 14:
+            decrypts = "e" in f[11]  # lower case: this key's own capabilities
+            info.keys += f[0] == "sec"
+            last = f if decrypts and f[14] == "+" else None  # "+": the secret key is here
+            info.primary_decrypts |= decrypts and f[0] == "sec" and f[14] == "+"
+            info.on_card |= decrypts and f[14] not in ("+", "#", "")
+        elif f[0] == "fpr" and after_sec and len(f) > 9:
+            info.fingerprints.append(f[9])
+        elif f[0] == "grp" and last is not None and len(f) > 9:
+            info.encryption_grips.add(f[9])
+            last = None
         after_sec = f[0] == "sec"
-    return fprs
+    return info
 
 
-def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[SessionKeyring | None, str | None]:
-    """Unlock the keyring's secret subkeys once and keep them, for this run, in a private home
-    under a random passphrase with the cheapest S2K (so each file unlocks in about a millisecond).
+def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[SessionKeyring | None, str | None, str]:
+    """Unlock the keyring's secret encryption keys once and keep them, for this run, in a private
+    home under a random passphrase with the cheapest S2K (so each file unlocks in about a millisecond).
 
-    Returns (the session keyring or None, a passphrase reason or None). The reason (wrong or
-    missing passphrase) is given only when the keyring holds a single secret key, so that it is
-    the key of every file. Without a session keyring (a key on a card, keys with other
+    Returns (the session keyring or None, a passphrase reason or None, why there is none). The
+    reason (wrong or missing passphrase) is given only when the keyring holds a single secret key,
+    so that it is the key of every file. Without a session keyring (a key on a card, keys with other
     passphrases, no secret key, ...) the caller decrypts through the keyring, which reports what
-    is wrong file by file. The keyring itself is only read."""
-    source = make_private_home(keyring, NO_CACHE_CONF + CHEAP_S2K_CONF)  # the export's transfer protection
-    reason = None
+    is wrong file by file.
+
+    The keyring is only read: the export runs on a copy (its agent may rewrite a key at its first
+    unlock), in memory where possible, removed at once. The session home holds copies of the
+    keyring's public files (so signatures are checked as before) and the exported keys."""
+    where = _ram_dir()
+    rc, exported, reason, need, why = 1, b"", None, _SecretKeys(), ""
     try:
-        rc, exported, status = _gpg(source, ["--export-secret-subkeys"],
-                                    None if passphrase is None else passphrase + "\n")
-        if rc != 0 and is_passphrase_reason(r := _reason(status, status)) and len(_secret_fingerprints(source)) == 1:
-            reason = r
-    except (OSError, subprocess.SubprocessError):
-        rc, exported = 1, b""
+        source = make_private_home(keyring, NO_CACHE_CONF + CHEAP_S2K_CONF, copy=True, where=where)
+    except OSError as exc:
+        return None, None, f"the keyring could not be copied ({exc})"
+    try:
+        need = _secret_keys(source)
+        if not need.encryption_grips or need.on_card:
+            why = "no secret encryption key in the keyring" if not need.on_card else "an encryption key is on a card"
+        else:
+            # subkeys only, unless a primary key decrypts (one more unlock: the primary's)
+            what = "--export-secret-keys" if need.primary_decrypts else "--export-secret-subkeys"
+            rc, exported, status = _gpg(source, [what], None if passphrase is None else passphrase + "\n")
+            why = "" if rc == 0 and exported else f"the export failed ({_reason(status, status)})"
+            if rc != 0 and is_passphrase_reason(r := _reason(status, status)) and need.keys == 1:
+                reason = r
+    except (OSError, subprocess.SubprocessError) as exc:
+        rc, why = 1, f"the export failed ({exc})"
     finally:
         remove_private_home(source)
-    if rc != 0 or not exported:
-        return None, reason
-    home = make_private_home(None, NO_CACHE_CONF + CHEAP_S2K_CONF)
+    if why:
+        return None, reason, why
+    home = None
     try:
-        session = _reprotect(home, exported, passphrase)
-    except (OSError, subprocess.SubprocessError):
-        session = None
-    if session is None:
+        home = make_private_home(keyring, NO_CACHE_CONF + CHEAP_S2K_CONF, copy=True, secrets_too=False, where=where)
+        session, why = _reprotect(home, exported, passphrase, need.encryption_grips)
+    except (OSError, subprocess.SubprocessError) as exc:
+        session, why = None, f"re-protecting failed ({exc})"
+    except BaseException:  # Ctrl-C: no copy of the key is left behind
+        if home is not None:
+            remove_private_home(home)
+        raise
+    if session is None and home is not None:
         remove_private_home(home)
-    return session, None
+    return session, None, why
 
 
-def _reprotect(home: Path, exported: bytes, passphrase: str | None) -> SessionKeyring | None:
-    """Import the exported subkeys into ``home`` and protect them under a new random passphrase;
-    checked with gpg's own passphrase test (``--dry-run --passwd``) before it is trusted."""
+def _reprotect(home: Path, exported: bytes, passphrase: str | None, grips: set[str]) -> tuple[SessionKeyring | None, str]:
+    """Import the exported keys into ``home`` and protect them under a new random passphrase.
+    Trusted only if every secret encryption key of the keyring (``grips``) is there, protected,
+    and gpg's own passphrase test (``--dry-run --passwd``) accepts the new passphrase."""
     rc, _, _ = _gpg(home, ["--import"], None if passphrase is None else passphrase + "\n", data=exported)
-    fprs, protection = _secret_fingerprints(home), _protection(home)
-    if rc != 0 or not fprs or not protection or len(set(protection)) != 1 or protection[0] not in "PC":
-        return None
+    fprs, protection = _secret_keys(home).fingerprints, _protection(home)
+    if rc != 0 or not fprs or not grips <= protection.keys():
+        return None, f"the import failed or missed keys (exit {rc}, {len(fprs)} keys, {len(grips - protection.keys())} missing)"
+    if len(set(protection.values())) != 1 or next(iter(protection.values())) not in "PC":
+        return None, f"keys protected in different ways ({sorted(protection.values())})"
     new = secrets.token_urlsafe(32)
     # gpg asks for the old passphrase (a protected key only), then for the new one
-    answers = ([passphrase or ""] if protection[0] == "P" else []) + [new]
+    was = next(iter(protection.values()))
+    answers = ([passphrase or ""] if was == "P" else []) + [new]
     for fpr in fprs:
         _gpg(home, ["--passwd", fpr], "\n".join(answers * len(protection)) + "\n", secret_option="--command-fd")
-    if set(_protection(home)) != {"P"}:
-        return None
+    if any(_protection(home).get(g) != "P" for g in protection):
+        return None, "the new passphrase was not set"
     for fpr in fprs:
         _, _, status = _gpg(home, ["--dry-run", "--passwd", fpr], new + "\n")
         if "[GNUPG:] SUCCESS keyedit.passwd" not in status or "[GNUPG:] ERROR keyedit.passwd" in status:
-            return None
-    return SessionKeyring(home, new)
+            return None, "gpg's test of the new passphrase failed"
+    return SessionKeyring(home, new), ""
 
 
 class GpgSession:
@@ -343,6 +415,7 @@ class GpgSession:
         self.jobs = max(1, settings.jobs or default_jobs())
         self.failure: str | None = None  # the passphrase problem, once found
         self.keyring: SessionKeyring | None = None  # the session keyring, once made
+        self.keyring_note = ""  # why there is none (for whoever looks into a slow run)
         self._keyring_tried = False
         self._keyring_lock = threading.Lock()
         self._homes: list[Path] = []
@@ -361,7 +434,8 @@ class GpgSession:
             self._keyring_tried = True
             if not session_keyring_wanted():
                 return
-            self.keyring, reason = make_session_keyring(keyring_home(self.keyring_opt), self._passphrase)
+            self.keyring, reason, self.keyring_note = make_session_keyring(keyring_home(self.keyring_opt),
+                                                                           self._passphrase)
         if self.keyring is not None:
             self.mark_checked()  # its export unlocked the key with this passphrase
         elif reason is not None:  # the keyring's only key: the passphrase of every file
@@ -656,13 +730,50 @@ def gpg_decrypt(source: Path | BinaryIO, settings: GpgSettings, label: str | Non
     stream.finish()
 
 
+HEAD_BYTES = 1024  # enough for an armour header and the first packet's header
+
+
+def _peek(source: Path | BinaryIO) -> tuple[bytes, bytes]:
+    """(the first bytes of a message, the bytes taken from the stream that gpg must get first):
+    a file is read again by gpg, a stream's first bytes are gone once read."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            return f.read(HEAD_BYTES), b""
+    head = source.read(HEAD_BYTES)
+    return head, head
+
+
+def symmetric_message(head: bytes) -> bool:
+    """Whether an OpenPGP message starts with a passphrase-encrypted session key (``gpg -c``: packet
+    tag 3) rather than one encrypted to a public key; ASCII armour is decoded far enough to tell."""
+    import base64
+
+    if head.startswith(b"-----BEGIN PGP MESSAGE-----"):
+        lines = head.split(b"\n")[1:]
+        while lines and lines[0].strip():  # armour headers (Version: ...) end with a blank line
+            lines = lines[1:]
+        body = b"".join(ln.strip() for ln in lines[1:3])
+        try:
+            head = base64.b64decode(body[:4])
+        except ValueError:
+            return False
+    if not head or not head[0] & 0x80:
+        return False
+    tag = head[0] & 0x3F if head[0] & 0x40 else (head[0] >> 2) & 0x0F
+    return tag == 3
+
+
 def _start(source: Path | BinaryIO, settings: GpgSettings, label: str, judge: GpgSession | None) -> _GpgStream:
     """Start gpg on ``source``; ``judge``: the session whose passphrase verdict this gpg gives."""
     pass_r = pass_w = None
     fds: list[int] = []
     session = settings.session
     home = session.home() if session is not None else settings.gnupghome
-    passphrase = session.passphrase(settings.passphrase) if session is not None else settings.passphrase
+    passphrase, head = settings.passphrase, b""
+    if session is not None and session.keyring is not None:
+        peek, head = _peek(source)
+        if not symmetric_message(peek):  # a message encrypted with a passphrase (gpg -c) gets the given one
+            passphrase = session.keyring.passphrase
     if passphrase is not None:
         pass_r, pass_w = os.pipe()
         fds.append(pass_r)
@@ -701,6 +812,8 @@ def _start(source: Path | BinaryIO, settings: GpgSettings, label: str, judge: Gp
     if not is_path:
         def feed() -> None:
             try:
+                if head:
+                    proc.stdin.write(head)  # type: ignore[union-attr]
                 while chunk := source.read(1 << 20):  # type: ignore[union-attr]
                     proc.stdin.write(chunk)  # type: ignore[union-attr]
             except (BrokenPipeError, OSError):
