@@ -200,19 +200,79 @@ def zero_filled(rows: list[dict], key: str, step: Callable[[dt.date], dt.date],
     return sorted(out, key=lambda r: (r[line], r[key]))
 
 
+TOP_COURSES = 7  # courses drawn as their own line in a programme chart; the rest are one line (8 colours)
+
+
+def line_names(courses: list[Course]) -> dict[str, str]:
+    """Each course's label in the programme charts: its (shortened) name, with the run added where
+    two courses share it (re-runs of a course keep its name: one line each, never merged)."""
+    names = {c.course_id: _cname(c) for c in courses}
+    seen: dict[str, int] = {}
+    for n in names.values():
+        seen[n] = seen.get(n, 0) + 1
+    for c in courses:
+        if seen[names[c.course_id]] > 1:
+            run = c.course_id.replace("/", "+").rsplit("+", 1)[-1]
+            names[c.course_id] = f"{_cname(c, 40)} ({run})"
+    return names
+
+
+def top_lines(rows: list[dict], value: str, top: int = TOP_COURSES) -> list[str] | None:
+    """The ``top`` courses with the largest sums of ``value``, largest first (ties by name), or None
+    when all of them fit in one chart (``top`` + 1 lines at most)."""
+    totals: dict[str, int] = {}
+    for r in rows:
+        totals[r["course"]] = totals.get(r["course"], 0) + (r[value] or 0)
+    if len(totals) <= top + 1:
+        return None
+    return sorted(totals, key=lambda c: (-totals[c], c))[:top]
+
+
+def fold_others(rows: list[dict], key: str, value: str, keep: "set[str] | list[str] | None", other: str) -> list[dict]:
+    """The kept courses' rows as they are and the others' summed per date into one line ``other``.
+
+    Only the values given are summed: in a public site a hidden count (None) is left out, so the line
+    is a function of what the site publishes anyway; a date whose every value is hidden has none."""
+    if keep is None:
+        return rows
+    keep = set(keep)
+    out, sums = [], {}
+    for r in rows:
+        if r["course"] in keep:
+            out.append(r)
+        else:
+            have = sums.setdefault(r[key], None)
+            if r[value] is not None:
+                sums[r[key]] = (have or 0) + r[value]
+    out += [{"course": other, key: d, value: v} for d, v in sums.items()]
+    return sorted(out, key=lambda r: (r["course"], r[key]))
+
+
 def overview_items(sd: SiteData, lang: str) -> list[Item]:
-    names = {c.course_id: _cname(c) for c in sd.courses}
+    names = line_names(sd.courses)
     ov = sd.overview
     items: list[Item] = []
     weekly = zero_filled([{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"],
                            "enrollments": r["enrollments"]}
                           for r in ov["weekly"].rows if r["mode"] == ALL and r["week"] != ALL and r["course_id"] in names],
                          "week", _next_week)
+    # a large programme: the top courses and one line for the rest (200 lines make neither a chart
+    # nor a page one can open: 11.6 MB at 200 courses and a year)
+    keep = top_lines(weekly, "enrollments")
+    folded = "" if keep is None else t("x_top_courses", lang, top=len(keep), n=len(names) - len(keep),
+                                       other=t("other_courses", lang, n=len(names) - len(keep))) + \
+        (t("x_top_public", lang) if sd.public else "")
+    other = t("other_courses", lang, n=len(names) - len(keep or ()))
+    # folded: stacked bars (the top courses from the bottom, the others on top): the bars' height is
+    # the programme's, and the others' sum, larger than any one course, does not flatten their lines
+    folded_chart = {} if keep is None else {"bars": True, "stack": True, "color_order": [*keep, other]}
+    weekly = zero_filled(fold_others(weekly, "week", "enrollments", keep, other), "week", _next_week)
     wcols = [("course", "text"), ("week", "date"), ("enrollments", "count")]
     if "monthly" in ov:  # not in public sites: months and weeks together would give hidden weeks back
         monthly = zero_filled([{"course": names.get(r["course_id"], r["course_id"]), "month": r["month"],
                                 "enrollments": r["enrollments"]} for r in ov["monthly"].rows if r["course_id"] in names],
                               "month", _next_month)
+        monthly = zero_filled(fold_others(monthly, "month", "enrollments", keep, other), "month", _next_month)
         rows = [dict(r, grain=t("week", lang), date=r["week"]) for r in weekly] + \
                [{"course": r["course"], "grain": t("month", lang), "date": r["month"], "enrollments": r["enrollments"]}
                 for r in monthly]
@@ -220,8 +280,8 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
                  "bind": {"input": "radio", "options": [t("week", lang), t("month", lang)], "name": t("grain", lang) + " "}}
         spec = C.time_lines(t("c_enrol_time", lang), rows, "date", "enrollments", "course", t("date", lang),
                             t("enrollments", lang), t("course", lang), params=[grain],
-                            transform=[{"filter": "datum.grain == grain"}])
-        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang),
+                            transform=[{"filter": "datum.grain == grain"}], **folded_chart)
+        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded,
                           [("course", "text"), ("grain", "text"), ("date", "date"), ("enrollments", "count")],
                           [{k: r.get(k) for k in ("course", "grain", "date", "enrollments")} for r in rows], spec,
                           wide=True))
@@ -229,20 +289,24 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
         for r in sorted(weekly, key=lambda r: (r["course"], r["week"])):
             run[r["course"]] = run.get(r["course"], 0) + (r["enrollments"] or 0)
             cum.append({"course": r["course"], "week": r["week"], "cumulative": run[r["course"]]})
-        items.append(Item("enrol_cum", t("c_enrol_cum", lang), t("x_enrol_cum", lang),
+        items.append(Item("enrol_cum", t("c_enrol_cum", lang), t("x_enrol_cum", lang) + folded,
                           [("course", "text"), ("week", "date"), ("cumulative", "count")], cum,
                           C.time_lines(t("c_enrol_cum", lang), cum, "week", "cumulative", "course", t("week", lang),
-                                       t("cumulative", lang), t("course", lang)), wide=True))
+                                       t("cumulative", lang), t("course", lang), **folded_chart), wide=True))
     else:
-        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang), wcols, weekly,
+        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded, wcols, weekly,
                           C.time_lines(t("c_enrol_time", lang), weekly, "week", "enrollments", "course",
-                                       t("week", lang), t("enrollments", lang), t("course", lang)), wide=True))
-    act = [{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"],
-            "active_learners": r["active_learners"]} for r in ov["active"].rows if r["course_id"] in names]
-    items.append(Item("active_weekly", t("c_active_weekly", lang), t("x_active_weekly", lang),
+                                       t("week", lang), t("enrollments", lang), t("course", lang), **folded_chart),
+                          wide=True))
+    act = fold_others([{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"],
+                        "active_learners": r["active_learners"]} for r in ov["active"].rows if r["course_id"] in names],
+                      "week", "active_learners", keep, other)
+    items.append(Item("active_weekly", t("c_active_weekly", lang),
+                      t("x_active_weekly", lang) + folded + (t("x_active_stacked", lang) if keep else ""),
                       [("course", "text"), ("week", "date"), ("active_learners", "count")], act,
                       C.time_lines(t("c_active_weekly", lang), act, "week", "active_learners", "course",
-                                   t("week", lang), t("active_learners", lang), t("course", lang)), wide=True))
+                                   t("week", lang), t("active_learners", lang), t("course", lang), **folded_chart),
+                      wide=True))
     by_id = {c.course_id: c for c in sd.courses}
     table = []
     for r in ov["general"].rows:
@@ -402,6 +466,7 @@ def country_detail(bd: list[dict], lang: str) -> Item:
 
 def comparison_items(sd: SiteData, lang: str) -> list[Item]:
     names = {c.course_id: c for c in sd.courses}
+    labels = line_names(sd.courses)  # re-runs sharing a name: one row each in the chart
     rows, long = [], []
     for s in sd.comparison.rows:
         c = names.get(s["course_id"])
@@ -414,7 +479,8 @@ def comparison_items(sd: SiteData, lang: str) -> list[Item]:
              "_href": f"course/{c.slug}.html"}
         rows.append(r)
         for m in ("r_active", "r_passed", "r_certified"):
-            long.append({"course": _cname(c), "indicator": t(m, lang), "rate": r[m], "sme": r["sme"], "year": year})
+            long.append({"course": labels[c.course_id], "indicator": t(m, lang), "rate": r[m], "sme": r["sme"],
+                         "year": year})
     smes = sorted({r["sme"] for r in rows})
     years = sorted({r["year"] for r in rows})
     all_ = t("all", lang)

@@ -81,8 +81,10 @@ def date_axis(rows: list[dict], x: str) -> dict:
 
 def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, x_title: str, y_title: str,
                color_title: str = "", *, bars: bool = False, stack: bool = False, params: list | None = None,
-               transform: list | None = None, rules: list[dict] | None = None) -> dict:
-    """Lines (or stacked bars) over time; ``rules`` = [{"date": ..., "label": ...}] vertical markers."""
+               transform: list | None = None, rules: list[dict] | None = None,
+               color_order: list[str] | None = None) -> dict:
+    """Lines (or stacked bars) over time; ``rules`` = [{"date": ..., "label": ...}] vertical markers;
+    ``color_order``: the legend's (and the stack's) order of the ``color`` values."""
     enc = {"x": {"field": x, "type": "temporal", "title": x_title, "scale": {"type": "utc"},
                  "axis": date_axis(rows, x)},
            "y": {"field": y, "type": "quantitative", "title": y_title, "axis": value_axis(",d"),
@@ -90,7 +92,8 @@ def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, 
            "tooltip": [{"field": x, "type": "temporal", "title": x_title, "timeUnit": "utcyearmonthdate"},
                        {"field": y, "type": "quantitative", "title": y_title, "format": ",d"}]}
     if color:
-        enc["color"] = {"field": color, "type": "nominal", "title": color_title}
+        enc["color"] = {"field": color, "type": "nominal", "title": color_title,
+                        **({"sort": color_order} if color_order else {})}  # (a stack follows it too)
         enc["tooltip"].insert(0, {"field": color, "title": color_title})
     layer = {"mark": {"type": "bar", "tooltip": True} if bars else
              {"type": "line", "point": len(rows) <= 80, "tooltip": True},

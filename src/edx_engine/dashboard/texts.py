@@ -97,6 +97,18 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "x_enrol_cum": ("Total de inscripciones de cada curso hasta cada semana.",
                     "Each course's total enrolments up to each week.",
                     "Total de inscrições de cada curso até cada semana."),
+    "other_courses": ("Otros {n} cursos", "Other {n} courses", "Outros {n} cursos"),
+    "x_top_courses": (" Se muestran los {top} cursos con más inscripciones; los otros {n} se suman en «{other}» "
+                      "(cada curso tiene sus cifras en su página).",
+                      " The {top} courses with the most enrolments are shown; the other {n} are summed as "
+                      "\u201c{other}\u201d (each course's own figures are on its page).",
+                      " São mostrados os {top} cursos com mais inscrições; os outros {n} são somados em «{other}» "
+                      "(cada curso tem os seus números na sua página)."),
+    "x_active_stacked": (" Las barras apiladas suman los cursos: quien participa en dos cursos cuenta dos veces.",
+                         " The stacked bars add the courses up: a learner active in two courses counts twice.",
+                         " As barras empilhadas somam os cursos: quem participa em dois cursos conta duas vezes."),
+    "x_top_public": (" Las cifras ocultas no se suman.", " Hidden counts are not included in the sum.",
+                     " As contagens ocultas não entram na soma."),
     "c_active_weekly": ("Participantes activos por semana", "Weekly active learners",
                         "Participantes ativos por semana"),
     "x_active_weekly": ("Participantes con al menos un evento en la semana (registros de actividad), por curso.",
