@@ -127,6 +127,31 @@ def test_the_public_programme_sums_only_what_it_publishes(store, tmp_path):
                                         ["items"]["enrol_time"]["rows"]}
 
 
+def test_labels_stay_unique_and_the_fold_counts_every_course():
+    """helper-34's cases: the same name and run under two codes, a course named like the others'
+    line, courses without enrolment rows, a kept course whose enrolments stopped early."""
+    from edx_engine.dashboard.build import _next_week, carried_forward, top_lines
+
+    same = [Course(f"course-v1:IDBx+{code}+2016_T1", code, "Gestión de proyectos", None, None, None)
+            for code in ("GP1x", "GP1-EN")]
+    odd = Course("course-v1:IDBx+OTH+1", "o", "Other 3 courses", None, None, None)
+    names = line_names([*same, odd], reserved=["Other 3 courses"])
+    assert len(set(names.values())) == 3 and "Other 3 courses" not in names.values()
+    assert names[same[1].course_id].endswith("(GP1-EN+2016_T1)")
+    lines = [f"c{i}" for i in range(10)]
+    rows = [{"course": f"c{i}", "n": 10 + i} for i in range(8)]  # c8 and c9: no rows at all
+    assert top_lines(rows, "n", lines) == [f"c{i}" for i in range(7, 0, -1)]
+    assert top_lines(rows, "n", lines[:8]) is None
+    cum = [{"course": "a", "week": "2026-01-05", "c": 5}, {"course": "a", "week": "2026-01-12", "c": 9},
+           {"course": "b", "week": "2026-01-05", "c": 1}, {"course": "b", "week": "2026-01-26", "c": 4}]
+    out = carried_forward(cum, "week", "c", _next_week)
+    heights: dict[str, int] = {}
+    for r in out:
+        heights[r["week"]] = heights.get(r["week"], 0) + r["c"]
+    assert [r for r in out if r["course"] == "a"][-1] == {"course": "a", "week": "2026-01-26", "c": 9}
+    assert heights["2026-01-26"] == 13  # the last bar is the programme's total
+
+
 def test_line_names_keep_re_runs_apart_and_fold_keeps_hidden_out():
     courses = [Course("course-v1:IDBx+GP1x+2015_T1", "a", "Gestión de proyectos", None, None, None),
                Course("course-v1:IDBx+GP1x+2016_T1", "b", "Gestión de proyectos", None, None, None),
@@ -154,7 +179,18 @@ def test_the_folded_programme_page_renders(store, tmp_path):
         page = v.open("en/index.html")
         # the weekly chart's rendered data holds the kept courses and the others' line
         series = page.evaluate("[...new Set(EDX.views['enrol_time'].data('table').map(d => d.course))]")
+        # the stack: the largest course at the bottom of each bar, the others on top
+        rects = page.evaluate("""() => { const out = [];
+            (function walk(n) { if (!n) return;
+              if (n.marktype === 'rect' && n.items) for (const it of n.items)
+                if (it.datum && it.datum.course !== undefined) out.push([it.datum.course, it.datum.week, it.y + it.height]);
+              if (n.items) for (const i of n.items) walk(i); })(EDX.views['enrol_cum'].scenegraph().root);
+            return out; }""")
+        order = page.evaluate("EDX.views['enrol_cum'].scale('color').domain()")
         v.close()
         b.close()
     assert not v.errors and not v.outside
     assert len(series) == TOP_COURSES + 1 and any(s.startswith("Other ") for s in series), series
+    last = max(w for _, w, _ in rects)
+    bottom_up = [c for c, _, _ in sorted((r for r in rects if r[1] == last), key=lambda r: -r[2])]
+    assert bottom_up == order and order[-1].startswith("Other ")

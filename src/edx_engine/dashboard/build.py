@@ -27,7 +27,7 @@ import json
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 from pathlib import Path
 
 import jinja2
@@ -203,29 +203,63 @@ def zero_filled(rows: list[dict], key: str, step: Callable[[dt.date], dt.date],
 TOP_COURSES = 7  # courses drawn as their own line in a programme chart; the rest are one line (8 colours)
 
 
-def line_names(courses: list[Course]) -> dict[str, str]:
-    """Each course's label in the programme charts: its (shortened) name, with the run added where
-    two courses share it (re-runs of a course keep its name: one line each, never merged)."""
-    names = {c.course_id: _cname(c) for c in courses}
-    seen: dict[str, int] = {}
-    for n in names.values():
-        seen[n] = seen.get(n, 0) + 1
-    for c in courses:
-        if seen[names[c.course_id]] > 1:
-            run = c.course_id.replace("/", "+").rsplit("+", 1)[-1]
-            names[c.course_id] = f"{_cname(c, 40)} ({run})"
+def line_names(courses: list[Course], reserved: Sequence[str] = ()) -> dict[str, str]:
+    """Each course's label in the programme charts: its (shortened) name, made longer where two
+    courses share it (re-runs of a course keep its name) or where it is a ``reserved`` label
+    ("Other n courses"): with its run, then its code and run, then its whole id. Labels are
+    unique: a chart draws one line per label."""
+    def short(c: Course) -> str:
+        return _cname(c, 40)
+
+    def key(c: Course) -> str:
+        return c.course_id.split(":", 1)[-1].replace("/", "+")
+
+    ways = [lambda c: _cname(c), lambda c: f"{short(c)} ({key(c).rsplit('+', 1)[-1]})",
+            lambda c: f"{short(c)} ({'+'.join(key(c).split('+')[-2:])})", lambda c: f"{short(c)} ({c.course_id})"]
+    names: dict[str, str] = {}
+    pending = list(courses)
+    for way in ways:
+        labels = {c.course_id: way(c) for c in pending}
+        seen: dict[str, int] = {}
+        for c in courses:
+            label = names.get(c.course_id) or labels[c.course_id]
+            seen[label] = seen.get(label, 0) + 1
+        clash = [c for c in pending if seen[labels[c.course_id]] > 1 or labels[c.course_id] in reserved]
+        for c in pending:
+            if c not in clash or way is ways[-1]:
+                names[c.course_id] = labels[c.course_id]
+        pending = [c for c in clash if c.course_id not in names]
+        if not pending:
+            break
     return names
 
 
-def top_lines(rows: list[dict], value: str, top: int = TOP_COURSES) -> list[str] | None:
-    """The ``top`` courses with the largest sums of ``value``, largest first (ties by name), or None
-    when all of them fit in one chart (``top`` + 1 lines at most)."""
-    totals: dict[str, int] = {}
+def top_lines(rows: list[dict], value: str, lines: Sequence[str], top: int = TOP_COURSES) -> list[str] | None:
+    """The ``top`` of ``lines`` with the largest sums of ``value`` in ``rows``, largest first (ties
+    by name; a line without rows counts 0), or None when all ``lines`` fit in one chart (``top`` + 1
+    at most)."""
+    if len(lines) <= top + 1:
+        return None
+    totals = dict.fromkeys(lines, 0)
     for r in rows:
         totals[r["course"]] = totals.get(r["course"], 0) + (r[value] or 0)
-    if len(totals) <= top + 1:
-        return None
     return sorted(totals, key=lambda c: (-totals[c], c))[:top]
+
+
+def carried_forward(rows: list[dict], key: str, value: str, step: Callable[[dt.date], dt.date]) -> list[dict]:
+    """Cumulative ``rows`` with each line's last value repeated up to the last date of all lines: in
+    stacked bars a course whose enrolments stopped still holds its total (else the bars would fall)."""
+    last: dict[str, dict] = {}
+    for r in rows:
+        if r["course"] not in last or r[key] > last[r["course"]][key]:
+            last[r["course"]] = r
+    end = max((r[key] for r in rows), default=None)
+    out = list(rows)
+    for name, r in last.items():
+        d = dt.date.fromisoformat(r[key])
+        while (d := step(d)).isoformat() <= end:
+            out.append({"course": name, key: d.isoformat(), value: r[value]})
+    return sorted(out, key=lambda r: (r["course"], r[key]))
 
 
 def fold_others(rows: list[dict], key: str, value: str, keep: "set[str] | list[str] | None", other: str) -> list[dict]:
@@ -249,20 +283,20 @@ def fold_others(rows: list[dict], key: str, value: str, keep: "set[str] | list[s
 
 
 def overview_items(sd: SiteData, lang: str) -> list[Item]:
-    names = line_names(sd.courses)
+    # a large programme: the top courses and one line for the rest (200 lines make neither a chart
+    # nor a page one can open: 11.6 MB at 200 courses and a year)
+    n_other = len(sd.courses) - TOP_COURSES
+    other = t("other_courses", lang, n=n_other)
+    names = line_names(sd.courses, reserved=[other])
     ov = sd.overview
     items: list[Item] = []
     weekly = zero_filled([{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"],
                            "enrollments": r["enrollments"]}
                           for r in ov["weekly"].rows if r["mode"] == ALL and r["week"] != ALL and r["course_id"] in names],
                          "week", _next_week)
-    # a large programme: the top courses and one line for the rest (200 lines make neither a chart
-    # nor a page one can open: 11.6 MB at 200 courses and a year)
-    keep = top_lines(weekly, "enrollments")
-    folded = "" if keep is None else t("x_top_courses", lang, top=len(keep), n=len(names) - len(keep),
-                                       other=t("other_courses", lang, n=len(names) - len(keep))) + \
+    keep = top_lines(weekly, "enrollments", list(names.values()))
+    folded = "" if keep is None else t("x_top_courses", lang, top=len(keep), n=n_other, other=other) + \
         (t("x_top_public", lang) if sd.public else "")
-    other = t("other_courses", lang, n=len(names) - len(keep or ()))
     # folded: stacked bars (the top courses from the bottom, the others on top): the bars' height is
     # the programme's, and the others' sum, larger than any one course, does not flatten their lines
     folded_chart = {} if keep is None else {"bars": True, "stack": True, "color_order": [*keep, other]}
@@ -289,6 +323,8 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
         for r in sorted(weekly, key=lambda r: (r["course"], r["week"])):
             run[r["course"]] = run.get(r["course"], 0) + (r["enrollments"] or 0)
             cum.append({"course": r["course"], "week": r["week"], "cumulative": run[r["course"]]})
+        if keep is not None:
+            cum = carried_forward(cum, "week", "cumulative", _next_week)
         items.append(Item("enrol_cum", t("c_enrol_cum", lang), t("x_enrol_cum", lang) + folded,
                           [("course", "text"), ("week", "date"), ("cumulative", "count")], cum,
                           C.time_lines(t("c_enrol_cum", lang), cum, "week", "cumulative", "course", t("week", lang),

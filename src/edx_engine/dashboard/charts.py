@@ -6,6 +6,8 @@ show the same numbers, and tests can read a rendered chart's data back from the 
 
 from __future__ import annotations
 
+import json
+
 SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"  # an identifier only: never fetched
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 CONFIG = {
@@ -93,7 +95,12 @@ def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, 
                        {"field": y, "type": "quantitative", "title": y_title, "format": ",d"}]}
     if color:
         enc["color"] = {"field": color, "type": "nominal", "title": color_title,
-                        **({"sort": color_order} if color_order else {})}  # (a stack follows it too)
+                        **({"sort": color_order} if color_order else {})}
+        if color_order and stack:  # the first of color_order at the bottom of each bar
+            transform = [*(transform or []),
+                         {"calculate": f"indexof({json.dumps(color_order)}, datum[{json.dumps(color)}])",
+                          "as": "_stack"}]
+            enc["order"] = {"field": "_stack", "type": "quantitative", "sort": "ascending"}
         enc["tooltip"].insert(0, {"field": color, "title": color_title})
     layer = {"mark": {"type": "bar", "tooltip": True} if bars else
              {"type": "line", "point": len(rows) <= 80, "tooltip": True},
