@@ -346,3 +346,37 @@ def test_an_interrupted_session_keyring_leaves_no_copy_of_the_key(gpg_key, monke
     assert made and not made[0].exists() and not _agent_running_in(made[0])
     if Path("/dev/shm").is_dir() and not os.environ.get("XDG_RUNTIME_DIR"):
         assert made[0].parent == Path("/dev/shm")
+
+
+def test_a_full_memory_folder_means_no_session_keyring_and_no_half_made_home(gpg_key, tmp_path, monkeypatch):
+    """/dev/shm is 64 MB in many containers: a copy that fails (here: no space left) leaves no
+    half-made home behind (it may hold key copies), and the run decrypts through the keyring."""
+    import errno
+    import shutil as sh
+
+    import edx_engine.decrypt as D
+
+    home, fpr, pw = gpg_key
+    f = _message(tmp_path, home, fpr, "m", "through the keyring\n")
+
+    def ours() -> set[Path]:  # this process' homes (other test processes may be making their own)
+        out = set()
+        for h in Path(D._ram_dir()).glob("edx-engine-gpg-*"):
+            try:
+                if (h / "owner").read_text().strip() == str(os.getpid()):
+                    out.add(h)
+            except OSError:
+                pass
+        return out
+
+    before = ours()
+
+    def full(src, dst, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sh, "copyfile", full)
+    monkeypatch.setattr(sh, "copy2", full)
+    got, info = _decrypt_all([f], home, pw)
+    assert got == [b"through the keyring\n"] and info is None
+    assert "could not be copied" in NOTES[-1] and "No space left" in NOTES[-1]
+    assert ours() <= before

@@ -203,6 +203,15 @@ def make_private_home(keyring: Path | None, agent_conf: str = NO_CACHE_CONF, *, 
     the secret keys too; ``where``: the folder to make it in (default: the temporary directory)."""
     _sweep_stale_homes()
     home = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX, dir=where or _homes_dir()))
+    try:
+        _fill_home(home, keyring, agent_conf, copy, secrets_too)
+    except BaseException:  # a full /dev/shm, Ctrl-C: no half-made home (it may hold key copies)
+        shutil.rmtree(home, ignore_errors=True)
+        raise
+    return home
+
+
+def _fill_home(home: Path, keyring: Path | None, agent_conf: str, copy: bool, secrets_too: bool) -> None:
     (home / "owner").write_text(str(os.getpid()))
     if keyring is not None and keyring.is_dir():
         for entry in sorted(keyring.iterdir()):
@@ -220,7 +229,6 @@ def make_private_home(keyring: Path | None, agent_conf: str = NO_CACHE_CONF, *, 
             except FileNotFoundError:
                 continue  # gone meanwhile (a lock or temporary file of the keyring's own gpg)
     (home / "gpg-agent.conf").write_text(agent_conf)
-    return home
 
 
 @contextmanager
