@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import _gpg, gpg_encrypt, make_key
+from test_gpg_passphrase import _agent_running_in
 
 ENTRY = [sys.executable, "-c", "import sys; from edx_engine.cli import app; sys.exit(app())"]
 NOTES: list[str] = []  # why each _decrypt_all had no session keyring (shown by failing asserts)
@@ -117,17 +118,6 @@ def _decrypt_all(files: list[Path], keyring: Path, passphrase: str | None) -> tu
 
 def _fpr(home: Path) -> str:
     return next(ln.split(":")[9] for ln in _gpg(home, "-K", "--with-colons").splitlines() if ln.startswith("fpr"))
-
-
-def _agent_running_in(home: Path) -> bool:
-    for d in Path("/proc").iterdir():
-        try:
-            cmd = (d / "cmdline").read_bytes() if d.name.isdigit() else b""
-        except OSError:
-            continue
-        if b"gpg-agent" in cmd and str(home).encode() in cmd:
-            return True
-    return False
 
 
 def test_a_run_decrypts_through_a_session_keyring_under_a_random_cheap_passphrase(costly_key, tmp_path,

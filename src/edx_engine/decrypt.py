@@ -272,18 +272,30 @@ def _gpg(home: Path, args: list[str], secret: str | None = None, data: bytes = b
     finally:
         if r is not None:
             os.close(r)
-    if w is not None:
-        try:
-            os.write(w, secret.encode())  # type: ignore[union-attr]  # a few lines: the pipe holds them
-        except BrokenPipeError:
-            pass
-        os.close(w)
+    _write_secret(w, secret.encode() if secret is not None else b"")
+    out, err = _communicate(proc, data)
+    return proc.returncode, out, err.decode("utf-8", "replace")
+
+
+def _write_secret(fd: int | None, secret: bytes) -> None:
+    """Write a few lines (a passphrase: the pipe holds them) for gpg to read, and close the pipe.
+    gpg may have ended already (not a message): its status says why."""
+    if fd is None:
+        return
     try:
-        out, err = proc.communicate(data, timeout=300)
+        os.write(fd, secret)
+    except BrokenPipeError:
+        pass
+    os.close(fd)
+
+
+def _communicate(proc: subprocess.Popen, data: bytes) -> tuple[bytes, bytes]:
+    """Feed ``data`` to a gpg and wait for it (at most 5 minutes, then it is stopped)."""
+    try:
+        return proc.communicate(data, timeout=300)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = proc.communicate()
-    return proc.returncode, out, err.decode("utf-8", "replace")
+        return proc.communicate()
 
 
 def _protection(home: Path) -> dict[str, str]:
@@ -572,17 +584,8 @@ def _probe(home: str, passphrase: str | None, sample: bytes) -> str | None:
     reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(status_r, 65536), b"")),
                               daemon=True)
     reader.start()
-    if pass_w is not None:
-        try:
-            os.write(pass_w, passphrase.encode() + b"\n")  # type: ignore[union-attr]
-        except BrokenPipeError:
-            pass
-        os.close(pass_w)
-    try:
-        _, err = proc.communicate(sample, timeout=300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
+    _write_secret(pass_w, passphrase.encode() + b"\n" if passphrase is not None else b"")
+    _, err = _communicate(proc, sample)
     reader.join()
     os.close(status_r)
     return _verdict(b"".join(chunks).decode("utf-8", "replace"), err.decode("utf-8", "replace"))
@@ -811,11 +814,7 @@ def _start(source: Path | BinaryIO, settings: GpgSettings, label: str, judge: Gp
     status.start()
     if pass_r is not None:
         os.close(pass_r)
-        try:
-            os.write(pass_w, passphrase.encode() + b"\n")  # type: ignore[union-attr]
-        except BrokenPipeError:
-            pass  # gpg ended at once (not a message): its status says why
-        os.close(pass_w)
+        _write_secret(pass_w, passphrase.encode() + b"\n")  # type: ignore[union-attr]
     feeder = None
     if not is_path:
         def feed() -> None:
