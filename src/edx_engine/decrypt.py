@@ -352,7 +352,7 @@ def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[Session
     unlock), in memory where possible, removed at once. The session home holds copies of the
     keyring's public files (so signatures are checked as before) and the exported keys."""
     where = _ram_dir()
-    rc, exported, reason, need, why = 1, b"", None, _SecretKeys(), ""
+    exported, reason, need, why = b"", None, _SecretKeys(), ""
     try:
         source = make_private_home(keyring, NO_CACHE_CONF + CHEAP_S2K_CONF, copy=True, where=where)
     except OSError as exc:
@@ -365,11 +365,13 @@ def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[Session
             # subkeys only, unless a primary key decrypts (one more unlock: the primary's)
             what = "--export-secret-keys" if need.primary_decrypts else "--export-secret-subkeys"
             rc, exported, status = _gpg(source, [what], None if passphrase is None else passphrase + "\n")
-            why = "" if rc == 0 and exported else f"the export failed ({_reason(status, status)})"
-            if rc != 0 and is_passphrase_reason(r := _reason(status, status)) and need.keys == 1:
-                reason = r
+            if rc != 0 or not exported:
+                r = _reason(status, status)
+                why = f"the export failed ({r})"
+                if rc != 0 and is_passphrase_reason(r) and need.keys == 1:
+                    reason = r
     except (OSError, subprocess.SubprocessError) as exc:
-        rc, why = 1, f"the export failed ({exc})"
+        why = f"the export failed ({exc})"
     finally:
         remove_private_home(source)
     if why:
@@ -473,10 +475,6 @@ class GpgSession:
                 keyring = keyring_home(self.keyring_opt)
                 self._homes = [make_private_home(keyring) for _ in range(self.jobs)]
             return str(self._homes[next(self._turn) % len(self._homes)])
-
-    def passphrase(self, given: str | None) -> str | None:
-        """The passphrase gpg is to get: the session keyring's, else the one ``given``."""
-        return self.keyring.passphrase if self.keyring is not None else given
 
     @property
     def checked(self) -> bool:

@@ -300,13 +300,15 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
     # folded: stacked bars (the top courses from the bottom, the others on top): the bars' height is
     # the programme's, and the others' sum, larger than any one course, does not flatten their lines
     folded_chart = {} if keep is None else {"bars": True, "stack": True, "color_order": [*keep, other]}
-    weekly = zero_filled(fold_others(weekly, "week", "enrollments", keep, other), "week", _next_week)
+    if keep is not None:  # (the others' line gets its zeros too)
+        weekly = zero_filled(fold_others(weekly, "week", "enrollments", keep, other), "week", _next_week)
     wcols = [("course", "text"), ("week", "date"), ("enrollments", "count")]
     if "monthly" in ov:  # not in public sites: months and weeks together would give hidden weeks back
         monthly = zero_filled([{"course": names.get(r["course_id"], r["course_id"]), "month": r["month"],
                                 "enrollments": r["enrollments"]} for r in ov["monthly"].rows if r["course_id"] in names],
                               "month", _next_month)
-        monthly = zero_filled(fold_others(monthly, "month", "enrollments", keep, other), "month", _next_month)
+        if keep is not None:
+            monthly = zero_filled(fold_others(monthly, "month", "enrollments", keep, other), "month", _next_month)
         rows = [dict(r, grain=t("week", lang), date=r["week"]) for r in weekly] + \
                [{"course": r["course"], "grain": t("month", lang), "date": r["month"], "enrollments": r["enrollments"]}
                 for r in monthly]
