@@ -166,6 +166,14 @@ def test_a_keyring_of_two_keys_with_different_passphrases_decrypts_file_by_file(
     assert isinstance(got[1], str) and "wrong passphrase" in got[1]  # the other key's passphrase is another
     got, info = _decrypt_all([theirs], both, "another secret")
     assert info is None and got == [b"for the other key\n"]
+    # the other key's file first: its failure is its own, not the run's verdict on the passphrase
+    got, info = _decrypt_all([theirs, mine, theirs, mine], both, pw)
+    assert info is None
+    assert [isinstance(g, str) and "wrong passphrase" in g for g in got] == [True, False, True, False]
+    assert got[1] == got[3] == b"for the test key\n"
+    # a passphrase for neither key: every file fails with the reason, none with another file's
+    got, _ = _decrypt_all([mine, theirs, mine, theirs, mine], both, "neither")
+    assert all(isinstance(g, str) and ("wrong passphrase" in g or "passphrase" in g) for g in got), got
     subprocess.run(["gpgconf", "--homedir", str(both), "--kill", "all"], check=False)
 
 

@@ -338,13 +338,23 @@ def _secret_keys(home: Path) -> _SecretKeys:
     return info
 
 
-def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[SessionKeyring | None, str | None, str]:
+def _count_secret_keys(keyring: Path) -> int:
+    """How many secret keys the keyring holds (0 if it cannot be read), listed from a private home
+    linked to it (the user's own agent is never started)."""
+    try:
+        with private_home(keyring) as home:
+            return _secret_keys(home).keys
+    except (OSError, subprocess.SubprocessError):
+        return 0
+
+
+def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[SessionKeyring | None, str | None, str, int]:
     """Unlock the keyring's secret encryption keys once and keep them, for this run, in a private
     home under a random passphrase with the cheapest S2K (so each file unlocks in about a millisecond).
 
-    Returns (the session keyring or None, a passphrase reason or None, why there is none). The
-    reason (wrong or missing passphrase) is given only when the keyring holds a single secret key,
-    so that it is the key of every file. Without a session keyring (a key on a card, keys with other
+    Returns (the session keyring or None, a passphrase reason or None, why there is none, how
+    many secret keys the keyring holds, 0 if unknown). The reason (wrong or missing passphrase) is
+    given only when the keyring holds a single secret key, so that it is the key of every file. Without a session keyring (a key on a card, keys with other
     passphrases, no secret key, ...) the caller decrypts through the keyring, which reports what
     is wrong file by file.
 
@@ -356,7 +366,7 @@ def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[Session
     try:
         source = make_private_home(keyring, NO_CACHE_CONF + CHEAP_S2K_CONF, copy=True, where=where)
     except OSError as exc:
-        return None, None, f"the keyring could not be copied ({exc})"
+        return None, None, f"the keyring could not be copied ({exc})", 0
     try:
         need = _secret_keys(source)
         if not need.encryption_grips or need.on_card:
@@ -375,7 +385,7 @@ def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[Session
     finally:
         remove_private_home(source)
     if why:
-        return None, reason, why
+        return None, reason, why, need.keys
     home = None
     try:
         home = make_private_home(keyring, NO_CACHE_CONF + CHEAP_S2K_CONF, copy=True, secrets_too=False, where=where)
@@ -388,7 +398,7 @@ def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[Session
         raise
     if session is None and home is not None:
         remove_private_home(home)
-    return session, None, why
+    return session, None, why, need.keys
 
 
 def _reprotect(home: Path, exported: bytes, passphrase: str | None, grips: set[str]) -> tuple[SessionKeyring | None, str]:
@@ -427,7 +437,10 @@ class GpgSession:
     time) are made and the passphrase is judged by the run's first decryption itself (gpg's
     status lines say whether the key was unlocked before any plaintext is written): other
     decryptions wait for that verdict before starting gpg, and after a wrong or missing
-    passphrase every later file fails at once, without starting gpg. :meth:`close` removes them all."""
+    passphrase every later file fails at once, without starting gpg. That verdict is the run's only
+    when the keyring holds a single secret key: with several (each with its passphrase), a file
+    for a key the passphrase is not for fails on its own and the next file judges.
+    :meth:`close` removes them all."""
 
     MAX_UNDECIDED = 3  # files whose decryption says nothing about the passphrase (corrupt, other key)
 
@@ -438,6 +451,7 @@ class GpgSession:
         self.failure: str | None = None  # the passphrase problem, once found
         self.keyring: SessionKeyring | None = None  # the session keyring, once made
         self.keyring_note = ""  # why there is none (for whoever looks into a slow run)
+        self.secret_keys = 0  # how many secret keys the keyring holds (0: not known)
         self._keyring_tried = False
         self._keyring_lock = threading.Lock()
         self._homes: list[Path] = []
@@ -455,9 +469,10 @@ class GpgSession:
                 return
             self._keyring_tried = True
             if not session_keyring_wanted():
+                self.secret_keys = _count_secret_keys(keyring_home(self.keyring_opt))
                 return
-            self.keyring, reason, self.keyring_note = make_session_keyring(keyring_home(self.keyring_opt),
-                                                                           self._passphrase)
+            self.keyring, reason, self.keyring_note, self.secret_keys = make_session_keyring(
+                keyring_home(self.keyring_opt), self._passphrase)
         if self.keyring is not None:
             self.mark_checked()  # its export unlocked the key with this passphrase
         elif reason is not None:  # the keyring's only key: the passphrase of every file
@@ -511,6 +526,10 @@ class GpgSession:
             if verdict == "ok":
                 self._checked = True
             elif verdict is None:
+                self._undecided += 1
+                self._checked = self._checked or self._undecided >= self.MAX_UNDECIDED
+            elif self.secret_keys > 1:
+                # a key this passphrase is not for: the file fails on its own, the next one judges
                 self._undecided += 1
                 self._checked = self._checked or self._undecided >= self.MAX_UNDECIDED
             elif self.failure is None:
