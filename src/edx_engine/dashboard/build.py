@@ -36,7 +36,8 @@ from markupsafe import Markup
 
 from ..store.lake import Lake
 from . import charts as C
-from .data import ALL, AGE_BANDS, REQUIRED_MODELS, Course, Dataset, Reader, SiteData, health
+from ..age import AGE_BANDS
+from .data import ALL, REQUIRED_MODELS, Course, Dataset, Reader, SiteData, health
 from .labels import (D3_FORMAT, LANG_NAMES, LANGS, OTHER, country_name, country_numeric, d3_time_locale, fmt_date,
                      fmt_datetime, fmt_int, fmt_num, fmt_pct, label)
 from .texts import t
@@ -128,7 +129,7 @@ def gather(lake: Lake, public: bool, k: int, courses: list[str] | None) -> SiteD
         monthly = None if public else r.enrolments_monthly()
         active = r.model("activity_weekly", "activity_weekly")
         forum = r.model("forum_weekly", "forum_weekly")
-        breakdown = r.model("course_breakdown", "course_breakdown")
+        breakdown = r.breakdown()
         demo = r.learners_demographics()
         certs, grades, ages = r.cert_status(), r.grades(), r.age_bands()
         order = r.structure_order()

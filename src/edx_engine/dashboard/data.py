@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from ..age import age_band_sql
 from ..store.lake import Lake
 from ..privacy import suppress as S
 from ..privacy.export import PUBLIC_SPECS
@@ -25,7 +26,6 @@ ALL = "(all)"
 REQUIRED_MODELS = ("courses", "person_course", "course_summary", "course_breakdown", "general_report",
                    "active_users", "enrolment_daily", "activity_weekly", "video_summary", "problem_summary",
                    "forum_weekly", "activity_daily")
-AGE_BANDS = ("<20", "20-29", "30-39", "40-49", "50-59", "60+")
 
 
 @dataclass
@@ -110,6 +110,17 @@ class Reader:
         params = con.execute("SELECT params FROM _edx_models WHERE name = 'person_course'").fetchone()
         include_staff = bool(params and "include_staff=True" in (params[0] or ""))
         self.learner_filter = "TRUE" if include_staff else "NOT is_staff"
+        self._public_breakdown: tuple[pa.Table, pa.Table] | None = None
+
+    def breakdown(self) -> pa.Table:
+        """``course_breakdown``; public: suppressed in one system with the course age bands (``age_bands``)."""
+        return _only(self._breakdown_and_ages()[0], self.courses) if self.public else self.model("course_breakdown")
+
+    def _breakdown_and_ages(self) -> tuple[pa.Table, pa.Table]:
+        if self._public_breakdown is None:
+            t = _arrow(self.con, 'SELECT * FROM models."course_breakdown"')
+            self._public_breakdown = S.suppress_course_breakdown_and_ages(t, self.k)
+        return self._public_breakdown
 
     def model(self, name: str, spec: str | None = None) -> pa.Table:
         """A model, suppressed with its PUBLIC_SPECS rule on public sites (whole table, then courses)."""
@@ -216,11 +227,15 @@ class Reader:
         return _only(t, self.courses)
 
     def age_bands(self) -> pa.Table:
+        """Learners by age band per course. Public: the bands protected together with the years of
+        birth of the public ``course_breakdown`` (a band is a sum of years: suppressed apart, the two
+        would give back hidden years by subtraction)."""
+        if self.public:
+            return _only(self._breakdown_and_ages()[1].sort_by([("course_id", "ascending"),
+                                                                ("age_band", "ascending")]), self.courses)
         t = _arrow(self.con, f"""
             SELECT course_id, {_age_band_sql('year_of_birth')} AS age_band, count(*) AS learners
             FROM models.person_course WHERE {self.learner_filter} GROUP BY ALL ORDER BY ALL""")
-        if self.public:
-            t = S.suppress(t, ["learners"], self.k, by=["course_id"])
         return _only(t, self.courses)
 
     def median_days(self) -> dict[str, float | None]:
@@ -261,10 +276,7 @@ class Reader:
 
 
 def _age_band_sql(col: str) -> str:
-    age = f"(year(current_date) - {col})"
-    return (f"CASE WHEN {col} IS NULL OR {age} < 10 OR {age} > 100 THEN 'unknown' WHEN {age} < 20 THEN '<20' "
-            f"WHEN {age} < 30 THEN '20-29' WHEN {age} < 40 THEN '30-39' WHEN {age} < 50 THEN '40-49' "
-            f"WHEN {age} < 60 THEN '50-59' ELSE '60+' END")
+    return age_band_sql(col)
 
 
 def block_key(block_id: str | None) -> str:

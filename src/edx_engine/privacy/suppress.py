@@ -362,7 +362,21 @@ def suppress_course_breakdown(table: pa.Table, k: int = DEFAULT_K, all_label: st
     course links them all: for each dimension d and value v, (all, d, v) = sum over countries
     of (c, d, v); for each country c, (all, country, c) = sum over v of (c, d, v); and the
     course's learner total (``known_course_totals``, else the sum) = sum of every breakdown.
+
+    The course's age bands (``age.age_band`` of the overall years of birth), which the public
+    dashboard publishes, are cells of the same system: a band is the sum of its years, so the
+    two outputs together give back no hidden cell (:func:`suppress_course_breakdown_and_ages`).
     """
+    return suppress_course_breakdown_and_ages(table, k, all_label, known_course_totals)[0]
+
+
+def suppress_course_breakdown_and_ages(table: pa.Table, k: int = DEFAULT_K, all_label: str = "(all)",
+                                       known_course_totals: dict[str, int] | None = None,
+                                       year: int | None = None) -> tuple[pa.Table, pa.Table]:
+    """:func:`suppress_course_breakdown`, and the course age bands (course_id, age_band, learners;
+    NULL: hidden) that the same suppression protects."""
+    from ..age import age_band
+
     course = table.column("course_id").to_pylist()
     country = table.column("country").to_pylist()
     dim = table.column("dimension").to_pylist()
@@ -372,6 +386,7 @@ def suppress_course_breakdown(table: pa.Table, k: int = DEFAULT_K, all_label: st
     eqs: list[list[int]] = []
     fixed: list[int] = []
     per_course: dict[str, list[int]] = defaultdict(list)
+    bands: list[tuple[str, str, int]] = []  # (course, band, cell)
     for r in range(table.num_rows):
         per_course[course[r]].append(r)
     for cid, rows in per_course.items():
@@ -385,6 +400,14 @@ def suppress_course_breakdown(table: pa.Table, k: int = DEFAULT_K, all_label: st
         t = len(values)
         values.append(total)
         fixed.append(t)
+        by_band: dict[str, list[int]] = defaultdict(list)  # band -> the overall year-of-birth cells in it
+        for r in rows:
+            if country[r] == all_label and dim[r] == "year_of_birth":
+                by_band[age_band(val[r], year)].append(r)
+        for band, parts in sorted(by_band.items()):
+            bands.append((cid, band, len(values)))
+            values.append(sum(values[r] or 0 for r in parts))
+            eqs.append([len(values) - 1] + parts)
         for d in dims:
             overall = [idx[(all_label, d, v)] for v in sorted({val[r] for r in rows if dim[r] == d}, key=str)
                        if (all_label, d, v) in idx]
@@ -402,10 +425,20 @@ def suppress_course_breakdown(table: pa.Table, k: int = DEFAULT_K, all_label: st
                     eqs.append([idx[(all_label, "country", c)]] + parts)
     hidden = protect(values, eqs, k, fixed=fixed).hidden
     out = _apply(table, cells, {h for h in hidden if h < len(cells)}, ["learners"])
-    # A country with fewer than k learners keeps its hidden cells in the equations above (so
-    # nothing is recovered by subtraction), but its breakdown rows are not published: which
-    # values occur there would describe those few learners (one learner: their gender,
-    # education and year of birth), whatever the counts say.
+    ages = pa.table({"course_id": pa.array([b[0] for b in bands], pa.string()),
+                     "age_band": pa.array([b[1] for b in bands], pa.string()),
+                     "learners": pa.array([None if b[2] in hidden else values[b[2]] for b in bands], pa.int64())})
+    return _published_countries(out, table, course, country, dim, val, k, all_label), ages
+
+
+def _published_countries(out: pa.Table, table: pa.Table, course: list, country: list, dim: list, val: list,
+                         k: int, all_label: str) -> pa.Table:
+    """``out`` without the per-country rows of countries with fewer than k learners.
+
+    Such a country keeps its hidden cells in the equations (so nothing is recovered by
+    subtraction), but its breakdown rows are not published: which values occur there would
+    describe those few learners (one learner: their gender, education and year of birth),
+    whatever the counts say."""
     small = {(course[r], val[r]) for r in range(table.num_rows)
              if country[r] == all_label and dim[r] == "country" and 0 < (table.column("learners")[r].as_py() or 0) < k}
     if not small:
