@@ -596,3 +596,25 @@ def _groups_of(cell: dict) -> dict:
     for (country, dim, _value), i in cell.items():
         out.setdefault((country, dim), []).append(i)
     return out
+
+
+def test_public_country_detail_shows_hidden_never_a_false_zero(public_site, store):
+    """A country with fewer than k learners has no per-country rows in the public breakdown: its
+    women and men are hidden, not 0 (an outside review saw 'Women 0, Men 0' for 4 women)."""
+    data, _ = store
+    truth = {(c, country, g): n for c, country, g, n in sql(data, """
+        SELECT course_id, country, value, learners FROM models.course_breakdown
+        WHERE dimension = 'gender' AND country <> '(all)'""")}
+    hidden = 0
+    for cid, _name in courses_of(data):
+        codes = {country_name(c, "en"): c for (course, c, _g) in truth if course == cid}
+        for r in page_data(course_page(public_site.out_dir, "en", cid))["items"]["country_detail"]["rows"]:
+            code = codes.get(r["country"])
+            if code is None:
+                continue  # a country without a profile gender row anywhere
+            for col, g in (("female", "f"), ("male", "m")):
+                if r[col] is None:
+                    hidden += truth.get((cid, code, g), 0) > 0
+                else:
+                    assert r[col] == truth.get((cid, code, g), 0), (cid, r)
+    assert hidden > 0, "no hidden women or men: this store proves nothing"

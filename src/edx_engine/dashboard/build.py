@@ -494,10 +494,12 @@ def country_detail(bd: list[dict], lang: str) -> Item:
 
     rows = []
     for code, n in sorted(total.items(), key=lambda x: -(x[1] or 0)):
-        parts = g.get(code, {})
-        rows.append({"country": country_name(code, lang), "learners": n,
-                     "female": add(parts.get("f", [0])), "male": add(parts.get("m", [0])),
-                     "other_unknown": add(parts.get("other_unknown", [0])) if code in g else None})
+        # no gender row at all: a country the public breakdown does not detail (under k learners),
+        # so its women and men are hidden, not zero; with rows, a missing value is a true zero
+        parts = g.get(code)
+        split = {key: None if parts is None else add(parts.get(key, [0])) for key in ("f", "m", "other_unknown")}
+        rows.append({"country": country_name(code, lang), "learners": n, "female": split["f"],
+                     "male": split["m"], "other_unknown": split["other_unknown"]})
     return Item("country_detail", t("c_country_detail", lang), t("x_country_detail", lang),
                 [("country", "text"), ("learners", "count"), ("female", "count"), ("male", "count"),
                  ("other_unknown", "count")], rows, None, wide=True, sortable=True)
