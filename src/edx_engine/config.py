@@ -42,9 +42,12 @@ class Settings:
 
         The passphrase is read on the first call (`take_passphrase`: file or environment, then
         dropped from the environment) and kept in this object only, so every later call (and
-        every stage the settings reach) sees the same value. ConfigError for an unreadable file."""
+        every stage the settings reach) sees the same value. ConfigError for an unreadable file.
+
+        The keyring is the one :func:`sync_keyring` names: every command that decrypts (``import``
+        as well as ``sync``) finds the key that ``keys import`` put in ``<data-dir>/gnupg``."""
         if self._gpg is None:
-            self._gpg = GpgSettings(self.gnupghome, take_passphrase(self.passphrase_file))
+            self._gpg = GpgSettings(sync_keyring(self), take_passphrase(self.passphrase_file))
         return self._gpg
 
     def with_gpg(self, gpg: GpgSettings) -> "Settings":
@@ -95,7 +98,7 @@ def private_keyring(data_dir: Path | str) -> Path:
 
 
 def sync_keyring(settings: Settings, explicit: str | None = None) -> str | None:
-    """The keyring a sync decrypts with: ``explicit`` (``--gnupghome``), else ``GNUPGHOME`` or
+    """The keyring every decryption uses (``import``, ``sync``, ``run``): ``explicit`` (``--gnupghome``), else ``GNUPGHOME`` or
     ``[gpg] gnupghome`` (``settings.gnupghome``), else ``<data-dir>/gnupg`` when it exists, else
     gpg's default (None)."""
     if explicit or settings.gnupghome:

@@ -15,7 +15,7 @@ console = Console(stderr=True)
 out = Console()
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env EDX_ENGINE_DATA_DIR, default ./edx-data).")
-GnupgHome = typer.Option(None, "--gnupghome", help="GPG keyring directory (default: env GNUPGHOME).")
+GnupgHome = typer.Option(None, "--gnupghome", help="GPG keyring directory (default: env GNUPGHOME, else <data-dir>/gnupg if `keys import` made it).")
 PassFile = typer.Option(None, "--passphrase-file",
                         help="File holding the GPG passphrase (default: env EDX_ENGINE_GPG_PASSPHRASE).")
 ConfigOpt = typer.Option(None, "--config", help="TOML config file (default ./edx-engine.toml if present).")

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config import PASSPHRASE_ENV, private_keyring
 
 AGENT_CONF = "default-cache-ttl 0\nmax-cache-ttl 0\n"
+SOCKET_PATH_MAX = 106  # the longest socket path gpg-agent starts with (measured: 107 fails; sun_path is 108 bytes)
 
 
 class KeyError_(Exception):
@@ -117,13 +118,39 @@ def import_key(key_file: Path, home: Path, passphrase: str | None = None) -> lis
     if not key_file.is_file():
         raise KeyError_(f"key file {key_file} does not exist")
     prepare_home(home)
+    running = _agent_running(home)
+    try:
+        return _import_key(key_file, home, passphrase)
+    finally:
+        if not running:  # the agent gpg started for the import: no daemon is left on the keyring
+            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True,
+                           check=False)
+
+
+def _agent_running(home: Path) -> bool:
+    """Whether a gpg-agent already serves ``home`` (not started here: ``--no-autostart``)."""
+    try:
+        out = subprocess.run(["gpg-connect-agent", "--homedir", str(home), "--no-autostart", "GETINFO pid", "/bye"],
+                             capture_output=True, text=True, timeout=30).stdout
+        return any(line.startswith("D ") for line in out.splitlines())
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _import_key(key_file: Path, home: Path, passphrase: str | None) -> list[str]:
     wanted, primary = _file_secret_keys(home, key_file)
     if not wanted:
         raise KeyError_(f"{key_file} holds no private key (export it with `gpg --export-secret-keys`)")
     res = _gpg(home, ["--import", str(key_file)], passphrase)
     if res.returncode != 0 and "secret keys imported" not in res.stderr and "unchanged" not in res.stderr:
         last = [ln for ln in res.stderr.splitlines() if ln.strip()]
-        raise KeyError_(f"cannot import {key_file}: {last[-1] if last else 'gpg failed'}")
+        why = next((ln for ln in last if "agent" in ln), last[-1] if last else "gpg failed")
+        socket = home.resolve() / "S.gpg-agent.browser"
+        if "agent" in why and len(str(socket)) > SOCKET_PATH_MAX:
+            why += (f" (the keyring's path is too long for gpg-agent's sockets: {len(str(socket))} characters "
+                    f"with their names, {SOCKET_PATH_MAX} at most; use a shorter --data-dir or --gnupghome, "
+                    "or create /run/user/<uid> so that gpg puts its sockets there)")
+        raise KeyError_(f"cannot import {key_file}: {why}")
     have = set(secret_fingerprints(home))
     fprs = [f for f in wanted if f in have]
     if not fprs:
