@@ -234,9 +234,10 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
                 res.models.append(r)
                 if on_model:
                     on_model(r)
+            confirmed = confirmed_inputs(con, res.models, run.in_fp)
         # then replaced models and partitions, and any writer's leftovers, are deleted (under the lock)
-        if run.new_paths:
-            record_models(lake, run.new_paths, params, run.in_fp, run.parts, collect=True)
+        if run.new_paths or confirmed:
+            record_models(lake, run.new_paths, params, run.in_fp, run.parts, collect=True, confirmed=confirmed)
         else:
             lake.collect_garbage()
     res.seconds = time.perf_counter() - t0
@@ -763,13 +764,42 @@ def _placeholders(m: D.Model) -> list[str]:
     return [*m.inputs, *m.deps, *upto]
 
 
+def confirmed_inputs(con: duckdb.DuckDBPyConnection, results: list[ModelResult],
+                     in_fp: dict[str, str]) -> list[list[str]]:
+    """Rows of ``_edx_model_inputs`` ([model, input, fingerprint]) to record for the models a build left
+    unchanged although an input they read changed since they were recorded.
+
+    In practice only a model kept by event date is so (the other kinds hash their inputs' fingerprints
+    into the one that leaves them unchanged): its dates are recomputed for a change of ``auth_user``
+    only when they have events attributed through a username alone (``incremental.username_days``);
+    the other dates never read it (``definitions.event_users``), so their partitions are what a full
+    build would give and the build keeps them. The model then stays as it was, but it is as current as
+    one just built: recording the inputs it was checked against keeps ``stale_models`` from calling it
+    (and every model over it) older than its data until a ``--full`` build. ``course_info`` is not
+    data (``_NOT_DATA``) and is not recorded here. No row when nothing changed: a build with nothing
+    to do writes nothing."""
+    kept = [r.name for r in results if r.status == "unchanged"]
+    if not kept:
+        return []
+    try:
+        recorded = {(m, i): f for m, i, f in con.execute(
+            "SELECT model, input, fingerprint FROM _edx_model_inputs WHERE model IN (SELECT unnest(?::VARCHAR[]))",
+            [kept]).fetchall()}
+    except duckdb.CatalogException:
+        return []
+    return [[n, i, in_fp[i]] for n in kept for i in sorted(D.MODELS[n].inputs)
+            if i in in_fp and i not in _NOT_DATA and recorded.get((n, i)) != in_fp[i]]
+
+
 def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]], params: D.Params,
                   in_fp: dict[str, str], parts: dict[str, inc.PartsUpdate] | None = None,
-                  collect: bool = False) -> None:
+                  collect: bool = False, confirmed: list[list[str]] | None = None) -> None:
     """Make freshly written model files current, with what they were built from, in one transaction
     (DuckDB and Spark builds alike). ``parts``: the date partitions replaced and written for the
     models kept by partition; a model written whole (Spark) loses any partitions it had. ``collect``:
-    then delete the files nobody references any more, through the same connection."""
+    then delete the files nobody references any more, through the same connection. ``confirmed``:
+    input fingerprints of models kept as they were (``confirmed_inputs``), recorded in the same
+    transaction."""
     parts = parts or {}
     names = list(new_paths)
     models = [[n, lake.rel(path), fp, rows, secs, params.fingerprint(), params.built_at]
@@ -788,6 +818,11 @@ def record_models(lake: Lake, new_paths: dict[str, tuple[Path, str, int, float]]
         _insert(con, "_edx_models", models)
         con.execute("DELETE FROM _edx_model_inputs WHERE model IN (SELECT unnest(?::VARCHAR[]))", [names])
         _insert(con, "_edx_model_inputs", inputs)
+        if confirmed:
+            con.execute("DELETE FROM _edx_model_inputs USING (SELECT unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) "
+                        "AS i) r WHERE model = r.m AND input = r.i", [[m for m, _, _ in confirmed],
+                                                                     [i for _, i, _ in confirmed]])
+            _insert(con, "_edx_model_inputs", confirmed)
         con.execute("DELETE FROM _edx_model_parts WHERE model IN (SELECT unnest(?::VARCHAR[]))", [whole])
         if replaced:
             con.execute("DELETE FROM _edx_model_parts USING (SELECT unnest(?::VARCHAR[]) AS m, unnest(?::VARCHAR[]) "

@@ -41,8 +41,8 @@ from ..store.lake import Lake
 from .. import pandas_guard
 from . import definitions as D
 from . import incremental as inc
-from .build import (BuildError, BuildResult, ModelResult, PartPlan, _DuckRun, _PeakRSS, partition_tables,
-                    record_models)
+from .build import (BuildError, BuildResult, ModelResult, PartPlan, _DuckRun, _PeakRSS, confirmed_inputs,
+                    partition_tables, record_models)
 from .inputs import INPUTS, SUBJECT_EVENTS, input_sql
 from .registry import CourseEntry, course_info
 
@@ -502,8 +502,9 @@ def build_spark(lake: Lake, entries: list[CourseEntry], params: D.Params, names:
                     res.models.append(r)
                     if on_model:
                         on_model(r)
-        if not output and run.new_paths:
-            record_models(lake, run.new_paths, params, run.in_fp, run.parts)
+                confirmed = confirmed_inputs(con, res.models, run.in_fp)
+        if not output and (run.new_paths or confirmed):
+            record_models(lake, run.new_paths, params, run.in_fp, run.parts, confirmed=confirmed)
         lake.collect_garbage()
     if staged:
         shutil.rmtree(lake.root / "tmp" / "spark-inputs", ignore_errors=True)
