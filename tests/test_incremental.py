@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -20,6 +22,7 @@ import pytest
 from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb
 from edx_engine.models import definitions as D
+from edx_engine.models.build import stale_models
 from edx_engine.synthetic import SyntheticConfig, generate
 from incremental_support import day_state, import_into
 
@@ -278,3 +281,122 @@ def test_force_rebuilds_every_date_and_view_survives(deliveries, tmp_path):
     assert _build(lake)["learner_day"].days == n
     assert _build(lake, force=True)["learner_day"].days == n
     assert all(m.status == "unchanged" for m in _build(lake).values())
+
+
+def _auth_user_package(src: Path, out: Path, date: dt.date, course: str, edit=lambda rows: rows) -> Path:
+    """A package of date ``date`` holding only ``course``'s auth_user file, taken from package ``src`` (a
+    zip) with its rows (lists of fields, the header first) passed through ``edit``."""
+    slug = course.split(":", 1)[-1].replace("+", "-").replace("/", "-")
+    with zipfile.ZipFile(src) as z:
+        member = next(n for n in z.namelist() if n.endswith(f"/{slug}-auth_user-prod-analytics.sql"))
+        rows = [ln.split("\t") for ln in z.read(member).decode().splitlines() if ln]
+    pkg = out / f"IDBx-{date}"
+    pkg.mkdir(parents=True)
+    (pkg / member.rsplit("/", 1)[1]).write_text("".join("\t".join(r) + "\n" for r in edit(rows)))
+    return pkg
+
+
+def _name_days(lake: Lake) -> set[str]:
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        return {r[0] for r in con.execute("SELECT DISTINCT CAST(event_date AS VARCHAR) FROM events "
+                                          "WHERE user_id IS NULL AND coalesce(username, '') <> ''").fetchall()}
+
+
+def test_package_changing_auth_user(deliveries, tmp_path):
+    """A newer package whose auth_user changes: the day models recompute exactly the dates whose events
+    are attributed through a username alone (the other dates do not read auth_user and keep their
+    partitions), every model equals a full build, and no model is called older than its data after
+    the build (the build records the auth_user it checked the kept dates against)."""
+    _root, first, _second = deliveries
+    day = [(START + dt.timedelta(days=i)).isoformat() for i in range(DAYS)]
+    lake = Lake(tmp_path / "store")
+    scratch = tmp_path / "full"
+
+    def build_current() -> dict[str, object]:
+        built = _build(lake)
+        assert stale_models(lake) == []
+        assert all(m.status == "unchanged" for m in _build(lake).values())
+        return built
+
+    import_into(lake, first["package"], first[day[0]], first[day[1]])
+    build_current()
+    assert not _name_days(lake)
+    events = [json.loads(ln) for ln in gzip.decompress(first[day[2]].read_bytes()).splitlines()]
+    counts: dict[tuple, int] = {}
+    for e in events:
+        ctx = e.get("context") if isinstance(e.get("context"), dict) else {}
+        if e.get("username") and ctx.get("user_id") and ctx.get("course_id"):
+            key = (ctx["course_id"], e["username"], ctx["user_id"])
+            counts[key] = counts.get(key, 0) + 1
+    course, name, uid = max(sorted(counts), key=lambda k: counts[k])  # the day's most active learner
+
+    # the same auth_user in a later package: no date reads it (every event has a user id), so no day
+    # model changes; the staff-filtered models over them are recomputed (their context holds it)
+    week = START + dt.timedelta(days=DAYS + 7)
+    import_into(lake, _auth_user_package(first["package"], tmp_path / "p1", week, course))
+    built = build_current()
+    assert all(built[m].status == "unchanged" for m in DAY_MODELS)
+    assert built["activity_daily"].status == "built"
+    before = _assert_equals_full(lake, scratch)
+
+    # a day whose events of one learner carry their username but no user id: attributed through auth_user
+    for e in events:
+        if e.get("username") == name and isinstance(e.get("context"), dict):
+            e["context"]["user_id"] = None
+    log = tmp_path / "logs" / first[day[2]].name
+    log.parent.mkdir()
+    log.write_bytes(gzip.compress(b"".join((json.dumps(e) + "\n").encode() for e in events)))
+    import_into(lake, log)
+    build_current()
+    by_name = _name_days(lake)
+    assert day[2] in by_name
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM models.learner_day WHERE user_id = ? AND date = ?",
+                           [uid, day[2]]).fetchone()[0] > 0
+    _assert_equals_full(lake, scratch)
+
+    # a package giving that username to another user of the course (the learner is renamed): the dates
+    # attributing events through it are recomputed, the others are kept, and the events change hands
+    other = None
+
+    def swap(rows):
+        nonlocal other
+        head = rows[0]
+        i, u = head.index("id"), head.index("username")
+        other = next(int(r[i]) for r in rows[1:] if int(r[i]) != uid)
+        for r in rows[1:]:
+            if int(r[i]) == uid:
+                r[u] = name + "_renamed"
+            elif int(r[i]) == other:
+                r[u] = name
+        return rows
+
+    import_into(lake, _auth_user_package(first["package"], tmp_path / "p2", week + dt.timedelta(days=7), course, swap))
+    built = build_current()
+    for m in DAY_MODELS:
+        assert built[m].status == "unchanged" if m == "course_day" else built[m].days == len(by_name), m
+    tables = _assert_equals_full(lake, scratch)
+    assert tables["learner_day"] != before["learner_day"]
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM models.learner_day WHERE user_id = ? AND date = ?",
+                           [other, day[2]]).fetchone()[0] > 0
+
+    # a package making an active learner of another day staff: every staff-filtered partition changes
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        staff = con.execute("SELECT user_id FROM models.learner_day WHERE course_id = ? AND date = ? AND "
+                            "nevents_own > 0 AND user_id NOT IN (?, ?) ORDER BY nevents_own DESC, 1 LIMIT 1",
+                            [course, day[0], uid, other]).fetchone()[0]
+
+    def make_staff(rows):
+        i, s = rows[0].index("id"), rows[0].index("is_staff")
+        for r in rows[1:]:
+            if int(r[i]) == staff:
+                r[s] = "1"
+        return swap(rows)  # the names as the package before gave them
+
+    import_into(lake, _auth_user_package(first["package"], tmp_path / "p3", week + dt.timedelta(days=14), course,
+                                         make_staff))
+    built = build_current()
+    assert built["learner_day"].days == len(by_name) and built["course_day"].status == "unchanged"
+    after = _assert_equals_full(lake, scratch)
+    assert after["activity_daily"] != tables["activity_daily"]
