@@ -220,6 +220,10 @@ def test_sync_second_object_of_the_same_name_is_a_second_source(tmp_path, moto, 
     s3.upload_file(str(gpg_encrypt(home, fpr, newer / "v2.log.gz", newer / name)), EV_BUCKET, real_key)
     r = run_sync(data, conf, env)
     assert r.returncode == 0 and "1 changed" in r.stdout, r.stdout + r.stderr
+    # the daily job says it as `import` does: a warning line for the object, counted in the summary
+    warned = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("warning ")]
+    assert len(warned) == 1 and f"s3://{EV_BUCKET}/{real_key}" in warned[0] and "2026-10-01 lost" in warned[0]
+    assert r.stdout.strip().splitlines()[-1].endswith("1 warning(s)"), r.stdout
     per_source = dict(q(data, "SELECT source_file, count(*) FROM events_all GROUP BY 1"))
     assert per_source[f"s3://{EV_BUCKET}/{real_key}"] == 5
     assert per_source[f"s3://{EV_BUCKET}/idbx/edx/events/2027/{name}"] == 10

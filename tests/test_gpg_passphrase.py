@@ -312,14 +312,19 @@ def test_sync_checks_once_and_prints_each_failure_once_under_200_chars(moto_url,
     env = sync_env(gpg_key, passphrase=WRONG)
     env["PATH"] = f"{spy}:{env['PATH']}"
     r = run_cli(cli_args(data, conf, "sync")[len(ENTRY):], env=env)
-    assert r.returncode == 2, r.stdout + r.stderr
-    failed = [ln for ln in r.stderr.splitlines() if ln.startswith("failed ")]
-    assert sorted(ln.split()[1].rstrip(":") for ln in failed) == sorted(f"s3://{k}" for k in keys)  # each once
-    assert all(len(ln) < 200 and "wrong passphrase" in ln for ln in failed), failed
+    # a configuration error, not a partial sync: exit 1, one failure line, then the summary says why
+    # nothing else was imported (every object used to print its own identical line, exit 2)
+    assert r.returncode == 1, r.stdout + r.stderr
+    failed = [ln for ln in r.stderr.splitlines() if ln.startswith(("failed ", "pending "))]
+    assert len(failed) == 1 and len(failed[0]) < 200 and "wrong passphrase" in failed[0], failed
+    summary = r.stdout.strip().splitlines()[-1]
+    assert summary.startswith("sync failed") and "stopped early: cannot decrypt: wrong passphrase" in summary
     assert WRONG not in r.stdout + r.stderr
     # one check for the whole run (the session keyring's export); no gpg for the objects
     assert len(export_runs(log)) == 1 and len(decrypt_runs(log)) == 0
-    assert all(state == "failed" and "wrong passphrase" in err for state, _, err in ledger(data).values())
+    states = ledger(data).values()
+    assert all("wrong passphrase" in err for _, _, err in states) and len(states) == len(keys)
+    assert sorted(state for state, _, _ in states) == ["downloaded"] * (len(keys) - 1) + ["failed"]
     r = run_cli(cli_args(data, conf, "sync")[len(ENTRY):], env=sync_env(gpg_key))
     assert r.returncode in (0, 2) and "0 failed" in r.stdout, r.stdout + r.stderr
 

@@ -169,15 +169,15 @@ def sync(
                           soft_wrap=True)
     out.print(res.one_line(), highlight=False, soft_wrap=True)
     if res.status != "ok":
-        raise typer.Exit(2)
+        raise typer.Exit(1 if res.status == "failed" else 2)
 
 
 def _styled(note) -> "Text":
     """A sync's `SyncNote` for the terminal: a failure's first word in red, the rest as written."""
     from rich.text import Text
 
-    if note.level == "failure" and note.word and note.text.startswith(note.word):
-        return Text.assemble((note.word, "red"), note.text[len(note.word):])
+    if note.level in ("failure", "warning") and note.word and note.text.startswith(note.word):
+        return Text.assemble((note.word, "red" if note.level == "failure" else "yellow"), note.text[len(note.word):])
     return Text(note.text)
 
 

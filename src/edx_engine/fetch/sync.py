@@ -72,7 +72,8 @@ class Planned:
 @dataclass(frozen=True)
 class SyncNote:
     """One line of a running sync for the front end, as plain text (no markup): ``level`` is
-    "info" or "failure"; a failure's ``text`` starts with ``word`` (failed, gone, not downloaded),
+    "info", "warning" or "failure"; a failure's or warning's ``text`` starts with ``word`` (failed,
+    gone, not downloaded, warning),
     which a terminal may colour. Only the CLI styles it."""
 
     text: str
@@ -101,9 +102,13 @@ class SyncResult:
     aborted: str | None = None  # why the run stopped early (network down, listing failed)
     dry_run: bool = False
     final_status: str | None = None  # as recorded in _edx_sync_runs (a run that raised is "failed")
+    passphrase: str | None = None  # the passphrase is wrong or missing: nothing encrypted can be imported
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (s3 url, warning) of imported objects
 
     @property
     def status(self) -> str:
+        if self.passphrase:
+            return "failed"
         return "partial" if (self.failed or self.pending or self.aborted or self.rejected) else "ok"
 
     def counts(self) -> dict[str, int]:
@@ -122,6 +127,8 @@ class SyncResult:
              f"{self.downloaded} downloaded ({_mb(self.bytes)}), {self.imported} imported "
              f"({self.rows:,} rows, {self.rejected:,} rejected), {len(self.failed)} failed, "
              f"{len(self.pending)} pending, {self.seconds:.1f} s")
+        if self.warnings:
+            s += f", {len(self.warnings)} warning(s)"
         if self.aborted and self.aborted != "interrupted":
             s += f"; stopped early: {self.aborted}"
         return s

@@ -146,6 +146,11 @@ class Syncer:
             finally:
                 self.settings = base
 
+    def _passphrase_failure(self) -> str | None:
+        """The run's gpg session's verdict on the passphrase, once it is known wrong or missing."""
+        session = getattr(self.settings.gpg(), "session", None)
+        return getattr(session, "failure", None)
+
     def _fail_log(self, res: SyncResult, url: str, why: str, word: str = "failed") -> None:
         """One line per failure, as it happens (the CLI does not repeat it at the end)."""
         self.log(SyncNote(failure_line(word, url, _without_object(url, why)), "failure", word))
@@ -221,9 +226,20 @@ class Syncer:
                         res.aborted = f"S3 unreachable: {network_down}"
                     continue
                 consecutive = 0
+            if res.passphrase:  # every import would fail alike: said once, by the run's summary
+                msg = f"not imported: cannot decrypt: {res.passphrase}"
+                res.pending.append((_url(o), msg))
+                res.reported.add(_url(o))
+                self.ledger.update(o.bucket, o.key, error=msg, run_id=res.run_id)
+                continue
             if self.progress is not None:
                 self.progress.update(ftask, description=f"import {o.name}")
             self._import(res, o, path, downloaded_now=p.action == "download")
+            wrong = self._passphrase_failure()
+            if wrong and not res.passphrase:
+                res.passphrase = wrong
+                res.aborted = (f"cannot decrypt: {wrong}; nothing encrypted is imported until the passphrase is "
+                               "right (the downloads are kept for the next sync)")
             if self.progress is not None:
                 self.progress.advance(ftask)
 
@@ -346,6 +362,12 @@ class Syncer:
         res.rejected += rejected
         self.log(SyncNote(f"imported {_url(o)}: {rows:,} rows"
                           + (f", {rejected:,} rejected lines (see the quarantine view)" if rejected else "")))
+        # what the import warned about (a re-delivered day that lost events, odd zip paths): as `import` says it
+        warnings = list(exports.warnings if exports is not None else [])
+        warnings += [ef.warning for ef in (events.files if events is not None else []) if getattr(ef, "warning", "")]
+        for w in warnings:
+            res.warnings.append((_url(o), w))
+            self.log(SyncNote(f"warning {_url(o)}: {w}", "warning", "warning"))
 
     def _default_import(self, settings: Settings, paths: list[Path], labels: dict[Path, str]
                         ) -> tuple[ImportSummary | None, EventsSummary | None]:
