@@ -160,3 +160,33 @@ def test_rows_naming_another_course_reject_the_file(tmp_path):
     (f,) = load(data, pkg).failed
     assert "more than one course" in f.message and "course-v1:Other+X+1" in f.message
     assert store_state(data) == before
+
+
+def test_two_files_of_one_package_for_the_same_table_and_course(tmp_path):
+    """A copy of a table file under another site's name (or in another folder) with other rows: the
+    later one used to replace the other silently (9 enrolments instead of 302, found by an outside
+    tester). Neither is imported, both are named, and the store keeps the course's earlier snapshot;
+    the same bytes twice count once."""
+    data, before = _baseline(tmp_path)
+    pkg = tmp_path / "IDBx-2016-10-16"
+    write(pkg, "student_courseenrollment", enrolments(5))
+    (pkg / f"{SLUG}-student_courseenrollment-edge-analytics.sql").write_text(enrolments(1))
+    write(pkg / "sub", "student_courseenrollment", enrolments(3))  # a third copy, in a folder
+    write(pkg, "auth_userprofile", PROFILE_HEADER + profile(1))
+    s = load(data, pkg)
+    failed = [f.message for f in s.failed]
+    assert len(failed) == 3 and all("student_courseenrollment" in m and "two files of package 2016-10-16" in m
+                                    and "neither is imported" in m for m in failed), failed
+    assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(2,)]  # the earlier snapshot
+    assert [r for r in store_state(data) if r[0] == "student_courseenrollment"] == \
+        [r for r in before if r[0] == "student_courseenrollment"]
+    assert q(data, "SELECT count(*) FROM auth_userprofile") == [(1,)]  # the rest of the package is imported
+    assert not [p for p in (data / "lake").rglob("*.parquet") if "2016-10-16" in str(p) and "enroll" in str(p)]
+
+    # the same bytes under two names: one snapshot, the copy reported as the same file
+    again = tmp_path / "IDBx-2016-10-23"
+    write(again, "student_courseenrollment", enrolments(4))
+    write(again / "sub", "student_courseenrollment", enrolments(4))
+    s = load(data, again)
+    assert not s.failed and sorted(f.status for f in s.files) == ["loaded", "unchanged"]
+    assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(4,)]

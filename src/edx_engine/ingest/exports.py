@@ -241,6 +241,9 @@ class PackageImporter:
         for cid in sorted(known, key=_is_real_course_id):  # real ids last: they win over bare slugs
             self.slug_to_course[course_slug(cid)] = cid
         jobs = self.gpg.session.jobs if self.gpg.session is not None else 1
+        # (table, course, package date) -> (result, snapshot, quarantine file) of the file that holds it
+        claimed: dict[tuple[str, str, str], tuple[FileResult, Snapshot, QuarantineFile | None]] = {}
+        self._dropped: list[QuarantineFile] = []
         for i, src in enumerate(srcs):
             self._start_ahead(srcs, i, jobs)
             try:
@@ -248,16 +251,20 @@ class PackageImporter:
             except PassphraseError as exc:  # every other file would fail alike: stop here
                 summary.fatal = str(exc)
                 result, snap, qfile = FileResult(src.label, src.member.table, None, "failed", message=str(exc)), None, None
+            if snap and (twin := claimed.get((snap.table, snap.course_id, snap.package_date))) is not None:
+                snap, qfile = self._duplicate(result, snap, qfile, *twin)
             summary.files.append(result)
             if snap:
-                snapshots.append(snap)
-                results_of.append(result)
+                claimed[(snap.table, snap.course_id, snap.package_date)] = (result, snap, qfile)
             if qfile:
                 quarantine.append(qfile)
             if summary.fatal:
                 break
             if self.on_file:
                 self.on_file(result)
+        kept = [c for c in claimed.values() if c[0].status == "loaded"]
+        snapshots, results_of = [c[1] for c in kept], [c[0] for c in kept]
+        quarantine = [q for q in quarantine if q not in self._dropped]
         for i, lines in checks.snapshot_warnings(snapshots, self._current_users, self.lake.root / "tmp").items():
             results_of[i].warnings.extend(lines)
         for src, result in zip(srcs, summary.files):
@@ -267,6 +274,34 @@ class PackageImporter:
         self.lake.commit(snapshots, quarantine, log)
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _duplicate(self, result: FileResult, snap: Snapshot, qfile: QuarantineFile | None,
+                   first: FileResult, first_snap: Snapshot, first_q: QuarantineFile | None
+                   ) -> tuple[Snapshot | None, QuarantineFile | None]:
+        """A second file of one package holding the same table for the same course (a copy under
+        another site's name or in another folder). The same bytes: counted once. Other content:
+        neither file is imported (which one is right cannot be told, and the later one used to
+        replace the other silently); the store keeps the course's earlier snapshot of the table."""
+        if snap.fingerprint == first_snap.fingerprint:
+            result.status, result.message = "unchanged", f"the same file as {first.label}"
+            self._discard(snap, qfile)
+            return None, None
+        why = (f"{snap.table} of {snap.course_id} is in two files of package {snap.package_date} with "
+               f"different content")
+        if first.status == "loaded":
+            first.status, first.rows, first.rejected = "failed", 0, 0
+            first.message = f"{why} (the other: {result.label}); neither is imported"
+            self._discard(first_snap, first_q)
+        result.status, result.message = "failed", f"{why} (the other: {first.label}); neither is imported"
+        self._discard(snap, qfile)
+        return first_snap, None  # the claim stays, so that a third copy fails too
+
+    def _discard(self, snap: Snapshot, qfile: QuarantineFile | None) -> None:
+        """Forget a written snapshot (and its rejected lines) that is not to be committed."""
+        snap.path.unlink(missing_ok=True)
+        if qfile is not None:
+            self._dropped.append(qfile)
+            qfile.path.unlink(missing_ok=True)
 
     # -- decryption ahead of parsing ------------------------------------------------------
     def _start_ahead(self, srcs: list[Source], i: int, jobs: int) -> None:
