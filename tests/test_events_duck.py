@@ -125,18 +125,59 @@ def test_event_id_same_line_same_id_across_files(tmp_path):
     assert row(data, "SELECT count(DISTINCT event_id) FROM events_all")[0] == 3
 
 
-def test_threaded_pipeline_truncated_gzip_fails(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_truncated_gzip_keeps_every_whole_line_and_names_the_cut(tmp_path, monkeypatch, workers):
+    """A day whose .gz is cut (edX delivered it so): the lines before the cut are loaded, the cut line
+    and the missing rest are rejected lines a person can find (file, line, reason), the file counts
+    as partial. (It used to be refused whole, losing every intact line.)"""
+    import zlib
+
     monkeypatch.setattr(D, "BLOCK_BYTES", 64 << 10)  # many blocks, both consumer threads busy
     body = b"".join(line(ev(session=str(i), agent="x" * 500 + str(i))) + b"\n" for i in range(3000))
     raw = gzip.compress(body)
     (tmp_path / "in").mkdir()
     bad = tmp_path / "in" / "idbx-edx-events-2016-10-12.log.gz"
     bad.write_bytes(raw[: len(raw) // 2])
-    s = run(tmp_path / "d", bad, workers=2)
-    assert [f.status for f in s.files] == ["failed"] and "truncated" in s.files[0].message
-    assert row(tmp_path / "d", "SELECT count(*) FROM events")[0] == 0
-    assert not list((tmp_path / "d" / "lake").rglob("*.parquet*")) or \
-        all(p.suffix == ".parquet" for p in (tmp_path / "d" / "lake").rglob("*") if p.is_file())
+    readable = zlib.decompressobj(31).decompress(raw[: len(raw) // 2])  # what any gunzip gives back
+    whole = readable.count(b"\n")
+    assert 100 < whole < 3000
+    s = run(tmp_path / "d", bad, workers=workers)
+    (f,) = s.files
+    assert f.status == "loaded" and s.partial and f.events == whole
+    last = whole + (not readable.endswith(b"\n"))  # the cut line, when the cut falls inside one
+    assert "truncated" in f.message and f"after line {last:,}" in f.message
+    assert row(tmp_path / "d", "SELECT count(*) FROM events")[0] == whole
+    rejected = q(tmp_path / "d", "SELECT line, reason FROM quarantine ORDER BY line")
+    cut = [] if readable.endswith(b"\n") else [(whole + 1, "truncated JSON")]
+    assert rejected[:len(cut)] == cut and len(rejected) == len(cut) + 1
+    assert rejected[-1][0] == whole + len(cut) + 1 and "ends inside its compressed data" in rejected[-1][1]
+
+
+def test_a_truncated_copy_of_a_day_never_replaces_its_whole_import(tmp_path):
+    body = b"".join(line(ev(session=str(i), agent="x" * 300 + str(i))) + b"\n" for i in range(2000))
+    raw = gzip.compress(body)
+    (tmp_path / "in").mkdir()
+    f = tmp_path / "in" / "idbx-edx-events-2016-10-12.log.gz"
+    f.write_bytes(raw)
+    run(tmp_path / "d", f)
+    f.write_bytes(raw[: len(raw) // 3])  # the same file delivered again, cut
+    s = run(tmp_path / "d", f)
+    assert [r.status for r in s.files] == ["failed"] and "the earlier import of this file is kept" in s.files[0].message
+    assert row(tmp_path / "d", "SELECT count(*) FROM events")[0] == 2000
+    assert q(tmp_path / "d", "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+def test_bytes_after_the_gzip_data_are_ignored_with_a_warning(tmp_path):
+    """gzip -d says "trailing garbage ignored" and gives every line; so do we (the day used to be
+    refused as 'truncated')."""
+    body = b"".join(line(ev(session=str(i))) + b"\n" for i in range(50))
+    (tmp_path / "in").mkdir()
+    f = tmp_path / "in" / "idbx-edx-events-2016-10-12.log.gz"
+    f.write_bytes(gzip.compress(body) + b"junk12345")
+    s = run(tmp_path / "d", f)
+    (r,) = s.files
+    assert r.status == "loaded" and r.events == 50 and r.rejected == 0
+    assert "9 bytes after the end of the gzip data ignored" in r.warning
 
 
 def test_threaded_pipeline_many_blocks(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ under 10 or over 100 are taken as wrong and counted as unknown."""
 
 from __future__ import annotations
 
-import datetime as dt
+from .clock import now
 
 AGE_BANDS = ("<20", "20-29", "30-39", "40-49", "50-59", "60+")  # then "unknown"
 UNKNOWN = "unknown"
@@ -14,7 +14,7 @@ _UPPER = ((20, "<20"), (30, "20-29"), (40, "30-39"), (50, "40-49"), (60, "50-59"
 
 
 def reference_year() -> int:
-    return dt.datetime.now(dt.timezone.utc).year
+    return now().year
 
 
 def age_band(year_of_birth: int | str | None, year: int | None = None) -> str:

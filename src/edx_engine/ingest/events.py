@@ -94,7 +94,8 @@ class EventsFileResult:
     seconds: float = 0.0
     added: int = 0  # net change of the `events` view's row count made by this file's commit
     replaced: int = 0  # rows of this source's previous import that the commit removed
-    warning: str = ""  # a replacement that removed a large share of a day's events
+    warning: str = ""  # a replacement that removed a large share of a day's events; bytes after the gzip data
+    truncated: int = 0  # the compressed stream ends inside its data: the number of the last line read (0: not cut)
 
 
 @dataclass
@@ -257,7 +258,10 @@ class _Plain:
     """Plaintext (decompressed) bytes of a raw stream, gzip or not, read in large chunks.
 
     ``n`` counts the raw bytes consumed (for progress). Concatenated gzip members are
-    followed; a stream that ends inside a member raises EOFError.
+    followed. A stream that ends inside a member ends the plaintext there (``truncated``: what
+    was decompressed is kept, the caller says the file is cut); bytes after the last member that
+    are neither a gzip member nor zero padding are skipped (``garbage``: their count), as
+    ``gzip -d`` does ("trailing garbage ignored").
     """
 
     CHUNK = 512 << 10  # compressed bytes per read (about 4 MB of JSON)
@@ -276,6 +280,8 @@ class _Plain:
         self.pending = head
         self.d = isal_zlib.decompressobj(31) if self.gz else None
         self._start = True
+        self.truncated = False
+        self.garbage = 0
 
     MAX_OUT = 16 << 20
 
@@ -297,14 +303,22 @@ class _Plain:
                 self.n += len(self.pending)
                 if not self.pending:
                     if self.d is not None:
-                        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+                        self.truncated, self.d = True, None  # ended inside a member: keep what was read
                     return b""
             if not self.gz:
                 data, self.pending = self.pending, b""
                 return data
             if self.d is None:
+                if self.truncated or self.garbage:
+                    self.garbage += len(self.pending)
+                    self.pending = b""
+                    continue
                 if not self.pending.lstrip(b"\x00"):  # zero padding after the last member
                     self.pending = b""
+                    continue
+                head = self.pending.lstrip(b"\x00")
+                if len(head) >= 2 and head[:2] != b"\x1f\x8b":  # not another member: trailing garbage
+                    self.garbage, self.pending = len(self.pending), b""
                     continue
                 self.d = self._zlib.decompressobj(31)
             out = self.d.decompress(self.pending, self.MAX_OUT)
@@ -526,6 +540,7 @@ class _DuckEngine:
         self.sink = PartSink(events_dir, source_key, source_file, f"{uuid.uuid4().hex[:6]}d")
         self.sink.row_group_rows = ROW_GROUP_ROWS
         self.max_line = checks[0]
+        self.last_line = 0  # the number of the last line read (a truncated file's note names it)
         for p in (self.parser, *self.others):
             p.window(checks[1], checks[2], dupkeys)
             p.dupkeys = 0
@@ -576,6 +591,7 @@ class _DuckEngine:
         rejects: list = []
         table = parser.parse(block, rejects)
         with lock or contextlib.nullcontext():
+            self.last_line = max(self.last_line, block.first + len(block.offsets) - 2, *(r[0] for r in block.rejects))
             res.nbytes += block.nbytes
             self.sink.add(table)  # type: ignore[union-attr]
             if rejects:
@@ -690,6 +706,14 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
                         long_lines.clear()
                     tick_()
                 quarantine.add(long_lines)
+        if counting.truncated:  # the intact part is kept; the cut is a rejected "line" a person can find
+            last = getattr(pool, "last_line", 0)
+            res.truncated = max(last, 1)
+            quarantine.add([(last + 1, f"the file ends inside its compressed data (cut after {counting.n:,} "
+                                       f"bytes): the lines after line {last:,} are missing", b"")])
+        if counting.garbage:
+            res.warning = (f"{src.label}: {counting.garbage:,} bytes after the end of the gzip data ignored "
+                           "(not gzip data; gzip -d ignores them too)")
         parts = pool.end()
         if not isinstance(pool, _DuckEngine):
             quarantine.add(pool.drain_rejects())
@@ -711,6 +735,8 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
     if quarantine.rows:
         line, reason = quarantine.first or (0, "")
         res.message = f"{quarantine.rows} line(s) rejected, first: line {line}: {reason}"
+    if res.truncated:
+        res.message += f"; the compressed stream is truncated: the lines after line {res.truncated:,} are missing"
     return _Staged(res, parts, qpath)
 
 
@@ -775,6 +801,12 @@ def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[
     qkey = f"{KIND}:{key}"  # (the bookkeeping tables exist: import_events and the backfill ensure them first)
     old_dates = {r[0] for r in con.execute(
         "SELECT DISTINCT event_date FROM _edx_event_parts WHERE source_key=?", [key]).fetchall()}
+    if res.truncated and old_dates:  # a cut copy of a file already imported whole (or cut later): keep that
+        res.status, res.events, res.rejected = "failed", 0, 0
+        res.message = (f"{src.label}: the compressed stream is truncated after line {res.truncated:,}; "
+                       "the earlier import of this file is kept")
+        _log(lake, src, res, con)
+        return 0
     new_dates = {p["date"] for p in parts}
     affected = sorted({str(d) for d in old_dates} | new_dates)
     before = _day_counts(con, affected)
@@ -785,7 +817,7 @@ def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[
     dups = _recompute_duplicates(lake, con, affected, key, parts)
     after = _day_counts(con, affected)
     res.added = sum(after.values()) - sum(before.values())
-    res.warning = _replacement_warning(src.label, before, after)
+    res.warning = "; ".join(w for w in (res.warning, _replacement_warning(src.label, before, after)) if w)
     first = min((p["min_time"] for p in parts if p["min_time"] is not None), default=None)
     last = max((p["max_time"] for p in parts if p["max_time"] is not None), default=None)
     catalog.replace_event_file(con, source_key=key, source_file=src.label, fingerprint=src.fingerprint,
