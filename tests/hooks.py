@@ -13,6 +13,13 @@ ledger not yet updated). Any writer: ``package-commit`` (a package's snapshots w
 committed), ``import-packages`` (packages committed, logs not started), ``events-file`` (a log
 committed), ``scrub-file`` (a file rewritten), ``scrub-commit`` (every file rewritten, not yet
 committed), ``scrub-committed`` (committed, the old files not yet deleted); tests/test_faults.py.
+``package-file`` (a package member's snapshot written, its DuckDB checks not yet run; once per
+member that was read): tests/test_interrupt.py.
+
+``EDX_ENGINE_TEST_SIGINT_AT="stage[:n]"`` makes the process send itself SIGINT the n-th time it
+reaches ``stage`` and report it the way DuckDB reports a Ctrl-C that arrives during a query: the
+Python handler runs (the CLI's raises KeyboardInterrupt), and DuckDB swallows that exception and
+raises ``RuntimeError: Query interrupted`` instead.
 """
 
 from __future__ import annotations
@@ -33,12 +40,34 @@ def _wanted() -> dict[str, int]:
     return out
 
 
+def _wanted_sigint() -> tuple[str, int] | None:
+    spec = os.environ.get("EDX_ENGINE_TEST_SIGINT_AT", "").strip()
+    if not spec:
+        return None
+    stage, _, n = spec.partition(":")
+    return stage, int(n or 1)
+
+
+def _sigint_as_duckdb(stage: str) -> None:
+    import signal
+
+    try:
+        signal.raise_signal(signal.SIGINT)  # the handler runs before raise_signal returns
+        time.sleep(0.05)  # (a handler that only sets a flag lets the sleep end)
+    except KeyboardInterrupt:
+        raise RuntimeError("Query interrupted") from None  # what duckdb's Python client raises
+    raise RuntimeError("Query interrupted")
+
+
 def pause(stage: str) -> None:
+    sigint = _wanted_sigint()
     wanted = _wanted()
-    if stage not in wanted:
+    if stage not in wanted and (sigint is None or sigint[0] != stage):
         return
     _hits[stage] += 1
-    if _hits[stage] != wanted[stage]:
+    if sigint is not None and sigint[0] == stage and _hits[stage] == sigint[1]:
+        _sigint_as_duckdb(stage)
+    if stage not in wanted or _hits[stage] != wanted[stage]:
         return
     flag = os.environ.get("EDX_ENGINE_TEST_PAUSE_FILE")
     if not flag:

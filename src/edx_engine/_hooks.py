@@ -1,7 +1,7 @@
 """Seams for the crash tests: ``pause(stage)`` does nothing unless a test asks for it.
 
 The pause points themselves live in the test suite (``tests/hooks.py``). They are loaded only
-when ``EDX_ENGINE_TEST_PAUSE_AT`` is set, from the file ``EDX_ENGINE_TEST_HOOKS`` names
+when ``EDX_ENGINE_TEST_PAUSE_AT`` (or ``EDX_ENGINE_TEST_SIGINT_AT``) is set, from the file ``EDX_ENGINE_TEST_HOOKS`` names
 (default: ``tests/hooks.py`` of the source tree this package runs from, absent from an
 installed wheel: then nothing happens). Stages are listed in tests/hooks.py.
 """
@@ -35,7 +35,7 @@ def _load() -> ModuleType | None:
 
 def pause(stage: str) -> None:
     """A named point where a crash test may stop this process (no-op in normal runs)."""
-    if not os.environ.get("EDX_ENGINE_TEST_PAUSE_AT"):
+    if not (os.environ.get("EDX_ENGINE_TEST_PAUSE_AT") or os.environ.get("EDX_ENGINE_TEST_SIGINT_AT")):
         return
     impl = _load()
     if impl is not None:

@@ -54,6 +54,9 @@ def main() -> None:
     """Console entry point: the app, with one line (no traceback) for a busy store or an interruption."""
     import signal
 
+    from .. import interrupts
+
+    interrupts.reset()
     signal.signal(signal.SIGINT, Interrupt.handler)
     try:
         app()

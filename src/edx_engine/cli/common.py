@@ -68,5 +68,8 @@ class Interrupt:
 
     @classmethod
     def handler(cls, signum, frame) -> None:
+        from .. import interrupts
+
         cls.seen = True
+        interrupts.note()  # for library code whose except clause got the interrupt as another error
         raise KeyboardInterrupt

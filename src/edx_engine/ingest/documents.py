@@ -6,7 +6,6 @@ bounded batches, plus rejects (line, reason, raw bytes) for lines it cannot read
 
 from __future__ import annotations
 
-import io
 import re
 import tarfile
 from datetime import datetime, timezone
@@ -198,7 +197,7 @@ def read_email_opt_in(raw: BinaryIO, label: str) -> Iterator[tuple[dict[str, pa.
 
     try:
         reader = pacsv.open_csv(
-            io.BytesIO(body),
+            pa.BufferReader(body),  # not a Python file: Arrow's I/O thread never calls into Python
             read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=",", invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in header.names},

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .. import _hooks as testhooks
+from .. import interrupts
 from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
 from ..store import catalog
 from ..store.files import QuarantineWriter, finish_atomic
@@ -251,6 +253,7 @@ class PackageImporter:
             except PassphraseError as exc:  # every other file would fail alike: stop here
                 summary.fatal = str(exc)
                 result, snap, qfile = FileResult(src.label, src.member.table, None, "failed", message=str(exc)), None, None
+            interrupts.check()  # an interrupt some library swallowed while this file was read
             if snap and (twin := claimed.get((snap.table, snap.course_id, snap.package_date))) is not None:
                 snap, qfile = self._duplicate(result, snap, qfile, *twin)
             summary.files.append(result)
@@ -271,6 +274,7 @@ class PackageImporter:
             message = "; ".join(x for x in [result.message, *result.warnings] if x)
             log.append((src.label, result.table, result.course_id, src.package_date, result.status,
                         result.rows, result.rejected, message))
+        interrupts.check()  # nothing of the package is committed once Ctrl-C was seen (Lake.transaction too)
         self.lake.commit(snapshots, quarantine, log)
         summary.seconds = time.perf_counter() - t0
         return summary
@@ -374,11 +378,14 @@ class PackageImporter:
         try:
             snap, rejects = self._parse(src, schema, course_id, result)
         except PassphraseError:
+            interrupts.check()
             raise
         except (FileRejected, DecryptError) as exc:
+            interrupts.check()  # a gpg child stopped by the same Ctrl-C fails its file: the interrupt wins
             result.status, result.message = "failed", str(exc)
             return result, None, None
         except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the package
+            interrupts.check()  # Ctrl-C that DuckDB or pyarrow reported as an error is not a failed file
             result.status, result.message = "failed", _unreadable(src.label, exc)
             return result, None, None
         if snap is None:
@@ -415,6 +422,7 @@ class PackageImporter:
         rejects: list[Reject] = []
         writer: _SnapshotWriter | None = None
         header_box: list[Header] = []
+        reader = None  # the table reader (a generator): closed on an error, so that it stops its reading
         constants = {"org": src.org, "package_date": src.package_date, "source_file": src.label}
 
         def open_writer(cid: str, arrow_schema: pa.Schema) -> _SnapshotWriter:
@@ -472,6 +480,8 @@ class PackageImporter:
                     writer = open_writer(course_id or self._fallback_course(src), _doc_schema(schema))
                     _write_rows(writer, rows)
         except FileRejected as exc:
+            if reader is not None:
+                reader.close()
             if writer:
                 writer.discard()
             if "invalid UTF-8" in str(exc):
@@ -481,6 +491,8 @@ class PackageImporter:
                     raise FileRejected(f"{src.label}: line {where[0]}: invalid UTF-8 bytes (byte {where[1]} of the line)") from None
             raise
         except BaseException:
+            if reader is not None:
+                reader.close()  # now, not when the traceback is freed (maybe at the interpreter's exit)
             if writer:
                 writer.discard()
             raise
@@ -494,6 +506,7 @@ class PackageImporter:
         cid = writer.constants["course_id"]
         slug = src.member.slug if src.member else None
         supersedes = slug if (slug and _is_real_course_id(cid)) else None
+        testhooks.pause("package-file")  # interrupt tests: the snapshot written, its DuckDB checks not yet run
         if schema.keys:
             result.warnings += checks.key_warnings(writer.path, schema, writer.schema.names, src.label,
                                                    self.lake.root / "tmp")

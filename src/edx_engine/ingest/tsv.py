@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import bisect
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
@@ -57,6 +59,25 @@ class _Tracked:
         self.nbytes = len(prefix)
         self.closed = False
         self._cr = False  # a CR held back from the previous chunk (is an LF next?)
+        self._stopped = False  # `stop`: every read from now on is the end of the stream
+        self._state = threading.Condition()
+        self._busy = 0  # reads in progress (Arrow's I/O thread reads ahead)
+        self._ended = False  # a read returned the end after `stop`
+
+    def stop(self) -> None:
+        """End the stream here: Arrow's read-ahead thread gets end-of-file at its next read."""
+        with self._state:
+            self._stopped = True
+
+    def wait_ended(self, timeout: float) -> None:
+        """Wait (without the GIL) until no read is in progress and one has returned the end after
+        ``stop``, or ``timeout`` seconds (Arrow's read-ahead may be paused with its queue full:
+        then it does not read again)."""
+        deadline = time.monotonic() + timeout
+        with self._state:
+            while (self._busy or not self._ended) and (left := deadline - time.monotonic()) > 0:
+                self._state.wait(left)
+        time.sleep(0.05)  # Arrow's thread releases the end-of-file buffer (it takes the GIL for that)
 
     def _next(self, n: int) -> bytes:
         if self.prefix:
@@ -69,6 +90,20 @@ class _Tracked:
         return chunk
 
     def read(self, n: int = -1) -> bytes:
+        with self._state:
+            if self._stopped:
+                self._ended = True
+                self._state.notify_all()
+                return b""
+            self._busy += 1
+        try:
+            return self._read(n)
+        finally:
+            with self._state:
+                self._busy -= 1
+                self._state.notify_all()
+
+    def _read(self, n: int) -> bytes:
         while True:
             data = self._next(n)
             eof = not data
@@ -241,6 +276,8 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
         return "skip"
 
     lines = LineMap()
+    reader = None
+    finished = False
 
     try:
         reader = pacsv.open_csv(
@@ -260,9 +297,11 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
             rejects, pending[:] = list(pending), []
             cols, n = lines.drop_bad_rows(batch, cols, bad, rejects, "\t")
             yield cols, n, rejects
+        finished = True
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "Empty CSV file" in msg and stream.nbytes == len(rest) and not rest.strip():
+            finished = True
             return  # a header and no rows: an empty table is a valid snapshot
         if "UTF8" in msg or "UTF-8" in msg or "utf8" in msg.lower():
             raise FileRejected(f"{label}: invalid UTF-8 bytes in the data") from None
@@ -271,12 +310,35 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
             raise FileRejected(f"{label}: line {line_no} longer than the limit ({BLOCK_BYTES >> 20} MB); "
                                "not an edX table file") from None
         raise FileRejected(f"{label}: cannot parse: {msg.splitlines()[0]}") from None
+    finally:
+        if not finished:  # an error, Ctrl-C, or the caller stopped reading (closed this generator)
+            _stop_reading(reader, stream)
     # edX's files always end with a newline: a file without one was cut short.
     if stream.nbytes and stream.last != b"\n":
         last_line = lines.rows + len(lines.skipped) + 1
         raise FileRejected(f"{label}: line {last_line}: file is truncated (ends in the middle of a line)")
     if pending:
         yield {}, 0, list(pending)
+
+
+def _stop_reading(reader, stream: _Tracked) -> None:
+    """Stop Arrow's reading of ``stream`` before the reader is left: its streaming reader reads ahead
+    on Arrow's I/O thread, which calls ``stream.read`` (Python) from there. Left mid-file, that thread
+    could still be in Python when the interpreter shuts down after Ctrl-C ("Fatal Python error:
+    PyGILState_Release", SIGABRT), and the reader's destructor, which waits for that thread, could wait
+    forever for the GIL its own thread holds (a hang). So the stream ends now, and the reader is read
+    to that end: once Arrow delivers the end, its thread is done with the stream."""
+    stream.stop()
+    if reader is None:
+        return
+    try:
+        while True:
+            reader.read_next_batch()  # the blocks already read ahead (the GIL is released meanwhile)
+    except StopIteration:
+        return
+    except BaseException:  # noqa: BLE001 - a parse error in what was read ahead, or another Ctrl-C
+        pass
+    stream.wait_ended(1.0)
 
 
 def locate_bad_utf8(raw: BinaryIO) -> tuple[int, int] | None:

@@ -39,7 +39,7 @@ from typing import Callable, Iterator
 import duckdb
 
 from .. import _hooks as testhooks
-from .. import clock
+from .. import clock, interrupts
 from ..names import path_slug
 from . import catalog, files, views
 from .connection import open_database
@@ -229,6 +229,7 @@ class Lake:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
+                interrupts.check()  # Ctrl-C seen, even if turned into another error and caught: no commit
                 con.execute("COMMIT")
             except BaseException as exc:
                 try:
