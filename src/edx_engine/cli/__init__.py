@@ -69,3 +69,5 @@ def main() -> None:
         if not Interrupt.reported:
             console.print(INTERRUPTED, highlight=False, soft_wrap=True)
         sys.exit(130)
+    finally:
+        interrupts.reset()  # the command is over: library code run later in this process may commit again
