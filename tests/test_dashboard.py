@@ -618,3 +618,58 @@ def test_public_country_detail_shows_hidden_never_a_false_zero(public_site, stor
                 else:
                     assert r[col] == truth.get((cid, code, g), 0), (cid, r)
     assert hidden > 0, "no hidden women or men: this store proves nothing"
+
+
+def _chart_states(page) -> dict:
+    """Each item's state as drawn: 'chart' (an SVG with marks), 'bare' (an SVG without one) or its message."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('section.item')].map(s => {
+        const msg = s.querySelector('p.empty'), svg = s.querySelector('.chart svg');
+        const marks = svg ? svg.querySelectorAll('.mark-rect path, .mark-line path, .mark-symbol path, '
+                                                 + '.mark-shape path, .mark-area path').length : 0;
+        return [s.id, msg ? 'msg:' + msg.textContent : svg ? (marks ? 'chart' : 'bare') : 'table'];
+    }))""")
+
+
+def test_a_chart_with_every_count_hidden_says_so_instead_of_bare_axes(browser, store, tmp_path):
+    """Public, k larger than any count: every chart drew bare axes with a lone "0" tick (or, for the
+    map, a legend reading NaN) and Vega warned "Infinite extent"; the countries chart said "No data
+    yet." though the data were only hidden. Each is now a message naming k, in every language."""
+    big_k = 1000
+    res = build_site(Lake(store[0]), tmp_path / "pub", lang="en", public=True, k=big_k)
+    cid = courses_of(store[0])[0][0]
+    v = Visit(browser, res.out_dir, width=1366, height=768)
+    try:
+        for lang, word in (("en", "below 1000 and hidden"), ("es", "menores que 1000"), ("pt", "menores que 1000")):
+            for rel in (f"{lang}/index.html", course_page(res.out_dir, lang, cid).relative_to(res.out_dir).as_posix()):
+                page = v.open(rel)
+                states = _chart_states(page)
+                assert "bare" not in states.values(), (rel, states)
+                for iid in ("grades", "education", "age", "countries", "videos", "problems", "enrol_mode"):
+                    if iid in states:
+                        assert states[iid].startswith("msg:") and word in states[iid], (rel, iid, states[iid])
+                if "map" in states:
+                    assert states["map"].startswith("msg:") and "1000" in states["map"], states["map"]
+                assert not any("No data yet" in s or "Sin datos" in s for s in states.values()), (rel, states)
+                assert "NaN" not in page.inner_text("main"), rel
+                page.close()
+    finally:
+        v.close()
+    assert v.errors == [], v.errors  # no "Infinite extent" warning
+
+
+def test_an_empty_chart_is_replaced_by_its_message():
+    """Internal site: a course without activity drew an empty frame with "No data yet." under it; a
+    store without tracking logs said "No data yet." for charts made from logs that never came."""
+    from edx_engine.dashboard import charts as C
+    from edx_engine.dashboard.build import Item, settle
+
+    def items():
+        return [Item("active_weekly", "t", "c", [], [], C.time_lines("t", [], "week", "n", None, "W", "N")),
+                Item("grades", "t", "c", [], [{"g": "0.1", "n": 0}], C.vbar("t", [{"g": "0.1", "n": 0}], "g", "n", "G", "N")),
+                Item("funnel", "t", "c", [], [{"s": "a", "n": 3}], C.hbar("t", [{"s": "a", "n": 3}], "s", "n", "S", "N"))]
+
+    a, g, f = settle(items(), "en", False, 5, has_logs=True)
+    assert (a.spec, a.empty) == (None, "No data yet.") and (g.spec, g.empty) == (None, "No data yet.")
+    assert f.spec is not None and f.empty == ""
+    a, g, f = settle(items(), "pt", False, 5, has_logs=False)
+    assert "registro de atividade" in a.empty and g.empty == "Sem dados ainda."

@@ -84,6 +84,9 @@ class Item:
     csv: str = ""
     wide: bool = False
     sortable: bool = False
+    hidden: bool | None = None  # whether some of its counts are hidden (None: read from ``rows``)
+    hidden_msg: str = "all_hidden"  # the text key saying that everything it would draw is hidden
+    empty: str = ""  # the message that replaces a chart with no value to draw (``settle``)
 
 
 # -- freshness --------------------------------------------------------------------------------------
@@ -375,16 +378,19 @@ def country_items(prefix: str, rows: list[dict], lang: str, map_: bool) -> list[
     items = []
     if map_:
         mrows = [r for r in rows if r["numeric"] and r["learners"]]
+        # public: countries under k are merged into "Other (small groups)" or hidden, never mapped
+        merged = any(r["learners"] is None or (r["code"] == OTHER and r["learners"]) for r in rows)
         items.append(Item(prefix + "map", t("c_map", lang), t("x_map", lang),
                           [("country", "text"), ("learners", "count")], sorted(rows, key=lambda r: r["country"]),
                           C.choropleth(t("c_map", lang), mrows, "learners", t("learners", lang), "country"),
-                          wide=True))
+                          wide=True, hidden=merged or None, hidden_msg="map_hidden"))
     cid = "top_countries" if map_ else "countries"
+    hidden = any(r["learners"] is None for r in rows)  # the top 20 hold only shown counts
     items.append(Item(prefix + cid, t("c_top_countries" if map_ else "c_country_course", lang),
                       t("x_top_countries" if map_ else "x_country_course", lang),
                       [("country", "text"), ("learners", "count")], top,
                       C.hbar(t("c_top_countries" if map_ else "c_country_course", lang), top, "country", "learners",
-                             t("country", lang), t("learners", lang))))
+                             t("country", lang), t("learners", lang)), hidden=hidden))
     return items
 
 
@@ -559,6 +565,50 @@ def health_items(sd: SiteData, lang: str) -> list[Item]:
     return items
 
 
+# -- charts with nothing to draw --------------------------------------------------------------------------
+
+LOG_ITEMS = ("active_weekly", "videos", "problems")  # charts made from the tracking logs only
+
+
+def _value_field(spec: dict) -> str | None:
+    """The field a chart draws as its quantity (bar length, line height, map colour)."""
+    for enc in [spec.get("encoding")] + [layer.get("encoding") for layer in spec.get("layer", [])]:
+        for ch in ("x", "y", "color"):
+            e = (enc or {}).get(ch)
+            if e and e.get("type") == "quantitative" and "field" in e:
+                return e["field"]
+    return None
+
+
+def settle(items: list[Item], lang: str, public: bool, k: int, has_logs: bool = True) -> list[Item]:
+    """Replace every chart without a value to draw by a message, and say where counts are left out.
+
+    A chart whose values are all hidden, zero or absent drew bare axes (a lone "0" tick, a map legend
+    reading "NaN", Vega's "Infinite extent" warnings): it becomes a sentence saying why it is empty:
+    every count is under k and hidden (public sites), no tracking logs have been received (charts made
+    from them), or no data yet. A chart over time with some hidden weeks says in its caption that those
+    weeks are left out, so its visible points (zeros among them) are not read as the course's total."""
+    for it in items:
+        if it.spec is None:
+            continue
+        f = _value_field(it.spec)
+        if f is None:
+            continue
+        drawn = it.spec.get("datasets", {}).get("table", [])
+        hidden = it.hidden if it.hidden is not None else \
+            public and any(f in r and r[f] is None for r in [*it.rows, *drawn])
+        if not any(r.get(f) for r in drawn):
+            it.empty = t(it.hidden_msg, lang, k=k) if hidden else \
+                t("no_logs", lang) if not has_logs and it.id in LOG_ITEMS else t("no_data", lang)
+            it.spec = None
+    return items
+
+
+def _has_logs(sd: SiteData) -> bool:
+    rows = sd.health.get("log_days").rows if sd.health.get("log_days") else []
+    return bool(rows and rows[0].get("days_received"))
+
+
 # -- rendering ------------------------------------------------------------------------------------------
 
 def cell(v, kind: str, lang: str, public: bool) -> str:
@@ -710,6 +760,7 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
         pages += [("comparison", "comparison", t("comparison", lg), comparison_items(sd, lg), [], None),
                   ("health", "health", t("health", lg), health_items(sd, lg), [], None)]
         for path, kind, heading, items, cards, course in pages:
+            settle(items, lg, public, k, _has_logs(sd))
             _render(env, tmp, lg, path, kind, heading, items, cards, course, sd, title, res, reuse)
     reuse.save()
     (tmp / "index.html").write_text(env.get_template("redirect.html.j2").render(target=f"{lang}/index.html"), "utf-8")
@@ -793,7 +844,7 @@ def _page_key(page_json: str, lang: str, path: str, kind: str, heading: str, ite
     the headline), texts, the course list of its navigation (``nav``, as text), the site's options and
     the code."""
     rest = json.dumps([_code_key(), lang, path, kind, heading, title, sd.public, sd.k,
-                       [(it.id, it.title, it.caption, it.csv, it.wide, it.sortable) for it in items], cards,
+                       [(it.id, it.title, it.caption, it.csv, it.wide, it.sortable, it.empty) for it in items], cards,
                        _course_fields(course) if course else None], default=str, ensure_ascii=False)
     return hashlib.sha256(f"{rest}\n{nav}\n{page_json}".encode()).hexdigest()
 

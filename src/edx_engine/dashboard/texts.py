@@ -215,6 +215,22 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "seconds": ("Segundos", "Seconds", "Segundos"), "stale": ("Desactualizado", "Stale", "Desatualizado"),
     "yes": ("sí", "yes", "sim"), "no": ("no", "no", "não"),
     "no_data": ("Sin datos todavía.", "No data yet.", "Sem dados ainda."),
+    "all_hidden": ("Todas las cifras de este gráfico son menores que {k} y están ocultas.",
+                   "All counts in this chart are below {k} and hidden.",
+                   "Todas as contagens deste gráfico são menores que {k} e estão ocultas."),
+    "map_hidden": ("Ningún país tiene {k} participantes o más: se cuentan juntos en «Otros (grupos pequeños)» "
+                   "y no en el mapa.", "No country has {k} learners or more: they are counted together as "
+                   "\u201cOther (small groups)\u201d, not on the map.", "Nenhum país tem {k} participantes ou mais: "
+                   "são contados juntos em «Outros (grupos pequenos)» e não no mapa."),
+    "no_logs": ("Aún no se ha recibido ningún registro de actividad (tracking logs).",
+                "No tracking logs have been received yet.",
+                "Ainda não foi recebido nenhum registro de atividade (tracking logs)."),
+    "x_hidden_weeks": (" Las semanas con cifras ocultas (menores que {k}) no se dibujan: la línea no muestra el "
+                       "total, y un 0 visible es una semana sin ninguna.",
+                       " Weeks whose count is hidden (below {k}) are left out: the line does not show the total, "
+                       "and a visible 0 is a week with none.",
+                       " As semanas com contagens ocultas (menores que {k}) não são desenhadas: a linha não mostra o "
+                       "total, e um 0 visível é uma semana sem nenhuma."),
     "skip": ("Saltar al contenido", "Skip to content", "Pular para o conteúdo"),
 }
 
