@@ -673,3 +673,20 @@ def test_an_empty_chart_is_replaced_by_its_message():
     assert f.spec is not None and f.empty == ""
     a, g, f = settle(items(), "pt", False, 5, has_logs=False)
     assert "registro de atividade" in a.empty and g.empty == "Sem dados ainda."
+
+
+def test_a_public_line_with_hidden_weeks_says_they_are_left_out():
+    """A public course of 300 enrolments whose weeks were all under k but a few zeros was drawn as a
+    flat line at 0: the caption now says that hidden weeks are left out (in every language)."""
+    from edx_engine.dashboard import charts as C
+    from edx_engine.dashboard.build import Item, settle
+
+    rows = [{"week": "2026-09-07", "n": None}, {"week": "2026-09-14", "n": 0}, {"week": "2026-09-21", "n": 12}]
+    for lang, words in (("en", "left out"), ("es", "no se dibujan"), ("pt", "não são desenhadas")):
+        for rules in (None, [{"date": "2026-09-07", "label": "Start"}]):
+            it = Item("enrol_mode", "t", "Cap.", [("week", "date"), ("n", "count")], rows,
+                      C.time_lines("t", rows, "week", "n", None, "W", "N", rules=rules))
+            settle([it], lang, True, 5)
+            assert it.spec is not None and words in it.caption and "5" in it.caption, it.caption
+        shown = Item("x", "t", "Cap.", [], rows[1:], C.time_lines("t", rows[1:], "week", "n", None, "W", "N"))
+        assert settle([shown], lang, True, 5)[0].caption == "Cap."  # nothing hidden: nothing to say

@@ -601,6 +601,9 @@ def settle(items: list[Item], lang: str, public: bool, k: int, has_logs: bool = 
             it.empty = t(it.hidden_msg, lang, k=k) if hidden else \
                 t("no_logs", lang) if not has_logs and it.id in LOG_ITEMS else t("no_data", lang)
             it.spec = None
+        elif hidden and it.spec.get("encoding", it.spec.get("layer", [{}])[0].get("encoding", {})) \
+                .get("x", {}).get("type") == "temporal":
+            it.caption += t("x_hidden_weeks", lang, k=k)
     return items
 
 
