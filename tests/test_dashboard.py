@@ -690,3 +690,42 @@ def test_a_public_line_with_hidden_weeks_says_they_are_left_out():
             assert it.spec is not None and words in it.caption and "5" in it.caption, it.caption
         shown = Item("x", "t", "Cap.", [], rows[1:], C.time_lines("t", rows[1:], "week", "n", None, "W", "N"))
         assert settle([shown], lang, True, 5)[0].caption == "Cap."  # nothing hidden: nothing to say
+
+
+def test_weekly_axes_tick_on_mondays_no_finer_than_weeks_and_months_never_repeat():
+    """Weekly active learners ticked on Sundays (d3's weeks) though the weeks start on Mondays; two
+    weekly points had 8 daily ticks; a five-month span read "Apr 2026, Apr 2026, May 2026" ..."""
+    import datetime as dt
+
+    import vl_convert
+
+    from edx_engine.dashboard.charts import date_axis, time_lines
+
+    def x_labels(rows, width=500):
+        spec = time_lines("t", rows, "week", "n", None, "Week", "Learners")
+        spec.update(width=width, height=200)
+        spec["encoding"]["y"]["axis"] = None
+        svg = vl_convert.vegalite_to_svg(spec)
+        return [x for x in re.findall(r"<text[^>]*>([^<]*)</text>", svg) if x and x not in ("Week", "t")]
+
+    two = [{"week": "2026-09-28", "n": 3}, {"week": "2026-10-05", "n": 4}]
+    assert x_labels(two) == ["28 Sep", "05 Oct"]
+    start = dt.date(2026, 9, 28)
+    ten = [{"week": str(start + dt.timedelta(weeks=i)), "n": i} for i in range(11)]
+    ticks = [dt.datetime.fromtimestamp(v / 1000, dt.timezone.utc).date() for v in date_axis(ten, "week")["values"]]
+    assert ticks and all(d.weekday() == 0 for d in ticks) and len(ticks) <= 11
+    months = [{"week": str(dt.date(2026, 4, 6) + dt.timedelta(weeks=i)), "n": i} for i in range(30)]
+    labels = x_labels(months)
+    assert len(labels) >= 3 and len(labels) == len(set(labels)), labels
+
+
+def test_the_partial_weeks_of_tracking_logs_are_named(store):
+    from edx_engine.dashboard.build import gather, overview_items
+
+    sd = gather(Lake(store[0]), False, K, None)
+    first, last = sql(store[0], "SELECT min(file_date), max(file_date) FROM _edx_event_files")[0]
+    cap = {i.id: i.caption for i in overview_items(sd, "en")}["active_weekly"]
+    if first.weekday() != 0:
+        assert "Partial weeks" in cap and "the first" in cap, cap
+    if last.weekday() != 6:
+        assert "the last" in cap, cap

@@ -344,7 +344,8 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
                         "active_learners": r["active_learners"]} for r in ov["active"].rows if r["course_id"] in names],
                       "week", "active_learners", keep, other)
     items.append(Item("active_weekly", t("c_active_weekly", lang),
-                      t("x_active_weekly", lang) + folded + (t("x_active_stacked", lang) if keep else ""),
+                      t("x_active_weekly", lang) + folded + (t("x_active_stacked", lang) if keep else "")
+                      + partial_weeks(sd, lang),
                       [("course", "text"), ("week", "date"), ("active_learners", "count")], act,
                       C.time_lines(t("c_active_weekly", lang), act, "week", "active_learners", "course",
                                    t("week", lang), t("active_learners", lang), t("course", lang), **folded_chart),
@@ -431,7 +432,8 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
                                    t("enrollments", lang), t("mode", lang), bars=True, stack=True, rules=rules),
                       wide=True))
     act = [{"week": r["week"], "active_learners": r["active_learners"]} for r in d.get("active", [])]
-    items.append(Item("active_weekly", t("c_active_weekly", lang), t("x_active_weekly", lang),
+    items.append(Item("active_weekly", t("c_active_weekly", lang), t("x_active_weekly", lang)
+                      + partial_weeks(sd, lang, c.course_id),
                       [("week", "date"), ("active_learners", "count")], act,
                       C.time_lines(t("c_active_weekly", lang), act, "week", "active_learners", None, t("week", lang),
                                    t("active_learners", lang)), wide=True))
@@ -605,6 +607,32 @@ def settle(items: list[Item], lang: str, public: bool, k: int, has_logs: bool = 
                 .get("x", {}).get("type") == "temporal":
             it.caption += t("x_hidden_weeks", lang, k=k)
     return items
+
+
+def partial_weeks(sd: SiteData, lang: str, course_id: str | None = None) -> str:
+    """The caption's note that the first and last weeks of tracking logs are partial (logs starting
+    after a Monday or ending before a Sunday): a lower count there is not a collapse. For a course,
+    only the first week, when it has events in it: the last week's note would change every course's
+    page with every day of logs (a course without new events keeps its page, tests/test_dashboard_reuse.py)."""
+    rows = sd.health.get("log_days").rows if sd.health.get("log_days") else []
+    if not rows or not rows[0].get("first_day"):
+        return ""
+    first, last = (dt.date.fromisoformat(str(rows[0][k])[:10]) for k in ("first_day", "last_day"))
+    lo = first
+    if course_id is not None:
+        days = [r for r in sd.health["course_days"].rows if r["course_id"] == course_id]
+        if not days:
+            return ""
+        lo = dt.date.fromisoformat(str(days[0]["first_day"])[:10])
+
+    def monday(d: dt.date) -> dt.date:
+        return d - dt.timedelta(days=d.weekday())
+
+    parts = [t("partial_first", lang, d=fmt_date(first, lang))] if first.weekday() != 0 and \
+        monday(lo) == monday(first) else []
+    parts += [t("partial_last", lang, d=fmt_date(last, lang))] if last.weekday() != 6 and \
+        course_id is None else []
+    return t("x_partial", lang, weeks=t("and", lang).join(parts)) if parts else ""
 
 
 def _has_logs(sd: SiteData) -> bool:

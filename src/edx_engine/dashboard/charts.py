@@ -61,24 +61,42 @@ def vbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_t
     return s
 
 
-SHORT_SPAN_DAYS = 120  # below this, a date axis ticks days or weeks, labelled by day, not by month
+SHORT_SPAN_DAYS = 120  # below this, a date axis ticks weeks, labelled by day, not by month
+MAX_TICKS = 10  # an axis writes at most this many dates (fewer where they would overlap)
+
+
+def _ms(d) -> int:
+    import calendar
+
+    return calendar.timegm(d.timetuple()) * 1000
 
 
 def date_axis(rows: list[dict], x: str) -> dict:
-    """The date axis for the span of ``rows``: months over a long span; over a short one, ticks at
-    whole days (up to a month) or weeks, labelled by day. Vega ticked a two-week weekly series every
-    12 hours, labelled "%b %Y": "Sep 2026" fifteen times."""
+    """The date axis for the span of ``rows`` (weekly series: weeks start on Mondays), with its ticks
+    given explicitly. Over a short span: at week starts (Mondays), every n weeks, labelled by day;
+    over a long one: at the first of the month, every n months, labelled "%b %Y". Vega's own ticks
+    fell on Sundays (d3's weeks), ticked every day when two weekly points were 8 days apart, and
+    labelled half-months "Apr 2026, Apr 2026"."""
     import datetime as dt
 
     axis = {"format": "%b %Y", "labelOverlap": True}
-    days = sorted(str(r[x])[:10] for r in rows if r.get(x) is not None)
     try:
-        span = (dt.date.fromisoformat(days[-1]) - dt.date.fromisoformat(days[0])).days if days else None
+        days = sorted({dt.date.fromisoformat(str(r[x])[:10]) for r in rows if r.get(x) is not None})
     except ValueError:
-        span = None
-    if span is not None and span < SHORT_SPAN_DAYS:
-        axis.update(format="%d %b", tickCount={"interval": "day" if span <= 31 else "week", "step": 1})
-    return axis
+        return axis
+    if not days:
+        return axis
+    first, last = days[0], days[-1]
+    if (last - first).days < SHORT_SPAN_DAYS:
+        monday = first - dt.timedelta(days=first.weekday())
+        weeks = (last - monday).days // 7 + 1
+        step = -(-weeks // MAX_TICKS)
+        ticks = [monday + dt.timedelta(weeks=i) for i in range(0, weeks, step)]
+        return {**axis, "format": "%d %b", "values": [_ms(d) for d in ticks]}
+    lo, hi = first.year * 12 + first.month - 1, last.year * 12 + last.month - 1  # months since year 0
+    step = next((n for n in (1, 2, 3, 6, 12, 24, 60, 120) if (hi - lo) // n + 1 <= MAX_TICKS), 240)
+    ticks = [dt.date(m // 12, m % 12 + 1, 1) for m in range(-(-lo // step) * step, hi + 1, step)]
+    return {**axis, "values": [_ms(d) for d in ticks]}
 
 
 def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, x_title: str, y_title: str,

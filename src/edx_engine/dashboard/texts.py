@@ -222,6 +222,12 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
                    "y no en el mapa.", "No country has {k} learners or more: they are counted together as "
                    "\u201cOther (small groups)\u201d, not on the map.", "Nenhum país tem {k} participantes ou mais: "
                    "são contados juntos em «Outros (grupos pequenos)» e não no mapa."),
+    "x_partial": (" Semanas incompletas de registros: {weeks}; una cifra menor ahí no es una caída.",
+                  " Partial weeks of tracking logs: {weeks}; a lower count there is not a drop.",
+                  " Semanas incompletas de registros: {weeks}; um número menor ali não é uma queda."),
+    "partial_first": ("la primera (desde el {d})", "the first (from {d})", "a primeira (desde {d})"),
+    "partial_last": ("la última (hasta el {d})", "the last (to {d})", "a última (até {d})"),
+    "and": (" y ", " and ", " e "),
     "no_logs": ("Aún no se ha recibido ningún registro de actividad (tracking logs).",
                 "No tracking logs have been received yet.",
                 "Ainda não foi recebido nenhum registro de atividade (tracking logs)."),
