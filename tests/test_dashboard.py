@@ -729,3 +729,47 @@ def test_the_partial_weeks_of_tracking_logs_are_named(store):
         assert "Partial weeks" in cap and "the first" in cap, cap
     if last.weekday() != 6:
         assert "the last" in cap, cap
+
+
+def test_long_course_names_legend_fits_a_phone_and_csv_keeps_them_whole(browser, site):
+    """At 390 px the legend's two columns of 260 px cut off half the courses, and the programme charts'
+    Data tables and CSVs carried names cut to 48 characters ("…"). The names are whole in the data;
+    the legend is one column on a phone, each label cut to the width with its whole name as tooltip."""
+    from edx_engine.dashboard import charts as C
+    from edx_engine.dashboard.build import line_names
+    from edx_engine.dashboard.data import Course
+
+    names = [f"Curso {i}: gestión pública, evaluación de impacto y financiamiento del desarrollo sostenible"
+             for i in range(8)]
+    courses = [Course(f"course-v1:X+C{i}+1T2026", f"c{i}", n, None, None, None) for i, n in enumerate(names)]
+    assert sorted(line_names(courses).values()) == sorted(names)  # whole, not "…"
+    rows = [{"course": n, "week": w, "n": i + 1} for i, n in enumerate(names) for w in ("2026-09-28", "2026-10-05")]
+    spec = C.time_lines("t", rows, "week", "n", "course", "Week", "Learners", "Course")
+    html = site.out_dir / "legend-test.html"
+    html.write_text('<!doctype html><meta charset="utf-8"><script src="static/vega.js"></script>'
+                    '<div id="c" style="width:360px"></div><script>window.EDX = {done: false};'
+                    f'vegaEmbed("#c", {json.dumps(spec)}, {{actions: false, renderer: "svg"}})'
+                    '.then(() => { window.EDX.done = true; });</script>', "utf-8")
+    v = Visit(browser, site.out_dir, width=390, height=844)
+    try:
+        page = v.open("legend-test.html")
+        labels = page.evaluate("""() => { const r = document.querySelector('#c svg').getBoundingClientRect();
+            return [...document.querySelectorAll('#c .role-legend-label text')].map(t => {
+                const b = t.getBoundingClientRect(); return [t.textContent, b.left >= r.left - 1 && b.right <= r.right + 1]; }); }""")
+        assert len(labels) == 8 and all(inside for _, inside in labels), labels
+        assert all(text.endswith("…") for text, _ in labels), labels
+        x_labels = page.evaluate("""() => [...document.querySelectorAll('#c .role-axis-label text')].map(t => t.getBoundingClientRect())
+            .map(b => [b.left, b.right, b.top])""")
+        label = page.locator("#c .role-legend-label text").nth(3)
+        label.scroll_into_view_if_needed()
+        b = label.bounding_box()
+        page.mouse.move(b["x"] + 5, b["y"] + b["height"] / 2)
+        page.wait_for_selector("#vg-tooltip-element.visible", timeout=5000)
+        assert page.inner_text("#vg-tooltip-element") == names[3]
+    finally:
+        v.close()
+        html.unlink()
+    # no two axis labels on one line overlap
+    same_line = sorted(x for x in x_labels if x[2] == x_labels[-1][2])
+    assert all(a[1] <= b[0] for a, b in zip(same_line, same_line[1:])), same_line
+    assert v.errors == [], v.errors

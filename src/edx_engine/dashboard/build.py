@@ -213,12 +213,12 @@ def line_names(courses: list[Course], reserved: Sequence[str] = ()) -> dict[str,
     ("Other n courses"): with its run, then its code and run, then its whole id. Labels are
     unique: a chart draws one line per label."""
     def short(c: Course) -> str:
-        return _cname(c, 40)
+        return c.name  # whole: the CSV and Data tables carry it; the legend cuts it to its width
 
     def key(c: Course) -> str:
         return c.course_id.split(":", 1)[-1].replace("/", "+")
 
-    ways = [lambda c: _cname(c), lambda c: f"{short(c)} ({key(c).rsplit('+', 1)[-1]})",
+    ways = [lambda c: c.name, lambda c: f"{short(c)} ({key(c).rsplit('+', 1)[-1]})",
             lambda c: f"{short(c)} ({'+'.join(key(c).split('+')[-2:])})", lambda c: f"{short(c)} ({c.course_id})"]
     names: dict[str, str] = {}
     pending = list(courses)

@@ -14,7 +14,10 @@ CONFIG = {
     "range": {"category": OKABE_ITO},
     "font": "system-ui, -apple-system, 'Segoe UI', Roboto, 'Liberation Sans', sans-serif",
     "axis": {"labelFontSize": 11, "titleFontSize": 12, "labelLimit": 220},
-    "legend": {"labelLimit": 260, "orient": "bottom", "columns": 2},
+    # below the chart, one column on a phone; labels cut to the width with an ellipsis (the full name
+    # is in the tooltip and the Data table): with 2 columns of 260 px a phone showed half the series
+    "legend": {"orient": "bottom", "columns": {"expr": "width < 560 ? 1 : 2"},
+               "labelLimit": {"expr": "width < 560 ? max(80, width - 40) : min(400, width / 2 - 40)"}},
     "title": {"fontSize": 14, "anchor": "start"},
     "view": {"stroke": None},
     "bar": {"color": OKABE_ITO[0]},
@@ -113,6 +116,9 @@ def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, 
                        {"field": y, "type": "quantitative", "title": y_title, "format": ",d"}]}
     if color:
         enc["color"] = {"field": color, "type": "nominal", "title": color_title,
+                        # a label cut to the width keeps its whole text as its tooltip
+                        "legend": {"encode": {"labels": {"interactive": True,
+                                                          "update": {"tooltip": {"signal": "datum.value"}}}}},
                         **({"sort": color_order} if color_order else {})}
         if color_order and stack:  # the first of color_order at the bottom of each bar
             transform = [*(transform or []),
