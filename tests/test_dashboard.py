@@ -773,3 +773,40 @@ def test_long_course_names_legend_fits_a_phone_and_csv_keeps_them_whole(browser,
     same_line = sorted(x for x in x_labels if x[2] == x_labels[-1][2])
     assert all(a[1] <= b[0] for a, b in zip(same_line, same_line[1:])), same_line
     assert v.errors == [], v.errors
+
+
+def test_the_week_month_switch_renames_the_heading_and_keeps_the_axis_title_inside(browser, site):
+    """Choosing "Month" left the heading "per week"; with 4-digit month totals the y-axis title was cut
+    off at the left (the layout was computed once, for the narrower weekly labels)."""
+    from edx_engine.dashboard import charts as C
+
+    v = Visit(browser, site.out_dir, width=1366, height=768)
+    try:
+        page = v.open("es/index.html")
+        assert page.inner_text("#enrol_time-h") == "Inscripciones por semana"
+        page.check("#enrol_time input >> nth=1")
+        page.wait_for_function("document.getElementById('enrol_time-h').textContent == 'Inscripciones por mes'")
+        page.check("#enrol_time input >> nth=0")
+        page.wait_for_function("document.getElementById('enrol_time-h').textContent == 'Inscripciones por semana'")
+        page.close()
+        rows = [{"c": "a", "grain": "W", "date": "2026-09-28", "n": 3}, {"c": "a", "grain": "M", "date": "2026-09-01",
+                                                                         "n": 123456}]
+        grain = {"name": "grain", "value": "W", "bind": {"input": "radio", "options": ["W", "M"]}}
+        spec = C.time_lines("t", rows, "date", "n", "c", "Date", "Enrolments", "C", params=[grain],
+                            transform=[{"filter": "datum.grain == grain"}])
+        html = site.out_dir / "switch-test.html"
+        html.write_text('<!doctype html><meta charset="utf-8"><script src="static/vega.js"></script>'
+                        '<div id="c" style="width:600px"></div><script>window.EDX = {done: false};'
+                        f'vegaEmbed("#c", {json.dumps(spec)}, {{actions: false, renderer: "svg"}})'
+                        '.then(r => { window.view = r.view; window.EDX.done = true; });</script>', "utf-8")
+        page = v.open("switch-test.html")
+        page.evaluate("view.signal('grain', 'M').runAsync().then(() => 1)")
+        page.wait_for_timeout(300)
+        left = page.evaluate("""() => { const svg = document.querySelector('#c svg').getBoundingClientRect();
+            const t = [...document.querySelectorAll('#c .role-axis-title text')].find(x => x.textContent == 'Enrolments');
+            return t.getBoundingClientRect().left - svg.left; }""")
+        assert left >= 0, left
+    finally:
+        v.close()
+        (site.out_dir / "switch-test.html").unlink(missing_ok=True)
+    assert v.errors == [], v.errors

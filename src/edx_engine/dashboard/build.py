@@ -321,6 +321,9 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
         spec = C.time_lines(t("c_enrol_time", lang), rows, "date", "enrollments", "course", t("date", lang),
                             t("enrollments", lang), t("course", lang), params=[grain],
                             transform=[{"filter": "datum.grain == grain"}], **folded_chart)
+        # the heading follows the switch (static/dashboard.js): "per month" when months are shown
+        spec["usermeta"] = {"grain_titles": {t("week", lang): t("c_enrol_time", lang),
+                                             t("month", lang): t("c_enrol_month", lang)}}
         items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded,
                           [("course", "text"), ("grain", "text"), ("date", "date"), ("enrollments", "count")],
                           [{k: r.get(k) for k in ("course", "grain", "date", "enrollments")} for r in rows], spec,

@@ -25,9 +25,14 @@ CONFIG = {
 }
 
 
+# re-laid out on every update: a switch (weeks to months) that widens the value labels (1,000) left the
+# axis title where the narrower labels had put it, cut off at the left
+AUTOSIZE = {"type": "fit-x", "resize": True}
+
+
 def base(title: str, rows: list[dict], height: int = 260, **extra) -> dict:
     # the title is the page's <h2>; ``description`` keeps it with the spec (PNG/SVG exports, screen readers)
-    return {"$schema": SCHEMA, "description": title, "width": "container", "height": height, "autosize": {"type": "fit-x"},
+    return {"$schema": SCHEMA, "description": title, "width": "container", "height": height, "autosize": AUTOSIZE,
             "datasets": {"table": rows}, "data": {"name": "table"}, "config": CONFIG, **extra}
 
 
@@ -152,7 +157,7 @@ def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, 
 def choropleth(title: str, rows: list[dict], value: str, value_title: str, name_field: str) -> dict:
     """World map from the shipped TopoJSON (``@world`` is replaced by the page script with the
     map object of ``static/world.js``: file:// pages cannot fetch JSON)."""
-    s = {"$schema": SCHEMA, "description": title, "width": "container", "height": 300, "autosize": {"type": "fit-x"},
+    s = {"$schema": SCHEMA, "description": title, "width": "container", "height": 300, "autosize": AUTOSIZE,
          "datasets": {"table": rows}, "config": CONFIG,
          "projection": {"type": "equalEarth"},
          "layer": [

@@ -90,6 +90,7 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "grain": ("Escala de tiempo", "Time grain", "Escala de tempo"),
     # chart titles and captions
     "c_enrol_time": ("Inscripciones por semana", "Enrolments per week", "Inscrições por semana"),
+    "c_enrol_month": ("Inscripciones por mes", "Enrolments per month", "Inscrições por mês"),
     "x_enrol_time": ("Inscripciones nuevas por semana (o mes) y curso, según la fecha de inscripción.",
                      "New enrolments per week (or month) and course, by enrolment date.",
                      "Novas inscrições por semana (ou mês) e curso, pela data de inscrição."),

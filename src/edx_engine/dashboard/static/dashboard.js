@@ -25,6 +25,13 @@
         formatLocale: page.formatLocale, timeFormatLocale: page.timeFormatLocale
       }).then(function (res) {
         EDX.views[id] = res.view;
+        var titles = spec.usermeta && spec.usermeta.grain_titles;
+        if (titles) {  // a week/month switch: the heading says which
+          var h = document.getElementById(id + "-h");
+          res.view.addSignalListener("grain", function (name, value) {
+            if (h && titles[value]) h.textContent = titles[value];
+          });
+        }
         EDX.rendered += 1;
       }).catch(function (err) {
         EDX.errors.push(id + ": " + err);
