@@ -810,3 +810,22 @@ def test_the_week_month_switch_renames_the_heading_and_keeps_the_axis_title_insi
         v.close()
         (site.out_dir / "switch-test.html").unlink(missing_ok=True)
     assert v.errors == [], v.errors
+
+
+def test_small_things_serve_hint_health_columns_and_seconds(store, site, tmp_path):
+    """The hint after `dashboard --data-dir X` left out --data-dir X; the health page's column "Course
+    id" held names; a model built in 0.37 s read "0" seconds."""
+    from edx_engine.dashboard.build import cell, health_items
+
+    out = tmp_path / "s"
+    r = CliRunner().invoke(app, ["dashboard", "--data-dir", str(store[0]), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert f"edx-engine dashboard serve --data-dir {store[0]} -o {out}" in " ".join(r.output.split())
+    assert cell(0.37, "seconds", "en", False) == "0.37" and cell(0.37, "seconds", "es", False) == "0,37"
+    d = page_data(site.out_dir / "en" / "health.html")["items"]
+    cols = [c for c, _ in d["course_days"]["columns"]]
+    assert cols[:2] == ["course_name", "course_id"]
+    ids = {cid: name for cid, name in courses_of(store[0])}
+    for row in d["course_days"]["rows"]:
+        assert row["course_id"] in ids and row["course_name"] == ids[row["course_id"]]
+    assert dict(d["models"]["columns"])["seconds"] == "seconds"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -49,7 +50,9 @@ def dashboard(
         fail(str(exc))
         return
     out.print(res.one_line(), highlight=False, soft_wrap=True)
-    out.print(f"look at it: edx-engine dashboard serve{'' if output is None else f' -o {output}'} "
+    where = ("" if data_dir is None else f" --data-dir {shlex.quote(str(data_dir))}") + \
+        ("" if output is None else f" -o {shlex.quote(str(output))}")
+    out.print(f"look at it: edx-engine dashboard serve{where} "
               f"(or open {res.index(lang)} in a browser)", highlight=False, soft_wrap=True)
 
 

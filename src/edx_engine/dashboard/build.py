@@ -44,7 +44,7 @@ from .texts import t
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"
-NUMERIC = ("count", "volume", "number", "share", "decimal")
+NUMERIC = ("count", "volume", "number", "share", "decimal", "seconds")
 
 
 class DashboardError(Exception):
@@ -556,11 +556,13 @@ def health_items(sd: SiteData, lang: str) -> list[Item]:
     h = sd.health
     names = {c.course_id: c.name for c in sd.courses}
     sync = [{"what": t(r["what"], lang), "when": r["when"], "status": r["status"] or ""} for r in h["sync"].rows]
-    cd = [dict(r, course_id=names.get(r["course_id"], r["course_id"])) for r in h["course_days"].rows]
+    # the course's name next to its id (the column headed "Course id" showed names)
+    cd = [dict(r, course_name=names.get(r["course_id"], r["course_id"])) for r in h["course_days"].rows]
+    cd_cols = [("course_name", "text"), *h["course_days"].columns]
     q = h["quarantine"].rows
     items = [Item("sync", t("c_sync", lang), t("x_sync", lang), h["sync"].columns, sync),
              Item("log_days", t("c_log_days", lang), t("x_log_days", lang), h["log_days"].columns, h["log_days"].rows),
-             Item("course_days", t("c_course_days", lang), t("x_course_days", lang), h["course_days"].columns, cd,
+             Item("course_days", t("c_course_days", lang), t("x_course_days", lang), cd_cols, cd,
                   wide=True, sortable=True),
              Item("quarantine", t("c_quarantine", lang), t("x_quarantine", lang), h["quarantine"].columns, q,
                   C.hbar(t("c_quarantine", lang), [dict(r, label=f"{r['kind']}: {r['reason']}") for r in q],
@@ -652,6 +654,8 @@ def cell(v, kind: str, lang: str, public: bool) -> str:
         return fmt_int(v, lang)
     if kind == "decimal":
         return fmt_num(v, lang, 1)
+    if kind == "seconds":  # a model built in 0.37 s read "0"
+        return fmt_num(v, lang, 2)
     if kind == "share":
         return fmt_pct(v, lang)
     if kind == "date":

@@ -364,7 +364,7 @@ def health(con: duckdb.DuckDBPyConnection, courses: set[str] | None, stale: list
         {"kind": k, "reason": r, "files": f, "lines": n} for k, r, f, n in
         q("SELECT kind, regexp_replace(reason, '''[^'']*''|\"[^\"]*\"', '…', 'g'), count(DISTINCT source_file), "
           "count(*) FROM quarantine GROUP BY ALL ORDER BY 4 DESC, 1, 2")])
-    out["models"] = Dataset("models", [("model", "text"), ("built_at", "datetime"), ("seconds", "number"),
+    out["models"] = Dataset("models", [("model", "text"), ("built_at", "datetime"), ("seconds", "seconds"),
                                        ("stale", "text")], [
         {"model": n, "built_at": _iso(b), "seconds": round(s or 0, 2), "stale": "yes" if n in stale else "no"}
         for n, b, s in q("SELECT name, built_at, seconds FROM _edx_models ORDER BY name")])
