@@ -49,6 +49,11 @@ def _import_order(table: str) -> int:
     return 3 if schema.column("course_id") or schema.kind == "mongo" else 9
 
 
+# A newer snapshot with this share of rows fewer (and at least SHRINK_MIN_ROWS) than the one it
+# replaces, or none at all, is named in a warning (rows are kept: a package is a full dump, so a
+# course's table hardly shrinks, except by learners' accounts being retired).
+SHRINK_SHARE = 0.10
+SHRINK_MIN_ROWS = 10
 _UNTYPED = "untyped:"  # fingerprint prefix of an unknown table's snapshot: once typed, it is not "unchanged"
 
 
@@ -267,6 +272,9 @@ class PackageImporter:
                 self.on_file(result)
         kept = [c for c in claimed.values() if c[0].status == "loaded"]
         snapshots, results_of = [c[1] for c in kept], [c[0] for c in kept]
+        for result, snap in zip(results_of, snapshots):
+            if shrunk := self._shrink_warning(snap):
+                result.warnings.append(shrunk)
         quarantine = [q for q in quarantine if q not in self._dropped]
         for i, lines in checks.snapshot_warnings(snapshots, self._current_users, self.lake.root / "tmp").items():
             results_of[i].warnings.extend(lines)
@@ -278,6 +286,22 @@ class PackageImporter:
         self.lake.commit(snapshots, quarantine, log)
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _shrink_warning(self, snap: Snapshot) -> str:
+        """A line when a newer snapshot of a table has far fewer rows than the one it replaces (a
+        package is a full dump: a table file emptied or cut by the export replaces good data)."""
+        cur = self._current.get((snap.table, snap.course_id))
+        if not cur or cur[0] >= snap.package_date:
+            return ""
+        try:
+            before = pq.ParquetFile(self.lake.abs(cur[2])).metadata.num_rows
+        except (OSError, pa.ArrowException):
+            return ""
+        lost = before - snap.rows
+        if before == 0 or not (snap.rows == 0 or lost > max(SHRINK_MIN_ROWS, SHRINK_SHARE * before)):
+            return ""
+        return (f"{snap.table} of {snap.course_id}: package {snap.package_date} holds {snap.rows:,} rows against "
+                f"{before:,} in package {cur[0]} ({lost / before:.0%} fewer) and replaces them; check the file")
 
     def _duplicate(self, result: FileResult, snap: Snapshot, qfile: QuarantineFile | None,
                    first: FileResult, first_snap: Snapshot, first_q: QuarantineFile | None
