@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -51,6 +52,11 @@ class _Tracked:
     MySQL's batch output does not escape a carriage return inside a value, and Arrow's CSV
     reader would end the row there. A CR not followed by LF is therefore handed on as the
     escape ``\\r``, which ``unescape_mysql`` turns back into a CR. CRLF line ends stay as they are.
+
+    A line that is not UTF-8 (a learner's free text in another encoding) would make Arrow refuse
+    the whole file. Each one is handed on as a line of one field, which Arrow reports as a row with
+    the wrong number of fields, and kept in ``bad_utf8`` (file line -> reason, raw bytes), so that
+    the reader quarantines that line with its real reason and loads the rest.
     """
 
     def __init__(self, raw: BinaryIO, prefix: bytes = b""):
@@ -63,6 +69,9 @@ class _Tracked:
         self._state = threading.Condition()
         self._busy = 0  # reads in progress (Arrow's I/O thread reads ahead)
         self._ended = False  # a read returned the end after `stop`
+        self._carry = b""  # the start of a line whose end is not read yet
+        self._line = 2  # file line of the first line of the next data handed on (the header is line 1)
+        self.bad_utf8: dict[int, tuple[str, bytes]] = {}
 
     def stop(self) -> None:
         """End the stream here: Arrow's read-ahead thread gets end-of-file at its next read."""
@@ -115,13 +124,71 @@ class _Tracked:
                     continue
             if b"\r" in data:
                 data = _LONE_CR.sub(rb"\\r", data)
-            return data
+            out = self._whole_lines(data, eof)
+            if out or eof:
+                return out
+
+    def _whole_lines(self, data: bytes, eof: bool) -> bytes:
+        """``data`` up to its last line end (the rest is held for the next read), each line that is
+        not UTF-8 replaced by ``_NOT_UTF8``; at the end of the stream, whatever is held."""
+        if not eof:
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                self._carry += data
+                if len(self._carry) <= BLOCK_BYTES:
+                    return b""  # (the caller reads on)
+                data, self._carry = self._carry, b""  # a line longer than Arrow takes: Arrow says so
+                self._line += data.count(b"\n")
+                return data
+            data, self._carry = self._carry + data[:cut + 1], data[cut + 1:]
+        else:
+            data, self._carry = self._carry + data, b""
+        if data and not data.isascii() and not _valid_utf8(data):
+            data = self._mask_bad_lines(data)
+        self._line += data.count(b"\n")
+        return data
+
+    def _mask_bad_lines(self, data: bytes) -> bytes:
+        from .events_parse import invalid_utf8_rows
+
+        ends = (np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1).tolist()
+        if not ends or ends[-1] != len(data):
+            ends.append(len(data))  # the last line of the file, without its line end
+        offsets = np.array([0, *ends], np.int64)
+        lines = [data[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+        for i in invalid_utf8_rows(data, offsets):
+            raw = lines[i].rstrip(b"\r\n")
+            where = _first_bad_byte(raw)
+            self.bad_utf8[self._line + i] = (f"invalid UTF-8 bytes (byte {where} of the line)", raw)
+            lines[i] = _NOT_UTF8 + (b"\n" if lines[i].endswith(b"\n") else b"")
+        return b"".join(lines)
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
         self.closed = True
+
+
+_NOT_UTF8 = b"(a line that is not UTF-8)"  # one field: Arrow reports the row, the reader names the reason
+
+
+def _valid_utf8(data: bytes) -> bool:
+    arr = pa.StringArray.from_buffers(1, pa.py_buffer(np.array([0, len(data)], np.int32)), pa.py_buffer(data))
+    try:
+        arr.validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
+
+
+def _first_bad_byte(line: bytes) -> int:
+    """1-based position of the first byte of ``line`` that does not decode as UTF-8."""
+    try:
+        line.decode("utf-8")
+        return 0
+    except UnicodeDecodeError as exc:
+        return exc.start + 1
 
 
 def read_header_line(raw: BinaryIO, label: str) -> tuple[bytes, bytes]:
@@ -272,7 +339,10 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     pending: list[Reject] = []
 
     def on_invalid(row) -> str:
-        pending.append(lines.invalid_row(row))
+        got = lines.invalid_row(row)
+        if got.line in stream.bad_utf8:  # a line handed on as one field because it is not UTF-8
+            got = Reject(got.line, *stream.bad_utf8.pop(got.line))
+        pending.append(got)
         return "skip"
 
     lines = LineMap()
