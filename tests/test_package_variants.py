@@ -260,7 +260,8 @@ def test_cli_summary_lines(tmp_path):
     pkg = tmp_path / "IDBx-2016-10-09"
     put(pkg, "auth_user", users([101, 102]))
     put(pkg, "student_courseenrollment", enrolments([101, 102], ids=[1, 1]))
-    put(pkg, "student_courseenrollment", enrolments([201], cid="course-v1:IDBx+B+1"), slug="IDBx-B-1")
+    extra = enrolments([201], cid="course-v1:IDBx+B+1").replace("\tmode\n", "\tmode\tnew_col\n", 1)
+    put(pkg, "student_courseenrollment", extra.replace("audit\n", "audit\tx\n"), slug="IDBx-B-1")
     for slug, cid in ((SLUG, CID), ("IDBx-B-1", "course-v1:IDBx+B+1")):
         put(pkg, "django_comment_client_role_users", f"course_id\tuser_id\tname\n{cid}\t101\tStudent\n", slug=slug)
     (pkg / f"{SLUG}-teams-prod-analytics.sql.failed").write_text("Traceback\n")
@@ -269,6 +270,8 @@ def test_cli_summary_lines(tmp_path):
     out = r.output
     assert r.exit_code == 0, out
     assert out.count("note: unknown table django_comment_client_role_users kept as text") == 1
+    assert ("note: unknown column student_courseenrollment.new_col kept as text (in "
+            f"{pkg / 'IDBx-B-1-student_courseenrollment-prod-analytics.sql'})") in out  # which file has it
     assert f"note: edX's export of teams for {CID} failed" in out and "1 not exported by edX" in out
     assert "warning" in out and "primary key (id) occur more than once" in out
     assert "notes.txt: not a table or file of an edX package" in out

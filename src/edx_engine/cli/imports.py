@@ -139,9 +139,14 @@ def import_cmd(
         if by_status["older"]:
             out.print(f"note: {by_status['older'][0].message} (and the same for the other older files); "
                       "nothing of them was imported", highlight=False)
-        extras = sorted({(f.table, c) for f in exports.files for c in f.extra_columns})
-        for table, col in extras:
-            out.print(f"note: unknown column {table}.{col} kept as text", highlight=False)
+        extras: dict[tuple[str, str], list[str]] = {}  # (table, column) -> the files that have it
+        for f in exports.files:
+            for c in f.extra_columns:
+                extras.setdefault((f.table, c), []).append(f.label)
+        for (table, col), files in sorted(extras.items()):
+            where = files[0] + (f" and {len(files) - 1} other file(s)" if len(files) > 1 else "")
+            out.print(f"note: unknown column {table}.{col} kept as text (in {where})", highlight=False,
+                      soft_wrap=True)
         for table in exports.unknown_tables:
             out.print(f"note: unknown table {table} kept as text (view {table})", highlight=False)
         for f in exports.not_exported:
