@@ -16,7 +16,8 @@ catalog, bookkeeping ``_edx_geo``):
   ``source`` (profile | ip | NULL), ``ip_events`` (events whose IP was located), ``ip_db``,
   ``ip_db_date``, ``located_at``;
 - ``user_location_summary``: per course, learners located from the profile, from IP, not
-  locatable.
+  locatable; staff accounts (global staff, and the course's staff roles) are not counted, as in
+  every report.
 
 Once the IPs are scrubbed, a new run keeps each learner's previous IP-derived country.
 """
@@ -39,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import clock
+from .schemas import COURSE_STAFF_ROLES
 from .store import catalog, views
 from .store.files import write_atomic
 from .store.lake import Lake
@@ -197,6 +199,23 @@ def locate_users(lake: Lake, take_lock: bool = True, now: dt.datetime | None = N
     return _locate(lake, now)
 
 
+def _staff(con) -> dict[str | None, set[int]]:
+    """Staff accounts, as the models count them: ``None`` -> global staff (their newest auth_user
+    row says is_staff), course id -> accounts with a staff role in that course."""
+    out: dict[str | None, set[int]] = defaultdict(set)
+    if _exists(con, "auth_user") and "is_staff" in _cols(con, "auth_user"):
+        out[None] = {u for (u,) in con.execute(
+            "SELECT id FROM (SELECT id, is_staff, row_number() OVER (PARTITION BY id ORDER BY package_date DESC "
+            "NULLS LAST, course_id) AS rn FROM auth_user WHERE id IS NOT NULL) WHERE rn = 1 AND is_staff").fetchall()}
+    if _exists(con, "student_courseaccessrole") and {"role", "user_id", "course_id"} <= _cols(con, "student_courseaccessrole"):
+        roles = ", ".join(f"'{r}'" for r in COURSE_STAFF_ROLES)
+        for course, uid in con.execute(
+                "SELECT DISTINCT course_id, user_id FROM student_courseaccessrole WHERE user_id IS NOT NULL "
+                f"AND lower(trim(role)) IN ({roles})").fetchall():
+            out[course].add(uid)
+    return out
+
+
 def _locate(lake: Lake, now: dt.datetime | None) -> LocateResult:
     t0 = time.perf_counter()
     db = ip_database()
@@ -219,6 +238,7 @@ def _locate(lake: Lake, now: dt.datetime | None) -> LocateResult:
                 f"SELECT {uid} AS uid, e.course_id, e.ip, count(*) AS n FROM events e {umap} "
                 f"WHERE e.ip IS NOT NULL AND e.ip <> '' GROUP BY ALL HAVING uid IS NOT NULL").fetchall()
         previous = _previous(lake, con)
+        staff = _staff(con)
     ips = sorted({r[2] for r in ip_rows})
     cc = dict(zip(ips, lookup(ips)))
     votes: dict[int, Counter] = defaultdict(Counter)
@@ -246,9 +266,12 @@ def _locate(lake: Lake, now: dt.datetime | None) -> LocateResult:
                                                  ipc[3] if ipc else 0, ipc[1] if ipc else None,
                                                  ipc[2] if ipc else None, now)):
             rows[k].append(v)
-        s = summary[course]
-        s[0] += 1
-        s[{"profile": 1, "ip": 2, None: 3}[source]] += 1
+        if uid in staff.get(None, ()) or uid in staff.get(course, ()):
+            summary.setdefault(course, [0, 0, 0, 0])  # staff are not counted, as in every report
+        else:
+            s = summary[course]
+            s[0] += 1
+            s[{"profile": 1, "ip": 2, None: 3}[source]] += 1
         learners[uid] = source or ""
     loc = pa.table(rows, schema=LOCATION_SCHEMA)
     courses = sorted(summary)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# student_courseaccessrole roles that make an account the course's staff (beta testers and library
+# users are learners); docs/indicators.md "Staff". The models and locate-users' summary read it.
+COURSE_STAFF_ROLES = ("instructor", "staff", "ccx_coach", "finance_admin", "sales_admin", "data_researcher")
+
 # Logical types and their DuckDB / Arrow spelling.
 DUCKDB_TYPES = {
     "int": "BIGINT",

@@ -23,6 +23,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from ..schemas import COURSE_STAFF_ROLES as _COURSE_STAFF_ROLES
+
 if TYPE_CHECKING:
     import ibis
     import ibis.expr.types as ir
@@ -224,7 +226,7 @@ def staff_ids(t: Tables) -> ir.Table:
 
 # student_courseaccessrole roles that make an account the course's staff (beta testers and library
 # users are learners). edx2bigquery's person_course "roles"; docs/indicators.md "Staff".
-COURSE_STAFF_ROLES = ("instructor", "staff", "ccx_coach", "finance_admin", "sales_admin", "data_researcher")
+COURSE_STAFF_ROLES = _COURSE_STAFF_ROLES  # (defined with the table, in schemas.py: geo uses it too)
 
 
 def course_staff(t: Tables) -> ir.Table:
