@@ -329,7 +329,7 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
 ]:
     """Stream a table file: yields (typed columns, row count, rejects) per block.
 
-    Raises FileRejected for a bad header, invalid UTF-8 or a truncated file.
+    Raises FileRejected for a bad header or a truncated file (a line that is not UTF-8 is a reject).
     """
     line, rest = read_header_line(raw, label)
     header = check_header(line, schema, label)
@@ -358,7 +358,8 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
                                              invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in header.names}, null_values=["NULL"],
-                strings_can_be_null=True, quoted_strings_can_be_null=False, check_utf8=True,
+                strings_can_be_null=True, quoted_strings_can_be_null=False,
+                check_utf8=False,  # _Tracked has validated every line (and masked those that are not UTF-8)
             ),
         )
         for batch in reader:
