@@ -222,6 +222,31 @@ def test_a_line_that_is_not_utf8_is_quarantined_and_the_rest_loaded(tmp_path):
     assert q(data, "SELECT id FROM student_courseenrollment ORDER BY 1") == [(1,), (3,), (4,), (6,)]
 
 
+def test_not_utf8_in_a_one_column_table_and_in_a_line_over_the_limit(tmp_path):
+    """The stand-in for a line that is not UTF-8 has more fields than any header (a one-column table
+    would have taken it as a row); a line longer than the 4 MB limit, valid or not, refuses the file
+    as before (it was handed on unchecked, split inside a character: found in review)."""
+    import io
+
+    from edx_engine.ingest import tsv
+    from edx_engine.schemas import schema_for
+
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", enrolments(1))
+    write(pkg, "teams_membership_note", b"note\nhello\nJos\xe9\nbye\n")
+    data = tmp_path / "d"
+    s = load(data, pkg)
+    assert not s.failed
+    assert q(data, "SELECT note FROM teams_membership_note ORDER BY 1") == [("bye",), ("hello",)]
+    assert q(data, "SELECT line, raw FROM quarantine") == [(3, b"Jos\xe9")]
+    schema = schema_for("student_courseenrollment")
+    for value in ("\u00e9" * (5 << 19), "a" * (5 << 20) + "\udcff"):  # valid, 5 MB of 2-byte characters; not UTF-8
+        body = enrolments(2).encode().replace(b"audit\n", value.encode("utf-8", "surrogateescape") + b"\n", 1)
+        with pytest.raises(tsv.FileRejected, match="line 2 longer than the limit"):
+            for _ in tsv.read_mysql_tsv(io.BytesIO(body), "x.sql", schema):
+                pass
+
+
 # --- encrypted packages -----------------------------------------------------------------------
 
 def _encrypted_pkg(tmp_path, home, fpr, n=3) -> Path:

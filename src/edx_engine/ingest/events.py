@@ -317,7 +317,7 @@ class _Plain:
                     self.pending = b""
                     continue
                 head = self.pending.lstrip(b"\x00")
-                if len(head) >= 2 and head[:2] != b"\x1f\x8b":  # not another member: trailing garbage
+                if head[:2] != b"\x1f\x8b"[:len(head[:2])]:  # not the start of another member: trailing garbage
                     self.garbage, self.pending = len(self.pending), b""
                     continue
                 self.d = self._zlib.decompressobj(31)

@@ -59,8 +59,11 @@ class _Tracked:
     the reader quarantines that line with its real reason and loads the rest.
     """
 
-    def __init__(self, raw: BinaryIO, prefix: bytes = b""):
+    def __init__(self, raw: BinaryIO, prefix: bytes = b"", fields: int = 1):
         self.raw, self.prefix = raw, prefix
+        # the stand-in for a line that is not UTF-8: one field more than the header has, so that Arrow
+        # reports it as a row with the wrong number of fields (whatever the table's width)
+        self._mask = b"\t" * fields + _NOT_UTF8
         self.last = prefix[-1:] if prefix else b""
         self.nbytes = len(prefix)
         self.closed = False
@@ -72,6 +75,7 @@ class _Tracked:
         self._carry = b""  # the start of a line whose end is not read yet
         self._line = 2  # file line of the first line of the next data handed on (the header is line 1)
         self.bad_utf8: dict[int, tuple[str, bytes]] = {}
+        self.too_long = 0  # the file line that is longer than BLOCK_BYTES (the stream then ends there)
 
     def stop(self) -> None:
         """End the stream here: Arrow's read-ahead thread gets end-of-file at its next read."""
@@ -125,7 +129,7 @@ class _Tracked:
             if b"\r" in data:
                 data = _LONE_CR.sub(rb"\\r", data)
             out = self._whole_lines(data, eof)
-            if out or eof:
+            if out or eof or self.too_long:
                 return out
 
     def _whole_lines(self, data: bytes, eof: bool) -> bytes:
@@ -137,9 +141,9 @@ class _Tracked:
                 self._carry += data
                 if len(self._carry) <= BLOCK_BYTES:
                     return b""  # (the caller reads on)
-                data, self._carry = self._carry, b""  # a line longer than Arrow takes: Arrow says so
-                self._line += data.count(b"\n")
-                return data
+                # a line longer than any table's: the stream ends here and the reader refuses the file
+                self.too_long, self._carry, self._stopped = self._line, b"", True
+                return b""
             data, self._carry = self._carry + data[:cut + 1], data[cut + 1:]
         else:
             data, self._carry = self._carry + data, b""
@@ -160,7 +164,7 @@ class _Tracked:
             raw = lines[i].rstrip(b"\r\n")
             where = _first_bad_byte(raw)
             self.bad_utf8[self._line + i] = (f"invalid UTF-8 bytes (byte {where} of the line)", raw)
-            lines[i] = _NOT_UTF8 + (b"\n" if lines[i].endswith(b"\n") else b"")
+            lines[i] = self._mask + (b"\n" if lines[i].endswith(b"\n") else b"")
         return b"".join(lines)
 
     def readable(self) -> bool:
@@ -335,7 +339,7 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     header = check_header(line, schema, label)
     if header_cb:
         header_cb(header)
-    stream = _Tracked(raw, rest)
+    stream = _Tracked(raw, rest, len(header.names))
     pending: list[Reject] = []
 
     def on_invalid(row) -> str:
@@ -371,6 +375,9 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
         finished = True
     except pa.ArrowInvalid as exc:
         msg = str(exc)
+        if stream.too_long:  # the stream ended at a line over the limit (before any row, Arrow saw nothing)
+            raise FileRejected(f"{label}: line {stream.too_long} longer than the limit ({BLOCK_BYTES >> 20} MB); "
+                               "not an edX table file") from None
         if "Empty CSV file" in msg and stream.nbytes == len(rest) and not rest.strip():
             finished = True
             return  # a header and no rows: an empty table is a valid snapshot
@@ -384,6 +391,9 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     finally:
         if not finished:  # an error, Ctrl-C, or the caller stopped reading (closed this generator)
             _stop_reading(reader, stream)
+    if stream.too_long:
+        raise FileRejected(f"{label}: line {stream.too_long} longer than the limit ({BLOCK_BYTES >> 20} MB); "
+                           "not an edX table file")
     # edX's files always end with a newline: a file without one was cut short.
     if stream.nbytes and stream.last != b"\n":
         last_line = lines.rows + len(lines.skipped) + 1

@@ -311,7 +311,8 @@ class _Committer:
         except BaseException:
             staged.discard()
             raise
-        self.known.loaded(key, origin, src)
+        if res.status == "loaded":  # (a cut copy of a file already imported is refused at its commit)
+            self.known.loaded(key, origin, src)
         return res
 
     def _stage_here(self, src: Source, key: str) -> E._Staged:
