@@ -163,28 +163,46 @@ def test_rows_naming_another_course_reject_the_file(tmp_path):
 
 
 def test_two_files_of_one_package_for_the_same_table_and_course(tmp_path):
-    """A copy of a table file under another site's name (or in another folder) with other rows: the
-    later one used to replace the other silently (9 enrolments instead of 302, found by an outside
-    tester). Neither is imported, both are named, and the store keeps the course's earlier snapshot;
-    the same bytes twice count once."""
+    """Copies of a table file with other rows used to replace each other silently, the last one
+    winning (9 enrolments instead of 302, found by an outside tester). Now, and again on a re-import:
+    the same site's copies (another folder) are both refused and named, the course keeps its earlier
+    snapshot; another site's copy gives way to edx.org's with a warning; an empty copy gives way to
+    the one with rows; the same bytes count once."""
     data, before = _baseline(tmp_path)
     pkg = tmp_path / "IDBx-2016-10-16"
     write(pkg, "student_courseenrollment", enrolments(5))
-    (pkg / f"{SLUG}-student_courseenrollment-edge-analytics.sql").write_text(enrolments(1))
-    write(pkg / "sub", "student_courseenrollment", enrolments(3))  # a third copy, in a folder
+    write(pkg / "sub", "student_courseenrollment", enrolments(3))  # the same site, in a folder
+    write(pkg / "sub2", "student_courseenrollment", enrolments(4))  # and a third copy
     write(pkg, "auth_userprofile", PROFILE_HEADER + profile(1))
     s = load(data, pkg)
     failed = [f.message for f in s.failed]
-    assert len(failed) == 3 and all("student_courseenrollment" in m and "two files of package 2016-10-16" in m
-                                    and "neither is imported" in m for m in failed), failed
+    assert len(failed) == 3 and all("student_courseenrollment" in m and "files of package 2016-10-16" in m
+                                    and "none is imported" in m for m in failed), failed
     assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(2,)]  # the earlier snapshot
     assert [r for r in store_state(data) if r[0] == "student_courseenrollment"] == \
         [r for r in before if r[0] == "student_courseenrollment"]
     assert q(data, "SELECT count(*) FROM auth_userprofile") == [(1,)]  # the rest of the package is imported
     assert not [p for p in (data / "lake").rglob("*.parquet") if "2016-10-16" in str(p) and "enroll" in str(p)]
 
+    # another site's copy, and an empty one: edx.org's file with rows is imported, the others named
+    other = tmp_path / "IDBx-2016-10-23"
+    (other / "a").mkdir(parents=True)
+    (other / "a" / f"{SLUG}-student_courseenrollment-edge-analytics.sql").write_text(enrolments(1))
+    write(other / "b", "student_courseenrollment", enrolments(6))
+    write(other / "c", "student_courseenrollment", enrolments(0))
+    s = load(data, other)
+    assert not s.failed and q(data, "SELECT count(*) FROM student_courseenrollment") == [(6,)]
+    notes = sorted(f.message for f in s.files if f.status == "unchanged")
+    assert len(notes) == 2 and notes[0].startswith("no rows;") and "files of two sites (prod, edge)" in notes[1]
+    assert any("edge" in w and "is not" in w for w in s.warnings)
+    # re-imported: the imported copy stays, a new different copy of the same site is refused
+    write(other / "d", "student_courseenrollment", enrolments(2))
+    s = load(data, other)
+    (f,) = s.failed
+    assert "already imported" in f.message and q(data, "SELECT count(*) FROM student_courseenrollment") == [(6,)]
+
     # the same bytes under two names: one snapshot, the copy reported as the same file
-    again = tmp_path / "IDBx-2016-10-23"
+    again = tmp_path / "IDBx-2016-10-30"
     write(again, "student_courseenrollment", enrolments(4))
     write(again / "sub", "student_courseenrollment", enrolments(4))
     s = load(data, again)

@@ -210,8 +210,11 @@ class PackageImporter:
     starting gpg and unlocking the key (~0.45 s per member) overlaps with parsing. Each
     started member holds at most a pipe's worth of plaintext until its turn."""
 
-    def __init__(self, lake: Lake, gpg: GpgSettings, on_file: Callable[[FileResult], None] | None = None):
-        self.lake, self.gpg, self.on_file = lake, gpg, on_file
+    def __init__(self, lake: Lake, gpg: GpgSettings, on_file: Callable[[FileResult], None] | None = None,
+                 on_read: Callable[[FileResult], None] | None = None):
+        """``on_read``: after each file is read (progress); ``on_file``: with each file's final result,
+        once the whole package is read (another copy of a table can still refuse a file read earlier)."""
+        self.lake, self.gpg, self.on_file, self.on_read = lake, gpg, on_file, on_read
         self.slug_to_course: dict[str, str] = {}
         self._slug_reported: set[str] = set()
         self._ahead: dict[int, _Started] = {}
@@ -248,8 +251,9 @@ class PackageImporter:
         for cid in sorted(known, key=_is_real_course_id):  # real ids last: they win over bare slugs
             self.slug_to_course[course_slug(cid)] = cid
         jobs = self.gpg.session.jobs if self.gpg.session is not None else 1
-        # (table, course, package date) -> (result, snapshot, quarantine file) of the file that holds it
-        claimed: dict[tuple[str, str, str], tuple[FileResult, Snapshot, QuarantineFile | None]] = {}
+        # (table, course, package date) -> every file of the run that holds it (its current snapshot
+        # too, when a file is found unchanged): one of them, or none, becomes the snapshot
+        cands: dict[tuple[str, str, str], list[_Claim]] = {}
         self._dropped: list[QuarantineFile] = []
         for i, src in enumerate(srcs):
             self._start_ahead(srcs, i, jobs)
@@ -259,19 +263,25 @@ class PackageImporter:
                 summary.fatal = str(exc)
                 result, snap, qfile = FileResult(src.label, src.member.table, None, "failed", message=str(exc)), None, None
             interrupts.check()  # an interrupt some library swallowed while this file was read
-            if snap and (twin := claimed.get((snap.table, snap.course_id, snap.package_date))) is not None:
-                snap, qfile = self._duplicate(result, snap, qfile, *twin)
-            summary.files.append(result)
             if snap:
-                claimed[(snap.table, snap.course_id, snap.package_date)] = (result, snap, qfile)
+                cands.setdefault((snap.table, snap.course_id, snap.package_date), []).append(
+                    _Claim(result, snap, qfile, snap.fingerprint, _site(src)))
+            elif result.status == "unchanged" and result.course_id:
+                # already the current snapshot: a different copy in the package must not replace it
+                cands.setdefault((src.member.table, result.course_id, src.package_date or ""), []).append(
+                    _Claim(result, None, None, _fingerprint(src), _site(src)))
+            summary.files.append(result)
             if qfile:
                 quarantine.append(qfile)
             if summary.fatal:
                 break
-            if self.on_file:
+            if self.on_read:
+                self.on_read(result)
+        kept = [c for key, group in cands.items() if (c := self._one_of(key, group)) is not None]
+        if self.on_file:  # once each file's fate is known (a later copy can refuse an earlier one)
+            for result in summary.files[:len(summary.files) - bool(summary.fatal)]:
                 self.on_file(result)
-        kept = [c for c in claimed.values() if c[0].status == "loaded"]
-        snapshots, results_of = [c[1] for c in kept], [c[0] for c in kept]
+        snapshots, results_of = [c.snap for c in kept], [c.result for c in kept]
         for result, snap in zip(results_of, snapshots):
             if shrunk := self._shrink_warning(snap):
                 result.warnings.append(shrunk)
@@ -303,26 +313,61 @@ class PackageImporter:
         return (f"{snap.table} of {snap.course_id}: package {snap.package_date} holds {snap.rows:,} rows against "
                 f"{before:,} in package {cur[0]} ({lost / before:.0%} fewer) and replaces them; check the file")
 
-    def _duplicate(self, result: FileResult, snap: Snapshot, qfile: QuarantineFile | None,
-                   first: FileResult, first_snap: Snapshot, first_q: QuarantineFile | None
-                   ) -> tuple[Snapshot | None, QuarantineFile | None]:
-        """A second file of one package holding the same table for the same course (a copy under
-        another site's name or in another folder). The same bytes: counted once. Other content:
-        neither file is imported (which one is right cannot be told, and the later one used to
-        replace the other silently); the store keeps the course's earlier snapshot of the table."""
-        if snap.fingerprint == first_snap.fingerprint:
-            result.status, result.message = "unchanged", f"the same file as {first.label}"
-            self._discard(snap, qfile)
-            return None, None
-        why = (f"{snap.table} of {snap.course_id} is in two files of package {snap.package_date} with "
-               f"different content")
-        if first.status == "loaded":
-            first.status, first.rows, first.rejected = "failed", 0, 0
-            first.message = f"{why} (the other: {result.label}); neither is imported"
-            self._discard(first_snap, first_q)
-        result.status, result.message = "failed", f"{why} (the other: {first.label}); neither is imported"
-        self._discard(snap, qfile)
-        return first_snap, None  # the claim stays, so that a third copy fails too
+    def _one_of(self, key: tuple[str, str, str], group: list["_Claim"]) -> "_Claim | None":
+        """The file that becomes the snapshot of (table, course, package date) when several files of
+        the run hold it (None: none is written; a file found unchanged stays the course's snapshot).
+
+        * the same bytes: counted once;
+        * an empty copy (a header only: an export with nothing to say for that site) gives way;
+        * another site's copy (``prod`` and ``edge`` files of an org-level table) gives way to
+          edx.org's (``prod``/``edx``), with a warning naming it: which one edX meant cannot be told;
+        * copies of one site with other content (a copy in another folder): none is imported, and
+          the course keeps its earlier snapshot (the last one used to replace the others silently);
+          beside a copy already imported (found unchanged), a new one is refused."""
+        table, course, date = key
+        first: dict[str, _Claim] = {}
+        for c in group:  # the same bytes twice: the first copy stands for both
+            if c.fingerprint in first:
+                self._set_aside(c, f"the same file as {first[c.fingerprint].result.label}")
+            else:
+                first[c.fingerprint] = c
+        left = list(first.values())
+        if len(left) > 1 and any(c.snap is None or c.snap.rows for c in left):
+            for c in [c for c in left if c.snap is not None and c.snap.rows == 0]:
+                full = next(o for o in left if o.snap is None or o.snap.rows)
+                self._set_aside(c, f"no rows; {full.result.label} holds {table} of {course}")
+                left.remove(c)
+        if len(left) > 1:
+            stored = next((c for c in left if c.snap is None), None)
+            best = min(_site_rank(c.site) for c in left) if stored is None else None
+            site = stored.site if stored is not None else next(c.site for c in left if _site_rank(c.site) == best)
+            others = [c for c in left if c.site != site]
+            left = [c for c in left if c.site == site]
+            for c in others:
+                note = (f"{table} of {course} is in files of two sites ({site}, {c.site}) of package {date} with "
+                        f"different content: the {site} file is imported, {c.result.label} is not")
+                self._set_aside(c, note)
+                c.result.warnings.append(note)
+        if len(left) > 1:
+            why = f"{table} of {course} is in {len(left)} files of package {date} with different content"
+            stored = next((c for c in left if c.snap is None), None)
+            for c in left:
+                if c is stored:
+                    continue
+                c.result.status, c.result.rows, c.result.rejected = "failed", 0, 0
+                c.result.message = (f"{why} ({stored.result.label} is already imported); this one is not imported"
+                                    if stored is not None else
+                                    f"{why} ({', '.join(o.result.label for o in left if o is not c)}); "
+                                    "none is imported")
+                self._discard(c.snap, c.qfile)
+            return None
+        return left[0] if left and left[0].snap is not None else None
+
+    def _set_aside(self, claim: "_Claim", why: str) -> None:
+        """A copy not imported because another one of the package holds the table (not an error)."""
+        claim.result.status, claim.result.rows, claim.result.rejected, claim.result.message = "unchanged", 0, 0, why
+        if claim.snap is not None:
+            self._discard(claim.snap, claim.qfile)
 
     def _discard(self, snap: Snapshot, qfile: QuarantineFile | None) -> None:
         """Forget a written snapshot (and its rejected lines) that is not to be committed."""
@@ -563,6 +608,27 @@ class PackageImporter:
         if m is None or m.slug is None:
             return f"org:{src.org}"
         return self.slug_to_course.get(m.slug, m.slug)
+
+
+@dataclass
+class _Claim:
+    """The file of a package that holds a (table, course) so far; ``snap`` None: the store's current
+    snapshot, from a file found unchanged."""
+
+    result: FileResult
+    snap: Snapshot | None
+    qfile: QuarantineFile | None
+    fingerprint: str
+    site: str
+
+
+def _site(src: Source) -> str:
+    return (src.member.site if src.member is not None else "") or ""
+
+
+def _site_rank(site: str) -> int:
+    """Which site's file wins when two sites' files hold one table: edx.org's own first."""
+    return 0 if site.lower() in ("prod", "edx") else 1
 
 
 def _check_one_course(label: str, cols: dict[str, pa.Array], course_id: str | None, slug: str | None) -> None:

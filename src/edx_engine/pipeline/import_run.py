@@ -90,13 +90,11 @@ def import_paths(
         if members:
             task = progress.add_task("database files", total=len(members)) if progress is not None else None
 
-            def file_done(result: FileResult) -> None:
+            def file_read(result: FileResult) -> None:
                 if task is not None:
                     progress.advance(task)
-                if on_file:
-                    on_file(result)
 
-            exports = PackageImporter(lake, gpg, on_file=file_done).run(members)
+            exports = PackageImporter(lake, gpg, on_file=on_file, on_read=file_read).run(members)
             if exports.fatal:
                 raise PassphraseError(exports.fatal)
             testhooks.pause("import-packages")  # crash tests: packages committed, logs not started
