@@ -179,7 +179,8 @@ def synthetic(
     studentmodule_per_learner: int = typer.Option(15, help="Average studentmodule rows per active learner and course."),
     start: str = typer.Option("2026-10-01", help="First day of events (YYYY-MM-DD)."),
     encrypt_to: Optional[str] = typer.Option(None, help="GPG key to encrypt every file to (.gpg)."),
-    gnupghome: Optional[str] = GnupgHome,
+    gnupghome: Optional[str] = typer.Option(None, "--gnupghome", help="GPG keyring holding --encrypt-to's key "
+                                                                     "(default: env GNUPGHOME)."),
     malformed: bool = typer.Option(True, help="Inject a small controlled fraction of malformed lines."),
     vintage: Optional[int] = typer.Option(None, help="Package layout of an era: 2016, 2020 or 2024 (site suffix, "
                                                       "header changes, .failed marker, unknown table, opt-in zip)."),
