@@ -829,3 +829,22 @@ def test_small_things_serve_hint_health_columns_and_seconds(store, site, tmp_pat
     for row in d["course_days"]["rows"]:
         assert row["course_id"] in ids and row["course_name"] == ids[row["course_id"]]
     assert dict(d["models"]["columns"])["seconds"] == "seconds"
+
+
+def test_top_countries_rank_countries_only_and_show_the_rest_after(site, public_site):
+    """"Not stated" and "Other (small groups)" are not countries: they come after the ranked
+    countries, never among them (an outside review saw "Other" ranked in the top 20)."""
+    seen_other = 0
+    for root in (site.out_dir, public_site.out_dir):
+        for f in root.rglob("*.html"):
+            d = PAGE_JSON.search(f.read_text("utf-8"))
+            items = json.loads(d.group(1).replace("<\\/", "</"))["items"] if d else {}
+            for iid in ("top_countries", "countries"):
+                rows = items.get(iid, {}).get("rows", [])
+                codes = [r.get("code") for r in rows]
+                real = [r["learners"] for r in rows if r.get("code") not in ("unknown", "other")]
+                assert real == sorted(real, reverse=True), (f, iid)
+                tail = [c in ("unknown", "other") for c in codes]
+                assert tail == sorted(tail), (f, iid, codes)  # every non-country after every country
+                seen_other += sum(tail)
+    assert seen_other, "no 'not stated' or 'other' row: this store proves nothing"

@@ -378,7 +378,13 @@ def country_items(prefix: str, rows: list[dict], lang: str, map_: bool) -> list[
     rows = [{"country": country_name(r["country"], lang), "code": r["country"],
              "numeric": country_numeric(r["country"]) if r["country"] not in ("unknown", OTHER) else None,
              "learners": r["learners"]} for r in rows]
-    top = sorted([r for r in rows if r["learners"] is not None], key=lambda r: -r["learners"])[:20]
+    # the 20 countries with the most learners, then "not stated" and "other (small groups)", which are
+    # not countries: shown after them, never ranked among them
+    shown = [r for r in rows if r["learners"] is not None]
+    top = sorted([r for r in shown if r["code"] not in ("unknown", OTHER)], key=lambda r: -r["learners"])[:20]
+    top += sorted([r for r in shown if r["code"] in ("unknown", OTHER)], key=lambda r: r["code"] == OTHER)
+    for i, r in enumerate(top):
+        r["_order"] = i
     items = []
     if map_:
         mrows = [r for r in rows if r["numeric"] and r["learners"]]
@@ -394,7 +400,7 @@ def country_items(prefix: str, rows: list[dict], lang: str, map_: bool) -> list[
                       t("x_top_countries" if map_ else "x_country_course", lang),
                       [("country", "text"), ("learners", "count")], top,
                       C.hbar(t("c_top_countries" if map_ else "c_country_course", lang), top, "country", "learners",
-                             t("country", lang), t("learners", lang)), hidden=hidden))
+                             t("country", lang), t("learners", lang), order="_order"), hidden=hidden))
     return items
 
 

@@ -79,6 +79,7 @@ CODES: dict[str, dict[str, tuple[str, str, str]]] = {  # code -> (es, en, pt)
         "60+": ("60 o más", "60 or more", "60 ou mais"),
     },
 }
+OTHER_GENDER = ("Otro o grupos pequeños", "Other or small groups", "Outro ou grupos pequenos")
 COMMON = {
     UNKNOWN: ("No indicado", "Not stated", "Não informado"),
     OTHER: ("Otros (grupos pequeños)", "Other (small groups)", "Outros (grupos pequenos)"),
@@ -96,8 +97,8 @@ def label(kind: str, code: str | None, lang: str = DEFAULT_LANG) -> str:
     if kind == "country":
         return country_name(code, lang)
     c = UNKNOWN if code is None or str(code).strip() == "" else str(code)
-    if kind == "gender" and c == OTHER:
-        return _pick(CODES["gender"]["o"], lang) + " / " + _pick(COMMON[OTHER], lang).lower()
+    if kind == "gender" and c == OTHER:  # "other" gender merged with the small groups of a public site
+        return _pick(OTHER_GENDER, lang)
     table = CODES.get(kind, {})
     if c in table:
         return _pick(table[c], lang)
