@@ -848,3 +848,20 @@ def test_top_countries_rank_countries_only_and_show_the_rest_after(site, public_
                 assert tail == sorted(tail), (f, iid, codes)  # every non-country after every country
                 seen_other += sum(tail)
     assert seen_other, "no 'not stated' or 'other' row: this store proves nothing"
+
+
+def test_videos_and_problems_carry_the_same_numbers_in_chart_table_and_csv(site, store):
+    """The chart's labels numbered the videos 1, 2, 3 while the table's Order column said 1, 4, 6 (the
+    place among every block of the course): an outside review could not match them."""
+    data, _ = store
+    checked = 0
+    for cid, _name in courses_of(data):
+        items = page_data(course_page(site.out_dir, "es", cid))["items"]
+        for iid in ("videos", "problems"):
+            rows = items[iid]["rows"]
+            numbers = [r["position"] for r in rows if r["position"] is not None]
+            assert numbers == list(range(1, len(numbers) + 1)), (cid, iid, numbers)
+            labels = [r["label"] for r in items[iid]["spec"]["datasets"]["table"]]
+            assert [lb.split(".", 1)[0] for lb in labels if lb[:1].isdigit()] == [str(n) for n in numbers]
+            checked += len(numbers)
+    assert checked > 4

@@ -474,7 +474,7 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
     vids = [{"position": r["position"] + 1 if r["position"] < 1 << 29 else None, "title": r["title"],
              "viewers": r["viewers"], "plays": r["plays"], "completers": r["completers"],
              "completion": _div(r["completers"], r["viewers"])} for r in d.get("videos", [])]
-    vchart = [dict(v, label=f"{i + 1}. {v['title']}", _order=i) for i, v in enumerate(vids)]
+    vchart = _numbered(vids)
     items.append(Item("videos", t("c_videos", lang), t("x_videos", lang),
                       [("position", "number"), ("title", "text"), ("viewers", "count"), ("plays", "volume"),
                        ("completers", "count"), ("completion", "share")], vids,
@@ -483,7 +483,7 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
     probs = [{"position": r["position"] + 1 if r["position"] < 1 << 29 else None, "title": r["title"],
               "learners": r["learners"], "submissions": r["submissions"], "learners_correct": r["learners_correct"],
               "share_correct": _div(r["learners_correct"], r["learners"])} for r in d.get("problems", [])]
-    pchart = [dict(p, label=f"{i + 1}. {p['title']}", _order=i) for i, p in enumerate(probs)]
+    pchart = _numbered(probs)
     items.append(Item("problems", t("c_problems", lang), t("x_problems", lang),
                       [("position", "number"), ("title", "text"), ("learners", "count"), ("submissions", "volume"),
                        ("learners_correct", "count"), ("share_correct", "share")], probs,
@@ -495,6 +495,19 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
                       C.time_lines(t("c_forum", lang), forum, "week", "posts", None, t("week", lang),
                                    t("posts", lang), bars=True), wide=True))
     return items
+
+
+def _numbered(rows: list[dict]) -> list[dict]:
+    """Videos or problems (in course order) numbered 1, 2, 3... in the table, its CSV and the chart's
+    labels alike ("position" was the place among every block of the course: 1, 4, 6...); one whose
+    place in the course is unknown has no number."""
+    n = 0
+    for r in rows:
+        if r["position"] is not None:
+            n += 1
+            r["position"] = n
+    return [dict(r, label=f"{r['position']}. {r['title']}" if r["position"] is not None else r["title"], _order=i)
+            for i, r in enumerate(rows)]
 
 
 def country_detail(bd: list[dict], lang: str) -> Item:
