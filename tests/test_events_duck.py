@@ -192,3 +192,17 @@ def test_threaded_pipeline_many_blocks(tmp_path, monkeypatch):
         (1999, 1999, 1, 2000)
     assert [n for _, n in q(tmp_path / "d", "SELECT event_date, count(*) FROM events GROUP BY 1 ORDER BY 1")] == \
         [1000, 999]  # line 778 (a 2016-10-13 line) is the bad one
+
+
+def test_an_empty_day_of_logs_is_loaded_with_a_warning(tmp_path):
+    """A valid .log.gz with no line at all was loaded without a word (an outside tester)."""
+    (tmp_path / "in").mkdir()
+    f = tmp_path / "in" / "idbx-edx-events-2016-10-12.log.gz"
+    f.write_bytes(gzip.compress(b""))
+    s = run(tmp_path / "d", f)
+    (r,) = s.files
+    assert r.status == "loaded" and r.events == 0 and "holds no lines" in r.warning and r.warning in r.message
+    g = tmp_path / "in" / "idbx-edx-events-2016-10-13.log.gz"
+    g.write_bytes(gzip.compress(line(ev(session="one")) + b"\n"))
+    (r,) = run(tmp_path / "d", g).files
+    assert r.events == 1 and not r.warning

@@ -737,6 +737,8 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
         res.message = f"{quarantine.rows} line(s) rejected, first: line {line}: {reason}"
     if res.truncated:
         res.message += f"; the compressed stream is truncated: the lines after line {res.truncated:,} are missing"
+    if not res.events and not quarantine.rows and not res.nbytes:  # a day of logs with no line at all
+        res.warning = "; ".join(w for w in (res.warning, f"{src.label} holds no lines (an empty day of logs)") if w)
     return _Staged(res, parts, qpath)
 
 
