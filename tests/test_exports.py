@@ -240,6 +240,22 @@ def test_not_utf8_in_a_one_column_table_and_in_a_line_over_the_limit(tmp_path):
     assert q(data, "SELECT note FROM teams_membership_note ORDER BY 1") == [("bye",), ("hello",)]
     assert q(data, "SELECT line, raw FROM quarantine") == [(3, b"Jos\xe9")]
     schema = schema_for("student_courseenrollment")
+
+    class Reads(io.BytesIO):  # a stream that returns at most `size` bytes a read (gpg pipes: 64 KB)
+        def __init__(self, data: bytes, size: int):
+            super().__init__(data)
+            self.size = size
+
+        def read(self, n: int = -1) -> bytes:
+            return super().read(self.size if n is None or n < 0 else min(n, self.size))
+
+    long_line = enrolments(1).encode().splitlines(keepends=True)[1].replace(b"audit", b"a" * 4_500_000)
+    for rows_before in (10, 40_000):  # where the line starts and the reads' sizes do not matter
+        body = enrolments(rows_before).encode().replace(b"2016-05-0", b"2016-05-1") + long_line
+        for size in (1 << 20, 3_000_000, 4 << 20):
+            with pytest.raises(tsv.FileRejected, match=f"line {rows_before + 2} longer than the limit"):
+                for _ in tsv.read_mysql_tsv(Reads(body, size), "x.sql", schema):
+                    pass
     for value in ("\u00e9" * (5 << 19), "a" * (5 << 20) + "\udcff"):  # valid, 5 MB of 2-byte characters; not UTF-8
         body = enrolments(2).encode().replace(b"audit\n", value.encode("utf-8", "surrogateescape") + b"\n", 1)
         with pytest.raises(tsv.FileRejected, match="line 2 longer than the limit"):

@@ -192,7 +192,7 @@ def test_two_files_of_one_package_for_the_same_table_and_course(tmp_path):
     write(other / "c", "student_courseenrollment", enrolments(0))
     s = load(data, other)
     assert not s.failed and q(data, "SELECT count(*) FROM student_courseenrollment") == [(6,)]
-    notes = sorted(f.message for f in s.files if f.status == "unchanged")
+    notes = sorted(f.message for f in s.files if f.status == "set aside")
     assert len(notes) == 2 and notes[0].startswith("no rows;") and "files of two sites (prod, edge)" in notes[1]
     assert any("edge" in w and "is not" in w for w in s.warnings)
     # re-imported: the imported copy stays, a new different copy of the same site is refused
@@ -206,8 +206,17 @@ def test_two_files_of_one_package_for_the_same_table_and_course(tmp_path):
     write(again, "student_courseenrollment", enrolments(4))
     write(again / "sub", "student_courseenrollment", enrolments(4))
     s = load(data, again)
-    assert not s.failed and sorted(f.status for f in s.files) == ["loaded", "unchanged"]
+    assert not s.failed and sorted(f.status for f in s.files) == ["loaded", "set aside"]
     assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(4,)]
+
+    # an empty copy that names no course (its id falls back to the file-name slug) beside the copy
+    # whose rows name the course, in a store that does not know the course yet: set aside, not "loaded"
+    fresh, pkg4 = tmp_path / "fresh", tmp_path / "IDBx-2016-11-06"
+    write(pkg4, "student_courseenrollment", enrolments(0))
+    write(pkg4 / "sub", "student_courseenrollment", enrolments(5))
+    s = load(fresh, pkg4)
+    assert sorted(f.status for f in s.files) == ["loaded", "set aside"], [(f.status, f.message) for f in s.files]
+    assert q(fresh, "SELECT course_id, rows FROM _edx_snapshots") == [(CID, 5)]
 
 
 def test_a_snapshot_far_smaller_than_the_one_it_replaces_is_named(tmp_path):
@@ -230,3 +239,7 @@ def test_a_snapshot_far_smaller_than_the_one_it_replaces_is_named(tmp_path):
     assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(0,)]
     logged = [m for (m,) in q(data, "SELECT message FROM _edx_import_log WHERE package_date = '2016-10-23'")]
     assert len(logged) == 1 and "holds 0 rows against 38" in logged[0], logged
+    # two weeks in one run: the later one is compared with the earlier one, not only with the store
+    data2 = tmp_path / "d2"
+    s = load(data2, tmp_path / "IDBx-2016-10-16", tmp_path / "IDBx-2016-10-23")
+    assert len(s.warnings) == 1 and "package 2016-10-23 holds 0 rows against 38 in package 2016-10-16" in s.warnings[0]

@@ -128,8 +128,10 @@ def import_cmd(
     if refused:
         out.print(f"refused: {len(refused)} file(s), named above, not read", highlight=False)
     if exports:
-        by_status = {s: [f for f in exports.files if f.status == s] for s in ("loaded", "unchanged", "older")}
+        by_status = {s: [f for f in exports.files if f.status == s] for s in ("loaded", "unchanged", "older",
+                                                                          "set aside")}
         older = f", {len(by_status['older'])} older than the store" if by_status["older"] else ""
+        older += f", {len(by_status['set aside'])} copies set aside" if by_status["set aside"] else ""
         if exports.not_exported:
             older += f", {len(exports.not_exported)} not exported by edX"
         out.print(f"database files: {len(exports.files)} ({len(by_status['loaded'])} loaded, "

@@ -52,6 +52,7 @@ def _import_order(table: str) -> int:
 # A newer snapshot with this share of rows fewer (and at least SHRINK_MIN_ROWS) than the one it
 # replaces, or none at all, is named in a warning (rows are kept: a package is a full dump, so a
 # course's table hardly shrinks, except by learners' accounts being retired).
+SET_ASIDE = "set aside"
 SHRINK_SHARE = 0.10
 SHRINK_MIN_ROWS = 10
 _UNTYPED = "untyped:"  # fingerprint prefix of an unknown table's snapshot: once typed, it is not "unchanged"
@@ -79,6 +80,7 @@ class FileResult:
     table: str
     course_id: str | None
     status: str  # loaded | unchanged | older | failed | not exported (edX's export failed: a .failed file)
+    #              | set aside (another copy of the package holds its table and course: PackageImporter._one_of)
     rows: int = 0
     rejected: int = 0
     message: str = ""
@@ -281,10 +283,9 @@ class PackageImporter:
         if self.on_file:  # once each file's fate is known (a later copy can refuse an earlier one)
             for result in summary.files[:len(summary.files) - bool(summary.fatal)]:
                 self.on_file(result)
+        kept = self._without_superseded_slugs(kept)
         snapshots, results_of = [c.snap for c in kept], [c.result for c in kept]
-        for result, snap in zip(results_of, snapshots):
-            if shrunk := self._shrink_warning(snap):
-                result.warnings.append(shrunk)
+        self._shrink_warnings(kept)
         quarantine = [q for q in quarantine if q not in self._dropped]
         for i, lines in checks.snapshot_warnings(snapshots, self._current_users, self.lake.root / "tmp").items():
             results_of[i].warnings.extend(lines)
@@ -297,21 +298,47 @@ class PackageImporter:
         summary.seconds = time.perf_counter() - t0
         return summary
 
-    def _shrink_warning(self, snap: Snapshot) -> str:
-        """A line when a newer snapshot of a table has far fewer rows than the one it replaces (a
-        package is a full dump: a table file emptied or cut by the export replaces good data)."""
-        cur = self._current.get((snap.table, snap.course_id))
-        if not cur or cur[0] >= snap.package_date:
-            return ""
+    def _without_superseded_slugs(self, kept: list["_Claim"]) -> list["_Claim"]:
+        """A copy whose course id fell back to the file-name slug (no row named the course: an empty
+        copy) next to a copy of the same table whose rows name the real course: the latter holds it
+        (its commit retires the slug key), so the former is set aside, not reported as loaded."""
+        real = {(c.snap.table, c.snap.supersedes): c for c in kept if c.snap.supersedes}
+        out = []
+        for c in kept:
+            holder = real.get((c.snap.table, c.snap.course_id))
+            if holder is not None and holder is not c:
+                self._set_aside(c, f"names no course; {holder.result.label} holds {c.snap.table} of "
+                                   f"{holder.snap.course_id}")
+            else:
+                out.append(c)
+        return out
+
+    def _shrink_warnings(self, kept: list["_Claim"]) -> None:
+        """A warning on each snapshot with far fewer rows than the one it replaces, the store's or an
+        earlier package's of this run (a package is a full dump: a table file emptied or cut by the
+        export replaces good data)."""
+        last: dict[tuple[str, str], tuple[str, int]] = {}  # (table, course) -> (package date, rows)
+        for c in sorted(kept, key=lambda c: c.snap.package_date):
+            snap, key = c.snap, (c.snap.table, c.snap.course_id)
+            before = last.get(key) or self._stored_rows(key)
+            last[key] = (snap.package_date, snap.rows)
+            if before is None or before[0] >= snap.package_date or before[1] == 0:
+                continue
+            lost = before[1] - snap.rows
+            if snap.rows == 0 or lost > max(SHRINK_MIN_ROWS, SHRINK_SHARE * before[1]):
+                c.result.warnings.append(
+                    f"{snap.table} of {snap.course_id}: package {snap.package_date} holds {snap.rows:,} rows "
+                    f"against {before[1]:,} in package {before[0]} ({lost / before[1]:.0%} fewer) and replaces "
+                    "them; check the file")
+
+    def _stored_rows(self, key: tuple[str, str]) -> tuple[str, int] | None:
+        cur = self._current.get(key)
+        if not cur:
+            return None
         try:
-            before = pq.ParquetFile(self.lake.abs(cur[2])).metadata.num_rows
+            return cur[0], pq.ParquetFile(self.lake.abs(cur[2])).metadata.num_rows
         except (OSError, pa.ArrowException):
-            return ""
-        lost = before - snap.rows
-        if before == 0 or not (snap.rows == 0 or lost > max(SHRINK_MIN_ROWS, SHRINK_SHARE * before)):
-            return ""
-        return (f"{snap.table} of {snap.course_id}: package {snap.package_date} holds {snap.rows:,} rows against "
-                f"{before:,} in package {cur[0]} ({lost / before:.0%} fewer) and replaces them; check the file")
+            return None
 
     def _one_of(self, key: tuple[str, str, str], group: list["_Claim"]) -> "_Claim | None":
         """The file that becomes the snapshot of (table, course, package date) when several files of
@@ -354,7 +381,7 @@ class PackageImporter:
             for c in left:
                 if c is stored:
                     continue
-                c.result.status, c.result.rows, c.result.rejected = "failed", 0, 0
+                c.result.status, c.result.rows, c.result.rejected, c.result.warnings = "failed", 0, 0, []
                 c.result.message = (f"{why} ({stored.result.label} is already imported); this one is not imported"
                                     if stored is not None else
                                     f"{why} ({', '.join(o.result.label for o in left if o is not c)}); "
@@ -365,7 +392,8 @@ class PackageImporter:
 
     def _set_aside(self, claim: "_Claim", why: str) -> None:
         """A copy not imported because another one of the package holds the table (not an error)."""
-        claim.result.status, claim.result.rows, claim.result.rejected, claim.result.message = "unchanged", 0, 0, why
+        r = claim.result
+        r.status, r.rows, r.rejected, r.message, r.warnings = SET_ASIDE, 0, 0, why, []
         if claim.snap is not None:
             self._discard(claim.snap, claim.qfile)
 

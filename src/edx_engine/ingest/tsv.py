@@ -141,16 +141,24 @@ class _Tracked:
                 self._carry += data
                 if len(self._carry) <= BLOCK_BYTES:
                     return b""  # (the caller reads on)
-                # a line longer than any table's: the stream ends here and the reader refuses the file
-                self.too_long, self._carry, self._stopped = self._line, b"", True
-                return b""
+                return self._end_too_long()  # (without waiting for its end: memory stays bounded)
+            if self._carry and len(self._carry) + data.find(b"\n") + 1 > BLOCK_BYTES:
+                return self._end_too_long()  # the held line ends here, over the limit
             data, self._carry = self._carry + data[:cut + 1], data[cut + 1:]
         else:
+            if self._carry and len(self._carry) + (data.find(b"\n") % (len(data) + 1)) > BLOCK_BYTES:
+                return self._end_too_long()
             data, self._carry = self._carry + data, b""
         if data and not data.isascii() and not _valid_utf8(data):
             data = self._mask_bad_lines(data)
         self._line += data.count(b"\n")
         return data
+
+    def _end_too_long(self) -> bytes:
+        """A line longer than any table's (BLOCK_BYTES, whatever the reads' sizes): the stream ends
+        here and the reader refuses the file, naming the line."""
+        self.too_long, self._carry, self._stopped = self._line, b"", True
+        return b""
 
     def _mask_bad_lines(self, data: bytes) -> bytes:
         from .events_parse import invalid_utf8_rows
