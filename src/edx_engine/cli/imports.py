@@ -131,7 +131,8 @@ def import_cmd(
         by_status = {s: [f for f in exports.files if f.status == s] for s in ("loaded", "unchanged", "older",
                                                                           "set aside")}
         older = f", {len(by_status['older'])} older than the store" if by_status["older"] else ""
-        older += f", {len(by_status['set aside'])} copies set aside" if by_status["set aside"] else ""
+        aside = len(by_status["set aside"])
+        older += f", {aside} {'copy' if aside == 1 else 'copies'} set aside" if aside else ""
         if exports.not_exported:
             older += f", {len(exports.not_exported)} not exported by edX"
         out.print(f"database files: {len(exports.files)} ({len(by_status['loaded'])} loaded, "

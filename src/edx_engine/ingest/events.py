@@ -710,7 +710,7 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
             last = getattr(pool, "last_line", 0)
             res.truncated = max(last, 1)
             quarantine.add([(last + 1, f"the file ends inside its compressed data (cut after {counting.n:,} "
-                                       f"bytes): the lines after line {last:,} are missing", b"")])
+                                       f"bytes): lines after line {last:,} may be missing", b"")])
         if counting.garbage:
             res.warning = (f"{src.label}: {counting.garbage:,} bytes after the end of the gzip data ignored "
                            "(not gzip data; gzip -d ignores them too)")
@@ -736,7 +736,7 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
         line, reason = quarantine.first or (0, "")
         res.message = f"{quarantine.rows} line(s) rejected, first: line {line}: {reason}"
     if res.truncated:
-        res.message += f"; the compressed stream is truncated: the lines after line {res.truncated:,} are missing"
+        res.message += f"; the compressed stream is truncated: lines after line {res.truncated:,} may be missing"
     if not res.events and not quarantine.rows and not res.nbytes:  # a day of logs with no line at all
         res.warning = "; ".join(w for w in (res.warning, f"{src.label} holds no lines (an empty day of logs)") if w)
     return _Staged(res, parts, qpath)

@@ -177,13 +177,19 @@ def make_block(first: int, data, max_line: int = MAX_LINE_BYTES) -> Block:
 
 
 def _mask_lines(data, offsets: np.ndarray, also: list[int]):
-    """``data``, or a copy in which each line holding invalid UTF-8 (or listed in ``also``) starts with '#'."""
+    """``data``, or a copy in which each line holding invalid UTF-8 (or listed in ``also``) is all '#'
+    up to its line end. The whole line, not its first byte only: DuckDB's string functions must never
+    see invalid UTF-8 (``rtrim`` of a CRLF line holding a bad byte looped forever). The rejected
+    line's own bytes are taken from the block's data, not from this copy."""
     bad = invalid_utf8_rows(data, offsets) + also
     if not bad:
         return data
     out = bytearray(data)
     for i in bad:
-        out[int(offsets[i])] = 0x23  # '#'
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        while b > a and out[b - 1] in (0x0A, 0x0D):  # keep the line end
+            b -= 1
+        out[a:b] = b"#" * (b - a)
     return out
 
 

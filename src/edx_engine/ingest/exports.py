@@ -382,10 +382,10 @@ class PackageImporter:
                 if c is stored:
                     continue
                 c.result.status, c.result.rows, c.result.rejected, c.result.warnings = "failed", 0, 0, []
-                c.result.message = (f"{why} ({stored.result.label} is already imported); this one is not imported"
-                                    if stored is not None else
-                                    f"{why} ({', '.join(o.result.label for o in left if o is not c)}); "
-                                    "none is imported")
+                c.result.message = (f"{c.result.label}: {why} ({stored.result.label} is already imported); "
+                                    "this one is not imported" if stored is not None else
+                                    f"{c.result.label}: {why} (the others: "
+                                    f"{', '.join(o.result.label for o in left if o is not c)}); none is imported")
                 self._discard(c.snap, c.qfile)
             return None
         return left[0] if left and left[0].snap is not None else None
