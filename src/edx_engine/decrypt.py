@@ -143,12 +143,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_private_home(home: Path) -> None:
-    """Stop the home's agent and delete the home (its links, never what they point to)."""
+def stop_agent(home: Path) -> None:
+    """Stop the gpg-agent serving ``home`` (if any)."""
     try:
         subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         pass
+
+
+def remove_private_home(home: Path) -> None:
+    """Stop the home's agent and delete the home (its links, never what they point to)."""
+    stop_agent(home)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -352,11 +357,11 @@ def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[Session
     """Unlock the keyring's secret encryption keys once and keep them, for this run, in a private
     home under a random passphrase with the cheapest S2K (so each file unlocks in about a millisecond).
 
-    Returns (the session keyring or None, a passphrase reason or None, why there is none, how
-    many secret keys the keyring holds, 0 if unknown). The reason (wrong or missing passphrase) is
-    given only when the keyring holds a single secret key, so that it is the key of every file. Without a session keyring (a key on a card, keys with other
-    passphrases, no secret key, ...) the caller decrypts through the keyring, which reports what
-    is wrong file by file.
+    Returns (the session keyring or None, the export's passphrase reason or None, why there is none,
+    how many secret keys the keyring holds, 0 if unknown); the caller judges whether that reason is
+    the run's (``GpgSession.single_key``). Without a session keyring (a key on a card, keys with
+    other passphrases, no secret key, ...) the caller decrypts through the keyring, which reports
+    what is wrong file by file.
 
     The keyring is only read: the export runs on a copy (its agent may rewrite a key at its first
     unlock), in memory where possible, removed at once. The session home holds copies of the
@@ -378,7 +383,7 @@ def make_session_keyring(keyring: Path, passphrase: str | None) -> tuple[Session
             if rc != 0 or not exported:
                 r = _reason(status, status)
                 why = f"the export failed ({r})"
-                if rc != 0 and is_passphrase_reason(r) and need.keys == 1:
+                if rc != 0 and is_passphrase_reason(r):
                     reason = r
     except (OSError, subprocess.SubprocessError) as exc:
         why = f"the export failed ({exc})"
@@ -462,6 +467,13 @@ class GpgSession:
         self._checking = False  # a decryption (or probe) is judging the passphrase now
         self._undecided = 0
 
+    @property
+    def single_key(self) -> bool:
+        """Whether a passphrase verdict on one file is the run's: the keyring holds one secret key (or
+        an unknown number). With several, each may have its own passphrase: a file for another key
+        fails on its own."""
+        return self.secret_keys <= 1
+
     def _ensure_keyring(self) -> None:
         """Make the session keyring at the run's first decryption (once; the other threads wait)."""
         with self._keyring_lock:
@@ -475,7 +487,7 @@ class GpgSession:
                 keyring_home(self.keyring_opt), self._passphrase)
         if self.keyring is not None:
             self.mark_checked()  # its export unlocked the key with this passphrase
-        elif reason is not None:  # the keyring's only key: the passphrase of every file
+        elif reason is not None and self.single_key:  # the passphrase of every file
             with self._verdict:
                 self.failure = self.failure or reason
                 self._verdict.notify_all()
@@ -525,11 +537,9 @@ class GpgSession:
             self._checking = False
             if verdict == "ok":
                 self._checked = True
-            elif verdict is None:
-                self._undecided += 1
-                self._checked = self._checked or self._undecided >= self.MAX_UNDECIDED
-            elif self.secret_keys > 1:
-                # a key this passphrase is not for: the file fails on its own, the next one judges
+            elif verdict is None or not self.single_key:
+                # could not tell, or (several keys) a key this passphrase is not for: the file fails on
+                # its own and the next one judges
                 self._undecided += 1
                 self._checked = self._checked or self._undecided >= self.MAX_UNDECIDED
             elif self.failure is None:

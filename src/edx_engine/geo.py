@@ -266,10 +266,8 @@ def _locate(lake: Lake, now: dt.datetime | None) -> LocateResult:
                                                  ipc[3] if ipc else 0, ipc[1] if ipc else None,
                                                  ipc[2] if ipc else None, now)):
             rows[k].append(v)
-        if uid in staff.get(None, ()) or uid in staff.get(course, ()):
-            summary.setdefault(course, [0, 0, 0, 0])  # staff are not counted, as in every report
-        else:
-            s = summary[course]
+        s = summary[course]  # (a course of staff only still has its row)
+        if uid not in staff[None] and uid not in staff[course]:  # staff are not counted, as in every report
             s[0] += 1
             s[{"profile": 1, "ip": 2, None: 3}[source]] += 1
         learners[uid] = source or ""

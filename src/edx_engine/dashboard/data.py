@@ -200,7 +200,7 @@ class Reader:
             if self.public:
                 t = S.merge_small(t, dim, "learners", self.k)
             out[dim] = t
-        t = _arrow(self.con, f"{base} SELECT {_age_band_sql('yob')} AS age_band, count(*) AS learners FROM u "
+        t = _arrow(self.con, f"{base} SELECT {age_band_sql('yob')} AS age_band, count(*) AS learners FROM u "
                              f"GROUP BY 1 ORDER BY 1")
         out["age_band"] = S.suppress(t, ["learners"], self.k) if self.public else t
         return out
@@ -234,7 +234,7 @@ class Reader:
             return _only(self._breakdown_and_ages()[1].sort_by([("course_id", "ascending"),
                                                                 ("age_band", "ascending")]), self.courses)
         t = _arrow(self.con, f"""
-            SELECT course_id, {_age_band_sql('year_of_birth')} AS age_band, count(*) AS learners
+            SELECT course_id, {age_band_sql('year_of_birth')} AS age_band, count(*) AS learners
             FROM models.person_course WHERE {self.learner_filter} GROUP BY ALL ORDER BY ALL""")
         return _only(t, self.courses)
 
@@ -273,10 +273,6 @@ class Reader:
             t = S.suppress(t, ["learners", "learners_correct"], self.k, by=["course_id"], column_totals=False,
                            linked={"learners": ["submissions"]})
         return _in_order(_only(t, self.courses), "problem_id", order)
-
-
-def _age_band_sql(col: str) -> str:
-    return age_band_sql(col)
 
 
 def block_key(block_id: str | None) -> str:

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from ..config import PASSPHRASE_ENV, private_keyring
+from ..decrypt import private_home, stop_agent
 
 AGENT_CONF = "default-cache-ttl 0\nmax-cache-ttl 0\n"
 SOCKET_PATH_MAX = 106  # the longest socket path gpg-agent starts with (measured: 107 fails; sun_path is 108 bytes)
@@ -98,8 +99,6 @@ def _check_passphrase(home: Path, fpr: str, passphrase: str) -> None:
     still hold the key unlocked from an earlier, correct passphrase). It goes to stdout
     (captured, thrown away): gpg replaces an --output file by renaming over it, which must
     never be a device such as /dev/null."""
-    from ..decrypt import private_home
-
     with private_home(Path(home).resolve()) as fresh:
         empty = fresh / "passphrase-check.txt"
         empty.write_bytes(b"")
@@ -123,8 +122,7 @@ def import_key(key_file: Path, home: Path, passphrase: str | None = None) -> lis
         return _import_key(key_file, home, passphrase)
     finally:
         if not running:  # the agent gpg started for the import: no daemon is left on the keyring
-            subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True,
-                           check=False)
+            stop_agent(home)
 
 
 def _agent_running(home: Path) -> bool:

@@ -712,8 +712,8 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
             quarantine.add([(last + 1, f"the file ends inside its compressed data (cut after {counting.n:,} "
                                        f"bytes): lines after line {last:,} may be missing", b"")])
         if counting.garbage:
-            res.warning = (f"{src.label}: {counting.garbage:,} bytes after the end of the gzip data ignored "
-                           "(not gzip data; gzip -d ignores them too)")
+            _warn(res, f"{src.label}: {counting.garbage:,} bytes after the end of the gzip data ignored "
+                       "(not gzip data; gzip -d ignores them too)")
         parts = pool.end()
         if not isinstance(pool, _DuckEngine):
             quarantine.add(pool.drain_rejects())
@@ -738,8 +738,13 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
     if res.truncated:
         res.message += f"; the compressed stream is truncated: lines after line {res.truncated:,} may be missing"
     if not res.events and not quarantine.rows and not res.nbytes:  # a day of logs with no line at all
-        res.warning = "; ".join(w for w in (res.warning, f"{src.label} holds no lines (an empty day of logs)") if w)
+        _warn(res, f"{src.label} holds no lines (an empty day of logs)")
     return _Staged(res, parts, qpath)
+
+
+def _warn(res: EventsFileResult, line: str) -> None:
+    """Add ``line`` (if any) to the file's warning (printed, counted, and in its message and log)."""
+    res.warning = "; ".join(w for w in (res.warning, line) if w)
 
 
 def _gzip_name(label: str) -> bool:
@@ -819,7 +824,7 @@ def _commit_in(lake: Lake, con, src: Source, key: str, origin: str, parts: list[
     dups = _recompute_duplicates(lake, con, affected, key, parts)
     after = _day_counts(con, affected)
     res.added = sum(after.values()) - sum(before.values())
-    res.warning = "; ".join(w for w in (res.warning, _replacement_warning(src.label, before, after)) if w)
+    _warn(res, _replacement_warning(src.label, before, after))
     first = min((p["min_time"] for p in parts if p["min_time"] is not None), default=None)
     last = max((p["max_time"] for p in parts if p["max_time"] is not None), default=None)
     catalog.replace_event_file(con, source_key=key, source_file=src.label, fingerprint=src.fingerprint,

@@ -49,10 +49,10 @@ def _import_order(table: str) -> int:
     return 3 if schema.column("course_id") or schema.kind == "mongo" else 9
 
 
+SET_ASIDE = "set aside"  # a file's status when another copy in its package holds its table (_one_of)
 # A newer snapshot with this share of rows fewer (and at least SHRINK_MIN_ROWS) than the one it
 # replaces, or none at all, is named in a warning (rows are kept: a package is a full dump, so a
 # course's table hardly shrinks, except by learners' accounts being retired).
-SET_ASIDE = "set aside"
 SHRINK_SHARE = 0.10
 SHRINK_MIN_ROWS = 10
 _UNTYPED = "untyped:"  # fingerprint prefix of an unknown table's snapshot: once typed, it is not "unchanged"
@@ -236,10 +236,7 @@ class PackageImporter:
     def _run(self, sources: Iterable[Source]) -> ImportSummary:
         t0 = time.perf_counter()
         summary = ImportSummary()
-        snapshots: list[Snapshot] = []
-        quarantine: list[QuarantineFile] = []
         log: list[tuple] = []
-        results_of: list[FileResult] = []  # the result of each snapshot, in the same order
         srcs = sorted((s for s in sources if s.member), key=lambda s: (s.package_date or "", _import_order(s.member.table)))
         # the snapshots as they are before this run (it commits once, at its end, under the write lock):
         # read once, not once per member (a catalog connection costs ~0.1 s), by the lake's init if it could
@@ -256,7 +253,6 @@ class PackageImporter:
         # (table, course, package date) -> every file of the run that holds it (its current snapshot
         # too, when a file is found unchanged): one of them, or none, becomes the snapshot
         cands: dict[tuple[str, str, str], list[_Claim]] = {}
-        self._dropped: list[QuarantineFile] = []
         for i, src in enumerate(srcs):
             self._start_ahead(srcs, i, jobs)
             try:
@@ -273,8 +269,6 @@ class PackageImporter:
                 cands.setdefault((src.member.table, result.course_id, src.package_date or ""), []).append(
                     _Claim(result, None, None, _fingerprint(src), _site(src)))
             summary.files.append(result)
-            if qfile:
-                quarantine.append(qfile)
             if summary.fatal:
                 break
             if self.on_read:
@@ -284,9 +278,10 @@ class PackageImporter:
             for result in summary.files[:len(summary.files) - bool(summary.fatal)]:
                 self.on_file(result)
         kept = self._without_superseded_slugs(kept)
+        # the snapshots to commit and, in the same order, their files' results
         snapshots, results_of = [c.snap for c in kept], [c.result for c in kept]
+        quarantine = [c.qfile for c in kept if c.qfile is not None]  # (those of copies set aside are deleted)
         self._shrink_warnings(kept)
-        quarantine = [q for q in quarantine if q not in self._dropped]
         for i, lines in checks.snapshot_warnings(snapshots, self._current_users, self.lake.root / "tmp").items():
             results_of[i].warnings.extend(lines)
         for src, result in zip(srcs, summary.files):
@@ -364,10 +359,9 @@ class PackageImporter:
                 full = next(o for o in left if o.snap is None or o.snap.rows)
                 self._set_aside(c, f"no rows; {full.result.label} holds {table} of {course}")
                 left.remove(c)
+        stored = next((c for c in left if c.snap is None), None)  # the copy already imported, if any
         if len(left) > 1:
-            stored = next((c for c in left if c.snap is None), None)
-            best = min(_site_rank(c.site) for c in left) if stored is None else None
-            site = stored.site if stored is not None else next(c.site for c in left if _site_rank(c.site) == best)
+            site = (stored or min(left, key=lambda c: _site_rank(c.site))).site
             others = [c for c in left if c.site != site]
             left = [c for c in left if c.site == site]
             for c in others:
@@ -377,7 +371,6 @@ class PackageImporter:
                 c.result.warnings.append(note)
         if len(left) > 1:
             why = f"{table} of {course} is in {len(left)} files of package {date} with different content"
-            stored = next((c for c in left if c.snap is None), None)
             for c in left:
                 if c is stored:
                     continue
@@ -397,11 +390,11 @@ class PackageImporter:
         if claim.snap is not None:
             self._discard(claim.snap, claim.qfile)
 
-    def _discard(self, snap: Snapshot, qfile: QuarantineFile | None) -> None:
-        """Forget a written snapshot (and its rejected lines) that is not to be committed."""
+    @staticmethod
+    def _discard(snap: Snapshot, qfile: QuarantineFile | None) -> None:
+        """Delete a written snapshot (and its rejected lines) that is not to be committed."""
         snap.path.unlink(missing_ok=True)
         if qfile is not None:
-            self._dropped.append(qfile)
             qfile.path.unlink(missing_ok=True)
 
     # -- decryption ahead of parsing ------------------------------------------------------

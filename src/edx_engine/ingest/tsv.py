@@ -195,7 +195,7 @@ def _valid_utf8(data: bytes) -> bool:
 
 
 def _first_bad_byte(line: bytes) -> int:
-    """1-based position of the first byte of ``line`` that does not decode as UTF-8."""
+    """1-based position of the first byte of ``line`` that does not decode as UTF-8 (0: none)."""
     try:
         line.decode("utf-8")
         return 0
@@ -384,30 +384,28 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if stream.too_long:  # the stream ended at a line over the limit (before any row, Arrow saw nothing)
-            raise FileRejected(f"{label}: line {stream.too_long} longer than the limit ({BLOCK_BYTES >> 20} MB); "
-                               "not an edX table file") from None
+            raise _too_long(label, stream.too_long) from None
         if "Empty CSV file" in msg and stream.nbytes == len(rest) and not rest.strip():
             finished = True
             return  # a header and no rows: an empty table is a valid snapshot
-        if "UTF8" in msg or "UTF-8" in msg or "utf8" in msg.lower():
-            raise FileRejected(f"{label}: invalid UTF-8 bytes in the data") from None
         if "straddl" in msg:  # Arrow: a row longer than its read block (e.g. a zip bomb with no newline)
-            line_no = lines.rows + len(lines.skipped) + 2  # the first line not delivered (header: line 1)
-            raise FileRejected(f"{label}: line {line_no} longer than the limit ({BLOCK_BYTES >> 20} MB); "
-                               "not an edX table file") from None
+            raise _too_long(label, lines.rows + len(lines.skipped) + 2) from None  # the first line not delivered
         raise FileRejected(f"{label}: cannot parse: {msg.splitlines()[0]}") from None
     finally:
         if not finished:  # an error, Ctrl-C, or the caller stopped reading (closed this generator)
             _stop_reading(reader, stream)
     if stream.too_long:
-        raise FileRejected(f"{label}: line {stream.too_long} longer than the limit ({BLOCK_BYTES >> 20} MB); "
-                           "not an edX table file")
+        raise _too_long(label, stream.too_long)
     # edX's files always end with a newline: a file without one was cut short.
     if stream.nbytes and stream.last != b"\n":
         last_line = lines.rows + len(lines.skipped) + 1
         raise FileRejected(f"{label}: line {last_line}: file is truncated (ends in the middle of a line)")
     if pending:
         yield {}, 0, list(pending)
+
+
+def _too_long(label: str, line: int) -> FileRejected:
+    return FileRejected(f"{label}: line {line} longer than the limit ({BLOCK_BYTES >> 20} MB); not an edX table file")
 
 
 def _stop_reading(reader, stream: _Tracked) -> None:
@@ -441,10 +439,8 @@ def locate_bad_utf8(raw: BinaryIO) -> tuple[int, int] | None:
         lines = data.split(b"\n")
         carry = lines.pop() if chunk else b""
         for ln in lines:
-            try:
-                ln.decode("utf-8")
-            except UnicodeDecodeError as e:
-                return lineno, e.start + 1
+            if where := _first_bad_byte(ln):
+                return lineno, where
             lineno += 1
         if not chunk:
             return None

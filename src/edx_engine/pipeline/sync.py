@@ -363,9 +363,7 @@ class Syncer:
         self.log(SyncNote(f"imported {_url(o)}: {rows:,} rows"
                           + (f", {rejected:,} rejected lines (see the quarantine view)" if rejected else "")))
         # what the import warned about (a re-delivered day that lost events, odd zip paths): as `import` says it
-        warnings = list(exports.warnings if exports is not None else [])
-        warnings += [ef.warning for ef in (events.files if events is not None else []) if getattr(ef, "warning", "")]
-        for w in warnings:
+        for w in [*(exports.warnings if exports else []), *(events.warnings if events else [])]:
             res.warnings.append((_url(o), w))
             self.log(SyncNote(f"warning {_url(o)}: {w}", "warning", "warning"))
 

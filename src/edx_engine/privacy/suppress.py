@@ -39,6 +39,8 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
+from ..age import age_band
+
 DEFAULT_K = 5
 OTHER = "other"
 SUPPRESSED_COLUMN = "suppressed"
@@ -375,8 +377,6 @@ def suppress_course_breakdown_and_ages(table: pa.Table, k: int = DEFAULT_K, all_
                                        year: int | None = None) -> tuple[pa.Table, pa.Table]:
     """:func:`suppress_course_breakdown`, and the course age bands (course_id, age_band, learners;
     NULL: hidden) that the same suppression protects."""
-    from ..age import age_band
-
     course = table.column("course_id").to_pylist()
     country = table.column("country").to_pylist()
     dim = table.column("dimension").to_pylist()
