@@ -638,7 +638,7 @@ def partial_weeks(sd: SiteData, lang: str, course_id: str | None = None) -> str:
     after a Monday or ending before a Sunday): a lower count there is not a collapse. For a course,
     only the first week, when it has events in it: the last week's note would change every course's
     page with every day of logs (a course without new events keeps its page, tests/test_dashboard_reuse.py)."""
-    rows = sd.health.get("log_days").rows if sd.health.get("log_days") else []
+    rows = _log_days(sd)
     if not rows or not rows[0].get("first_day"):
         return ""
     first, last = (dt.date.fromisoformat(str(rows[0][k])[:10]) for k in ("first_day", "last_day"))
@@ -659,8 +659,14 @@ def partial_weeks(sd: SiteData, lang: str, course_id: str | None = None) -> str:
     return t("x_partial", lang, weeks=t("and", lang).join(parts)) if parts else ""
 
 
+def _log_days(sd: SiteData) -> list[dict]:
+    """The health page's row on the days of tracking logs received (none without logs)."""
+    ds = sd.health.get("log_days")
+    return ds.rows if ds else []
+
+
 def _has_logs(sd: SiteData) -> bool:
-    rows = sd.health.get("log_days").rows if sd.health.get("log_days") else []
+    rows = _log_days(sd)
     return bool(rows and rows[0].get("days_received"))
 
 
