@@ -331,6 +331,18 @@ def test_sync_checks_once_and_prints_each_failure_once_under_200_chars(moto_url,
 
 # -- private homes ----------------------------------------------------------------------------
 
+def _agent_gone(home: Path, timeout: float = 10.0) -> bool:
+    """No gpg-agent serves ``home`` (one told to stop takes a moment to exit: it gets ``timeout`` s)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while _agent_running_in(home):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 def _agent_running_in(home: Path) -> bool:
     for d in Path("/proc").iterdir():
         try:
@@ -357,7 +369,7 @@ def test_private_homes_of_a_killed_run_are_removed_by_the_next(gpg_key, tmp_path
             f"with private_home(Path({str(home)!r})) as h: print(h)")
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert not stale.exists() and not Path(fresh).exists()
-    assert not _agent_running_in(stale)
+    assert _agent_gone(stale)
     assert any((home / "private-keys-v1.d").iterdir())  # the keyring itself is untouched
 
 

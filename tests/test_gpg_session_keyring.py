@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import _gpg, gpg_encrypt, make_key
-from test_gpg_passphrase import _agent_running_in
+from test_gpg_passphrase import _agent_gone
 
 ENTRY = [sys.executable, "-c", "import sys; from edx_engine.cli import app; sys.exit(app())"]
 NOTES: list[str] = []  # why each _decrypt_all had no session keyring (shown by failing asserts)
@@ -132,7 +132,7 @@ def test_a_run_decrypts_through_a_session_keyring_under_a_random_cheap_passphras
     assert set(_s2k_counts(home)) == {COSTLY_COUNT}  # the keyring: as it was
     assert info["session_unlocks"] and not info["org_unlocks"]  # under another passphrase than the org's
     assert len(info["passphrase"]) >= 40 and info["passphrase"] != pw
-    assert not info["home"].exists() and not _agent_running_in(info["home"])  # gone with the run
+    assert not info["home"].exists() and _agent_gone(info["home"])  # gone with the run
     assert _tree_digest(home) == before  # the keyring was only read
 
     _, again = _decrypt_all(files[:1], home, pw)
@@ -341,7 +341,7 @@ def test_an_interrupted_session_keyring_leaves_no_copy_of_the_key(gpg_key, monke
     monkeypatch.setattr(D, "_gpg", interrupted)
     with pytest.raises(KeyboardInterrupt):
         D.make_session_keyring(home, pw)
-    assert made and not made[0].exists() and not _agent_running_in(made[0])
+    assert made and not made[0].exists() and _agent_gone(made[0])
     if Path("/dev/shm").is_dir() and not os.environ.get("XDG_RUNTIME_DIR"):
         assert made[0].parent == Path("/dev/shm")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -45,7 +44,7 @@ def test_import_decrypts_with_the_key_that_keys_import_stored_and_leaves_no_agen
     for every file). `keys import` leaves no gpg-agent running on that keyring."""
     import duckdb
     from cli_support import run_cli
-    from test_gpg_passphrase import _agent_running_in, _encrypted_days
+    from test_gpg_passphrase import _agent_gone, _encrypted_days
 
     home, fpr, pw = gpg_key
     private = tmp_path / "org.asc"
@@ -56,10 +55,7 @@ def test_import_decrypts_with_the_key_that_keys_import_stored_and_leaves_no_agen
     env = {k: v for k, v in os.environ.items() if k not in ("GNUPGHOME", "EDX_ENGINE_GPG_PASSPHRASE")}
     got = run_cli(["keys", "import", private, "--data-dir", data, "--passphrase-file", pass_file], env=env)
     assert got.returncode == 0, got.stderr
-    deadline = time.monotonic() + 10  # an agent told to stop takes a moment to exit
-    while _agent_running_in(data / "gnupg") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _agent_running_in(data / "gnupg")
+    assert _agent_gone(data / "gnupg")
     got = run_cli(["import", logs, "--data-dir", data, "--passphrase-file", pass_file], env=env)
     assert got.returncode == 0, got.stdout + got.stderr
     with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
