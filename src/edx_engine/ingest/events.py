@@ -695,9 +695,11 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
                 except duckdb.Error as exc:
                     raise EventsParseError(f"{type(exc).__name__}: {exc}") from None
             else:
+                last_block: tuple[int, list] = (1, [])
                 long_lines: list = []  # over-long lines, read without being kept
                 for first, pieces in read_blocks(counting, limits.max_line_bytes, long_lines):
                     pool.submit(first, pieces)
+                    last_block = (first, pieces)  # a cut names the number of its last line
                     res.nbytes += sum(len(p) for p in pieces)
                     if pool.state.rejects:
                         quarantine.add(pool.drain_rejects())
@@ -707,7 +709,7 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
                     tick_()
                 quarantine.add(long_lines)
         if counting.truncated:  # the intact part is kept; the cut is a rejected "line" a person can find
-            last = getattr(pool, "last_line", 0)
+            last = pool.last_line if isinstance(pool, _DuckEngine) else _last_line(*last_block)
             res.truncated = max(last, 1)
             quarantine.add([(last + 1, f"the file ends inside its compressed data (cut after {counting.n:,} "
                                        f"bytes): lines after line {last:,} may be missing", b"")])
@@ -740,6 +742,12 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
     if not res.events and not quarantine.rows and not res.nbytes:  # a day of logs with no line at all
         _warn(res, f"{src.label} holds no lines (an empty day of logs)")
     return _Staged(res, parts, qpath)
+
+
+def _last_line(first: int, pieces: list) -> int:
+    """The number of the last line of a block of ``read_blocks`` (0: none)."""
+    text = b"".join(bytes(p) for p in pieces)
+    return first - 1 + text.count(b"\n") + bool(text) * (not text.endswith(b"\n"))
 
 
 def _warn(res: EventsFileResult, line: str) -> None:
