@@ -142,6 +142,35 @@ def test_reimport_is_idempotent_and_newer_package_replaces(tmp_path):
     assert q(data, "SELECT count(*) FROM student_courseenrollment") == [(5,)]
 
 
+def test_a_course_left_out_of_the_next_package_gets_a_note(tmp_path):
+    """edX's exporter may drop a course from later packages (ended long ago, or by accident): its last
+    snapshot stays current, so the import says which course the new package lacks, once, on the
+    package where it first goes missing, also when several packages come in one run."""
+    other, third = "course-v1:IDBx+IDB2x+1T2017", "IDBx/IDB3x/3T2016"
+    data = tmp_path / "d"
+
+    def package(date: str, *courses: str) -> Path:
+        pkg = tmp_path / f"IDBx-{date}"
+        for c in courses:
+            write(pkg, "student_courseenrollment", enrolments(2, c),
+                  slug=c.replace("course-v1:", "").replace("/", "-").replace("+", "-"))
+        return pkg
+
+    assert load(data, package("2016-10-09", CID, other, third)).notes == []
+    s = load(data, package("2016-10-16", CID))
+    assert len(s.notes) == 1 and "package 2016-10-16 has no file of 2 course(s) that package 2016-10-09 had" in s.notes[0]
+    assert f"{third}, {other}" in s.notes[0]
+    assert q(data, f"SELECT package_date FROM _edx_snapshots WHERE course_id='{third}'") == [("2016-10-09",)]
+    assert load(data, package("2016-10-23", CID)).notes == []  # said once, not every week
+    assert load(data, tmp_path / "IDBx-2016-10-16").notes == []  # an older package: nothing to say
+    # two packages in one run: the second is compared with the first
+    s = load(tmp_path / "d2", package("2016-11-06", CID, other), package("2016-11-13", other))
+    assert s.notes == [f"package 2016-11-13 has no file of 1 course(s) that package 2016-11-06 had, kept as of "
+                       f"2016-11-06: {CID} (edX leaves out courses that ended long ago)"]
+    r = run_cli(["import", str(package("2016-10-30", other)), "--data-dir", str(data)])
+    assert r.returncode == 0 and f"note: package 2016-10-30 has no file of 1 course(s)" in " ".join(r.stdout.split())
+
+
 def test_course_id_from_content_for_both_formats(tmp_path):
     pkg = tmp_path / "IDBx-2016-10-09"
     old = "IDBx/IDB0x/2T2014"

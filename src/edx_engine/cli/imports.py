@@ -154,6 +154,8 @@ def import_cmd(
             out.print(f"note: unknown table {table} kept as text (view {table})", highlight=False)
         for f in exports.not_exported:
             out.print(f"note: {f.message}", highlight=False)
+        for line in exports.notes:
+            out.print(f"note: {line}", highlight=False, soft_wrap=True)
         for line in exports.warnings:
             out.print(f"[yellow]warning[/] {line}", highlight=False, soft_wrap=True)
         partial |= exports.partial

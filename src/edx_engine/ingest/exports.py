@@ -95,6 +95,7 @@ class ImportSummary:
     files: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     fatal: str | None = None  # why the run stopped before its other files (wrong passphrase)
+    notes: list[str] = field(default_factory=list)  # worth knowing, not wrong (a course left out of a package)
 
     @property
     def rows(self) -> int:
@@ -282,6 +283,7 @@ class PackageImporter:
         snapshots, results_of = [c.snap for c in kept], [c.result for c in kept]
         quarantine = [c.qfile for c in kept if c.qfile is not None]  # (those of copies set aside are deleted)
         self._shrink_warnings(kept)
+        summary.notes.extend(self._courses_left_out(srcs, summary.files))
         for i, lines in checks.snapshot_warnings(snapshots, self._current_users, self.lake.root / "tmp").items():
             results_of[i].warnings.extend(lines)
         for src, result in zip(srcs, summary.files):
@@ -325,6 +327,27 @@ class PackageImporter:
                     f"{snap.table} of {snap.course_id}: package {snap.package_date} holds {snap.rows:,} rows "
                     f"against {before[1]:,} in package {before[0]} ({lost / before[1]:.0%} fewer) and replaces "
                     "them; check the file")
+
+    def _courses_left_out(self, srcs: list[Source], results: list[FileResult]) -> list[str]:
+        """A note per package of the run, newer than the store's, that has no file of courses the
+        package before it had. edX's exporter may leave out courses that ended long ago, so this is
+        not an error; but a course missing by accident would otherwise go unnoticed: its last
+        snapshot stays current, silently older than the others."""
+        before = {c: d for (_, c), (d, _, _) in self._current.items() if _is_real_course_id(c)}
+        latest = max(before.values(), default=None)
+        in_run: dict[str, set[str]] = {}  # package date -> courses with a file in the run
+        for src, r in zip(srcs, results):
+            if src.package_date and r.course_id and _is_real_course_id(r.course_id):
+                in_run.setdefault(src.package_date, set()).add(r.course_id)
+        notes, prev = [], latest
+        for date in sorted(d for d in in_run if latest is None or d > latest):
+            had = in_run.get(prev) if prev in in_run else {c for c, d in before.items() if d == prev}
+            gone = sorted((had or set()) - in_run[date])
+            if gone:
+                notes.append(f"package {date} has no file of {len(gone)} course(s) that package {prev} had, "
+                             f"kept as of {prev}: {', '.join(gone)} (edX leaves out courses that ended long ago)")
+            prev = date
+        return notes
 
     def _stored_rows(self, key: tuple[str, str]) -> tuple[str, int] | None:
         cur = self._current.get(key)

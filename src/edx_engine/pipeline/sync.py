@@ -366,6 +366,8 @@ class Syncer:
         for w in [*(exports.warnings if exports else []), *(events.warnings if events else [])]:
             res.warnings.append((_url(o), w))
             self.log(SyncNote(f"warning {_url(o)}: {w}", "warning", "warning"))
+        for line in exports.notes if exports else []:
+            self.log(SyncNote(f"note {_url(o)}: {line}"))
 
     def _default_import(self, settings: Settings, paths: list[Path], labels: dict[Path, str]
                         ) -> tuple[ImportSummary | None, EventsSummary | None]:
