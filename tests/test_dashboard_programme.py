@@ -194,3 +194,23 @@ def test_the_folded_programme_page_renders(store, tmp_path):
     last = max(w for _, w, _ in rects)
     bottom_up = [c for c, _, _ in sorted((r for r in rects if r[1] == last), key=lambda r: -r[2])]
     assert bottom_up == order and order[-1].startswith("Other ")
+
+
+@pytest.mark.parametrize("certified,approved,shown", [(3, 12, 0.4), (12, 3, None), (0, 0, 0.0), (12, 12, 0.4)])
+def test_the_public_pass_rate_follows_the_passed_count_not_the_certificates(certified, approved, shown):
+    """Pass rate is passed / active: the public programme card hides it when the passed total is a
+    small count, as the course pages do, and not because the certificates total is (it showed "–"
+    where every course page showed a rate)."""
+    from edx_engine.dashboard.data import Reader
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA models")
+    con.execute("CREATE TABLE _edx_models (name VARCHAR, params VARCHAR)")
+    con.execute("CREATE TABLE models.course_summary AS SELECT 'c1' AS course_id, 40 AS enrolled, 30 AS active, "
+                f"{approved} AS approved, {certified} AS certified")
+    con.execute("CREATE TABLE models.person_course AS SELECT 'c1' AS course_id, i AS user_id, i < 30 AS viewed, "
+                "i AS nevents, FALSE AS is_staff FROM range(40) t(i)")
+    h = Reader(con, True, 5, None).headline(None, None)
+    assert h["pass_rate"] == shown
+    assert h["certificates"] == (None if 0 < certified < 5 else certified)
+    assert h["certification_rate"] == (None if 0 < certified < 5 else round(certified / 40, 6))

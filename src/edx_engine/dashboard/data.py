@@ -159,11 +159,11 @@ class Reader:
              "learners": _hide_small(d["enrolled"], self.k, self.public),
              "active_learners": _hide_small(d["active"], self.k, self.public),
              "certificates": _hide_small(tot["certified"], self.k, self.public)}
-        h["pass_rate"] = _share(tot["approved"], tot["active"]) if h["certificates"] is not None else None
+        # each rate is hidden with its own small count (as on the course pages)
+        h["pass_rate"] = _share(tot["approved"], tot["active"]) \
+            if _hide_small(tot["approved"], self.k, self.public) is not None else None
         h["certification_rate"] = _share(tot["certified"], tot["enrolled"]) if h["certificates"] is not None \
             else None
-        if self.public and (tot["approved"] and tot["approved"] < self.k):
-            h["pass_rate"] = None
         return h
 
     def enrolments_weekly(self) -> pa.Table:
