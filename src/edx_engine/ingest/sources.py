@@ -107,8 +107,8 @@ def _odd_member_path(name: str) -> str | None:
 def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label: str) -> None:
     pkg = parse_package_name(path.name)
     try:
-        zf = zipfile.ZipFile(path)
-        infos = zf.infolist()
+        with zipfile.ZipFile(path) as zf:  # closed here: left to the garbage collector, its __del__
+            infos = zf.infolist()           # could meet a Ctrl-C ("Exception ignored in ZipFile.__del__")
     except (zipfile.BadZipFile, OSError) as exc:
         raise SourceError(f"{path}: not a readable zip file ({exc})") from None
     seen: set[str] = set()
