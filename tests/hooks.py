@@ -14,7 +14,8 @@ committed), ``import-packages`` (packages committed, logs not started), ``events
 committed), ``scrub-file`` (a file rewritten), ``scrub-commit`` (every file rewritten, not yet
 committed), ``scrub-committed`` (committed, the old files not yet deleted); tests/test_faults.py.
 ``package-file`` (a package member's snapshot written, its DuckDB checks not yet run; once per
-member that was read): tests/test_interrupt.py.
+member that was read): tests/test_interrupt.py. ``dashboard-publish`` (a site rendered, not yet
+put in place): tests/test_dashboard_reuse.py.
 
 ``EDX_ENGINE_TEST_SIGINT_AT="stage[:n]"`` makes the process send itself SIGINT the n-th time it
 reaches ``stage`` and report it the way DuckDB reports a Ctrl-C that arrives during a query: the

@@ -125,3 +125,74 @@ def test_a_manifest_of_other_code_or_a_missing_file_means_the_page_is_made(day_a
     assert build_site(Lake(data), site, lang="es").reused == 0  # the recorded digests were made by other code
     (site / dashboard_build.MANIFEST).write_text("not json")
     assert build_site(Lake(data), site, lang="es").reused == 0
+
+
+def test_two_renderings_at_once_publish_whole_sites_one_after_the_other(day_after, tmp_path):
+    """The nightly `run` and a person's `dashboard` at the same time: the second waits for the first
+    (they shared `.building`: one crashed with a traceback, the other could publish a site without
+    its Spanish pages or its chart library and exit 0), and the site in place stays whole meanwhile."""
+    import subprocess
+    import sys
+    import time
+
+    data = day_after[0]
+    out = tmp_path / "site"
+    build_site(Lake(data), out, lang="es")
+    files = sorted(_tree(out))
+    entry = [sys.executable, "-c", "import sys; from edx_engine.cli import app; sys.exit(app())",
+             "dashboard", "-o", str(out), "--data-dir", str(data)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_") or k == "EDX_ENGINE_SQL_CACHE"}
+    flag = tmp_path / "paused"
+    first = subprocess.Popen(entry, env={**env, "EDX_ENGINE_TEST_PAUSE_AT": "dashboard-publish",
+                                         "EDX_ENGINE_TEST_PAUSE_FILE": str(flag)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not flag.exists():
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second = subprocess.Popen(entry, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    assert second.poll() is None  # waiting for the first
+    assert [f for f in sorted(_tree(out)) if not f.startswith(".building/")] == files  # the site in place is whole
+    flag.unlink()
+    for p in (first, second):
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0 and "Traceback" not in stderr, (stdout, stderr)
+    assert sorted(_tree(out)) == files and not (out / ".building").exists()
+
+
+def test_a_site_is_replaced_folder_by_folder_never_missing_one(day_after, tmp_path, monkeypatch):
+    """Each folder of the old site is exchanged with its new self in one step: a rendering stopped in
+    the middle of putting the new site in place (here after the first folder) leaves every folder
+    there, old or new (it used to delete the old site, then move the new one in)."""
+    from edx_engine.store import files as F
+
+    data = day_after[0]
+    out = tmp_path / "site"
+    build_site(Lake(data), out, lang="es")
+    names = sorted(p.name for p in out.iterdir())
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.write_text("b")
+    (a / "x").write_text("a")
+    assert F.exchange(a, b) and (b / "x").read_text() == "a" and a.read_text() == "b"  # this system swaps
+    calls = []
+
+    def stop_after_one(x, y):
+        if calls:
+            raise SystemExit("killed")  # (what the process would meet: the rest of the function never runs)
+        calls.append(y)
+        return F.exchange(x, y)
+
+    monkeypatch.setattr(dashboard_build, "exchange", stop_after_one)
+    with pytest.raises(SystemExit):
+        build_site(Lake(data), out, lang="es")
+    assert calls == [out / "static"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + [".building"])
+    for lang in ("en", "es", "pt"):
+        assert (out / lang / "index.html").is_file() and (out / lang / "comparison.html").is_file()
+    assert (out / "static" / "vega.js").is_file()
+    monkeypatch.undo()
+    build_site(Lake(data), out, lang="es")
+    assert sorted(p.name for p in out.iterdir()) == names

@@ -34,6 +34,8 @@ import jinja2
 import markupsafe
 from markupsafe import Markup
 
+from .. import _hooks as testhooks
+from ..store.files import exchange, file_lock
 from ..store.lake import Lake
 from . import charts as C
 from ..age import AGE_BANDS
@@ -802,11 +804,19 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
         raise DashboardError("k must be at least 1")
     t0 = time.perf_counter()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # one rendering of a site at a time (the nightly `run` and a person's `dashboard` share .building);
+    # the one that waited reads the models after the other has published: the newest data wins
+    with file_lock(out / LOCK, wait=True):
+        return _build_site(lake, out, lang, public, k, courses, title, t0)
+
+
+def _build_site(lake: Lake, out: Path, lang: str, public: bool, k: int, courses: list[str] | None,
+                title: str | None, t0: float) -> SiteResult:
     stale = check_models(lake)
     sd = gather(lake, public, k, courses)
     sd.stale = stale
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".building"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -827,20 +837,29 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
             _render(env, tmp, lg, path, kind, heading, items, cards, course, sd, title, res, reuse)
     reuse.save()
     (tmp / "index.html").write_text(env.get_template("redirect.html.j2").render(target=f"{lang}/index.html"), "utf-8")
-    for old in [out / lg for lg in LANGS] + [out / "static", out / "index.html"]:
-        if old.is_dir():
-            shutil.rmtree(old)
-        elif old.exists():
-            old.unlink()
-    for p in tmp.iterdir():
-        p.rename(out / p.name)
-    tmp.rmdir()
+    testhooks.pause("dashboard-publish")
+    _publish(tmp, out)
     res.pages = [out / p.relative_to(tmp) for p in res.pages]
     res.reused = reuse.reused
-    files = [f for f in out.rglob("*") if f.is_file() and f.name != MANIFEST]
+    files = [f for f in out.rglob("*") if f.is_file() and f.name not in (MANIFEST, LOCK)]
     res.files, res.bytes = len(files), sum(f.stat().st_size for f in files)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Put the new site's folders and files in place of the old ones, each in one step (the shared
+    files first, the entry page last), then delete the old ones: a reader, or a crash, finds every
+    folder whole, old or new, never missing (it used to delete the old site, then move the new in)."""
+    order = {"static": 0, "index.html": 2}
+    for p in sorted(tmp.iterdir(), key=lambda p: (order.get(p.name, 1), p.name)):
+        dst = out / p.name
+        if not (dst.exists() or dst.is_symlink()):
+            p.rename(dst)
+        elif not exchange(p, dst):  # (no RENAME_EXCHANGE: gone for an instant)
+            dst.rename(tmp / f".old-{p.name}")
+            p.rename(dst)
+    shutil.rmtree(tmp)  # what was replaced
 
 
 def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, items: list[Item], cards: list[dict],
@@ -883,6 +902,7 @@ def _render(env, root: Path, lang: str, path: str, kind: str, heading: str, item
 # -- pages unchanged since the last build ------------------------------------------------------------
 
 MANIFEST = ".pages.json"  # in the site's folder: what each page was made from (digests only)
+LOCK = ".lock"  # in the site's folder: held by the rendering under way
 
 
 def _built(at: dt.datetime | None, lang: str) -> str:

@@ -65,6 +65,40 @@ def write_atomic(path: Path, data: bytes | str | Callable[[Path], object]) -> Pa
         raise
 
 
+# -- swapping paths ---------------------------------------------------------------------------
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+
+
+@lru_cache(maxsize=1)
+def _renameat2() -> Callable[..., int] | None:
+    import ctypes
+
+    try:
+        f = ctypes.CDLL(None, use_errno=True).renameat2  # glibc 2.28+ (Debian 10 on)
+    except (OSError, AttributeError):
+        return None
+    f.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return f
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths (files or folders) in one step (Linux ``renameat2(RENAME_EXCHANGE)``):
+    whoever looks at ``b`` sees its old or its new content, never nothing. False where the system
+    or the file system cannot (the caller then renames in two steps)."""
+    import ctypes
+    import errno
+
+    f = _renameat2()
+    if f is None:
+        return False
+    if f(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 # -- quarantine ----------------------------------------------------------------------------------
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
