@@ -517,6 +517,37 @@ def test_count_axes_tick_whole_numbers_only(store):
         assert labels == sorted(set(labels), key=int) and labels[0] == "0" and labels[-1] == str(top), labels
 
 
+def test_count_axis_labels_keep_apart(browser, site):
+    """A bar chart's count axis wrote "150" and "160" 0.4 px apart, read as one number ("150160"):
+    Vega's overlap test let labels touch. Bars of the widths and values where they touched, rendered
+    by the site's Vega: consecutive visible labels on the count axis are at least 4 px apart."""
+    from edx_engine.dashboard import charts as C
+
+    cases = [(160, 553), (280, 488), (175, 1177), (1600, 800), (16000, 969), (160000, 1138)]
+    specs = [C.hbar("t", [{"c": "a", "n": top}, {"c": "b", "n": top // 3}], "c", "n", "C", "N") for top, _ in cases]
+    divs = "".join(f'<div id="c{i}" style="width:{w}px"></div>' for i, (_, w) in enumerate(cases))
+    html = site.out_dir / "gap-test.html"
+    html.write_text('<!doctype html><meta charset="utf-8"><script src="static/vega.js"></script>'
+                    f'{divs}<script>window.EDX = {{done: false}}; const specs = {json.dumps(specs)};'
+                    'Promise.all(specs.map((s, i) => vegaEmbed("#c" + i, s, {actions: false, renderer: "svg"})))'
+                    '.then(() => { window.EDX.done = true; });</script>', "utf-8")
+    v = Visit(browser, site.out_dir)
+    try:
+        page = v.open("gap-test.html")
+        labels = page.evaluate("""n => [...Array(n).keys()].map(i =>
+            [...document.querySelectorAll('#c' + i + ' .role-axis-label text')]
+              .filter(t => t.textContent && getComputedStyle(t).opacity !== '0' && t.getAttribute('opacity') !== '0')
+              .map(t => t.getBoundingClientRect()).map(b => [b.left, b.right, Math.round(b.top)]))""", len(cases))
+    finally:
+        v.close()
+        html.unlink()
+    for (top, width), boxes in zip(cases, labels):
+        axis = sorted(b for b in boxes if b[2] == max(x[2] for x in boxes))  # the bottom row: the count axis
+        gaps = [b[0] - a[1] for a, b in zip(axis, axis[1:])]
+        assert len(axis) >= 2 and min(gaps) >= 4, (top, width, gaps)
+    assert v.errors == [], v.errors
+
+
 def test_date_axis_labels_are_distinct_over_short_and_long_spans():
     """A weekly series of two weeks was ticked daily and every tick labelled "%b %Y" ("Sep 2026" ten
     times, seen on the overview's weekly active learners); the axis now labels days over a short span
