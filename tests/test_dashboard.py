@@ -6,6 +6,7 @@ browser tests block every request that leaves the site and assert that none was 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import socket
@@ -896,3 +897,156 @@ def test_videos_and_problems_carry_the_same_numbers_in_chart_table_and_csv(site,
             assert [lb.split(".", 1)[0] for lb in labels if lb[:1].isdigit()] == [str(n) for n in numbers]
             checked += len(numbers)
     assert checked > 4
+
+
+# -- the period switch of a long history ------------------------------------------------------------------
+
+ITEMS_OVER = """([id, field]) => { const out = [];  // [date, datum] of every mark drawn in chart ``id``
+    (function walk(n) { if (!n) return;
+      if (n.items) for (const it of n.items) {
+        if (it.datum && it.datum[field] !== undefined && n.marktype !== 'group')
+          out.push([new Date(it.datum[field]).toISOString().slice(0, 10), it.datum]);
+        walk(it); } })(EDX.views[id].scenegraph().root);
+    return out; }"""
+
+BINDINGS = """id => [...document.querySelectorAll('#' + id + ' .vega-bind')]
+    .map(b => [...b.querySelectorAll('.vega-bind-name, label')].map(x => x.textContent.trim()))"""
+# ^ the switches under chart ``id``: [name, option, option]
+
+
+def _window_of(store_dir: Path) -> tuple[dt.date, dt.date, dt.date]:
+    """(first, since, last): the programme's first and latest week with SQL of its own, and the same
+    day 12 months before the latest (the default window shows the weeks after it)."""
+    (first, last), = sql(store_dir, "SELECT min(w), max(w) FROM (SELECT date_trunc('week', date)::DATE AS w "
+                                    "FROM models.enrolment_daily WHERE date IS NOT NULL UNION ALL "
+                                    "SELECT week::DATE FROM models.activity_weekly)")
+    return first, last.replace(year=last.year - 1), last
+
+
+def _ms(d: dt.date) -> int:
+    return int(dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def _oldest_course(store_dir: Path) -> str:
+    return sql(store_dir, "SELECT course_id FROM models.enrolment_daily WHERE date IS NOT NULL ORDER BY date LIMIT 1")[0][0]
+
+
+def _cumulative(store_dir: Path, course_id: str, week: str) -> int:
+    return sql(store_dir, "SELECT sum(enrollments) FROM models.enrolment_daily WHERE course_id = ? AND "
+                          "date < ?::DATE + 7", [course_id, week])[0][0]
+
+
+def test_a_long_history_opens_on_its_last_12_months_and_all_shows_it_whole(browser, site, store):
+    """One course from 2015 stretched the programme's time axes over 11 years, the current courses
+    squeezed at the right edge. The charts open on the last 12 months of the data (ending at its
+    latest week, not today), the cumulative line keeps its true totals there, "All" shows the whole
+    history, the caption says which, and the Data table keeps every week."""
+    data = store[0]
+    first, since, last = _window_of(data)
+    assert (last - first).days > 15 * 31  # the store's 2015 course: the case this test is about
+    names = dict(courses_of(data))
+    oldest = _oldest_course(data)
+    v = Visit(browser, site.out_dir)
+    try:
+        page = v.open("en/index.html")
+        for cid in ("enrol_time", "enrol_cum", "active_weekly"):
+            assert page.locator(f"#{cid} input[value=recent]").count() == (cid != "active_weekly"), cid
+        for cid, field in (("enrol_time", "date"), ("enrol_cum", "week")):
+            chart = f"#{cid}"
+            assert page.is_checked(f"{chart} input[value=recent]")
+            switches = page.evaluate(BINDINGS, cid)
+            assert switches == [["Time grain", "Week", "Month"], ["Period", "Last 12 months", "All"]][cid == "enrol_cum":]
+            assert page.evaluate(f"EDX.views['{cid}'].scale('x').domain().map(Number)") == [_ms(since), _ms(last)]
+            drawn = page.evaluate(ITEMS_OVER, [cid, field])
+            assert drawn and all(since < dt.date.fromisoformat(d) <= last for d, _ in drawn), cid
+            assert "Shown: the last 12 months of the data" in page.inner_text(f"#{cid} .caption")
+            # the Data table and the CSV keep every week
+            rows = page_data(site.out_dir / "en" / "index.html")["items"][cid]["rows"]
+            assert page.locator(f"{chart} table tbody tr").count() == len(rows)
+            assert min(r[field] for r in rows) <= since.isoformat()
+            csv_rows = (site.out_dir / "en" / "data" / f"index-{cid}.csv").read_text("utf-8").splitlines()
+            assert len(csv_rows) == len(rows) + 1
+        # the cumulative line starts the window at the true total, not at 0
+        cum = page.evaluate(ITEMS_OVER, ["enrol_cum", "week"])
+        start, value = min((d, x["cumulative"]) for d, x in cum if x["course"] == names[oldest])
+        assert value == _cumulative(data, oldest, start) > 0
+
+        page.check("#enrol_cum input[value=all]")
+        page.wait_for_function("EDX.views['enrol_cum'].signal('period') === 'all'")
+        assert page.evaluate("EDX.views['enrol_cum'].scale('x').domain().map(Number)")[0] == _ms(first)
+        whole = page.evaluate(ITEMS_OVER, ["enrol_cum", "week"])
+        assert min(d for d, _ in whole) == first.isoformat() and len(whole) > len(cum)
+        assert "Shown: all the data" in page.inner_text("#enrol_cum .caption")
+        assert "last 12 months" not in page.inner_text("#enrol_cum .caption")
+        assert page.is_checked("#enrol_time input[value=recent]")  # each chart has its own switch
+        page.check("#enrol_time input[value=all]")  # with months too
+        page.check("#enrol_time input[value=Month]")
+        page.wait_for_function("EDX.views['enrol_time'].signal('grain') === 'Month'")
+        assert min(d for d, _ in page.evaluate(ITEMS_OVER, ["enrol_time", "date"])) == first.replace(day=1).isoformat()
+        page.close()
+
+        page = v.open("es/index.html")  # in Spanish
+        assert page.evaluate(BINDINGS, "enrol_cum") == [["Período", "Últimos 12 meses", "Todo"]]
+        assert "Se muestran los últimos 12 meses de los datos" in page.inner_text("#enrol_cum .caption")
+        page.check("#enrol_cum input[value=all]")
+        page.wait_for_function("document.getElementById('enrol_cum-period').textContent.includes('todos los datos')")
+    finally:
+        v.close()
+    assert v.errors == [] and v.outside == [], (v.errors, v.outside)
+
+
+def test_a_course_open_for_years_has_the_switch_and_its_markers_follow(browser, site, store):
+    """The 2015 course's own page had the same 11-year axis (enrolments and forum posts): it gets the
+    switch too; its start marker (2015) is drawn only with "All"."""
+    data = store[0]
+    cid = _oldest_course(data)
+    start = sql(data, "SELECT min(date) FROM models.enrolment_daily WHERE course_id = ?", [cid])[0][0]
+    rel = course_page(site.out_dir, "en", cid).relative_to(site.out_dir).as_posix()
+    v = Visit(browser, site.out_dir)
+    try:
+        page = v.open(rel)
+        assert page.is_checked("#enrol_mode input[value=recent]")
+        labels = "[...document.querySelectorAll('#enrol_mode .chart text')].map(t => t.textContent)"
+        assert "Start" not in page.evaluate(labels)
+        page.check("#enrol_mode input[value=all]")
+        page.wait_for_function(f"{labels}.includes('Start')")
+        dates = [d for d, _ in page.evaluate(ITEMS_OVER, ["enrol_mode", "week"])]
+        assert min(dates) == (start - dt.timedelta(days=start.weekday())).isoformat()  # its first week
+    finally:
+        v.close()
+    assert v.errors == [], v.errors
+
+
+def test_the_public_site_keeps_the_switch_and_its_numbers(public_site):
+    """A public site has the weekly chart only (no months, no cumulative line): it gets the switch; the
+    chart holds exactly the rows of its table (nothing more is published)."""
+    d = page_data(public_site.out_dir / "en" / "index.html")["items"]
+    spec = d["enrol_time"]["spec"]
+    assert [p["name"] for p in spec["params"]] == ["period"] and "enrol_cum" not in d
+    assert spec["datasets"]["table"] == d["enrol_time"]["rows"]
+
+
+@pytest.fixture(scope="module")
+def short_site(tmp_path_factory):
+    """A programme of one current course: a few months of data."""
+    root = tmp_path_factory.mktemp("short")
+    generate(root / "pkg", SyntheticConfig(seed=5, courses=1, learners=40, days=2))
+    data = root / "store"
+    run_import(config.resolve(data_dir=str(data)), [root / "pkg"], quiet=True)
+    build_duckdb(Lake(data), [], Params())
+    return build_site(Lake(data), root / "site", lang="en")
+
+
+def test_a_short_history_has_no_period_switch(browser, short_site):
+    root = short_site.out_dir
+    v = Visit(browser, root)
+    try:
+        for rel in ["en/index.html", *(p.relative_to(root).as_posix() for p in (root / "en" / "course").glob("*.html"))]:
+            page = v.open(rel)
+            assert page.locator("input[value=recent], input[value=all]").count() == 0, rel
+            assert page.locator("[id$=-period]").count() == 0, rel
+            assert page.locator("#enrol_time input").count() == (2 if rel == "en/index.html" else 0)  # Week/Month
+            page.close()
+    finally:
+        v.close()
+    assert v.errors == [], v.errors

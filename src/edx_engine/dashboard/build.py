@@ -16,6 +16,7 @@ static web server.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import dataclasses
 import functools
@@ -89,6 +90,11 @@ class Item:
     hidden: bool | None = None  # whether some of its counts are hidden (None: read from ``rows``)
     hidden_msg: str = "all_hidden"  # the text key saying that everything it would draw is hidden
     empty: str = ""  # the message that replaces a chart with no value to draw (``settle``)
+
+    @property
+    def period(self) -> str:
+        """The caption's sentence on the period its chart shows by default (``chart_window``)."""
+        return ((self.spec or {}).get("usermeta") or {}).get("period_notes", {}).get("recent", "")
 
 
 # -- freshness --------------------------------------------------------------------------------------
@@ -206,6 +212,45 @@ def zero_filled(rows: list[dict], key: str, step: Callable[[dt.date], dt.date],
     return sorted(out, key=lambda r: (r[line], r[key]))
 
 
+RECENT_MONTHS = 12  # a long history opens on its last 12 months...
+LONG_MONTHS = 15  # ...when it spans more than this
+
+
+def _months_before(d: dt.date, n: int) -> dt.date:
+    """The same day ``n`` months before ``d`` (the month's last day where it has fewer days)."""
+    y, m = divmod(d.year * 12 + d.month - 1 - n, 12)
+    return dt.date(y, m + 1, min(d.day, calendar.monthrange(y, m + 1)[1]))
+
+
+def _dates(rows: list[dict], key: str) -> list[dt.date]:
+    return sorted(C.as_date(r[key]) for r in rows if r.get(key) not in (None, ALL))
+
+
+def page_window(lang: str, *series: tuple[list[dict], str]) -> C.Window | None:
+    """The period switch of a page whose charts over time (``series``: rows and their date field)
+    span more than ``LONG_MONTHS``: their last ``RECENT_MONTHS``, ending at the latest date of the
+    data (not today: a store not synced for a while still opens on its data); else None. One course
+    from 2015 spread the programme's axis over 11 years, today's courses squeezed at its right edge."""
+    days = sorted(d for rows, key in series for d in _dates(rows, key))
+    if not days or days[0] >= _months_before(days[-1], LONG_MONTHS):
+        return None
+    return C.Window(_months_before(days[-1], RECENT_MONTHS), days[-1],
+                    (t("window_recent", lang), t("window_all", lang)), t("window", lang))
+
+
+def chart_window(page: C.Window | None, rows: list[dict], key: str, lang: str) -> C.Window | None:
+    """``page``'s switch for a chart of ``rows`` (dates in ``key``), with the caption's sentence for
+    each option; None for a chart without dates both before and inside the window (both options
+    would show the same)."""
+    days = _dates(rows, key)
+    if page is None or not days or days[0] > page.since or days[-1] <= page.since:
+        return None
+    end = fmt_date(page.last, lang)
+    return dataclasses.replace(page, notes={
+        "recent": t("x_window_recent", lang, start=fmt_date(page.since + dt.timedelta(days=1), lang), end=end),
+        "all": t("x_window_all", lang, first=fmt_date(days[0], lang), end=end)})
+
+
 TOP_COURSES = 7  # courses drawn as their own line in a programme chart; the rest are one line (8 colours)
 
 
@@ -309,6 +354,10 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
     if keep is not None:  # (the others' line gets its zeros too)
         weekly = zero_filled(fold_others(weekly, "week", "enrollments", keep, other), "week", _next_week)
     wcols = [("course", "text"), ("week", "date"), ("enrollments", "count")]
+    act = fold_others([{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"],
+                        "active_learners": r["active_learners"]} for r in ov["active"].rows if r["course_id"] in names],
+                      "week", "active_learners", keep, other)
+    page = page_window(lang, (weekly, "week"), (act, "week"))
     if "monthly" in ov:  # not in public sites: months and weeks together would give hidden weeks back
         monthly = zero_filled([{"course": names.get(r["course_id"], r["course_id"]), "month": r["month"],
                                 "enrollments": r["enrollments"]} for r in ov["monthly"].rows if r["course_id"] in names],
@@ -322,10 +371,11 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
                  "bind": {"input": "radio", "options": [t("week", lang), t("month", lang)], "name": t("grain", lang) + " "}}
         spec = C.time_lines(t("c_enrol_time", lang), rows, "date", "enrollments", "course", t("date", lang),
                             t("enrollments", lang), t("course", lang), params=[grain],
-                            transform=[{"filter": "datum.grain == grain"}], **folded_chart)
+                            transform=[{"filter": "datum.grain == grain"}],
+                            window=chart_window(page, rows, "date", lang), **folded_chart)
         # the heading follows the switch (static/dashboard.js): "per month" when months are shown
-        spec["usermeta"] = {"grain_titles": {t("week", lang): t("c_enrol_time", lang),
-                                             t("month", lang): t("c_enrol_month", lang)}}
+        spec.setdefault("usermeta", {})["grain_titles"] = {t("week", lang): t("c_enrol_time", lang),
+                                                           t("month", lang): t("c_enrol_month", lang)}
         items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded,
                           [("course", "text"), ("grain", "text"), ("date", "date"), ("enrollments", "count")],
                           [{k: r.get(k) for k in ("course", "grain", "date", "enrollments")} for r in rows], spec,
@@ -339,21 +389,21 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
         items.append(Item("enrol_cum", t("c_enrol_cum", lang), t("x_enrol_cum", lang) + folded,
                           [("course", "text"), ("week", "date"), ("cumulative", "count")], cum,
                           C.time_lines(t("c_enrol_cum", lang), cum, "week", "cumulative", "course", t("week", lang),
-                                       t("cumulative", lang), t("course", lang), **folded_chart), wide=True))
+                                       t("cumulative", lang), t("course", lang),
+                                       window=chart_window(page, cum, "week", lang), **folded_chart), wide=True))
     else:
         items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded, wcols, weekly,
                           C.time_lines(t("c_enrol_time", lang), weekly, "week", "enrollments", "course",
-                                       t("week", lang), t("enrollments", lang), t("course", lang), **folded_chart),
+                                       t("week", lang), t("enrollments", lang), t("course", lang),
+                                       window=chart_window(page, weekly, "week", lang), **folded_chart),
                           wide=True))
-    act = fold_others([{"course": names.get(r["course_id"], r["course_id"]), "week": r["week"],
-                        "active_learners": r["active_learners"]} for r in ov["active"].rows if r["course_id"] in names],
-                      "week", "active_learners", keep, other)
     items.append(Item("active_weekly", t("c_active_weekly", lang),
                       t("x_active_weekly", lang) + folded + (t("x_active_stacked", lang) if keep else "")
                       + partial_weeks(sd, lang),
                       [("course", "text"), ("week", "date"), ("active_learners", "count")], act,
                       C.time_lines(t("c_active_weekly", lang), act, "week", "active_learners", "course",
-                                   t("week", lang), t("active_learners", lang), t("course", lang), **folded_chart),
+                                   t("week", lang), t("active_learners", lang), t("course", lang),
+                                   window=chart_window(page, act, "week", lang), **folded_chart),
                       wide=True))
     by_id = {c.course_id: c for c in sd.courses}
     table = []
@@ -437,17 +487,21 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
     rows = zero_filled([{"week": r["week"], "mode": label("mode", r["mode"], lang), "enrollments": r["enrollments"]}
                         for r in wk], "week", _next_week, line="mode")
     rules = [{"date": x, "label": t(lbl, lang)} for x, lbl in ((c.start, "start_date"), (c.end, "end_date")) if x]
+    act = [{"week": r["week"], "active_learners": r["active_learners"]} for r in d.get("active", [])]
+    forum = [{"week": r["week"], "posts": r["posts"], "authors": r["authors"]} for r in d.get("forum", [])]
+    page = page_window(lang, (rows, "week"), (act, "week"), (forum, "week"))  # a course open for years
     items.append(Item("enrol_mode", t("c_enrol_mode", lang), t("x_enrol_mode", lang),
                       [("week", "date"), ("mode", "text"), ("enrollments", "count")], rows,
                       C.time_lines(t("c_enrol_mode", lang), rows, "week", "enrollments", "mode", t("week", lang),
-                                   t("enrollments", lang), t("mode", lang), bars=True, stack=True, rules=rules),
+                                   t("enrollments", lang), t("mode", lang), bars=True, stack=True, rules=rules,
+                                   window=chart_window(page, rows, "week", lang)),
                       wide=True))
-    act = [{"week": r["week"], "active_learners": r["active_learners"]} for r in d.get("active", [])]
     items.append(Item("active_weekly", t("c_active_weekly", lang), t("x_active_weekly", lang)
                       + partial_weeks(sd, lang, c.course_id),
                       [("week", "date"), ("active_learners", "count")], act,
                       C.time_lines(t("c_active_weekly", lang), act, "week", "active_learners", None, t("week", lang),
-                                   t("active_learners", lang)), wide=True))
+                                   t("active_learners", lang), window=chart_window(page, act, "week", lang)),
+                      wide=True))
     s = (d.get("summary") or [{}])[0]
     funnel = [{"stage": t(k, lang), "learners": s.get(src), "_order": i}
               for i, (k, src) in enumerate((("total", "enrolled"), ("active", "active"), ("explored", "explored"),
@@ -491,11 +545,11 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
                        ("learners_correct", "count"), ("share_correct", "share")], probs,
                       C.hbar(t("c_problems", lang), pchart, "label", "learners", t("title", lang), t("tried", lang),
                              order="_order"), wide=True))
-    forum = [{"week": r["week"], "posts": r["posts"], "authors": r["authors"]} for r in d.get("forum", [])]
     items.append(Item("forum", t("c_forum", lang), t("x_forum", lang),
                       [("week", "date"), ("posts", "volume"), ("authors", "count")], forum,
                       C.time_lines(t("c_forum", lang), forum, "week", "posts", None, t("week", lang),
-                                   t("posts", lang), bars=True), wide=True))
+                                   t("posts", lang), bars=True, window=chart_window(page, forum, "week", lang)),
+                      wide=True))
     return items
 
 
@@ -927,7 +981,8 @@ def _page_key(page_json: str, lang: str, path: str, kind: str, heading: str, ite
     the headline), texts, the course list of its navigation (``nav``, as text), the site's options and
     the code."""
     rest = json.dumps([_code_key(), lang, path, kind, heading, title, sd.public, sd.k,
-                       [(it.id, it.title, it.caption, it.csv, it.wide, it.sortable, it.empty) for it in items], cards,
+                       [(it.id, it.title, it.caption, it.period, it.csv, it.wide, it.sortable, it.empty)
+                        for it in items], cards,
                        _course_fields(course) if course else None], default=str, ensure_ascii=False)
     return hashlib.sha256(f"{rest}\n{nav}\n{page_json}".encode()).hexdigest()
 

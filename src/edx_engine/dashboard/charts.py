@@ -6,7 +6,9 @@ show the same numbers, and tests can read a rendered chart's data back from the 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from dataclasses import dataclass, field
 
 SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"  # an identifier only: never fetched
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -85,42 +87,89 @@ def _ms(d) -> int:
     return calendar.timegm(d.timetuple()) * 1000
 
 
-def date_axis(rows: list[dict], x: str) -> dict:
-    """The date axis for the span of ``rows`` (weekly series: weeks start on Mondays), with its ticks
-    given explicitly. Over a short span: at week starts (Mondays), every n weeks, labelled by day;
-    over a long one: at the first of the month, every n months, labelled "%b %Y". Vega's own ticks
-    fell on Sundays (d3's weeks), ticked every day when two weekly points were 8 days apart, and
-    labelled half-months "Apr 2026, Apr 2026"."""
-    import datetime as dt
+def as_date(v) -> dt.date:
+    """An ISO date or date-time (string or not) as its date."""
+    return dt.date.fromisoformat(str(v)[:10])
 
-    axis = {"format": "%b %Y", "labelOverlap": True}
-    try:
-        days = sorted({dt.date.fromisoformat(str(r[x])[:10]) for r in rows if r.get(x) is not None})
-    except ValueError:
-        return axis
-    if not days:
-        return axis
-    first, last = days[0], days[-1]
+
+@dataclass(frozen=True)
+class Window:
+    """A chart's period switch (Vega parameter ``period``): ``"recent"``, the default, shows the dates
+    after ``since`` up to ``last`` (the data's latest date, not today's); ``"all"`` every date.
+    ``labels``: the two options' texts; ``name``: the switch's; ``notes``: the caption's sentence for
+    each option (static/dashboard.js swaps it when the switch moves)."""
+    since: dt.date
+    last: dt.date
+    labels: tuple[str, str]
+    name: str
+    notes: dict = field(default_factory=dict)
+
+    def param(self) -> dict:
+        return {"name": "period", "value": "recent",
+                "bind": {"input": "radio", "options": ["recent", "all"], "labels": list(self.labels),
+                         "name": self.name + " "}}
+
+    def filter(self, x: str) -> dict:
+        """Rows (and markers) inside the window, or all of them when "all" is chosen."""
+        t = f"time(datum[{json.dumps(x)}])"
+        return {"filter": f"period == 'all' || ({t} > {_ms(self.since)} && {t} <= {_ms(self.last)})"}
+
+    def scale(self, first: dt.date, last: dt.date) -> dict:
+        """The x scale's domain: the window's 12 months, the same in every chart of the page, or
+        ``first`` to ``last`` (the chart's own extent)."""
+        return {"type": "utc", "domain": {"expr": f"period == 'all' ? [{_ms(first)}, {_ms(last)}] : "
+                                                  f"[{_ms(self.since)}, {_ms(self.last)}]"}}
+
+
+def date_ticks(first: dt.date, last: dt.date) -> tuple[str, list[int]]:
+    """The date format and tick values (ms) for an axis from ``first`` to ``last``. Over a short span:
+    at week starts (Mondays), every n weeks, labelled by day; over a long one: at the first of the
+    month, every n months, labelled "%b %Y"."""
     if (last - first).days < SHORT_SPAN_DAYS:
         monday = first - dt.timedelta(days=first.weekday())
         weeks = (last - monday).days // 7 + 1
         step = -(-weeks // MAX_TICKS)
-        ticks = [monday + dt.timedelta(weeks=i) for i in range(0, weeks, step)]
-        return {**axis, "format": "%d %b", "values": [_ms(d) for d in ticks]}
+        return "%d %b", [_ms(monday + dt.timedelta(weeks=i)) for i in range(0, weeks, step)]
     lo, hi = first.year * 12 + first.month - 1, last.year * 12 + last.month - 1  # months since year 0
     step = next((n for n in (1, 2, 3, 6, 12, 24, 60, 120) if (hi - lo) // n + 1 <= MAX_TICKS), 240)
-    ticks = [dt.date(m // 12, m % 12 + 1, 1) for m in range(-(-lo // step) * step, hi + 1, step)]
-    return {**axis, "values": [_ms(d) for d in ticks]}
+    return "%b %Y", [_ms(dt.date(m // 12, m % 12 + 1, 1)) for m in range(-(-lo // step) * step, hi + 1, step)]
+
+
+def date_axis(rows: list[dict], x: str, window: Window | None = None) -> dict:
+    """The date axis for the span of ``rows`` (weekly series: weeks start on Mondays), with its ticks
+    given explicitly (``date_ticks``); with a ``window``, the ticks of the option shown. Vega's own
+    ticks fell on Sundays (d3's weeks), ticked every day when two weekly points were 8 days apart,
+    and labelled half-months "Apr 2026, Apr 2026"."""
+    axis = {"format": "%b %Y", "labelOverlap": True}
+    try:
+        days = sorted({as_date(r[x]) for r in rows if r.get(x) is not None})
+    except ValueError:
+        return axis
+    if not days:
+        return axis
+    fmt, ticks = date_ticks(days[0], days[-1])
+    if window is None:
+        return {**axis, "format": fmt, "values": ticks}
+    # a window is 12 months and the whole span longer: both are labelled by month ("%b %Y")
+    recent = date_ticks(window.since, window.last)[1]
+    return {**axis, "format": fmt, "values": {"expr": f"period == 'all' ? {json.dumps(ticks)} : {json.dumps(recent)}"}}
 
 
 def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, x_title: str, y_title: str,
                color_title: str = "", *, bars: bool = False, stack: bool = False, params: list | None = None,
                transform: list | None = None, rules: list[dict] | None = None,
-               color_order: list[str] | None = None) -> dict:
+               color_order: list[str] | None = None, window: Window | None = None) -> dict:
     """Lines (or stacked bars) over time; ``rules`` = [{"date": ..., "label": ...}] vertical markers;
-    ``color_order``: the legend's (and the stack's) order of the ``color`` values."""
-    enc = {"x": {"field": x, "type": "temporal", "title": x_title, "scale": {"type": "utc"},
-                 "axis": date_axis(rows, x)},
+    ``color_order``: the legend's (and the stack's) order of the ``color`` values; ``window``: the
+    period switch (the last 12 months by default, or all)."""
+    scale = {"type": "utc"}
+    if window:
+        dates = [as_date(r[x]) for r in rows if r.get(x) is not None] + [as_date(r["date"]) for r in rules or []]
+        scale = window.scale(min(dates), max(dates))
+        params = [*(params or []), window.param()]
+        transform = [*(transform or []), window.filter(x)]
+    enc = {"x": {"field": x, "type": "temporal", "title": x_title, "scale": scale,
+                 "axis": date_axis(rows, x, window)},
            "y": {"field": y, "type": "quantitative", "title": y_title, "axis": value_axis(",d"),
                  **({"stack": "zero"} if stack else {})},
            "tooltip": [{"field": x, "type": "temporal", "title": x_title, "timeUnit": "utcyearmonthdate"},
@@ -140,19 +189,21 @@ def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, 
     layer = {"mark": {"type": "bar", "tooltip": True} if bars else
              {"type": "line", "point": len(rows) <= 80, "tooltip": True},
              "encoding": enc}
-    if params:
-        layer["params"] = params
     if transform:
         layer["transform"] = transform
-    s = base(title, rows, height=260)
+    # at the top: the markers' layers filter with the period switch too (a layer's own is not theirs)
+    s = base(title, rows, height=260, **({"params": params} if params else {}))
+    if window and window.notes:
+        s["usermeta"] = {"period_notes": window.notes}
     if not rules:
         s.update(layer)
         return s
-    rule = {"data": {"values": rules},
+    inside = {"transform": [window.filter("date")]} if window else {}  # markers outside the window: none
+    rule = {"data": {"values": rules}, **inside,
             "mark": {"type": "rule", "strokeDash": [4, 4], "color": "#444"},
             "encoding": {"x": {"field": "date", "type": "temporal", "scale": {"type": "utc"}},
                          "tooltip": [{"field": "label"}]}}
-    text = {"data": {"values": rules},
+    text = {"data": {"values": rules}, **inside,
             "mark": {"type": "text", "align": "left", "dx": 3, "dy": -4, "baseline": "top", "color": "#444"},
             "encoding": {"x": {"field": "date", "type": "temporal", "scale": {"type": "utc"}},
                          "y": {"value": 0}, "text": {"field": "label"}}}

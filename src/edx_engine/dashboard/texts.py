@@ -88,6 +88,17 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "learners_correct": ("Con respuesta correcta", "Answered correctly", "Com resposta correta"),
     "period": ("Año de inicio", "Start year", "Ano de início"),
     "grain": ("Escala de tiempo", "Time grain", "Escala de tempo"),
+    "window": ("Período", "Period", "Período"),
+    "window_recent": ("Últimos 12 meses", "Last 12 months", "Últimos 12 meses"),
+    "window_all": ("Todo", "All", "Tudo"),
+    "x_window_recent": (" Se muestran los últimos 12 meses de los datos, del {start} al {end} (la tabla de datos y el "
+                        "CSV los tienen todos).",
+                        " Shown: the last 12 months of the data, {start} to {end} (the Data table and the CSV hold "
+                        "all of it).",
+                        " São mostrados os últimos 12 meses dos dados, de {start} a {end} (a tabela de dados e o CSV "
+                        "têm todos)."),
+    "x_window_all": (" Se muestran todos los datos, del {first} al {end}.", " Shown: all the data, {first} to {end}.",
+                     " São mostrados todos os dados, de {first} a {end}."),
     # chart titles and captions
     "c_enrol_time": ("Inscripciones por semana", "Enrolments per week", "Inscrições por semana"),
     "c_enrol_month": ("Inscripciones por mes", "Enrolments per month", "Inscrições por mês"),

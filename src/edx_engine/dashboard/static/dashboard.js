@@ -12,6 +12,15 @@
     });
   }
 
+  function follow(view, signal, elementId, texts) {
+    // a switch (Vega parameter ``signal``) whose every value has its text in element ``elementId``
+    var el = document.getElementById(elementId);
+    if (!texts || !el) return;
+    view.addSignalListener(signal, function (name, value) {
+      if (texts[value]) el.textContent = texts[value];
+    });
+  }
+
   function render() {
     var charts = document.querySelectorAll(".chart[data-item]");
     EDX.expected = charts.length;
@@ -25,13 +34,9 @@
         formatLocale: page.formatLocale, timeFormatLocale: page.timeFormatLocale
       }).then(function (res) {
         EDX.views[id] = res.view;
-        var titles = spec.usermeta && spec.usermeta.grain_titles;
-        if (titles) {  // a week/month switch: the heading says which
-          var h = document.getElementById(id + "-h");
-          res.view.addSignalListener("grain", function (name, value) {
-            if (h && titles[value]) h.textContent = titles[value];
-          });
-        }
+        var meta = spec.usermeta || {};
+        follow(res.view, "grain", id + "-h", meta.grain_titles);  // the heading says weeks or months
+        follow(res.view, "period", id + "-period", meta.period_notes);  // the caption says which period
         EDX.rendered += 1;
       }).catch(function (err) {
         EDX.errors.push(id + ": " + err);
