@@ -520,12 +520,17 @@ def test_count_axes_tick_whole_numbers_only(store):
 
 def test_count_axis_labels_keep_apart(browser, site):
     """A bar chart's count axis wrote "150" and "160" 0.4 px apart, read as one number ("150160"):
-    Vega's overlap test let labels touch. Bars of the widths and values where they touched, rendered
-    by the site's Vega: consecutive visible labels on the count axis are at least 4 px apart."""
+    Vega's overlap test let labels touch (so did the dates of a long axis on a phone). Bars of the
+    widths and values where they touched, rendered by the site's Vega: consecutive visible labels on
+    the bottom axis are at least 4 px apart."""
     from edx_engine.dashboard import charts as C
 
     cases = [(160, 553), (280, 488), (175, 1177), (1600, 800), (16000, 969), (160000, 1138)]
     specs = [C.hbar("t", [{"c": "a", "n": top}, {"c": "b", "n": top // 3}], "c", "n", "C", "N") for top, _ in cases]
+    # and a date axis over 11 years at phone width: "Jan 2016Jan 2018Jan 2020..."
+    weeks = [{"week": (dt.date(2015, 3, 2) + dt.timedelta(weeks=i)).isoformat(), "n": i % 7} for i in range(600)]
+    cases.append(("dates", 330))
+    specs.append(C.time_lines("t", weeks, "week", "n", None, "Week", "N"))
     divs = "".join(f'<div id="c{i}" style="width:{w}px"></div>' for i, (_, w) in enumerate(cases))
     html = site.out_dir / "gap-test.html"
     html.write_text('<!doctype html><meta charset="utf-8"><script src="static/vega.js"></script>'
@@ -543,7 +548,7 @@ def test_count_axis_labels_keep_apart(browser, site):
         v.close()
         html.unlink()
     for (top, width), boxes in zip(cases, labels):
-        axis = sorted(b for b in boxes if b[2] == max(x[2] for x in boxes))  # the bottom row: the count axis
+        axis = sorted(b for b in boxes if b[2] == max(x[2] for x in boxes))  # the bottom row: the x axis
         gaps = [b[0] - a[1] for a, b in zip(axis, axis[1:])]
         assert len(axis) >= 2 and min(gaps) >= 4, (top, width, gaps)
     assert v.errors == [], v.errors

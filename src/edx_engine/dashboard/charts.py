@@ -140,7 +140,7 @@ def date_axis(rows: list[dict], x: str, window: Window | None = None) -> dict:
     given explicitly (``date_ticks``); with a ``window``, the ticks of the option shown. Vega's own
     ticks fell on Sundays (d3's weeks), ticked every day when two weekly points were 8 days apart,
     and labelled half-months "Apr 2026, Apr 2026"."""
-    axis = {"format": "%b %Y", "labelOverlap": True}
+    axis = {"format": "%b %Y", "labelOverlap": True, "labelSeparation": LABEL_GAP}
     try:
         days = sorted({as_date(r[x]) for r in rows if r.get(x) is not None})
     except ValueError:
