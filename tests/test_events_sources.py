@@ -223,6 +223,7 @@ def test_sync_second_object_of_the_same_name_is_a_second_source(tmp_path, moto, 
     # the daily job says it as `import` does: a warning line for the object, counted in the summary
     warned = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("warning ")]
     assert len(warned) == 1 and f"s3://{EV_BUCKET}/{real_key}" in warned[0] and "2026-10-01 lost" in warned[0]
+    assert warned[0].count(f"s3://{EV_BUCKET}/{real_key}") == 1  # named once (it said "warning URL: URL replaced...")
     assert r.stdout.strip().splitlines()[-1].endswith("1 warning(s)"), r.stdout
     per_source = dict(q(data, "SELECT source_file, count(*) FROM events_all GROUP BY 1"))
     assert per_source[f"s3://{EV_BUCKET}/{real_key}"] == 5

@@ -365,7 +365,7 @@ class Syncer:
         # what the import warned about (a re-delivered day that lost events, odd zip paths): as `import` says it
         for w in [*(exports.warnings if exports else []), *(events.warnings if events else [])]:
             res.warnings.append((_url(o), w))
-            self.log(SyncNote(f"warning {_url(o)}: {w}", "warning", "warning"))
+            self.log(SyncNote(f"warning {w if w.startswith(_url(o)) else f'{_url(o)}: {w}'}", "warning", "warning"))
         for line in exports.notes if exports else []:
             self.log(SyncNote(f"note {_url(o)}: {line}"))
 
