@@ -453,3 +453,28 @@ def test_course_keyed_by_slug_is_retired_when_its_real_id_appears(tmp_path):
     assert {r[0] for r in q(data, "SELECT DISTINCT course_id FROM _edx_snapshots")} == {CID}
     assert q(data, "SELECT count(*) FROM user_id_map") == [(2,)]
     assert q(data, "SELECT DISTINCT course_id FROM user_id_map") == [(CID,)]
+
+
+def test_a_registry_column_no_snapshot_file_holds_is_a_null_column_of_the_view(tmp_path):
+    """A store upgraded from a version that did not register auth_userprofile.state (nor write it):
+    its snapshot files lack the column, and the view lacked it until the next package, so a query
+    naming it failed where a fresh store answers NULL."""
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "d"
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", enrolments(2))
+    header = ("id\tuser_id\tname\tlanguage\tlocation\tmeta\tcourseware\tgender\tmailing_address\tyear_of_birth\t"
+              "level_of_education\tgoals\tallow_certificate\tcountry\tcity\tbio\tprofile_image_uploaded_at\n")
+    write(pkg, "auth_userprofile", header + "1\t101\tAna\t\t\t\t\tf\t\t1990\tb\t\t1\tCO\t\t\tNULL\n")
+    s = load(data, pkg)
+    assert not s.failed, [f.message for f in s.failed]
+    (path,) = [data / p for (p,) in q(data, "SELECT path FROM _edx_snapshots WHERE table_name = 'auth_userprofile'")]
+    old = pq.read_table(path)
+    pq.write_table(old.drop_columns(["state", "phone_number"]), path)  # as the older version wrote it
+    lake = Lake(data)
+    with lake.writer(), lake.connect() as con:
+        lake.refresh_views(con)
+    assert q(data, "SELECT user_id, country, state, phone_number FROM auth_userprofile") == [(101, "CO", None, None)]
+    cols = [r[0] for r in q(data, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'auth_userprofile'")]
+    assert "state" in cols and cols.count("state") == 1

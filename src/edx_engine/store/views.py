@@ -131,12 +131,30 @@ def table_views(con: duckdb.DuckDBPyConnection, base: str) -> None:
     paths = {t: [f"{base}/{p}" for p in ps] for t, ps in rows}
     for name, schema in TABLES.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {_table_sql(schema, paths.get(name))}")
+    _add_missing_columns(con, {name: paths[name] for name in TABLES if paths.get(name)})
     # Tables edX delivers that the registry does not describe: a view of the same name over
     # their untyped (text) snapshots. Names come from file names: checked and quoted.
     for name in sorted(set(paths) - set(TABLES)):
         if unknown_table_name_ok(name):
             con.execute(f"CREATE OR REPLACE VIEW {_ident(name)} AS "
                         f"SELECT * FROM read_parquet({sql_list(paths[name])}, union_by_name=true)")
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, paths: dict[str, list[str]]) -> None:
+    """A registry column that none of a table's snapshot files holds is added to its view as NULL:
+    snapshots written by an older version, before the column was registered, would otherwise leave
+    the view without a column a newer store has (a query naming it failed until the next package)."""
+    if not paths:
+        return
+    have = dict(con.execute(
+        "SELECT table_name, list(column_name) FROM duckdb_columns() WHERE database_name = current_database() "
+        f"AND schema_name = current_schema() AND table_name IN {_in(paths)} GROUP BY 1").fetchall())
+    for name, files in paths.items():
+        missing = [c for c in TABLES[name].columns if c.name not in set(have.get(name) or ())]
+        if missing:
+            extra = ", ".join(f"NULL::{c.duckdb_type} AS {c.name}" for c in missing)
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT *, {extra} "
+                        f"FROM read_parquet({sql_list(files)}, union_by_name=true)")
 
 
 def _table_sql(schema: TableSchema, paths: list[str] | None) -> str:
