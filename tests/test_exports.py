@@ -478,3 +478,26 @@ def test_a_registry_column_no_snapshot_file_holds_is_a_null_column_of_the_view(t
     assert q(data, "SELECT user_id, country, state, phone_number FROM auth_userprofile") == [(101, "CO", None, None)]
     cols = [r[0] for r in q(data, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'auth_userprofile'")]
     assert "state" in cols and cols.count("state") == 1
+
+
+def test_a_store_written_by_a_newer_version_is_refused_in_one_line(tmp_path):
+    """Downgrading the software under a store: a version that does not know the store's format says
+    so and changes nothing (an older version used to commit a package, then die with a traceback
+    on a bookkeeping table with a column more than it knew)."""
+    data = tmp_path / "d"
+    pkg = tmp_path / "IDBx-2016-10-09"
+    write(pkg, "student_courseenrollment", enrolments(3))
+    assert run_cli(["import", str(pkg), "--data-dir", str(data)]).returncode == 0
+    assert q(data, "SELECT value FROM _edx_meta WHERE key = 'store_format'") == [("1",)]  # recorded
+    with duckdb.connect(str(data / "edx.duckdb")) as con:
+        con.execute("UPDATE _edx_meta SET value = '2' WHERE key = 'store_format'")
+    before, files = store_state(data), sorted(p for p in data.rglob("*") if p.is_file() and p.name != "edx.duckdb")
+    newer = tmp_path / "IDBx-2016-10-16"
+    write(newer, "student_courseenrollment", enrolments(5))
+    for args in (["tables"], ["import", str(newer)], ["build"], ["sql", "SELECT 1"], ["status"], ["dashboard"]):
+        r = run_cli([*args, "--data-dir", str(data)])
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stdout, r.stderr)
+        text = " ".join((r.stdout + r.stderr).split())
+        assert "written by a newer edx-engine (store format 2; this version knows format 1" in text, (args, text)
+    assert store_state(data) == before
+    assert sorted(p for p in data.rglob("*") if p.is_file() and p.name != "edx.duckdb") == files

@@ -858,17 +858,17 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
         raise DashboardError("k must be at least 1")
     t0 = time.perf_counter()
     lake = lake if isinstance(lake, Lake) else Lake(lake)
+    stale = check_models(lake)  # (no models, or a store this version cannot read: said before a folder is made)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # one rendering of a site at a time (the nightly `run` and a person's `dashboard` share .building);
     # the one that waited reads the models after the other has published: the newest data wins
     with file_lock(out / LOCK, wait=True):
-        return _build_site(lake, out, lang, public, k, courses, title, t0)
+        return _build_site(lake, out, lang, public, k, courses, title, stale, t0)
 
 
 def _build_site(lake: Lake, out: Path, lang: str, public: bool, k: int, courses: list[str] | None,
-                title: str | None, t0: float) -> SiteResult:
-    stale = check_models(lake)
+                title: str | None, stale: list[str], t0: float) -> SiteResult:
     sd = gather(lake, public, k, courses)
     sd.stale = stale
     tmp = out / ".building"

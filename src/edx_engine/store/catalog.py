@@ -9,11 +9,13 @@ so a catalog made by an older version gains what it lacks and keeps its rows.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import duckdb
 
 from ..clock import now
+from .errors import StoreTooNew
 
 TABLES: dict[str, str] = {
     "_edx_snapshots": """(
@@ -84,6 +86,30 @@ QUARANTINE_COLUMNS = {
 def ddl(names: Iterable[str]) -> str:
     """The CREATE statements of ``names`` (idempotent), in order."""
     return "".join(f"CREATE TABLE IF NOT EXISTS {n} {TABLES[n]};\n" for n in names)
+
+
+# The store's format, recorded in ``_edx_meta`` (``FORMAT_META``) by every version that writes it. Bump it
+# when a change makes a store unsafe for older versions to read or write (a bookkeeping column an older
+# version would not fill, a lake layout it would not find): those versions then refuse the store with one
+# line (``Lake.connect``) instead of failing half-way through a command. Versions before the record
+# existed cannot refuse anything: a store they never wrote is format 1.
+STORE_FORMAT = 1
+FORMAT_META = "store_format"
+
+
+def stamp_format(con: duckdb.DuckDBPyConnection) -> None:
+    """Record this version's store format (once: a store already marked with it is not written)."""
+    if get_meta(con, FORMAT_META) != str(STORE_FORMAT):
+        set_meta(con, FORMAT_META, str(STORE_FORMAT))
+
+
+def check_format(recorded: str | None, path: Path) -> None:
+    """Refuse a store a newer version wrote in a format this one does not know (before anything is
+    read or re-pointed: this version's views or bookkeeping would not fit it)."""
+    if recorded is not None and (not recorded.isdigit() or int(recorded) > STORE_FORMAT):
+        raise StoreTooNew(f"{path} was written by a newer edx-engine (store format {recorded}; this version "
+                          f"knows format {STORE_FORMAT} and older): use that version or a newer one; "
+                          "nothing was changed")
 
 
 def ensure(con: duckdb.DuckDBPyConnection, names: Iterable[str] = STORE) -> None:

@@ -17,6 +17,12 @@ class StoreMoved(StoreBusy):
     A ``StoreBusy`` so that every command reports it as one line, like a busy store."""
 
 
+class StoreTooNew(StoreBusy):
+    """The store was written by a newer edx-engine, in a store format this version does not know
+    (``catalog.STORE_FORMAT``): refused before anything is read or written. A ``StoreBusy`` so that
+    every command reports it as one line."""
+
+
 class CatalogBusy(StoreBusy):
     """The catalog stayed open in another program for the whole wait (``Lake.wait_seconds``):
     the write it waited for did not happen."""

@@ -110,6 +110,7 @@ class Lake:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
             catalog.ensure(con)
+            catalog.stamp_format(con)
             if not self._views_exist(con):
                 self.refresh_views(con)
             if self._here() in _HELD:
@@ -276,7 +277,8 @@ class Lake:
     def _points_elsewhere(self, con: duckdb.DuckDBPyConnection) -> bool:
         """True if the views were built for another root (or before roots were recorded), or are
         event views of an older format (which listed every part: ``views.outdated``)."""
-        meta = catalog.get_metas(con, "root", views.EVENT_META)  # one query: this runs at every open
+        meta = catalog.get_metas(con, "root", views.EVENT_META, catalog.FORMAT_META)  # one query: at every open
+        catalog.check_format(meta.get(catalog.FORMAT_META), self.catalog_path)
         root = meta.get("root")
         if root is None:
             return self._views_exist(con)  # a new catalog has no views yet; an old one has no record

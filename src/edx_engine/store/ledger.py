@@ -112,6 +112,7 @@ class Ledger:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         try:
+            catalog.check_format(catalog.get_meta(con, catalog.FORMAT_META), self.path)
             yield con
         finally:
             con.close()
