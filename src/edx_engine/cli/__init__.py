@@ -58,6 +58,7 @@ def main() -> None:
 
     interrupts.reset()
     signal.signal(signal.SIGINT, Interrupt.handler)
+    sys.unraisablehook = Interrupt.unraisable
     try:
         app()
     except StoreBusy as exc:
@@ -70,4 +71,5 @@ def main() -> None:
             console.print(INTERRUPTED, highlight=False, soft_wrap=True)
         sys.exit(130)
     finally:
+        sys.unraisablehook = sys.__unraisablehook__
         interrupts.reset()  # the command is over: library code run later in this process may commit again

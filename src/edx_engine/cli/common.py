@@ -72,4 +72,42 @@ class Interrupt:
 
         cls.seen = True
         interrupts.note()  # for library code whose except clause got the interrupt as another error
+        if _in_finalizer(frame):
+            # Python would print "Exception ignored in ... Traceback ... KeyboardInterrupt" and drop
+            # it (seen from ZipFile.__del__ at garbage collection): deliver it again just after
+            _deliver_later()
+            return
         raise KeyboardInterrupt
+
+    @classmethod
+    def unraisable(cls, unraisable) -> None:
+        """``sys.unraisablehook``: a KeyboardInterrupt raised in a finalizer the handler did not
+        recognise is not printed; it is delivered again so that it reaches the running command."""
+        import sys
+
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            _deliver_later()
+        else:
+            sys.__unraisablehook__(unraisable)
+
+
+def _in_finalizer(frame) -> bool:
+    """Whether the code the signal interrupted runs inside a ``__del__`` or the unraisable hook."""
+    hook = Interrupt.unraisable.__func__.__code__
+    while frame is not None:
+        if frame.f_code.co_name == "__del__" or frame.f_code is hook:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _deliver_later(delay: float = 0.01) -> None:
+    """SIGINT again in ``delay`` seconds, from a timer thread: re-raising it at once would run the
+    handler again inside the same finalizer (Python checks for signals after every call)."""
+    import _thread
+    import signal
+    import threading
+
+    timer = threading.Timer(delay, _thread.interrupt_main, (signal.SIGINT,))
+    timer.daemon = True
+    timer.start()
