@@ -67,8 +67,8 @@ def one_error(res, code: int = 1) -> str:
 
 def test_every_command_is_registered():
     names = {p for p, _ in COMMANDS if p}
-    assert {("import",), ("synthetic",), ("tables",), ("sql",), ("demo",), ("sync",), ("status",), ("courses",),
-            ("build",), ("report",), ("scrub",), ("export",), ("locate-users",), ("run",), ("keys",),
+    assert {("import",), ("synthetic",), ("tables",), ("sql",), ("demo",), ("sync",), ("status",), ("skip",),
+            ("courses",), ("build",), ("report",), ("scrub",), ("export",), ("locate-users",), ("run",), ("keys",),
             ("keys", "import"), ("dashboard",), ("dashboard", "serve")} == names
 
 

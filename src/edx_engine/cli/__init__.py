@@ -26,7 +26,7 @@ app = typer.Typer(help="edx-engine: edX research data packages -> analytics data
 COMMANDS = (
     ("import", imports.import_cmd), ("synthetic", imports.synthetic), ("tables", imports.tables),
     ("sql", sql.sql), ("demo", imports.demo),
-    ("sync", sync.sync), ("status", sync.status),
+    ("sync", sync.sync), ("status", sync.status), ("skip", sync.skip),
     ("courses", models.courses), ("build", models.build), ("report", models.report),
     ("scrub", privacy.scrub), ("export", privacy.export_cmd), ("locate-users", privacy.locate_users_cmd),
     ("run", run.command()),

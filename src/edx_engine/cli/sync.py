@@ -1,4 +1,4 @@
-"""Commands ``sync``, ``status`` and ``keys import``: the daily unattended download from edX's S3 buckets."""
+"""Commands ``sync``, ``status``, ``skip`` and ``keys import``: the daily unattended download from edX's S3 buckets."""
 
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def status(
     data_dir: Optional[str] = DataDir, config: Optional[str] = ConfigOpt,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Show the sync ledger: last sync, pending and failed files (with reasons), data coverage per course."""
+    """Show the sync ledger: last sync, pending, failed and skipped files (with reasons), data coverage per course."""
     from ..fetch.sync import lock_holder
     from ..ledger import LedgerBusy
     from ..store.status import collect_status
@@ -240,7 +240,61 @@ def status(
         for p in rep["failed"]:
             t.add_row(p["url"], str(p["attempts"]), p["error"] or "")
         out.print(t)
+    if rep["skipped"]:
+        t = Table(title=f"{len(rep['skipped'])} file(s) skipped (`edx-engine skip`; syncs leave them alone until "
+                        "edX replaces them)")
+        t.add_column("skipped", overflow="fold")
+        t.add_column("by")
+        t.add_column("since")
+        t.add_column("reason", overflow="fold")
+        t.add_column("last error", overflow="fold")
+        for p in rep["skipped"]:
+            t.add_row(p["url"], p["by"] or "", f"{p['at']:%Y-%m-%d %H:%M} UTC" if p["at"] else "",
+                      p["reason"] or "", p["error"] or "")
+        out.print(t)
     _print_coverage(rep)
+
+
+# -- skip -----------------------------------------------------------------------------------
+
+def skip(
+    url: str = typer.Argument(..., metavar="S3_URL",
+                              help="The object, as a sync or `status` names it: s3://BUCKET/KEY."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why it is skipped (shown by `status`)."),
+    undo: bool = typer.Option(False, "--undo", help="Give the object back the state it had: the next sync retries it."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for a running sync to finish instead of exiting."),
+    data_dir: Optional[str] = DataDir, config: Optional[str] = ConfigOpt,
+) -> None:
+    """Set aside an object that can never be imported (state skipped): syncs leave it alone until edX replaces it."""
+    from ..fetch.sync import SyncBusy, sync_lock
+    from ..ledger import LedgerBusy
+    from ..store.ledger import NO_LEDGER, Ledger, SkipError, describe_skip
+
+    settings = load_settings(data_dir, None, None, config)
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    if not url.startswith("s3://") or not bucket or not key:
+        fail(f"not an S3 address: {url!r} (expected s3://BUCKET/KEY, as a sync or `edx-engine status` prints it)")
+    ledger = Ledger(settings.data_dir)
+    if not ledger.path.exists():  # before the sync lock, which would make the directory
+        fail(NO_LEDGER.format(settings.data_dir))
+    try:
+        # a running sync holds the ledger's entries in memory and would overwrite the skip: wait for it or stop
+        with sync_lock(settings.data_dir, wait=wait):
+            if undo:
+                e, back = ledger.unskip(bucket, key)
+            else:
+                e = ledger.skip(bucket, key, reason)
+    except (SkipError, SyncBusy, LedgerBusy) as exc:
+        fail(str(exc))
+        return
+    if undo:
+        out.print(f"{url} is no longer skipped (was {describe_skip(e)}); back to {back}: "
+                  "the next sync retries it", highlight=False, soft_wrap=True)
+        return
+    msg = f"skipped {url} (was {e.state}): syncs leave it alone until edX replaces it; `--undo` to retry it"
+    if e.local_path and (Path(settings.data_dir) / e.local_path).exists():
+        msg += f"; its download is kept at {Path(settings.data_dir) / e.local_path}"
+    out.print(msg, highlight=False, soft_wrap=True)
 
 
 def _print_coverage(rep: dict[str, Any]) -> None:

@@ -10,6 +10,11 @@ S3: other size or ETag) the steps are::
     listed ──download (.part, resumable)──► downloaded ──import (decrypt + load)──► imported
                                                    └──────────────► failed (reason kept; retried next sync)
 
+An operator sets an object that can never be imported aside with ``edx-engine skip`` (state
+``skipped``, any state but imported): syncs leave it alone (no download, import or failure, the
+summary counts it) until edX replaces it (other size or ETag), which makes it an object to import
+again; ``skip --undo`` gives it back its state, to be retried.
+
 Each step is committed to the ledger only after it is durable, and the import itself is
 atomic and idempotent (same bytes → "unchanged"), so a process killed at any point leaves a
 state from which the next sync finishes the work without duplicating or losing rows.
@@ -96,6 +101,8 @@ class SyncResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (s3 url, reason)
     pending: list[tuple[str, str]] = field(default_factory=list)  # not finished, will be retried
     skipped: list[str] = field(default_factory=list)  # keys that are not edX's names for this org
+    # objects of the listing an operator set aside (`edx-engine skip`, ledger state skipped), unchanged in S3
+    set_aside: list[str] = field(default_factory=list)
     reported: set[str] = field(default_factory=set)  # objects whose failure was logged as it happened
     plan: list[Planned] = field(default_factory=list)
     seconds: float = 0.0
@@ -121,12 +128,14 @@ class SyncResult:
             dl = [p for p in self.plan if p.action == "download"]
             return (f"sync (dry run): {self.listed} objects listed, {len(self.plan)} to do "
                     f"({len(dl)} to download, {_mb(sum(p.obj.size for p in dl))}; "
-                    f"{len(self.plan) - len(dl)} to import again), nothing changed")
+                    f"{len(self.plan) - len(dl)} to import again)"
+                    + (f", {len(self.set_aside)} skipped" if self.set_aside else "") + ", nothing changed")
         label = "interrupted" if self.aborted == "interrupted" else (self.final_status or self.status)
         s = (f"sync {label}: {self.listed} objects listed, {self.new} new, {self.changed} changed, "
              f"{self.downloaded} downloaded ({_mb(self.bytes)}), {self.imported} imported "
              f"({self.rows:,} rows, {self.rejected:,} rejected), {len(self.failed)} failed, "
-             f"{len(self.pending)} pending, {self.seconds:.1f} s")
+             f"{len(self.pending)} pending, "
+             + (f"{len(self.set_aside)} skipped, " if self.set_aside else "") + f"{self.seconds:.1f} s")
         if self.warnings:
             s += f", {len(self.warnings)} warning(s)"
         if self.aborted and self.aborted != "interrupted":

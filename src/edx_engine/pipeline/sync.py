@@ -23,7 +23,7 @@ from ..ingest.sources import SourceError
 from ..store import catalog
 from ..store.lake import Lake, StoreBusy
 from ..clock import now
-from ..store.ledger import Entry, Ledger
+from ..store.ledger import Entry, Ledger, describe_skip
 
 if TYPE_CHECKING:  # the importers (pyarrow, numpy, ...) are loaded by the first import: a sync with
     # nothing new never loads them
@@ -31,6 +31,11 @@ if TYPE_CHECKING:  # the importers (pyarrow, numpy, ...) are loaded by the first
     from ..ingest.exports import ImportSummary
 
 ImportFn = Callable[[Settings, list[Path], dict[Path, str]], tuple["ImportSummary | None", "EventsSummary | None"]]
+
+
+def _changed(e: Entry, o: RemoteObject) -> bool:
+    """The object in S3 is not the one the ledger recorded (other size or ETag)."""
+    return e.size != o.size or (e.etag or "") != o.etag
 
 
 class Syncer:
@@ -61,15 +66,21 @@ class Syncer:
             e = entries.get((o.bucket, o.key))
             if e is None:
                 out.append(Planned(o, "download", "new"))
-            elif e.size != o.size or (e.etag or "") != o.etag:
+            elif _changed(e, o):  # a skipped object too: edX replaced it, it may import now
                 out.append(Planned(o, "download", "changed", e))
-            elif e.state == "imported":
+            elif e.state in ("imported", "skipped"):  # skipped: set aside by `edx-engine skip`
                 continue
             elif e.state in ("downloaded", "failed") and e.local_path and (self.data_dir / e.local_path).exists():
                 out.append(Planned(o, "import", "pending import" if e.state == "downloaded" else "failed before", e))
             else:
                 out.append(Planned(o, "download", "failed before" if e.state == "failed" else "resume", e))
         return out
+
+    @staticmethod
+    def set_aside(remote: list[RemoteObject], entries: dict[tuple[str, str], Entry]) -> list[str]:
+        """The listed objects that stay skipped (``edx-engine skip``; unchanged in S3): counted, not done."""
+        return [_url(o) for o in remote if (e := entries.get((o.bucket, o.key))) is not None
+                and e.state == "skipped" and not _changed(e, o)]
 
     def dry_run(self, only: str | None, since: str | None) -> SyncResult:
         t0 = time.perf_counter()
@@ -78,6 +89,7 @@ class Syncer:
         entries = self._entries_ro()
         res.listed = len(remote)
         res.plan = self.plan(remote, entries)
+        res.set_aside = self.set_aside(remote, entries)
         res.seconds = time.perf_counter() - t0
         return res
 
@@ -105,6 +117,7 @@ class Syncer:
             testhooks.pause("list")
             res.listed = len(remote)
             res.plan = self.plan(remote, entries)
+            res.set_aside = self.set_aside(remote, entries)
             self._record_listing(res, entries)
             self._record_gone(res, remote, entries, only, since)
             with self._gpg_session():
@@ -168,7 +181,9 @@ class Syncer:
                                     o.last_modified, state="listed", first_seen=t, listed_at=t, run_id=res.run_id))
             elif p.reason == "changed":
                 res.changed += 1
-                self.log(SyncNote(f"changed in S3: {_url(o)} (size {e.size} → {o.size}, ETag {e.etag} → {o.etag})"))
+                self.log(SyncNote(f"changed in S3: {_url(o)} (size {e.size} → {o.size}, ETag {e.etag} → {o.etag})"
+                                  + (f"; it was skipped ({describe_skip(e)}) and is imported again"
+                                     if e.state == "skipped" else "")))
                 if e.local_path:
                     _unlink(self.data_dir / e.local_path)
                 listed.append(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
@@ -183,8 +198,8 @@ class Syncer:
         imported now. Each is reported once as failed (state ``gone``) and its partial download removed."""
         listed = {(o.bucket, o.key) for o in remote}
         for (bucket, key), e in entries.items():
-            if (bucket, key) in listed or e.state in ("imported", "gone"):
-                continue
+            if (bucket, key) in listed or e.state in ("imported", "gone", "skipped"):
+                continue  # skipped: the operator gave up on it, its deletion changes nothing
             if (only and e.kind != only) or (since and (e.date or "") < since):
                 continue  # outside this run's listing: not known to be gone
             msg = "deleted from the bucket before it was imported"

@@ -55,12 +55,22 @@ TABLES: dict[str, str] = {
         state VARCHAR NOT NULL, rows BIGINT, rejected BIGINT, error VARCHAR, local_path VARCHAR,
         first_seen TIMESTAMP, listed_at TIMESTAMP, downloaded_at TIMESTAMP, decrypted_at TIMESTAMP,
         imported_at TIMESTAMP, failed_at TIMESTAMP, attempts INTEGER DEFAULT 0, changes INTEGER DEFAULT 0,
-        run_id VARCHAR,
+        run_id VARCHAR, skipped_at TIMESTAMP, skipped_by VARCHAR, skip_reason VARCHAR, skipped_from VARCHAR,
         PRIMARY KEY (bucket, key))""",
     "_edx_sync_runs": """(
         run_id VARCHAR PRIMARY KEY, pid INTEGER, host VARCHAR, started_at TIMESTAMP, ended_at TIMESTAMP,
         status VARCHAR, options VARCHAR, listed INTEGER, new INTEGER, downloaded INTEGER, imported INTEGER,
         failed INTEGER, pending INTEGER, rows BIGINT, rejected BIGINT, bytes BIGINT, summary VARCHAR)""",
+}
+
+# Columns added to a table after stores were first made with it: ``ensure`` adds those an older
+# store lacks (``ALTER TABLE ... ADD COLUMN``; its rows keep NULL). Only nullable columns that older
+# versions can ignore belong here: every read and write of theirs names its columns.
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "_edx_event_files": (("origin", "VARCHAR"),),  # sources' origin (before it: NULL)
+    # `edx-engine skip` (store.ledger): who set an object aside, when, why, and the state it had
+    "_edx_ledger": (("skipped_at", "TIMESTAMP"), ("skipped_by", "VARCHAR"), ("skip_reason", "VARCHAR"),
+                    ("skipped_from", "VARCHAR")),
 }
 
 # Groups: which tables a writer needs before it writes.
@@ -92,7 +102,10 @@ def ddl(names: Iterable[str]) -> str:
 # when a change makes a store unsafe for older versions to read or write (a bookkeeping column an older
 # version would not fill, a lake layout it would not find): those versions then refuse the store with one
 # line (``Lake.connect``) instead of failing half-way through a command. Versions before the record
-# existed cannot refuse anything: a store they never wrote is format 1.
+# existed cannot refuse anything: a store they never wrote is format 1. A nullable column an older
+# version neither reads nor needs (``ADDED_COLUMNS``) is no reason for a bump: its statements name
+# their columns, so it ignores the new one (the ledger's skip columns: an older sync just retries a
+# skipped object, as it did before the skip).
 STORE_FORMAT = 1
 FORMAT_META = "store_format"
 
@@ -118,9 +131,12 @@ def ensure(con: duckdb.DuckDBPyConnection, names: Iterable[str] = STORE) -> None
     if MODELS[0] in names:
         con.execute("CREATE SCHEMA IF NOT EXISTS models")  # the models' views live there
     con.execute(ddl(names))
-    if "_edx_event_files" in names and "origin" not in _columns_of_table(con, "_edx_event_files"):
-        # stores made before sources had an origin: the column is added, their rows keep NULL
-        con.execute("ALTER TABLE _edx_event_files ADD COLUMN origin VARCHAR")
+    for table in names:
+        if table in ADDED_COLUMNS:
+            have = _columns_of_table(con, table)
+            for column, sql_type in ADDED_COLUMNS[table]:
+                if column not in have:  # a store made before the column: its rows keep NULL
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 def _columns_of_table(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:

@@ -11,6 +11,8 @@ Two bookkeeping tables live in the store's DuckDB catalog (``<data_dir>/edx.duck
     last_modified          as listed by S3
     sha256                 checksum of the downloaded bytes (still encrypted)
     state                  listed | downloaded | imported | failed | gone (deleted from S3 before import)
+                           | skipped (set aside by an operator: ``edx-engine skip``; left alone by every
+                           sync until the object changes in S3)
     rows, rejected         rows loaded / lines rejected by the import of this object
     error                  why it failed (or why the last attempt did not finish); never secrets
     local_path             the downloaded file while it is kept (relative to the data dir)
@@ -18,6 +20,9 @@ Two bookkeeping tables live in the store's DuckDB catalog (``<data_dir>/edx.duck
     attempts               download/import attempts since the object (or its version) was first seen
     changes                how many times the object was replaced in S3 after it was first seen
     run_id                 the sync run that touched it last
+    skipped_at, skipped_by, skip_reason, skipped_from
+                           who set the object aside, when, why, and the state it had (``--undo``
+                           restores it); meaningful only while the state is ``skipped``
 
 ``_edx_sync_runs`` one row per sync: run_id, pid, started_at, ended_at, status
 (running | ok | partial | failed | interrupted), options, counters and the one-line summary.
@@ -30,6 +35,7 @@ retried for a while when another process holds the catalog.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import os
 import time
@@ -47,11 +53,19 @@ from .connection import open_database
 from .lake import CATALOG
 from .errors import LedgerBusy  # noqa: F401 (its old home)
 
-STATES = ("listed", "downloaded", "imported", "failed", "gone")
+STATES = ("listed", "downloaded", "imported", "failed", "gone", "skipped")
 
+SKIP_COLUMNS = ("skipped_at", "skipped_by", "skip_reason", "skipped_from")
 LEDGER_COLUMNS = ("bucket", "key", "kind", "org", "object_date", "site", "size", "etag", "last_modified", "sha256",
                   "state", "rows", "rejected", "error", "local_path", "first_seen", "listed_at", "downloaded_at",
-                  "decrypted_at", "imported_at", "failed_at", "attempts", "changes", "run_id")
+                  "decrypted_at", "imported_at", "failed_at", "attempts", "changes", "run_id", *SKIP_COLUMNS)
+
+
+NO_LEDGER = "there is no sync ledger in {} (no sync has run there): nothing to skip"
+
+
+class SkipError(ValueError):
+    """``skip``/``unskip`` refused: no such object, already imported, not skipped (one line, nothing changed)."""
 
 
 @dataclass
@@ -80,6 +94,37 @@ class Entry:
     attempts: int = 0
     changes: int = 0
     run_id: str | None = None
+    skipped_at: dt.datetime | None = None
+    skipped_by: str | None = None
+    skip_reason: str | None = None
+    skipped_from: str | None = None
+
+
+def _url(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def current_user() -> str:
+    """Who runs this command, for ``skipped_by``: the login name (``sudo``: "alice (as edx)")."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no USER/LOGNAME and no passwd entry (a bare container)
+        user = f"uid {os.getuid()}"
+    real = os.environ.get("SUDO_USER")
+    return f"{real} (as {user})" if real and real != user else user
+
+
+def describe_skip(e: Entry) -> str:
+    """"by alice on 2026-10-12 06:00 UTC: reason" for a skipped entry."""
+    when = f" on {e.skipped_at:%Y-%m-%d %H:%M} UTC" if e.skipped_at else ""
+    return f"by {e.skipped_by or 'unknown'}{when}: {e.skip_reason or 'no reason given'}"
+
+
+def _select(con: duckdb.DuckDBPyConnection) -> str:
+    """LEDGER_COLUMNS as a select list; a column the ledger lacks (made by an older version and opened
+    read-only, so not upgraded) reads as NULL."""
+    have = catalog._columns_of_table(con, "_edx_ledger")
+    return ", ".join(c if c in have else f"NULL AS {c}" for c in LEDGER_COLUMNS)
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -134,8 +179,69 @@ class Ledger:
         if con is None:
             with self.connect() as c:
                 return self.entries(c)
-        rows = con.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM _edx_ledger").fetchall()
+        rows = con.execute(f"SELECT {_select(con)} FROM _edx_ledger").fetchall()
         return {(r[0], r[1]): Entry(*r) for r in rows}
+
+    # -- skipping (an operator's way out of an object that can never be imported) ----------
+    def skip(self, bucket: str, key: str, reason: str | None = None, by: str | None = None) -> Entry:
+        """Set an object aside: state ``skipped`` (the state it had kept in ``skipped_from``), so that no
+        sync downloads, imports or reports it until it changes in S3. The entry as it was before; raises
+        SkipError for an object the ledger does not know, one already imported, or one already skipped."""
+        with self._existing() as con:
+            self.init(con)  # a ledger made before the skip columns gains them
+            e = self._entry(con, bucket, key)
+            if e.state == "imported":
+                raise SkipError(f"{_url(bucket, key)} is imported: there is nothing to skip (a skipped object is one "
+                                "that cannot be imported)")
+            if e.state == "skipped":
+                raise SkipError(f"{_url(bucket, key)} is already skipped ({describe_skip(e)}); "
+                                "`--undo` makes the next sync retry it")
+            con.execute("UPDATE _edx_ledger SET state='skipped', skipped_at=?, skipped_by=?, skip_reason=?, "
+                        "skipped_from=? WHERE bucket=? AND key=?",
+                        [now(), by or current_user(), reason or None, e.state, bucket, key])
+            return e
+
+    def unskip(self, bucket: str, key: str) -> tuple[Entry, str]:
+        """Undo ``skip``: the object gets back the state it had (so the next sync retries it) and loses
+        its skip columns. The entry as it was (skipped) and its state now; raises SkipError if it is not
+        skipped."""
+        with self._existing() as con:
+            self.init(con)
+            e = self._entry(con, bucket, key)
+            if e.state != "skipped":
+                raise SkipError(f"{_url(bucket, key)} is not skipped (state {e.state}): there is nothing to undo")
+            back = e.skipped_from if e.skipped_from in STATES and e.skipped_from not in ("skipped", "imported") \
+                else "failed"
+            con.execute("UPDATE _edx_ledger SET state=?, skipped_at=NULL, skipped_by=NULL, skip_reason=NULL, "
+                        "skipped_from=NULL WHERE bucket=? AND key=?", [back, bucket, key])
+            return e, back
+
+    @contextmanager
+    def _existing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A writing connection to a ledger that exists (SkipError, and no store made, when there is none)."""
+        missing = SkipError(NO_LEDGER.format(self.root))
+        if not self.path.exists():
+            raise missing
+        with self.connect() as con:
+            if not catalog.exists(con, "_edx_ledger"):
+                raise missing
+            yield con
+
+    def _entry(self, con: duckdb.DuckDBPyConnection, bucket: str, key: str) -> Entry:
+        r = con.execute(f"SELECT {_select(con)} FROM _edx_ledger WHERE bucket=? AND key=?", [bucket, key]).fetchone()
+        if r is None:
+            raise SkipError(f"{_url(bucket, key)} is not in the sync ledger (`edx-engine status` lists the objects "
+                            "that failed; the address is s3://BUCKET/KEY as a sync prints it)")
+        return Entry(*r)
+
+    def skipped(self, con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+        """The skipped objects, oldest first: url, reason, who, when, the state they had and their last error."""
+        if "skip_reason" not in catalog._columns_of_table(con, "_edx_ledger"):
+            return []  # a ledger made before skipping existed (opened read-only, not upgraded)
+        keys = ("url", "reason", "by", "at", "from", "error")
+        return [dict(zip(keys, r)) for r in con.execute(
+            "SELECT 's3://' || bucket || '/' || key, skip_reason, skipped_by, skipped_at, skipped_from, error "
+            "FROM _edx_ledger WHERE state='skipped' ORDER BY skipped_at, key").fetchall()]
 
     def upsert(self, *entries: Entry) -> None:
         """Write entries (replacing any of the same object), all in one transaction."""

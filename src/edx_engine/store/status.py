@@ -30,7 +30,7 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
     ledger = Ledger(data_dir, lock_timeout=30)
     report: dict[str, Any] = {"data_dir": str(data_dir), "running_pid": running_pid, "last_sync": None,
                               "last_ok_sync": None, "states": {}, "pending": [], "failed": [], "packages": [],
-                              "events": [], "event_files": {}}
+                              "events": [], "event_files": {}, "skipped": []}
     if not ledger.path.exists():
         return report
     with ledger.connect(read_only=True) as con:  # one connection for every question (each is ~30 ms)
@@ -49,6 +49,7 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
             report[dest] = [dict(zip(("url", "state", "attempts", "error", "since"), row)) for row in con.execute(
                 f"SELECT 's3://' || bucket || '/' || key, state, attempts, error, coalesce(failed_at, listed_at) "
                 f"FROM _edx_ledger WHERE {where} ORDER BY object_date, key").fetchall()]
+        report["skipped"] = ledger.skipped(con)  # set aside by `edx-engine skip`: who, when, why
         report["packages"] = _package_coverage(con)
         report["events"] = _events(con)
         days = [r[0] for r in con.execute("SELECT object_date FROM _edx_ledger WHERE kind='events' "
