@@ -278,6 +278,23 @@ def test_anonymised_exports_leak_nothing_and_pseudonyms_are_stable(package, buil
     assert meta["pseudonym_key_id"] == pz.key_id and "username" in meta["dropped_columns"]
 
 
+def test_team_names_and_descriptions_are_not_exported(built, tmp_path):
+    """Team names and descriptions are learners' free text (team_id is a slug of the name): an
+    --anonymised export of teams holds none of them, and scrub empties them."""
+    with duckdb.connect(str(built / "edx.duckdb"), read_only=True) as con:
+        texts = {v for r in con.execute("SELECT name, description, team_id FROM teams").fetchall() for v in r if v}
+    assert len(texts) > 4 and any("Equipo" in t for t in texts)
+    out = tmp_path / "out"
+    files = export_all(built, out, SECRET, ["teams"])
+    for f in files:
+        text = parquet_text(f) if f.suffix == ".parquet" else f.read_text("utf-8")
+        assert not [t for t in texts if t in text], f
+    meta = json.loads((out / "teams.csv.meta.json").read_text())
+    assert {"name", "description", "team_id"} <= set(meta["dropped_columns"])
+    assert "team_size" in pq.read_table(out / "teams.parquet").column_names
+    assert {"name", "description", "team_id"} <= set(table_personal_columns("teams"))  # scrub empties them
+
+
 # -- public exports: small-cell suppression --------------------------------------------------------------------
 
 def test_public_exports_cannot_be_undone_by_subtraction(built, tmp_path):

@@ -154,8 +154,12 @@ _TABLES: list[TableSchema] = [
         C("id", "int"), C("user_profile_id", "int"), C("code"),
     ), keys=(("id",),)),
     TableSchema("teams", "Teams", (
-        C("id", "int"), C("team_id"), C("name"), C("course_id"), C("topic_id"),
-        C("date_created", "timestamp"), C("description"), C("country"), C("language"),
+        # name and description are free text typed by the learners who create the team; edX makes
+        # team_id from the name (slug + uuid), so it carries the name too (id is the key to join on)
+        C("id", "int"), P("team_id", meaning="slug of the name + uuid"),
+        P("name", meaning="team name (learners' free text)"), C("course_id"),
+        C("topic_id"), C("date_created", "timestamp"),
+        P("description", meaning="learners' free text"), C("country"), C("language"),
         C("discussion_topic_id"), C("last_activity_at", "timestamp"), C("team_size", "int"),
     ), keys=(("id",), ("team_id",))),
     TableSchema("teams_membership", "Team membership", (
@@ -186,7 +190,7 @@ _TABLES: list[TableSchema] = [
         C("id", "int"), C("revision_number", "int"), P("user_message"), C("automatic_log"),
         P("ip_address"), C("user_id", "int"), C("modified", "timestamp"), C("created", "timestamp"),
         C("previous_revision_id", "int"), C("deleted", "bool"), C("locked", "bool"),
-        C("article_id", "int"), P("content"), C("title"),
+        C("article_id", "int"), P("content"), P("title", meaning="article title (wikis are learner-editable)"),
     ), keys=(("id",),)),
     TableSchema("email_opt_in", "Organisation e-mail opt-in (CSV)", (
         C("user_id", "int"), P("username"), P("email"), P("full_name"), C("course_id"),
