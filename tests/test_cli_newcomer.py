@@ -87,6 +87,32 @@ def test_report_and_export_accept_each_others_names(built, tmp_path):
     assert p.read_bytes() == q.read_bytes()
 
 
+def test_output_to_a_directory_writes_the_default_name_inside_and_errors_leave_no_temp_file(built, tmp_path):
+    """-o DIR: report and export both write NAME.FORMAT inside it (export used to crash with a traceback,
+    report to fail naming its temp file and leave it behind); a path that cannot be written is one line
+    naming it, and no *.tmp is left anywhere."""
+    d = tmp_path / "out"
+    d.mkdir()
+    r = invoke("report", "general", "-o", d, "--data-dir", built.root)
+    assert r.exit_code == 0, r.output
+    r = invoke("export", "general", "--public", "-o", d, "--data-dir", built.root)
+    assert r.exit_code == 0 and "Traceback" not in r.output, (r.output, r.exception)
+    r = invoke("report", "general", "--format", "parquet", "-o", f"{tmp_path}/new/", "--data-dir", built.root)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in d.iterdir()) == ["general.csv", "general_report.csv",
+                                                   "general_report.csv.meta.json"]
+    assert (tmp_path / "new" / "general.parquet").is_file()
+    taken = tmp_path / "taken"  # NAME.FORMAT inside it is a directory
+    (taken / "general.csv").mkdir(parents=True)
+    (taken / "general_report.csv").mkdir()
+    for args in (("report", "general"), ("export", "general", "--public")):
+        for target, why in ((taken, "it is a directory"), (d / "general.csv" / "z.csv", "is a file")):
+            r = invoke(*args, "-o", target, "--data-dir", built.root)
+            assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (args, r.output, r.exception)
+            assert r.output.startswith("error: cannot write ") and why in r.output and ".tmp" not in r.output, r.output
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
 def test_csv_has_a_bom_for_excel_unless_told_not_to(built, tmp_path):
     with_bom, without = tmp_path / "e1.csv", tmp_path / "e2.csv"
     assert invoke("report", "enrolment", "-o", with_bom, "--data-dir", built.root).exit_code == 0

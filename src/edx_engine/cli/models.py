@@ -162,7 +162,8 @@ def report(
     course: Optional[str] = typer.Option(None, "--course", help="Only this course id."),
     fmt: str = typer.Option("csv", "--format", help="csv, json or parquet."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file ('-' = stdout; default "
-                                                                      "./NAME.FORMAT)."),
+                                                                      "./NAME.FORMAT; a directory: NAME.FORMAT "
+                                                                      "inside it)."),
     public: bool = typer.Option(False, "--public", help="Small-cell suppression for publication (aggregated "
                                                         "reports only; see docs/privacy.md)."),
     k: int = typer.Option(5, "--k", help="With --public: smallest count that may be published."),

@@ -68,7 +68,8 @@ def scrub(
 
 def export_cmd(
     name: str = typer.Argument(..., help="Model (masterfile, person_course, course_summary...) or edX table."),
-    output: Path = typer.Option(..., "-o", "--output", help="File to write (.csv or .parquet)."),
+    output: Path = typer.Option(..., "-o", "--output", help="File to write (.csv or .parquet), or a directory "
+                                                 "(NAME.FORMAT inside it)."),
     anonymised: bool = typer.Option(False, "--anonymised", "--anonymized",
                                     help="Replace user ids by keyed pseudonyms and drop every personal column."),
     public: bool = typer.Option(False, "--public", help="Small-cell suppression, for publication (aggregates only)."),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..store.lake import Lake
+from ..outputs import OutputError, is_directory, output_file, write_atomically
 from ..schemas import ADDED_COLUMNS, TABLES
 from . import suppress as S
 from .pseudonym import Pseudonymizer
@@ -218,6 +218,9 @@ def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
     if pseudonymizer is None and not public:
         raise ExportError("an export is either --anonymised (pseudonymised research file) or --public "
                           "(suppressed aggregate); for internal, identified outputs use `edx-engine report`")
+    if is_directory(path):  # -o DIR: NAME.FORMAT inside it, as `report` does
+        fmt = (fmt or "csv").lower()
+        path = output_file(path, f"{name}.{fmt}")
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".") or "csv").lower()
     if fmt not in ("csv", "parquet"):
@@ -237,8 +240,6 @@ def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
         if ids and pseudonymizer is None:
             raise ExportError(f"{name} has user ids ({', '.join(ids)}): add --anonymised (needs the "
                               "pseudonymisation secret)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         rows = 0
         suppressed = 0
         out_cols: list[str] = []
@@ -251,26 +252,32 @@ def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
             batches = [table]
         else:
             batches = (anonymise_batch(b, drop, ids, pseudonymizer) for b in reader)
-        writer = None
+
+        def write(tmp: Path) -> None:
+            nonlocal rows, out_cols
+            writer = None
+            try:
+                for t in batches:
+                    if writer is None:
+                        out_cols = t.column_names
+                        writer = (pq.ParquetWriter(tmp, t.schema, compression="zstd") if fmt == "parquet"
+                                  else _csv_writer(tmp, t.schema, bom))
+                    writer.write_table(t)
+                    rows += t.num_rows
+                if writer is None:  # empty: still write the header / schema
+                    empty = anonymise_batch(reader.schema.empty_table(), drop, ids, pseudonymizer) \
+                        if pseudonymizer else reader.schema.empty_table().drop_columns(drop)
+                    out_cols = empty.column_names
+                    writer = (pq.ParquetWriter(tmp, empty.schema) if fmt == "parquet"
+                              else _csv_writer(tmp, empty.schema, bom))
+            finally:
+                if writer is not None:
+                    writer.close()
+
         try:
-            for t in batches:
-                if writer is None:
-                    out_cols = t.column_names
-                    writer = (pq.ParquetWriter(tmp, t.schema, compression="zstd") if fmt == "parquet"
-                              else _csv_writer(tmp, t.schema, bom))
-                writer.write_table(t)
-                rows += t.num_rows
-            if writer is None:  # empty: still write the header / schema
-                empty = anonymise_batch(reader.schema.empty_table(), drop, ids, pseudonymizer) if pseudonymizer \
-                    else reader.schema.empty_table().drop_columns(drop)
-                out_cols = empty.column_names
-                writer = (pq.ParquetWriter(tmp, empty.schema) if fmt == "parquet"
-                          else _csv_writer(tmp, empty.schema, bom))
-            writer.close()
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            write_atomically(path, write)
+        except OutputError as exc:
+            raise ExportError(str(exc)) from None
     res = ExportResult(name, kind, path, rows, out_cols, drop, ids if pseudonymizer else [], suppressed,
                        pseudonymizer.key_id if pseudonymizer else None)
     meta = {"name": name, "source": kind, "rows": rows, "columns": out_cols, "dropped_columns": drop,
@@ -278,7 +285,11 @@ def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
             "first 20 hex" if pseudonymizer else None, "pseudonym_key_id": res.key_id,
             "public": public, "k": k if public else None, "suppressed_cells": suppressed,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    path.with_name(path.name + ".meta.json").write_text(json.dumps(meta, indent=1) + "\n", "utf-8")
+    try:
+        write_atomically(path.with_name(path.name + ".meta.json"),
+                         lambda tmp: tmp.write_text(json.dumps(meta, indent=1) + "\n", "utf-8"))
+    except OutputError as exc:
+        raise ExportError(str(exc)) from None
     return res
 
 

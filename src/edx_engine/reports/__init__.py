@@ -19,6 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..store.lake import Lake
+from ..outputs import OutputError, output_file, write_atomically
 from ..models.build import read_model
 from ..models.definitions import ALL
 
@@ -231,7 +232,8 @@ def only_course(data, course: str):
 
 
 def write(name: str, data, fmt: str, path: str | None, bom: bool = True) -> str:
-    """Write ``data`` (from ``produce``) as ``fmt`` to ``path`` ('-' = stdout). Returns where it went.
+    """Write ``data`` (from ``produce``) as ``fmt`` to ``path`` ('-' = stdout; a directory: ``NAME.FMT``
+    inside it). Returns where it went.
 
     A CSV file starts with a UTF-8 byte-order mark unless ``bom`` is False (never on stdout, where
     another program, not Excel, reads it)."""
@@ -239,6 +241,8 @@ def write(name: str, data, fmt: str, path: str | None, bom: bool = True) -> str:
         raise ReportError(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
     if path is None:
         path = f"{name}.{fmt}"
+    elif path != "-":
+        path = str(output_file(path, f"{name}.{fmt}"))
     if isinstance(data, tuple):  # course report
         summary, breakdown = data
         data = course_report_docs(summary, breakdown) if fmt == "json" else course_report_rows(summary, breakdown)
@@ -255,20 +259,22 @@ def write(name: str, data, fmt: str, path: str | None, bom: bool = True) -> str:
     else:
         if path == "-":
             raise ReportError("Parquet cannot go to stdout: give -o PATH")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(path) + ".tmp")
-        pq.write_table(data, tmp, compression="zstd")
-        tmp.replace(path)
+        _write_file(Path(path), lambda tmp: pq.write_table(data, tmp, compression="zstd"))
         return str(path)
     if path == "-":
         sys.stdout.buffer.write(payload) if hasattr(sys.stdout, "buffer") else sys.stdout.write(payload.decode())
         sys.stdout.flush()
         return "stdout"
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    _write_file(Path(path), lambda tmp: tmp.write_bytes(payload))
     return str(path)
+
+
+def _write_file(path: Path, write) -> None:
+    """Through ``<path>.tmp``, deleted on any error; an unwritable path is a one-line ReportError."""
+    try:
+        write_atomically(path, write)
+    except OutputError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _csv_ready(t: pa.Table) -> pa.Table:
