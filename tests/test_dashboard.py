@@ -904,6 +904,25 @@ def test_videos_and_problems_carry_the_same_numbers_in_chart_table_and_csv(site,
     assert checked > 4
 
 
+def test_downloadable_csvs_start_with_a_utf8_bom_for_excel(site, store):
+    """Excel opens a CSV without a byte-order mark in the system's code page: "Introducción" became
+    "IntroducciÃ³n". Every CSV a page offers starts with the BOM and is otherwise the page's numbers."""
+    data, _ = store
+    files = sorted(site.out_dir.glob("*/data/*.csv"))
+    assert len(files) > 20
+    for f in files:
+        assert f.read_bytes().startswith(b"\xef\xbb\xbf"), f
+        assert not f.read_bytes()[3:].startswith(b"\xef\xbb\xbf"), f
+    accented = [n for _, n in courses_of(data) if any(ord(ch) > 127 for ch in n)]
+    text = "".join(f.read_text("utf-8-sig") for f in files if f.name.startswith("index-"))
+    assert accented and all(n in text for n in accented), accented
+    cid = courses_of(data)[0][0]
+    html = course_page(site.out_dir, "es", cid)
+    item, rows = next((k, v["rows"]) for k, v in page_data(html)["items"].items() if v["rows"])
+    body = (html.parent.parent / "data" / f"course-{html.stem}-{item}.csv").read_text("utf-8-sig").splitlines()
+    assert len(body) == len(rows) + 1 and not body[0].startswith("\ufeff")
+
+
 # -- the period switch of a long history ------------------------------------------------------------------
 
 ITEMS_OVER = """([id, field]) => { const out = [];  // [date, datum] of every mark drawn in chart ``id``

@@ -779,8 +779,15 @@ def _esc(v) -> str:
     return (v if isinstance(v, str) else str(v)).translate(_ESCAPES)
 
 
+UTF8_BOM = "\ufeff"
+
+
 def csv_text(item: Item, lang: str) -> str:
+    """The CSV a page offers for download: for people opening it in a spreadsheet, so it starts with
+    a UTF-8 byte-order mark (Excel reads a file without one in the system's code page and mangles
+    accented course names: "Introducción" became "IntroducciÃ³n")."""
     buf = io.StringIO()
+    buf.write(UTF8_BOM)
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([t(c, lang) for c, _ in item.columns])
     for r in item.rows:
