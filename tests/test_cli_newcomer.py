@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,6 +112,23 @@ def test_output_to_a_directory_writes_the_default_name_inside_and_errors_leave_n
             assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (args, r.output, r.exception)
             assert r.output.startswith("error: cannot write ") and why in r.output and ".tmp" not in r.output, r.output
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_report_and_export_write_timestamps_alike(built, tmp_path, monkeypatch):
+    """The same column read '2025-03-07 20:51:09' in a report and 2025-03-07 20:51:09.000000 in an export:
+    both now write 'YYYY-MM-DD HH:MM:SS[.ffffff]' (docs/indicators.md)."""
+    monkeypatch.setenv("EDX_ENGINE_PSEUDONYM_SECRET", "s3cret-for-tests-0123456789abcdef")
+    r, e = tmp_path / "r.csv", tmp_path / "e.csv"
+    assert invoke("report", "course_summary", "--public", "-o", r, "--data-dir", built.root).exit_code == 0
+    assert invoke("export", "course_summary", "--public", "-o", e, "--data-dir", built.root).exit_code == 0
+    assert r.read_bytes() == e.read_bytes()  # created_at is a timestamp
+    for name, col in (("person_course", "first_event"), ("masterfile", "enrolled_at")):
+        r, e = tmp_path / f"r-{name}.csv", tmp_path / f"e-{name}.csv"
+        assert invoke("report", name, "-o", r, "--data-dir", built.root).exit_code == 0
+        assert invoke("export", name, "--anonymised", "-o", e, "--data-dir", built.root).exit_code == 0
+        rv, ev = ([row[col] for row in csv.DictReader(io.StringIO(f.read_text("utf-8-sig")))] for f in (r, e))
+        assert sorted(rv) == sorted(ev) and any(rv), name
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?", v) for v in rv if v), rv[:3]
 
 
 def test_csv_has_a_bom_for_excel_unless_told_not_to(built, tmp_path):

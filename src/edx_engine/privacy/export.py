@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..store.lake import Lake
-from ..outputs import OutputError, is_directory, output_file, write_atomically
+from ..outputs import OutputError, csv_ready, is_directory, output_file, write_atomically
 from ..schemas import ADDED_COLUMNS, TABLES
 from . import suppress as S
 from .pseudonym import Pseudonymizer
@@ -196,10 +196,10 @@ class _CsvFile:
         self._sink = pa.OSFile(str(path), "wb")
         if bom:
             self._sink.write(b"\xef\xbb\xbf")
-        self._writer = pacsv.CSVWriter(self._sink, schema)
+        self._writer = pacsv.CSVWriter(self._sink, csv_ready(schema.empty_table()).schema)
 
     def write_table(self, table: pa.Table) -> None:
-        self._writer.write_table(table)
+        self._writer.write_table(csv_ready(table))  # timestamps as `report` writes them
 
     def close(self) -> None:
         self._writer.close()

@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..store.lake import Lake
-from ..outputs import OutputError, output_file, write_atomically
+from ..outputs import OutputError, csv_ready, output_file, write_atomically
 from ..models.build import read_model
 from ..models.definitions import ALL
 
@@ -254,7 +254,7 @@ def write(name: str, data, fmt: str, path: str | None, bom: bool = True) -> str:
         buf = io.BytesIO()
         if bom and path != "-":
             buf.write(UTF8_BOM)
-        pacsv.write_csv(_csv_ready(data), buf)
+        pacsv.write_csv(csv_ready(data), buf)
         payload = buf.getvalue()
     else:
         if path == "-":
@@ -275,16 +275,6 @@ def _write_file(path: Path, write) -> None:
         write_atomically(path, write)
     except OutputError as exc:
         raise ReportError(str(exc)) from None
-
-
-def _csv_ready(t: pa.Table) -> pa.Table:
-    """Timestamps as 'YYYY-MM-DD HH:MM:SS[.ffffff]' (no 'Z'), everything else as pyarrow writes it."""
-    cols = []
-    for f, c in zip(t.schema, t.columns):
-        if pa.types.is_timestamp(f.type):
-            c = pa.array([None if v is None else v.isoformat(sep=" ") for v in c.to_pylist()], pa.string())
-        cols.append(c)
-    return pa.table(cols, names=t.column_names)
 
 
 def _json_default(v):
