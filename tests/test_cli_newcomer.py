@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -129,6 +131,27 @@ def test_report_and_export_write_timestamps_alike(built, tmp_path, monkeypatch):
         rv, ev = ([row[col] for row in csv.DictReader(io.StringIO(f.read_text("utf-8-sig")))] for f in (r, e))
         assert sorted(rv) == sorted(ev) and any(rv), name
         assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?", v) for v in rv if v), rv[:3]
+
+
+def test_report_says_how_many_rows_it_wrote(built, tmp_path):
+    """'course: 1 row(s)' was printed for a course report of hundreds of lines (it counted the summary
+    table): the line now counts what the file holds."""
+    cid = courses_of(built)[0]
+    for fmt in ("csv", "parquet", "json"):
+        f = tmp_path / f"c.{fmt}"
+        r = invoke("report", "course", "--course", cid, "--format", fmt, "-o", f, "--data-dir", built.root)
+        assert r.exit_code == 0, r.output
+        if fmt == "csv":
+            n = len(f.read_text("utf-8-sig").splitlines()) - 1
+        elif fmt == "parquet":
+            n = pq.read_metadata(f).num_rows
+        else:
+            assert r.output.startswith("course: 1 course document(s) -> ") and len(json.loads(f.read_text())) == 1
+            continue
+        assert n > 20 and r.output.startswith(f"course: {n:,} row(s) -> "), (n, r.output)
+    f = tmp_path / "g.csv"
+    r = invoke("report", "general", "-o", f, "--data-dir", built.root)
+    assert r.output.startswith(f"general: {len(f.read_text('utf-8-sig').splitlines()) - 1} row(s) -> "), r.output
 
 
 def test_csv_has_a_bom_for_excel_unless_told_not_to(built, tmp_path):

@@ -179,8 +179,8 @@ def report(
     A model's name is accepted too (`report general_report` is `report general`)."""
     from ..store.lake import Lake
     from ..models import BuildError
-    from ..reports import FORMATS, ReportError, check_course, check_public, make_public, only_course, produce, \
-        public_models, report_name, unknown_report_message, with_labels, write
+    from ..reports import FORMATS, ReportError, as_written, check_course, check_public, make_public, only_course, \
+        produce, public_models, report_name, unknown_report_message, with_labels, write, written_count
 
     if report_name(name) is None:
         fail(unknown_report_message(name))
@@ -210,10 +210,10 @@ def report(
                 data = only_course(data, course)
         if labels:
             data = with_labels(data, labels)
+        data = as_written(data, fmt)
         where = write(name, data, fmt, output, bom=not no_bom)
     except (BuildError, ReportError, OSError) as exc:
         fail(str(exc))
         return
     if where != "stdout":
-        n = data[0].num_rows if isinstance(data, tuple) else data.num_rows
-        console.print(f"{name}: {n:,} row(s) -> {where}", highlight=False)
+        console.print(f"{name}: {written_count(data)} -> {where}", highlight=False)

@@ -231,6 +231,25 @@ def only_course(data, course: str):
     return data.filter(pc.equal(data.column("course_id"), course))
 
 
+def as_written(data, fmt: str):
+    """``produce``'s data as ``write`` writes it: the course report's (summary, breakdown) pair becomes
+    its long form (CSV, Parquet: a row per indicator and per breakdown cell) or a document per course
+    (JSON, a list); any other table is unchanged."""
+    if isinstance(data, tuple):
+        summary, breakdown = data
+        return course_report_docs(summary, breakdown) if fmt == "json" else course_report_rows(summary, breakdown)
+    return data
+
+
+def written_count(data) -> str:
+    """What ``as_written`` data holds, for the command's last line: 'N row(s)' (a table), 'N course
+    document(s)' (the course report in JSON; its summary table has one row per course, but the CSV
+    has hundreds of lines: saying '1 row(s)' for them was wrong)."""
+    if isinstance(data, list):
+        return f"{len(data):,} course document(s)"
+    return f"{data.num_rows:,} row(s)"
+
+
 def write(name: str, data, fmt: str, path: str | None, bom: bool = True) -> str:
     """Write ``data`` (from ``produce``) as ``fmt`` to ``path`` ('-' = stdout; a directory: ``NAME.FMT``
     inside it). Returns where it went.
@@ -243,9 +262,7 @@ def write(name: str, data, fmt: str, path: str | None, bom: bool = True) -> str:
         path = f"{name}.{fmt}"
     elif path != "-":
         path = str(output_file(path, f"{name}.{fmt}"))
-    if isinstance(data, tuple):  # course report
-        summary, breakdown = data
-        data = course_report_docs(summary, breakdown) if fmt == "json" else course_report_rows(summary, breakdown)
+    data = as_written(data, fmt)
     if fmt == "json":
         recs = data if isinstance(data, list) else data.to_pylist()
         payload = orjson.dumps(recs, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=_json_default) \
