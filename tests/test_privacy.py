@@ -185,6 +185,19 @@ def test_scrub_dry_run_then_scrub_removes_everything_and_reports_still_build(pac
     invoke("scrub", "--check", "--data-dir", data)
 
 
+def test_scrub_dry_run_and_check_count_the_same_files(built, tmp_path):
+    """--dry-run listed 94 files while --check said 92: the dry run counted files whose personal columns
+    hold no value (an empty snapshot, an empty model file), which --check rightly did not. Both now count
+    the files that hold something to remove, and the dry run names the others."""
+    r = invoke("scrub", "--dry-run", "--data-dir", built)
+    text = " ".join(r.output.split())
+    would = int(re.search(r"would scrub (\d+) file\(s\)", text).group(1))
+    r = invoke("scrub", "--check", "--data-dir", built, code=3)
+    left = int(re.search(r"personal data left in (\d+) file\(s\)", " ".join(r.output.split())).group(1))
+    assert would == left > 5
+    assert "whose personal columns are empty" in text  # the store has such files: the case is exercised
+
+
 # -- pseudonyms and anonymised exports -----------------------------------------------------------------------
 
 def test_pseudonym_is_hmac_sha256_of_user_id():

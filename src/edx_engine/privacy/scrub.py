@@ -161,6 +161,13 @@ class FilePlan:
     def to_remove(self) -> int:
         return sum(self.values.values())
 
+    @property
+    def needed(self) -> bool:
+        """Not scrubbed yet and something in it to remove: a value in a personal column, or JSON
+        that may hold personal keys. A file whose personal columns are all empty (no rows; a model
+        built from a scrubbed store) needs nothing: --dry-run, --check and scrub all skip it."""
+        return not self.scrubbed and (self.to_remove > 0 or bool(self.json_columns))
+
 
 @dataclass
 class ScrubResult:
@@ -172,7 +179,7 @@ class ScrubResult:
 
     @property
     def todo(self) -> list[FilePlan]:
-        return [p for p in self.plans if not p.scrubbed]
+        return [p for p in self.plans if p.needed]
 
     def by_table(self) -> list[tuple[str, str, int, int, list[str], int]]:
         """(kind, name, files, rows, columns, values removed) for the files to scrub."""
@@ -190,9 +197,12 @@ class ScrubResult:
         files = len(self.todo)
         rows = sum(p.rows for p in self.todo)
         verb = "would scrub" if self.dry_run else "scrubbed"
-        skipped = len(self.plans) - files
+        done = sum(p.scrubbed for p in self.plans)
+        empty = len(self.plans) - files - done
+        skipped = ", ".join(([f"{done} already scrubbed"] if done else [])
+                            + ([f"{empty} whose personal columns are empty"] if empty else []))
         return (f"{verb} {files} file(s), {rows:,} rows, {sum(p.to_remove for p in self.todo):,} personal values"
-                + (f" ({skipped} already scrubbed)" if skipped else "") + f", {self.seconds:.1f} s")
+                + (f" ({skipped})" if skipped else "") + f", {self.seconds:.1f} s")
 
 
 # -- planning ---------------------------------------------------------------------------------------
@@ -552,7 +562,7 @@ def status(lake: Lake) -> dict[str, int]:
     if not lake.catalog_path.exists():
         return {"files": 0, "values": 0}
     with lake.connect(read_only=True) as con:
-        todo = [p for p in plan(lake, con) if not p.scrubbed and (p.to_remove or p.json_columns)]
+        todo = ScrubResult(plan(lake, con), dry_run=True).todo  # the files --dry-run lists
     return {"files": len(todo), "values": sum(p.to_remove for p in todo)}
 
 
