@@ -198,6 +198,41 @@ def test_scrub_dry_run_and_check_count_the_same_files(built, tmp_path):
     assert "whose personal columns are empty" in text  # the store has such files: the case is exercised
 
 
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _section(doc: str, heading: str) -> str:
+    text = (DOCS / doc).read_text("utf-8")
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end > 0 else None]
+
+
+def _first_cells(section: str) -> dict[str, str]:
+    """First cell of each table row -> the whole row."""
+    return {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+
+
+def test_docs_name_every_personal_column_and_every_column_of_courses_and_course_summary(built):
+    """docs/privacy.md §1 is the list a reader checks: it left out auth_userprofile.phone_number (and teams);
+    docs/indicators.md left out courses.passing_rule and the `suppressed` column of public outputs."""
+    from edx_engine.schemas import personal_columns
+
+    rows = _first_cells(_section("privacy.md", "## 1. Which columns are personal"))
+    missing = [f"{t}.{c}" for t, cols in personal_columns().items() for c in cols
+               if t not in rows or not re.search(rf"\b{re.escape(c)}\b", rows[t])]
+    assert missing == []
+    with duckdb.connect(str(built / "edx.duckdb"), read_only=True) as con:
+        cols = {m: [r[0] for r in con.execute(f"DESCRIBE models.{m}").fetchall()] for m in ("courses", "course_summary")}
+    for model, heading, known in (("courses", "## Course registry (`courses`)", {"course_id"}),
+                                  ("course_summary", "## Course report", {"course_id", "name", "sme", "start_date",
+                                                                          "end_date"})):
+        documented = {c for cell in _first_cells(_section("indicators.md", heading)) for c in re.findall(r"`(\w+)`", cell)}
+        assert [c for c in cols[model] if c not in documented | known] == [], model
+    assert "suppressed" in {c for cell in _first_cells(_section("indicators.md", "## Course report"))
+                            for c in re.findall(r"`(\w+)`", cell)}
+
+
 # -- pseudonyms and anonymised exports -----------------------------------------------------------------------
 
 def test_pseudonym_is_hmac_sha256_of_user_id():
