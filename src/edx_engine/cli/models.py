@@ -12,7 +12,7 @@ from ..store.errors import StoreBusy
 
 RegistryOpt = typer.Option(None, "--registry", help="Course registry (TOML or CSV; default ./courses.toml, "
                                                      "else [courses] of the config file).")
-StoreOpt = typer.Option(None, "--store", help="PostgreSQL store URL (postgresql://user@host:port/db); env "
+StoreOpt = typer.Option(None, "--store", help="PostgreSQL store URL (postgresql://user@host:port/db, or libpq keywords); env "
                                                "EDX_ENGINE_STORE; default: the DuckDB catalog.")
 
 

@@ -44,11 +44,12 @@ import pyarrow as pa
 
 from ..store import catalog, views
 from ..store.files import write_atomic
-from .. import pandas_guard
+from .. import interrupts, pandas_guard
 from ..store.lake import Lake
 from . import definitions as D
 from . import incremental as inc
 from . import sqlcache
+from .params import hide_store, mask_store
 from .inputs import INPUTS, all_catalog_columns, input_sql, q, typed_empty
 from .registry import CourseEntry, course_info
 
@@ -925,30 +926,46 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
     if not lake.catalog_path.exists():
         raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
     t0 = time.perf_counter()
-    res = BuildResult(store=_redact(url))
+    res = BuildResult(store=mask_store(url))
     todo = D.order(names)
     needed = sorted(set().union(*(D.all_inputs(n) for n in todo)))
     try:
         pg = psycopg.connect(url, autocommit=True)
     except psycopg.Error as exc:
-        raise BuildError(f"cannot connect to PostgreSQL {_redact(url)}: {str(exc).strip()}") from None
-    with pg, lake.writer():
-        _pg_bookkeeping(pg)
-        with lake.connect(read_only=True, fresh=True) as con:  # it loads the postgres extension
-            con.execute("SET TimeZone = 'UTC'")
-            c0 = time.perf_counter()
-            run = _PgRun(lake.root, con, pg, params, force, course_info(con, entries))
-            _pg_copy_inputs(con, pg, url, run, needed)
-            res.copy_seconds = time.perf_counter() - c0
-            for n in todo:
-                m = D.MODELS[n]
-                r = (run.build_whole(n) if not m.partition else run.build_courses(n) if m.grain == "course"
-                     else run.build_partitioned(n))
-                res.models.append(r)
-                if on_model:
-                    on_model(r)
+        raise BuildError(f"cannot connect to PostgreSQL {mask_store(url)}: {_pg_message(exc, url)}") from None
+    try:
+        with pg, lake.writer():
+            _build_postgres(lake, pg, url, entries, params, todo, needed, force, on_model, res)
+    except (psycopg.Error, duckdb.Error) as exc:
+        interrupts.check()  # Ctrl-C that DuckDB or the driver reported as an error: exit 130, not a failed build
+        raise BuildError(f"the build in PostgreSQL {mask_store(url)} stopped: {_pg_message(exc, url)}") from None
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _pg_message(exc: BaseException, url: str) -> str:
+    """A driver's error in one line, without the store's password (`hide_store`)."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip()) or type(exc).__name__
+    return hide_store(text, url)
+
+
+def _build_postgres(lake: Lake, pg, url: str, entries: list[CourseEntry], params: D.Params, todo: list[str],
+                    needed: list[str], force: bool, on_model, res: BuildResult) -> None:
+    """The body of `build_postgres` on an open connection: driver errors reach it as one line."""
+    _pg_bookkeeping(pg)
+    with lake.connect(read_only=True, fresh=True) as con:  # it loads the postgres extension
+        con.execute("SET TimeZone = 'UTC'")
+        c0 = time.perf_counter()
+        run = _PgRun(lake.root, con, pg, params, force, course_info(con, entries))
+        _pg_copy_inputs(con, pg, url, run, needed)
+        res.copy_seconds = time.perf_counter() - c0
+        for n in todo:
+            m = D.MODELS[n]
+            r = (run.build_whole(n) if not m.partition else run.build_courses(n) if m.grain == "course"
+                 else run.build_partitioned(n))
+            res.models.append(r)
+            if on_model:
+                on_model(r)
 
 
 def _pg_bookkeeping(pg) -> None:
@@ -1230,13 +1247,6 @@ def _in_parts(col, parts: list[str]):
     return cond | col.isnull() if inc.NULL_DAY in parts else cond
 
 
-def _redact(url: str) -> str:
-    """Hide a password in a postgresql:// URL."""
-    import re
-
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
 # --- reading models back --------------------------------------------------------------------------------------
 
 def read_model(lake: Lake, name: str, store: str | None = None, course: str | None = None) -> pa.Table:
@@ -1254,13 +1264,13 @@ def read_model(lake: Lake, name: str, store: str | None = None, course: str | No
                 try:
                     t = ib.table(name, database=PG_MODELS)
                 except Exception:
-                    raise BuildError(f"model {name} is not built in {_redact(store)} (run `edx-engine build "
+                    raise BuildError(f"model {name} is not built in {mask_store(store)} (run `edx-engine build "
                                      f"--store ...`)") from None
                 if course is not None:
                     t = t.filter(t.course_id == course)
                 return t.to_pyarrow()
         except psycopg.Error as exc:
-            raise BuildError(f"cannot read from PostgreSQL {_redact(store)}: {str(exc).strip()}") from None
+            raise BuildError(f"cannot read from PostgreSQL {mask_store(store)}: {_pg_message(exc, store)}") from None
     if not lake.catalog_path.exists():
         raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
     with lake.connect(read_only=True) as con:

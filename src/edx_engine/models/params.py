@@ -5,7 +5,9 @@ The CLI turns a `ParamsError` into one line; the library never sees an invalid p
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Mapping
+from urllib.parse import quote, unquote
 
 from ..config import pick
 from .definitions import DEFAULT_PASSING_RULE, PASSING_RULES, Params
@@ -37,8 +39,128 @@ def params_from(section: Mapping[str, Any], passing_grade: float | None = None, 
 
 
 def store_url(section: Mapping[str, Any], option: str | None = None) -> str | None:
-    """The PostgreSQL store URL (option > EDX_ENGINE_STORE > ``[models] store``), or None for DuckDB."""
+    """The PostgreSQL store address (option > EDX_ENGINE_STORE > ``[models] store``), or None for DuckDB: a
+    ``postgresql://`` (or ``postgres://``) URL or a libpq keyword/value string (``host=... dbname=...``) that
+    libpq can read. A refused address is named as `mask_store` shows it (no password, nothing of an address
+    libpq cannot read)."""
     url = pick(option, STORE_ENV, section, "store", blank_is_unset=True)
-    if url and not (url.startswith("postgresql://") or url.startswith("postgres://")):
-        raise ParamsError(f"unsupported store {url!r}: use postgresql://... (or nothing for the DuckDB catalog)")
-    return url or None
+    if not url:
+        return None
+    m = _SCHEME.match(url)
+    if m and m.group(1).lower() not in _PG_SCHEMES:
+        raise ParamsError(f"unsupported store {mask_store(url)}: use postgresql://... (or nothing for the DuckDB "
+                          f"catalog)")
+    if not m and "=" not in url:
+        raise ParamsError("unsupported store (not a postgresql:// URL nor host=... dbname=... keywords; the address "
+                          "is not shown): use postgresql://... (or nothing for the DuckDB catalog)")
+    kw = _keywords(url)
+    if kw is None:
+        raise ParamsError(f"the store address {mask_store(url)} cannot be read: {_parse_error(url)}")
+    if any("@" in kw.get(k, "") for k in ("host", "hostaddr", "port", "dbname")):
+        raise ParamsError(f"the store address {mask_store(url)} cannot be read: an '@' or '/' in the user name or "
+                          f"password must be written %40 or %2F (or keep the password in ~/.pgpass or PGPASSWORD)")
+    return url
+
+
+def _parse_error(address: str) -> str:
+    """libpq's complaint about an address it cannot read, without the fragments it quotes from it."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        conninfo_to_dict(address)
+    except Exception as exc:
+        return re.sub(r'"[^"]*"', '"…"', str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    return "unknown error"
+
+
+# --- the store address in messages -------------------------------------------------------------------------------
+# A store address can carry a password (``postgresql://user:pw@host/db``, ``?password=pw``, the libpq keyword form
+# ``host=h password=pw``). Every message, log line and error that shows it goes through `mask_store` (the address
+# as it may be printed) or `hide_store` (a text, such as a driver's error message, with the address and its
+# passwords masked).
+
+_SCHEME = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://")
+_PG_SCHEMES = ("postgresql", "postgres")
+_HIDDEN = "***"
+UNSHOWN = "(store address not shown)"
+
+
+def _keywords(address: str) -> dict[str, str] | None:
+    """libpq's own reading of ``address`` (URL or keyword/value), or None when libpq cannot parse it."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return {k: str(v) for k, v in conninfo_to_dict(address).items()}
+    except Exception:  # any parse error: the caller shows nothing of the address
+        return None
+
+
+def _mask_query(query: str) -> str:
+    parts = []
+    for item in query.split("&"):
+        key, eq, _ = item.partition("=")
+        parts.append(f"{key}={_HIDDEN}" if eq and unquote(key).strip().lower() == "password" else item)
+    return "&".join(parts)
+
+
+def mask_store(address: str | None) -> str:
+    """``address`` as it may be printed: passwords (in the user part, ``password=`` query parameters, the keyword
+    form's ``password=``) as ``***``; an address libpq cannot read shows only its scheme (or nothing)."""
+    if not address:
+        return UNSHOWN
+    m = _SCHEME.match(address)
+    if m:
+        scheme = m.group(1)
+        if scheme.lower() not in _PG_SCHEMES or _keywords(address) is None:
+            return f"{scheme}://…"
+        rest = address[m.end():]
+        at = rest.rfind("@")  # a password holding '@' or '/' unencoded still ends at the last '@'
+        user, host = ("", rest) if at < 0 else (rest[:at], rest[at + 1:])
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":" + _HIDDEN
+        host, q_mark, query = host.partition("?")
+        return f"{scheme}://{user}{'@' if at >= 0 else ''}{host}{q_mark}{_mask_query(query)}"
+    kw = _keywords(address)
+    if not kw or "=" not in address:
+        return UNSHOWN
+    return " ".join(f"{k}={_HIDDEN if k == 'password' else _kw_value(v)}" for k, v in kw.items())
+
+
+def _kw_value(v: str) -> str:
+    return v if v and not re.search(r"[\s'\\]", v) else "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _secrets(address: str) -> set[str]:
+    """Every password ``address`` holds, as written and decoded, however libpq or a reader splits it."""
+    found: set[str] = set()
+    kw = _keywords(address)
+    if kw and kw.get("password"):
+        found.add(kw["password"])
+    m = _SCHEME.match(address)
+    rest = address[m.end():] if m else address
+    at = rest.rfind("@")
+    if m and at >= 0 and ":" in rest[:at]:
+        found.add(rest[:at].split(":", 1)[1])
+    for _, value in re.findall(r"(?i)(?:^|[?&\s])(password)\s*=\s*('[^']*'|[^&\s]*)", address):
+        found.add(value.strip("'"))
+    if not m and not kw:  # a keyword string libpq could not read: whatever follows password= is secret
+        found.update(re.findall(r"(?i)password\s*=\s*(.*)$", address))
+    more = set()
+    for s in found:
+        more.update({unquote(s), quote(s, safe="")})
+        more.update(p for p in re.split(r"[@/\s?]", s) if len(p) >= 4)  # the pieces a reader may split it into
+    return {s for s in found | more if s}
+
+
+def hide_store(text: str, address: str | None) -> str:
+    """``text`` (a message, a driver's error) with ``address`` shown as `mask_store` shows it and every password
+    it holds replaced by ``***`` wherever it appears (a short one only where it stands alone)."""
+    if not address or not text:
+        return text
+    text = text.replace(address, mask_store(address))
+    for s in sorted(_secrets(address), key=len, reverse=True):
+        if len(s) >= 4:
+            text = text.replace(s, _HIDDEN)
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", _HIDDEN, text)
+    return text

@@ -1,0 +1,112 @@
+"""`build --store` / `report --store` against a real PostgreSQL server, for what the parity tests do not
+cover: the store address never printed with its password, whatever its form (URL user part, ``?password=``,
+libpq keywords, a mistyped scheme, an unencoded '@'), in a success line or an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edx_engine.cli import app
+
+from conftest import new_pg_database
+from models_support import synthetic_store
+
+PW = "Sekr3tPa55"
+CLEAN = {k: None for k in ("EDX_ENGINE_DATA_DIR", "EDX_ENGINE_CONFIG", "EDX_ENGINE_STORE", "PGPASSWORD",
+                           "PGSERVICE", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE")}
+
+
+def cli(*args: str, env: dict | None = None):
+    return CliRunner().invoke(app, list(args), env={**CLEAN, "COLUMNS": "200", **(env or {})},
+                              prog_name="edx-engine")
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    return synthetic_store(tmp_path_factory.mktemp("pgstore"), courses=1, learners=20, days=2)[0]
+
+
+@pytest.fixture(scope="module")
+def db(pg_server):
+    url = new_pg_database(pg_server)
+    host, _, name = url.rpartition("/")
+    return host.split("@", 1)[1].split(":")[0], int(host.rsplit(":", 1)[1]), name
+
+
+def _text(res) -> str:
+    return res.output + (res.stderr if res.stderr_bytes is not None else "")
+
+
+def _no_secret(lake, res, secret: str = PW) -> None:
+    text = _text(res)
+    assert secret not in text, text
+    for piece in (secret[:4], secret[4:]):  # the halves an unencoded '@' splits it into
+        assert piece not in text, text
+    for f in Path(lake.root).rglob("*"):  # nor in a file of the data directory
+        if f.is_file() and f.stat().st_size < 50_000_000:
+            assert secret.encode() not in f.read_bytes(), f
+
+
+def _forms(db):
+    host, port, name = db
+    return {
+        "user part": (f"postgresql://postgres:{PW}@{host}:{port}/{name}", True),
+        "query": (f"postgresql://postgres@{host}:{port}/{name}?password={PW}&connect_timeout=5", True),
+        "postgres scheme": (f"postgres://postgres:{PW}@{host}:{port}/{name}", True),
+        "keywords": (f"host={host} port={port} dbname={name} user=postgres password={PW}", True),
+        "quoted keywords": (f"host={host} port={port} dbname={name} user=postgres password='{PW} x'", True),
+        "refused": (f"postgresql://postgres:{PW}@{host}:1/{name}", False),
+        "refused query": (f"postgresql://postgres@{host}:1/{name}?password={PW}", False),
+        "refused keywords": (f"host={host} port=1 dbname={name} user=postgres password={PW}", False),
+        "mistyped scheme": (f"postgresq://postgres:{PW}@{host}:{port}/{name}", False),
+        "other scheme": (f"mysql://postgres:{PW}@{host}:{port}/{name}", False),
+        "no scheme": (f"postgres:{PW}@{host}:{port}/{name}", False),
+        "unencoded @": (f"postgresql://postgres:{PW[:4]}@{PW[4:]}@{host}:{port}/{name}", False),
+        "unencoded /": (f"postgresql://postgres:{PW[:4]}/{PW[4:]}@{host}:{port}/{name}", False),
+        "bad keywords": (f"host={host} port={port} dbname={name} password={PW[:4]} {PW[4:]}", False),
+        "bad query": (f"postgresql://postgres@{host}:{port}/{name}?passwd={PW}", False),
+    }
+
+
+FORMS = ["user part", "query", "postgres scheme", "keywords", "quoted keywords", "refused", "refused query",
+         "refused keywords", "mistyped scheme", "other scheme", "no scheme", "unencoded @", "unencoded /",
+         "bad keywords", "bad query"]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_password_never_printed(lake, db, form):
+    """Each form of the address, given as --store and as EDX_ENGINE_STORE, to build and to report: a success
+    line names the store with '***' for its password, a failure is one `error:` line, and the password (or a
+    piece of it) appears in neither, nor in any file of the data directory."""
+    url, works = _forms(db)[form]
+    for args, env in ((["--store", url], None), ([], {"EDX_ENGINE_STORE": url})):
+        res = cli("build", "--data-dir", str(lake.root), "--model", "courses", *args, env=env)
+        _no_secret(lake, res)
+        if works:
+            assert res.exit_code == 0, _text(res)
+            assert "***" in res.output or PW not in url, res.output
+        else:
+            assert res.exit_code == 1, _text(res)
+            assert "Traceback" not in _text(res) and _text(res).startswith("error: "), _text(res)
+        rep = cli("report", "courses", "--data-dir", str(lake.root), "-o", "-", *args, env=env)
+        _no_secret(lake, rep)
+        assert rep.exit_code == (0 if works else 1), _text(rep)
+
+
+def test_driver_messages_lose_the_password():
+    """`hide_store` on texts a driver may raise: DuckDB's postgres extension quotes the whole connection string,
+    libpq quotes a piece of a keyword string it cannot read, a percent-encoded password appears decoded."""
+    from edx_engine.models.params import hide_store, mask_store
+
+    url = f"postgresql://u:{PW}%40x@h:5432/db?password={PW}2&sslmode=require"
+    assert mask_store(url) == "postgresql://u:***@h:5432/db?password=***&sslmode=require"
+    for text in (f'Unable to connect to Postgres at "{url}": timeout', f"password {PW}@x rejected",
+                 f"dsn {url.replace('%40', '@')}"):
+        assert PW not in hide_store(text, url), text
+    kw = f"host=h password='{PW} y' dbname=d"
+    assert PW not in mask_store(kw) and PW not in hide_store(f'bad "{PW} y" in "{kw}"', kw)
+    assert mask_store(f"host=h password={PW[:4]} {PW[4:]}") == "(store address not shown)"
+    assert mask_store("postgresq://a:b@c/d") == "postgresq://…"
