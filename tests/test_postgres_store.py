@@ -110,3 +110,44 @@ def test_driver_messages_lose_the_password():
     assert PW not in mask_store(kw) and PW not in hide_store(f'bad "{PW} y" in "{kw}"', kw)
     assert mask_store(f"host=h password={PW[:4]} {PW[4:]}") == "(store address not shown)"
     assert mask_store("postgresq://a:b@c/d") == "postgresq://…"
+
+
+def _pg_hits(url: str, needles: list[str]) -> dict[str, int]:
+    """Table of edx_raw / edx_models -> rows whose text holds one of ``needles``."""
+    import psycopg
+
+    hits = {}
+    with psycopg.connect(url, autocommit=True) as pg:
+        tables = pg.execute("SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN "
+                            "('edx_raw', 'edx_models')").fetchall()
+        for s, t in tables:
+            n = pg.execute(f'SELECT count(*) FROM {s}."{t}" t WHERE t::text LIKE ANY(%s)',
+                           [[f"%{x}%" for x in needles]]).fetchone()[0]
+            if n:
+                hits[f"{s}.{t}"] = n
+    return hits
+
+
+def test_scrub_reaches_postgresql(tmp_path, pg_server):
+    """Import, build into PostgreSQL, scrub, build again without --force: the build copies again what the scrub
+    rewrote and rebuilds the models over it, so no username or e-mail of the package is left in any table of
+    the database (edx_raw.auth_user kept the usernames, and the models over it, until a --force build)."""
+    import duckdb
+
+    lake = synthetic_store(tmp_path, courses=1, learners=20, days=2)[0]
+    url = new_pg_database(pg_server)
+    with duckdb.connect(str(lake.catalog_path), read_only=True) as con:
+        needles = sorted({v for r in con.execute("SELECT username, email FROM auth_user").fetchall() for v in r
+                          if v and len(v) >= 5})
+    assert len(needles) >= 20
+    res = cli("build", "--data-dir", str(lake.root), "--store", url)
+    assert res.exit_code == 0, _text(res)
+    assert "edx_raw.auth_user" in _pg_hits(url, needles)  # what the scrub must reach
+    res = cli("scrub", "--data-dir", str(lake.root), "--no-locate", env={"EDX_ENGINE_STORE": url})
+    assert res.exit_code == 0, _text(res)
+    assert "note: the copies in PostgreSQL" in res.output  # scrub says it does not reach them
+    res = cli("build", "--data-dir", str(lake.root), "--store", url)
+    assert res.exit_code == 0, _text(res)
+    assert _pg_hits(url, needles) == {}
+    res = cli("build", "--data-dir", str(lake.root), "--store", url)  # and then nothing more to do
+    assert res.exit_code == 0 and "(0 built," in res.output, _text(res)

@@ -41,6 +41,7 @@ def scrub(
                       highlight=False)
             raise typer.Exit(3)
         out.print("no personal data left in the store", highlight=False)
+        _postgres_note(settings)
         return
     try:
         res = run_scrub(lake, dry_run=dry_run, locate=locate)
@@ -62,8 +63,23 @@ def scrub(
                   highlight=False)
     out.print(res.one_line(), highlight=False)
     if not dry_run and rows:
+        _postgres_note(settings)
         out.print("note: packages imported later bring personal data back; run `edx-engine scrub` after each import "
                   "or set `\\[privacy] scrub_on_import = true` in the config file", highlight=False)
+
+
+def _postgres_note(settings) -> None:
+    """A PostgreSQL store is configured (EDX_ENGINE_STORE, ``[models] store``): scrub does not reach its copies."""
+    from ..models.params import ParamsError, mask_store, store_url
+
+    try:
+        url = store_url(settings.section("models"))
+    except ParamsError:
+        return
+    if url:
+        out.print(f"note: the copies in PostgreSQL ({mask_store(url)}) are not checked nor scrubbed here: the next "
+                  "`edx-engine build --store ...` copies the scrubbed tables again and rebuilds the models over them",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def export_cmd(

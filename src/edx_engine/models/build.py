@@ -1041,6 +1041,21 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
         _pg_record_days(pg, n, {d: run.days[d] for d in changed})
 
 
+def scrub_marks(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Package table -> what ``edx-engine scrub`` made of its snapshots (the paths of the scrubbed files), for the
+    tables some of whose snapshots the scrub rewrote. A PostgreSQL build adds it to the input's fingerprint, so
+    the first build after a scrub copies the scrubbed table again and rebuilds the models over it (the copy in
+    ``edx_raw`` and the models made from it would keep the names otherwise). The DuckDB models need no such
+    mark: the scrub rewrites their files itself. Scrubbed event files need none either: a rewritten part has
+    a new path, which is part of its date's fingerprint (``incremental.event_days``)."""
+    try:
+        rows = con.execute("SELECT s.table_name, list(s.path ORDER BY s.path) FROM _edx_snapshots s "
+                           "WHERE s.path IN (SELECT path FROM _edx_scrub_log) GROUP BY 1").fetchall()
+    except duckdb.CatalogException:  # never scrubbed
+        return {}
+    return {t: "scrubbed:" + _hash(paths) for t, paths in rows}
+
+
 def _event_copy_key(run: "_PgRun", n: str) -> str:
     """What an event input copied by date must share with its last copy: its columns (else it is copied whole)."""
     return "days:" + _hash(sorted((run.columns.get(n) or {}).items()))
@@ -1064,6 +1079,9 @@ class _PgRun(_Planner):
         import ibis
 
         self.root, self.pg, self.info = root, pg, info
+        for n, mark in scrub_marks(con).items():  # the copies in edx_raw are not scrubbed in place: copy again
+            if n in self.in_fp:
+                self.in_fp[n] = _hash(self.in_fp[n], mark)
         self.base = str(Path(root).resolve())
         self.stored = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_models").fetchall())
         self.existing = _pg_tables(pg, PG_MODELS)
