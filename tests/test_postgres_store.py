@@ -37,7 +37,7 @@ def db(pg_server):
 
 
 def _text(res) -> str:
-    return res.output + (res.stderr if res.stderr_bytes is not None else "")
+    return res.output  # stdout and stderr, interleaved
 
 
 def _no_secret(lake, res, secret: str = PW) -> None:
@@ -91,6 +91,7 @@ def test_password_never_printed(lake, db, form):
         else:
             assert res.exit_code == 1, _text(res)
             assert "Traceback" not in _text(res) and _text(res).startswith("error: "), _text(res)
+            assert isinstance(res.exception, SystemExit), res.exception
         rep = cli("report", "courses", "--data-dir", str(lake.root), "-o", "-", *args, env=env)
         _no_secret(lake, rep)
         assert rep.exit_code == (0 if works else 1), _text(rep)
@@ -151,3 +152,110 @@ def test_scrub_reaches_postgresql(tmp_path, pg_server):
     assert _pg_hits(url, needles) == {}
     res = cli("build", "--data-dir", str(lake.root), "--store", url)  # and then nothing more to do
     assert res.exit_code == 0 and "(0 built," in res.output, _text(res)
+
+
+def _one_line_error(res) -> str:
+    text = _text(res)
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (text, res.exception)
+    errors = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and text.endswith(errors[0] + "\n") and "Traceback" not in text, text
+    return errors[0]
+
+
+def test_server_gone_mid_build(lake, pg_server, monkeypatch):
+    """The server ends the build's connection between two models (a restart, a kill, an administrator's
+    pg_terminate_backend): one line, exit 1; the next build finishes the job."""
+    import psycopg
+
+    from edx_engine.models import build as B
+
+    url = new_pg_database(pg_server)
+    real = B._PgRun.build_whole
+
+    def killed(self, n):
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [self.pg.info.backend_pid])
+        return real(self, n)
+
+    monkeypatch.setattr(B._PgRun, "build_whole", killed)
+    text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--store", url))
+    assert "stopped: " in text and "terminat" in text, text
+    monkeypatch.setattr(B._PgRun, "build_whole", real)
+    assert cli("build", "--data-dir", str(lake.root), "--store", url).exit_code == 0
+
+
+def test_role_without_create_rights(lake, pg_server):
+    """A role that may not create schemas: one line saying what it needs; once the owner made the two schemas
+    for it, it builds (no CREATE on the database needed)."""
+    import psycopg
+
+    url = new_pg_database(pg_server)
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute("DROP ROLE IF EXISTS edx_weak; CREATE ROLE edx_weak LOGIN")
+    weak = url.replace("postgresql://postgres@", "postgresql://edx_weak@")
+    text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--store", weak))
+    assert "permission denied" in text and "needs CREATE on the database" in text, text
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute("CREATE SCHEMA edx_raw AUTHORIZATION edx_weak; CREATE SCHEMA edx_models AUTHORIZATION edx_weak")
+    res = cli("build", "--data-dir", str(lake.root), "--store", weak)
+    assert res.exit_code == 0, _text(res)
+
+
+def test_two_builds_at_once(lake, pg_server, tmp_path, monkeypatch):
+    """A build into a database while another one (from another data directory: that directory's own lock
+    does not see it) is half-way: one line, and the first build finishes undisturbed."""
+    import threading
+
+    from edx_engine.models import Params, build_postgres
+    from edx_engine.models import build as B
+
+    other = synthetic_store(tmp_path, courses=1, learners=10, days=1)[0]
+    url = new_pg_database(pg_server)
+    real, paused, go = B._PgRun.build_whole, threading.Event(), threading.Event()
+
+    def slow(self, n):
+        if threading.current_thread().name == "first":
+            paused.set()
+            go.wait(120)
+        return real(self, n)
+
+    monkeypatch.setattr(B._PgRun, "build_whole", slow)
+    done: list = []
+    first = threading.Thread(name="first", target=lambda: done.append(build_postgres(other, url, [], Params())))
+    first.start()
+    try:
+        assert paused.wait(120)
+        text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--store", url))
+        assert "another build is writing into PostgreSQL" in text, text
+    finally:
+        go.set()
+        first.join(120)
+    assert done and all(m.status == "built" for m in done[0].models)
+
+
+def test_views_on_models_survive_rebuilds(lake, pg_server):
+    """A colleague's view on a model, and a grant on it, survive a rebuild (--force: every model emptied and
+    filled again, not dropped); a view on a table the build must drop (an edx_raw input copied again, a model
+    whose columns changed) stops the build with one line naming the view, and nothing is dropped."""
+    import psycopg
+
+    url = new_pg_database(pg_server)
+    assert cli("build", "--data-dir", str(lake.root), "--store", url).exit_code == 0
+    with psycopg.connect(url, autocommit=True) as pg:
+        pg.execute("DROP ROLE IF EXISTS edx_reader; CREATE ROLE edx_reader")
+        pg.execute("CREATE SCHEMA team; CREATE VIEW team.pc AS SELECT course_id, count(*) AS n "
+                   "FROM edx_models.person_course GROUP BY 1; "
+                   "CREATE VIEW team.cs AS SELECT * FROM edx_models.courses; "
+                   "GRANT SELECT ON edx_models.courses TO edx_reader")
+        before = pg.execute("SELECT * FROM team.pc ORDER BY 1").fetchall()
+        res = cli("build", "--data-dir", str(lake.root), "--store", url, "--force")
+        assert res.exit_code == 0, _text(res)
+        assert pg.execute("SELECT * FROM team.pc ORDER BY 1").fetchall() == before and before
+        assert pg.execute("SELECT has_table_privilege('edx_reader', 'edx_models.courses', 'SELECT')").fetchone()[0]
+        pg.execute("CREATE VIEW team.users AS SELECT id FROM edx_raw.auth_user")
+        text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--store", url, "--force"))
+        assert "team.users" in text and "edx_raw.auth_user" in text, text
+        pg.execute("DROP VIEW team.users; ALTER TABLE edx_models.courses ADD COLUMN old_column INT")
+        text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--store", url, "--force"))
+        assert "team.cs" in text and "edx_models.courses" in text, text
+        assert pg.execute("SELECT count(*) FROM team.cs").fetchone()[0] > 0  # nothing dropped or emptied

@@ -57,6 +57,9 @@ SCHEMA = "models"  # DuckDB schema of the model views
 PG_MODELS = "edx_models"
 PG_RAW = "edx_raw"
 EVENT_TABLES = tuple(n for n in INPUTS if n.startswith("events"))
+# The session-level advisory lock a PostgreSQL build holds on its database: one build at a time, whatever the
+# data directory or machine it runs from (two would drop and fill the same tables under each other).
+PG_BUILD_LOCK = 0x6564785F6275696C  # "edx_buil"
 PLACEHOLDER = "__edx_in_"  # TEMP VIEW a model's compiled SQL reads an input or model through (sqlcache.py)
 
 
@@ -935,7 +938,14 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
         raise BuildError(f"cannot connect to PostgreSQL {mask_store(url)}: {_pg_message(exc, url)}") from None
     try:
         with pg, lake.writer():
+            if not pg.execute("SELECT pg_try_advisory_lock(%s)", [PG_BUILD_LOCK]).fetchone()[0]:
+                raise BuildError(f"another build is writing into PostgreSQL {mask_store(url)} (from this or another "
+                                 f"data directory or machine): run this one again when it has finished")
             _build_postgres(lake, pg, url, entries, params, todo, needed, force, on_model, res)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise BuildError(f"PostgreSQL {mask_store(url)} refused: {_pg_message(exc, url)} (the role needs CREATE on "
+                         f"the database, or schemas {PG_RAW} and {PG_MODELS} it may create tables in, made for it "
+                         f"by their owner; docs/scale.md)") from None
     except (psycopg.Error, duckdb.Error) as exc:
         interrupts.check()  # Ctrl-C that DuckDB or the driver reported as an error: exit 130, not a failed build
         raise BuildError(f"the build in PostgreSQL {mask_store(url)} stopped: {_pg_message(exc, url)}") from None
@@ -972,7 +982,11 @@ def _pg_bookkeeping(pg) -> None:
     """The schemas and the bookkeeping tables of a PostgreSQL store (``_edx_model_parts``: a partitioned
     model's partitions and what each was built from, as ``_edx_model_parts`` of the DuckDB catalog;
     ``_edx_input_days``: the event dates copied into an event input, with their fingerprints)."""
-    pg.execute(f"CREATE SCHEMA IF NOT EXISTS {PG_RAW}; CREATE SCHEMA IF NOT EXISTS {PG_MODELS}")
+    have = {r[0] for r in pg.execute("SELECT nspname FROM pg_namespace WHERE nspname IN (%s, %s)",
+                                     [PG_RAW, PG_MODELS]).fetchall()}
+    for schema in (PG_RAW, PG_MODELS):  # only when missing: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database
+        if schema not in have:
+            pg.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_models (name TEXT PRIMARY KEY, fingerprint TEXT, "
                f"rows BIGINT, seconds DOUBLE PRECISION, params TEXT, built_at TIMESTAMP)")
     pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_inputs (name TEXT PRIMARY KEY, fingerprint TEXT)")
@@ -1006,6 +1020,8 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
                 by_day[n] = (changed, gone)
     if not whole and not by_day:
         return
+    for n, _ in whole:  # before anything is changed
+        _refuse_dependants(pg, f"{PG_RAW}.{n}", f"input {n} is copied again")
     for n, (changed, gone) in by_day.items():  # forget first: a copy killed half-way is redone
         with pg.transaction():
             pg.execute(f"DELETE FROM {PG_MODELS}._edx_input_days WHERE name = %s AND day = ANY(%s)",
@@ -1039,6 +1055,34 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
     for n, (changed, _) in by_day.items():
         pg.execute(f"ANALYZE {PG_RAW}.{q(n)}")
         _pg_record_days(pg, n, {d: run.days[d] for d in changed})
+
+
+def _pg_columns(pg, table: str) -> list[tuple[str, str]]:
+    """(name, type) of each column of ``table``, in order."""
+    return pg.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                      "%s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", [table]).fetchall()
+
+
+def _pg_dependants(pg, table: str) -> list[str]:
+    """The views (and materialized views) of the database that read ``table`` (schema.name), by name."""
+    if pg.execute("SELECT to_regclass(%s)", [table]).fetchone()[0] is None:
+        return []
+    return [r[0] for r in pg.execute(
+        "SELECT DISTINCT quote_ident(vn.nspname) || '.' || quote_ident(v.relname) FROM pg_depend d "
+        "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+        "JOIN pg_namespace vn ON vn.oid = v.relnamespace "
+        "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass AND v.oid <> d.refobjid "
+        "ORDER BY 1", [table]).fetchall()]
+
+
+def _refuse_dependants(pg, table: str, why: str) -> None:
+    """Stop the build (one line) when views read ``table``, which the build must drop: ``why``."""
+    views = _pg_dependants(pg, table)
+    if views:
+        shown = ", ".join(views[:5]) + (f" and {len(views) - 5} more" if len(views) > 5 else "")
+        raise BuildError(f"{why} and the build must drop {table}, but view(s) {shown} depend on it: drop them "
+                         f"(DROP VIEW ...) and create them again after the build (views on edx_models.* whose "
+                         f"columns stay the same survive rebuilds; docs/scale.md)")
 
 
 def scrub_marks(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -1171,8 +1215,8 @@ class _PgRun(_Planner):
         t = f"{PG_MODELS}.{q(n)}"
         with self.pg.transaction():
             if self._recreate(n, plan):
-                self._create(n, expr)
-                self.pg.execute(f"CREATE INDEX ON {t} ({q(D.MODELS[n].partition)})")
+                if self._create(n, expr):
+                    self.pg.execute(f"CREATE INDEX ON {t} ({q(D.MODELS[n].partition)})")
             else:
                 self.pg.execute(f"DELETE FROM {t} WHERE {where(plan.replaced())}")
             counts: list[tuple[str | None, int]] = []
@@ -1224,16 +1268,29 @@ class _PgRun(_Planner):
         replaced because the context changed (new definitions can change the columns: DuckDB's new schema file)."""
         return plan.full or n not in self.existing or not (plan.same_schema or plan.kept())
 
-    def _create(self, n: str, expr) -> None:
-        """(Re)create the empty table of model ``n`` with the column types of ``expr``, as Ibis'
-        ``create_table`` does (PostgreSQL's own types of the SELECT would differ: sum(bigint) is numeric)."""
+    def _create(self, n: str, expr) -> bool:
+        """An empty table for model ``n`` with the column types of ``expr``, as Ibis' ``create_table`` makes it
+        (PostgreSQL's own types of the SELECT would differ: sum(bigint) is numeric); True when it was made anew.
+        A table that already has exactly those columns is emptied (TRUNCATE) rather than dropped: the views
+        others built on it and the grants on it stay. Else it is dropped and created, and a view depending on
+        it stops the build with one line naming the view (dropping it would destroy someone's work)."""
         import sqlglot as sg
         import sqlglot.expressions as sge
 
-        target = sge.Schema(this=sg.table(n, db=PG_MODELS, quoted=True),
-                            expressions=expr.schema().to_sqlglot_column_defs("postgres"))
-        self.pg.execute(f"DROP TABLE IF EXISTS {PG_MODELS}.{q(n)}")
-        self.pg.execute(sge.Create(kind="TABLE", this=target).sql("postgres"))
+        defs = expr.schema().to_sqlglot_column_defs("postgres")
+        target = f"{PG_MODELS}.{q(n)}"
+        if self.pg.execute("SELECT to_regclass(%s)", [target]).fetchone()[0] is not None:
+            self.pg.execute(f"CREATE TEMP TABLE _edx_new_shape ({', '.join(d.sql('postgres') for d in defs)})")
+            same = _pg_columns(self.pg, "pg_temp._edx_new_shape") == _pg_columns(self.pg, target)
+            self.pg.execute("DROP TABLE pg_temp._edx_new_shape")
+            if same:
+                self.pg.execute(f"TRUNCATE {target}")
+                return False
+            _refuse_dependants(self.pg, f"{PG_MODELS}.{n}", f"the columns of model {n} changed")
+            self.pg.execute(f"DROP TABLE {target}")
+        self.pg.execute(sge.Create(kind="TABLE", this=sge.Schema(this=sg.table(n, db=PG_MODELS, quoted=True),
+                                                                 expressions=defs)).sql("postgres"))
+        return True
 
     def _record_parts(self, n: str, plan: PartPlan, rows: list[inc.PartRow]) -> None:
         with self.pg.cursor() as cur:
