@@ -259,3 +259,25 @@ def test_views_on_models_survive_rebuilds(lake, pg_server):
         text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--store", url, "--force"))
         assert "team.cs" in text and "edx_models.courses" in text, text
         assert pg.execute("SELECT count(*) FROM team.cs").fetchone()[0] > 0  # nothing dropped or emptied
+
+
+def test_one_data_directory_per_database(lake, pg_server, tmp_path):
+    """Two data directories built into one database: the second is refused in one line naming the first
+    (their models would silently replace each other's), unless --take-over, after which the database holds
+    the second's models and the first is refused in turn."""
+    import psycopg
+
+    other = synthetic_store(tmp_path, courses=2, learners=10, days=1)[0]
+    url = new_pg_database(pg_server)
+    assert cli("build", "--data-dir", str(lake.root), "--store", url).exit_code == 0
+    text = _one_line_error(cli("build", "--data-dir", str(other.root), "--store", url))
+    assert "another data directory" in text and str(lake.root.resolve()) in text and "--take-over" in text, text
+    res = cli("build", "--data-dir", str(other.root), "--store", url, "--take-over")
+    assert res.exit_code == 0 and "(0 built" not in res.output, _text(res)
+    with psycopg.connect(url, autocommit=True) as pg:
+        assert pg.execute("SELECT count(*) FROM edx_models.courses").fetchone()[0] == 2  # the second's courses
+    text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--store", url))
+    assert str(other.root.resolve()) in text, text
+    assert cli("build", "--data-dir", str(other.root), "--store", url).exit_code == 0
+    text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--take-over"))
+    assert "--take-over needs --store" in text

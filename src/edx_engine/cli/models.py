@@ -102,6 +102,9 @@ def build(
     force: bool = typer.Option(False, "--full", "--force",
                                help="Recompute every model, and every date of the models kept by date, even if "
                                     "nothing changed (--force: the same)."),
+    take_over: bool = typer.Option(False, "--take-over", help="With --store: replace the models another data "
+                                                                 "directory built in that database (refused "
+                                                                 "otherwise); everything is rebuilt."),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (this machine) or spark (Ibis' PySpark backend; "
                                                           "needs the spark extra, see docs/scale.md)."),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="With --engine spark: Spark master URL "
@@ -129,6 +132,8 @@ def build(
         fail(f"unknown engine {engine!r} (use duckdb or spark)")
     if engine == "spark" and url:
         fail("--engine spark writes to the lake; it cannot be combined with --store")
+    if take_over and not url:
+        fail("--take-over needs --store (a PostgreSQL database)")
     if engine != "spark" and (spark_remote or spark_output):
         fail("--spark-remote and --output need --engine spark")
     lake = Lake(settings.data_dir)
@@ -143,7 +148,7 @@ def build(
 
     try:
         if url:
-            res = build_postgres(lake, url, entries, params, model or None, force, on_model)
+            res = build_postgres(lake, url, entries, params, model or None, force, on_model, take_over)
         elif engine == "spark":
             from ..models.spark import build_spark
 

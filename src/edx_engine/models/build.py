@@ -920,10 +920,14 @@ def _load_postgres_extension(con: duckdb.DuckDBPyConnection) -> None:
 
 def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.Params,
                    names: list[str] | None = None, force: bool = False,
-                   on_model: Callable[[ModelResult], None] | None = None) -> BuildResult:
+                   on_model: Callable[[ModelResult], None] | None = None, take_over: bool = False) -> BuildResult:
     """Build the changed models in PostgreSQL (see the module docstring): the inputs they read are
     copied first (an event input: only its changed dates), then each model is rebuilt in one
-    transaction, a partitioned model only in its changed partitions (the plan of the DuckDB build)."""
+    transaction, a partitioned model only in its changed partitions (the plan of the DuckDB build).
+
+    A database holds the models of one data directory (its ``store_id``, recorded in ``edx_models._edx_store``
+    by the first build that completes): a build from another one stops with one line, unless ``take_over``
+    (then everything is copied and rebuilt, as with ``force``, and the database is this store's from then on)."""
     import psycopg
 
     if not lake.catalog_path.exists():
@@ -941,7 +945,15 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
             if not pg.execute("SELECT pg_try_advisory_lock(%s)", [PG_BUILD_LOCK]).fetchone()[0]:
                 raise BuildError(f"another build is writing into PostgreSQL {mask_store(url)} (from this or another "
                                  f"data directory or machine): run this one again when it has finished")
-            _build_postgres(lake, pg, url, entries, params, todo, needed, force, on_model, res)
+            store_id = _store_id(lake)
+            _pg_bookkeeping(pg)
+            other = _pg_owner(pg, store_id)
+            if other and not take_over:
+                raise BuildError(f"PostgreSQL {mask_store(url)} holds the models of another data directory "
+                                 f"({other}): this build would replace them. Build into another database, or "
+                                 f"give --take-over to replace them with this data directory's")
+            _build_postgres(lake, pg, url, entries, params, todo, needed, force or bool(other), on_model, res)
+            _pg_claim(pg, lake, store_id)
     except psycopg.errors.InsufficientPrivilege as exc:
         raise BuildError(f"PostgreSQL {mask_store(url)} refused: {_pg_message(exc, url)} (the role needs CREATE on "
                          f"the database, or schemas {PG_RAW} and {PG_MODELS} it may create tables in, made for it "
@@ -962,7 +974,6 @@ def _pg_message(exc: BaseException, url: str) -> str:
 def _build_postgres(lake: Lake, pg, url: str, entries: list[CourseEntry], params: D.Params, todo: list[str],
                     needed: list[str], force: bool, on_model, res: BuildResult) -> None:
     """The body of `build_postgres` on an open connection: driver errors reach it as one line."""
-    _pg_bookkeeping(pg)
     with lake.connect(read_only=True, fresh=True) as con:  # it loads the postgres extension
         con.execute("SET TimeZone = 'UTC'")
         c0 = time.perf_counter()
@@ -990,10 +1001,42 @@ def _pg_bookkeeping(pg) -> None:
     pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_models (name TEXT PRIMARY KEY, fingerprint TEXT, "
                f"rows BIGINT, seconds DOUBLE PRECISION, params TEXT, built_at TIMESTAMP)")
     pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_inputs (name TEXT PRIMARY KEY, fingerprint TEXT)")
+    pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_store (key TEXT PRIMARY KEY, value TEXT)")
     pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_model_parts (model TEXT, part TEXT, rows BIGINT, "
                f"fingerprint TEXT, context TEXT, names TEXT, PRIMARY KEY (model, part))")
     pg.execute(f"CREATE TABLE IF NOT EXISTS {PG_MODELS}._edx_input_days (name TEXT, day TEXT, fingerprint TEXT, "
                f"PRIMARY KEY (name, day))")
+
+
+def _store_id(lake: Lake) -> str:
+    """The data directory's identity (``_edx_meta.store_id``, made at its first PostgreSQL build): it moves
+    with the directory, which its path would not."""
+    with lake.connect(read_only=True) as con:
+        sid = catalog.get_meta(con, "store_id")
+    if sid is None:
+        sid = uuid.uuid4().hex
+        with lake.connect() as con:
+            catalog.set_meta(con, "store_id", sid)
+    return sid
+
+
+def _pg_owner(pg, store_id: str) -> str | None:
+    """The data directory (path, machine) whose models the database holds, when it is not ``store_id``."""
+    rec = dict(pg.execute(f"SELECT key, value FROM {PG_MODELS}._edx_store").fetchall())
+    if rec.get("store_id") in (None, store_id):
+        return None
+    return f"{rec.get('data_dir', '?')} on {rec.get('host', '?')}, last built {rec.get('built_at', '?')}"
+
+
+def _pg_claim(pg, lake: Lake, store_id: str) -> None:
+    """Record this data directory as the one whose models the database holds (after a complete build)."""
+    import socket
+
+    with pg.transaction():
+        for k, v in (("store_id", store_id), ("data_dir", str(Path(lake.root).resolve())),
+                     ("host", socket.gethostname()), ("built_at", time.strftime("%Y-%m-%d %H:%M:%S"))):
+            pg.execute(f"INSERT INTO {PG_MODELS}._edx_store VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+                       f"SET value = EXCLUDED.value", [k, v])
 
 
 def _pg_tables(pg, schema: str) -> set[str]:
