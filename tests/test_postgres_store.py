@@ -132,7 +132,9 @@ def _pg_hits(url: str, needles: list[str]) -> dict[str, int]:
 def test_scrub_reaches_postgresql(tmp_path, pg_server):
     """Import, build into PostgreSQL, scrub, build again without --force: the build copies again what the scrub
     rewrote and rebuilds the models over it, so no username or e-mail of the package is left in any table of
-    the database (edx_raw.auth_user kept the usernames, and the models over it, until a --force build)."""
+    the database (edx_raw.auth_user kept the usernames, and the models over it, until a --force build).
+    Between the scrub and that build, a report from PostgreSQL warns that its model is older than its data,
+    as reports from DuckDB do (it said nothing)."""
     import duckdb
 
     lake = synthetic_store(tmp_path, courses=1, learners=20, days=2)[0]
@@ -147,9 +149,15 @@ def test_scrub_reaches_postgresql(tmp_path, pg_server):
     res = cli("scrub", "--data-dir", str(lake.root), "--no-locate", env={"EDX_ENGINE_STORE": url})
     assert res.exit_code == 0, _text(res)
     assert "note: the copies in PostgreSQL" in res.output  # scrub says it does not reach them
+    stale = "are older than the data they are computed from: run `edx-engine build --store ...`"
+    res = cli("report", "masterfile", "--data-dir", str(lake.root), "--store", url, "-o", "-")
+    assert res.exit_code == 0 and "warning: model(s) masterfile " + stale in res.output, _text(res)
     res = cli("build", "--data-dir", str(lake.root), "--store", url)
     assert res.exit_code == 0, _text(res)
     assert _pg_hits(url, needles) == {}
+    for name in ("masterfile", "general", "course", "active_users", "courses"):  # no false alarm
+        res = cli("report", name, "--data-dir", str(lake.root), "--store", url, "-o", "-")
+        assert res.exit_code == 0 and "warning" not in res.output, (name, _text(res))
     res = cli("build", "--data-dir", str(lake.root), "--store", url)  # and then nothing more to do
     assert res.exit_code == 0 and "(0 built," in res.output, _text(res)
 

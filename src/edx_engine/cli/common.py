@@ -50,11 +50,12 @@ def read_gpg(settings: cfg.Settings) -> cfg.GpgSettings:
         raise  # unreachable
 
 
-def warn_stale(lake, models: list[str] | None = None) -> None:
-    """One line on stderr when the models a command reads are older than their data."""
+def warn_stale(lake, models: list[str] | None = None, store: str | None = None) -> None:
+    """One line on stderr when the models a command reads (from the PostgreSQL ``store`` if given) are older
+    than their data."""
     from ..models.build import stale_warning
 
-    msg = stale_warning(lake, models)
+    msg = stale_warning(lake, models, store)
     if msg:
         console.print(Text.assemble(("warning: ", "yellow"), msg), highlight=False, soft_wrap=True)
 

@@ -201,8 +201,7 @@ def report(
             fail("--k must be at least 1")
     settings = load_settings(data_dir, config=config)
     lake = Lake(settings.data_dir)
-    if not _store(settings, store):
-        warn_stale(lake, public_models(name))
+    warn_stale(lake, public_models(name), _store(settings, store))
     try:
         # public: suppress the whole table, then keep the course. Suppressing the course's rows
         # alone would hide other complementary cells, and both files together could be subtracted.

@@ -881,18 +881,56 @@ def stale_models(lake: Lake) -> list[str]:
     return [n for n in stale if n in built]
 
 
-def stale_warning(lake: Lake, names: list[str] | None = None) -> str | None:
-    """One line for a report, an export or `sql` when (some of) ``names`` are older than their data."""
+def stale_models_postgres(lake: Lake, url: str) -> list[str]:
+    """The models built in PostgreSQL ``url`` whose inputs changed in the data directory since they were copied
+    (``stale_models`` for a PostgreSQL store): a package table's fingerprint (with what a scrub made of it,
+    ``scrub_marks``) against ``edx_models._edx_inputs``, an event input's dates against ``_edx_input_days``."""
+    import psycopg
+
+    if not lake.catalog_path.exists():
+        return []
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as pg:
+        try:
+            built = {r[0] for r in pg.execute(f"SELECT name FROM {PG_MODELS}._edx_models").fetchall()}
+            copied = dict(pg.execute(f"SELECT name, fingerprint FROM {PG_MODELS}._edx_inputs").fetchall())
+            days: dict[str, dict[str, str]] = {}
+            for n, d, f in pg.execute(f"SELECT name, day, fingerprint FROM {PG_MODELS}._edx_input_days").fetchall():
+                days.setdefault(n, {})[d] = f
+        except psycopg.errors.UndefinedTable:
+            return []
+    with lake.connect(read_only=True) as con:
+        now_days, columns = inc.event_days(con), all_catalog_columns(con)
+        current = input_fingerprints(con, None, only=set(copied) - _NOT_DATA, days=now_days, columns=columns)
+        for n, mark in scrub_marks(con).items():
+            if n in current:
+                current[n] = _hash(current[n], mark)
+    changed = set()
+    for n, key in copied.items():
+        if n in _NOT_DATA:
+            continue
+        if n in EVENT_TABLES:
+            if key != "days:" + _hash(sorted((columns.get(n) or {}).items())) or days.get(n, {}) != now_days:
+                changed.add(n)
+        elif current.get(n) != key:
+            changed.add(n)
+    return [n for n in D.order([n for n in built if n in D.MODELS]) if set(D.all_inputs(n)) & changed]
+
+
+def stale_warning(lake: Lake, names: list[str] | None = None, store: str | None = None) -> str | None:
+    """One line for a report, an export or `sql` when (some of) ``names`` are older than their data (in the
+    PostgreSQL ``store`` when given)."""
     try:
-        stale = stale_models(lake)
-    except duckdb.Error:
+        stale = stale_models_postgres(lake, store) if store else stale_models(lake)
+    except Exception:  # a warning only: a store that cannot be read is the command's own error to report
+        interrupts.check()
         return None
     if names is not None:
         stale = [n for n in stale if n in names]
     if not stale:
         return None
     shown = ", ".join(stale[:4]) + (f" and {len(stale) - 4} more" if len(stale) > 4 else "")
-    return f"model(s) {shown} are older than the data they are computed from: run `edx-engine build` to refresh them"
+    how = "`edx-engine build --store ...`" if store else "`edx-engine build`"
+    return f"model(s) {shown} are older than the data they are computed from: run {how} to refresh them"
 
 
 # --- PostgreSQL --------------------------------------------------------------------------------------------------
