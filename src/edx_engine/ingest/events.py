@@ -55,6 +55,7 @@ from isal.isal_zlib import IsalError
 
 from ..decrypt import DecryptError, GpgSettings
 from .. import _hooks as testhooks
+from .. import interrupts
 from ..store import catalog, views
 from ..store.files import QuarantineWriter
 from ..store.lake import Lake
@@ -555,6 +556,7 @@ class _DuckEngine:
 
         if not self.threaded:
             for block in iter_blocks(counting, max_line=self.max_line):
+                interrupts.check()  # Ctrl-C that DuckDB took as its own (an error caught by a library)
                 self._one(self.parser, block, quarantine, res)
                 tick()
             return
@@ -565,6 +567,7 @@ class _DuckEngine:
         def consume(parser, main: bool) -> None:
             try:
                 while (block := reader.get()) is not None:
+                    interrupts.check()
                     self._one(parser, block, quarantine, res, lock)
                     del block
                     if main:
@@ -722,6 +725,7 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
     except (DecryptError, EOFError, OSError, zlib.error, IsalError, EventsParseError, ValueError) as exc:
         pool.abort()
         quarantine.discard()
+        interrupts.check()  # DuckDB reports Ctrl-C as "Query interrupted": not a failed file
         res.status = "failed"
         res.message = _failure_message(src.label, exc)
         return _Staged(res)

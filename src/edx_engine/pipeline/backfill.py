@@ -34,6 +34,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from .. import interrupts
 from ..decrypt import GpgSettings, PassphraseError, gpg_session
 from ..ingest import events as E
 from ..ingest.events_parse import EventLimits
@@ -140,9 +141,15 @@ def _plan(lake: Lake, sources: list[Source], gpg: GpgSettings) -> tuple[list[_It
 _FORKED_JOBS: list[_Job] = []  # read by forked workers: Source openers are closures, not picklable
 
 
+_IN_JOB = False  # in a worker: whether it is parsing a file (else it waits for one)
+
+
 def _worker_init() -> None:
     """A worker dies with the import that forked it (killed or not): no orphan goes on writing
-    parts into a store another writer has since taken over."""
+    parts into a store another writer has since taken over. Ctrl-C (the terminal's, or the
+    driver's passing on its own) stops the file it parses; a worker waiting for a file only
+    remembers it (a KeyboardInterrupt there would kill it with a traceback), and the file it
+    gets next stops at its first block."""
     import ctypes
     import signal
 
@@ -150,10 +157,35 @@ def _worker_init() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
+    signal.signal(signal.SIGINT, _worker_sigint)
+
+
+def _worker_sigint(signum, frame) -> None:
+    interrupts.note()
+    if _IN_JOB:
+        raise KeyboardInterrupt
 
 
 def _stage_forked(i: int) -> E._Staged:
-    return stage_job(_FORKED_JOBS[i])
+    global _IN_JOB
+    _IN_JOB = True
+    try:
+        interrupts.check()  # Ctrl-C arrived while this worker waited: do not start another file
+        return stage_job(_FORKED_JOBS[i])
+    finally:
+        _IN_JOB = False
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor) -> None:
+    """Pass Ctrl-C on to the workers (a SIGINT sent to the driver alone, by ``kill -INT`` or a
+    service manager, would let each finish its whole file first: tens of seconds on a big day)."""
+    import signal
+
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            os.kill(proc.pid, signal.SIGINT)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _local_results(jobs: list[_Job], workers: int) -> Iterator[E._Staged]:
@@ -170,7 +202,9 @@ def _local_results(jobs: list[_Job], workers: int) -> Iterator[E._Staged]:
             staged = f.result()
             given += 1
             yield staged
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) or interrupts.seen():
+            _interrupt_workers(pool)
         pool.shutdown(wait=True, cancel_futures=True)
         for f in futures[given:]:  # parsed, never handed out: delete now (the collector would too)
             if f.done() and not f.cancelled() and f.exception() is None:
