@@ -105,6 +105,10 @@ def test_output_to_a_directory_writes_the_default_name_inside_and_errors_leave_n
     assert sorted(p.name for p in d.iterdir()) == ["general.csv", "general_report.csv",
                                                    "general_report.csv.meta.json"]
     assert (tmp_path / "new" / "general.parquet").is_file()
+    # a new directory for export too: its -o was a Path, which drops the trailing "/" (it wrote a file "new2")
+    r = invoke("export", "general", "--public", "-o", f"{tmp_path}/new2/", "--data-dir", built.root)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "new2" / "general_report.csv").is_file()
     taken = tmp_path / "taken"  # NAME.FORMAT inside it is a directory
     (taken / "general.csv").mkdir(parents=True)
     (taken / "general_report.csv").mkdir()

@@ -84,7 +84,8 @@ def _postgres_note(settings) -> None:
 
 def export_cmd(
     name: str = typer.Argument(..., help="Model (masterfile, person_course, course_summary...) or edX table."),
-    output: Path = typer.Option(..., "-o", "--output", help="File to write (.csv or .parquet), or a directory "
+    # a str, not a Path: Path drops the trailing "/" that makes `-o new-dir/` a directory to create
+    output: str = typer.Option(..., "-o", "--output", help="File to write (.csv or .parquet), or a directory "
                                                  "(NAME.FORMAT inside it)."),
     anonymised: bool = typer.Option(False, "--anonymised", "--anonymized",
                                     help="Replace user ids by keyed pseudonyms and drop every personal column."),

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .. import config as cfg
 from .common import ConfigOpt, DataDir, GnupgHome, PassFile, Interrupt, console, fail, load_settings, out, read_gpg
@@ -22,7 +23,7 @@ IGNORED_SHOWN = 10  # keys that are not edX's names: the first few are named, th
 
 def _print_ignored(keys: list[str], org: str) -> None:
     for k in keys[:IGNORED_SHOWN]:
-        console.print(f"[yellow]ignored[/] {k}: not an edX name for {org}", highlight=False)
+        console.print(Text.assemble(("ignored", "yellow"), f" {k}: not an edX name for {org}"), highlight=False)
     if len(keys) > IGNORED_SHOWN:
         console.print(f"[yellow]ignored[/] {len(keys) - IGNORED_SHOWN} more keys that are not edX names for {org}",
                       highlight=False)
@@ -125,7 +126,7 @@ def sync(
         t = Table("action", "date", "size", "why")
         t.add_column("object", overflow="fold")
         for p in res.plan:
-            t.add_row(p.action, p.obj.date, f"{p.obj.size:,}", p.reason, f"s3://{p.obj.bucket}/{p.obj.key}")
+            t.add_row(*_plain(p.action, p.obj.date, f"{p.obj.size:,}", p.reason, f"s3://{p.obj.bucket}/{p.obj.key}"))
         if res.plan:
             out.print(t)
         _print_ignored(res.skipped, conf.org)
@@ -167,7 +168,7 @@ def sync(
         if url not in res.reported:  # the others were printed as they happened
             console.print(f"[yellow]pending[/]{escape(failure_line('pending', url, why)[7:])}", highlight=False,
                           soft_wrap=True)
-    out.print(res.one_line(), highlight=False, soft_wrap=True)
+    out.print(res.one_line(), highlight=False, markup=False, soft_wrap=True)
     if res.status != "ok":
         raise typer.Exit(1 if res.status == "failed" else 2)
 
@@ -213,7 +214,7 @@ def status(
         _print_coverage(rep)
         return
     out.print(f"last sync: {last['started_at']:%Y-%m-%d %H:%M:%S} UTC, {last['status']}"
-              + (f" — {last['summary']}" if last["summary"] else ""), highlight=False, soft_wrap=True)
+              + (f" — {last['summary']}" if last["summary"] else ""), highlight=False, markup=False, soft_wrap=True)
     ok = rep["last_ok_sync"]
     if ok and ok["run_id"] != last["run_id"]:
         out.print(f"last complete sync: {ok['started_at']:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
@@ -230,7 +231,7 @@ def status(
         t.add_column("attempts")
         t.add_column("last error", overflow="fold")
         for p in rep["pending"]:
-            t.add_row(p["url"], p["state"], str(p["attempts"]), p["error"] or "")
+            t.add_row(*_plain(p["url"], p["state"], str(p["attempts"]), p["error"]))
         out.print(t)
     if rep["failed"]:
         t = Table(title=f"{len(rep['failed'])} file(s) failed")
@@ -238,7 +239,7 @@ def status(
         t.add_column("attempts")
         t.add_column("reason", overflow="fold")
         for p in rep["failed"]:
-            t.add_row(p["url"], str(p["attempts"]), p["error"] or "")
+            t.add_row(*_plain(p["url"], str(p["attempts"]), p["error"]))
         out.print(t)
     if rep["skipped"]:
         t = Table(title=f"{len(rep['skipped'])} file(s) skipped (`edx-engine skip`; syncs leave them alone until "
@@ -249,8 +250,8 @@ def status(
         t.add_column("reason", overflow="fold")
         t.add_column("last error", overflow="fold")
         for p in rep["skipped"]:
-            t.add_row(p["url"], p["by"] or "", f"{p['at']:%Y-%m-%d %H:%M} UTC" if p["at"] else "",
-                      p["reason"] or "", p["error"] or "")
+            t.add_row(*_plain(p["url"], p["by"], f"{p['at']:%Y-%m-%d %H:%M} UTC" if p["at"] else "",
+                              p["reason"], p["error"]))
         out.print(t)
     _print_coverage(rep)
 
@@ -289,12 +290,18 @@ def skip(
         return
     if undo:
         out.print(f"{url} is no longer skipped (was {describe_skip(e)}); back to {back}: "
-                  "the next sync retries it", highlight=False, soft_wrap=True)
+                  "the next sync retries it", highlight=False, markup=False, soft_wrap=True)
         return
     msg = f"skipped {url} (was {e.state}): syncs leave it alone until edX replaces it; `--undo` to retry it"
     if e.local_path and (Path(settings.data_dir) / e.local_path).exists():
         msg += f"; its download is kept at {Path(settings.data_dir) / e.local_path}"
-    out.print(msg, highlight=False, soft_wrap=True)
+    out.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+def _plain(*values: str | None) -> list[Text]:
+    """Table cells shown as written: S3 keys, errors and an operator's skip reason may hold "[...]",
+    which rich would take for markup (a "[/x]" made `status` fail with a traceback)."""
+    return [Text(v or "") for v in values]
 
 
 def _print_coverage(rep: dict[str, Any]) -> None:

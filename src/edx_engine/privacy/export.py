@@ -210,7 +210,7 @@ def _csv_writer(path: Path, schema: pa.Schema, bom: bool) -> _CsvFile:
     return _CsvFile(path, schema, bom)
 
 
-def export_table(lake: Lake, name: str, path: Path, fmt: str | None = None, *,
+def export_table(lake: Lake, name: str, path: str | Path, fmt: str | None = None, *,
                  pseudonymizer: Pseudonymizer | None = None, public: bool = False,
                  k: int = S.DEFAULT_K, bom: bool = True) -> ExportResult:
     """Write model/table ``name`` pseudonymised and/or suppressed to ``path`` (CSV starts with a
