@@ -68,12 +68,22 @@ def _forms(db):
         "unencoded /": (f"postgresql://postgres:{PW[:4]}/{PW[4:]}@{host}:{port}/{name}", False),
         "bad keywords": (f"host={host} port={port} dbname={name} password={PW[:4]} {PW[4:]}", False),
         "bad query": (f"postgresql://postgres@{host}:{port}/{name}?passwd={PW}", False),
+        # an '@' in the query is not the user part's: it used to be, and the password was printed
+        "@ in query password": (f"postgresql://postgres@{host}:{port}/{name}?password={PW[:4]}@{PW[4:]}", True),
+        "@ in query, no user part": (f"postgresql://{host}:{port}/{name}?user=postgres&password={PW[:4]}@{PW[4:]}",
+                                     True),
+        "refused @ in query user": (f"postgresql://{host}:1/{name}?user=edx@myserver&password={PW}", False),
+        "refused @ in query password": (f"postgresql://postgres@{host}:1/{name}?password={PW[:4]}@{PW[4:]}", False),
+        "sslpassword query": (f"postgresql://postgres@{host}:{port}/{name}?sslpassword={PW}", True),
+        "sslpassword keywords": (f"host={host} port={port} dbname={name} user=postgres sslpassword={PW}", True),
+        "refused sslpassword": (f"postgresql://{host}:1/{name}?user=a@b&sslpassword={PW}", False),
     }
 
 
 FORMS = ["user part", "query", "postgres scheme", "keywords", "quoted keywords", "refused", "refused query",
          "refused keywords", "mistyped scheme", "other scheme", "no scheme", "unencoded @", "unencoded /",
-         "bad keywords", "bad query"]
+         "bad keywords", "bad query", "@ in query password", "@ in query, no user part", "refused @ in query user",
+         "refused @ in query password", "sslpassword query", "sslpassword keywords", "refused sslpassword"]
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -111,6 +121,38 @@ def test_driver_messages_lose_the_password():
     assert PW not in mask_store(kw) and PW not in hide_store(f'bad "{PW} y" in "{kw}"', kw)
     assert mask_store(f"host=h password={PW[:4]} {PW[4:]}") == "(store address not shown)"
     assert mask_store("postgresq://a:b@c/d") == "postgresq://…"
+
+
+def test_mask_store_reads_the_user_part_before_the_query():
+    """An '@' in the query (a user name, a password) is not the end of the user part: the password after it
+    used to be printed whole (`postgresql://u@h/db?password=Pa@ssw0rd` unchanged); ``sslpassword`` is masked
+    as ``password`` is, in the query and in the keyword form; an unencoded '/' or '@' in the user part's
+    password still hides all of it."""
+    from edx_engine.models.params import hide_store, mask_store
+
+    cases = {
+        "postgresql://u@h/db?password=Pa@ssw0rd": "postgresql://u@h/db?password=***",
+        "postgresql://host/db?user=a@b&password=s3cretpw": "postgresql://host/db?user=a@b&password=***",
+        "postgresql://127.0.0.1:5/e1?user=postgres&password=Top@Secret99":
+            "postgresql://127.0.0.1:5/e1?user=postgres&password=***",
+        "postgresql://127.0.0.1:1/e1?user=edx@myserver&password=TopSecret99":
+            "postgresql://127.0.0.1:1/e1?user=edx@myserver&password=***",
+        "postgresql://u:x@h:5432/db?user=a@b": "postgresql://u:***@h:5432/db?user=a@b",
+        "postgresql://h?user=a@b&password=xyzw": "postgresql://h?user=a@b&password=***",
+        "postgresql://u@h/db?password=ab#cd&sslmode=require": "postgresql://u@h/db?password=***&sslmode=require",
+        "postgresql://u:pa?ss@h/db": "postgresql://u:***@h/db",
+        "postgresql://h/db?sslpassword=Key@Pass1": "postgresql://h/db?sslpassword=***",
+        "dbname=d host=h sslpassword=KeyPass1": "dbname=d host=h sslpassword=***",
+        f"postgresql://u:{PW[:4]}@{PW[4:]}@h:5/db": "postgresql://u:***@h:5/db",
+        f"postgresql://u:{PW[:4]}/{PW[4:]}@h:5/db": "postgresql://u:***@h:5/db",
+    }
+    for url, shown in cases.items():
+        assert mask_store(url) == shown, url
+        error = f'connection to "{url}" failed: password authentication failed'
+        assert hide_store(error, url) == f'connection to "{shown}" failed: password authentication failed', url
+    for secret in ("Top@Secret99", "TopSecret99", "Key@Pass1"):  # a driver quoting the password alone
+        url = f"postgresql://h/db?user=a@b&password={secret}&sslpassword={secret}"
+        assert secret not in hide_store(f"bad password {secret} / {secret.split('@')[-1]}", url)
 
 
 def _pg_hits(url: str, needles: list[str]) -> dict[str, int]:

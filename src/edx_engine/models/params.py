@@ -95,17 +95,38 @@ def _keywords(address: str) -> dict[str, str] | None:
         return None
 
 
+_SECRET_KEYS = ("password", "sslpassword")  # libpq's keywords whose value is a secret
+
+
 def _mask_query(query: str) -> str:
+    """A URL's query (after ``?``) with the value of each ``password=`` / ``sslpassword=`` parameter as ``***``
+    (a value runs to the next ``&``: libpq reads ``#`` as part of it, not as a fragment)."""
     parts = []
     for item in query.split("&"):
         key, eq, _ = item.partition("=")
-        parts.append(f"{key}={_HIDDEN}" if eq and unquote(key).strip().lower() == "password" else item)
+        parts.append(f"{key}={_HIDDEN}" if eq and unquote(key).strip().lower() in _SECRET_KEYS else item)
     return "&".join(parts)
 
 
+def _url_parts(rest: str) -> tuple[str, int, str | None]:
+    """A URL after ``scheme://`` as (everything before the query, the index of the ``@`` ending the user part in
+    it or -1, the query or None). The query starts at the first ``?`` and is never searched for the ``@``: an
+    ``@`` in a query value (``?user=a@b``, ``?password=Pa@ss``) is not the user part's. The ``@`` is the last one
+    of the authority (up to the first ``/`` or ``#``), else the last one before the query: a password holding an
+    unencoded ``/`` or ``#`` (which libpq cannot read as a password: the address is refused) still ends there."""
+    head, q_mark, query = rest.partition("?")
+    auth = re.split(r"[/#]", head, maxsplit=1)[0]
+    at = auth.rfind("@")
+    if at < 0:
+        at = head.rfind("@")
+    return head, at, query if q_mark else None
+
+
 def mask_store(address: str | None) -> str:
-    """``address`` as it may be printed: passwords (in the user part, ``password=`` query parameters, the keyword
-    form's ``password=``) as ``***``; an address libpq cannot read shows only its scheme (or nothing)."""
+    """``address`` as it may be printed: passwords (in the user part, ``password=`` / ``sslpassword=`` query
+    parameters or keywords) as ``***``; an address libpq cannot read shows only its scheme (or nothing). Every
+    password `_secrets` finds in ``address`` is then masked wherever it is left (`_hide_secrets`), whatever
+    the reading that let it through."""
     if not address:
         return UNSHOWN
     m = _SCHEME.match(address)
@@ -113,17 +134,17 @@ def mask_store(address: str | None) -> str:
         scheme = m.group(1)
         if scheme.lower() not in _PG_SCHEMES or _keywords(address) is None:
             return f"{scheme}://…"
-        rest = address[m.end():]
-        at = rest.rfind("@")  # a password holding '@' or '/' unencoded still ends at the last '@'
-        user, host = ("", rest) if at < 0 else (rest[:at], rest[at + 1:])
+        head, at, query = _url_parts(address[m.end():])
+        user, host = ("", head) if at < 0 else (head[:at], head[at + 1:])
         if ":" in user:
             user = user.split(":", 1)[0] + ":" + _HIDDEN
-        host, q_mark, query = host.partition("?")
-        return f"{scheme}://{user}{'@' if at >= 0 else ''}{host}{q_mark}{_mask_query(query)}"
+        shown = f"{user}{'@' if at >= 0 else ''}{host}" + ("" if query is None else "?" + _mask_query(query))
+        return f"{scheme}://{_hide_secrets(shown, address)}"
     kw = _keywords(address)
     if not kw or "=" not in address:
         return UNSHOWN
-    return " ".join(f"{k}={_HIDDEN if k == 'password' else _kw_value(v)}" for k, v in kw.items())
+    return _hide_secrets(" ".join(f"{k}={_HIDDEN if k in _SECRET_KEYS else _kw_value(v)}" for k, v in kw.items()),
+                         address)
 
 
 def _kw_value(v: str) -> str:
@@ -134,22 +155,36 @@ def _secrets(address: str) -> set[str]:
     """Every password ``address`` holds, as written and decoded, however libpq or a reader splits it."""
     found: set[str] = set()
     kw = _keywords(address)
-    if kw and kw.get("password"):
-        found.add(kw["password"])
+    for key in _SECRET_KEYS:
+        if kw and kw.get(key):
+            found.add(kw[key])
     m = _SCHEME.match(address)
-    rest = address[m.end():] if m else address
-    at = rest.rfind("@")
-    if m and at >= 0 and ":" in rest[:at]:
-        found.add(rest[:at].split(":", 1)[1])
-    for _, value in re.findall(r"(?i)(?:^|[?&\s])(password)\s*=\s*('[^']*'|[^&\s]*)", address):
+    if m:
+        rest = address[m.end():]
+        head, at, _ = _url_parts(rest)
+        ends = {at, re.split(r"[/]", rest, maxsplit=1)[0].find("@")}  # ours; libpq's: the first '@' before a '/'
+        for end in ends:
+            if end >= 0 and ":" in rest[:end]:
+                found.add(rest[:end].split(":", 1)[1])
+    for _, value in re.findall(r"(?i)(?:^|[?&\s])((?:ssl)?password)\s*=\s*('[^']*'|[^&\s]*)", address):
         found.add(value.strip("'"))
     if not m and not kw:  # a keyword string libpq could not read: whatever follows password= is secret
         found.update(re.findall(r"(?i)password\s*=\s*(.*)$", address))
     more = set()
     for s in found:
         more.update({unquote(s), quote(s, safe="")})
-        more.update(p for p in re.split(r"[@/\s?]", s) if len(p) >= 4)  # the pieces a reader may split it into
+        more.update(p for p in re.split(r"[@/\s?#]", s) if len(p) >= 4)  # the pieces a reader may split it into
     return {s for s in found | more if s}
+
+
+def _hide_secrets(text: str, address: str) -> str:
+    """``text`` with every password of ``address`` replaced by ``***`` (a short one only where it stands alone)."""
+    for s in sorted(_secrets(address), key=len, reverse=True):
+        if len(s) >= 4:
+            text = text.replace(s, _HIDDEN)
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", _HIDDEN, text)
+    return text
 
 
 def hide_store(text: str, address: str | None) -> str:
@@ -157,10 +192,4 @@ def hide_store(text: str, address: str | None) -> str:
     it holds replaced by ``***`` wherever it appears (a short one only where it stands alone)."""
     if not address or not text:
         return text
-    text = text.replace(address, mask_store(address))
-    for s in sorted(_secrets(address), key=len, reverse=True):
-        if len(s) >= 4:
-            text = text.replace(s, _HIDDEN)
-        else:
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])", _HIDDEN, text)
-    return text
+    return _hide_secrets(text.replace(address, mask_store(address)), address)
