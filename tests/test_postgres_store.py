@@ -172,11 +172,13 @@ def _pg_hits(url: str, needles: list[str]) -> dict[str, int]:
 
 
 def test_scrub_reaches_postgresql(tmp_path, pg_server):
-    """Import, build into PostgreSQL, scrub, build again without --force: the build copies again what the scrub
-    rewrote and rebuilds the models over it, so no username or e-mail of the package is left in any table of
-    the database (edx_raw.auth_user kept the usernames, and the models over it, until a --force build).
-    Between the scrub and that build, a report from PostgreSQL warns that its model is older than its data,
-    as reports from DuckDB do (it said nothing)."""
+    """Import, build into PostgreSQL, scrub, build again without --force, and only one model that reads no
+    package table (`--model course_day`): the build copies again what the scrub rewrote and rebuilds the models
+    over it, whatever --model says, so no username or e-mail of the package is left in any table of the
+    database (edx_raw.auth_user kept the usernames, and the models over it, until a --force build; then, until
+    a full build: a build of some models copied only their inputs). Between the scrub and that build, a report
+    from PostgreSQL warns that its model is older than its data, as reports from DuckDB do (it said nothing);
+    after it, a full build has nothing left to do."""
     import duckdb
 
     lake = synthetic_store(tmp_path, courses=1, learners=20, days=2)[0]
@@ -194,9 +196,10 @@ def test_scrub_reaches_postgresql(tmp_path, pg_server):
     stale = "are older than the data they are computed from: run `edx-engine build --store ...`"
     res = cli("report", "masterfile", "--data-dir", str(lake.root), "--store", url, "-o", "-")
     assert res.exit_code == 0 and "warning: model(s) masterfile " + stale in res.output, _text(res)
-    res = cli("build", "--data-dir", str(lake.root), "--store", url)
+    res = cli("build", "--data-dir", str(lake.root), "--store", url, "--model", "course_day")
     assert res.exit_code == 0, _text(res)
     assert _pg_hits(url, needles) == {}
+    assert "masterfile" in res.output, res.output  # rebuilt, and said so
     for name in ("masterfile", "general", "course", "active_users", "courses"):  # no false alarm
         res = cli("report", name, "--data-dir", str(lake.root), "--store", url, "-o", "-")
         assert res.exit_code == 0 and "warning" not in res.output, (name, _text(res))
@@ -314,7 +317,8 @@ def test_views_on_models_survive_rebuilds(lake, pg_server):
 def test_one_data_directory_per_database(lake, pg_server, tmp_path):
     """Two data directories built into one database: the second is refused in one line naming the first
     (their models would silently replace each other's), unless --take-over, after which the database holds
-    the second's models and the first is refused in turn."""
+    the second's models, all of them even with --model (it kept the first's other models), and the first is
+    refused in turn."""
     import psycopg
 
     other = synthetic_store(tmp_path, courses=2, learners=10, days=1)[0]
@@ -322,12 +326,16 @@ def test_one_data_directory_per_database(lake, pg_server, tmp_path):
     assert cli("build", "--data-dir", str(lake.root), "--store", url).exit_code == 0
     text = _one_line_error(cli("build", "--data-dir", str(other.root), "--store", url))
     assert "another data directory" in text and str(lake.root.resolve()) in text and "--take-over" in text, text
-    res = cli("build", "--data-dir", str(other.root), "--store", url, "--take-over")
+    res = cli("build", "--data-dir", str(other.root), "--store", url, "--take-over", "--model", "courses")
     assert res.exit_code == 0 and "(0 built" not in res.output, _text(res)
-    with psycopg.connect(url, autocommit=True) as pg:
+    with psycopg.connect(url, autocommit=True) as pg:  # every model the second's, not only those of --model
         assert pg.execute("SELECT count(*) FROM edx_models.courses").fetchone()[0] == 2  # the second's courses
+        assert pg.execute("SELECT count(DISTINCT course_id) FROM edx_models.masterfile").fetchone()[0] == 2
+    res = cli("build", "--data-dir", str(other.root), "--store", url)
+    assert res.exit_code == 0 and "(0 built," in res.output, _text(res)
     text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--store", url))
     assert str(other.root.resolve()) in text, text
     assert cli("build", "--data-dir", str(other.root), "--store", url).exit_code == 0
     text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--take-over"))
     assert "--take-over needs --store" in text
+

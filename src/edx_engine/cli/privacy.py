@@ -78,7 +78,8 @@ def _postgres_note(settings) -> None:
         return
     if url:
         out.print(f"note: the copies in PostgreSQL ({mask_store(url)}) are not checked nor scrubbed here: the next "
-                  "`edx-engine build --store ...` copies the scrubbed tables again and rebuilds the models over them",
+                  "`edx-engine build --store ...`, with or without --model, copies the scrubbed tables again and "
+                  "rebuilds every model the database holds over them",
                   highlight=False, markup=False, soft_wrap=True)
 
 

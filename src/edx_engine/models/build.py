@@ -965,15 +965,15 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
 
     A database holds the models of one data directory (its ``store_id``, recorded in ``edx_models._edx_store``
     by the first build that completes): a build from another one stops with one line, unless ``take_over``
-    (then everything is copied and rebuilt, as with ``force``, and the database is this store's from then on)."""
+    (then every model is copied and rebuilt, as with ``force`` and whatever ``names`` says, and the database is
+    this store's from then on). The first build after an ``edx-engine scrub`` refreshes everything the database
+    holds, whatever ``names`` says (`_build_postgres`): no copy made before the scrub is left."""
     import psycopg
 
     if not lake.catalog_path.exists():
         raise BuildError(f"no store at {lake.root} (run `edx-engine import` first)")
     t0 = time.perf_counter()
     res = BuildResult(store=mask_store(url))
-    todo = D.order(names)
-    needed = sorted(set().union(*(D.all_inputs(n) for n in todo)))
     try:
         pg = psycopg.connect(url, autocommit=True)
     except psycopg.Error as exc:
@@ -990,8 +990,9 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
                 raise BuildError(f"PostgreSQL {mask_store(url)} holds the models of another data directory "
                                  f"({other}): this build would replace them. Build into another database, or "
                                  f"give --take-over to replace them with this data directory's")
-            _build_postgres(lake, pg, url, entries, params, todo, needed, force or bool(other), on_model, res)
-            _pg_claim(pg, lake, store_id)
+            scrubbed = _build_postgres(lake, pg, url, entries, params, None if other else names,
+                                       force or bool(other), on_model, res)
+            _pg_claim(pg, lake, store_id, scrubbed)
     except psycopg.errors.InsufficientPrivilege as exc:
         raise BuildError(f"PostgreSQL {mask_store(url)} refused: {_pg_message(exc, url)} (the role needs CREATE on "
                          f"the database, or schemas {PG_RAW} and {PG_MODELS} it may create tables in, made for it "
@@ -1009,14 +1010,25 @@ def _pg_message(exc: BaseException, url: str) -> str:
     return hide_store(text, url)
 
 
-def _build_postgres(lake: Lake, pg, url: str, entries: list[CourseEntry], params: D.Params, todo: list[str],
-                    needed: list[str], force: bool, on_model, res: BuildResult) -> None:
-    """The body of `build_postgres` on an open connection: driver errors reach it as one line."""
+def _build_postgres(lake: Lake, pg, url: str, entries: list[CourseEntry], params: D.Params,
+                    names: list[str] | None, force: bool, on_model, res: BuildResult) -> str:
+    """The body of `build_postgres` on an open connection: driver errors reach it as one line. Builds ``names``
+    (and what they need; None: every model); when the data directory was scrubbed since the database's last
+    complete build (`scrub_state` against ``_edx_store``), also every model the database holds and every input
+    copied into ``edx_raw``: the copies made before the scrub (usernames in ``edx_raw.auth_user`` and in the
+    models over it) are replaced by this build, not by some later full one. Returns the scrub state built from."""
     with lake.connect(read_only=True, fresh=True) as con:  # it loads the postgres extension
         con.execute("SET TimeZone = 'UTC'")
+        scrubbed = scrub_state(con)
+        todo = D.order(names)
+        needed = set().union(*(D.all_inputs(n) for n in todo))
+        if names and scrubbed != _pg_store_value(pg, "scrub_state", ""):
+            held = {r[0] for r in pg.execute(f"SELECT name FROM {PG_MODELS}._edx_models").fetchall()}
+            todo = D.order(sorted(set(names) | (held & set(D.MODELS))))
+            needed |= set().union(*(D.all_inputs(n) for n in todo)) | (_pg_tables(pg, PG_RAW) & set(INPUTS))
         c0 = time.perf_counter()
         run = _PgRun(lake.root, con, pg, params, force, course_info(con, entries))
-        _pg_copy_inputs(con, pg, url, run, needed)
+        _pg_copy_inputs(con, pg, url, run, sorted(needed))
         res.copy_seconds = time.perf_counter() - c0
         for n in todo:
             m = D.MODELS[n]
@@ -1025,6 +1037,24 @@ def _build_postgres(lake: Lake, pg, url: str, entries: list[CourseEntry], params
             res.models.append(r)
             if on_model:
                 on_model(r)
+    return scrubbed
+
+
+def scrub_state(con: duckdb.DuckDBPyConnection) -> str:
+    """What ``edx-engine scrub`` has done to the data directory so far (every file it rewrote, package tables and
+    events alike), in one value: "" when never scrubbed. Recorded in ``edx_models._edx_store`` by a complete
+    PostgreSQL build, so the next one knows whether a scrub happened since."""
+    try:
+        n, h = con.execute("SELECT count(*), md5(coalesce(string_agg(path, '|' ORDER BY path), '')) "
+                           "FROM _edx_scrub_log").fetchone()
+    except duckdb.CatalogException:  # never scrubbed
+        return ""
+    return f"{n}:{h}" if n else ""
+
+
+def _pg_store_value(pg, key: str, default: str | None = None) -> str | None:
+    row = pg.execute(f"SELECT value FROM {PG_MODELS}._edx_store WHERE key = %s", [key]).fetchone()
+    return default if row is None else row[0]
 
 
 def _pg_bookkeeping(pg) -> None:
@@ -1066,13 +1096,15 @@ def _pg_owner(pg, store_id: str) -> str | None:
     return f"{rec.get('data_dir', '?')} on {rec.get('host', '?')}, last built {rec.get('built_at', '?')}"
 
 
-def _pg_claim(pg, lake: Lake, store_id: str) -> None:
-    """Record this data directory as the one whose models the database holds (after a complete build)."""
+def _pg_claim(pg, lake: Lake, store_id: str, scrubbed: str) -> None:
+    """Record this data directory as the one whose models the database holds (after a complete build), and the
+    `scrub_state` its copies were made from."""
     import socket
 
     with pg.transaction():
         for k, v in (("store_id", store_id), ("data_dir", str(Path(lake.root).resolve())),
-                     ("host", socket.gethostname()), ("built_at", time.strftime("%Y-%m-%d %H:%M:%S"))):
+                     ("host", socket.gethostname()), ("built_at", time.strftime("%Y-%m-%d %H:%M:%S")),
+                     ("scrub_state", scrubbed)):
             pg.execute(f"INSERT INTO {PG_MODELS}._edx_store VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
                        f"SET value = EXCLUDED.value", [k, v])
 
