@@ -339,3 +339,26 @@ def test_one_data_directory_per_database(lake, pg_server, tmp_path):
     text = _one_line_error(cli("build", "--data-dir", str(lake.root), "--take-over"))
     assert "--take-over needs --store" in text
 
+
+def test_model_table_with_a_stale_not_null_is_made_anew(lake, pg_server):
+    """A model's table whose column is NOT NULL while the definition lets it be NULL (an older definition, an
+    administrator's constraint) is not kept and emptied as if it matched: the rows with a NULL there made the
+    rebuild's INSERT fail. The keep-or-recreate check compares NOT NULL as well as names and types."""
+    import psycopg
+
+    url = new_pg_database(pg_server)
+    assert cli("build", "--data-dir", str(lake.root), "--store", url, "--model", "person_course").exit_code == 0
+    with psycopg.connect(url, autocommit=True) as pg:
+        cols = [r[0] for r in pg.execute("SELECT attname FROM pg_attribute WHERE attrelid = "
+                                         "'edx_models.person_course'::regclass AND attnum > 0 AND NOT attisdropped "
+                                         "AND NOT attnotnull ORDER BY attnum").fetchall()]
+        col = next(c for c in cols if pg.execute(
+            f'SELECT count(*) FILTER (WHERE "{c}" IS NULL) > 0 AND count("{c}") > 0 FROM edx_models.person_course'
+        ).fetchone()[0])
+        pg.execute(f'DELETE FROM edx_models.person_course WHERE "{col}" IS NULL; '
+                   f'ALTER TABLE edx_models.person_course ALTER COLUMN "{col}" SET NOT NULL')
+        res = cli("build", "--data-dir", str(lake.root), "--store", url, "--model", "person_course", "--force")
+        assert res.exit_code == 0, _text(res)
+        assert pg.execute(f'SELECT count(*) FROM edx_models.person_course WHERE "{col}" IS NULL').fetchone()[0] > 0
+        assert not pg.execute("SELECT attnotnull FROM pg_attribute WHERE attrelid = "
+                              "'edx_models.person_course'::regclass AND attname = %s", [col]).fetchone()[0]

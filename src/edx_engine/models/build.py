@@ -1170,10 +1170,12 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
         _pg_record_days(pg, n, {d: run.days[d] for d in changed})
 
 
-def _pg_columns(pg, table: str) -> list[tuple[str, str]]:
-    """(name, type) of each column of ``table``, in order."""
-    return pg.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
-                      "%s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", [table]).fetchall()
+def _pg_columns(pg, table: str) -> list[tuple[str, str, bool]]:
+    """(name, type, NOT NULL) of each column of ``table``, in order: a table kept for a model must match its
+    definition in all three (a NOT NULL the definition dropped would make its INSERT fail)."""
+    return pg.execute("SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute "
+                      "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                      [table]).fetchall()
 
 
 def _pg_dependants(pg, table: str) -> list[str]:
@@ -1384,9 +1386,9 @@ class _PgRun(_Planner):
     def _create(self, n: str, expr) -> bool:
         """An empty table for model ``n`` with the column types of ``expr``, as Ibis' ``create_table`` makes it
         (PostgreSQL's own types of the SELECT would differ: sum(bigint) is numeric); True when it was made anew.
-        A table that already has exactly those columns is emptied (TRUNCATE) rather than dropped: the views
-        others built on it and the grants on it stay. Else it is dropped and created, and a view depending on
-        it stops the build with one line naming the view (dropping it would destroy someone's work)."""
+        A table that already has exactly those columns (names, types, NOT NULL) is emptied (TRUNCATE) rather than
+        dropped: the views others built on it and the grants on it stay. Else it is dropped and created, and a view
+        depending on it stops the build with one line naming the view (dropping it would destroy someone's work)."""
         import sqlglot as sg
         import sqlglot.expressions as sge
 
