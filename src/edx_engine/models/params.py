@@ -162,7 +162,7 @@ def _secrets(address: str) -> set[str]:
     if m:
         rest = address[m.end():]
         head, at, _ = _url_parts(rest)
-        ends = {at, re.split(r"[/]", rest, maxsplit=1)[0].find("@")}  # ours; libpq's: the first '@' before a '/'
+        ends = {at, rest.split("/", 1)[0].find("@")}  # ours; libpq's: the first '@' before a '/'
         for end in ends:
             if end >= 0 and ":" in rest[:end]:
                 found.add(rest[:end].split(":", 1)[1])
