@@ -98,9 +98,10 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
                 hidden.add(cs[0])
                 changed = True
 
+    solved: dict = {}  # determined() per piece of hidden cells
     for _ in range(len(vals) + 1):
         complete_equations()
-        det = determined(vals, eqs, hidden)
+        det = determined(vals, eqs, hidden, solved)
         det = [c for c in det if c not in unprotectable]
         if not det:
             break
@@ -129,14 +130,17 @@ def _weak(e: Sequence[int], h: list[int], vals: list[int], k: int) -> bool:
     return e[0] not in h and sum(vals[c] for c in h) < k
 
 
-def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int]) -> list[int]:
+def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int],
+               cache: dict | None = None) -> list[int]:
     """Hidden cells that the published cells and the equations determine exactly.
 
     A hidden cell is determined when its unit vector lies in the row space of the equations
     written over the hidden cells (the published ones are constants). The system falls apart into
     independent pieces (e.g. one per course of a report): each is solved on its own, so the cost
     follows the largest piece, not the whole table (200 courses' breakdowns at once were one SVD
-    of some 10,000 unknowns: 340 s and 4 GB)."""
+    of some 10,000 unknowns: 340 s and 4 GB). ``cache`` (a dict kept by the caller for one set of
+    ``equations``): a piece's answer depends only on its hidden cells, so a piece that a new hidden
+    cell did not touch is not solved again (``protect`` adds one cell per round)."""
     unknown = sorted(hidden)
     if not unknown:
         return []
@@ -165,6 +169,10 @@ def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden
     out: list[int] = []
     for piece in pieces.values():
         cells = sorted({c for r, _ in piece for c in r})
+        key = tuple(cells)
+        if cache is not None and key in cache:
+            out += cache[key]
+            continue
         pos = {c: j for j, c in enumerate(cells)}
         a = np.zeros((len(piece), len(cells)))
         for i, (_, e) in enumerate(piece):
@@ -175,7 +183,10 @@ def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden
         rank = int((s > 1e-9 * max(1.0, s.max())).sum()) if s.size else 0
         # e_j in the row space  <=>  its projection on the row space (the first rank rows of vt) has length 1
         reach = (vt[:rank] ** 2).sum(axis=0)
-        out += [cells[j] for j in range(len(cells)) if reach[j] > 1 - 1e-9]
+        found = [cells[j] for j in range(len(cells)) if reach[j] > 1 - 1e-9]
+        if cache is not None:
+            cache[key] = found
+        out += found
     return sorted(out)
 
 
@@ -213,6 +224,40 @@ def _groups(table: pa.Table, by: Sequence[str]) -> dict[tuple, list[int]]:
     return g
 
 
+# Suppression is a function of a table's content, never of its row order: every function below
+# builds its cells and equations from the rows sorted by their key columns (then by their counts),
+# so a tie between two candidate complements is broken by key values, not positions, and the same
+# table read from DuckDB or PostgreSQL, built fully or incrementally, hides the same cells.
+KEY_ORDER = ("course_id", "date", "week", "month", "country", "dimension", "value", "mode", "age_band",
+             "cert_status", "grade_from", "video_id", "problem_id")
+
+
+def _sort_key(v):
+    return (v is None, "" if v is None else v)
+
+
+def canonical_order(table: pa.Table, columns: Sequence[str] = ()) -> list[int]:
+    """Row positions of ``table`` in its canonical order: sorted by the usual key columns, then
+    ``columns`` (or every other column), NULLs last. Rows that tie are identical in those columns."""
+    rest = [c for c in (columns or table.column_names) if c not in KEY_ORDER and c != SUPPRESSED_COLUMN]
+    keys = [c for c in KEY_ORDER if c in table.column_names] + rest
+    data = [table.column(c).to_pylist() for c in keys]
+    return sorted(range(table.num_rows), key=lambda r: tuple(_sort_key(col[r]) for col in data))
+
+
+def _canonical(table: pa.Table, columns: Sequence[str] = ()) -> tuple[pa.Table, pa.Array]:
+    """(the table in canonical order, the positions that take it back to the input's order)."""
+    order = canonical_order(table, columns)
+    back = [0] * len(order)
+    for new, old in enumerate(order):
+        back[old] = new
+    return table.take(pa.array(order, pa.int64())), pa.array(back, pa.int64())
+
+
+def _str_key(v):
+    return (v is None, str(v))
+
+
 def suppress(table: pa.Table, count_columns: Sequence[str] | str, k: int = DEFAULT_K, *,
              by: Sequence[str] = (), row_sums: Sequence[tuple[str, Sequence[str]]] = (),
              column_totals: bool = True, linked: dict[str, Sequence[str]] | None = None) -> pa.Table:
@@ -229,6 +274,7 @@ def suppress(table: pa.Table, count_columns: Sequence[str] | str, k: int = DEFAU
     linked = linked or {}
     cols = [count_columns] if isinstance(count_columns, str) else list(count_columns)
     cols += [c for ls in linked.values() for c in ls if c not in cols and c in table.column_names]
+    table, back = _canonical(table, [c for c in table.column_names if c not in cols] + cols)
     cells: list[tuple[int, str]] = []
     values: list[int | None] = []
     index: dict[tuple[int, str], int] = {}
@@ -254,7 +300,7 @@ def suppress(table: pa.Table, count_columns: Sequence[str] | str, k: int = DEFAU
     forced = [index[(r, c)] for p, ls in linked.items() if p in data for r in range(table.num_rows)
               if 0 < (data[p][r] or 0) < k for c in ls if c in data]
     hidden = protect(values, eqs, k, fixed=fixed, forced=forced, not_counts=not_counts).hidden
-    return _apply(table, cells, {h for h in hidden if h < len(cells)}, cols)
+    return _apply(table, cells, {h for h in hidden if h < len(cells)}, cols).take(back)
 
 
 def suppress_crosstab(table: pa.Table, row_key: str, col_key: str, count: str, k: int = DEFAULT_K, *,
@@ -268,6 +314,7 @@ def suppress_crosstab(table: pa.Table, row_key: str, col_key: str, count: str, k
     ``*_totals_known``, because they are published elsewhere. Absent combinations count as
     published zeros.
     """
+    table, back = _canonical(table, [*by, row_key, col_key, count])
     cells = [(r, count) for r in range(table.num_rows)]
     values: list[int | None] = table.column(count).to_pylist()
     values = list(values)
@@ -276,8 +323,8 @@ def suppress_crosstab(table: pa.Table, row_key: str, col_key: str, count: str, k
     fixed: list[int] = []
     for _, rows in _groups(table, by).items():
         grid: dict[tuple, int] = {(rk[r], ck[r]): r for r in rows}
-        rvals = sorted({rk[r] for r in rows if rk[r] != total_label or total_label is None}, key=str)
-        cvals = sorted({ck[r] for r in rows if ck[r] != total_label or total_label is None}, key=str)
+        rvals = sorted({rk[r] for r in rows if rk[r] != total_label or total_label is None}, key=_str_key)
+        cvals = sorted({ck[r] for r in rows if ck[r] != total_label or total_label is None}, key=_str_key)
 
         def margin(cells_: list[int], explicit: int | None, known: bool) -> list[int] | None:
             if explicit is not None:
@@ -309,7 +356,7 @@ def suppress_crosstab(table: pa.Table, row_key: str, col_key: str, count: str, k
                     if e:
                         eqs.append(e)
     hidden = protect(values, eqs, k, fixed=fixed).hidden
-    return _apply(table, cells, {h for h in hidden if h < len(cells)}, [count])
+    return _apply(table, cells, {h for h in hidden if h < len(cells)}, [count]).take(back)
 
 
 def merge_small(table: pa.Table, category: str, count_columns: Sequence[str] | str, k: int = DEFAULT_K, *,
@@ -357,7 +404,8 @@ def merge_small(table: pa.Table, category: str, count_columns: Sequence[str] | s
 # -- the course report's breakdown -------------------------------------------------------------------
 
 def suppress_course_breakdown(table: pa.Table, k: int = DEFAULT_K, all_label: str = "(all)",
-                              known_course_totals: dict[str, int] | None = None) -> pa.Table:
+                              known_course_totals: dict[str, int] | None = None,
+                              summary: pa.Table | None = None) -> pa.Table:
     """``course_breakdown`` (course_id, country, dimension, value, learners): per course, the
     learners by gender / education / year of birth, overall (country = "(all)") and per
     country, plus learners per country (dimension "country"). One system of equations per
@@ -368,38 +416,104 @@ def suppress_course_breakdown(table: pa.Table, k: int = DEFAULT_K, all_label: st
     The course's age bands (``age.age_band`` of the overall years of birth), which the public
     dashboard publishes, are cells of the same system: a band is the sum of its years, so the
     two outputs together give back no hidden cell (:func:`suppress_course_breakdown_and_ages`).
+    With ``summary`` (``course_summary``) the headline figures are cells of the same system too
+    (:func:`suppress_course_tables`): what every public output publishes.
     """
-    return suppress_course_breakdown_and_ages(table, k, all_label, known_course_totals)[0]
+    return suppress_course_tables(summary, table, k, all_label, known_course_totals)[1]
 
 
 def suppress_course_breakdown_and_ages(table: pa.Table, k: int = DEFAULT_K, all_label: str = "(all)",
                                        known_course_totals: dict[str, int] | None = None,
-                                       year: int | None = None) -> tuple[pa.Table, pa.Table]:
+                                       year: int | None = None,
+                                       summary: pa.Table | None = None) -> tuple[pa.Table, pa.Table]:
     """:func:`suppress_course_breakdown`, and the course age bands (course_id, age_band, learners;
     NULL: hidden) that the same suppression protects."""
-    course = table.column("course_id").to_pylist()
-    country = table.column("country").to_pylist()
-    dim = table.column("dimension").to_pylist()
-    val = table.column("value").to_pylist()
-    values: list[int | None] = list(table.column("learners").to_pylist())
-    cells = [(r, "learners") for r in range(table.num_rows)]
+    _, out, ages = suppress_course_tables(summary, table, k, all_label, known_course_totals, year)
+    return out, ages
+
+
+# course_summary's counts of people, and the additive relations inside a row
+SUMMARY_COUNTS = ("enrolled", "enrolled_active", "unenrolled", "active", "active_events", "explored",
+                  "certificates_failed", "approved", "certified", "male", "female", "other_unknown")
+SUMMARY_ROW_SUMS = (("enrolled", ("male", "female", "other_unknown")), ("enrolled", ("enrolled_active", "unenrolled")))
+# course_summary's gender columns = sums of the overall gender cells of course_breakdown
+SUMMARY_GENDER = (("male", lambda v: v == "m"), ("female", lambda v: v == "f"),
+                  ("other_unknown", lambda v: v not in ("m", "f")))
+
+
+def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int = DEFAULT_K,
+                           all_label: str = "(all)", known_course_totals: dict[str, int] | None = None,
+                           year: int | None = None) -> tuple[pa.Table | None, pa.Table, pa.Table]:
+    """``course_summary``, ``course_breakdown`` and the course age bands suppressed as ONE system:
+    (summary, breakdown, ages). They publish the same facts more than once (a course's enrolment is
+    the summary's ``enrolled`` and the breakdown's total; the summary's ``male`` is the breakdown's
+    overall gender "m"; an age band is a sum of years of birth), so suppressed apart they could
+    hide different cells of the same fact, and together give back a hidden one. Every public output
+    (``export``/``report --public`` of course_summary, general_report, course_breakdown and the
+    course report, the public dashboard) takes its cells from this one result.
+
+    Summary: its row sums (enrolled = male + female + other_unknown = enrolled_active + unenrolled)
+    and its column totals (known: the dashboard publishes them) are equations; its gender cells
+    equal sums of breakdown cells; its ``enrolled`` is the breakdown's course total when the two
+    agree (else that total is treated as known). Cells and equations are built from the tables in
+    canonical order (by key), so the result depends on the content only."""
+    b, bback = _canonical(breakdown, ["course_id", "country", "dimension", "value", "learners"])
+    course = b.column("course_id").to_pylist()
+    country = b.column("country").to_pylist()
+    dim = b.column("dimension").to_pylist()
+    val = b.column("value").to_pylist()
+    values: list[int | None] = list(b.column("learners").to_pylist())
+    cells = [(r, "learners") for r in range(b.num_rows)]
     eqs: list[list[int]] = []
     fixed: list[int] = []
+    # the summary's cells
+    s = sback = None
+    scols: list[str] = []
+    scells: list[tuple[int, str]] = []
+    sidx: dict[tuple[int, str], int] = {}
+    srow: dict[str, int] = {}
+    if summary is not None:
+        scols = [c for c in SUMMARY_COUNTS if c in summary.column_names]
+        s, sback = _canonical(summary, [c for c in summary.column_names if c not in scols] + scols)
+        sdata = {c: s.column(c).to_pylist() for c in scols}
+        for r, cid in enumerate(s.column("course_id").to_pylist()):
+            srow.setdefault(cid, r)
+            for c in scols:
+                sidx[(r, c)] = len(values)
+                scells.append((r, c))
+                values.append(sdata[c][r])
+            for total, parts in SUMMARY_ROW_SUMS:
+                if total in scols and all(p_ in scols for p_ in parts):
+                    eqs.append([sidx[(r, total)]] + [sidx[(r, p_)] for p_ in parts])
+        for c in scols:  # column totals: known to the reader (the dashboard's headline publishes them)
+            fixed.append(len(values))
+            values.append(sum(v or 0 for v in sdata[c]))
+            eqs.append([len(values) - 1] + [sidx[(r, c)] for r in range(s.num_rows)])
     per_course: dict[str, list[int]] = defaultdict(list)
     bands: list[tuple[str, str, int]] = []  # (course, band, cell)
-    for r in range(table.num_rows):
+    for r in range(b.num_rows):
         per_course[course[r]].append(r)
     for cid, rows in per_course.items():
         idx = {(country[r], dim[r], val[r]): r for r in rows}
-        dims = sorted({dim[r] for r in rows})
-        countries = sorted({country[r] for r in rows if country[r] != all_label}, key=str)
+        dims = sorted({dim[r] for r in rows}, key=_str_key)
+        countries = sorted({country[r] for r in rows if country[r] != all_label}, key=_str_key)
         if known_course_totals and cid in known_course_totals:
             total = known_course_totals[cid]
         else:
             total = sum(values[r] or 0 for r in rows if country[r] == all_label and dim[r] == "country")
-        t = len(values)
-        values.append(total)
-        fixed.append(t)
+        sr = srow.get(cid)
+        if sr is not None and "enrolled" in scols and values[sidx[(sr, "enrolled")]] == total:
+            t = sidx[(sr, "enrolled")]  # the same number: one cell
+        else:
+            t = len(values)
+            values.append(total)
+            fixed.append(t)
+        if sr is not None:
+            genders = [r for r in rows if country[r] == all_label and dim[r] == "gender"]
+            for col, is_part in SUMMARY_GENDER:
+                parts = [r for r in genders if is_part(val[r])]
+                if col in scols and parts and values[sidx[(sr, col)]] == sum(values[r] or 0 for r in parts):
+                    eqs.append([sidx[(sr, col)]] + parts)
         by_band: dict[str, list[int]] = defaultdict(list)  # band -> the overall year-of-birth cells in it
         for r in rows:
             if country[r] == all_label and dim[r] == "year_of_birth":
@@ -409,13 +523,13 @@ def suppress_course_breakdown_and_ages(table: pa.Table, k: int = DEFAULT_K, all_
             values.append(sum(values[r] or 0 for r in parts))
             eqs.append([len(values) - 1] + parts)
         for d in dims:
-            overall = [idx[(all_label, d, v)] for v in sorted({val[r] for r in rows if dim[r] == d}, key=str)
-                       if (all_label, d, v) in idx]
+            dvals = sorted({val[r] for r in rows if dim[r] == d}, key=_str_key)
+            overall = [idx[(all_label, d, v)] for v in dvals if (all_label, d, v) in idx]
             if overall:
                 eqs.append([t] + overall)
             if d == "country":
                 continue
-            for v in {val[r] for r in rows if dim[r] == d}:
+            for v in dvals:
                 parts = [idx[(c, d, v)] for c in countries if (c, d, v) in idx]
                 if (all_label, d, v) in idx and parts:
                     eqs.append([idx[(all_label, d, v)]] + parts)
@@ -424,11 +538,50 @@ def suppress_course_breakdown_and_ages(table: pa.Table, k: int = DEFAULT_K, all_
                 if (all_label, "country", c) in idx and parts:
                     eqs.append([idx[(all_label, "country", c)]] + parts)
     hidden = protect(values, eqs, k, fixed=fixed).hidden
-    out = _apply(table, cells, {h for h in hidden if h < len(cells)}, ["learners"])
-    ages = pa.table({"course_id": pa.array([b[0] for b in bands], pa.string()),
-                     "age_band": pa.array([b[1] for b in bands], pa.string()),
-                     "learners": pa.array([None if b[2] in hidden else values[b[2]] for b in bands], pa.int64())})
-    return _published_countries(out, table, course, country, dim, val, k, all_label), ages
+    out = _apply(b, cells, {h for h in hidden if h < len(cells)}, ["learners"]).take(bback)
+    ages = pa.table({"course_id": pa.array([x[0] for x in bands], pa.string()),
+                     "age_band": pa.array([x[1] for x in bands], pa.string()),
+                     "learners": pa.array([None if x[2] in hidden else values[x[2]] for x in bands], pa.int64())})
+    sout = None
+    if s is not None:
+        first = len(cells)
+        shidden = {i - first for i in hidden if first <= i < first + len(scells)}
+        sout = _apply(s, scells, shidden, scols).take(sback)
+    table = breakdown
+    bt = _published_countries(out, table, table.column("course_id").to_pylist(), table.column("country").to_pylist(),
+                               table.column("dimension").to_pylist(), table.column("value").to_pylist(), k, all_label)
+    return sout, bt, ages
+
+
+# general_report's count columns: course_summary's, renamed
+GENERAL_OF_SUMMARY = {"total": "enrolled", "active": "active", "approved": "approved", "certified": "certified",
+                      "failed": "certificates_failed", "male": "male", "female": "female",
+                      "other_unknown": "other_unknown"}
+
+
+def general_from_summary(general: pa.Table, public_summary: pa.Table) -> pa.Table:
+    """``general_report`` (a selection of course_summary's columns, renamed) with exactly the cells that
+    the suppressed ``public_summary`` hides: the two publish the same numbers, so they hide the same."""
+    by_course = {r["course_id"]: r for r in public_summary.to_pylist()}
+    hidden_of = {cid: set((r.get(SUPPRESSED_COLUMN) or "").split(";")) - {""} for cid, r in by_course.items()}
+    ids = general.column("course_id").to_pylist()
+    out = general
+    names: list[list[str]] = [[] for _ in ids]
+    for gcol, scol in GENERAL_OF_SUMMARY.items():
+        if gcol not in out.column_names:
+            continue
+        vals = out.column(gcol).to_pylist()
+        for i, cid in enumerate(ids):
+            if cid not in by_course or scol in hidden_of[cid]:
+                # a course the summary does not have is hidden whole (nothing protects it)
+                if vals[i] is not None or cid not in by_course:
+                    vals[i] = None
+                    names[i].append(gcol)
+        out = out.set_column(out.schema.get_field_index(gcol), gcol, pa.array(vals, out.schema.field(gcol).type))
+    sup = pa.array([";".join(n) or None for n in names], pa.string())
+    if SUPPRESSED_COLUMN in out.column_names:
+        return out.set_column(out.schema.get_field_index(SUPPRESSED_COLUMN), SUPPRESSED_COLUMN, sup)
+    return out.append_column(SUPPRESSED_COLUMN, sup)
 
 
 def _published_countries(out: pa.Table, table: pa.Table, course: list, country: list, dim: list, val: list,
