@@ -209,7 +209,7 @@ def report(
         if course and _empty(data):  # say why, with the close matches, rather than write an empty file
             check_course(produce(lake, name, _store(settings, store), None), course)
         if public:
-            data = make_public(name, data, k)
+            data = make_public(name, data, k, lake, _store(settings, store))
             if course:
                 data = only_course(data, course)
         if labels:

@@ -20,7 +20,7 @@ import pyarrow as pa
 from ..age import age_band_sql
 from ..store.lake import Lake
 from ..privacy import suppress as S
-from ..privacy.export import PUBLIC_SPECS
+from ..privacy.export import COURSE_TABLES, PUBLIC_SPECS, public_course_tables
 
 ALL = "(all)"
 REQUIRED_MODELS = ("courses", "person_course", "course_summary", "course_breakdown", "general_report",
@@ -110,20 +110,28 @@ class Reader:
         params = con.execute("SELECT params FROM _edx_models WHERE name = 'person_course'").fetchone()
         include_staff = bool(params and "include_staff=True" in (params[0] or ""))
         self.learner_filter = "TRUE" if include_staff else "NOT is_staff"
-        self._public_breakdown: tuple[pa.Table, pa.Table] | None = None
+        self._public_course: dict[str, pa.Table] | None = None
 
     def breakdown(self) -> pa.Table:
-        """``course_breakdown``; public: suppressed in one system with the course age bands (``age_bands``)."""
-        return _only(self._breakdown_and_ages()[0], self.courses) if self.public else self.model("course_breakdown")
+        """``course_breakdown``; public: suppressed in one system with course_summary and the course age
+        bands (``public_course``)."""
+        return self.model("course_breakdown", "course_breakdown")
 
-    def _breakdown_and_ages(self) -> tuple[pa.Table, pa.Table]:
-        if self._public_breakdown is None:
-            t = _arrow(self.con, 'SELECT * FROM models."course_breakdown"')
-            self._public_breakdown = S.suppress_course_breakdown_and_ages(t, self.k)
-        return self._public_breakdown
+    def public_course(self) -> dict[str, pa.Table]:
+        """The public course_summary, general_report, course_breakdown and age bands: ONE suppression
+        (``privacy.export.public_course_tables``), the one ``export``/``report --public`` publish, so
+        the funnel, the cards, the age chart, the country detail and the reports hide the same cells."""
+        if self._public_course is None:
+            read = {m: _arrow(self.con, f'SELECT * FROM models."{m}"') for m in
+                    ("course_summary", "course_breakdown", "general_report")}
+            self._public_course = public_course_tables(read["course_summary"], read["course_breakdown"], self.k,
+                                                       read["general_report"])
+        return self._public_course
 
     def model(self, name: str, spec: str | None = None) -> pa.Table:
-        """A model, suppressed with its PUBLIC_SPECS rule on public sites (whole table, then courses)."""
+        """A model, suppressed with its public rule on public sites (whole table, then courses)."""
+        if self.public and spec in COURSE_TABLES:
+            return _only(self.public_course()[spec], self.courses)
         t = _arrow(self.con, f'SELECT * FROM models."{name}"')
         if self.public and spec:
             t = PUBLIC_SPECS[spec](t, self.k)
@@ -231,7 +239,7 @@ class Reader:
         birth of the public ``course_breakdown`` (a band is a sum of years: suppressed apart, the two
         would give back hidden years by subtraction)."""
         if self.public:
-            return _only(self._breakdown_and_ages()[1].sort_by([("course_id", "ascending"),
+            return _only(self.public_course()["age_bands"].sort_by([("course_id", "ascending"),
                                                                 ("age_band", "ascending")]), self.courses)
         t = _arrow(self.con, f"""
             SELECT course_id, {age_band_sql('year_of_birth')} AS age_band, count(*) AS learners

@@ -95,7 +95,8 @@ def _per_course_time(count_cols: list[str], key: str, cat: str | None = None,
     return run
 
 
-# Aggregated models that may be published, and how each is suppressed.
+# Aggregated models that may be published, and how each is suppressed on its own (outputs call
+# ``public_table``: the course tables are suppressed together, see COURSE_TABLES).
 PUBLIC_SPECS: dict[str, Callable[[pa.Table, int], pa.Table]] = {
     "course_summary": _course_summary,
     "general_report": _general_report,
@@ -110,6 +111,39 @@ PUBLIC_SPECS: dict[str, Callable[[pa.Table, int], pa.Table]] = {
         t, ["learners", "from_profile", "from_ip", "not_locatable"], k,
         row_sums=[("learners", ["from_profile", "from_ip", "not_locatable"])]),
 }
+
+
+# Tables that publish the same facts (a course's enrolment, its learners by gender, age bands as sums of
+# years of birth): their public versions all come from ONE suppression (``suppress.suppress_course_tables``)
+# of course_summary and course_breakdown, whichever of them is published and by which path.
+COURSE_TABLES = ("course_summary", "general_report", "course_breakdown")
+
+
+def public_course_tables(summary: pa.Table, breakdown: pa.Table, k: int,
+                         general: pa.Table | None = None) -> dict[str, pa.Table]:
+    """The public course_summary, course_breakdown, age bands (and general_report, given the model)."""
+    s, b, ages = S.suppress_course_tables(summary, breakdown, k)
+    out = {"course_summary": s, "course_breakdown": b, "age_bands": ages}
+    if general is not None:
+        out["general_report"] = S.general_from_summary(general, s)
+    return out
+
+
+def public_table(name: str, table: pa.Table, k: int, read: Callable[[str], pa.Table] | None = None) -> pa.Table:
+    """``table`` (model ``name``) as it may be published. Every public output goes through here.
+
+    course_summary, general_report and course_breakdown need each other (``read(model)`` gives the
+    other models' whole tables): they are suppressed together, so every output hides the same cells.
+    Other models: their ``PUBLIC_SPECS`` rule."""
+    if name in COURSE_TABLES:
+        if read is None:
+            raise ValueError(f"the public {name} is suppressed together with "
+                             f"{', '.join(m for m in ('course_summary', 'course_breakdown') if m != name)}: "
+                             "give read=")
+        summary = read("course_summary") if name != "course_summary" else table
+        breakdown = read("course_breakdown") if name != "course_breakdown" else table
+        return public_course_tables(summary, breakdown, k, table if name == "general_report" else None)[name]
+    return PUBLIC_SPECS[name](table, k)
 
 
 class ExportError(Exception):
@@ -247,7 +281,8 @@ def export_table(lake: Lake, name: str, path: str | Path, fmt: str | None = None
         if public:
             table = reader.read_all()
             table = anonymise_batch(table, drop, ids, pseudonymizer) if pseudonymizer else table.drop_columns(drop)
-            table = PUBLIC_SPECS[name](table, k)
+            table = public_table(name, table, k,
+                                 lambda m: con.execute(f'SELECT * FROM models."{m}"').to_arrow_table())
             suppressed = sum(len(s.split(";")) for s in table.column(S.SUPPRESSED_COLUMN).to_pylist() if s)
             batches = [table]
         else:

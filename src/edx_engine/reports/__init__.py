@@ -174,19 +174,26 @@ def check_public(name: str) -> None:
             f"under a data-use agreement: `edx-engine export {m} --anonymised -o FILE` (see docs/privacy.md)")
 
 
-def make_public(name: str, data, k: int):
-    """Apply ``privacy.export.PUBLIC_SPECS`` (small-cell suppression with threshold ``k``) to ``produce``'s data.
+def make_public(name: str, data, k: int, lake: Lake | None = None, store: str | None = None):
+    """Apply small-cell suppression with threshold ``k`` to ``produce``'s data (``privacy.export.public_table``).
 
     Counts with 0 < n < k - and the complementary cells that would give them back - become NULL;
-    a ``suppressed`` column names the hidden cells of each row."""
-    from ..privacy.export import PUBLIC_SPECS
+    a ``suppressed`` column names the hidden cells of each row. course_summary, general_report and
+    course_breakdown are suppressed together (they share facts), reading the others from ``lake``
+    (and ``store``): every public output of them hides the same cells."""
+    from ..privacy.export import COURSE_TABLES, public_course_tables, public_table
 
     check_public(name)
     if k < 1:
         raise ReportError("k must be at least 1")
     if isinstance(data, tuple):  # course report: (course_summary, course_breakdown)
-        return tuple(_sorted(PUBLIC_SPECS[m](t, k)) for m, t in zip(public_models(name), data))
-    return _sorted(PUBLIC_SPECS[public_models(name)[0]](data, k))
+        pub = public_course_tables(data[0], data[1], k)
+        return tuple(_sorted(pub[m]) for m in public_models(name))
+    model = public_models(name)[0]
+    if model in COURSE_TABLES and lake is None:
+        raise ReportError(f"the public {model} is suppressed with course_summary and course_breakdown: "
+                          "make_public needs the store (lake=)")
+    return _sorted(public_table(model, data, k, lambda m: read_model(lake, m, store)))
 
 
 def _sorted(t: pa.Table) -> pa.Table:

@@ -1,0 +1,271 @@
+"""Every ``--public`` output of the same facts hides the same cells, whatever the path (export, report
+CSV/JSON, dashboard), the row order of the input or the process (string hashing); and all of them
+together give back no hidden count below k (an attacker's linear algebra, written here on its own)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from edx_engine import config
+from edx_engine.age import age_band
+from edx_engine.cli import run_import
+from edx_engine.lake import Lake
+from edx_engine.models import Params, build_duckdb
+from edx_engine.privacy import suppress as S
+from edx_engine.privacy.export import export_table
+from edx_engine.synthetic import SyntheticConfig, generate
+
+K = 5
+ALL = "(all)"
+SRC = Path(__file__).resolve().parents[1] / "src"
+GENERAL = {"total": "enrolled", "active": "active", "approved": "approved", "certified": "certified",
+           "failed": "certificates_failed", "male": "male", "female": "female", "other_unknown": "other_unknown"}
+SUMMARY_COUNTS = ("enrolled", "enrolled_active", "unenrolled", "active", "active_events", "explored",
+                  "certificates_failed", "approved", "certified", "male", "female", "other_unknown")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pubcons")
+    generate(root / "pkg", SyntheticConfig(seed=11, courses=3, learners=120, days=2))
+    data = root / "store"
+    run_import(config.resolve(data_dir=str(data)), [root / "pkg"], quiet=True)
+    build_duckdb(Lake(data), [], Params())
+    return data
+
+
+def _table(data: Path, model: str) -> pa.Table:
+    import duckdb
+
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        return con.execute(f'SELECT * FROM models."{model}"').to_arrow_table()
+
+
+def _cli(data: Path, args: list[str], seed: str) -> None:
+    """The command in its own process: another PYTHONHASHSEED orders Python's sets of strings differently."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONHASHSEED=seed, EDX_ENGINE_DATA_DIR=str(data))
+    r = subprocess.run([sys.executable, "-m", "edx_engine", *args], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
+
+
+def _num(v):
+    return None if v in ("", None) else int(v)
+
+
+def _bd_facts(rows) -> dict[tuple, int | None]:
+    return {("b", r["course_id"], r["country"], r["dimension"], r["value"]): _num(r["learners"]) for r in rows}
+
+
+def _summary_facts(rows, names=None) -> dict[tuple, int | None]:
+    names = names or {c: c for c in SUMMARY_COUNTS}
+    return {("s", r["course_id"], s): _num(r[c]) for r in rows for c, s in names.items() if c in r}
+
+
+def _outputs(data: Path, tmp: Path) -> dict[str, dict[tuple, int | None]]:
+    """Every public output of the course facts, each as {fact: published value or None (hidden)}."""
+    from edx_engine.dashboard.build import country_detail, gather
+
+    out: dict[str, dict] = {}
+    lake = Lake(data)
+    for name in ("course_breakdown", "course_summary", "general_report"):
+        export_table(lake, name, tmp / f"exp_{name}.csv", public=True, k=K)
+    out["export course_breakdown"] = _bd_facts(_csv(tmp / "exp_course_breakdown.csv"))
+    out["export course_summary"] = _summary_facts(_csv(tmp / "exp_course_summary.csv"))
+    out["export general_report"] = _summary_facts(_csv(tmp / "exp_general_report.csv"), GENERAL)
+    # the CLI in other processes (other string hashing)
+    for seed, fmt in (("1", "csv"), ("2", "json")):
+        _cli(data, ["report", "course_breakdown", "--public", "--format", fmt, "-o", str(tmp / f"rb.{fmt}")], seed)
+        _cli(data, ["report", "course", "--public", "--format", fmt, "-o", str(tmp / f"rc.{fmt}")], seed)
+    out["report course_breakdown csv"] = _bd_facts(_csv(tmp / "rb.csv"))
+    out["report course_breakdown json"] = _bd_facts(json.loads((tmp / "rb.json").read_text()))
+    rows = _csv(tmp / "rc.csv")
+    out["report course csv"] = {**_bd_facts(r for r in rows if r["dimension"] != "indicator"),
+                                **{("s", r["course_id"], r["value"]): _num(r["learners"]) for r in rows
+                                   if r["dimension"] == "indicator" and r["value"] in SUMMARY_COUNTS}}
+    facts = {}
+    names = {"by_gender": "gender", "by_education": "level_of_education", "by_country": "country",
+             "by_year_of_birth": "year_of_birth", "by_ip_country": "ip_country"}
+    for d in json.loads((tmp / "rc.json").read_text()):
+        cid = d["course_id"]
+        facts.update({("s", cid, c): d[c] for c in SUMMARY_COUNTS})
+        for key, dim in names.items():
+            facts.update({("b", cid, ALL, dim, v): n for v, n in d.get(key, {}).items()})
+        for country, dims in d["by_country_detail"].items():
+            facts.update({("b", cid, country, dim, v): n for dim, vs in dims.items() for v, n in vs.items()})
+    out["report course json"] = facts
+    sd = gather(lake, True, K, None)
+    dash: dict[tuple, int | None] = {}
+    sums: list[tuple[list[tuple], int]] = []  # published sums of facts (the country detail's columns)
+    for cid, d in sd.per_course.items():
+        dash.update(_summary_facts(d.get("summary", [])))
+        dash.update(_bd_facts(d.get("breakdown", [])))
+        dash.update({("a", cid, r["age_band"]): r["learners"] for r in d.get("ages", [])})
+        detail = country_detail(d.get("breakdown", []), "en").rows
+        codes = {r["value"] for r in d.get("breakdown", []) if r["country"] == ALL and r["dimension"] == "country"}
+        from edx_engine.dashboard.labels import country_name
+
+        by_name = {country_name(c, "en"): c for c in codes}
+        for r in detail:
+            c = by_name[r["country"]]
+            for col, test in (("female", lambda v: v == "f"), ("male", lambda v: v == "m"),
+                              ("other_unknown", lambda v: v not in ("f", "m"))):
+                if r[col] is not None:
+                    parts = [("b", cid, c, "gender", x["value"]) for x in d["breakdown"]
+                             if x["country"] == c and x["dimension"] == "gender" and test(x["value"])]
+                    sums.append((parts, r[col]))
+    out["dashboard"] = dash
+    out["_sums"] = sums  # type: ignore[assignment]
+    return out
+
+
+@pytest.fixture(scope="module")
+def outputs(store, tmp_path_factory):
+    return _outputs(store, tmp_path_factory.mktemp("outs"))
+
+
+def test_every_public_path_hides_the_same_cells(outputs):
+    """export, report (CSV and JSON, other processes), the course report and the dashboard: a fact that
+    two outputs both show is hidden in both or in neither, with the same value."""
+    seen: dict[tuple, dict[str, int | None]] = defaultdict(dict)
+    for name, facts in outputs.items():
+        if name.startswith("_"):
+            continue
+        for f, v in facts.items():
+            seen[f][name] = v
+    differ = {f: by for f, by in seen.items() if len(set(by.values())) > 1}
+    assert not differ, list(differ.items())[:5]
+    hidden = {f for f, by in seen.items() if None in by.values()}
+    assert any(f[0] == "b" for f in hidden) and any(f[0] == "a" for f in hidden)
+
+
+def _shuffled(t: pa.Table, seed: int) -> pa.Table:
+    order = list(range(t.num_rows))
+    random.Random(seed).shuffle(order)
+    return t.take(pa.array(order, pa.int64()))
+
+
+def _rows(t: pa.Table) -> list[tuple]:
+    return sorted((tuple(r.values()) for r in t.to_pylist()), key=repr)
+
+
+def test_suppression_depends_on_the_content_not_the_row_order(store):
+    """The same table in another row order (DuckDB vs PostgreSQL, full vs incremental build) hides the
+    same cells: several permutations of real and random tables."""
+    breakdown, summary = _table(store, "course_breakdown"), _table(store, "course_summary")
+    plain = S.suppress_course_breakdown(breakdown, K)
+    for seed in (1, 2, 3):
+        assert _rows(S.suppress_course_breakdown(_shuffled(breakdown, seed), K)) == _rows(plain)
+    # the output keeps the input's order (without the rows of countries under k)
+    sh = _shuffled(breakdown, 5)
+    keys = [tuple(r[c] for c in ("course_id", "country", "dimension", "value")) for r in sh.to_pylist()]
+    out = [tuple(r[c] for c in ("course_id", "country", "dimension", "value"))
+           for r in S.suppress_course_breakdown(sh, K).to_pylist()]
+    assert out == [x for x in keys if x in set(out)]
+    rng = random.Random(4)
+    rows = [{"course_id": f"c{c}", "week": f"w{w}", "mode": m, "n": rng.choice([0, 1, 2, 3, 6, 9, 20])}
+            for c in range(3) for w in range(6) for m in ("audit", "verified", "honor")]
+    t = pa.Table.from_pylist(rows)
+    ref_x = _rows(S.suppress_crosstab(t, "week", "mode", "n", K, by=["course_id"]))
+    ref_s = _rows(S.suppress(t, ["n"], K, by=["course_id"]))
+    for seed in (1, 2, 3, 4):
+        assert _rows(S.suppress_crosstab(_shuffled(t, seed), "week", "mode", "n", K, by=["course_id"])) == ref_x
+        assert _rows(S.suppress(_shuffled(t, seed), ["n"], K, by=["course_id"])) == ref_s
+
+
+def test_course_tables_suppressed_together_depend_on_the_content_only(store):
+    breakdown, summary = _table(store, "course_breakdown"), _table(store, "course_summary")
+    ref = S.suppress_course_tables(summary, breakdown, K)
+    for seed in (1, 2, 3):
+        got = S.suppress_course_tables(_shuffled(summary, seed), _shuffled(breakdown, seed + 10), K)
+        assert [_rows(x) for x in got] == [_rows(x) for x in ref]
+
+
+def test_all_public_outputs_together_determine_no_small_hidden_cell(store, outputs):
+    """The attacker: every number any public output shows (cells, totals, the dashboard's sums) is an
+    equation over the true cells, with the relations every reader knows (margins, the course total,
+    the summary's row sums and column totals, bands = sums of years). A hidden cell is recovered exactly
+    when its unit vector lies in the row space of those equations over the unpublished cells."""
+    breakdown = _table(store, "course_breakdown").to_pylist()
+    summary = _table(store, "course_summary").to_pylist()
+    true: dict[tuple, int] = {}
+    for r in breakdown:
+        true[("b", r["course_id"], r["country"], r["dimension"], r["value"])] = r["learners"]
+    for r in summary:
+        for c in SUMMARY_COUNTS:
+            true[("s", r["course_id"], c)] = r[c]
+    relations: list[tuple[dict[tuple, int], int]] = []  # ({fact: coefficient}, constant)
+
+    def rel(total, parts):
+        d: dict[tuple, int] = defaultdict(int)
+        d[total] += 1
+        for p in parts:
+            d[p] -= 1
+        relations.append((d, 0))
+
+    by_course = defaultdict(list)
+    for r in breakdown:
+        by_course[r["course_id"]].append(r)
+    for cid, rows in by_course.items():
+        key = {(r["country"], r["dimension"], r["value"]) for r in rows}
+        tot = ("s", cid, "enrolled")
+        assert true[tot] == sum(r["learners"] for r in rows if r["country"] == ALL and r["dimension"] == "country")
+        for dim in {r["dimension"] for r in rows}:
+            rel(tot, [("b", cid, ALL, dim, v) for (c, d, v) in key if c == ALL and d == dim])
+            if dim == "country":
+                continue
+            for (c, d, v) in key:
+                if c == ALL and d == dim:
+                    rel(("b", cid, ALL, dim, v), [("b", cid, x, d, v) for (x, dd, vv) in key
+                                                  if x != ALL and dd == d and vv == v])
+            for c in {r["country"] for r in rows if r["country"] != ALL}:
+                if (ALL, "country", c) in key:
+                    rel(("b", cid, ALL, "country", c), [("b", cid, c, dim, v) for (x, d, v) in key
+                                                         if x == c and d == dim])
+        for band in {age_band(v) for (c, d, v) in key if c == ALL and d == "year_of_birth"}:
+            parts = [("b", cid, ALL, "year_of_birth", v) for (c, d, v) in key
+                     if c == ALL and d == "year_of_birth" and age_band(v) == band]
+            true[("a", cid, band)] = sum(true[p] for p in parts)
+            rel(("a", cid, band), parts)
+        genders = [(v, ("b", cid, ALL, "gender", v)) for (c, d, v) in key if c == ALL and d == "gender"]
+        rel(("s", cid, "male"), [f for v, f in genders if v == "m"])
+        rel(("s", cid, "female"), [f for v, f in genders if v == "f"])
+        rel(("s", cid, "other_unknown"), [f for v, f in genders if v not in ("m", "f")])
+        rel(tot, [("s", cid, c) for c in ("male", "female", "other_unknown")])
+        rel(tot, [("s", cid, c) for c in ("enrolled_active", "unenrolled")])
+    for c in SUMMARY_COUNTS:  # programme totals: published (dashboard headline) or assumed known
+        relations.append(({("s", r["course_id"], c): 1 for r in summary}, sum(r[c] for r in summary)))
+    published: dict[tuple, int] = {}
+    for name, facts in outputs.items():
+        if not name.startswith("_"):
+            published.update({f: v for f, v in facts.items() if v is not None})
+    for parts, value in outputs["_sums"]:
+        relations.append(({p: 1 for p in parts}, value))
+    for f, v in published.items():
+        assert true[f] == v, f
+    unknown = sorted((f for f in true if f not in published), key=repr)
+    col = {f: j for j, f in enumerate(unknown)}
+    a = np.array([[0.0] * len(unknown)] + [[float(d.get(f, 0)) for f in unknown] for d, _ in relations])
+    # e_j is in the row space  <=>  every null-space vector is 0 at j
+    _, s, vt = np.linalg.svd(a, full_matrices=True)
+    rank = int((s > 1e-8 * s.max()).sum())
+    null = vt[rank:]
+    recovered = [f for f in unknown if 0 < true[f] < K and np.abs(null[:, col[f]]).max() < 1e-8]
+    assert any(0 < true[f] < K for f in unknown)
+    assert recovered == [], recovered[:10]
