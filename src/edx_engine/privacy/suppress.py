@@ -55,7 +55,7 @@ class Protection:
 
 def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k: int = DEFAULT_K,
             fixed: Sequence[int] = (), zero_is_safe: bool = True, forced: Sequence[int] = (),
-            not_counts: Sequence[int] = ()) -> Protection:
+            not_counts: Sequence[int] = (), coupling: Sequence[int] = ()) -> Protection:
     """Cells to hide. ``equations``: ``[total, part1, part2, ...]`` index lists meaning
     ``values[total] == sum(values[parts])``. ``fixed`` cells are known to every reader (e.g. a total
     published in another report): they are never hidden and never count as unknowns.
@@ -71,7 +71,9 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
     primary |= {i for i in forced if i not in fixed_set and i not in known_missing}
     hidden = set(primary)
     unprotectable: list[int] = []
-    eqs = [list(dict.fromkeys(e)) for e in equations if len(e) >= 2]
+    kept = [n for n, e in enumerate(equations) if len(e) >= 2]
+    eqs = [list(dict.fromkeys(equations[n])) for n in kept]
+    links = {n for n, m in enumerate(kept) if m in set(coupling)}  # see determined()
     by_cell: dict[int, list[int]] = defaultdict(list)
     for n, e in enumerate(eqs):
         for c in e:
@@ -101,7 +103,7 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
     solved: dict = {}  # determined() per piece of hidden cells
     for _ in range(len(vals) + 1):
         complete_equations()
-        det = determined(vals, eqs, hidden, solved)
+        det = determined(vals, eqs, hidden, solved, links)
         det = [c for c in det if c not in unprotectable]
         if not det:
             break
@@ -131,23 +133,39 @@ def _weak(e: Sequence[int], h: list[int], vals: list[int], k: int) -> bool:
 
 
 def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int],
-               cache: dict | None = None) -> list[int]:
+               cache: dict | None = None, coupling: Sequence[int] = ()) -> list[int]:
     """Hidden cells that the published cells and the equations determine exactly.
 
     A hidden cell is determined when its unit vector lies in the row space of the equations
-    written over the hidden cells (the published ones are constants). The system falls apart into
-    independent pieces (e.g. one per course of a report): each is solved on its own, so the cost
-    follows the largest piece, not the whole table (200 courses' breakdowns at once were one SVD
-    of some 10,000 unknowns: 340 s and 4 GB). ``cache`` (a dict kept by the caller for one set of
-    ``equations``): a piece's answer depends only on its hidden cells, so a piece that a new hidden
-    cell did not touch is not solved again (``protect`` adds one cell per round)."""
+    written over the hidden cells (the published ones are constants), i.e. when every vector of
+    their null space is 0 in that cell. The system falls apart into independent pieces (e.g. one
+    per course of a report): each is solved on its own, so the cost follows the largest piece, not
+    the whole table (200 courses' breakdowns at once were one SVD of some 10,000 unknowns: 340 s
+    and 4 GB). ``cache`` (a dict kept by the caller for one set of ``equations``): a piece's null
+    space depends only on its hidden cells, so a piece that a new hidden cell did not touch is not
+    solved again (``protect`` adds one cell per round).
+
+    ``coupling``: positions in ``equations`` of the few equations that join pieces (a programme
+    total over every course's cell). They are left out of the pieces; the null space of the whole
+    system is then {N y : y in the null space of C N}, N the pieces' null spaces side by side and C
+    the coupling rows, so a cell is determined exactly when its row of N lies in the row space of
+    the small matrix C N. Same answer as one SVD of everything, at the cost of the pieces."""
     unknown = sorted(hidden)
     if not unknown:
         return []
     col = {c: j for j, c in enumerate(unknown)}
-    rows = [[c for c in e if c in col] for e in equations]
-    rows_of: list[tuple[list[int], Sequence[int]]] = [(r, e) for r, e in zip(rows, equations) if r]
-    if not rows_of:
+    couple = set(coupling)
+    rows_of: list[tuple[list[int], Sequence[int]]] = []
+    links: list[Sequence[int]] = []
+    for n, e in enumerate(equations):
+        r = [c for c in e if c in col]
+        if not r:
+            continue
+        if n in couple:
+            links.append(e)
+        else:
+            rows_of.append((r, e))
+    if not rows_of and not links:
         return []
     parent = list(range(len(unknown)))
 
@@ -157,36 +175,99 @@ def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden
             x = parent[x]
         return x
 
-    for r, _ in rows_of:
+    def union(r: list[int]) -> None:
         a = find(col[r[0]])
         for c in r[1:]:
             b = find(col[c])
             if a != b:
                 parent[b] = a
+
+    for r, _ in rows_of:
+        union(r)
     pieces: dict[int, list[tuple[list[int], Sequence[int]]]] = defaultdict(list)
-    for r, e in rows_of:
-        pieces[find(col[r[0]])].append((r, e))
+    for r, _e in rows_of:
+        pieces[find(col[r[0]])].append((r, _e))
+    for e in links:  # a cell only in coupling equations is a piece of its own
+        for c in e:
+            if c in col and find(col[c]) not in pieces:
+                pieces[find(col[c])] = []
+    solved: dict[int, tuple[list[int], np.ndarray]] = {}  # piece root -> (cells, null-space basis)
     out: list[int] = []
-    for piece in pieces.values():
-        cells = sorted({c for r, _ in piece for c in r})
+    for root, piece in pieces.items():
+        cells = sorted({c for r, _ in piece for c in r} | ({unknown[root]} if not piece else set()))
         key = tuple(cells)
         if cache is not None and key in cache:
-            out += cache[key]
-            continue
-        pos = {c: j for j, c in enumerate(cells)}
-        a = np.zeros((len(piece), len(cells)))
-        for i, (_, e) in enumerate(piece):
-            for k, c in enumerate(e):
-                if c in pos:
-                    a[i, pos[c]] += 1.0 if k == 0 else -1.0
-        _, s, vt = np.linalg.svd(a, full_matrices=False)
-        rank = int((s > 1e-9 * max(1.0, s.max())).sum()) if s.size else 0
-        # e_j in the row space  <=>  its projection on the row space (the first rank rows of vt) has length 1
-        reach = (vt[:rank] ** 2).sum(axis=0)
-        found = [cells[j] for j in range(len(cells)) if reach[j] > 1 - 1e-9]
-        if cache is not None:
-            cache[key] = found
+            null, found = cache[key]
+        else:
+            pos = {c: j for j, c in enumerate(cells)}
+            a = np.zeros((max(1, len(piece)), len(cells)))
+            for i, (_, e) in enumerate(piece):
+                for k, c in enumerate(e):
+                    if c in pos:
+                        a[i, pos[c]] += 1.0 if k == 0 else -1.0
+            _, s, vt = np.linalg.svd(a, full_matrices=True)
+            rank = int((s > 1e-9 * max(1.0, s.max())).sum()) if s.size else 0
+            null = vt[rank:].T  # cells x null-space dimension, orthonormal columns
+            # e_j in the row space  <=>  row j of the null space basis is 0
+            found = [cells[j] for j in range(len(cells)) if (null[j] ** 2).sum() < 1e-9]
+            if cache is not None:
+                cache[key] = (null, found)
+        solved[root] = (cells, null)
         out += found
+    if links:
+        # pieces joined by coupling equations: solve each group of pieces through C N
+        group = {root: root for root in solved}
+
+        def gfind(x: int) -> int:
+            while group[x] != x:
+                group[x] = group[group[x]]
+                x = group[x]
+            return x
+
+        for e in links:
+            roots = [find(col[c]) for c in e if c in col]
+            for r_ in roots[1:]:
+                a_, b_ = gfind(roots[0]), gfind(r_)
+                if a_ != b_:
+                    group[b_] = a_
+        members: dict[int, list[int]] = defaultdict(list)
+        for root in solved:
+            members[gfind(root)].append(root)
+        glinks: dict[int, list[Sequence[int]]] = defaultdict(list)
+        for e in links:
+            glinks[gfind(find(col[next(c for c in e if c in col)]))].append(e)
+        out_set = set(out)
+        for g, roots in members.items():
+            if not glinks.get(g):
+                continue
+            offset, width = {}, 0
+            where: dict[int, tuple[int, int]] = {}  # cell -> (piece root, row in its null basis)
+            for root in roots:
+                offset[root] = width
+                cells, null = solved[root]
+                width += null.shape[1]
+                for j, c in enumerate(cells):
+                    where[c] = (root, j)
+            if width == 0:
+                continue
+            m = np.zeros((len(glinks[g]), width))
+            for i, e in enumerate(glinks[g]):
+                for k, c in enumerate(e):
+                    if c in where:
+                        root, j = where[c]
+                        null = solved[root][1]
+                        m[i, offset[root]:offset[root] + null.shape[1]] += (1.0 if k == 0 else -1.0) * null[j]
+            _, s, vt = np.linalg.svd(m, full_matrices=False)
+            rank = int((s > 1e-9 * max(1.0, s.max())).sum()) if s.size else 0
+            q = vt[:rank]
+            for c, (root, j) in where.items():
+                if c in out_set:
+                    continue
+                null = solved[root][1]
+                w = null[j]
+                proj = q[:, offset[root]:offset[root] + null.shape[1]] @ w
+                if (w ** 2).sum() - (proj ** 2).sum() < 1e-9:
+                    out.append(c)
     return sorted(out)
 
 
@@ -466,6 +547,7 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
     cells = [(r, "learners") for r in range(b.num_rows)]
     eqs: list[list[int]] = []
     fixed: list[int] = []
+    coupling: list[int] = []
     # the summary's cells
     s = sback = None
     scols: list[str] = []
@@ -488,6 +570,7 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
         for c in scols:  # column totals: known to the reader (the dashboard's headline publishes them)
             fixed.append(len(values))
             values.append(sum(v or 0 for v in sdata[c]))
+            coupling.append(len(eqs))  # they join every course's system: see determined()
             eqs.append([len(values) - 1] + [sidx[(r, c)] for r in range(s.num_rows)])
     per_course: dict[str, list[int]] = defaultdict(list)
     bands: list[tuple[str, str, int]] = []  # (course, band, cell)
@@ -537,7 +620,7 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
                 parts = [r for r in rows if country[r] == c and dim[r] == d]
                 if (all_label, "country", c) in idx and parts:
                     eqs.append([idx[(all_label, "country", c)]] + parts)
-    hidden = protect(values, eqs, k, fixed=fixed).hidden
+    hidden = protect(values, eqs, k, fixed=fixed, coupling=coupling).hidden
     out = _apply(b, cells, {h for h in hidden if h < len(cells)}, ["learners"]).take(bback)
     ages = pa.table({"course_id": pa.array([x[0] for x in bands], pa.string()),
                      "age_band": pa.array([x[1] for x in bands], pa.string()),
