@@ -536,7 +536,8 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
     Summary: its row sums (enrolled = male + female + other_unknown = enrolled_active + unenrolled)
     and its column totals (known: the dashboard publishes them) are equations; its gender cells
     equal sums of breakdown cells; its ``enrolled`` is the breakdown's course total when the two
-    agree (else that total is treated as known). Cells and equations are built from the tables in
+    agree (else that total is treated as known), and is published (``fixed``) unless a course has
+    fewer than k learners. Cells and equations are built from the tables in
     canonical order (by key), so the result depends on the content only."""
     b, bback = _canonical(breakdown, ["course_id", "country", "dimension", "value", "learners"])
     course = b.column("course_id").to_pylist()
@@ -567,6 +568,11 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
             for total, parts in SUMMARY_ROW_SUMS:
                 if total in scols and all(p_ in scols for p_ in parts):
                     eqs.append([sidx[(r, total)]] + [sidx[(r, p_)] for p_ in parts])
+        if "enrolled" in scols and not any(0 < (v or 0) < k for v in sdata["enrolled"]):
+            # a course's enrolment is public (the breakdown's course total always was): never hidden as a
+            # complement. With a course under k, every enrolment may be hidden, or the programme total
+            # minus the others would give the small one back.
+            fixed += [sidx[(r, "enrolled")] for r in range(s.num_rows)]
         for c in scols:  # column totals: known to the reader (the dashboard's headline publishes them)
             fixed.append(len(values))
             values.append(sum(v or 0 for v in sdata[c]))
@@ -601,10 +607,16 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
         for r in rows:
             if country[r] == all_label and dim[r] == "year_of_birth":
                 by_band[age_band(val[r], year)].append(r)
+        band_cells = []
         for band, parts in sorted(by_band.items()):
             bands.append((cid, band, len(values)))
+            band_cells.append(len(values))
             values.append(sum(values[r] or 0 for r in parts))
             eqs.append([len(values) - 1] + parts)
+        if band_cells and values[t] == sum(values[b_] for b_ in band_cells):
+            # the age chart's bands add up to the course total published beside it (funnel, cards): a
+            # band hidden alone would be total - the others; as an equation, another band is hidden too
+            eqs.append([t] + band_cells)
         for d in dims:
             dvals = sorted({val[r] for r in rows if dim[r] == d}, key=_str_key)
             overall = [idx[(all_label, d, v)] for v in dvals if (all_label, d, v) in idx]
