@@ -296,3 +296,62 @@ def test_coupled_pieces_give_the_same_answer_as_one_system():
         whole = [c for j, c in enumerate(hidden)
                  if np.linalg.matrix_rank(np.vstack([a, np.eye(len(hidden))[j]])) == rank]
         assert determined([1] * ncell, eqs, set(hidden), {}, coupling) == whole
+
+
+def test_the_certificate_and_grade_charts_never_show_what_the_summary_hides(store):
+    """The public course page's certificate-status chart shows downloadable and notpassing, which are the
+    summary's certified and certificates_failed; its grade bins add up to approved. At k = 12 the joint
+    suppression hides one course's certificates_failed (13) to protect another's (11) through the
+    programme total, and the chart showed the 13, giving the 11 back. A course whose summary hides any
+    of these counts now has its chart hidden whole; elsewhere the chart agrees with the summary."""
+    from edx_engine.dashboard.build import gather
+
+    k = 12
+    sd = gather(Lake(store), True, k, None)
+    hides_certs = hides_approved = 0
+    for cid, d in sd.per_course.items():
+        (s,) = d["summary"]
+        certs = {r["cert_status"]: r["learners"] for r in d["certs"]}
+        if s["certified"] is None or s["certificates_failed"] is None:
+            hides_certs += 1
+            assert set(certs.values()) == {None}, (cid, certs)
+        else:
+            assert certs.get("downloadable") in (s["certified"], None) and \
+                certs.get("notpassing") in (s["certificates_failed"], None), (cid, certs, s)
+            shown = [v for v in certs.values() if v is not None]
+            assert all(v == 0 or v >= k for v in shown), certs
+        if s["approved"] is None:
+            hides_approved += 1
+            assert {r["learners"] for r in d["grades"]} == {None}, (cid, d["grades"])
+    assert hides_certs >= 1  # the case above happens in this store
+
+
+def test_grade_bins_from_an_aligned_passing_grade_are_protected_as_a_known_sum(monkeypatch):
+    """With a passing grade of 0.6 the bins 0.6-0.9 add up to the course's approved learners, which the
+    summary publishes: one small bin among them hidden alone (its complement taken below 0.6) came
+    back as approved minus the other three. The bins are now protected knowing both sums."""
+    import duckdb
+
+    from edx_engine.dashboard.data import Reader
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE _edx_models (name VARCHAR, params VARCHAR)")
+    con.execute("INSERT INTO _edx_models VALUES ('person_course', 'passing_grade=0.6')")
+    con.execute("CREATE SCHEMA models")
+    counts = {0.05: 30, 0.15: 25, 0.25: 20, 0.35: 9, 0.45: 12, 0.55: 40, 0.65: 3, 0.75: 20, 0.85: 15, 0.95: 30}
+    con.execute("CREATE TABLE models.person_course (course_id VARCHAR, user_id INT, grade DOUBLE, "
+                "passing_grade DOUBLE, is_staff BOOLEAN)")
+    rows = [("c", n * 1000 + i, g, 0.6, False) for n, (g, c) in enumerate(counts.items()) for i in range(c)]
+    con.executemany("INSERT INTO models.person_course VALUES (?, ?, ?, ?, ?)", rows)
+    # (the summary of this hand-made store hides nothing: its approved is the published sum)
+    monkeypatch.setattr(Reader, "_summary_hides", lambda self, *columns: set(), raising=False)
+    t = Reader(con, True, 5, None).grades().to_pylist()
+    shown = {round(r["grade_from"], 1): r["learners"] for r in t}
+    approved = sum(c for g, c in counts.items() if g >= 0.6)
+    total = sum(counts.values())
+    assert shown[0.6] is None  # the small bin (3)
+    for known, bins in ((approved, [0.6, 0.7, 0.8, 0.9]), (total, sorted(shown))):
+        hidden = [b for b in bins if shown[b] is None]
+        assert len(hidden) != 1, (bins, shown)  # no hidden bin is the known sum minus the shown ones
+        if hidden:
+            assert known - sum(shown[b] for b in bins if shown[b] is not None) >= 5

@@ -93,6 +93,17 @@ def _only(t: pa.Table, courses: set[str] | None) -> pa.Table:
     return t.filter(keep)
 
 
+def _hide_courses(t: pa.Table, column: str, courses: set[str]) -> pa.Table:
+    """``t`` with ``column`` NULL (hidden) on every row of ``courses``."""
+    if not courses:
+        return t
+    import pyarrow.compute as pc
+
+    mask = pc.is_in(t.column("course_id"), pa.array(sorted(courses), t.schema.field("course_id").type))
+    hidden = pc.if_else(mask, pa.scalar(None, t.schema.field(column).type), t.column(column))
+    return t.set_column(t.schema.get_field_index(column), column, hidden)
+
+
 def _share(a, b):
     return None if a is None or b in (None, 0) else round(a / b, 6)
 
@@ -219,7 +230,17 @@ class Reader:
                              f"WHERE {self.learner_filter} GROUP BY ALL ORDER BY course_id, learners DESC, cert_status")
         if self.public:
             t = S.merge_small(t, "cert_status", "learners", self.k, by=["course_id"])
+            # downloadable and notpassing are the summary's certified and certificates_failed: where the
+            # joint suppression hides either (maybe to protect another course's count through the
+            # programme total), the chart would give it back, so the course's chart is hidden whole
+            t = _hide_courses(t, "learners", self._summary_hides("certified", "certificates_failed"))
         return _only(t, self.courses)
+
+    def _summary_hides(self, *columns: str) -> set[str]:
+        """Courses whose public course_summary hides any of ``columns``."""
+        s = self.public_course()["course_summary"]
+        return {r["course_id"] for r in s.select(["course_id", *columns]).to_pylist()
+                if any(r[c] is None for c in columns)}
 
     def grades(self) -> pa.Table:
         t = _arrow(self.con, f"""
@@ -231,8 +252,38 @@ class Reader:
             FROM c CROSS JOIN b LEFT JOIN g ON g.course_id = c.course_id AND g.bin = b.bin
             ORDER BY 1, 2""")
         if self.public:
-            t = S.suppress(t, ["learners"], self.k, by=["course_id"])
+            t = self._protect_grades(t)
+            # the bins at or above the passing grade add up to the summary's approved count: where the
+            # joint suppression hides approved, the chart would give it back
+            t = _hide_courses(t, "learners", self._summary_hides("approved"))
         return _only(t, self.courses)
+
+    def _protect_grades(self, t: pa.Table) -> pa.Table:
+        """Per course, the grade bins with complementary suppression, knowing what a reader knows: the
+        bins' total and, when the passing grade is a bin edge, the sum of the bins from it up (the
+        course's approved learners, published by the summary)."""
+        passing = dict(self.con.execute(f"SELECT course_id, any_value(passing_grade) FROM models.person_course "
+                                        f"WHERE {self.learner_filter} GROUP BY 1").fetchall())
+        rows = t.to_pylist()
+        by_course: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            by_course.setdefault(r["course_id"], []).append(i)
+        hidden: set[int] = set()
+        for cid in sorted(by_course):
+            idx = sorted(by_course[cid], key=lambda i: rows[i]["grade_from"])
+            vals = [rows[i]["learners"] or 0 for i in idx]
+            n = len(vals)
+            values, eqs, fixed = vals + [sum(vals)], [[n, *range(n)]], [n]
+            pg = passing.get(cid)
+            first = round(pg * 10) if pg is not None else None
+            if first is not None and abs(pg * 10 - first) < 1e-9 and 0 < first < n:
+                values.append(sum(vals[first:]))
+                eqs.append([n + 1, *range(first, n)])
+                fixed.append(n + 1)
+            hidden |= {idx[h] for h in S.protect(values, eqs, self.k, fixed=fixed).hidden if h < n}
+        learners = [None if i in hidden else r["learners"] for i, r in enumerate(rows)]
+        return t.set_column(t.schema.get_field_index("learners"), "learners",
+                            pa.array(learners, t.schema.field("learners").type))
 
     def age_bands(self) -> pa.Table:
         """Learners by age band per course. Public: the bands protected together with the years of
