@@ -41,7 +41,10 @@ def _s2k_counts(home: Path) -> list[int]:
     for f in sorted((home / "private-keys-v1.d").glob("*.key")):
         # the extended key format wraps long values onto lines that start with a space, anywhere
         text = f.read_bytes().replace(b"\n ", b"")
-        counts += [int(c) for c in re.findall(rb'\(sha1\s*#[0-9A-Fa-f]+#\s*"?(\d+)"?\)', text)]
+        # the salt is hex (#...#) or, when gpg finds its bytes printable enough, a quoted string: a
+        # parser that knew only the hex form found no count now and then (a random salt)
+        counts += [int(c) for c in re.findall(rb'\(sha1\s*(?:#[0-9A-Fa-f]+#|"(?:[^"\\]|\\.)*")\s*"?(\d+)"?\)', text,
+                                               re.DOTALL)]
     return counts
 
 
