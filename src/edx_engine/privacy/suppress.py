@@ -125,11 +125,13 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
 
 def _weak(e: Sequence[int], h: list[int], vals: list[int], k: int) -> bool:
     """An equation with hidden cells ``h`` gives too much away: a single hidden cell is recovered
-    by subtraction; with the total published, the hidden parts' sum is published too, so it must
-    be ``>= k`` (else the reader knows every hidden part is below k... and small)."""
+    by subtraction; with the total published, the hidden parts' sum is published too. A reader also
+    knows that a hidden count is at least 1 (zeros are published, absent rows are zeros), so each
+    hidden part is at most ``sum - (len(h) - 1)``: that must be ``>= k`` (n hidden parts adding up to
+    n are n ones; a sum below k bounds every part below k)."""
     if len(h) == 1:
         return True
-    return e[0] not in h and sum(vals[c] for c in h) < k
+    return e[0] not in h and sum(vals[c] for c in h) - (len(h) - 1) < k
 
 
 def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int],
