@@ -17,14 +17,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from edx_engine import config
 from edx_engine.age import age_band
-from edx_engine.cli import run_import
 from edx_engine.lake import Lake
 from edx_engine.models import Params, build_duckdb
 from edx_engine.privacy import suppress as S
 from edx_engine.privacy.export import export_table
-from edx_engine.synthetic import SyntheticConfig, generate
+
+from models_support import synthetic_store
 
 K = 5
 ALL = "(all)"
@@ -37,12 +36,9 @@ SUMMARY_COUNTS = ("enrolled", "enrolled_active", "unenrolled", "active", "active
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pubcons")
-    generate(root / "pkg", SyntheticConfig(seed=11, courses=3, learners=120, days=2))
-    data = root / "store"
-    run_import(config.resolve(data_dir=str(data)), [root / "pkg"], quiet=True)
-    build_duckdb(Lake(data), [], Params())
-    return data
+    lake, _ = synthetic_store(tmp_path_factory.mktemp("pubcons"), seed=11, courses=3, learners=120, days=2)
+    build_duckdb(lake, [], Params())
+    return lake.root
 
 
 def _table(data: Path, model: str) -> pa.Table:
