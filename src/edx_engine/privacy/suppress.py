@@ -498,21 +498,11 @@ def suppress_course_breakdown(table: pa.Table, k: int = DEFAULT_K, all_label: st
 
     The course's age bands (``age.age_band`` of the overall years of birth), which the public
     dashboard publishes, are cells of the same system: a band is the sum of its years, so the
-    two outputs together give back no hidden cell (:func:`suppress_course_breakdown_and_ages`).
+    two outputs together give back no hidden cell.
     With ``summary`` (``course_summary``) the headline figures are cells of the same system too
     (:func:`suppress_course_tables`): what every public output publishes.
     """
     return suppress_course_tables(summary, table, k, all_label, known_course_totals)[1]
-
-
-def suppress_course_breakdown_and_ages(table: pa.Table, k: int = DEFAULT_K, all_label: str = "(all)",
-                                       known_course_totals: dict[str, int] | None = None,
-                                       year: int | None = None,
-                                       summary: pa.Table | None = None) -> tuple[pa.Table, pa.Table]:
-    """:func:`suppress_course_breakdown`, and the course age bands (course_id, age_band, learners;
-    NULL: hidden) that the same suppression protects."""
-    _, out, ages = suppress_course_tables(summary, table, k, all_label, known_course_totals, year)
-    return out, ages
 
 
 # course_summary's counts of people, and the additive relations inside a row
