@@ -193,11 +193,11 @@ def test_course_tables_suppressed_together_depend_on_the_content_only(store):
         assert [_rows(x) for x in got] == [_rows(x) for x in ref]
 
 
-def test_all_public_outputs_together_determine_no_small_hidden_cell(store, outputs):
-    """The attacker: every number any public output shows (cells, totals, the dashboard's sums) is an
-    equation over the true cells, with the relations every reader knows (margins, the course total,
-    the summary's row sums and column totals, bands = sums of years). A hidden cell is recovered exactly
-    when its unit vector lies in the row space of those equations over the unpublished cells."""
+def _attack_system(store: Path, outputs) -> tuple[dict, list, dict, list]:
+    """What an attacker knows: (true facts, relations, published facts, unknown facts). Every number any
+    public output shows (cells, totals, the dashboard's sums) is an equation over the true cells, with
+    the relations every reader knows (margins, the course total, the summary's row sums and column
+    totals, bands = sums of years)."""
     breakdown = _table(store, "course_breakdown").to_pylist()
     summary = _table(store, "course_summary").to_pylist()
     true: dict[tuple, int] = {}
@@ -256,6 +256,13 @@ def test_all_public_outputs_together_determine_no_small_hidden_cell(store, outpu
     for f, v in published.items():
         assert true[f] == v, f
     unknown = sorted((f for f in true if f not in published), key=repr)
+    return true, relations, published, unknown
+
+
+def test_all_public_outputs_together_determine_no_small_hidden_cell(store, outputs):
+    """The attacker's linear algebra: a hidden cell is recovered exactly when its unit vector lies in
+    the row space of the published equations over the unpublished cells."""
+    true, relations, published, unknown = _attack_system(store, outputs)
     col = {f: j for j, f in enumerate(unknown)}
     a = np.array([[0.0] * len(unknown)] + [[float(d.get(f, 0)) for f in unknown] for d, _ in relations])
     # e_j is in the row space  <=>  every null-space vector is 0 at j
@@ -265,6 +272,44 @@ def test_all_public_outputs_together_determine_no_small_hidden_cell(store, outpu
     recovered = [f for f in unknown if 0 < true[f] < K and np.abs(null[:, col[f]]).max() < 1e-8]
     assert any(0 < true[f] < K for f in unknown)
     assert recovered == [], recovered[:10]
+
+
+def _shown_rows(outputs) -> set[tuple]:
+    """Facts that some output shows as a row (with its count hidden or not): a reader knows they are >= 1."""
+    return {f for name, facts in outputs.items() if not name.startswith("_") for f in facts}
+
+
+def test_all_public_outputs_together_bound_no_small_hidden_cell_below_k(store, outputs):
+    """The attacker's linear programmes (HiGHS, written here apart from the library's check):
+    besides the equations, a reader knows that a hidden count shown as a row is at least 1 (zeros are
+    published; a breakdown row exists only for a count of at least 1) and that no count is negative.
+    For every hidden cell under k, the largest value consistent with everything published must be k or
+    more: otherwise the reader learns it is small (and at the bounds, pins it). Before the bounds
+    check, lower bounds added up across equations (a course's small education categories, each present
+    in several countries) did exactly that."""
+    import highspy
+
+    true, relations, published, unknown = _attack_system(store, outputs)
+    shown = _shown_rows(outputs)
+    col = {f: j for j, f in enumerate(unknown)}
+    small = [f for f in unknown if 0 < true[f] < K]
+    assert small
+    bounded = {}
+    for f in small:  # one programme per cell, built from scratch with highspy's modelling interface
+        h = highspy.Highs()
+        h.silent()
+        # the truth satisfies what the attacker assumes (a hidden row's count is >= 1, except a true 0)
+        x = [h.addVariable(lb=min(1, true[g]) if g in shown else 0) for g in unknown]
+        for d, c in relations:
+            if any(g in col for g in d):
+                known = sum(v * published[g] for g, v in d.items() if g not in col)
+                h.addConstr(sum(v * x[col[g]] for g, v in d.items() if g in col) == c - known)
+        h.maximize(x[col[f]])
+        status = h.getModelStatus()
+        assert status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded), status
+        if status == highspy.HighsModelStatus.kOptimal and h.getInfo().objective_function_value < K - 1e-6:
+            bounded[f] = round(h.getInfo().objective_function_value, 3)
+    assert bounded == {}, list(bounded.items())[:10]
 
 
 def test_coupled_pieces_give_the_same_answer_as_one_system():

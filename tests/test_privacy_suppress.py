@@ -243,3 +243,93 @@ def test_a_large_breakdown_is_suppressed_course_by_course_in_bounded_time():
     one = suppress_course_breakdown(table.filter(pa.compute.equal(table["course_id"], "course-v1:X+C7+1"))).to_pylist()
     assert [r for r in whole if r["course_id"] == "course-v1:X+C7+1"] == one
     assert any(r["learners"] is None for r in one)
+
+
+# -- bounds: a hidden count is at least 1, and those floors add up across equations -------------------
+
+# A course of 100 (published) with education values A = 2, B = 4, C = 94 and four countries of 25
+# (published): B occurs once in each country, A twice in the first. The single-equation rules pass
+# (A + B = 6 leaves A room for 5 with B at 1), but B is the sum of four hidden country cells, each at
+# least 1: B >= 4, so A <= 2, whatever else is hidden.
+HAND_VALUES = [100, 2, 4, 94, 25, 25, 25, 25, 1, 1, 1, 1, 2, 22, 24, 24, 24]
+HAND_EQS = [[0, 1, 2, 3], [1, 12], [2, 8, 9, 10, 11], [3, 13, 14, 15, 16], [4, 8, 12, 13], [5, 9, 14],
+            [6, 10, 15], [7, 11, 16], [0, 4, 5, 6, 7]]
+
+
+def _propagated_upper_bounds(values, eqs, hidden, floor):
+    """A second, naive attacker: interval propagation over integers until nothing changes. Every bound
+    it finds is valid, so a protected pattern must leave each hidden small cell an upper bound >= k."""
+    lo = {c: (floor[c] if c in hidden else values[c]) for e in eqs for c in e}
+    hi = {c: (10 ** 9 if c in hidden else values[c]) for e in eqs for c in e}
+    changed = True
+    while changed:
+        changed = False
+        for e in eqs:
+            t, parts = e[0], e[1:]
+            slo, shi = sum(lo[p] for p in parts), sum(hi[p] for p in parts)
+            if slo > lo[t] or shi < hi[t]:
+                lo[t], hi[t] = max(lo[t], slo), min(hi[t], shi)
+                changed = True
+            for p in parts:
+                nlo, nhi = lo[t] - (shi - hi[p]), hi[t] - (slo - lo[p])
+                if nlo > lo[p] or nhi < hi[p]:
+                    lo[p], hi[p] = max(lo[p], nlo), min(hi[p], nhi)
+                    changed = True
+    return hi
+
+
+def test_floors_added_up_across_equations_are_accounted_for():
+    floor = {c: 1 for c in range(len(HAND_VALUES))}
+    old = protect(HAND_VALUES, HAND_EQS, 5, fixed=[0], bounds=False).hidden
+    assert any("proved to be under 5" in p for p in check_protected(HAND_VALUES, HAND_EQS, old, 5, [0]))
+    assert _propagated_upper_bounds(HAND_VALUES, HAND_EQS, old, floor)[1] == 2  # A: at most 2
+    new = protect(HAND_VALUES, HAND_EQS, 5, fixed=[0]).hidden
+    assert check_protected(HAND_VALUES, HAND_EQS, new, 5, [0]) == []
+    hi = _propagated_upper_bounds(HAND_VALUES, HAND_EQS, new, floor)
+    assert all(hi[c] >= 5 for c in new if 0 < HAND_VALUES[c] < 5), hi
+
+
+def test_unseen_cells_have_no_floor():
+    """A row left out of the output (``unseen``) may be 0 for all a reader knows: no floor of 1 for it.
+    Three hidden parts of a published 7 (each >= 1 would leave each at most 5); unseen, the check does
+    not count them: it hides nothing more than the equation rules do."""
+    values, eqs = [7, 2, 2, 3], [[0, 1, 2, 3]]
+    floor1 = {0: 1, 1: 1, 2: 1, 3: 1}
+    floor0 = {0: 1, 1: 0, 2: 0, 3: 0}
+    from edx_engine.privacy.suppress import bounded_below_k
+
+    assert bounded_below_k(values, eqs, {1, 2, 3}, 6, floor1, [1, 2, 3]) == {1: [0], 2: [0], 3: [0]}
+    assert bounded_below_k(values, eqs, {1, 2, 3}, 6, floor0, [1, 2, 3]) == {}
+
+
+def test_random_breakdowns_leave_no_small_cell_provably_small():
+    """Course x country x value breakdowns (the shape of course_breakdown): after protect(), neither the
+    library's own check nor the naive propagation attacker above proves a hidden small cell under k.
+    Without the bounds check the attacker succeeds in some of them (the test can fail)."""
+    rng = random.Random(5)
+    caught_without = 0
+    for _ in range(40):
+        ncountry, nvalue = rng.randint(2, 6), rng.randint(2, 6)
+        grid = [[rng.choice([0, 1, 1, 2, 3, 5, 8, 20, rng.randint(0, 60)]) for _ in range(nvalue)]
+                for _ in range(ncountry)]
+        values = [v for row in grid for v in row]
+        cell = lambda i, j: i * nvalue + j  # noqa: E731
+        eqs = []
+        country_tot = [len(values) + i for i in range(ncountry)]
+        values += [sum(row) for row in grid]
+        value_tot = [len(values) + j for j in range(nvalue)]
+        values += [sum(col) for col in zip(*grid)]
+        grand = len(values)
+        values.append(sum(map(sum, grid)))
+        eqs += [[country_tot[i]] + [cell(i, j) for j in range(nvalue)] for i in range(ncountry)]
+        eqs += [[value_tot[j]] + [cell(i, j) for i in range(ncountry)] for j in range(nvalue)]
+        eqs += [[grand] + country_tot, [grand] + value_tot]
+        floor = {c: 1 if v > 0 else 0 for c, v in enumerate(values)}
+        old = protect(values, eqs, 5, fixed=[grand], bounds=False)
+        hi = _propagated_upper_bounds(values, eqs, old.hidden, floor)
+        caught_without += any(hi[c] < 5 for c in old.hidden if 0 < values[c] < 5 and c not in old.unprotectable)
+        new = protect(values, eqs, 5, fixed=[grand])
+        hi = _propagated_upper_bounds(values, eqs, new.hidden, floor)
+        assert all(hi[c] >= 5 for c in new.hidden if 0 < values[c] < 5 and c not in new.unprotectable), grid
+        assert not [p for p in check_protected(values, eqs, new.hidden, 5, [grand]) if "proved" in p], grid
+    assert caught_without > 0

@@ -55,12 +55,15 @@ class Protection:
 
 def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k: int = DEFAULT_K,
             fixed: Sequence[int] = (), zero_is_safe: bool = True, forced: Sequence[int] = (),
-            not_counts: Sequence[int] = (), coupling: Sequence[int] = ()) -> Protection:
+            not_counts: Sequence[int] = (), coupling: Sequence[int] = (), unseen: Sequence[int] = (),
+            bounds: bool = True) -> Protection:
     """Cells to hide. ``equations``: ``[total, part1, part2, ...]`` index lists meaning
     ``values[total] == sum(values[parts])``. ``fixed`` cells are known to every reader (e.g. a total
     published in another report): they are never hidden and never count as unknowns.
     ``not_counts`` are not counts of people (posts, events): no small-cell rule of their own;
-    ``forced`` cells are hidden whatever their value (they would reveal a hidden count of people)."""
+    ``forced`` cells are hidden whatever their value (they would reveal a hidden count of people).
+    ``unseen``: cells whose very existence is not published (a row left out): a reader cannot
+    assume they are at least 1. ``bounds``: run the interval check (:func:`bounded_below_k`)."""
     vals = [int(v) if v is not None else 0 for v in values]
     fixed_set = set(fixed)
     known_missing = {i for i, v in enumerate(values) if v is None}
@@ -100,13 +103,41 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
                 hidden.add(cs[0])
                 changed = True
 
+    def widen(c: int, among: Sequence[int]) -> bool:
+        """Hide the best candidate of the equations ``among`` (positions in ``eqs``) for cell ``c``."""
+        best = None
+        for n in among:
+            cs = candidates(eqs[n])
+            if cs:
+                key = (cs[0] == eqs[n][0], vals[cs[0]] == 0, vals[cs[0]], cs[0])
+                best = min(best, (key, cs[0])) if best else (key, cs[0])
+        if best is None:
+            return False
+        hidden.add(best[1])
+        return True
+
     solved: dict = {}  # determined() per piece of hidden cells
+    unseen_set = set(unseen)
+    floor = {i: 0 if (i in unseen_set or vals[i] <= 0) else 1 for i in range(len(vals))}
     for _ in range(len(vals) + 1):
         complete_equations()
         det = determined(vals, eqs, hidden, solved, links)
         det = [c for c in det if c not in unprotectable]
         if not det:
-            break
+            if not bounds:
+                break
+            small = [c for c in sorted(hidden) if 0 < vals[c] < k and c not in unprotectable and c not in exempt]
+            tight = bounded_below_k(vals, eqs, hidden, k, floor, small)
+            if not tight:
+                break
+            widened = False
+            for c, binding in tight.items():
+                # the equations that bind its largest value first, then every equation it is in
+                widened |= widen(c, binding) or widen(c, by_cell.get(c, []))
+            if not widened:
+                unprotectable.extend(c for c in tight if c not in unprotectable)
+                break
+            continue
         added = False
         for c in det:
             for n in by_cell.get(c, []):
@@ -132,6 +163,141 @@ def _weak(e: Sequence[int], h: list[int], vals: list[int], k: int) -> bool:
     if len(h) == 1:
         return True
     return e[0] not in h and sum(vals[c] for c in h) - (len(h) - 1) < k
+
+
+def bounded_below_k(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int], k: int,
+                    floor: dict[int, int], check: Sequence[int]) -> dict[int, list[int]]:
+    """Cells of ``check`` (hidden, under k) that a reader can prove to be under k: the largest value
+    consistent with the published cells, the equations and the floors (a hidden count is at least
+    ``floor[c]``: 1 where its row is shown, as zeros are published; never negative) is below ``k``.
+    Returns each such cell with the positions of the equations that bind that largest value (hiding
+    one more cell there loosens it).
+
+    Linear algebra (:func:`determined`) finds cells fixed by the equations alone; bounds add more:
+    lower bounds of 1 on many small cells, added up through a margin, leave too little room for a cell
+    in another equation (a course's small education values, each present in several countries, were
+    pinned so). This is the same question for the continuous relaxation, answered by linear programmes
+    (HiGHS): first a few programmes that look for one solution putting many cells at k at once (a
+    witness for each of them), then one programme per cell still without a witness."""
+    if not check:
+        return {}
+    import highspy
+
+    unknown = sorted(hidden)
+    col = {c: j for j, c in enumerate(unknown)}
+    todo = [c for c in check if c in col]
+    nx, m = len(unknown), len(todo)
+    # columns: x (the hidden cells), then y_s <= min(x_s, k) for the witness programmes
+    entries: list[dict[int, float]] = [defaultdict(float) for _ in range(nx + m)]
+    rows: list[int] = []  # positions in equations of the rows kept
+    rhs: list[float] = []
+    for n, e in enumerate(equations):
+        if not any(c in col for c in e):
+            continue
+        known = 0.0
+        for pos, c in enumerate(e):
+            sign = 1.0 if pos == 0 else -1.0
+            if c in col:
+                entries[col[c]][len(rows)] += sign
+            else:
+                known -= sign * values[c]
+        rows.append(n)
+        rhs.append(known)
+    ne = len(rows)
+    for t, c in enumerate(todo):  # y_t - x_c <= 0
+        entries[col[c]][ne + t] -= 1.0
+        entries[nx + t][ne + t] += 1.0
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = nx + m, ne + m
+    lp.sense_ = highspy.ObjSense.kMaximize
+    lp.col_cost_ = np.array([0.0] * nx + [1.0] * m)
+    lp.col_lower_ = np.array([float(floor.get(c, 1)) for c in unknown] + [0.0] * m)
+    lp.col_upper_ = np.array([inf] * nx + [float(k)] * m)
+    lp.row_lower_ = np.array(rhs + [-inf] * m)
+    lp.row_upper_ = np.array(rhs + [0.0] * m)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    start, index, value = [0], [], []
+    for col_entries in entries:
+        for r in sorted(col_entries):
+            if col_entries[r]:
+                index.append(r)
+                value.append(col_entries[r])
+        start.append(len(index))
+    lp.a_matrix_.start_ = np.array(start, dtype=np.int32)
+    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+    lp.a_matrix_.value_ = np.array(value)
+    h = _highs()
+    h.passModel(lp)
+    slack = k - 1e-6
+    ok = highspy.HighsModelStatus.kOptimal
+    open_ = dict.fromkeys(range(m))  # witness columns still to show (positions in todo)
+    while open_:  # witnesses: maximise the sum of min(x_s, k) over the cells still to show
+        h.run()
+        if h.getModelStatus() != ok:
+            break
+        x = h.getSolution().col_value
+        shown = [t for t in open_ if x[nx + t] >= slack or x[col[todo[t]]] >= slack]
+        if not shown:
+            break
+        for t in shown:
+            del open_[t]
+            h.changeColCost(nx + t, 0.0)
+    for t in open_:
+        h.changeColCost(nx + t, 0.0)
+    out: dict[int, list[int]] = {}
+    for t in list(open_):
+        if t not in open_:
+            continue  # shown by an earlier cell's solution
+        c = todo[t]
+        h.changeColCost(col[c], 1.0)
+        h.run()
+        status = h.getModelStatus()
+        h.changeColCost(col[c], 0.0)
+        if status in (highspy.HighsModelStatus.kUnbounded, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+            continue  # no upper bound at all
+        if status != ok:  # no answer from the solver: treat the cell as exposed (hide more)
+            out[c] = [n for n in rows if c in equations[n]]
+            continue
+        sol = h.getSolution()
+        for u in list(open_):  # this solution is a witness for every cell it puts at k
+            if sol.col_value[col[todo[u]]] >= slack:
+                del open_[u]
+        if sol.col_value[col[c]] >= slack:
+            continue
+        dual = sol.row_dual
+        out[c] = [rows[i] for i in sorted(range(ne), key=lambda i: -abs(dual[i])) if abs(dual[i]) > 1e-9]
+    return out
+
+
+def _highs():
+    """A silent HiGHS solver. Its constructor prints a banner on file descriptor 1 (C stdio, before any
+    option can be set), which would land inside a report written to standard output: the descriptor
+    points to /dev/null while it runs."""
+    import ctypes
+    import os
+    import sys
+
+    import highspy
+
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no standard output at all: nothing to protect
+        h = highspy.Highs()
+    else:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+            h = highspy.Highs()
+            ctypes.CDLL(None).fflush(None)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(null)
+    h.silent()
+    h.setOptionValue("presolve", "off")  # one model solved for many objectives: keep the basis
+    return h
 
 
 def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int],
@@ -624,7 +790,10 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
                 parts = [r for r in rows if country[r] == c and dim[r] == d]
                 if (all_label, "country", c) in idx and parts:
                     eqs.append([idx[(all_label, "country", c)]] + parts)
-    hidden = protect(values, eqs, k, fixed=fixed, coupling=coupling).hidden
+    small = {(course[r], val[r]) for r in range(b.num_rows)
+             if country[r] == all_label and dim[r] == "country" and 0 < (values[r] or 0) < k}
+    unseen = [r for r in range(b.num_rows) if country[r] != all_label and (course[r], country[r]) in small]
+    hidden = protect(values, eqs, k, fixed=fixed, coupling=coupling, unseen=unseen).hidden
     out = _apply(b, cells, {h for h in hidden if h < len(cells)}, ["learners"]).take(bback)
     ages = pa.table({"course_id": pa.array([x[0] for x in bands], pa.string()),
                      "age_band": pa.array([x[1] for x in bands], pa.string()),
@@ -688,10 +857,11 @@ def _published_countries(out: pa.Table, table: pa.Table, course: list, country: 
 
 
 def check_protected(values: Sequence[int | None], equations: Sequence[Sequence[int]], hidden: set[int],
-                    k: int = DEFAULT_K, fixed: Sequence[int] = ()) -> list[str]:
+                    k: int = DEFAULT_K, fixed: Sequence[int] = (), unseen: Sequence[int] = ()) -> list[str]:
     """Problems with a suppression pattern (empty list = safe): a visible cell in (0, k); an
     equation with exactly one hidden cell or hidden cells summing below k; a hidden cell that
-    linear algebra recovers."""
+    linear algebra recovers; a hidden cell under k that the published cells, the equations and the
+    floors (hidden counts at least 1, except ``unseen`` ones) prove to be under k."""
     vals = [int(v) if v is not None else 0 for v in values]
     problems = []
     for i, v in enumerate(vals):
@@ -706,4 +876,8 @@ def check_protected(values: Sequence[int | None], equations: Sequence[Sequence[i
                             f"{sum(vals[c] for c in h)} < {k}")
     for c in determined(vals, equations, hidden):
         problems.append(f"hidden cell {c} is determined by the published cells")
+    floor = {i: 0 if (i in set(unseen) or v <= 0) else 1 for i, v in enumerate(vals)}
+    small = [c for c in sorted(hidden) if 0 < vals[c] < k]
+    for c in bounded_below_k(vals, equations, hidden, k, floor, small):
+        problems.append(f"hidden cell {c} is proved to be under {k} by the published cells and the floors")
     return problems
