@@ -15,8 +15,13 @@ then ``total - the other cells``. Two tools:
     3. linear-algebra check: a hidden cell must not be determined by *all* published cells
        and equations together (a hidden cell is determined exactly when every vector of the
        null space of the hidden-cell system is 0 in that cell); any determined cell gets one
-       more complementary suppression, and steps 2-3 repeat.
-    The result: no hidden cell can be recomputed by adding and subtracting published numbers.
+       more complementary suppression, and steps 2-3 repeat;
+    4. bounds check: a reader also knows that a hidden count is at least 1 (zeros are published)
+       and never negative; with those floors, every hidden cell under k must still be able to
+       reach k (:func:`bounded_below_k`, linear programmes); a cell that cannot gets one more
+       complementary suppression in an equation that binds it, and steps 2-4 repeat.
+    The result: no hidden cell can be recomputed by adding and subtracting published numbers, and
+    none under k can be proved to be under k.
 
 ``merge_small``
     recoding for one-dimensional breakdowns: categories below ``k`` are merged into
@@ -82,8 +87,12 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
         for c in e:
             by_cell[c].append(n)
 
+    # a cell that is the only unknown of an equation of known cells is known itself: hiding it protects nothing
+    known = fixed_set | known_missing
+    given = {c for e in eqs for c in e if all(o in known for o in e if o != c)}
+
     def candidates(e: list[int]) -> list[int]:
-        cs = [c for c in e if c not in hidden and c not in fixed_set and c not in known_missing]
+        cs = [c for c in e if c not in hidden and c not in known and c not in given]
         # prefer parts over the total, non-zero over zero, then the smallest value
         return sorted(cs, key=lambda c: (c == e[0], vals[c] == 0, vals[c], c))
 
@@ -117,6 +126,7 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
         return True
 
     solved: dict = {}  # determined() per piece of hidden cells
+    bounded: dict = {}  # bounded_below_k() per piece
     unseen_set = set(unseen)
     floor = {i: 0 if (i in unseen_set or vals[i] <= 0) else 1 for i in range(len(vals))}
     for _ in range(len(vals) + 1):
@@ -127,16 +137,13 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
             if not bounds:
                 break
             small = [c for c in sorted(hidden) if 0 < vals[c] < k and c not in unprotectable and c not in exempt]
-            tight = bounded_below_k(vals, eqs, hidden, k, floor, small)
+            tight = bounded_below_k(vals, eqs, hidden, k, floor, small, bounded)
             if not tight:
                 break
-            widened = False
             for c, binding in tight.items():
                 # the equations that bind its largest value first, then every equation it is in
-                widened |= widen(c, binding) or widen(c, by_cell.get(c, []))
-            if not widened:
-                unprotectable.extend(c for c in tight if c not in unprotectable)
-                break
+                if not (widen(c, binding) or widen(c, by_cell.get(c, []))):
+                    unprotectable.append(c)
             continue
         added = False
         for c in det:
@@ -148,9 +155,8 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
                     break
             if added:
                 break
-        if not added:
+        if not added:  # nothing more to hide for these: go on with the other checks
             unprotectable.extend(det)
-            break
     return Protection(hidden, primary, unprotectable)
 
 
@@ -166,7 +172,7 @@ def _weak(e: Sequence[int], h: list[int], vals: list[int], k: int) -> bool:
 
 
 def bounded_below_k(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int], k: int,
-                    floor: dict[int, int], check: Sequence[int]) -> dict[int, list[int]]:
+                    floor: dict[int, int], check: Sequence[int], cache: dict | None = None) -> dict[int, list[int]]:
     """Cells of ``check`` (hidden, under k) that a reader can prove to be under k: the largest value
     consistent with the published cells, the equations and the floors (a hidden count is at least
     ``floor[c]``: 1 where its row is shown, as zeros are published; never negative) is below ``k``.
@@ -178,22 +184,67 @@ def bounded_below_k(values: Sequence[int], equations: Sequence[Sequence[int]], h
     in another equation (a course's small education values, each present in several countries, were
     pinned so). This is the same question for the continuous relaxation, answered by linear programmes
     (HiGHS): first a few programmes that look for one solution putting many cells at k at once (a
-    witness for each of them), then one programme per cell still without a witness."""
+    witness for each of them), then one programme per cell still without a witness. ``cache`` (kept
+    by the caller for one set of equations, values and floors): a piece whose cells did not change is
+    not solved again."""
     if not check:
         return {}
+    # the programmes fall apart into pieces: hidden cells joined by an equation (a published cell is a
+    # constant), e.g. one per course, or per country and attribute where the country total is published
+    kept = [n for n, e in enumerate(equations)
+            if any(c in hidden for c in e) and values[e[0]] == sum(values[c] for c in e[1:])]
+    # (an equation the data does not satisfy is no relation a reader can use)
+    parent = {c: c for c in hidden}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for n in kept:
+        cs = [c for c in equations[n] if c in parent]
+        for c in cs[1:]:
+            a, b = find(cs[0]), find(c)
+            if a != b:
+                parent[b] = a
+    eqs_of: dict[int, list[int]] = defaultdict(list)
+    for n in kept:
+        eqs_of[find(next(c for c in equations[n] if c in parent))].append(n)
+    cells_of: dict[int, list[int]] = defaultdict(list)
+    for c in sorted(hidden):
+        cells_of[find(c)].append(c)
+    todo_of: dict[int, list[int]] = defaultdict(list)
+    for c in check:
+        if c in parent and find(c) in eqs_of:  # (a cell in no equation has no upper bound)
+            todo_of[find(c)].append(c)
+    out: dict[int, list[int]] = {}
+    for root, todo in todo_of.items():
+        key = (tuple(cells_of[root]), tuple(todo))
+        if cache is None or key not in cache:
+            found = _bounded_piece(values, equations, eqs_of[root], cells_of[root], k, floor, todo)
+            if cache is None:
+                out.update(found)
+                continue
+            cache[key] = found
+        out.update(cache[key])
+    return out
+
+
+def _bounded_piece(values: Sequence[int], equations: Sequence[Sequence[int]], kept: list[int], cells: list[int],
+                   k: int, floor: dict[int, int], todo: list[int]) -> dict[int, list[int]]:
+    """:func:`bounded_below_k` for one piece: ``cells`` hidden, ``kept`` the positions of its equations."""
     import highspy
 
-    unknown = sorted(hidden)
+    unknown = cells
     col = {c: j for j, c in enumerate(unknown)}
-    todo = [c for c in check if c in col]
     nx, m = len(unknown), len(todo)
     # columns: x (the hidden cells), then y_s <= min(x_s, k) for the witness programmes
     entries: list[dict[int, float]] = [defaultdict(float) for _ in range(nx + m)]
     rows: list[int] = []  # positions in equations of the rows kept
     rhs: list[float] = []
-    for n, e in enumerate(equations):
-        if not any(c in col for c in e):
-            continue
+    for n in kept:
+        e = equations[n]
         known = 0.0
         for pos, c in enumerate(e):
             sign = 1.0 if pos == 0 else -1.0
@@ -211,7 +262,10 @@ def bounded_below_k(values: Sequence[int], equations: Sequence[Sequence[int]], h
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = nx + m, ne + m
     lp.sense_ = highspy.ObjSense.kMaximize
-    lp.col_cost_ = np.array([0.0] * nx + [1.0] * m)
+    # distinct weights: among cells that compete for the same room, the solver fills the heaviest up to k
+    # (with equal weights a tie can spread the room so that none reaches k, and nothing is shown)
+    weight = [1.0 + ((t * 7919) % 1009) / 1009 for t in range(m)]
+    lp.col_cost_ = np.array([0.0] * nx + weight)
     lp.col_lower_ = np.array([float(floor.get(c, 1)) for c in unknown] + [0.0] * m)
     lp.col_upper_ = np.array([inf] * nx + [float(k)] * m)
     lp.row_lower_ = np.array(rhs + [-inf] * m)
@@ -236,7 +290,7 @@ def bounded_below_k(values: Sequence[int], equations: Sequence[Sequence[int]], h
         h.run()
         if h.getModelStatus() != ok:
             break
-        x = h.getSolution().col_value
+        x = np.asarray(h.getSolution().col_value)
         shown = [t for t in open_ if x[nx + t] >= slack or x[col[todo[t]]] >= slack]
         if not shown:
             break
@@ -260,13 +314,13 @@ def bounded_below_k(values: Sequence[int], equations: Sequence[Sequence[int]], h
             out[c] = [n for n in rows if c in equations[n]]
             continue
         sol = h.getSolution()
-        for u in list(open_):  # this solution is a witness for every cell it puts at k
-            if sol.col_value[col[todo[u]]] >= slack:
-                del open_[u]
-        if sol.col_value[col[c]] >= slack:
+        x = np.asarray(sol.col_value)
+        for u in [u for u in open_ if x[col[todo[u]]] >= slack]:  # a witness for every cell it puts at k
+            del open_[u]
+        if x[col[c]] >= slack:
             continue
-        dual = sol.row_dual
-        out[c] = [rows[i] for i in sorted(range(ne), key=lambda i: -abs(dual[i])) if abs(dual[i]) > 1e-9]
+        dual = np.abs(np.asarray(sol.row_dual)[:ne])
+        out[c] = [rows[i] for i in np.argsort(-dual, kind="stable") if dual[i] > 1e-9]
     return out
 
 
@@ -297,6 +351,7 @@ def _highs():
             os.close(null)
     h.silent()
     h.setOptionValue("presolve", "off")  # one model solved for many objectives: keep the basis
+    h.setOptionValue("simplex_strategy", 4)  # primal simplex: a new objective leaves the basis primal feasible
     return h
 
 
