@@ -1,4 +1,4 @@
-"""Hand-written tracking logs for tests: one server event per (learner, IP, second)."""
+"""Hand-written tracking logs for tests: server problem_check events (one per learner, IP and second), video events."""
 
 from __future__ import annotations
 
@@ -13,6 +13,20 @@ def tracking_event(username: str, user_id, course_id: str, ip: str, n: int) -> d
             "time": f"2026-10-20T10:{n // 60:02d}:{n % 60:02d}+00:00", "event": {"problem_id": "p"},
             "context": {"course_id": course_id, "org_id": "IDBx", "user_id": user_id, "path": "/event"},
             "page": None, "ip": ip, "agent": "Mozilla/5.0", "host": "courses.edx.org", "session": "s",
+            "referer": "", "accept_language": "en"}
+
+
+def video_event(username: str, user_id, course_id: str, event_type: str, video: str, time: str) -> dict:
+    """A video event at ``time`` (ISO, UTC): from the browser player (``play_video``, ``complete_video``,
+    ``load_video``: the payload a JSON string, as edX logs it) or, for an ``edx.video.*`` type, from the
+    mobile app (``name`` = ``event_type``, the payload an object)."""
+    mobile = event_type.startswith("edx.video.")
+    payload = {"id": video, "currentTime": 0, "code": "mobile" if mobile else "yt"}
+    return {"username": username, "event_source": "mobile" if mobile else "browser", "event_type": event_type,
+            "name": event_type if mobile else None, "time": time,
+            "event": payload if mobile else json.dumps(payload),
+            "context": {"course_id": course_id, "org_id": "IDBx", "user_id": user_id, "path": "/event"},
+            "page": None, "ip": "10.0.0.1", "agent": "Mozilla/5.0", "host": "courses.edx.org", "session": "s",
             "referer": "", "accept_language": "en"}
 
 

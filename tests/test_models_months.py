@@ -69,9 +69,13 @@ def test_activity_series(store):
 def test_video_summary(store):
     assert rows(store, "SELECT course_id, video_id, learners, viewers, plays, completers, nevents "
                        "FROM models.video_summary") == rows(store, f"""
-        SELECT course_id, video_id, count(DISTINCT user_id), count(DISTINCT user_id) FILTER (WHERE plays > 0),
+        SELECT course_id, video_id, count(DISTINCT user_id),
+               count(DISTINCT user_id) FILTER (WHERE plays > 0 OR completions > 0),
                sum(plays)::BIGINT, count(DISTINCT user_id) FILTER (WHERE completions > 0), sum(nevents)::BIGINT
         FROM models.video_day WHERE user_id NOT IN {STAFF} GROUP BY 1, 2""")
+    # every completer is a viewer: the completion rate is a share (tests/test_models_video.py)
+    assert store.execute("SELECT count(*) FROM models.video_summary WHERE NOT (completers <= viewers AND "
+                         "viewers <= learners AND completion_rate BETWEEN 0 AND 1)").fetchone()[0] == 0
 
 
 def test_problem_summary(store):

@@ -175,9 +175,12 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
                          "The course report per country: learners and their gender.",
                          "O relatório do curso por país: participantes e seu gênero."),
     "c_videos": ("Vídeos en el orden del curso", "Videos in course order", "Vídeos na ordem do curso"),
-    "x_videos": ("Participantes que reprodujeron cada vídeo; la tabla da reproducciones y finalización.",
-                 "Learners who played each video; the table gives plays and completion.",
-                 "Participantes que reproduziram cada vídeo; a tabela traz reproduções e conclusão."),
+    "x_videos": ("Participantes que vieron cada vídeo (lo reprodujeron o lo terminaron); la tabla da "
+                 "reproducciones y la proporción que lo terminó.",
+                 "Learners who watched each video (played or finished it); the table gives plays and the share "
+                 "who finished it.",
+                 "Participantes que assistiram a cada vídeo (reproduziram ou concluíram); a tabela traz "
+                 "reproduções e a proporção que o concluiu."),
     "c_problems": ("Problemas en el orden del curso", "Problems in course order", "Problemas na ordem do curso"),
     "x_problems": ("Participantes que intentaron cada problema; la tabla da intentos y la proporción correcta.",
                    "Learners who tried each problem; the table gives attempts and the share correct.",

@@ -777,18 +777,23 @@ def firsts(t: Tables, source: str, own: ir.Table, keys: list[str], **conds: ir.B
 def video_summary_month(t: Tables, p: Params) -> ir.Table:
     """video_summary's monthly parts, staff removed: per course, video and month the learners, viewers
     and completers seen for the first time that month, and the month's plays and events. Their sums
-    over the months are the distinct counts over all time; a new day recomputes its month only."""
+    over the months are the distinct counts over all time; a new day recomputes its month only.
+
+    A viewer is a learner with a play *or* a completion: a completion can be logged without any play (the
+    mobile apps, lost events, a player that emits "complete" alone), and counting plays alone made
+    completers outnumber viewers (completion rates above 1). Every completer is a viewer."""
     vm = without_staff(t, p, t.video_month)
     j = firsts(t, "video_month", vm, ["course_id", "video_id", "user_id"],
-               play=lambda h: h.plays > 0, done=lambda h: h.completions > 0)
+               view=lambda h: (h.plays > 0) | (h.completions > 0), done=lambda h: h.completions > 0)
     return j.group_by(["course_id", "video_id", "month"]).aggregate(
-        learners=j.count(where=j.first_any), viewers=j.count(where=j.first_play),
+        learners=j.count(where=j.first_any), viewers=j.count(where=j.first_view),
         plays=isum(j.plays), completers=j.count(where=j.first_done), nevents=isum(j.nevents))
 
 
 @model("video_summary", deps=("video_summary_month",))
 def video_summary(t: Tables, p: Params) -> ir.Table:
-    """Per course and video: viewers, plays, learners who completed it, completion rate."""
+    """Per course and video: viewers, plays, learners who completed it, completion rate (the share of the
+    viewers who completed it: completers are viewers, so it lies in [0, 1])."""
     s = t.video_summary_month
     a = s.group_by(["course_id", "video_id"]).aggregate(
         learners=isum(s.learners), viewers=isum(s.viewers), plays=isum(s.plays), completers=isum(s.completers),
