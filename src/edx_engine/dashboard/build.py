@@ -40,7 +40,7 @@ from ..store.files import exchange, file_lock
 from ..store.lake import Lake
 from . import charts as C
 from ..age import AGE_BANDS
-from .data import ALL, REQUIRED_MODELS, Course, Dataset, Reader, SiteData, health
+from .data import ALL, MERGED_DEMOGRAPHICS, REQUIRED_MODELS, Course, Dataset, Reader, SiteData, health
 from .labels import (D3_FORMAT, LANG_NAMES, LANGS, OTHER, country_name, country_numeric, d3_time_locale, fmt_date,
                      fmt_datetime, fmt_int, fmt_num, fmt_pct, label)
 from .texts import t
@@ -88,7 +88,9 @@ class Item:
     wide: bool = False
     sortable: bool = False
     hidden: bool | None = None  # whether some of its counts are hidden (None: read from ``rows``)
-    hidden_msg: str = "all_hidden"  # the text key saying that everything it would draw is hidden
+    # the text key saying that everything it would draw is hidden: "all_hidden" (each count below k or a
+    # complement), "all_small" only where its suppression rule hides nothing else (texts.py)
+    hidden_msg: str = "all_hidden"
     empty: str = ""  # the message that replaces a chart with no value to draw (``settle``)
 
     @property
@@ -421,12 +423,15 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
                        ("end_date", "date"), ("total", "count"), ("active", "count"), ("approved", "count"),
                        ("certified", "count"), ("failed", "count"), ("male", "count"), ("female", "count"),
                        ("other_unknown", "count"), ("countries", "number")], table, wide=True, sortable=True))
-    items += country_items("", ov["country"].rows, lang, map_=True)
-    items += demographic_items("", ov["gender"].rows, ov["level_of_education"].rows, ov["age_band"].rows, lang)
+    items += country_items("", ov["country"].rows, lang, map_=True, merged="country" in MERGED_DEMOGRAPHICS)
+    items += demographic_items("", ov["gender"].rows, ov["level_of_education"].rows, ov["age_band"].rows, lang,
+                               merged=MERGED_DEMOGRAPHICS)
     return items
 
 
-def country_items(prefix: str, rows: list[dict], lang: str, map_: bool) -> list[Item]:
+def country_items(prefix: str, rows: list[dict], lang: str, map_: bool, merged: bool = False) -> list[Item]:
+    """The map (``map_``) and the top 20 countries; ``merged``: small countries were merged into "other"
+    (``merge_small``), so a hidden count is below k (else it may be a complement: ``Item.hidden_msg``)."""
     rows = [{"country": country_name(r["country"], lang), "code": r["country"],
              "numeric": country_numeric(r["country"]) if r["country"] not in ("unknown", OTHER) else None,
              "learners": r["learners"]} for r in rows]
@@ -452,7 +457,8 @@ def country_items(prefix: str, rows: list[dict], lang: str, map_: bool) -> list[
                       t("x_top_countries" if map_ else "x_country_course", lang),
                       [("country", "text"), ("learners", "count")], top,
                       C.hbar(t("c_top_countries" if map_ else "c_country_course", lang), top, "country", "learners",
-                             t("country", lang), t("learners", lang), order="_order"), hidden=hidden))
+                             t("country", lang), t("learners", lang), order="_order"), hidden=hidden,
+                      hidden_msg="all_small" if merged else "all_hidden"))
     return items
 
 
@@ -466,7 +472,10 @@ def _labelled(rows: list[dict], col: str, kind: str, lang: str, order: list[str]
     return out
 
 
-def demographic_items(prefix: str, gender: list, edu: list, ages: list, lang: str) -> list[Item]:
+def demographic_items(prefix: str, gender: list, edu: list, ages: list, lang: str,
+                      merged: Sequence[str] = ()) -> list[Item]:
+    """Learners by gender, education and age band; ``merged``: those of these columns whose small
+    categories were merged (``merge_small``: a hidden count is below k, ``Item.hidden_msg``)."""
     items = []
     for key, col, kind, rows, order in (("gender", "gender", "gender", gender, ["f", "m", "o", OTHER, "unknown"]),
                                         ("education", "level_of_education", "level_of_education", edu, None),
@@ -476,7 +485,7 @@ def demographic_items(prefix: str, gender: list, edu: list, ages: list, lang: st
         spec = C.hbar(t("c_" + key, lang), data, col, "learners", t(col, lang), t("learners", lang),
                       order="_order" if order else None)
         items.append(Item(prefix + key, t("c_" + key, lang), t("x_" + key, lang), [(col, "text"), ("learners", "count")],
-                          data, spec))
+                          data, spec, hidden_msg="all_small" if col in merged else "all_hidden"))
     return items
 
 
@@ -667,9 +676,11 @@ def settle(items: list[Item], lang: str, public: bool, k: int, has_logs: bool = 
 
     A chart whose values are all hidden, zero or absent drew bare axes (a lone "0" tick, a map legend
     reading "NaN", Vega's "Infinite extent" warnings): it becomes a sentence saying why it is empty:
-    every count is under k and hidden (public sites), no tracking logs have been received (charts made
-    from them), or no data yet. A chart over time with some hidden weeks says in its caption that those
-    weeks are left out, so its visible points (zeros among them) are not read as the course's total."""
+    every count is hidden (public sites: ``Item.hidden_msg``, below k or a complement), no tracking logs
+    have been received (charts made from them), or no data yet. A chart over time with some hidden weeks
+    says in its caption that those weeks are left out, so its visible points (zeros among them) are not
+    read as the course's total. What the texts say of hidden counts holds for every cell of the chart and
+    depends on its suppression rule only: which hidden cell is small must not show."""
     for it in items:
         if it.spec is None:
             continue

@@ -23,6 +23,9 @@ from ..privacy import suppress as S
 from ..privacy.export import COURSE_TABLES, PUBLIC_SPECS, public_course_tables
 
 ALL = "(all)"
+# The programme's learners by these are published with small categories merged (``merge_small``): a
+# hidden count there is a whole group below k, never a complement of k or more (the texts say so)
+MERGED_DEMOGRAPHICS = ("country", "gender", "level_of_education")
 REQUIRED_MODELS = ("courses", "person_course", "course_summary", "course_breakdown", "general_report",
                    "active_users", "enrolment_daily", "activity_weekly", "video_summary", "problem_summary",
                    "forum_weekly", "activity_daily")
@@ -213,7 +216,8 @@ class Reader:
                    any_value(country) AS country, any_value(year_of_birth) AS yob
                    FROM models.person_course WHERE {self.learner_filter} AND {self.course_filter()} GROUP BY 1)"""
         out = {}
-        for dim, expr in (("country", "country"), ("gender", "gender"), ("level_of_education", "edu")):
+        for dim in MERGED_DEMOGRAPHICS:
+            expr = {"level_of_education": "edu"}.get(dim, dim)
             t = _arrow(self.con, f"{base} SELECT {expr} AS {dim}, count(*) AS learners FROM u GROUP BY 1 "
                                  f"ORDER BY 2 DESC, 1")
             if self.public:

@@ -230,13 +230,27 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "seconds": ("Segundos", "Seconds", "Segundos"), "stale": ("Desactualizado", "Stale", "Desatualizado"),
     "yes": ("sí", "yes", "sim"), "no": ("no", "no", "não"),
     "no_data": ("Sin datos todavía.", "No data yet.", "Sem dados ainda."),
-    "all_hidden": ("Todas las cifras de este gráfico son menores que {k} y están ocultas.",
-                   "All counts in this chart are below {k} and hidden.",
-                   "Todas as contagens deste gráfico são menores que {k} e estão ocultas."),
-    "map_hidden": ("Ningún país tiene {k} participantes o más: se cuentan juntos en «Otros (grupos pequeños)» "
-                   "y no en el mapa.", "No country has {k} learners or more: they are counted together as "
-                   "\u201cOther (small groups)\u201d, not on the map.", "Nenhum país tem {k} participantes ou mais: "
-                   "são contados juntos em «Outros (grupos pequenos)» e não no mapa."),
+    # A chart with every count hidden says why in words true of each of its cells, without telling which
+    # cell is small: "all_hidden" wherever complementary suppression may hide counts of k or more (most
+    # charts); "all_small" only where the chart's rule can hide nothing but counts below k (small
+    # categories merged: a hidden "other" is a whole group below k). The choice follows the rule, never
+    # the values: "below k" said only when every hidden cell happens to be small would tell the reader so.
+    "all_hidden": ("Todas las cifras de este gráfico están ocultas: cada una es menor que {k} o ayudaría a "
+                   "deducir una cifra menor que {k}.",
+                   "All counts in this chart are hidden: each is below {k} or would help work out a count "
+                   "below {k}.",
+                   "Todas as contagens deste gráfico estão ocultas: cada uma é menor que {k} ou ajudaria a "
+                   "deduzir uma contagem menor que {k}."),
+    "all_small": ("Todas las cifras de este gráfico son menores que {k} y están ocultas.",
+                  "All counts in this chart are below {k} and hidden.",
+                  "Todas as contagens deste gráfico são menores que {k} e estão ocultas."),
+    # (a country of k learners or more joins "Other" when the small ones alone add up to less than k)
+    "map_hidden": ("Ningún país aparece en el mapa: los países con menos de {k} participantes, y si hace falta "
+                   "los siguientes más pequeños, se cuentan juntos en «Otros (grupos pequeños)».",
+                   "No country is on the map: countries with fewer than {k} learners, and where needed the "
+                   "next smallest, are counted together as \u201cOther (small groups)\u201d.",
+                   "Nenhum país aparece no mapa: os países com menos de {k} participantes, e se preciso os "
+                   "seguintes menores, são contados juntos em «Outros (grupos pequenos)»."),
     "x_partial": (" Semanas incompletas de registros: {weeks}; una cifra menor ahí no es una caída.",
                   " Partial weeks of tracking logs: {weeks}; a lower count there is not a drop.",
                   " Semanas incompletas de registros: {weeks}; um número menor ali não é uma queda."),
@@ -246,12 +260,15 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "no_logs": ("Aún no se ha recibido ningún registro de actividad (tracking logs).",
                 "No tracking logs have been received yet.",
                 "Ainda não foi recebido nenhum registro de atividade (tracking logs)."),
-    "x_hidden_weeks": (" Las semanas con cifras ocultas (menores que {k}) no se dibujan: la línea no muestra el "
-                       "total, y un 0 visible es una semana sin ninguna.",
-                       " Weeks whose count is hidden (below {k}) are left out: the line does not show the total, "
-                       "and a visible 0 is a week with none.",
-                       " As semanas com contagens ocultas (menores que {k}) não são desenhadas: a linha não mostra o "
-                       "total, e um 0 visível é uma semana sem nenhuma."),
+    # (every chart over time has complementary suppression: a hidden week may hold k or more)
+    "x_hidden_weeks": (" Las semanas con cifras ocultas (cada una menor que {k} o que ayudaría a deducir una "
+                       "cifra menor que {k}) no se dibujan: la línea no muestra el total, y un 0 visible es una "
+                       "semana sin ninguna.",
+                       " Weeks whose count is hidden (each is below {k} or would help work out a count below {k}) "
+                       "are left out: the line does not show the total, and a visible 0 is a week with none.",
+                       " As semanas com contagens ocultas (cada uma menor que {k} ou que ajudaria a deduzir uma "
+                       "contagem menor que {k}) não são desenhadas: a linha não mostra o total, e um 0 visível é "
+                       "uma semana sem nenhuma."),
     "skip": ("Saltar al contenido", "Skip to content", "Pular para o conteúdo"),
 }
 
