@@ -38,8 +38,10 @@ nobody, not who.
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from functools import wraps
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +53,36 @@ OTHER = "other"
 SUPPRESSED_COLUMN = "suppressed"
 
 
+_blas_depth = 0
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Linear algebra on one BLAS thread. The SVDs here are small (a few hundred cells a piece): OpenBLAS's
+    threads, spinning while the machine's cores are busy (a daily job, parallel tests), made each one
+    10 to 60 times slower (0.1-0.6 CPU-s against 0.01 for 170 x 330 on 2 cores). Nested uses cost nothing."""
+    global _blas_depth
+    if _blas_depth:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    _blas_depth += 1
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        _blas_depth -= 1
+
+
+def _single_blas(fn):
+    @wraps(fn)
+    def run(*args, **kwargs):
+        with one_blas_thread():
+            return fn(*args, **kwargs)
+    return run
+
+
 @dataclass
 class Protection:
     hidden: set[int]
@@ -58,6 +90,7 @@ class Protection:
     unprotectable: list[int] = field(default_factory=list)  # cells whose equations are all known otherwise
 
 
+@_single_blas
 def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k: int = DEFAULT_K,
             fixed: Sequence[int] = (), zero_is_safe: bool = True, forced: Sequence[int] = (),
             not_counts: Sequence[int] = (), coupling: Sequence[int] = (), unseen: Sequence[int] = (),
@@ -355,24 +388,26 @@ def _highs():
     return h
 
 
+@_single_blas
 def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int],
                cache: dict | None = None, coupling: Sequence[int] = ()) -> list[int]:
     """Hidden cells that the published cells and the equations determine exactly.
 
     A hidden cell is determined when its unit vector lies in the row space of the equations
-    written over the hidden cells (the published ones are constants), i.e. when every vector of
-    their null space is 0 in that cell. The system falls apart into independent pieces (e.g. one
-    per course of a report): each is solved on its own, so the cost follows the largest piece, not
-    the whole table (200 courses' breakdowns at once were one SVD of some 10,000 unknowns: 340 s
-    and 4 GB). ``cache`` (a dict kept by the caller for one set of ``equations``): a piece's null
-    space depends only on its hidden cells, so a piece that a new hidden cell did not touch is not
-    solved again (``protect`` adds one cell per round).
+    written over the hidden cells (the published ones are constants), i.e. when its projection on
+    that row space (an orthonormal basis from a thin SVD) has length 1. The system falls apart into
+    independent pieces (e.g. one per course of a report): each is solved on its own, so the cost
+    follows the largest piece, not the whole table (200 courses' breakdowns at once were one SVD of
+    some 10,000 unknowns: 340 s and 4 GB). ``cache`` (a dict kept by the caller for one set of
+    ``equations``): a piece's row space depends only on its hidden cells, so a piece that a new hidden
+    cell did not touch is not solved again (``protect`` adds one cell per round).
 
     ``coupling``: positions in ``equations`` of the few equations that join pieces (a programme
-    total over every course's cell). They are left out of the pieces; the null space of the whole
-    system is then {N y : y in the null space of C N}, N the pieces' null spaces side by side and C
-    the coupling rows, so a cell is determined exactly when its row of N lies in the row space of
-    the small matrix C N. Same answer as one SVD of everything, at the cost of the pieces."""
+    total over every course's cell). They are left out of the pieces; the row space of the whole
+    system is the pieces' row spaces plus, orthogonal to them, the row space of the coupling rows
+    minus their projections on the pieces' row spaces (a few rows). A cell is determined exactly
+    when its projections on both add up to length 1. Same answer as one SVD of everything, at the
+    cost of the pieces."""
     unknown = sorted(hidden)
     if not unknown:
         return []
@@ -414,31 +449,30 @@ def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden
         for c in e:
             if c in col and find(col[c]) not in pieces:
                 pieces[find(col[c])] = []
-    solved: dict[int, tuple[list[int], np.ndarray]] = {}  # piece root -> (cells, null-space basis)
+    solved: dict[int, tuple[list[int], np.ndarray]] = {}  # piece root -> (cells, row-space basis)
     out: list[int] = []
     for root, piece in pieces.items():
         cells = sorted({c for r, _ in piece for c in r} | ({unknown[root]} if not piece else set()))
         key = tuple(cells)
         if cache is not None and key in cache:
-            null, found = cache[key]
+            basis, found = cache[key]
         else:
             pos = {c: j for j, c in enumerate(cells)}
-            a = np.zeros((max(1, len(piece)), len(cells)))
+            a = np.zeros((len(piece), len(cells)))
             for i, (_, e) in enumerate(piece):
                 for k, c in enumerate(e):
                     if c in pos:
                         a[i, pos[c]] += 1.0 if k == 0 else -1.0
-            _, s, vt = np.linalg.svd(a, full_matrices=True)
-            rank = int((s > 1e-9 * max(1.0, s.max())).sum()) if s.size else 0
-            null = vt[rank:].T  # cells x null-space dimension, orthonormal columns
-            # e_j in the row space  <=>  row j of the null space basis is 0
-            found = [cells[j] for j in range(len(cells)) if (null[j] ** 2).sum() < 1e-9]
+            basis = _row_basis(a, len(cells))
+            # e_j in the row space  <=>  its projection on the row space has length 1
+            found = [cells[j] for j in range(len(cells)) if 1.0 - (basis[:, j] ** 2).sum() < 1e-9]
             if cache is not None:
-                cache[key] = (null, found)
-        solved[root] = (cells, null)
+                cache[key] = (basis, found)
+        solved[root] = (cells, basis)
         out += found
     if links:
-        # pieces joined by coupling equations: solve each group of pieces through C N
+        # pieces joined by coupling equations C: the row space of the whole system is the pieces' row space
+        # plus, orthogonal to it, the row space of C's rows minus their projections on the pieces' row spaces
         group = {root: root for root in solved}
 
         def gfind(x: int) -> int:
@@ -464,34 +498,44 @@ def determined(values: Sequence[int], equations: Sequence[Sequence[int]], hidden
             if not glinks.get(g):
                 continue
             offset, width = {}, 0
-            where: dict[int, tuple[int, int]] = {}  # cell -> (piece root, row in its null basis)
+            where: dict[int, tuple[int, int]] = {}  # cell -> (piece root, column in its piece)
             for root in roots:
                 offset[root] = width
-                cells, null = solved[root]
-                width += null.shape[1]
+                cells, _ = solved[root]
+                width += len(cells)
                 for j, c in enumerate(cells):
                     where[c] = (root, j)
-            if width == 0:
-                continue
             m = np.zeros((len(glinks[g]), width))
             for i, e in enumerate(glinks[g]):
                 for k, c in enumerate(e):
                     if c in where:
                         root, j = where[c]
-                        null = solved[root][1]
-                        m[i, offset[root]:offset[root] + null.shape[1]] += (1.0 if k == 0 else -1.0) * null[j]
-            _, s, vt = np.linalg.svd(m, full_matrices=False)
-            rank = int((s > 1e-9 * max(1.0, s.max())).sum()) if s.size else 0
-            q = vt[:rank]
+                        m[i, offset[root] + j] += 1.0 if k == 0 else -1.0
+            for root in roots:  # remove each piece's row space from C's rows
+                cells, basis = solved[root]
+                if basis.shape[0]:
+                    block = m[:, offset[root]:offset[root] + len(cells)]
+                    block -= (block @ basis.T) @ basis
+            q = _row_basis(m, width)
             for c, (root, j) in where.items():
                 if c in out_set:
                     continue
-                null = solved[root][1]
-                w = null[j]
-                proj = q[:, offset[root]:offset[root] + null.shape[1]] @ w
-                if (w ** 2).sum() - (proj ** 2).sum() < 1e-9:
+                basis = solved[root][1]
+                inside = (basis[:, j] ** 2).sum() + (q[:, offset[root] + j] ** 2).sum()
+                if 1.0 - inside < 1e-9:
                     out.append(c)
     return sorted(out)
+
+
+def _row_basis(a: np.ndarray, width: int) -> np.ndarray:
+    """An orthonormal basis of the row space of ``a`` (rank x width). A thin SVD: the row space is all a
+    determined cell needs (its unit vector lies in it), and costs far less than the null space of a wide
+    piece (a full SVD of n x n for n cells)."""
+    if a.shape[0] == 0 or width == 0:
+        return np.zeros((0, width))
+    _, s, vt = np.linalg.svd(a, full_matrices=False)
+    rank = int((s > 1e-9 * max(1.0, s.max())).sum()) if s.size else 0
+    return vt[:rank]
 
 
 # -- tables -------------------------------------------------------------------------------------------
@@ -911,6 +955,7 @@ def _published_countries(out: pa.Table, table: pa.Table, course: list, country: 
     return out.filter(pa.array(keep))
 
 
+@_single_blas
 def check_protected(values: Sequence[int | None], equations: Sequence[Sequence[int]], hidden: set[int],
                     k: int = DEFAULT_K, fixed: Sequence[int] = (), unseen: Sequence[int] = ()) -> list[str]:
     """Problems with a suppression pattern (empty list = safe): a visible cell in (0, k); an
