@@ -725,7 +725,10 @@ def merge_small(table: pa.Table, category: str, count_columns: Sequence[str] | s
         rest = sorted((x for x in items if x not in small), key=lambda x: (x[main] or 0, str(x[category])))
         if small:
             total = sum(x[main] or 0 for x in small)
-            while (total < k or len(small) < 2) and rest:
+            # a reader knows each merged category is at least 1 (the breakdowns list the values that occur):
+            # each is then at most total - (n - 1), which must still be k or more (as in _weak)
+            # (zeros are published as such: they count for nothing)
+            while (total - (sum(1 for x in small if (x[main] or 0) > 0) - 1) < k or len(small) < 2) and rest:
                 x = rest.pop(0)
                 small.append(x)
                 total += x[main] or 0
