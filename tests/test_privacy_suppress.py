@@ -338,3 +338,97 @@ def test_random_breakdowns_leave_no_small_cell_provably_small():
         assert all(hi[c] >= 5 for c in new.hidden if 0 < values[c] < 5 and c not in new.unprotectable), grid
         assert not [p for p in check_protected(values, eqs, new.hidden, 5, [grand]) if "proved" in p], grid
     assert caught_without > 0
+
+
+# -- enrolments: the export's days and the dashboard's weeks -------------------------------------------
+
+def _enrolment_attack(daily: list[dict], day_out: list[dict], week_out: list[dict], k: int) -> list[tuple]:
+    """Hidden counts under k that the published days and weeks prove to be under k (or pin): one linear
+    programme per cell over every unknown (days and weeks), with a week = the sum of its days, the
+    week and mode totals, and hidden counts >= 1."""
+    import datetime as dt
+
+    import highspy
+
+    true: dict[tuple, int] = {}
+    for r in daily:
+        true[("d", r["date"], r["mode"])] = r["enrollments"]
+    weeks: dict[tuple, list[tuple]] = {}
+    for r in daily:
+        w = (r["date"] - dt.timedelta(days=r["date"].weekday())).isoformat()
+        weeks.setdefault(("w", w, r["mode"]), []).append(("d", r["date"], r["mode"]))
+    rel: list[tuple[tuple, list[tuple]]] = [(t, parts) for t, parts in weeks.items()]
+    for w in {t[1] for t in weeks}:
+        rel.append((("w", w, "(all)"), [t for t in weeks if t[1] == w]))
+    for m in {t[2] for t in weeks}:
+        rel.append((("w", "(all)", m), [t for t in weeks if t[2] == m]))
+    rel.append((("w", "(all)", "(all)"), [("w", "(all)", m) for m in {t[2] for t in weeks}]))
+    for t, parts in rel:
+        true[t] = sum(true[p] for p in parts)
+    shown = {("d", r["date"], r["mode"]): r["enrollments"] for r in day_out}
+    shown.update({("w", r["week"], r["mode"]): r["enrollments"] for r in week_out})
+    unknown = [f for f in true if shown.get(f) is None]
+    col = {f: j for j, f in enumerate(unknown)}
+    h = highspy.Highs()
+    h.silent()
+    listed = {("d", r["date"], r["mode"]) for r in day_out} | {("w", r["week"], r["mode"]) for r in week_out}
+    # a count shown as a row (hidden or not) is >= 1 unless 0; a row left out may be 0 for all a reader knows
+    x = [h.addVariable(lb=min(1, true[f]) if f in listed else 0) for f in unknown]
+
+    def constrain(coef: dict[tuple, int], const: int) -> None:
+        if any(f in col for f in coef):
+            known = sum(v * shown[f] for f, v in coef.items() if f not in col)
+            h.addConstr(sum(v * x[col[f]] for f, v in coef.items() if f in col) == const - known)
+
+    for t, parts in rel:
+        constrain({t: 1, **{p: -1 for p in parts}}, 0)
+    found = []
+    for f in unknown:
+        if 0 < true[f] < k:
+            h.maximize(x[col[f]])
+            if h.getModelStatus() == highspy.HighsModelStatus.kOptimal and \
+                    h.getInfo().objective_function_value < k - 1e-6:
+                found.append(f)
+    return found
+
+
+def test_the_export_days_and_the_dashboard_weeks_together_prove_no_small_count():
+    """helper-60: the daily export and the dashboard's weekly enrolments were suppressed apart; a week
+    of 14 shown beside 11 hidden days of it bounded each at 4. Now the days of a hidden week are not
+    published and the days of a shown week are protected knowing its count: attacked together, no
+    hidden count under k is proved under k. The two suppressed apart fail the same attack."""
+    import datetime as dt
+
+    from edx_engine.privacy.suppress import suppress_enrolments
+
+    rng = random.Random(8)
+    caught_apart = 0
+    for trial in range(6):
+        start = dt.date(2026, 4, 6)
+        daily = [{"course_id": "c", "date": start + dt.timedelta(days=i), "mode": m,
+                  "enrollments": rng.choice([0, 0, 1, 1, 2, 3, 6, 9] if m == "audit" else [0, 0, 0, 1, 2])}
+                 for i in range(rng.randint(10, 24)) for m in ("audit", "verified")]
+        table = pa.Table.from_pylist(daily)
+        day_out, week_out = (t.to_pylist() for t in suppress_enrolments(table, 5))
+        hidden_weeks = {(r["week"], r["mode"]) for r in week_out if r["enrollments"] is None}
+        dropped = [r for r in daily if ((r["date"] - dt.timedelta(days=r["date"].weekday())).isoformat(), r["mode"])
+                   in hidden_weeks]
+        # in order, without the days of hidden weeks (and of weeks whose days nothing protects)
+        kept = [(r["date"], r["mode"]) for r in day_out]
+        assert kept == [(r["date"], r["mode"]) for r in daily if (r["date"], r["mode"]) in set(kept)]
+        assert not set(kept) & {(r["date"], r["mode"]) for r in dropped}
+        assert any(r["enrollments"] is not None for r in week_out)  # the dashboard still shows weeks
+        assert _enrolment_attack(daily, day_out, week_out, 5) == [], trial
+        # apart, as before: the daily crosstab on its own, the weekly crosstab on its own
+        apart_days = suppress_crosstab(table, "date", "mode", "enrollments", 5, by=["course_id"]).to_pylist()
+        weekly: dict[tuple, int] = {}
+        for r in daily:
+            w = (r["date"] - dt.timedelta(days=r["date"].weekday())).isoformat()
+            for key in ((w, r["mode"]), (w, "(all)"), ("(all)", r["mode"]), ("(all)", "(all)")):
+                weekly[key] = weekly.get(key, 0) + r["enrollments"]
+        wt = pa.Table.from_pylist([{"course_id": "c", "week": w, "mode": m, "enrollments": n}
+                                   for (w, m), n in sorted(weekly.items())])
+        apart_weeks = suppress_crosstab(wt, "week", "mode", "enrollments", 5, by=["course_id"],
+                                        total_label="(all)").to_pylist()
+        caught_apart += bool(_enrolment_attack(daily, apart_days, apart_weeks, 5))
+    assert caught_apart > 0

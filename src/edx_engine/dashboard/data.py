@@ -189,8 +189,12 @@ class Reader:
         return h
 
     def enrolments_weekly(self) -> pa.Table:
-        """(course_id, week, mode, enrollments) with mode '(all)' totals; public: one crosstab
-        suppression per course with the weekly and per-mode totals as cells of the table."""
+        """(course_id, week, mode, enrollments) with mode '(all)' totals; public: suppressed together
+        with the days of ``export enrolment_daily --public`` (a week is the sum of its days), with the
+        weekly and per-mode totals as cells of the same system."""
+        if self.public:
+            daily = _arrow(self.con, "SELECT course_id, date, mode, enrollments FROM models.enrolment_daily")
+            return _only(S.suppress_enrolments(daily, self.k, ALL)[1], self.courses)
         t = _arrow(self.con, f"""
             WITH w AS (SELECT course_id, strftime(date_trunc('week', date), '%Y-%m-%d') AS week, mode,
                               CAST(sum(enrollments) AS BIGINT) AS enrollments
@@ -200,8 +204,6 @@ class Reader:
             UNION ALL SELECT course_id, '{ALL}', mode, CAST(sum(enrollments) AS BIGINT) FROM w GROUP BY ALL
             UNION ALL SELECT course_id, '{ALL}', '{ALL}', CAST(sum(enrollments) AS BIGINT) FROM w GROUP BY ALL
             ORDER BY course_id, week, mode""")
-        if self.public:
-            t = S.suppress_crosstab(t, "week", "mode", "enrollments", self.k, by=["course_id"], total_label=ALL)
         return _only(t, self.courses)
 
     def enrolments_monthly(self) -> pa.Table:

@@ -95,6 +95,25 @@ def _per_course_time(count_cols: list[str], key: str, cat: str | None = None,
     return run
 
 
+def _enrolment_daily(t: pa.Table, k: int) -> pa.Table:
+    """``enrollments`` together with the public dashboard's weekly enrolments (a week is the sum of its
+    days: ``suppress.suppress_enrolments``); activations and deactivations, which nothing else publishes,
+    each as their own crosstab."""
+    names: list[list[str | None]] = []
+    if "enrollments" in t.column_names:
+        t, _ = S.suppress_enrolments(t, k)
+        names.append(t.column(S.SUPPRESSED_COLUMN).to_pylist())
+        t = t.drop_columns([S.SUPPRESSED_COLUMN])
+    out = _per_course_time(["activations", "deactivations"], "date", "mode")(t, k)
+    if S.SUPPRESSED_COLUMN in out.column_names:
+        names.append(out.column(S.SUPPRESSED_COLUMN).to_pylist())
+    merged = [";".join(x for x in parts if x) or None for parts in zip(*names)] if names else [None] * out.num_rows
+    col = pa.array(merged, pa.string())
+    if S.SUPPRESSED_COLUMN in out.column_names:
+        return out.set_column(out.column_names.index(S.SUPPRESSED_COLUMN), S.SUPPRESSED_COLUMN, col)
+    return out.append_column(S.SUPPRESSED_COLUMN, col)
+
+
 # Aggregated models that may be published, and how each is suppressed on its own (outputs call
 # ``public_table``: the course tables are suppressed together, see COURSE_TABLES).
 PUBLIC_SPECS: dict[str, Callable[[pa.Table, int], pa.Table]] = {
@@ -102,7 +121,7 @@ PUBLIC_SPECS: dict[str, Callable[[pa.Table, int], pa.Table]] = {
     "general_report": _general_report,
     "course_breakdown": lambda t, k: S.suppress_course_breakdown(t, k),
     "active_users": _active_users,
-    "enrolment_daily": _per_course_time(["enrollments", "activations", "deactivations"], "date", "mode"),
+    "enrolment_daily": lambda t, k: _enrolment_daily(t, k),
     "activity_daily": _per_course_time(["active_learners"], "date", linked={"active_learners": ["nevents"]}),
     "activity_weekly": _per_course_time(["active_learners"], "week", linked={"active_learners": ["nevents"]}),
     "forum_weekly": _per_course_time(["authors"], "week",

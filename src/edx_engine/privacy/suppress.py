@@ -911,6 +911,76 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
     return sout, bt, ages
 
 
+def week_start(d) -> str | None:
+    """The Monday of ``d``'s week, as the dashboard's weekly enrolments write it (DuckDB's
+    ``date_trunc('week', ...)``)."""
+    if d is None:
+        return None
+    import datetime as dt
+
+    day = d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)[:10])
+    return (day - dt.timedelta(days=day.weekday())).isoformat()
+
+
+def suppress_enrolments(daily: pa.Table, k: int = DEFAULT_K, all_label: str = "(all)") -> tuple[pa.Table, pa.Table]:
+    """``enrolment_daily``'s ``enrollments`` (course_id, date, mode) and the public dashboard's weekly
+    enrolments (course_id, week, mode, with ``all_label`` totals), made safe together: a week is the
+    sum of its days. Suppressed apart, a week the dashboard shows minus the days the export shows
+    bounded (or gave back) a hidden day, and a hidden week was the sum of its published days
+    (helper-60). Returns (the daily rows that may be published, the weekly table).
+
+    The weekly table is suppressed first, as a crosstab with its totals as cells. The days of a
+    (week, mode) that it hides are then not published at all (their rows would show how many days of
+    that week had enrolments, each at least 1: floors that pinned the hidden weeks); the days of a
+    shown (week, mode) add up to its published count, which is their equation, and are left out too
+    when no suppression can protect them (a shown 5 of days 1, 2 and 2). Rows without a date
+    belong to no week: each is published unless it is small. A date's total over the modes is
+    published nowhere, so it is no equation."""
+    d, back = _canonical(daily, ["course_id", "date", "mode", "enrollments"])
+    course = d.column("course_id").to_pylist()
+    date = d.column("date").to_pylist()
+    mode = d.column("mode").to_pylist()
+    n = [v or 0 for v in d.column("enrollments").to_pylist()]
+    week = [week_start(x) for x in date]
+    sums: dict[tuple, int] = defaultdict(int)
+    for r in range(d.num_rows):
+        if week[r] is None:
+            continue
+        for key in ((week[r], mode[r]), (week[r], all_label), (all_label, mode[r]), (all_label, all_label)):
+            sums[(course[r], *key)] += n[r]
+    keys = sorted(sums, key=lambda x: (x[0], x[1], _str_key(x[2])))
+    weekly = pa.table({"course_id": pa.array([x[0] for x in keys], pa.string()),
+                       "week": pa.array([x[1] for x in keys], pa.string()),
+                       "mode": pa.array([x[2] for x in keys], pa.string()),
+                       "enrollments": pa.array([sums[x] for x in keys], pa.int64())})
+    weekly = suppress_crosstab(weekly, "week", "mode", "enrollments", k, by=["course_id"], total_label=all_label)
+    shown = {(c, w, m): v for c, w, m, v in zip(*(weekly.column(x).to_pylist()
+                                                  for x in ("course_id", "week", "mode", "enrollments")))
+             if v is not None}
+    keep = [week[r] is None or (course[r], week[r], mode[r]) in shown for r in range(d.num_rows)]
+    values: list[int | None] = list(n)
+    eqs: list[list[int]] = []
+    fixed: list[int] = []
+    parts: dict[tuple, list[int]] = defaultdict(list)
+    for r in range(d.num_rows):
+        if keep[r] and week[r] is not None:
+            parts[(course[r], week[r], mode[r])].append(r)
+    for key in sorted(parts, key=lambda x: (x[0], x[1], _str_key(x[2]))):
+        fixed.append(len(values))
+        values.append(shown[key])
+        eqs.append([len(values) - 1] + parts[key])
+    guard = protect(values, eqs, k, fixed=fixed)
+    hidden = guard.hidden
+    for key, rows in parts.items():  # days that no suppression protects under a shown week (5 = 1 + 2 + 2)
+        if any(r in guard.unprotectable for r in rows):
+            for r in rows:
+                keep[r] = False
+    cells = [(r, "enrollments") for r in range(d.num_rows)]
+    out = _apply(d, cells, {h for h in hidden if h < d.num_rows}, ["enrollments"])
+    out = out.take(back)  # back to the input's order, without the rows of hidden weeks
+    return out.filter(pa.array([keep[i] for i in back.to_pylist()])), weekly
+
+
 # general_report's count columns: course_summary's, renamed
 GENERAL_OF_SUMMARY = {"total": "enrolled", "active": "active", "approved": "approved", "certified": "certified",
                       "failed": "certificates_failed", "male": "male", "female": "female",
