@@ -426,3 +426,15 @@ def test_a_published_total_never_pins_hidden_cells_that_are_at_least_one(store, 
         rest = total - sum(v for v in values if v is not None)
         assert len(hidden) >= 2 and rest - (len(hidden) - 1) >= K, (cid, country, dim, total, values)
     assert checked > 0
+
+
+def test_a_public_report_on_standard_output_is_only_the_report(store):
+    """The linear-programme solver prints a banner on file descriptor 1 when it is created (C stdio): a
+    public report written to standard output would start with it. The report is all that is printed."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), EDX_ENGINE_DATA_DIR=str(store))
+    r = subprocess.run([sys.executable, "-m", "edx_engine", "report", "course_breakdown", "--public", "-o", "-"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == '"course_id","country","dimension","value","learners","suppressed"', lines[:3]
+    assert "HiGHS" not in r.stdout and len(lines) > 10
