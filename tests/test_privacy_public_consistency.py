@@ -438,3 +438,16 @@ def test_a_public_report_on_standard_output_is_only_the_report(store):
     lines = r.stdout.splitlines()
     assert lines[0] == '"course_id","country","dimension","value","learners","suppressed"', lines[:3]
     assert "HiGHS" not in r.stdout and len(lines) > 10
+
+
+def test_the_course_tables_have_no_suppression_of_their_own():
+    """``PUBLIC_SPECS`` lists every publishable model; the course tables' entries refuse to run alone (a
+    library caller would get a suppression that other outputs contradict) and name the way that works."""
+    from edx_engine.privacy.export import PUBLIC_SPECS, public_table
+
+    t = pa.table({"course_id": ["c"], "enrolled": [10]})
+    for name in ("course_summary", "general_report", "course_breakdown"):
+        with pytest.raises(ValueError, match="public_table"):
+            PUBLIC_SPECS[name](t, 5)
+        with pytest.raises(ValueError, match="read="):
+            public_table(name, t, 5)

@@ -114,12 +114,19 @@ def _enrolment_daily(t: pa.Table, k: int) -> pa.Table:
     return out.append_column(S.SUPPRESSED_COLUMN, col)
 
 
+def _together(name: str) -> pa.Table:
+    """The course tables have no rule of their own: suppressed apart they hid different cells of the same
+    facts and gave hidden ones back together. A library caller gets this error, not a weaker table."""
+    raise ValueError(f"the public {name} is suppressed together with the other course tables: "
+                     f"call privacy.export.public_table({name!r}, table, k, read=...) or public_course_tables()")
+
+
 # Aggregated models that may be published, and how each is suppressed on its own (outputs call
 # ``public_table``: the course tables are suppressed together, see COURSE_TABLES).
 PUBLIC_SPECS: dict[str, Callable[[pa.Table, int], pa.Table]] = {
-    "course_summary": _course_summary,
-    "general_report": _general_report,
-    "course_breakdown": lambda t, k: S.suppress_course_breakdown(t, k),
+    "course_summary": lambda t, k: _together("course_summary"),
+    "general_report": lambda t, k: _together("general_report"),
+    "course_breakdown": lambda t, k: _together("course_breakdown"),
     "active_users": _active_users,
     "enrolment_daily": lambda t, k: _enrolment_daily(t, k),
     "activity_daily": _per_course_time(["active_learners"], "date", linked={"active_learners": ["nevents"]}),
