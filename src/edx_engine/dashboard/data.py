@@ -227,7 +227,9 @@ class Reader:
             out[dim] = t
         t = _arrow(self.con, f"{base} SELECT {age_band_sql('yob')} AS age_band, count(*) AS learners FROM u "
                              f"GROUP BY 1 ORDER BY 1")
-        out["age_band"] = S.suppress(t, ["learners"], self.k) if self.public else t
+        if self.public:  # knowing what the course breakdown hides: a course's band is at most the programme's
+            t = S.suppress_programme_bands(t, self.public_course()["course_breakdown"], self.k, ALL, self.courses)
+        out["age_band"] = t
         return out
 
     # -- per course ------------------------------------------------------------------------------

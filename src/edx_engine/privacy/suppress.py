@@ -911,6 +911,58 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
     return sout, bt, ages
 
 
+def suppress_programme_bands(bands: pa.Table, public_breakdown: pa.Table, k: int = DEFAULT_K,
+                             all_label: str = "(all)", courses: set[str] | None = None,
+                             year: int | None = None) -> pa.Table:
+    """The programme's age bands (``age_band``, ``learners``: distinct learners, adding up to the
+    published learner total), suppressed knowing what the public course breakdown hides.
+
+    A course's learners are learners of the programme, so a course's band is at most the programme's:
+    a published programme band P bounds every hidden overall year of birth of that band in a course
+    at P - (the band's published years) - (its other hidden years, each at least 1), and a hidden
+    country cell of such a year at that minus its year's other hidden country cells (helper-60/61:
+    at k = 10 a programme "unknown" of 10 held a course's hidden "1900" and "unknown" years, 1 and 3,
+    to at most 9 each). Suppressed apart from the course bands, that bound was not looked at. A
+    programme band whose largest value a reader can know (itself when published; the hidden bands'
+    sum less one for each other hidden band when not) falls below what some course needs
+    (k + published years + other hidden years + other hidden country cells of a year) is hidden, with
+    complements, until none does. Only courses in ``courses`` (all when None) count: the bands are
+    over their learners."""
+    data = bands.to_pylist()
+    vals = [int(r["learners"] or 0) for r in data]
+    n = len(vals)
+    need: dict[str, int] = defaultdict(int)  # band -> the least published value no course is bounded by
+    rows = [r for r in public_breakdown.to_pylist() if r["dimension"] == "year_of_birth"
+            and (courses is None or r["course_id"] in courses)]
+    country_hidden: dict[tuple, int] = defaultdict(int)  # (course, year) -> hidden country cells shown
+    for r in rows:
+        if r["country"] != all_label and r["learners"] is None:
+            country_hidden[(r["course_id"], r["value"])] += 1
+    per: dict[tuple, list] = defaultdict(list)  # (course, band) -> its overall year cells
+    for r in rows:
+        if r["country"] == all_label:
+            per[(r["course_id"], age_band(r["value"], year))].append(r)
+    for (cid, band), cells in per.items():
+        hidden = [r for r in cells if r["learners"] is None]
+        if not hidden:
+            continue
+        shown = sum(r["learners"] or 0 for r in cells if r["learners"] is not None)
+        extra = max(max(country_hidden[(cid, r["value"])] for r in hidden) - 1, 0)
+        need[band] = max(need[band], k + shown + len(hidden) - 1 + extra)
+    values = vals + [sum(vals)]
+    eqs = [[n, *range(n)]]
+    forced: set[int] = set()
+    while True:
+        hidden = {h for h in protect(values, eqs, k, fixed=[n], forced=sorted(forced)).hidden if h < n}
+        room = sum(vals[h] for h in hidden) - (len(hidden) - 1)
+        most = [room if i in hidden else vals[i] for i in range(n)]
+        new = {i for i in range(n) if 0 < vals[i] and most[i] < need.get(data[i]["age_band"], 0)} - forced
+        if not new:  # (forced only grows: at most n rounds)
+            break
+        forced |= new
+    return _apply(bands, [(i, "learners") for i in range(n)], hidden, ["learners"])
+
+
 def week_start(d) -> str | None:
     """The Monday of ``d``'s week, as the dashboard's weekly enrolments write it (DuckDB's
     ``date_trunc('week', ...)``)."""
