@@ -1,9 +1,11 @@
-"""The public programme age bands bound no course's hidden year of birth below k (helper-60, helper-61).
+"""The public programme demographics bound no course's hidden cell below k (helper-60, helper-61).
 
 A course's learners are learners of the programme, so a course's age band is at most the programme's.
 The programme bands were suppressed apart from the courses: at k = 10 a programme "unknown" band of
 exactly 10 was published while a course hid its years "1900" (1 learner) and "unknown" (3), the two
-years of its "unknown" band; each is at least 1, so each was at most 10 - 1 = 9 < k.
+years of its "unknown" band; each is at least 1, so each was at most 10 - 1 = 9 < k. The same held for
+the programme's learners by country (the map): a programme Chile of 24 bounded a course's 19 hidden
+years of birth of Chile, its Chile count hidden, at most 7 each (2 courses x 400 learners, k = 10).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ K = 10
 
 def _con(years: dict[str, list]) -> duckdb.DuckDBPyConnection:
     """A store of the models the public demographics read: ``years`` = course -> the learners' years
-    of birth (None: not stated); every learner is in one course, male, from Colombia."""
+    of birth (None: not stated; a pair: (year, country)); every learner is in one course, male, from
+    Colombia unless the pair says otherwise."""
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'")
     con.execute("CREATE SCHEMA models")
@@ -28,8 +31,9 @@ def _con(years: dict[str, list]) -> duckdb.DuckDBPyConnection:
     rows, uid = [], 0
     for cid, ys in years.items():
         for y in ys:
+            y, country = y if isinstance(y, tuple) else (y, "CO")
             rows.append({"course_id": cid, "user_id": uid, "gender": "m", "level_of_education": "b",
-                         "country": "CO", "year_of_birth": y, "is_staff": False})
+                         "country": country, "year_of_birth": y, "is_staff": False})
             uid += 1
     con.register("pc", pa.Table.from_pylist(rows, pa.schema([
         ("course_id", pa.string()), ("user_id", pa.int64()), ("gender", pa.string()),
@@ -117,3 +121,77 @@ def test_the_needed_value_counts_the_other_hidden_years_and_country_cells():
     bands13 = pa.table({"age_band": ["30-39", "unknown"], "learners": [50, 13]})
     assert [x["learners"] for x in S.suppress_programme_bands(bands13, bd, K, ALL, year=2026).to_pylist()] == [50, 13]
     assert [x["learners"] for x in S.suppress_programme_bands(bands, bd, K, ALL, {"c2"}, 2026).to_pylist()] == [50, 12]
+
+
+def _bounded_by_countries(reader: Reader) -> list[tuple]:
+    """Hidden cells of a course's country whose count the course hides and the programme's map
+    publishes: at most the programme's count less the country's published cells less one per other
+    hidden cell of the same dimension; the map's "other" (merged countries): at most "other" less one
+    per other merged country."""
+    t = reader.learners_demographics()["country"].to_pylist()
+    pub = {r["country"]: r["learners"] for r in t if r["country"] != S.OTHER}
+    other = next((r["learners"] for r in t if r["country"] == S.OTHER), None)
+    merged = [c for c in {r["country"] for r in reader.public_course()["course_breakdown"].to_pylist()
+                          if r["dimension"] == "country"} if c not in pub]
+    bd = reader.public_course()["course_breakdown"].to_pylist()
+    out = []
+    for cell in bd:
+        if cell["country"] != ALL or cell["dimension"] != "country" or cell["learners"] is not None:
+            continue
+        cid, x = cell["course_id"], cell["value"]
+        most = pub.get(x, (other or 0) - (len(merged) - 1))
+        for d in {r["dimension"] for r in bd if r["course_id"] == cid and r["country"] == x}:
+            cells = [r for r in bd if r["course_id"] == cid and r["country"] == x and r["dimension"] == d]
+            hidden = [r for r in cells if r["learners"] is None]
+            shown = sum(r["learners"] for r in cells if r["learners"] is not None)
+            if hidden and most - shown - (len(hidden) - 1) < K:
+                out.append((cid, x, d, most - shown - (len(hidden) - 1)))
+    return out
+
+
+def test_a_published_programme_country_bounds_no_hidden_course_cell_below_k():
+    # c1: 12 learners from Chile, each born in another year (12 hidden years of Chile; the course hides
+    # its Chile count too, or the years would add up to it), 30 from Colombia; c2: 30 from Colombia.
+    # Programme: Chile 12 >= k, published on the map by merge_small alone: each year of Chile <= 12 - 11.
+    years = {"c1": [(1960 + i, "CL") for i in range(12)] + [1990] * 30, "c2": [1990] * 30}
+    con = _con(years)
+    private = {x["country"]: x["learners"] for x in
+               Reader(con, False, K, None).learners_demographics()["country"].to_pylist()}
+    assert private == {"CO": 60, "CL": 12}
+    r = Reader(con, True, K, None)
+    assert any(x["country"] == ALL and x["dimension"] == "country" and x["value"] == "CL" and x["learners"] is None
+               for x in r.public_course()["course_breakdown"].to_pylist())
+    assert _bounded_by_countries(r) == []
+
+
+def test_merge_small_leaves_each_merged_category_its_need_above_the_others_floors():
+    t = pa.table({"country": ["CO", "CL", "AR", "PE"], "learners": [60, 12, 6, 5]})
+    # without needs: CL (12 >= k) is published, AR + PE = 11 merged (11 - 1 >= k)
+    assert {x["country"]: x["learners"] for x in S.merge_small(t, "country", "learners", K).to_pylist()} == \
+        {"CO": 60, "CL": 12, S.OTHER: 11}
+    # CL needs 21: merged; AR is known to be at least 4 (a course shows 4 hidden cells of it), so PE is at
+    # most 23 - 4 - 12 = 7 < k: the pool takes CO too
+    out = S.merge_small(t, "country", "learners", K, need={"CL": 21}, floors={"AR": 4, "CL": 12})
+    assert {x["country"]: x["learners"] for x in out.to_pylist()} == {S.OTHER: 83}
+    # with AR's floor at 1, CL merged with AR and PE: 23 - 1 - 1 = 21 >= 21 and 23 - 12 - 1 = 10 >= k
+    out = S.merge_small(t, "country", "learners", K, need={"CL": 21}, floors={"CL": 12})
+    assert {x["country"]: x["learners"] for x in out.to_pylist()} == {"CO": 60, S.OTHER: 23}
+
+
+def test_programme_needs_from_the_public_breakdown():
+    bd = pa.Table.from_pylist([
+        {"course_id": "c1", "country": ALL, "dimension": "country", "value": "CL", "learners": None},
+        {"course_id": "c1", "country": ALL, "dimension": "country", "value": "CO", "learners": 30},
+        {"course_id": "c1", "country": "CL", "dimension": "year_of_birth", "value": "1960", "learners": None},
+        {"course_id": "c1", "country": "CL", "dimension": "year_of_birth", "value": "1961", "learners": None},
+        {"course_id": "c1", "country": "CL", "dimension": "year_of_birth", "value": "1962", "learners": 11},
+        {"course_id": "c1", "country": "CL", "dimension": "gender", "value": "m", "learners": None},
+        {"course_id": "c1", "country": "CL", "dimension": "gender", "value": "f", "learners": None},
+        {"course_id": "c1", "country": ALL, "dimension": "gender", "value": "f", "learners": None},
+        {"course_id": "c1", "country": "CO", "dimension": "gender", "value": "f", "learners": 12},
+    ])
+    need, floors = S.programme_needs(bd, "country", K, ALL)
+    assert need == {"CL": K + 11 + 1} and floors == {"CL": 13, "CO": 30}
+    need, floors = S.programme_needs(bd, "gender", K, ALL)
+    assert need == {"f": K + 12 + 1 - 1} and floors == {"f": 13}
+    assert S.programme_needs(bd, "country", K, ALL, {"c2"}) == ({}, {})

@@ -222,8 +222,10 @@ class Reader:
             expr = {"level_of_education": "edu"}.get(dim, dim)
             t = _arrow(self.con, f"{base} SELECT {expr} AS {dim}, count(*) AS learners FROM u GROUP BY 1 "
                                  f"ORDER BY 2 DESC, 1")
-            if self.public:
-                t = S.merge_small(t, dim, "learners", self.k)
+            if self.public:  # knowing what the course breakdown hides: a course's count is at most the programme's
+                need, floors = S.programme_needs(self.public_course()["course_breakdown"], dim, self.k, ALL,
+                                                 self.courses)
+                t = S.merge_small(t, dim, "learners", self.k, need=need, floors=floors)
             out[dim] = t
         t = _arrow(self.con, f"{base} SELECT {age_band_sql('yob')} AS age_band, count(*) AS learners FROM u "
                              f"GROUP BY 1 ORDER BY 1")

@@ -708,27 +708,44 @@ def suppress_crosstab(table: pa.Table, row_key: str, col_key: str, count: str, k
 
 
 def merge_small(table: pa.Table, category: str, count_columns: Sequence[str] | str, k: int = DEFAULT_K, *,
-                by: Sequence[str] = (), other: str = OTHER) -> pa.Table:
+                by: Sequence[str] = (), other: str = OTHER, need: dict | None = None,
+                floors: dict | None = None) -> pa.Table:
     """Merge categories whose (first) count is below ``k`` into ``other``, per ``by`` group.
 
     The first count column decides; further count columns are summed alongside. Output rows:
     the kept categories (in input order) then the group's ``other`` row; an ``other`` below
     ``k`` (the whole group is small) is published as NULL and flagged in ``suppressed``.
+    ``need``: category -> the least value it may be known up to (more than k where a published value
+    would bound hidden cells of another table below k, see :func:`programme_needs`): a category below
+    it is merged too, and the pool must leave each of its members that much room. ``floors``:
+    category -> what a reader knows it to be at least (else 1 for a non-zero count).
     """
+    need, floors = need or {}, floors or {}
     cols = [count_columns] if isinstance(count_columns, str) else list(count_columns)
     main = cols[0]
     data = table.to_pylist()
     out_rows: list[dict] = []
     for key, rows in _groups(table, by).items():
         items = [data[r] for r in rows]
-        small = [x for x in items if (x[main] or 0) < k and (x[main] or 0) > 0 or x[category] == other]
+        def least(x) -> int:
+            return max(k, need.get(x[category], 0))
+
+        def floor(x) -> int:  # zeros are published as such: they count for nothing
+            return max(1, floors.get(x[category], 1)) if (x[main] or 0) > 0 else 0
+
+        small = [x for x in items if 0 < (x[main] or 0) < least(x) or x[category] == other]
         rest = sorted((x for x in items if x not in small), key=lambda x: (x[main] or 0, str(x[category])))
         if small:
             total = sum(x[main] or 0 for x in small)
-            # a reader knows each merged category is at least 1 (the breakdowns list the values that occur):
-            # each is then at most total - (n - 1), which must still be k or more (as in _weak)
-            # (zeros are published as such: they count for nothing)
-            while (total - (sum(1 for x in small if (x[main] or 0) > 0) - 1) < k or len(small) < 2) and rest:
+
+            def roomy() -> bool:
+                # a reader knows each merged category is at least 1 (the breakdowns list the values that
+                # occur; more where ``floors`` say so): each is then at most total - the others' floors,
+                # which must still be k (its ``need``) or more (as in _weak)
+                fl = sum(floor(x) for x in small)
+                return all(total - (fl - floor(x)) >= least(x) for x in small if (x[main] or 0) > 0)
+
+            while (not roomy() or len(small) < 2) and rest:
                 x = rest.pop(0)
                 small.append(x)
                 total += x[main] or 0
@@ -909,6 +926,46 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
     bt = _published_countries(out, table, table.column("course_id").to_pylist(), table.column("country").to_pylist(),
                                table.column("dimension").to_pylist(), table.column("value").to_pylist(), k, all_label)
     return sout, bt, ages
+
+
+def programme_needs(public_breakdown: pa.Table, dimension: str, k: int = DEFAULT_K, all_label: str = "(all)",
+                    courses: set[str] | None = None) -> tuple[dict, dict]:
+    """For the programme's learners by ``dimension`` (country, gender, level_of_education: distinct
+    learners, published by the dashboard): per value, (need, floor) from the public course breakdown.
+
+    A course's learners of a value are learners of the programme with it, so the programme's count P
+    bounds the course's overall cell (``(all)``, ``dimension``, value). Where the course hides that
+    cell, P bounds each of its hidden parts at P - the published parts - (the other hidden parts,
+    each at least 1): for a country, the course's cells of that country in each other dimension; for a
+    gender or education, the country cells of that value (helper-61: a programme Chile of 24 held a
+    course's 19 hidden years of birth of Chile, with the country's count hidden, to at most 7 at
+    k = 10). ``need``: value -> the least P that leaves every such part room for k. ``floor``:
+    value -> what a reader knows P to be at least (the largest course cell, or its parts' published
+    values plus one per hidden part)."""
+    need: dict = defaultdict(int)
+    floor: dict = defaultdict(int)
+    rows = [r for r in public_breakdown.to_pylist() if courses is None or r["course_id"] in courses]
+    overall: dict[tuple, dict] = {}
+    parts: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["country"] == all_label:
+            if r["dimension"] == dimension:
+                overall[(r["course_id"], r["value"])] = r
+        elif dimension == "country":
+            parts[(r["course_id"], r["country"])][r["dimension"]].append(r)
+        elif r["dimension"] == dimension:
+            parts[(r["course_id"], r["value"])][dimension].append(r)
+    for (cid, v), cell in overall.items():
+        if cell["learners"] is not None:
+            floor[v] = max(floor[v], cell["learners"])
+            continue
+        for cells in parts.get((cid, v), {}).values():
+            hidden = sum(1 for r in cells if r["learners"] is None)
+            shown = sum(r["learners"] for r in cells if r["learners"] is not None)
+            floor[v] = max(floor[v], shown + hidden)
+            if hidden:
+                need[v] = max(need[v], k + shown + hidden - 1)
+    return dict(need), dict(floor)
 
 
 def suppress_programme_bands(bands: pa.Table, public_breakdown: pa.Table, k: int = DEFAULT_K,
