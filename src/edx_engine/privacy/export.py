@@ -309,6 +309,9 @@ def export_table(lake: Lake, name: str, path: str | Path, fmt: str | None = None
             table = anonymise_batch(table, drop, ids, pseudonymizer) if pseudonymizer else table.drop_columns(drop)
             table = public_table(name, table, k,
                                  lambda m: con.execute(f'SELECT * FROM models."{m}"').to_arrow_table())
+            from ..reports import _sorted  # (the store's row order is not fixed: rows in the order reports use)
+
+            table = _sorted(table)
             suppressed = sum(len(s.split(";")) for s in table.column(S.SUPPRESSED_COLUMN).to_pylist() if s)
             batches = [table]
         else:
