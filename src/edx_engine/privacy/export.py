@@ -155,6 +155,16 @@ def public_course_tables(summary: pa.Table, breakdown: pa.Table, k: int,
     return out
 
 
+ROW_ORDER = ("course_id", "date", "week", "country", "dimension", "value", "user_id", "mode", "video_id",
+             "problem_id")
+
+
+def sorted_rows(t: pa.Table) -> pa.Table:
+    """``t`` in the order reports and exports write (by these key columns where present)."""
+    keys = [c for c in ROW_ORDER if c in t.column_names]
+    return t.sort_by([(k, "ascending") for k in keys]) if keys and t.num_rows else t
+
+
 def public_table(name: str, table: pa.Table, k: int, read: Callable[[str], pa.Table] | None = None) -> pa.Table:
     """``table`` (model ``name``) as it may be published. Every public output goes through here.
 
@@ -309,9 +319,7 @@ def export_table(lake: Lake, name: str, path: str | Path, fmt: str | None = None
             table = anonymise_batch(table, drop, ids, pseudonymizer) if pseudonymizer else table.drop_columns(drop)
             table = public_table(name, table, k,
                                  lambda m: con.execute(f'SELECT * FROM models."{m}"').to_arrow_table())
-            from ..reports import _sorted  # (the store's row order is not fixed: rows in the order reports use)
-
-            table = _sorted(table)
+            table = sorted_rows(table)  # (the store's row order is not fixed: rows in the order reports use)
             suppressed = sum(len(s.split(";")) for s in table.column(S.SUPPRESSED_COLUMN).to_pylist() if s)
             batches = [table]
         else:

@@ -197,9 +197,9 @@ def make_public(name: str, data, k: int, lake: Lake | None = None, store: str | 
 
 
 def _sorted(t: pa.Table) -> pa.Table:
-    keys = [c for c in ("course_id", "date", "week", "country", "dimension", "value", "user_id", "mode",
-                        "video_id", "problem_id") if c in t.column_names]
-    return t.sort_by([(k, "ascending") for k in keys]) if keys and t.num_rows else t
+    from ..privacy.export import sorted_rows  # (one row order for reports and exports)
+
+    return sorted_rows(t)
 
 
 def produce(lake: Lake, name: str, store: str | None = None, course: str | None = None) -> pa.Table | list[dict]:
