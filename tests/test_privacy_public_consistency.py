@@ -382,10 +382,7 @@ def test_grade_bins_from_an_aligned_passing_grade_are_protected_as_a_known_sum(m
     con.execute("INSERT INTO _edx_models VALUES ('person_course', 'passing_grade=0.6')")
     con.execute("CREATE SCHEMA models")
     counts = {0.05: 30, 0.15: 25, 0.25: 20, 0.35: 9, 0.45: 12, 0.55: 40, 0.65: 3, 0.75: 20, 0.85: 15, 0.95: 30}
-    con.execute("CREATE TABLE models.person_course (course_id VARCHAR, user_id INT, grade DOUBLE, "
-                "passing_grade DOUBLE, is_staff BOOLEAN)")
-    rows = [("c", n * 1000 + i, g, 0.6, False) for n, (g, c) in enumerate(counts.items()) for i in range(c)]
-    con.executemany("INSERT INTO models.person_course VALUES (?, ?, ?, ?, ?)", rows)
+    _grades_store(con, {"c": (counts, 0.6, ">=")})
     # (the summary of this hand-made store hides nothing: its approved is the published sum)
     monkeypatch.setattr(Reader, "_summary_hides", lambda self, *columns: set(), raising=False)
     t = Reader(con, True, 5, None).grades().to_pylist()
@@ -398,6 +395,114 @@ def test_grade_bins_from_an_aligned_passing_grade_are_protected_as_a_known_sum(m
         assert len(hidden) != 1, (bins, shown)  # no hidden bin is the known sum minus the shown ones
         if hidden:
             assert known - sum(shown[b] for b in bins if shown[b] is not None) >= 5
+
+
+def _grades_store(con, courses: dict) -> None:
+    """models.person_course of hand-made grades: course -> ({grade: learners}, passing grade, rule)."""
+    con.execute("CREATE TABLE IF NOT EXISTS models.person_course (course_id VARCHAR, user_id INT, grade DOUBLE, "
+                "passing_grade DOUBLE, passing_rule VARCHAR, passed BOOLEAN, is_staff BOOLEAN)")
+    rows = [(cid, n * 1000 + i, g, pg, rule, g > pg if rule == ">" else g >= pg, False)
+            for cid, (counts, pg, rule) in courses.items()
+            for n, (g, c) in enumerate(counts.items()) for i in range(c)]
+    con.executemany("INSERT INTO models.person_course VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _grade_attack(shown: list, true: list, s: int, approved: int, k: int) -> list[str]:
+    """Hidden grade bins (and the two unpublished parts of bin ``s``, the one holding the passing grade)
+    that a reader can prove to be under k, from the bins shown, their total, ``approved`` and floors of
+    1: an integer search over the three sums that the relations involve (the bins above ``s``, bin
+    ``s``, the bins below), independent of the library's linear programmes. Every learner above bin s
+    passed, none below it did: approved = (passing learners of bin s) + (the bins above)."""
+    total = sum(true)
+    hidden = [i for i, v in enumerate(shown) if v is None]
+    rest = total - sum(v for v in shown if v is not None)
+    above = [i for i in hidden if i > s]
+    below = [i for i in hidden if i < s]
+    cap = approved - sum(v for i, v in enumerate(shown) if v is not None and i > s)  # = hi + hidden above
+    best: dict[str, int] = {}
+
+    # a hidden bin holds someone when zeros are published (the chart shows some bins); one the chart hides
+    # whole may be 0 (the floor an attacker knows to be right; the library's model too)
+    floor = {i: 1 if true[i] > 0 and len(hidden) < len(shown) else 0 for i in hidden}
+
+    def room(group: list, g: int) -> int | None:  # the largest member of ``group`` summing to g, given floors
+        lows = sum(floor[i] for i in group)
+        if g < lows or (not group and g):
+            return None
+        return max((g - lows + floor[i] for i in group), default=0)
+
+    for a in range(rest + 1):
+        for c in ([shown[s]] if shown[s] is not None else range(floor[s], rest + 1)):
+            b = rest - a - (0 if shown[s] is not None else c)
+            hi = cap - a
+            if not 0 <= hi <= c or b < 0:
+                continue
+            parts = (room(above, a), room(below, b))
+            if None in parts:
+                continue
+            for i in above:
+                best[f"bin {i}"] = max(best.get(f"bin {i}", 0), parts[0])
+            for i in below:
+                best[f"bin {i}"] = max(best.get(f"bin {i}", 0), parts[1])
+            if shown[s] is None:
+                best[f"bin {s}"] = max(best.get(f"bin {s}", 0), c)
+            best["passing part"] = max(best.get("passing part", 0), hi)
+            best["failing part"] = max(best.get("failing part", 0), c - hi)
+    hi_true = approved - sum(true[s + 1:])
+    truth = {f"bin {i}": true[i] for i in hidden} | {"passing part": hi_true, "failing part": true[s] - hi_true}
+    return [f"{name} = {truth[name]}, at most {m}" for name, m in best.items() if 0 < truth[name] < k and m < k]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_grade_bins_around_a_passing_grade_between_bin_edges_are_not_bounded_under_k(monkeypatch, seed):
+    """A passing grade that is not a bin edge (0.65): every learner in the bins from 0.7 up passed, so
+    those bins add up to at most the summary's approved. helper-61 bounded hidden bins of 2 and 3 at 4
+    (approved 5, k = 5) that way; only an aligned passing grade was modelled. An independent integer
+    search over random courses (passing grades on and off the edges, both rules) finds no hidden bin,
+    and neither part of the bin holding the passing grade, provably under k."""
+    import random
+
+    import duckdb
+
+    from edx_engine.dashboard.data import Reader
+
+    rng = random.Random(seed)
+    k = 5
+    courses = {}
+    for c in range(6):
+        counts = {round(0.05 + i / 10, 2): rng.choice([0, 1, 2, 3, 4, 6, 9, 15, 30]) for i in range(10)}
+        pg, rule = rng.choice([(0.65, ">="), (0.55, ">="), (0.75, ">="), (0.6, ">"), (0.62, ">=")])
+        # grades placed on both sides of the passing grade inside its bin
+        s = int(pg * 10 + 1e-9)
+        mid = round(0.05 + s / 10, 2)
+        n_mid = counts.pop(mid)
+        split = rng.randint(0, n_mid)
+        courses[f"c{c}"] = ({**counts, round(s / 10 + 0.001, 3): split, round(pg + 0.001, 3): n_mid - split}, pg, rule)
+    courses["helper61"] = ({0.05: 20, 0.15: 12, 0.25: 9, 0.35: 7, 0.45: 8, 0.55: 6, 0.61: 4, 0.66: 0,
+                            0.75: 2, 0.85: 3, 0.95: 0}, 0.65, ">=")
+    con = duckdb.connect()
+    con.execute("CREATE TABLE _edx_models (name VARCHAR, params VARCHAR)")
+    con.execute("CREATE SCHEMA models")
+    _grades_store(con, courses)
+    approved_of = {cid: sum(n for g, n in counts.items() if (g > pg if rule == ">" else g >= pg))
+                   for cid, (counts, pg, rule) in courses.items()}
+    # the summary hides a small approved (and then the chart, whole); here nothing else
+    small = {cid for cid, a in approved_of.items() if 0 < a < k}
+    monkeypatch.setattr(Reader, "_summary_hides", lambda self, *columns: small, raising=False)
+    t = Reader(con, True, k, None).grades().to_pylist()
+    leaks = []
+    for cid, (counts, pg, rule) in courses.items():
+        true = [0] * 10
+        for g, n in counts.items():
+            true[min(int(g * 10), 9)] += n
+        shown = [r["learners"] for r in sorted((r for r in t if r["course_id"] == cid), key=lambda r: r["grade_from"])]
+        assert [v for v in shown if v is not None] == [true[i] for i, v in enumerate(shown) if v is not None]
+        if cid in small:
+            assert set(shown) == {None}
+            continue
+        approved = approved_of[cid]
+        leaks += [f"{cid}: {x}" for x in _grade_attack(shown, true, int(pg * 10 + 1e-9), approved, k)]
+    assert not leaks, leaks
 
 
 def test_a_published_total_never_pins_hidden_cells_that_are_at_least_one(store, tmp_path):

@@ -270,10 +270,14 @@ class Reader:
 
     def _protect_grades(self, t: pa.Table) -> pa.Table:
         """Per course, the grade bins with complementary suppression, knowing what a reader knows: the
-        bins' total and, when the passing grade is a bin edge, the sum of the bins from it up (the
-        course's approved learners, published by the summary)."""
-        passing = dict(self.con.execute(f"SELECT course_id, any_value(passing_grade) FROM models.person_course "
-                                        f"WHERE {self.learner_filter} GROUP BY 1").fetchall())
+        bins' total and the course's approved learners (published by the summary), who are the bins
+        from the passing grade up. When the passing grade is a bin edge (and a grade equal to it
+        passes), those bins add up to approved. Otherwise the bin holding the passing grade is split
+        between learners below it and at or above it (two counts never published, ``slack``): the bins
+        above add up to at most approved, those from that bin up to at least approved."""
+        passing = {c: rest for c, *rest in self.con.execute(
+            f"SELECT course_id, any_value(passing_grade), any_value(passing_rule), count(*) FILTER (WHERE passed) "
+            f"FROM models.person_course WHERE {self.learner_filter} GROUP BY 1").fetchall()}
         rows = t.to_pylist()
         by_course: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
@@ -281,19 +285,40 @@ class Reader:
         hidden: set[int] = set()
         for cid in sorted(by_course):
             idx = sorted(by_course[cid], key=lambda i: rows[i]["grade_from"])
-            vals = [rows[i]["learners"] or 0 for i in idx]
-            n = len(vals)
-            values, eqs, fixed = vals + [sum(vals)], [[n, *range(n)]], [n]
-            pg = passing.get(cid)
-            first = round(pg * 10) if pg is not None else None
-            if first is not None and abs(pg * 10 - first) < 1e-9 and 0 < first < n:
-                values.append(sum(vals[first:]))
-                eqs.append([n + 1, *range(first, n)])
-                fixed.append(n + 1)
-            hidden |= {idx[h] for h in S.protect(values, eqs, self.k, fixed=fixed).hidden if h < n}
+            hidden |= {idx[h] for h in self._grade_cells([rows[i]["learners"] or 0 for i in idx],
+                                                         *passing.get(cid, (None, None, 0)))}
         learners = [None if i in hidden else r["learners"] for i, r in enumerate(rows)]
         return t.set_column(t.schema.get_field_index("learners"), "learners",
                             pa.array(learners, t.schema.field("learners").type))
+
+    def _grade_cells(self, vals: list[int], pg: float | None, rule: str | None, approved: int) -> set[int]:
+        """Positions of the bins (of width 0.1 from 0) to hide for one course."""
+        n = len(vals)
+        values, eqs, fixed, slack = vals + [sum(vals)], [[n, *range(n)]], [n], []
+        if pg is not None and 0 < pg <= 1:
+            edge = round(pg * 10)
+            if abs(pg * 10 - edge) < 1e-9 and rule != ">" and 0 < edge < n:
+                values.append(sum(vals[edge:]))  # bins edge.. are exactly the passing learners
+                eqs.append([n + 1, *range(edge, n)])
+                fixed.append(n + 1)
+            else:
+                s = min(int(pg * 10 + 1e-9), n - 1)  # the bin holding the passing grade: mixed
+                above = sum(vals[s + 1:])
+                # approved = passing learners of bin s (x) + the bins above; bin s = x + the failing rest
+                x = approved - above
+                if 0 <= x <= vals[s]:  # (grades that fall off their bin by rounding: no relation then)
+                    a, lo, hi = n + 1, n + 2, n + 3
+                    values += [approved, vals[s] - x, x]
+                    eqs += [[a, hi, *range(s + 1, n)], [s, lo, hi]]
+                    fixed.append(a)
+                    slack = [lo, hi]
+        p = S.protect(values, eqs, self.k, fixed=fixed, slack=slack)
+        if p.unprotectable:
+            # e.g. approved = k split 2 + 3 above the passing grade: whatever the chart hides, its shown
+            # zeros tell which hidden bins hold someone, and those bound each other under k. Hidden whole
+            # (zeros too), the chart tells a reader nothing beyond the published totals.
+            return set(range(n))
+        return {h for h in p.hidden if h < n}
 
     def age_bands(self) -> pa.Table:
         """Learners by age band per course. Public: the bands protected together with the years of

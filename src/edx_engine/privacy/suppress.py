@@ -94,14 +94,18 @@ class Protection:
 def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k: int = DEFAULT_K,
             fixed: Sequence[int] = (), zero_is_safe: bool = True, forced: Sequence[int] = (),
             not_counts: Sequence[int] = (), coupling: Sequence[int] = (), unseen: Sequence[int] = (),
-            bounds: bool = True) -> Protection:
+            bounds: bool = True, slack: Sequence[int] = ()) -> Protection:
     """Cells to hide. ``equations``: ``[total, part1, part2, ...]`` index lists meaning
     ``values[total] == sum(values[parts])``. ``fixed`` cells are known to every reader (e.g. a total
     published in another report): they are never hidden and never count as unknowns.
     ``not_counts`` are not counts of people (posts, events): no small-cell rule of their own;
     ``forced`` cells are hidden whatever their value (they would reveal a hidden count of people).
     ``unseen``: cells whose very existence is not published (a row left out): a reader cannot
-    assume they are at least 1. ``bounds``: run the interval check (:func:`bounded_below_k`)."""
+    assume they are at least 1. ``bounds``: run the interval check (:func:`bounded_below_k`).
+    ``slack``: counts that are never published and turn an inequality a reader knows into an
+    equation (learners with a grade between the passing grade and the next bin edge: ``approved =
+    slack + the bins above``, so the bins above add up to at most ``approved``). They are hidden from
+    the start, have no floor, and need protecting only when they are small counts themselves."""
     vals = [int(v) if v is not None else 0 for v in values]
     fixed_set = set(fixed)
     known_missing = {i for i, v in enumerate(values) if v is None}
@@ -110,7 +114,8 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
     primary = {i for i, v in enumerate(vals) if lo < v < k and i not in fixed_set and i not in known_missing
                and i not in exempt}
     primary |= {i for i in forced if i not in fixed_set and i not in known_missing}
-    hidden = set(primary)
+    slack_set = set(slack)
+    hidden = set(primary) | slack_set
     unprotectable: list[int] = []
     kept = [n for n, e in enumerate(equations) if len(e) >= 2]
     eqs = [list(dict.fromkeys(equations[n])) for n in kept]
@@ -135,7 +140,7 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
             changed = False
             for e in eqs:
                 h = [c for c in e if c in hidden]
-                if not h or not _weak(e, h, vals, k):
+                if not h or not _weak(e, h, vals, k, slack_set):
                     continue
                 cs = candidates(e)
                 if not cs:
@@ -160,12 +165,13 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
 
     solved: dict = {}  # determined() per piece of hidden cells
     bounded: dict = {}  # bounded_below_k() per piece
-    unseen_set = set(unseen)
+    unseen_set = set(unseen) | slack_set
     floor = {i: 0 if (i in unseen_set or vals[i] <= 0) else 1 for i in range(len(vals))}
     for _ in range(len(vals) + 1):
         complete_equations()
         det = determined(vals, eqs, hidden, solved, links)
-        det = [c for c in det if c not in unprotectable]
+        # (a slack cell worked out exactly matters only when it is a small count itself)
+        det = [c for c in det if c not in unprotectable and (c not in slack_set or c in primary)]
         if not det:
             if not bounds:
                 break
@@ -193,15 +199,20 @@ def protect(values: Sequence[int | None], equations: Sequence[Sequence[int]], k:
     return Protection(hidden, primary, unprotectable)
 
 
-def _weak(e: Sequence[int], h: list[int], vals: list[int], k: int) -> bool:
+def _weak(e: Sequence[int], h: list[int], vals: list[int], k: int, slack: set[int] = frozenset()) -> bool:
     """An equation with hidden cells ``h`` gives too much away: a single hidden cell is recovered
     by subtraction; with the total published, the hidden parts' sum is published too. A reader also
     knows that a hidden count is at least 1 (zeros are published, absent rows are zeros), so each
     hidden part is at most ``sum - (len(h) - 1)``: that must be ``>= k`` (n hidden parts adding up to
-    n are n ones; a sum below k bounds every part below k)."""
+    n are n ones; a sum below k bounds every part below k). ``slack`` cells (never published, at
+    least 0) loosen the equation without being protected by it: :func:`determined` and the bounds
+    check look after them."""
+    real = [c for c in h if c not in slack]
+    if not real:
+        return False
     if len(h) == 1:
         return True
-    return e[0] not in h and sum(vals[c] for c in h) - (len(h) - 1) < k
+    return e[0] not in h and sum(vals[c] for c in h) - (len(real) - 1) < k
 
 
 def bounded_below_k(values: Sequence[int], equations: Sequence[Sequence[int]], hidden: set[int], k: int,
