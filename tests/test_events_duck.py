@@ -231,3 +231,35 @@ def test_crlf_line_with_an_invalid_byte_is_quarantined_not_a_hang(tmp_path):
         assert q(data, "SELECT line, reason FROM quarantine ORDER BY line") == [(2, "invalid UTF-8"),
                                                                             (3, "invalid UTF-8")]
         assert row(data, "SELECT count(*) FROM events")[0] == 1
+
+
+def test_a_full_disk_while_the_writer_thread_writes_fails_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    """The threaded parse hands its tables to a writer thread (``_SinkWriter``). When writing a row
+    group fails (the lake's disk is full), the file fails with the one-line message, the consumers
+    stop instead of waiting for a writer that is gone, no part file is left, and the next file of
+    the run loads."""
+    import errno
+
+    from edx_engine.ingest import events_pipeline as P
+
+    monkeypatch.setattr(E, "ROW_GROUP_ROWS", 200)
+    lines = [ev(session=str(i), time="2016-10-12T10:00:00Z") for i in range(3000)]
+    bad = write_log(tmp_path / "in", lines, date="2016-10-12")
+    good = write_log(tmp_path / "in", [ev(session=str(i), time="2016-10-13T10:00:00Z") for i in range(50)],
+                     date="2016-10-13")
+    real = P.PartSink._flush
+    calls = []
+
+    def flush(self, date):
+        calls.append(self.label)
+        if "2016-10-12.log" in self.label:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.dir))
+        return real(self, date)
+
+    monkeypatch.setattr(P.PartSink, "_flush", flush)
+    s = run(tmp_path / "d", bad, good, workers=2)
+    assert [f.status for f in s.files] == ["failed", "loaded"]
+    assert "no space left on device while writing the lake" in s.files[0].message
+    assert s.events == 50 and row(tmp_path / "d", "SELECT count(*) FROM events") == (50,)
+    parts = [p.name for p in (tmp_path / "d").rglob("*.parquet*") if "events" in p.parts]
+    assert len(parts) == 1 and not any(p.endswith(".tmp") for p in parts), parts

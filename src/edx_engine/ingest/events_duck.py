@@ -40,8 +40,10 @@ QUEUE_BLOCKS = 2  # blocks decoded ahead of the SQL
 BATCH_ROWS = 4096  # rows per Arrow record batch handed to DuckDB
 MEMORY_LIMIT = "512MB"  # no spilling (temp_directory unset): decrypted data never goes to disk
 
-_SPEC = "{" + ", ".join(f'"{f}": "VARCHAR"' for f in ("time", *STRING_FIELDS)) + \
-    ', "event": "JSON", "context": "JSON"}'
+# ``event`` as VARCHAR: a string comes out unescaped (its content), anything else as its JSON text, so a
+# string holding JSON and an object end up alike without a second parse to unescape the string
+_SPEC = "{" + ", ".join(f'"{f}": "VARCHAR"' for f in ("time", *STRING_FIELDS, "event")) + \
+    ', "context": "JSON"}'
 _CTX_SPEC = ('{"course_id": "VARCHAR", "org_id": "VARCHAR", "user_id": "VARCHAR", "path": "VARCHAR", '
              '"module": {"usage_key": "VARCHAR"}}')
 
@@ -71,7 +73,7 @@ WITH p AS (
                 ELSE TRY_CAST(e.time AS TIMESTAMPTZ)::TIMESTAMP END AS ts,
            CASE WHEN e.context IS NOT NULL AND starts_with(e.context, '{{')
                 THEN json_transform(e.context, '{_CTX_SPEC}') END AS c,
-           CASE WHEN starts_with(e.event, '"') THEN (e.event->>'$') END AS estr,
+           CASE WHEN e.event <> '' THEN json_valid(e.event) END AS evok,
            -- the line as hashed for event_id: a copy delivered with CRLF or trailing blanks is the same event
            CASE WHEN ends_with(txt, '\r\n') OR ends_with(txt, ' \n') OR ends_with(txt, '\t\n')
                 THEN rtrim(txt, ' \t\r\n') || '\n' ELSE txt END AS idtxt @KEYS@
@@ -94,10 +96,9 @@ SELECT
     e.ip AS ip, e.agent AS agent, e.host AS host, e.referer AS referer, e.accept_language AS accept_language,
     e.page AS page, c.path AS path,
     c.module.usage_key AS module_id,
-    CASE WHEN estr IS NOT NULL THEN (CASE WHEN estr <> '' AND json_valid(estr) THEN estr END)
-         WHEN e.event = 'null' THEN NULL
-         ELSE e.event::VARCHAR END AS event,
-    CASE WHEN estr IS NOT NULL AND estr <> '' AND NOT json_valid(estr) THEN estr END AS event_text,
+    -- JSON (an object, a list, a scalar, a string holding JSON) or else the string's text; "" and null: neither
+    CASE WHEN evok THEN e.event END AS event,
+    CASE WHEN NOT evok THEN e.event END AS event_text,
     CASE WHEN e.context <> 'null' THEN e.context::VARCHAR END AS context,
     @DUPKEYS@
     line,
