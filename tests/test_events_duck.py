@@ -263,3 +263,22 @@ def test_a_full_disk_while_the_writer_thread_writes_fails_the_file_and_leaves_no
     assert s.events == 50 and row(tmp_path / "d", "SELECT count(*) FROM events") == (50,)
     parts = [p.name for p in (tmp_path / "d").rglob("*.parquet*") if "events" in p.parts]
     assert len(parts) == 1 and not any(p.endswith(".tmp") for p in parts), parts
+
+
+def test_event_parts_keep_statistics_where_filters_and_scrub_read_them(tmp_path):
+    """The long payloads are written without footer statistics (their min/max cost writing time and
+    serve no filter); the columns queries filter on and the personal columns, whose null counts
+    ``scrub`` reads to plan its work, keep theirs."""
+    import pyarrow.parquet as pq
+
+    from edx_engine.privacy.scrub import EVENT_PERSONAL
+
+    f = write_log(tmp_path / "in", [ev(session=str(i), time="2016-10-12T10:00:00Z") for i in range(20)])
+    run(tmp_path / "d", f, workers=2)
+    (part,) = [p for p in (tmp_path / "d").rglob("*.parquet") if "date=2016-10-12" in str(p)]
+    meta = pq.ParquetFile(part).metadata
+    rg = meta.row_group(0)
+    has = {meta.schema.column(i).name: rg.column(i).statistics is not None for i in range(meta.num_columns)}
+    assert not has["event"] and not has["context"] and not has["page"]
+    for c in ("time", "event_date", "course_id", "event_type", "user_id", *EVENT_PERSONAL):
+        assert has[c], c
