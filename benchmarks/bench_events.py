@@ -283,6 +283,8 @@ t = time.perf_counter()
 lake = Lake(data)
 # as `edx-engine import` does: a gpg session (private agents, one passphrase check), the write lock
 with gpg_session(GpgSettings(home, passphrase)) as gpg, lake.writer():
+    if hasattr(gpg.session, "prepare"):  # as `edx-engine import` does (older code: no such step)
+        gpg.session.prepare()
     lake.init()
     srcs = [s for s in discover([Path(path)]).sources if s.events]
     s = import_events(lake, srcs, gpg, workers=None if workers == "auto" else int(workers))

@@ -381,3 +381,34 @@ def test_a_full_memory_folder_means_no_session_keyring_and_no_half_made_home(gpg
     assert got == [b"through the keyring\n"] and info is None
     assert "could not be copied" in NOTES[-1] and "No space left" in NOTES[-1]
     assert ours() <= before
+
+
+def test_prepare_makes_the_session_keyring_in_the_background_and_keeps_the_passphrase_check(costly_key, tmp_path):
+    """``GpgSession.prepare`` (what ``import`` calls before opening the catalog) makes the keyring in a
+    thread: the first decryption waits for it and goes through it; a wrong passphrase still fails that
+    first decryption with PassphraseError; closing the session meanwhile leaves no copy of the key."""
+    import threading
+    import time
+
+    from edx_engine.decrypt import GpgSettings, PassphraseError, gpg_decrypt, gpg_session
+
+    home, fpr, pw = costly_key
+    f = _message(tmp_path, home, fpr, "m", "prepared\n")
+    with gpg_session(GpgSettings(str(home), pw)) as g:
+        g.session.prepare()  # type: ignore[union-attr]
+        assert any(t.name == "gpg-keyring" for t in threading.enumerate())
+        with gpg_decrypt(f, g) as s:
+            assert s.read() == b"prepared\n"
+        made = g.session.keyring  # type: ignore[union-attr]
+        assert made is not None and made.home.is_dir(), g.session.keyring_note  # type: ignore[union-attr]
+    assert not made.home.exists()
+    with gpg_session(GpgSettings(str(home), "not the passphrase")) as g:
+        g.session.prepare()  # type: ignore[union-attr]
+        with pytest.raises(PassphraseError):
+            with gpg_decrypt(f, g) as s:
+                s.read()
+    with gpg_session(GpgSettings(str(home), pw)) as g:  # closed while the keyring is being made
+        g.session.prepare()  # type: ignore[union-attr]
+        time.sleep(0.01)
+    assert g.session.keyring is None  # type: ignore[union-attr]
+    assert not any(t.name == "gpg-keyring" and t.is_alive() for t in threading.enumerate())

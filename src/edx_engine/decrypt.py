@@ -23,6 +23,7 @@ asks for that too.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -491,6 +492,19 @@ class GpgSession:
             with self._verdict:
                 self.failure = self.failure or reason
                 self._verdict.notify_all()
+
+    def prepare(self) -> None:
+        """Make the session keyring now, in a thread, for a run that will decrypt: its unlock (the
+        key's S2K, 0.3-0.5 s) then overlaps what the run does before its first decryption (opening
+        the catalog, reading the bookkeeping). The first decryption waits for it (``claim``)."""
+        if self._keyring_tried or self.failure is not None:
+            return
+
+        def make() -> None:
+            with contextlib.suppress(Exception):  # the first decryption reports what is wrong
+                self._ensure_keyring()
+
+        threading.Thread(target=make, name="gpg-keyring", daemon=True).start()
 
     def home(self) -> str:
         """The gpg home for the next decryption: the session keyring, else a private home linked

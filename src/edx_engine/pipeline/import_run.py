@@ -82,6 +82,8 @@ def import_paths(
         if on_unknown:
             on_unknown(u)
     with gpg_session(settings.gpg()) as gpg, lake.writer():
+        if gpg.session is not None and any(s.encrypted for s in found.sources):
+            gpg.session.prepare()  # the key unlocks while the catalog is opened
         lake.init()  # a catalog open elsewhere fails here at once: nothing has been parsed yet
         lake.wait_seconds, lake.on_wait = wait, on_wait
         members = [s for s in found.sources if s.member]
