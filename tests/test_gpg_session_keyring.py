@@ -383,7 +383,8 @@ def test_a_full_memory_folder_means_no_session_keyring_and_no_half_made_home(gpg
     assert ours() <= before
 
 
-def test_prepare_makes_the_session_keyring_in_the_background_and_keeps_the_passphrase_check(costly_key, tmp_path):
+def test_prepare_makes_the_session_keyring_in_the_background_and_keeps_the_passphrase_check(costly_key, tmp_path,
+                                                                                         monkeypatch):
     """``GpgSession.prepare`` (what ``import`` calls before opening the catalog) makes the keyring in a
     thread: the first decryption waits for it and goes through it; a wrong passphrase still fails that
     first decryption with PassphraseError; closing the session meanwhile leaves no copy of the key."""
@@ -407,8 +408,31 @@ def test_prepare_makes_the_session_keyring_in_the_background_and_keeps_the_passp
         with pytest.raises(PassphraseError):
             with gpg_decrypt(f, g) as s:
                 s.read()
+    import edx_engine.decrypt as D
+
+    made: list[Path] = []
+    real = D.make_private_home
+
+    def spy(*a, **k):
+        made.append(real(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(D, "make_private_home", spy)
+
+    def settle() -> None:
+        for t in threading.enumerate():
+            if t.name == "gpg-keyring":
+                t.join(30)
+
     with gpg_session(GpgSettings(str(home), pw)) as g:  # closed while the keyring is being made
         g.session.prepare()  # type: ignore[union-attr]
         time.sleep(0.01)
-    assert g.session.keyring is None  # type: ignore[union-attr]
-    assert not any(t.name == "gpg-keyring" and t.is_alive() for t in threading.enumerate())
+    settle()
+    assert g.session.keyring is None and made and not any(h.exists() for h in made)  # type: ignore[union-attr]
+    # close() interrupted while it waited for the keyring (a second Ctrl-C): the thread removes its own copy
+    made.clear()
+    session = D.GpgSession(GpgSettings(str(home), pw))
+    session.prepare()
+    session._closed = True  # what close() sets before it waits
+    settle()
+    assert session.keyring is None and made and not any(h.exists() for h in made)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import random
 import subprocess
@@ -471,7 +472,7 @@ def test_grade_bins_around_a_passing_grade_between_bin_edges_are_not_bounded_und
     courses = {}
     for c in range(6):
         counts = {round(0.05 + i / 10, 2): rng.choice([0, 1, 2, 3, 4, 6, 9, 15, 30]) for i in range(10)}
-        pg, rule = rng.choice([(0.65, ">="), (0.55, ">="), (0.75, ">="), (0.6, ">"), (0.62, ">=")])
+        pg, rule = rng.choice([(0.65, ">="), (0.55, ">="), (0.75, ">="), (0.6, ">"), (0.62, ">="), (0.0, ">")])
         # grades placed on both sides of the passing grade inside its bin
         s = int(pg * 10 + 1e-9)
         mid = round(0.05 + s / 10, 2)
@@ -480,6 +481,10 @@ def test_grade_bins_around_a_passing_grade_between_bin_edges_are_not_bounded_und
         courses[f"c{c}"] = ({**counts, round(s / 10 + 0.001, 3): split, round(pg + 0.001, 3): n_mid - split}, pg, rule)
     courses["helper61"] = ({0.05: 20, 0.15: 12, 0.25: 9, 0.35: 7, 0.45: 8, 0.55: 6, 0.61: 4, 0.66: 0,
                             0.75: 2, 0.85: 3, 0.95: 0}, 0.65, ">=")
+    # helper-62: a passing grade of 0 with the rule '>' (bin 0 mixed; it was left unmodelled)
+    courses["zero"] = ({0.0: 20, 0.35: 2, 0.55: 3}, 0.0, ">")
+    # and a grade that floats across the 0.9 edge: 0.3 + 0.6 < 0.9 fails, yet lands in bin 0.9
+    courses["float"] = ({0.15: 30, 0.55: 25, 0.3 + 0.6: 2, 0.95: 8, 0.85: 2}, 0.9, ">=")
     con = duckdb.connect()
     con.execute("CREATE TABLE _edx_models (name VARCHAR, params VARCHAR)")
     con.execute("CREATE SCHEMA models")
@@ -494,14 +499,15 @@ def test_grade_bins_around_a_passing_grade_between_bin_edges_are_not_bounded_und
     for cid, (counts, pg, rule) in courses.items():
         true = [0] * 10
         for g, n in counts.items():
-            true[min(int(g * 10), 9)] += n
+            true[min(math.floor(g * 10), 9)] += n  # as the chart's floor(grade * 10)
         shown = [r["learners"] for r in sorted((r for r in t if r["course_id"] == cid), key=lambda r: r["grade_from"])]
         assert [v for v in shown if v is not None] == [true[i] for i, v in enumerate(shown) if v is not None]
         if cid in small:
             assert set(shown) == {None}
             continue
         approved = approved_of[cid]
-        leaks += [f"{cid}: {x}" for x in _grade_attack(shown, true, int(pg * 10 + 1e-9), approved, k)]
+        mixed = int(pg * 10 + 1e-9) if cid != "float" else 9  # the bin whose learners did not all pass alike
+        leaks += [f"{cid}: {x}" for x in _grade_attack(shown, true, mixed, approved, k)]
     assert not leaks, leaks
 
 

@@ -459,6 +459,7 @@ class GpgSession:
         self.keyring_note = ""  # why there is none (for whoever looks into a slow run)
         self.secret_keys = 0  # how many secret keys the keyring holds (0: not known)
         self._keyring_tried = False
+        self._closed = False
         self._keyring_lock = threading.Lock()
         self._homes: list[Path] = []
         self._turn = itertools.count()
@@ -486,12 +487,13 @@ class GpgSession:
                 return
             self.keyring, reason, self.keyring_note, self.secret_keys = make_session_keyring(
                 keyring_home(self.keyring_opt), self._passphrase)
-        if self.keyring is not None:
-            self.mark_checked()  # its export unlocked the key with this passphrase
-        elif reason is not None and self.single_key:  # the passphrase of every file
-            with self._verdict:
-                self.failure = self.failure or reason
-                self._verdict.notify_all()
+            # the verdict before the lock is released: a claim() waiting on it must not judge again
+            if self.keyring is not None:
+                self.mark_checked()  # its export unlocked the key with this passphrase
+            elif reason is not None and self.single_key:  # the passphrase of every file
+                with self._verdict:
+                    self.failure = self.failure or reason
+                    self._verdict.notify_all()
 
     def prepare(self) -> None:
         """Make the session keyring now, in a thread, for a run that will decrypt: its unlock (the
@@ -501,10 +503,18 @@ class GpgSession:
             return
 
         def make() -> None:
-            with contextlib.suppress(Exception):  # the first decryption reports what is wrong
-                self._ensure_keyring()
+            try:
+                with contextlib.suppress(Exception):  # the first decryption reports what is wrong
+                    self._ensure_keyring()
+            finally:
+                if self._closed:  # close() gave up waiting for it (a second Ctrl-C): no copy left behind
+                    with self._keyring_lock:
+                        made, self.keyring = self.keyring, None
+                    if made is not None:
+                        remove_private_home(made.home)
 
-        threading.Thread(target=make, name="gpg-keyring", daemon=True).start()
+        # not a daemon: the interpreter waits for it at exit, so its clean-up always runs
+        threading.Thread(target=make, name="gpg-keyring").start()
 
     def home(self) -> str:
         """The gpg home for the next decryption: the session keyring, else a private home linked
@@ -577,6 +587,7 @@ class GpgSession:
             raise PassphraseError(f"{label}: cannot decrypt: {self.failure}")
 
     def close(self) -> None:
+        self._closed = True
         with self._lock:
             homes, self._homes = self._homes, []
         with self._keyring_lock:

@@ -295,23 +295,26 @@ class Reader:
         """Positions of the bins (of width 0.1 from 0) to hide for one course."""
         n = len(vals)
         values, eqs, fixed, slack = vals + [sum(vals)], [[n, *range(n)]], [n], []
-        if pg is not None and 0 < pg <= 1:
+        if pg is not None and 0 <= pg <= 1:
             edge = round(pg * 10)
-            if abs(pg * 10 - edge) < 1e-9 and rule != ">" and 0 < edge < n:
-                values.append(sum(vals[edge:]))  # bins edge.. are exactly the passing learners
+            if (abs(pg * 10 - edge) < 1e-9 and rule != ">" and 0 < edge < n
+                    and approved == sum(vals[edge:])):  # bins edge.. are exactly the passing learners
+                values.append(approved)
                 eqs.append([n + 1, *range(edge, n)])
                 fixed.append(n + 1)
             else:
-                s = min(int(pg * 10 + 1e-9), n - 1)  # the bin holding the passing grade: mixed
-                above = sum(vals[s + 1:])
-                # approved = passing learners of bin s (x) + the bins above; bin s = x + the failing rest
-                x = approved - above
-                if 0 <= x <= vals[s]:  # (grades that fall off their bin by rounding: no relation then)
-                    a, lo, hi = n + 1, n + 2, n + 3
-                    values += [approved, vals[s] - x, x]
-                    eqs += [[a, hi, *range(s + 1, n)], [s, lo, hi]]
-                    fixed.append(a)
-                    slack = [lo, hi]
+                # the bin holding the passing grade is mixed: approved = its passing part + the bins above.
+                # A grade that floats across an edge (0.3 + 0.6 < 0.9 lands in bin 0.9 and fails) makes
+                # the bin above the edge the mixed one.
+                for s in dict.fromkeys((min(int(pg * 10 + 1e-9), n - 1), min(edge, n - 1))):
+                    x = approved - sum(vals[s + 1:])  # its passing learners
+                    if 0 <= x <= vals[s]:
+                        a, lo, hi = n + 1, n + 2, n + 3
+                        values += [approved, vals[s] - x, x]
+                        eqs += [[a, hi, *range(s + 1, n)], [s, lo, hi]]
+                        fixed.append(a)
+                        slack = [lo, hi]
+                        break
         p = S.protect(values, eqs, self.k, fixed=fixed, slack=slack)
         if p.unprotectable:
             # e.g. approved = k split 2 + 3 above the passing grade: whatever the chart hides, its shown

@@ -413,10 +413,13 @@ class _Ahead:
         return got[0] if got else None
 
     def take(self, src: Source) -> _Opened | None:
-        return self._wait(self.started.pop(id(src), None))
+        opened = self._wait(self.started.get(id(src)))  # (removed once waited for: Ctrl-C leaves it to close())
+        self.started.pop(id(src), None)
+        return opened
 
     def drop(self, src: Source) -> None:
-        opened = self._wait(self.started.pop(id(src), None))
+        opened = self._wait(self.started.get(id(src)))
+        self.started.pop(id(src), None)
         if opened is not None:
             opened.abandon()
 
@@ -553,6 +556,7 @@ class _DuckEngine:
         self.parser = DuckParser(1)  # one thread per query: the parallelism is one query per consumer thread
         self.others = [self.parser.cursor() for _ in range(CONSUMERS - 1)] if self.threaded else []
         self.sink: PartSink | None = None
+        self._writer: _SinkWriter | None = None
 
     def begin(self, events_dir: Path, source_key: str, source_file: str, checks: tuple,
               dupkeys: bool = False) -> None:
@@ -582,7 +586,7 @@ class _DuckEngine:
                 tick()
             return
         reader = BlockReader(counting, self.max_line)
-        writer = _SinkWriter(self.sink, quarantine)  # type: ignore[arg-type]
+        writer = self._writer = _SinkWriter(self.sink, quarantine)  # type: ignore[arg-type]
         lock = threading.Lock()
         errors: list[BaseException] = []
 
@@ -606,16 +610,22 @@ class _DuckEngine:
 
         others = [threading.Thread(target=consume, args=(p, False), name="events-sql", daemon=True)
                   for p in self.others]
-        for t in others:
-            t.start()
-        consume(self.parser, True)
-        for t in others:
-            # after Ctrl-C, do not wait for a consumer that may never return (it can be stuck on a lock the
-            # interrupted main thread held): it is a daemon, nothing is committed, the process is ending
-            while t.is_alive() and not any(isinstance(e, KeyboardInterrupt) for e in errors):
-                t.join(0.2)
-        reader.close()
-        writer.finish(stop=bool(errors))  # every table written, or (after an error) the writing stopped
+        clean = False
+        try:
+            for t in others:
+                t.start()
+            consume(self.parser, True)
+            for t in others:
+                # after Ctrl-C, do not wait for a consumer that may never return (it can be stuck on a lock the
+                # interrupted main thread held): it is a daemon, nothing is committed, the process is ending
+                while t.is_alive() and not any(isinstance(e, KeyboardInterrupt) for e in errors):
+                    t.join(0.2)
+            clean = not errors
+        finally:
+            reader.close()
+            # every table written, or (after an error or Ctrl-C) the writing stopped: never left running
+            writer.finish(stop=not clean)
+        self._writer = None
         if errors:
             raise errors[0]
         if writer.error is not None:
@@ -636,6 +646,9 @@ class _DuckEngine:
         return parts
 
     def abort(self) -> None:
+        if self._writer is not None:  # (a Ctrl-C that cut run's own wait short): stop it before the discard
+            self._writer.finish(stop=True)
+            self._writer = None
         if self.sink is not None:
             self.sink.discard()
         self.sink = None
