@@ -282,3 +282,45 @@ def test_event_parts_keep_statistics_where_filters_and_scrub_read_them(tmp_path)
     assert not has["event"] and not has["context"] and not has["page"]
     for c in ("time", "event_date", "course_id", "event_type", "user_id", *EVENT_PERSONAL):
         assert has[c], c
+
+
+def test_abort_stops_the_writer_thread_before_it_discards_the_parts(tmp_path, monkeypatch):
+    """A Ctrl-C that cuts the parse short can leave the writer thread with tables to write; the file's
+    abort() must stop it (waiting for the row group being written) before it deletes the parts, so
+    that no write follows the discard and no half-written part is left (helper-62's review)."""
+    import threading
+    import time
+
+    from edx_engine.ingest import events_pipeline as P
+
+    eng = E._DuckEngine(2)
+    eng.begin(tmp_path / "events", "key", "f.log", (1 << 20, None, None))
+    eng.sink.row_group_rows = 5
+    calls: list[bool] = []
+    aborted = threading.Event()
+    real = P.PartSink.add
+
+    def slow(self, table):
+        time.sleep(0.1)
+        calls.append(aborted.is_set())
+        real(self, table)
+
+    monkeypatch.setattr(P.PartSink, "add", slow)
+    lines = [ev(session=str(i), time="2016-10-12T10:00:00Z") for i in range(60)]
+    block = D.make_block(1, b"".join(line(x) + b"\n" for x in lines))
+    table = eng.parser.parse(block, [])
+
+    class Quarantine:
+        def add(self, rows):
+            pass
+
+    writer = eng._writer = E._SinkWriter(eng.sink, Quarantine())
+    for _ in range(4):
+        writer.put(table, [])
+    eng.abort()
+    aborted.set()
+    time.sleep(0.3)
+    assert not any(t.name == "events-write" and t.is_alive() for t in threading.enumerate())
+    assert calls and not any(calls)  # no write after the abort
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no part, finished or not
+    eng.close()
