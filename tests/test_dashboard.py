@@ -638,7 +638,7 @@ def _groups_of(cell: dict) -> dict:
 
 
 def test_public_country_detail_shows_hidden_never_a_false_zero(public_site, store):
-    """A country with fewer than k learners has no per-country rows in the public breakdown: its
+    """A country with fewer than 2k learners has no per-country rows in the public breakdown: its
     women and men are hidden, not 0 (an outside review saw 'Women 0, Men 0' for 4 women)."""
     data, _ = store
     truth = {(c, country, g): n for c, country, g, n in sql(data, """

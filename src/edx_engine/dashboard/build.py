@@ -589,7 +589,7 @@ def country_detail(bd: list[dict], lang: str) -> Item:
 
     rows = []
     for code, n in sorted(total.items(), key=lambda x: -(x[1] or 0)):
-        # no gender row at all: a country the public breakdown does not detail (under k learners),
+        # no gender row at all: a country the public breakdown does not detail (under 2k learners),
         # so its women and men are hidden, not zero; with rows, a missing value is a true zero
         parts = g.get(code)
         split = {key: None if parts is None else add(parts.get(key, [0])) for key in ("f", "m", "other_unknown")}

@@ -825,7 +825,7 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
     and its column totals (known: the dashboard publishes them) are equations; its gender cells
     equal sums of breakdown cells; its ``enrolled`` is the breakdown's course total when the two
     agree (else that total is treated as known), and is published (``fixed``) unless a course has
-    fewer than k learners. Cells and equations are built from the tables in
+    fewer than k learners. A country's rows are published from ``country_detail_min(k)`` learners up. Cells and equations are built from the tables in
     canonical order (by key), so the result depends on the content only."""
     b, bback = _canonical(breakdown, ["course_id", "country", "dimension", "value", "learners"])
     course = b.column("course_id").to_pylist()
@@ -920,10 +920,14 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
                 parts = [r for r in rows if country[r] == c and dim[r] == d]
                 if (all_label, "country", c) in idx and parts:
                     eqs.append([idx[(all_label, "country", c)]] + parts)
-    small = {(course[r], val[r]) for r in range(b.num_rows)
-             if country[r] == all_label and dim[r] == "country" and 0 < (values[r] or 0) < k}
-    unseen = [r for r in range(b.num_rows) if country[r] != all_label and (course[r], country[r]) in small]
-    hidden = protect(values, eqs, k, fixed=fixed, coupling=coupling, unseen=unseen).hidden
+    # the rows of a country under country_detail_min(k) learners are not published (_published_countries):
+    # a reader cannot know they exist (no floor), and those of k or more are hidden from the start
+    # without needing protection themselves (slack)
+    undetailed = {(course[r], val[r]) for r in range(b.num_rows)
+                  if country[r] == all_label and dim[r] == "country" and 0 < (values[r] or 0) < country_detail_min(k)}
+    unseen = [r for r in range(b.num_rows) if country[r] != all_label and (course[r], country[r]) in undetailed]
+    slack = [r for r in unseen if (values[r] or 0) >= k]
+    hidden = protect(values, eqs, k, fixed=fixed, coupling=coupling, unseen=unseen, slack=slack).hidden
     out = _apply(b, cells, {h for h in hidden if h < len(cells)}, ["learners"]).take(bback)
     ages = pa.table({"course_id": pa.array([x[0] for x in bands], pa.string()),
                      "age_band": pa.array([x[1] for x in bands], pa.string()),
@@ -1132,16 +1136,31 @@ def general_from_summary(general: pa.Table, public_summary: pa.Table) -> pa.Tabl
     return out.append_column(SUPPRESSED_COLUMN, sup)
 
 
+COUNTRY_DETAIL_MIN_K = 2  # a country's breakdown rows are published from this many times k learners up
+
+
+def country_detail_min(k: int) -> int:
+    """The fewest learners a country needs for its breakdown rows (its learners by gender, education
+    and year of birth) to be published. At k, the rows of a country of k to 2k - 1 learners were
+    almost all hidden, and their existence (each at least 1) bounded the course's other cells, so
+    that a course of 150 learners showed no education or country chart; at 2k (a 10 x 150-learner
+    programme, k = 5) the age bands hidden went from 41 to 15 of 61, the overall education values
+    shown from 26 to 37 and the countries from 7 to 17, and more per-country cells were shown (gender
+    32 to 37, education 31 to 40), not fewer."""
+    return COUNTRY_DETAIL_MIN_K * k
+
+
 def _published_countries(out: pa.Table, table: pa.Table, course: list, country: list, dim: list, val: list,
                          k: int, all_label: str) -> pa.Table:
-    """``out`` without the per-country rows of countries with fewer than k learners.
+    """``out`` without the per-country rows of countries with fewer than ``country_detail_min(k)``
+    learners.
 
-    Such a country keeps its hidden cells in the equations (so nothing is recovered by
-    subtraction), but its breakdown rows are not published: which values occur there would
-    describe those few learners (one learner: their gender, education and year of birth),
-    whatever the counts say."""
+    Such a country keeps its cells in the equations (so nothing is recovered by subtraction), but
+    its breakdown rows are not published: which values occur there would describe those few
+    learners (one learner: their gender, education and year of birth), whatever the counts say."""
     small = {(course[r], val[r]) for r in range(table.num_rows)
-             if country[r] == all_label and dim[r] == "country" and 0 < (table.column("learners")[r].as_py() or 0) < k}
+             if country[r] == all_label and dim[r] == "country"
+             and 0 < (table.column("learners")[r].as_py() or 0) < country_detail_min(k)}
     if not small:
         return out
     keep = [not (country[r] != all_label and (course[r], country[r]) in small) for r in range(table.num_rows)]
