@@ -26,6 +26,7 @@ unchanged fingerprint skips the model.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.resources
@@ -983,16 +984,22 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
             if not pg.execute("SELECT pg_try_advisory_lock(%s)", [PG_BUILD_LOCK]).fetchone()[0]:
                 raise BuildError(f"another build is writing into PostgreSQL {mask_store(url)} (from this or another "
                                  f"data directory or machine): run this one again when it has finished")
-            store_id = _store_id(lake)
-            _pg_bookkeeping(pg)
-            other = _pg_owner(pg, store_id)
-            if other and not take_over:
-                raise BuildError(f"PostgreSQL {mask_store(url)} holds the models of another data directory "
-                                 f"({other}): this build would replace them. Build into another database, or "
-                                 f"give --take-over to replace them with this data directory's")
-            scrubbed = _build_postgres(lake, pg, url, entries, params, None if other else names,
-                                       force or bool(other), on_model, res)
-            _pg_claim(pg, lake, store_id, scrubbed)
+            try:
+                store_id = _store_id(lake)
+                _pg_bookkeeping(pg)
+                other = _pg_owner(pg, store_id)
+                if other and not take_over:
+                    raise BuildError(f"PostgreSQL {mask_store(url)} holds the models of another data directory "
+                                     f"({other}): this build would replace them. Build into another database, or "
+                                     f"give --take-over to replace them with this data directory's")
+                scrubbed = _build_postgres(lake, pg, url, entries, params, None if other else names,
+                                           force or bool(other), on_model, res)
+                _pg_claim(pg, lake, store_id, scrubbed)
+            finally:
+                # released here, not by closing the connection: the server ends a closed session a moment
+                # later, and a build started right after this one found the lock still held (a CI run)
+                with contextlib.suppress(psycopg.Error):
+                    pg.execute("SELECT pg_advisory_unlock(%s)", [PG_BUILD_LOCK])
     except psycopg.errors.InsufficientPrivilege as exc:
         raise BuildError(f"PostgreSQL {mask_store(url)} refused: {_pg_message(exc, url)} (the role needs CREATE on "
                          f"the database, or schemas {PG_RAW} and {PG_MODELS} it may create tables in, made for it "
