@@ -326,6 +326,7 @@ def test_one_data_directory_per_database(lake, pg_server, tmp_path):
     assert cli("build", "--data-dir", str(lake.root), "--store", url).exit_code == 0
     text = _one_line_error(cli("build", "--data-dir", str(other.root), "--store", url))
     assert "another data directory" in text and str(lake.root.resolve()) in text and "--take-over" in text, text
+    assert "edx-engine build" in text, text  # the daily `run` has no --take-over: the line names the command that has
     res = cli("build", "--data-dir", str(other.root), "--store", url, "--take-over", "--model", "courses")
     assert res.exit_code == 0 and "(0 built" not in res.output, _text(res)
     with psycopg.connect(url, autocommit=True) as pg:  # every model the second's, not only those of --model

@@ -991,7 +991,9 @@ def build_postgres(lake: Lake, url: str, entries: list[CourseEntry], params: D.P
                 if other and not take_over:
                     raise BuildError(f"PostgreSQL {mask_store(url)} holds the models of another data directory "
                                      f"({other}): this build would replace them. Build into another database, or "
-                                     f"give --take-over to replace them with this data directory's")
+                                     f"run `edx-engine build --store ... --take-over` once (`run` has no such "
+                                     f"option: replacing them is a decision, not a daily step) to replace them "
+                                     f"with this data directory's")
                 scrubbed = _build_postgres(lake, pg, url, entries, params, None if other else names,
                                            force or bool(other), on_model, res)
                 _pg_claim(pg, lake, store_id, scrubbed)
