@@ -597,9 +597,7 @@ class _DuckEngine:
                     rejects: list = []
                     table = parser.parse(block, rejects)
                     with lock:
-                        self.last_line = max(self.last_line, block.first + len(block.offsets) - 2,
-                                             *(r[0] for r in block.rejects))
-                        res.nbytes += block.nbytes
+                        self._count(block, res)
                     writer.put(table, rejects)
                     del block, table
                     if main:
@@ -631,11 +629,15 @@ class _DuckEngine:
         if writer.error is not None:
             raise writer.error
 
+    def _count(self, block, res) -> None:
+        """The last line read and the bytes read, for the file's result (a cut file's note names the line)."""
+        self.last_line = max(self.last_line, block.first + len(block.offsets) - 2, *(r[0] for r in block.rejects))
+        res.nbytes += block.nbytes
+
     def _one(self, parser, block, quarantine, res) -> None:
         rejects: list = []
         table = parser.parse(block, rejects)
-        self.last_line = max(self.last_line, block.first + len(block.offsets) - 2, *(r[0] for r in block.rejects))
-        res.nbytes += block.nbytes
+        self._count(block, res)
         self.sink.add(table)  # type: ignore[union-attr]
         if rejects:
             quarantine.add(rejects)

@@ -825,8 +825,9 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
     and its column totals (known: the dashboard publishes them) are equations; its gender cells
     equal sums of breakdown cells; its ``enrolled`` is the breakdown's course total when the two
     agree (else that total is treated as known), and is published (``fixed``) unless a course has
-    fewer than k learners. A country's rows are published from ``country_detail_min(k)`` learners up. Cells and equations are built from the tables in
-    canonical order (by key), so the result depends on the content only."""
+    fewer than k learners. A country's rows are published from ``country_detail_min(k)`` learners
+    up. Cells and equations are built from the tables in canonical order (by key), so the result
+    depends on the content only."""
     b, bback = _canonical(breakdown, ["course_id", "country", "dimension", "value", "learners"])
     course = b.column("course_id").to_pylist()
     country = b.column("country").to_pylist()
@@ -937,10 +938,7 @@ def suppress_course_tables(summary: pa.Table | None, breakdown: pa.Table, k: int
         first = len(cells)
         shidden = {i - first for i in hidden if first <= i < first + len(scells)}
         sout = _apply(s, scells, shidden, scols).take(sback)
-    table = breakdown
-    bt = _published_countries(out, table, table.column("course_id").to_pylist(), table.column("country").to_pylist(),
-                               table.column("dimension").to_pylist(), table.column("value").to_pylist(), k, all_label)
-    return sout, bt, ages
+    return sout, _published_countries(out, undetailed, all_label), ages
 
 
 def programme_needs(public_breakdown: pa.Table, dimension: str, k: int = DEFAULT_K, all_label: str = "(all)",
@@ -1150,21 +1148,17 @@ def country_detail_min(k: int) -> int:
     return COUNTRY_DETAIL_MIN_K * k
 
 
-def _published_countries(out: pa.Table, table: pa.Table, course: list, country: list, dim: list, val: list,
-                         k: int, all_label: str) -> pa.Table:
-    """``out`` without the per-country rows of countries with fewer than ``country_detail_min(k)``
-    learners.
+def _published_countries(out: pa.Table, undetailed: set[tuple], all_label: str) -> pa.Table:
+    """``out`` without the per-country rows of the ``undetailed`` (course, country) pairs: countries
+    with fewer than ``country_detail_min(k)`` learners.
 
     Such a country keeps its cells in the equations (so nothing is recovered by subtraction), but
     its breakdown rows are not published: which values occur there would describe those few
     learners (one learner: their gender, education and year of birth), whatever the counts say."""
-    small = {(course[r], val[r]) for r in range(table.num_rows)
-             if country[r] == all_label and dim[r] == "country"
-             and 0 < (table.column("learners")[r].as_py() or 0) < country_detail_min(k)}
-    if not small:
+    if not undetailed:
         return out
-    keep = [not (country[r] != all_label and (course[r], country[r]) in small) for r in range(table.num_rows)]
-    return out.filter(pa.array(keep))
+    keys = zip(out.column("course_id").to_pylist(), out.column("country").to_pylist())
+    return out.filter(pa.array([not (c != all_label and (cid, c) in undetailed) for cid, c in keys]))
 
 
 @_single_blas
