@@ -442,6 +442,35 @@ def test_stale_duplicate_enrolment_and_odd_certificate_status(tmp_path):
     assert (pc["mode"], pc["cert_status"], pc["certified"]) == ("verified", "downloadable", True)
 
 
+def test_blank_enrolment_mode_falls_back_to_the_certificate(tmp_path):
+    """An enrolment whose mode is '' or blanks says nothing about the mode, as NULL does: the
+    certificate's mode is taken (helper-66's cross-check: '' gave 'unknown' although the
+    certificate said 'honor'); with neither, 'unknown'."""
+    pkg = tmp_path / "IDBx-2024-07-01"
+    pkg.mkdir()
+    s = SLUG[A]
+    users = {1: ("", "honor"), 2: ("  ", "verified"), 3: ("", None), 4: (" Audit ", "honor")}
+    (pkg / f"{s}-auth_user-prod-analytics.sql").write_text(tsv("auth_user", [
+        {"id": u, "username": f"u{u}", "first_name": "", "last_name": "", "email": f"{u}@x.org", "password": "",
+         "is_staff": 0, "is_active": 1, "is_superuser": 0, "date_joined": "2024-01-01 00:00:00"} for u in users]))
+    (pkg / f"{s}-student_courseenrollment-prod-analytics.sql").write_text(tsv("student_courseenrollment", [
+        {"id": 10 + u, "user_id": u, "course_id": A, "created": "2024-02-06 10:00:00", "is_active": 1, "mode": m}
+        for u, (m, _) in users.items()]))
+    (pkg / f"{s}-certificates_generatedcertificate-prod-analytics.sql").write_text(
+        tsv("certificates_generatedcertificate", [
+            {"id": u, "user_id": u, "download_url": "", "grade": 0.9, "course_id": A, "key": "", "distinction": 0,
+             "status": "downloadable", "verify_uuid": "", "download_uuid": "", "name": "x",
+             "created_date": "2024-06-30 00:00:00", "modified_date": "2024-06-30 00:00:00", "error_reason": "",
+             "mode": cm} for u, (_, cm) in users.items() if cm]))
+    lake = Lake(tmp_path / "data")
+    lake.init()
+    with lake.writer():
+        assert not PackageImporter(lake, GpgSettings()).run(discover([pkg]).sources).failed
+    build_duckdb(lake, [], Params(built_at=T(2024, 7, 1, 12)))
+    got = {u: one(lake, "person_course", course_id=A, user_id=u)["mode"] for u in users}
+    assert got == {1: "honor", 2: "verified", 3: "unknown", 4: "audit"}
+
+
 def test_passing_rule_at_or_above_versus_above(tmp_path, store):
     """User 6's grade is exactly the pass mark (0.65): passed under edX's ">=" (the default), not under the
     original system's ">", chosen by the build's parameter or by the course's registry entry."""

@@ -124,7 +124,7 @@ def naive(lake):
         pc[(cid, uid)] = {
             "registered": r is not None,
             "is_active": r is not None and (r["is_active"] if r["is_active"] is not None else True),
-            "mode": norm(r["mode"] if r else c.get("mode")), "viewed": nch > 0, "nstudentmodule": nsm[(cid, uid)],
+            "mode": norm(r["mode"] if r and str(r["mode"] or "").strip() else c.get("mode")), "viewed": nch > 0, "nstudentmodule": nsm[(cid, uid)],
             "nchapters": nch, "nchapters_structure": len(mapped[(cid, uid)]),
             "explored": nch > 0 and nch >= popular[cid] // 2,
             "explored_structure": ncc > 0 and len(mapped[(cid, uid)]) * 2 >= ncc,

@@ -488,7 +488,8 @@ def person_course(t: Tables, p: Params) -> ir.Table:
         registered=registered,
         is_active=is_active,
         unenrolled=registered & ~is_active,
-        mode=clean(ibis.coalesce(j.e_mode, j.cert_mode), lower=True),
+        # a blank enrolment mode says no more than NULL: the certificate's is taken then
+        mode=clean(ibis.coalesce(j.e_mode.cast("string").strip().nullif(""), j.cert_mode), lower=True),
         enrolled_at=j.enrolled_at,
         viewed=nchapters > 0,
         # nchapters >= floor(N / 2), in integers
