@@ -44,6 +44,10 @@ class Header:
 
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
+# a TAB, LF or CR after an odd run of backslashes: escaped by Python's csv writer (escapechar '\\'),
+# which wrote courseware_studentmodule (edx-package-details.md §3); group 1: the even run before it
+_ESCAPED_BREAK = re.compile(rb"(?<!\\)((?:\\\\)*)\\([\t\n\r])")
+_AS_ESCAPE = {b"\t": b"\\t", b"\n": b"\\n", b"\r": b"\\r"}
 
 
 class _Tracked:
@@ -52,6 +56,12 @@ class _Tracked:
     MySQL's batch output does not escape a carriage return inside a value, and Arrow's CSV
     reader would end the row there. A CR not followed by LF is therefore handed on as the
     escape ``\\r``, which ``unescape_mysql`` turns back into a CR. CRLF line ends stay as they are.
+
+    ``courseware_studentmodule`` comes from Python's csv writer with ``escapechar='\\'``: a TAB, LF
+    or CR inside a value is a backslash and the real character, so such a record spans several
+    lines. A backslash (after an even run of backslashes) and a real TAB, LF or CR is handed on as
+    the two-character escape (``\\t``, ``\\n``, ``\\r``), which ``unescape_mysql`` turns back; each
+    LF so joined is kept in ``joins`` so that reported lines stay the file's (``file_line``).
 
     A line that is not UTF-8 (a learner's free text in another encoding) would make Arrow refuse
     the whole file. Each one is handed on as a line of one field, which Arrow reports as a row with
@@ -67,7 +77,8 @@ class _Tracked:
         self.last = prefix[-1:] if prefix else b""
         self.nbytes = len(prefix)
         self.closed = False
-        self._cr = False  # a CR held back from the previous chunk (is an LF next?)
+        self._held = b""  # trailing backslashes and CRs held back from the previous chunk (what follows?)
+        self.joins: list[int] = []  # handed-on line numbers that hold an escaped LF (one entry per LF)
         self._stopped = False  # `stop`: every read from now on is the end of the stream
         self._state = threading.Condition()
         self._busy = 0  # reads in progress (Arrow's I/O thread reads ahead)
@@ -120,17 +131,42 @@ class _Tracked:
         while True:
             data = self._next(n)
             eof = not data
-            if self._cr:
-                data, self._cr = b"\r" + data, False
-            if not eof and data.endswith(b"\r"):
-                data, self._cr = data[:-1], True
-                if not data:
+            if self._held:
+                data, self._held = self._held + data, b""
+            if not eof and data.endswith((b"\r", b"\\")):
+                keep = len(data) - len(data.rstrip(b"\\\r"))
+                if keep < len(data):
+                    data, self._held = data[:-keep], data[-keep:]
+                elif len(data) <= BLOCK_BYTES:  # nothing else yet (a file of nothing else is not held forever)
+                    self._held = data
                     continue
+            if b"\\\t" in data or b"\\\n" in data or b"\\\r" in data:
+                data = self._escaped_breaks(data)
             if b"\r" in data:
                 data = _LONE_CR.sub(rb"\\r", data)
             out = self._whole_lines(data, eof)
             if out or eof or self.too_long:
                 return out
+
+    def _escaped_breaks(self, data: bytes) -> bytes:
+        """Escaped TAB/LF/CR (backslash + the real character) as two-character escapes."""
+        out, last, lfs = [], 0, 0
+        for m in _ESCAPED_BREAK.finditer(data):
+            ch = m.group(2)
+            out += [data[last:m.start(2) - 1], _AS_ESCAPE[ch]]
+            last = m.end()
+            if ch == b"\n":
+                # the handed-on line of this LF: the lines before it (data only continues the held line)
+                self.joins.append(self._line + data.count(b"\n", 0, m.start(2)) - lfs)
+                lfs += 1
+        if not out:
+            return data
+        out.append(data[last:])
+        return b"".join(out)
+
+    def file_line(self, line: int) -> int:
+        """The file's line number of a handed-on line (records that span lines make them differ)."""
+        return line + bisect.bisect_left(self.joins, line)
 
     def _whole_lines(self, data: bytes, eof: bool) -> bytes:
         """``data`` up to its last line end (the rest is held for the next read), each line that is
@@ -284,9 +320,10 @@ class LineMap:
     by batch position only; the skipped lines tell where each later row really is.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, file_line=None) -> None:
         self.skipped: list[int] = []
         self.rows = 0  # data rows delivered by Arrow so far
+        self.file_line = file_line or (lambda line: line)  # Arrow's line -> the file's (``_Tracked.file_line``)
 
     def invalid_row(self, row) -> Reject:
         lineno = (row.number + 1) if row.number is not None else -1
@@ -316,11 +353,11 @@ class LineMap:
             reasons.setdefault(b.row, []).append(b.reason)
         for i in sorted(reasons):
             if reasons[i] == [EMPTY_LINE]:
-                rejects.append(Reject(self.line_of(first + i), EMPTY_LINE, b""))
+                rejects.append(Reject(self.file_line(self.line_of(first + i)), EMPTY_LINE, b""))
                 continue
             raw_row = delimiter.join("NULL" if batch.column(k)[i].as_py() is None else str(batch.column(k)[i].as_py())
                                      for k in range(batch.num_columns))
-            rejects.append(Reject(self.line_of(first + i), "; ".join(reasons[i]), raw_row.encode()))
+            rejects.append(Reject(self.file_line(self.line_of(first + i)), "; ".join(reasons[i]), raw_row.encode()))
         keep = pa.array([i not in reasons for i in range(n)])
         return {k: v.filter(keep) for k, v in cols.items()}, n - len(reasons)
 
@@ -354,10 +391,10 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
         got = lines.invalid_row(row)
         if got.line in stream.bad_utf8:  # a line handed on as one field because it is not UTF-8
             got = Reject(got.line, *stream.bad_utf8.pop(got.line))
-        pending.append(got)
+        pending.append(Reject(stream.file_line(got.line), got.reason, got.raw))
         return "skip"
 
-    lines = LineMap()
+    lines = LineMap(stream.file_line)
     reader = None
     finished = False
 
@@ -384,21 +421,21 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if stream.too_long:  # the stream ended at a line over the limit (before any row, Arrow saw nothing)
-            raise _too_long(label, stream.too_long) from None
+            raise _too_long(label, stream.file_line(stream.too_long)) from None
         if "Empty CSV file" in msg and stream.nbytes == len(rest) and not rest.strip():
             finished = True
             return  # a header and no rows: an empty table is a valid snapshot
         if "straddl" in msg:  # Arrow: a row longer than its read block (e.g. a zip bomb with no newline)
-            raise _too_long(label, lines.rows + len(lines.skipped) + 2) from None  # the first line not delivered
+            raise _too_long(label, stream.file_line(lines.rows + len(lines.skipped) + 2)) from None  # the first line not delivered
         raise FileRejected(f"{label}: cannot parse: {msg.splitlines()[0]}") from None
     finally:
         if not finished:  # an error, Ctrl-C, or the caller stopped reading (closed this generator)
             _stop_reading(reader, stream)
     if stream.too_long:
-        raise _too_long(label, stream.too_long)
+        raise _too_long(label, stream.file_line(stream.too_long))
     # edX's files always end with a newline: a file without one was cut short.
     if stream.nbytes and stream.last != b"\n":
-        last_line = lines.rows + len(lines.skipped) + 1
+        last_line = stream.file_line(lines.rows + len(lines.skipped) + 1)
         raise FileRejected(f"{label}: line {last_line}: file is truncated (ends in the middle of a line)")
     if pending:
         yield {}, 0, list(pending)
