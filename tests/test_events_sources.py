@@ -231,3 +231,39 @@ def test_sync_second_object_of_the_same_name_is_a_second_source(tmp_path, moto, 
     logged = q(data, "SELECT message FROM _edx_import_log WHERE source_file = ? ORDER BY logged_at",
                f"s3://{EV_BUCKET}/{real_key}")[-1][0]
     assert "replaced its earlier import and 2026-10-01 lost" in logged, logged
+
+
+def test_a_date_that_is_no_day_in_a_name_is_refused_and_the_rest_loads(tmp_path):
+    """A log, a package zip or a package folder whose name holds an impossible date
+    (2016-02-30, 2016-99-99) is refused with one line naming it, and the other files load. Before,
+    the log stopped the whole events import with a traceback (DuckDB's date cast), and the folder's
+    date, compared as text, made every later real package "older" (helper-65)."""
+    import zipfile
+
+    from cli_support import run_cli
+    from test_exports import enrolments, write
+
+    logs = tmp_path / "logs"
+    good = write_log(logs, [evs("a", 3)[0], evs("b", 3)[1]], date=DAY)
+    write_log(logs, [evs("c", 3)[0]], date="2016-02-30")
+    bad_dir = write(tmp_path / "IDBx-2016-99-99", "student_courseenrollment", enrolments(2))
+    z = tmp_path / "IDBx-2016-13-01.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(bad_dir, f"IDBx-2016-13-01/{bad_dir.name}")
+    data = tmp_path / "d"
+    r = run_cli(["import", "--data-dir", data, logs, bad_dir.parent, z])
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0, text
+    assert "Traceback" not in text
+    for name, d in (("idbx-edx-events-2016-02-30.log.gz", "2016-02-30"), ("IDBx-2016-99-99", "2016-99-99"),
+                    ("IDBx-2016-13-01.zip", "2016-13-01")):
+        assert name in text and f"the date {d} in" in text, (name, text)
+    assert "refused: 3 file(s)" in text
+    assert count_events(data) == 2
+    assert q(data, "SELECT DISTINCT source_file FROM events") == [(str(good),)]
+    assert not q(data, "SELECT * FROM _edx_snapshots")
+    # the next real package is not held back by the refused folder
+    ok = write(tmp_path / "IDBx-2016-10-16", "student_courseenrollment", enrolments(2))
+    r = run_cli(["import", "--data-dir", data, ok.parent])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert q(data, "SELECT DISTINCT package_date::VARCHAR FROM student_courseenrollment") == [("2016-10-16",)]

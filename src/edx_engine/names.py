@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from datetime import date
 from urllib.parse import unquote
 
 from .schemas import TABLES
@@ -103,19 +104,37 @@ def unknown_table_name_ok(table: str) -> bool:
         and not _RESERVED_VIEWS.match(table)
 
 
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
+
+
 def parse_package_name(filename: str) -> tuple[str, str] | None:
-    """``IDBx-2016-10-09.zip`` (or the folder ``IDBx-2016-10-09``) -> (org, date)."""
+    """``IDBx-2016-10-09.zip`` (or the folder ``IDBx-2016-10-09``) -> (org, date); None for another
+    name, or one whose date is not a day of the calendar (``bad_name_date``)."""
     base = filename.rstrip("/").rsplit("/", 1)[-1]
     m = _PACKAGE_RE.match(base) or _DATE_DIR_RE.match(base)
-    return (m["org"], m["date"]) if m else None
+    return (m["org"], m["date"]) if m and _is_date(m["date"]) else None
 
 
 def parse_events_name(filename: str) -> EventsFile | None:
     base = filename.rsplit("/", 1)[-1]
     m = _EVENTS_RE.match(base)
-    if not m:
+    if not m or not _is_date(m["date"]):
         return None
     return EventsFile(base, m["org"], m["site"] or "edx", m["date"], bool(m["gz"]), bool(m["gpg"]))
+
+
+def bad_name_date(filename: str) -> str | None:
+    """The date of a package, package folder or tracking-log name that is not a day of the calendar
+    (``IDBx-2026-02-30.zip``, ``idbx-edx-events-2026-13-01.log.gz``), else None. Such a name is
+    refused: its date would decide which snapshot is newest, or hold the events of no day."""
+    base = filename.rstrip("/").rsplit("/", 1)[-1]
+    m = _PACKAGE_RE.match(base) or _DATE_DIR_RE.match(base) or _EVENTS_RE.match(base)
+    return m["date"] if m and not _is_date(m["date"]) else None
 
 
 def course_slug(course_id: str) -> str:

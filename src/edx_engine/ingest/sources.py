@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable, ContextManager, Iterator
 
 from ..decrypt import SAMPLE_BYTES, GpgSettings, gpg_decrypt
-from ..names import EventsFile, PackageFile, parse_events_name, parse_package_member, parse_package_name
+from ..names import (EventsFile, PackageFile, bad_name_date, parse_events_name, parse_package_member,
+                     parse_package_name)
 
 
 class SourceError(Exception):
@@ -89,6 +90,15 @@ def _classify(label: str, name: str, opener, fingerprint: str, size: int, pkg: t
     return None
 
 
+def _bad_date(path: Path) -> str | None:
+    """Why a file is refused for the date in its name or in the name of a folder above it, or None."""
+    for p in [path, *path.parents]:
+        if d := bad_name_date(p.name):
+            where = "its name" if p == path else f"the name of its folder {p.name}"
+            return f"the date {d} in {where} is not a day of the calendar; not imported"
+    return None
+
+
 def _zip_member_is_link(info: zipfile.ZipInfo) -> bool:
     """A member stored as a symbolic link (Unix mode bits in the external attributes)."""
     return stat.S_ISLNK(info.external_attr >> 16)
@@ -118,6 +128,9 @@ def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label
         label = f"{zip_label}:{info.filename}"
         if _zip_member_is_link(info):
             out.refused.append(f"{label}: a symbolic link inside the zip; not imported")
+            continue
+        if why := _bad_date(Path(info.filename.replace("\\", "/"))):
+            out.refused.append(f"{label}: {why}")
             continue
         if odd := _odd_member_path(info.filename):
             out.warnings.append(f"{label}: member with {odd}; read from the zip by its file name, "
@@ -180,6 +193,9 @@ def discover(paths: list[Path], package_date: str | None = None, labels: dict[Pa
             raise SourceError(f"{p}: no such file or directory")
         files = _walk(p, out) if p.is_dir() else [p]
         for f in files:
+            if why := _bad_date(f):
+                out.refused.append(f"{labels.get(f.resolve(), str(f))}: {why}")
+                continue
             if f.name.lower().endswith(".zip") or f.name.lower().endswith(".zip.gpg"):
                 if f.name.lower().endswith(".gpg"):
                     raise SourceError(f"{f}: encrypted zip files are not supported; edX encrypts the members")

@@ -69,15 +69,15 @@ def import_paths(
     wait = commit_wait_seconds(settings)
     lake = lake if lake is not None else Lake(settings.data_dir)
     found = discover(paths, package_date, labels=labels)
-    for line in found.refused:  # links leaving a package: named, never read
+    for line in found.refused:  # links leaving a package, impossible dates in names: named, never read
         if on_refused:
             on_refused(line)
     for line in found.warnings:
         if on_warning:
             on_warning(line)
     if not found.sources:
-        raise SourceError("nothing to import: no edX package members or event logs found in "
-                          + ", ".join(map(str, paths)))
+        raise SourceError("nothing to import: " + ("every file found was refused (named above)" if found.refused
+                          else "no edX package members or event logs found") + " in " + ", ".join(map(str, paths)))
     for u in found.unknown:
         if on_unknown:
             on_unknown(u)
