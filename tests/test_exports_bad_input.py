@@ -243,3 +243,43 @@ def test_a_snapshot_far_smaller_than_the_one_it_replaces_is_named(tmp_path):
     data2 = tmp_path / "d2"
     s = load(data2, tmp_path / "IDBx-2016-10-16", tmp_path / "IDBx-2016-10-23")
     assert len(s.warnings) == 1 and "package 2016-10-23 holds 0 rows against 38 in package 2016-10-16" in s.warnings[0]
+
+
+def test_a_column_named_like_the_stores_own_is_renamed_not_taken(tmp_path):
+    """A column the registry does not describe, named like one the importer adds (org, package_date,
+    source_file) or like another column in other letter case (DuckDB's names ignore case), took the
+    place of the importer's: the rows' package date read 'from-edx' and the models pick each user's
+    newest row by it (helper-65). It is stored as <name>_in_file, with a note; an empty name (a header
+    ending in a tab) as column_<position>. Such columns are personal to scrub, like any unknown one."""
+    from cli_support import run_cli
+    from edx_engine.schemas import personal_in
+
+    pkg = tmp_path / "IDBx-2016-10-09"
+    head, *rows = enrolments(2).splitlines(keepends=True)
+    body = head.rstrip("\n") + "\tpackage_date\tsource_file\tMode\t\n" + "".join(
+        r.rstrip("\n") + f"\tfrom-edx\tsf{i}\tM{i}\t\n" for i, r in enumerate(rows))
+    f = write(pkg, "student_courseenrollment", body)
+    data = tmp_path / "d"
+    r = run_cli(["import", "--data-dir", data, pkg])
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, text
+    assert q(data, "SELECT DISTINCT package_date, source_file, org FROM student_courseenrollment") == \
+        [("2016-10-09", str(f), "IDBx")]
+    assert q(data, "SELECT mode, package_date_in_file, source_file_in_file, Mode_in_file, column_10 "
+                   "FROM student_courseenrollment ORDER BY id") == \
+        [("audit", "from-edx", "sf0", "M0", ""), ("audit", "from-edx", "sf1", "M1", "")]
+    for new, old in (("package_date_in_file", "package_date"), ("Mode_in_file", "Mode")):
+        assert f"student_courseenrollment.{new} kept as text (the file's column '{old}', renamed" in text
+    assert "student_courseenrollment.column_10 kept as text (the file's header has no name for it" in text
+    cols = [c for (c,) in q(data, "SELECT column_name FROM (DESCRIBE student_courseenrollment)")]
+    assert set(personal_in("student_courseenrollment", cols)) == \
+        {"package_date_in_file", "source_file_in_file", "Mode_in_file", "column_10"}
+
+
+def test_lines_ending_in_a_carriage_return_alone_are_named(tmp_path):
+    data, before = _baseline(tmp_path)
+    pkg = tmp_path / "IDBx-2016-10-16"
+    write(pkg, "student_courseenrollment", enrolments(2).replace("\n", "\r"))
+    (f,) = load(data, pkg).failed
+    assert "carriage return alone" in f.message and "truncated" not in f.message
+    assert store_state(data) == before

@@ -143,13 +143,26 @@ def import_cmd(
             out.print(f"note: {by_status['older'][0].message} (and the same for the other older files); "
                       "nothing of them was imported", highlight=False)
         extras: dict[tuple[str, str], list[str]] = {}  # (table, column) -> the files that have it
+        renamed: dict[tuple[str, str], str] = {}  # (table, stored name) -> the file's name
         for f in exports.files:
             for c in f.extra_columns:
                 extras.setdefault((f.table, c), []).append(f.label)
+            for new, old in f.renamed_columns.items():
+                extras.setdefault((f.table, new), [])
+                if f.label not in extras[(f.table, new)]:
+                    extras[(f.table, new)].append(f.label)
+                renamed[(f.table, new)] = old
         for (table, col), files in sorted(extras.items()):
             where = files[0] + (f" and {len(files) - 1} other file(s)" if len(files) > 1 else "")
-            out.print(f"note: unknown column {table}.{col} kept as text (in {where})", highlight=False,
-                      soft_wrap=True)
+            if (table, col) in renamed:
+                old = renamed[(table, col)]
+                why = ("the file's header has no name for it" if not old else
+                       f"the file's column {old!r}, renamed: the store has a column of that name")
+                out.print(f"note: column {table}.{col} kept as text ({why}; in {where})", highlight=False,
+                          soft_wrap=True)
+            else:
+                out.print(f"note: unknown column {table}.{col} kept as text (in {where})", highlight=False,
+                          soft_wrap=True)
         for table in exports.unknown_tables:
             out.print(f"note: unknown table {table} kept as text (view {table})", highlight=False)
         for f in exports.not_exported:

@@ -67,8 +67,11 @@ def _header_names_ok(label: str):
     import re
 
     def check(header: Header) -> None:
-        bad = next((n for n in header.names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", n)), None)
-        if bad is not None or not header.names:
+        names = [header.renamed.get(n, n) for n in header.names]  # as the file wrote them
+        if len(names) > 1 and names[-1] == "":
+            names.pop()  # a header ending in a tab
+        bad = next((n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", n)), None)
+        if bad is not None or not names:
             raise FileRejected(f"{label}: line 1: no header of column names (first bad name {bad!r}); "
                                "an edX table file starts with one")
     return check
@@ -85,6 +88,7 @@ class FileResult:
     rejected: int = 0
     message: str = ""
     extra_columns: list[str] = field(default_factory=list)
+    renamed_columns: dict[str, str] = field(default_factory=dict)  # stored name -> the file's (tsv._stored_names)
     nbytes: int = 0
     unknown_table: bool = False  # a table the registry does not describe, kept as text
     warnings: list[str] = field(default_factory=list)  # implausible keys or user ids (rows kept)
@@ -569,6 +573,7 @@ class PackageImporter:
                         course_id = course_id or self._fallback_course(src)
                         writer = open_writer(course_id, output_schema(schema, hdr, _added(schema)))
                     result.extra_columns = header_box[0].extra if header_box and schema.known else []
+                    result.renamed_columns = header_box[0].renamed if header_box else {}
                 elif kind == "json":
                     rows, cid = documents.read_course_structure(raw, src.label)
                     if cid and src.member and src.member.slug:

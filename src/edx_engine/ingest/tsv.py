@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..schemas import Column, TableSchema
+from ..schemas import ADDED_COLUMNS, Column, TableSchema
 from .typing import BadValue, type_column, unescape_mysql
 
 
@@ -41,6 +41,7 @@ class Header:
     names: list[str]
     extra: list[str] = field(default_factory=list)  # not in the schema: kept as text, reported
     missing_optional: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # stored name -> the file's (``check_header``)
 
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
@@ -254,6 +255,9 @@ def read_header_line(raw: BinaryIO, label: str) -> tuple[bytes, bytes]:
     if not buf:
         raise FileRejected(f"{label}: file is empty (no header line)")
     if b"\n" not in buf:
+        if b"\r" in buf:
+            raise FileRejected(f"{label}: its lines end with a carriage return alone, no line feed; "
+                               "edX's files end their lines with a line feed (convert the file, e.g. `tr '\\r' '\\n'`)")
         raise FileRejected(f"{label}: line 1: file is truncated (ends in the middle of the header line)")
     line, _, rest = buf.partition(b"\n")
     return line.rstrip(b"\r").removeprefix(b"\xef\xbb\xbf"), rest  # a byte order mark is not a column name
@@ -276,9 +280,37 @@ def check_header(line: bytes, schema: TableSchema, label: str, delimiter: str = 
             f"{label}: line 1: missing column(s) {', '.join(missing)} for table {schema.name} "
             f"(header has: {', '.join(names[:8])}{'...' if len(names) > 8 else ''})"
         )
+    names, renamed = _stored_names(names, schema)
     extra = [n for n in names if schema.column(n) is None]
     optional = [c.name for c in schema.columns if not c.required and c.name not in names]
-    return Header(names, extra, optional)
+    return Header(names, extra, optional, renamed)
+
+
+def _stored_names(names: list[str], schema: TableSchema) -> tuple[list[str], dict[str, str]]:
+    """The header's names as stored, and what was renamed. A column the registry does not describe
+    must not take the place of the importer's own (``org``, ``package_date``, ``source_file``: the
+    models pick each user's newest row by ``package_date``) nor, in other letter case, of another
+    column (DuckDB's names ignore case: the view would rename one of them): it is stored as
+    ``<name>_in_file``. An empty name (a header ending in a tab) is stored as ``column_<position>``."""
+    taken = {c.name.lower() for c in ADDED_COLUMNS if c.name != "course_id" and schema.column(c.name) is None}
+    taken |= {n.lower() for n in names if schema.column(n) is not None}
+    out, renamed = [], {}
+    for i, n in enumerate(names, start=1):
+        new = n
+        if schema.column(n) is None:
+            if not n:
+                new = f"column_{i}"
+            elif n.lower() in taken:
+                new = f"{n}_in_file"
+            k = 2
+            while new != n and (new.lower() in taken or new in names):
+                new = f"{n or 'column'}_in_file{k}" if n else f"column_{i}_{k}"
+                k += 1
+            if new != n:
+                renamed[new] = n
+        taken.add(new.lower())
+        out.append(new)
+    return out, renamed
 
 
 def output_schema(schema: TableSchema, header: Header, added: list[tuple[str, pa.DataType]]) -> pa.Schema:
