@@ -283,3 +283,21 @@ def test_lines_ending_in_a_carriage_return_alone_are_named(tmp_path):
     (f,) = load(data, pkg).failed
     assert "carriage return alone" in f.message and "truncated" not in f.message
     assert store_state(data) == before
+
+
+def test_another_copy_of_an_imported_package_date_replaces_it_with_a_warning(tmp_path):
+    """Two different copies of one package (same date, other content) imported in two runs: the later
+    wins, as a corrected re-delivery must, but no longer silently (helper-65: the order of the imports
+    decided the data without a word). Importing the same bytes again changes nothing and says nothing."""
+    a = write(tmp_path / "A" / "IDBx-2016-10-09", "student_courseenrollment", enrolments(3))
+    b = write(tmp_path / "B" / "IDBx-2016-10-09", "student_courseenrollment",
+              enrolments(3).replace("\taudit\n", "\tverified\n", 1))
+    data = tmp_path / "d"
+    assert not load(data, a.parent).warnings
+    s = load(data, b.parent)
+    (w,) = s.warnings
+    assert "package 2016-10-09: 1 file(s) replace" in w and f"before from {a}" in w and "student_courseenrollment" in w
+    assert q(data, "SELECT DISTINCT source_file FROM student_courseenrollment") == [(str(b),)]
+    assert q(data, "SELECT count(*) FROM student_courseenrollment WHERE mode = 'verified'") == [(1,)]
+    s = load(data, b.parent)
+    assert not s.warnings and [f.status for f in s.files] == ["unchanged"]

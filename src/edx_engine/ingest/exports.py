@@ -287,6 +287,7 @@ class PackageImporter:
         snapshots, results_of = [c.snap for c in kept], [c.result for c in kept]
         quarantine = [c.qfile for c in kept if c.qfile is not None]  # (those of copies set aside are deleted)
         self._shrink_warnings(kept)
+        self._same_date_warnings(kept)
         summary.notes.extend(self._courses_left_out(srcs, summary.files))
         for i, lines in checks.snapshot_warnings(snapshots, self._current_users, self.lake.root / "tmp").items():
             results_of[i].warnings.extend(lines)
@@ -331,6 +332,33 @@ class PackageImporter:
                     f"{snap.table} of {snap.course_id}: package {snap.package_date} holds {snap.rows:,} rows "
                     f"against {before[1]:,} in package {before[0]} ({lost / before[1]:.0%} fewer) and replaces "
                     "them; check the file")
+
+    def _same_date_warnings(self, kept: list["_Claim"]) -> None:
+        """A warning per package date on the files that replace a snapshot of the same package date
+        imported before from a file with other content. The newest import wins (edX may re-deliver
+        a corrected package under its date), but two different copies of one package should not
+        take turns silently: the order of the imports would decide the data (helper-65)."""
+        by_date: dict[str, list["_Claim"]] = {}
+        for c in kept:
+            cur = self._current.get((c.snap.table, c.snap.course_id))
+            if cur and cur[0] == c.snap.package_date and cur[1] != c.snap.fingerprint:
+                by_date.setdefault(c.snap.package_date, []).append(c)
+        for pdate, claims in sorted(by_date.items()):
+            first = claims[0]
+            before = self._stored_source(self._current[(first.snap.table, first.snap.course_id)][2])
+            first.result.warnings.append(
+                f"package {pdate}: {len(claims)} file(s) replace snapshots of the same package imported before "
+                f"from files with other content (first: {first.snap.table} of {first.snap.course_id}"
+                + (f", before from {before}" if before else "") + "); if this is not edX's corrected "
+                "re-delivery, import the right copy again")
+
+    def _stored_source(self, path: str) -> str | None:
+        """The source file a stored snapshot was made from (its constant ``source_file`` column)."""
+        try:
+            col = pq.ParquetFile(self.lake.abs(path)).read_row_group(0, columns=["source_file"]).column(0)
+            return col[0].as_py() if len(col) else None
+        except (OSError, pa.ArrowException, KeyError, IndexError):
+            return None
 
     def _courses_left_out(self, srcs: list[Source], results: list[FileResult]) -> list[str]:
         """A note per package of the run, newer than the store's, that has no file of courses the
