@@ -82,6 +82,24 @@ def test_times_a_date_cannot_hold_are_quarantined(tmp_path, engine):
         invalid + [(len(BAD_TIMES) + 2, "implausible time")]
 
 
+def test_utc_offsets_no_place_has_are_invalid_times(tmp_path, engine):
+    """DuckDB's and Arrow's casts take +25:00, +99:59 or +05:99 and move the event by hours or days
+    into another date (helper-65); such a time is invalid. Real offsets (-12:00 to +14:00, also
+    without the colon or the minutes) load, converted to UTC, on both engines."""
+    good = {"p14": ("2016-10-12T14:03:21+14:00", "2016-10-12 00:03:21"),
+            "m12": ("2016-10-12T14:03:21-12:00", "2016-10-13 02:03:21"),
+            "p0545": ("2016-10-12T14:03:21.5+0545", "2016-10-12 08:18:21.5"),
+            "p05": ("2016-10-12T14:03:21+05", "2016-10-12 09:03:21")}
+    bad = ["2016-10-12T14:03:21.5+25:00", "2016-10-12T14:03:21+99:59", "2016-10-12T14:03:21+05:99",
+           "2016-10-12T14:03:21-15:00", "2016-10-12T14:03:21+23", "2016-10-12 14:03:21+1500"]
+    lines = [ev(event_type=k, time=t) for k, (t, _) in good.items()] + [ev(event_type="bad", time=t) for t in bad]
+    data = tmp_path / "d"
+    run(data, write_log(tmp_path / "in", lines))
+    assert dict(q(data, "SELECT event_type, time::VARCHAR FROM events")) == {k: w for k, (_, w) in good.items()}
+    assert q(data, "SELECT line, reason FROM quarantine ORDER BY line") == \
+        [(len(good) + 1 + i, "invalid time") for i in range(len(bad))]
+
+
 def test_corrupt_gzip_fails_that_file_only(tmp_path):
     good = gzip.compress(line(ev(session="a")) + b"\n")
     bad = bytearray(gzip.compress(b"".join(line(ev(session=str(i))) + b"\n" for i in range(50))))

@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..names import course_in_url_sql
-from .events_parse import (JSON_TYPE, KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, STRING_FIELDS, _is_utf8, _slow,
-                           invalid_utf8_rows, repair_lone_surrogates, too_long, uuid_text)
+from .events_parse import (BAD_OFFSET_RE, JSON_TYPE, KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, STRING_FIELDS, _is_utf8,
+                           _slow, invalid_utf8_rows, repair_lone_surrogates, too_long, uuid_text)
 
 BLOCK_BYTES = 8 << 20  # JSON bytes per block (a longer line makes a bigger block)
 QUEUE_BLOCKS = 2  # blocks decoded ahead of the SQL
@@ -108,6 +108,9 @@ SELECT
          -- a date can hold after conversion to UTC (Parquet readers and Python need 1..9999)
          WHEN ts IS NULL OR NOT isfinite(ts) OR year(ts) NOT BETWEEN 1 AND 9999
               OR NOT (CASE WHEN e.time[5] = '-' THEN true ELSE ltrim(e.time)[5] = '-' END)
+              -- an offset no place has (the cast moves +25:00 by a day); UTC's own suffixes skip the regex
+              OR (NOT ends_with(e.time, '+00:00') AND NOT ends_with(e.time, 'Z')
+                  AND regexp_matches(e.time, '{BAD_OFFSET_RE}'))
               THEN 'invalid time'
          @WINDOW@ END AS reason
 FROM t

@@ -275,6 +275,9 @@ def _slow(line: bytes) -> _Line | str | None:
 
 
 _NAIVE_RE = r"(T|\s)\d\d:\d\d(:\d\d(\.\d*)?)?$"
+# a UTC offset that no place has (hours beyond 14, minutes beyond 59): casts take +25:00 or +05:99 and
+# move the event by days into another date. RE2 syntax (DuckDB and Arrow alike); 'invalid time'.
+BAD_OFFSET_RE = (r"\d:\d\d(:\d\d(\.\d*)?)?\s*[+-]((1[5-9]|[2-9]\d)(:?\d\d){0,2}|\d\d:?[6-9]\d(:?\d\d)?)\s*$")
 
 
 def _parse_time_one(s: str | None) -> int | None:
@@ -295,7 +298,15 @@ def _parse_time_one(s: str | None) -> int | None:
 
 
 def parse_times(times: pa.Array) -> pa.Array:
-    """Strings -> timestamp[us] (UTC, naive); null where unparseable."""
+    """Strings -> timestamp[us] (UTC, naive); null where unparseable or the UTC offset is no place's."""
+    ts = _parse_times(times)
+    bad = pc.match_substring_regex(times, BAD_OFFSET_RE)
+    if pc.any(bad).as_py():
+        ts = pc.if_else(bad, pa.scalar(None, ts.type), ts)
+    return ts
+
+
+def _parse_times(times: pa.Array) -> pa.Array:
     try:
         return times.cast(pa.timestamp("us", "UTC")).cast(pa.timestamp("us"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
