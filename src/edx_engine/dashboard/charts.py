@@ -155,6 +155,13 @@ def date_axis(rows: list[dict], x: str, window: Window | None = None) -> dict:
     return {**axis, "format": fmt, "values": {"expr": f"period == 'all' ? {json.dumps(ticks)} : {json.dumps(recent)}"}}
 
 
+def has_gaps(rows: list[dict], y: str) -> bool:
+    """Whether a line of ``rows`` breaks somewhere (a hidden value, None, in a public site). A line
+    draws nothing for a value alone between two gaps, so such a line needs its point markers: a
+    course whose published weeks were each surrounded by hidden ones was not drawn at all."""
+    return any(r.get(y) is None for r in rows)
+
+
 def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, x_title: str, y_title: str,
                color_title: str = "", *, bars: bool = False, stack: bool = False, params: list | None = None,
                transform: list | None = None, rules: list[dict] | None = None,
@@ -187,7 +194,7 @@ def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, 
             enc["order"] = {"field": "_stack", "type": "quantitative", "sort": "ascending"}
         enc["tooltip"].insert(0, {"field": color, "title": color_title})
     layer = {"mark": {"type": "bar", "tooltip": True} if bars else
-             {"type": "line", "point": len(rows) <= 80, "tooltip": True},
+             {"type": "line", "point": len(rows) <= 80 or has_gaps(rows, y), "tooltip": True},
              "encoding": enc}
     if transform:
         layer["transform"] = transform
