@@ -27,3 +27,49 @@ def test_a_line_whose_published_weeks_are_each_between_hidden_ones_draws_them():
     assert len(re.findall(r'<path[^>]*d="M[^"]*"', svg(spec))) >= 50  # each published week is drawn
     full = [{"week": w, "n": 7 + i % 3} for i, w in enumerate(weeks)]
     assert C.time_lines("t", full, "week", "n", None, "W", "N")["mark"]["point"] is False  # no gap: a plain line
+
+
+def texts(svg_text: str) -> list[str]:
+    return [x for x in re.findall(r"<text[^>]*>([^<]*)</text>", svg_text) if x]
+
+
+def test_hidden_bars_keep_their_category_marked_hidden_and_show_no_number():
+    """Public grade bands jumped from 0.2 to 0.5 (Vega dropped the hidden bands from the axis) and a
+    hidden gender was an empty row, read as a 0. Every category stays, in its order, a hidden one
+    marked "hidden" (no bar, no number); the caption says how many bars are hidden."""
+    from edx_engine.dashboard.build import Item, settle
+
+    grades = [{"g": f"0.{i}", "n": None if i in (3, 4) else (0 if i == 5 else 10 + i)} for i in range(10)]
+    spec = C.vbar("t", grades, "g", "n", "Grade", "Learners", hidden="hidden")
+    drawn = texts(svg(spec))
+    assert [x for x in drawn if re.fullmatch(r"0\.\d", x)] == [f"0.{i}" for i in range(10)]  # in order, none dropped
+    assert drawn.count("hidden") == 2
+    assert spec["datasets"]["table"] == grades  # the hidden values stay None: nothing else is drawn of them
+    gender = [{"gender": "Female", "n": 140}, {"gender": "Other", "n": None}, {"gender": "Male", "n": 130}]
+    for order in (None, "_o"):
+        rows = [dict(r, _o=i) for i, r in enumerate(gender)]
+        drawn = texts(svg(C.hbar("t", rows, "gender", "n", "Gender", "Learners", order=order, hidden="oculto")))
+        assert drawn.count("oculto") == 1 and {"Female", "Other", "Male"} <= set(drawn)
+    plain = C.hbar("t", gender, "gender", "n", "Gender", "Learners")  # no word given: bars only
+    assert "layer" not in plain and "oculto" not in texts(svg(plain))
+    for lang, words in (("en", "2 of the 10 bars are hidden"), ("es", "2 de las 10 barras están ocultas"),
+                        ("pt", "2 das 10 barras estão ocultas")):
+        it = Item("grades", "t", "Cap.", [("g", "text"), ("n", "count")], grades,
+                  C.vbar("t", grades, "g", "n", "G", "N", hidden="x"))
+        assert words in settle([it], lang, True, 5)[0].caption
+    one = [dict(r, n=r["n"] if r["g"] != "0.4" else 3) for r in grades]
+    it = Item("grades", "t", "Cap.", [], one, C.vbar("t", one, "g", "n", "G", "N", hidden="x"))
+    assert settle([it], "en", True, 5)[0].caption == "Cap. One of the 10 bars is hidden (marked \u201chidden\u201d)."
+    it = Item("grades", "t", "Cap.", [], one, C.vbar("t", one, "g", "n", "G", "N"))
+    assert settle([it], "en", False, 5)[0].caption == "Cap."  # internal sites hide nothing
+
+
+def test_category_bars_have_no_axis_title_over_their_labels():
+    """A course's videos chart of 4 bars with long titles drew its rotated "Title" over the labels; the
+    heading already names the categories, so the axis has no title (the tooltip keeps it)."""
+    rows = [{"label": f"{i}. Video: a rather long title about evaluation {i}", "n": 10 * i} for i in range(1, 5)]
+    spec = C.hbar("Videos in course order", rows, "label", "n", "Title", "Viewers", hidden="hidden")
+    assert spec["encoding"]["y"]["title"] is None
+    assert spec["encoding"]["tooltip"][0]["title"] == "Title"
+    assert "Title" not in texts(svg(spec)) and "Viewers" in texts(svg(spec))
+

@@ -457,7 +457,8 @@ def country_items(prefix: str, rows: list[dict], lang: str, map_: bool, merged: 
                       t("x_top_countries" if map_ else "x_country_course", lang),
                       [("country", "text"), ("learners", "count")], top,
                       C.hbar(t("c_top_countries" if map_ else "c_country_course", lang), top, "country", "learners",
-                             t("country", lang), t("learners", lang), order="_order"), hidden=hidden,
+                             t("country", lang), t("learners", lang), order="_order", hidden=t("hidden", lang)),
+                      hidden=hidden,
                       hidden_msg="all_small" if merged else "all_hidden"))
     return items
 
@@ -483,7 +484,7 @@ def demographic_items(prefix: str, gender: list, edu: list, ages: list, lang: st
         lr = _labelled(rows, col, kind, lang, order)
         data = [{col: r[col], "learners": r["learners"], "_order": r["_order"]} for r in lr]
         spec = C.hbar(t("c_" + key, lang), data, col, "learners", t(col, lang), t("learners", lang),
-                      order="_order" if order else None)
+                      order="_order" if order else None, hidden=t("hidden", lang))
         items.append(Item(prefix + key, t("c_" + key, lang), t("x_" + key, lang), [(col, "text"), ("learners", "count")],
                           data, spec, hidden_msg="all_small" if col in merged else "all_hidden"))
     return items
@@ -517,17 +518,17 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
                                             ("approved", "approved"), ("certified", "certified")))]
     items.append(Item("funnel", t("c_funnel", lang), t("x_funnel", lang), [("stage", "text"), ("learners", "count")],
                       funnel, C.hbar(t("c_funnel", lang), funnel, "stage", "learners", t("stage", lang),
-                                     t("learners", lang), order="_order")))
+                                     t("learners", lang), order="_order", hidden=t("hidden", lang))))
     certs = [{"cert_status": label("cert_status", r["cert_status"], lang), "learners": r["learners"]}
              for r in d.get("certs", [])]
     items.append(Item("certs", t("c_cert", lang), t("x_cert", lang), [("cert_status", "text"), ("learners", "count")],
                       certs, C.hbar(t("c_cert", lang), certs, "cert_status", "learners", t("cert_status", lang),
-                                    t("learners", lang))))
+                                    t("learners", lang), hidden=t("hidden", lang))))
     grades = [{"grade_from": fmt_num(r["grade_from"], lang, 1), "learners": r["learners"]} for r in d.get("grades", [])]
     items.append(Item("grades", t("c_grades", lang), t("x_grades", lang), [("grade_from", "text"),
                                                                            ("learners", "count")], grades,
                       C.vbar(t("c_grades", lang), grades, "grade_from", "learners", t("grade_from", lang),
-                             t("learners", lang))))
+                             t("learners", lang), hidden=t("hidden", lang))))
     bd = d.get("breakdown", [])
     dims = {dim: [{dim: r["value"], "learners": r["learners"]} for r in bd if r["country"] == ALL
                   and r["dimension"] == dim] for dim in ("gender", "level_of_education", "country")}
@@ -544,7 +545,7 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
                       [("position", "number"), ("title", "text"), ("viewers", "count"), ("plays", "volume"),
                        ("completers", "count"), ("completion", "share")], vids,
                       C.hbar(t("c_videos", lang), vchart, "label", "viewers", t("title", lang), t("viewers", lang),
-                             order="_order"), wide=True))
+                             order="_order", hidden=t("hidden", lang)), wide=True))
     probs = [{"position": r["position"] + 1 if r["position"] < 1 << 29 else None, "title": r["title"],
               "learners": r["learners"], "submissions": r["submissions"], "learners_correct": r["learners_correct"],
               "share_correct": _div(r["learners_correct"], r["learners"])} for r in d.get("problems", [])]
@@ -553,7 +554,7 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
                       [("position", "number"), ("title", "text"), ("learners", "count"), ("submissions", "volume"),
                        ("learners_correct", "count"), ("share_correct", "share")], probs,
                       C.hbar(t("c_problems", lang), pchart, "label", "learners", t("title", lang), t("tried", lang),
-                             order="_order"), wide=True))
+                             order="_order", hidden=t("hidden", lang)), wide=True))
     items.append(Item("forum", t("c_forum", lang), t("x_forum", lang),
                       [("week", "date"), ("posts", "volume"), ("authors", "count")], forum,
                       C.time_lines(t("c_forum", lang), forum, "week", "posts", None, t("week", lang),
@@ -697,6 +698,8 @@ def settle(items: list[Item], lang: str, public: bool, k: int, has_logs: bool = 
         elif hidden and it.spec.get("encoding", it.spec.get("layer", [{}])[0].get("encoding", {})) \
                 .get("x", {}).get("type") == "temporal":
             it.caption += t("x_hidden_weeks", lang, k=k)
+        elif public and (n := sum(r.get(f) is None for r in drawn)):
+            it.caption += t("x_hidden_bar" if n == 1 else "x_hidden_bars", lang, n=n, m=len(drawn))
     return items
 
 

@@ -54,26 +54,62 @@ def value_axis(fmt: str) -> dict:
 
 
 def hbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_title: str, *,
-         order: str | None = None, fmt: str = ",d", tooltip: list | None = None) -> dict:
-    """Horizontal bars (categories read easily at phone width); ``order`` a field to sort by, else by value."""
-    sort = {"field": order, "order": "ascending"} if order else "-x"
+         order: str | None = None, fmt: str = ",d", tooltip: list | None = None, hidden: str = "") -> dict:
+    """Horizontal bars (categories read easily at phone width); ``order`` a field to sort by, else by
+    value (hidden values last). ``hidden``: the word written in place of a hidden (None) value's bar.
+    The category axis has no title: the chart's heading names it ("Learners by gender"), and on a
+    chart of a few bars with long labels the rotated title was drawn over them (it stays in the tooltip)."""
+    if order is None:  # the bars' own order as a field, shared by the "hidden" labels' layer
+        rank = sorted(range(len(rows)), key=lambda i: (rows[i].get(val) is None, -(rows[i].get(val) or 0)))
+        rows = [dict(rows[i], _rank=n) for n, i in enumerate(rank)]
+        order = "_rank"
     s = base(title, rows, height=max(80, 22 * len(rows)))
-    s.update({"mark": {"type": "bar", "tooltip": True},
-              "encoding": {"y": {"field": cat, "type": "nominal", "title": cat_title, "sort": sort},
-                           "x": {"field": val, "type": "quantitative", "title": val_title,
-                                 "axis": value_axis(fmt)},
-                           "tooltip": tooltip or [{"field": cat, "title": cat_title},
-                                                  {"field": val, "title": val_title, "format": fmt}]}})
-    return s
+    cat_enc = {"field": cat, "type": "nominal", "title": None, "sort": {"field": order, "op": "min", "order": "ascending"}}
+    bars = {"mark": {"type": "bar", "tooltip": True},
+            "encoding": {"y": cat_enc,
+                         "x": {"field": val, "type": "quantitative", "title": val_title, "axis": value_axis(fmt)},
+                         "tooltip": tooltip or [{"field": cat, "title": cat_title},
+                                                {"field": val, "title": val_title, "format": fmt}]}}
+    return _with_hidden(s, bars, rows, cat_enc, val, cat_title, val_title, hidden, horizontal=True)
 
 
-def vbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_title: str, fmt: str = ",d") -> dict:
+def vbar(title: str, rows: list[dict], cat: str, val: str, cat_title: str, val_title: str, fmt: str = ",d", *,
+         hidden: str = "") -> dict:
+    """Vertical bars in the order of ``rows`` (grade bands); ``hidden`` as for ``hbar``."""
     s = base(title, rows, height=220)
-    s.update({"mark": {"type": "bar", "tooltip": True},
-              "encoding": {"x": {"field": cat, "type": "ordinal", "title": cat_title, "sort": None},
-                           "y": {"field": val, "type": "quantitative", "title": val_title, "axis": value_axis(fmt)},
-                           "tooltip": [{"field": cat, "title": cat_title},
-                                       {"field": val, "title": val_title, "format": fmt}]}})
+    # the categories' order given whole: with "sort": None, the layer of "hidden" labels put its bands last
+    cat_enc = {"field": cat, "type": "ordinal", "title": cat_title, "sort": list(dict.fromkeys(r[cat] for r in rows))}
+    bars = {"mark": {"type": "bar", "tooltip": True},
+            "encoding": {"x": cat_enc,
+                         "y": {"field": val, "type": "quantitative", "title": val_title, "axis": value_axis(fmt)},
+                         "tooltip": [{"field": cat, "title": cat_title},
+                                     {"field": val, "title": val_title, "format": fmt}]}}
+    return _with_hidden(s, bars, rows, cat_enc, val, cat_title, val_title, hidden, horizontal=False)
+
+
+HIDDEN_INK = "#6b6b6b"  # the "hidden" labels: grey (4.9:1 on white), never a bar's colour
+
+
+def _with_hidden(s: dict, bars: dict, rows: list[dict], cat_enc: dict, val: str, cat_title: str, val_title: str,
+                 hidden: str, horizontal: bool) -> dict:
+    """``s`` drawing ``bars``, and where some values are hidden (None, public sites) a second layer
+    writing ``hidden`` at the foot of each of their categories. Without it, Vega dropped a hidden
+    category from the axis (grade bands jumped from 0.2 to 0.5) or left an empty row that read as a 0.
+    The label carries no number and no length: nothing of the hidden value is drawn."""
+    if not hidden or not any(r.get(val) is None for r in rows):
+        s.update(bars)
+        return s
+    pos, cat_ch = ("x", "y") if horizontal else ("y", "x")
+    label = {"transform": [{"filter": f"!isValid(datum[{json.dumps(val)}])"},
+                           {"calculate": json.dumps(hidden), "as": "_hidden"}],
+             "mark": {"type": "text", "color": HIDDEN_INK, "fontStyle": "italic", "tooltip": True,
+                      **({"align": "left", "baseline": "middle", "dx": 4} if horizontal else
+                         {"align": "left", "baseline": "middle", "angle": 270, "dx": 4})},
+             "encoding": {cat_ch: cat_enc, pos: {"datum": 0, "type": "quantitative"},
+                          "text": {"field": "_hidden"},
+                          "tooltip": [{"field": cat_enc["field"], "title": cat_title},
+                                      {"field": "_hidden", "title": val_title}]}}
+    s["layer"] = [bars, label]
     return s
 
 

@@ -269,6 +269,14 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
                        " As semanas com contagens ocultas (cada uma menor que {k} ou que ajudaria a deduzir uma "
                        "contagem menor que {k}) não são desenhadas: a linha não mostra o total, e um 0 visível é "
                        "uma semana sem nenhuma."),
+    # a bar chart's hidden categories keep their place, marked "hidden" (charts._with_hidden): how many,
+    # never why (the words on the reason depend on the chart's rule: "all_hidden" / "all_small")
+    "x_hidden_bar": (" Una de las {m} barras está oculta (marcada «oculto»).",
+                     " One of the {m} bars is hidden (marked \u201chidden\u201d).",
+                     " Uma das {m} barras está oculta (marcada «oculto»)."),
+    "x_hidden_bars": (" {n} de las {m} barras están ocultas (marcadas «oculto»).",
+                      " {n} of the {m} bars are hidden (marked \u201chidden\u201d).",
+                      " {n} das {m} barras estão ocultas (marcadas «oculto»)."),
     "skip": ("Saltar al contenido", "Skip to content", "Pular para o conteúdo"),
 }
 
