@@ -73,3 +73,21 @@ def test_category_bars_have_no_axis_title_over_their_labels():
     assert spec["encoding"]["tooltip"][0]["title"] == "Title"
     assert "Title" not in texts(svg(spec)) and "Viewers" in texts(svg(spec))
 
+
+def test_merged_education_is_named_like_gender_in_three_languages():
+    """The public overview's education "other" holds edX's "other" and the small groups merged into it,
+    but was labelled "Other education"; gender said "Other or small groups". Internal sites merge
+    nothing: there it is edX's own "other" education."""
+    from edx_engine.dashboard.build import demographic_items
+    from edx_engine.dashboard.data import MERGED_DEMOGRAPHICS
+
+    edu = [{"level_of_education": "b", "learners": 40}, {"level_of_education": "other", "learners": 12}]
+    gender = [{"gender": "other", "learners": 9}]
+    for lang, merged, own in (("es", "Otro o grupos pequeños", "Otra formación"),
+                              ("en", "Other or small groups", "Other education"),
+                              ("pt", "Outro ou grupos pequenos", "Outra formação")):
+        items = {i.id: i for i in demographic_items("", gender, edu, [], lang, merged=MERGED_DEMOGRAPHICS)}
+        assert [r["level_of_education"] for r in items["education"].rows][1] == merged
+        assert items["gender"].rows[0]["gender"] == merged
+        items = {i.id: i for i in demographic_items("", gender, edu, [], lang)}
+        assert [r["level_of_education"] for r in items["education"].rows][1] == own

@@ -424,8 +424,9 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
                        ("certified", "count"), ("failed", "count"), ("male", "count"), ("female", "count"),
                        ("other_unknown", "count"), ("countries", "number")], table, wide=True, sortable=True))
     items += country_items("", ov["country"].rows, lang, map_=True, merged="country" in MERGED_DEMOGRAPHICS)
+    # (internal sites merge nothing: their "other" education is edX's own code)
     items += demographic_items("", ov["gender"].rows, ov["level_of_education"].rows, ov["age_band"].rows, lang,
-                               merged=MERGED_DEMOGRAPHICS)
+                               merged=MERGED_DEMOGRAPHICS if sd.public else ())
     return items
 
 
@@ -463,8 +464,9 @@ def country_items(prefix: str, rows: list[dict], lang: str, map_: bool, merged: 
     return items
 
 
-def _labelled(rows: list[dict], col: str, kind: str, lang: str, order: list[str] | None = None) -> list[dict]:
-    out = [{col: label(kind, r[col], lang), "learners": r["learners"], "_code": r[col]} for r in rows]
+def _labelled(rows: list[dict], col: str, kind: str, lang: str, order: list[str] | None = None,
+              merged: bool = False) -> list[dict]:
+    out = [{col: label(kind, r[col], lang, merged), "learners": r["learners"], "_code": r[col]} for r in rows]
     if order:
         pos = {c: i for i, c in enumerate(order)}
         out.sort(key=lambda r: pos.get(r["_code"], len(pos)))
@@ -481,7 +483,7 @@ def demographic_items(prefix: str, gender: list, edu: list, ages: list, lang: st
     for key, col, kind, rows, order in (("gender", "gender", "gender", gender, ["f", "m", "o", OTHER, "unknown"]),
                                         ("education", "level_of_education", "level_of_education", edu, None),
                                         ("age", "age_band", "age_band", ages, list(AGE_BANDS) + ["unknown"])):
-        lr = _labelled(rows, col, kind, lang, order)
+        lr = _labelled(rows, col, kind, lang, order, merged=col in merged)
         data = [{col: r[col], "learners": r["learners"], "_order": r["_order"]} for r in lr]
         spec = C.hbar(t("c_" + key, lang), data, col, "learners", t(col, lang), t("learners", lang),
                       order="_order" if order else None, hidden=t("hidden", lang))

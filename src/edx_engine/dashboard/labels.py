@@ -79,7 +79,9 @@ CODES: dict[str, dict[str, tuple[str, str, str]]] = {  # code -> (es, en, pt)
         "60+": ("60 o más", "60 or more", "60 ou mais"),
     },
 }
-OTHER_GENDER = ("Otro o grupos pequeños", "Other or small groups", "Outro ou grupos pequenos")
+# "other" of a public site's programme-wide demographics: the code's own learners and the small groups
+# merged with them (privacy.suppress.merge_small), named alike for gender and education
+OTHER_MERGED = ("Otro o grupos pequeños", "Other or small groups", "Outro ou grupos pequenos")
 COMMON = {
     UNKNOWN: ("No indicado", "Not stated", "Não informado"),
     OTHER: ("Otros (grupos pequeños)", "Other (small groups)", "Outros (grupos pequenos)"),
@@ -92,13 +94,15 @@ def _pick(t: tuple[str, str, str], lang: str) -> str:
     return t[LANGS.index(lang)]
 
 
-def label(kind: str, code: str | None, lang: str = DEFAULT_LANG) -> str:
-    """The label of an edX code in ``lang`` (unknown codes are shown as delivered, never dropped)."""
+def label(kind: str, code: str | None, lang: str = DEFAULT_LANG, merged: bool = False) -> str:
+    """The label of an edX code in ``lang`` (unknown codes are shown as delivered, never dropped);
+    ``merged``: small categories were merged into "other" (education's "other" is an edX code too, so
+    it says "or small groups" only where merging happened: "Other education" held several groups)."""
     if kind == "country":
         return country_name(code, lang)
     c = UNKNOWN if code is None or str(code).strip() == "" else str(code)
-    if kind == "gender" and c == OTHER:  # "other" gender merged with the small groups of a public site
-        return _pick(OTHER_GENDER, lang)
+    if c == OTHER and (kind == "gender" or merged):  # (edX's gender code is "o": "other" is always merged)
+        return _pick(OTHER_MERGED, lang)
     table = CODES.get(kind, {})
     if c in table:
         return _pick(table[c], lang)
