@@ -91,3 +91,37 @@ def test_merged_education_is_named_like_gender_in_three_languages():
         assert items["gender"].rows[0]["gender"] == merged
         items = {i.id: i for i in demographic_items("", gender, edu, [], lang)}
         assert [r["level_of_education"] for r in items["education"].rows][1] == own
+
+
+def overview_of(weekly: dict[str, list[tuple[str, int]]], public: bool = False) -> dict:
+    """The programme overview's items (by id) of a site whose courses have these weekly enrolments."""
+    from edx_engine.dashboard.build import overview_items
+    from edx_engine.dashboard.data import ALL, Course, Dataset, SiteData
+
+    courses = [Course(c, c, f"Course {c}", None, None, None) for c in weekly]
+    rows = [{"course_id": c, "week": w, "mode": ALL, "enrollments": n} for c, ws in weekly.items() for w, n in ws]
+    months = {}
+    for r in rows:
+        key = (r["course_id"], r["week"][:8] + "01")
+        months[key] = months.get(key, 0) + r["enrollments"]
+    sd = SiteData(public, 5, courses, {})
+    sd.overview = {"weekly": Dataset("weekly", [], rows), "active": Dataset("active", [], []),
+                   "general": Dataset("general", [], []),
+                   **{d: Dataset(d, [], []) for d in ("country", "gender", "level_of_education", "age_band")}}
+    if not public:
+        sd.overview["monthly"] = Dataset("monthly", [], [{"course_id": c, "month": m, "enrollments": n}
+                                                         for (c, m), n in months.items()])
+    return {i.id: i for i in overview_items(sd, "en")}
+
+
+def test_a_course_whose_enrolments_stopped_keeps_its_total_to_the_last_week():
+    """A course with no enrolments in the last 12 months left the cumulative chart and its legend (its
+    rows all fell before the window), though its line is said to keep its true total."""
+    old = [("2024-01-01", 30), ("2024-01-08", 12)]
+    new = [(str(dt.date(2025, 3, 3) + dt.timedelta(weeks=i)), 5) for i in range(40)]
+    items = overview_of({"old": old, "new": new})
+    cum = items["enrol_cum"].rows
+    last = max(r["week"] for r in cum)
+    assert {r["course"]: r["cumulative"] for r in cum if r["week"] == last} == {"Course old": 42, "Course new": 200}
+    window = items["enrol_cum"].spec["params"][0]["value"] == "recent"
+    assert window and any(r["course"] == "Course old" and r["week"] > "2025-06-01" for r in cum)

@@ -300,8 +300,9 @@ def top_lines(rows: list[dict], value: str, lines: Sequence[str], top: int = TOP
 
 
 def carried_forward(rows: list[dict], key: str, value: str, step: Callable[[dt.date], dt.date]) -> list[dict]:
-    """Cumulative ``rows`` with each line's last value repeated up to the last date of all lines: in
-    stacked bars a course whose enrolments stopped still holds its total (else the bars would fall)."""
+    """Cumulative ``rows`` with each line's last value repeated up to the last date of all lines: a
+    course whose enrolments stopped still holds its total (in stacked bars, else the bars would fall;
+    in lines, else a course without enrolments in the last 12 months left the chart and its legend)."""
     last: dict[str, dict] = {}
     for r in rows:
         if r["course"] not in last or r[key] > last[r["course"]][key]:
@@ -386,8 +387,9 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
         for r in sorted(weekly, key=lambda r: (r["course"], r["week"])):
             run[r["course"]] = run.get(r["course"], 0) + (r["enrollments"] or 0)
             cum.append({"course": r["course"], "week": r["week"], "cumulative": run[r["course"]]})
-        if keep is not None:
-            cum = carried_forward(cum, "week", "cumulative", _next_week)
+        # every course's total held to the last week: one whose enrolments stopped before the window
+        # would otherwise leave the chart and its legend, and stacked bars would fall
+        cum = carried_forward(cum, "week", "cumulative", _next_week)
         items.append(Item("enrol_cum", t("c_enrol_cum", lang), t("x_enrol_cum", lang) + folded,
                           [("course", "text"), ("week", "date"), ("cumulative", "count")], cum,
                           C.time_lines(t("c_enrol_cum", lang), cum, "week", "cumulative", "course", t("week", lang),
