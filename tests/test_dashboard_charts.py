@@ -93,7 +93,7 @@ def test_merged_education_is_named_like_gender_in_three_languages():
         assert [r["level_of_education"] for r in items["education"].rows][1] == own
 
 
-def overview_of(weekly: dict[str, list[tuple[str, int]]], public: bool = False) -> dict:
+def overview_of(weekly: dict[str, list[tuple[str, int]]], public: bool = False, last: dt.date | None = None) -> dict:
     """The programme overview's items (by id) of a site whose courses have these weekly enrolments."""
     from edx_engine.dashboard.build import overview_items
     from edx_engine.dashboard.data import ALL, Course, Dataset, SiteData
@@ -104,7 +104,7 @@ def overview_of(weekly: dict[str, list[tuple[str, int]]], public: bool = False) 
     for r in rows:
         key = (r["course_id"], r["week"][:8] + "01")
         months[key] = months.get(key, 0) + r["enrollments"]
-    sd = SiteData(public, 5, courses, {})
+    sd = SiteData(public, 5, courses, {}, enrol_last=last)
     sd.overview = {"weekly": Dataset("weekly", [], rows), "active": Dataset("active", [], []),
                    "general": Dataset("general", [], []),
                    **{d: Dataset(d, [], []) for d in ("country", "gender", "level_of_education", "age_band")}}
@@ -125,3 +125,18 @@ def test_a_course_whose_enrolments_stopped_keeps_its_total_to_the_last_week():
     assert {r["course"]: r["cumulative"] for r in cum if r["week"] == last} == {"Course old": 42, "Course new": 200}
     window = items["enrol_cum"].spec["params"][0]["value"] == "recent"
     assert window and any(r["course"] == "Course old" and r["week"] > "2025-06-01" for r in cum)
+
+
+def test_the_last_partial_week_and_month_of_enrolments_are_named():
+    """The enrolment charts' last week and month end with the data (a Wednesday): their lower counts
+    looked like a collapse. The caption says so, as the weekly-active chart does for its logs; a
+    public site does not name the day (that of the latest enrolment)."""
+    weeks = {"a": [(str(dt.date(2026, 6, 1) + dt.timedelta(weeks=i)), 9) for i in range(19)]}
+    for last, words in ((dt.date(2026, 10, 7), "The last week and month are partial (the data end on 07 Oct 2026)"),
+                        (dt.date(2026, 10, 4), "The last month is partial (the data end on 04 Oct 2026)"),
+                        (dt.date(2026, 9, 30), "The last week is partial (the data end on 30 Sep 2026)")):
+        items = overview_of(weeks, last=last)
+        assert words in items["enrol_time"].caption and "not a drop" in items["enrol_time"].caption
+    assert "partial" not in overview_of(weeks, last=dt.date(2026, 5, 31))["enrol_time"].caption
+    pub = overview_of(weeks, public=True, last=dt.date(2026, 10, 7))["enrol_time"].caption
+    assert "The last week may be partial" in pub and "Oct" not in pub

@@ -139,6 +139,7 @@ def gather(lake: Lake, public: bool, k: int, courses: list[str] | None) -> SiteD
         built = con.execute("SELECT max(built_at) FROM _edx_models").fetchone()[0]
         sd.built_at = built
         weekly = r.enrolments_weekly()
+        sd.enrol_last = r.enrolments_last_day()
         monthly = None if public else r.enrolments_monthly()
         active = r.model("activity_weekly", "activity_weekly")
         forum = r.model("forum_weekly", "forum_weekly")
@@ -379,7 +380,8 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
         # the heading follows the switch (static/dashboard.js): "per month" when months are shown
         spec.setdefault("usermeta", {})["grain_titles"] = {t("week", lang): t("c_enrol_time", lang),
                                                            t("month", lang): t("c_enrol_month", lang)}
-        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded,
+        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded
+                          + partial_enrolments(sd, lang, months=True),
                           [("course", "text"), ("grain", "text"), ("date", "date"), ("enrollments", "count")],
                           [{k: r.get(k) for k in ("course", "grain", "date", "enrollments")} for r in rows], spec,
                           wide=True))
@@ -396,7 +398,8 @@ def overview_items(sd: SiteData, lang: str) -> list[Item]:
                                        t("cumulative", lang), t("course", lang),
                                        window=chart_window(page, cum, "week", lang), **folded_chart), wide=True))
     else:
-        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded, wcols, weekly,
+        items.append(Item("enrol_time", t("c_enrol_time", lang), t("x_enrol_time", lang) + folded
+                          + partial_enrolments(sd, lang, months=False), wcols, weekly,
                           C.time_lines(t("c_enrol_time", lang), weekly, "week", "enrollments", "course",
                                        t("week", lang), t("enrollments", lang), t("course", lang),
                                        window=chart_window(page, weekly, "week", lang), **folded_chart),
@@ -731,6 +734,23 @@ def partial_weeks(sd: SiteData, lang: str, course_id: str | None = None) -> str:
     parts += [t("partial_last", lang, d=fmt_date(last, lang))] if last.weekday() != 6 and \
         course_id is None else []
     return t("x_partial", lang, weeks=t("and", lang).join(parts)) if parts else ""
+
+
+def partial_enrolments(sd: SiteData, lang: str, months: bool) -> str:
+    """The caption's note that the last week (and month, where the chart has months) of enrolments
+    ends with the data, part way through: its lower count read as a collapse. A public site does
+    not name the day (the day of the latest enrolment), and says it of the week in any case."""
+    last = sd.enrol_last
+    if last is None:
+        return ""
+    if sd.public:
+        return t("x_partial_enrol_public", lang)
+    week = last.weekday() != 6
+    month = months and (last + dt.timedelta(days=1)).day != 1
+    if not (week or month):
+        return ""
+    what = "last_both_are" if week and month else "last_week_is" if week else "last_month_is"
+    return t("x_partial_enrol", lang, what=t(what, lang), d=fmt_date(last, lang))
 
 
 def _log_days(sd: SiteData) -> list[dict]:

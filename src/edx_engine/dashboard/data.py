@@ -62,6 +62,7 @@ class SiteData:
     comparison: Dataset | None = None
     health: dict[str, Dataset] = field(default_factory=dict)
     built_at: dt.datetime | None = None
+    enrol_last: dt.date | None = None  # the enrolment data's last day (the last week or month may be partial)
     stale: list[str] = field(default_factory=list)
 
 
@@ -205,6 +206,11 @@ class Reader:
             UNION ALL SELECT course_id, '{ALL}', '{ALL}', CAST(sum(enrollments) AS BIGINT) FROM w GROUP BY ALL
             ORDER BY course_id, week, mode""")
         return _only(t, self.courses)
+
+    def enrolments_last_day(self) -> dt.date | None:
+        """The last day of the enrolment data (its weeks and months end there, maybe part way through)."""
+        return self.con.execute("SELECT max(date) FROM models.enrolment_daily WHERE date IS NOT NULL AND "
+                                + self.course_filter()).fetchone()[0]
 
     def enrolments_monthly(self) -> pa.Table:
         return _only(_arrow(self.con, """

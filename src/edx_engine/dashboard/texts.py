@@ -257,6 +257,20 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "partial_first": ("la primera (desde el {d})", "the first (from {d})", "a primeira (desde {d})"),
     "partial_last": ("la última (hasta el {d})", "the last (to {d})", "a última (até {d})"),
     "and": (" y ", " and ", " e "),
+    # the enrolment charts' last period ends with the data (build.partial_enrolments)
+    "x_partial_enrol": (" {what} (los datos terminan el {d}): una cifra menor ahí no es una caída.",
+                        " {what} (the data end on {d}): a lower count there is not a drop.",
+                        " {what} (os dados terminam em {d}): um número menor ali não é uma queda."),
+    "last_week_is": ("La última semana está incompleta", "The last week is partial", "A última semana está incompleta"),
+    "last_month_is": ("El último mes está incompleto", "The last month is partial", "O último mês está incompleto"),
+    "last_both_are": ("La última semana y el último mes están incompletos", "The last week and month are partial",
+                      "A última semana e o último mês estão incompletos"),
+    "x_partial_enrol_public": (" La última semana puede estar incompleta (los datos terminan durante ella): una "
+                               "cifra menor ahí no es una caída.",
+                               " The last week may be partial (the data end during it): a lower count there is "
+                               "not a drop.",
+                               " A última semana pode estar incompleta (os dados terminam durante ela): um número "
+                               "menor ali não é uma queda."),
     "no_logs": ("Aún no se ha recibido ningún registro de actividad (tracking logs).",
                 "No tracking logs have been received yet.",
                 "Ainda não foi recebido nenhum registro de atividade (tracking logs)."),
