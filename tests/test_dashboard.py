@@ -400,6 +400,33 @@ def test_phone_width_has_no_horizontal_scroll(browser, site):
         v.close()
 
 
+def test_wide_tables_on_a_phone_keep_their_first_column_and_say_they_scroll(browser, site):
+    """At 390 and 768 px the course table's Active, Passed and Certified were off-screen in a box that
+    scrolled both ways with no hint: the box now says it scrolls sideways (only when it does), and the
+    course name stays in view while the other columns scroll under it."""
+    hint = "#course_table .scroll-hint"
+    for width in (390, 768, 1800):
+        v = Visit(browser, site.out_dir, width=width, height=844)
+        try:
+            page = v.open("en/index.html")
+            wrap = "document.querySelector('#course_table .table-wrap')"
+            scrolls = page.evaluate(f"{wrap}.scrollWidth > {wrap}.clientWidth + 1")
+            assert scrolls == (width < 1800), width
+            assert page.is_visible(hint) == scrolls and "sideways" in page.inner_text(hint) if scrolls else True
+            if scrolls:
+                left = page.evaluate(f"{wrap}.getBoundingClientRect().left")
+                page.evaluate(f"{wrap}.scrollLeft = 300")
+                cell = page.locator("#course_table tbody tr td").first
+                assert abs(cell.bounding_box()["x"] - left) < 2 and cell.is_visible()
+                th = page.locator("#course_table thead th").first
+                assert abs(th.bounding_box()["x"] - left) < 2
+            assert not page.is_visible("#gender .scroll-hint")  # a narrow table (or a closed one) says nothing
+            page.close()
+        finally:
+            v.close()
+        assert v.errors == [], v.errors
+
+
 # -- serve -----------------------------------------------------------------------------------------------
 
 def test_serve_is_read_only_on_loopback(site):

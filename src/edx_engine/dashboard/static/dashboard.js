@@ -80,7 +80,22 @@
     });
   }
 
+  function scrollHints() {
+    // a table wider than its box (the course table on a phone) says that it scrolls sideways
+    var wraps = document.querySelectorAll(".table-wrap");
+    function update() {
+      wraps.forEach(function (w) {
+        var hint = w.parentNode.querySelector(".scroll-hint");
+        if (hint) hint.hidden = !(w.clientWidth && w.scrollWidth > w.clientWidth + 1);
+      });
+    }
+    document.querySelectorAll("details.data").forEach(function (d) { d.addEventListener("toggle", update); });
+    window.addEventListener("resize", update);
+    update();
+  }
+
   sortable();
+  scrollHints();
   courseSelect();
   render();
 })();
