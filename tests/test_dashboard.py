@@ -427,6 +427,27 @@ def test_wide_tables_on_a_phone_keep_their_first_column_and_say_they_scroll(brow
         assert v.errors == [], v.errors
 
 
+def test_the_comparison_legend_is_whole_at_tablet_and_phone_width(browser, site):
+    """At 768 and 390 px the comparison chart's legend was cut off at the bottom (its box kept the
+    height of another layout) and its labels cut to "Activos / inscr…"."""
+    for width in (390, 768):
+        v = Visit(browser, site.out_dir, width=width, height=844)
+        try:
+            page = v.open("es/comparison.html")
+            box = page.evaluate("""() => {
+                const svg = document.querySelector('#compare .chart svg').getBoundingClientRect();
+                const legend = document.querySelector('#compare .chart svg .role-legend').getBoundingClientRect();
+                return [svg.bottom, legend.bottom, svg.right, legend.right]; }""")
+            assert box[1] <= box[0] + 0.5 and box[3] <= box[2] + 0.5, (width, box)
+            labels = page.evaluate("[...document.querySelectorAll('#compare .role-legend-label text')]"
+                                   ".map(t => t.textContent)")
+            assert len(labels) == 3 and not any(x.endswith("…") for x in labels), labels
+            page.close()
+        finally:
+            v.close()
+        assert v.errors == [], v.errors
+
+
 # -- serve -----------------------------------------------------------------------------------------------
 
 def test_serve_is_read_only_on_loopback(site):

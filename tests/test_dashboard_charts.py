@@ -140,3 +140,23 @@ def test_the_last_partial_week_and_month_of_enrolments_are_named():
     assert "partial" not in overview_of(weeks, last=dt.date(2026, 5, 31))["enrol_time"].caption
     pub = overview_of(weeks, public=True, last=dt.date(2026, 10, 7))["enrol_time"].caption
     assert "The last week may be partial" in pub and "Oct" not in pub
+
+
+def test_small_things_redirect_language_department_filter_and_tooltip_dates(tmp_path):
+    """The root index.html said lang="en" when it sent readers to es/; the comparison's Department
+    filter offered "–" for courses without one; tooltips wrote Spanish dates "oct 06, 2025"."""
+    from edx_engine.dashboard.build import _env, comparison_items
+    from edx_engine.dashboard.data import Course, Dataset, SiteData
+
+    html = _env().get_template("redirect.html.j2").render(target="es/index.html", lang="es")
+    assert '<html lang="es">' in html
+    courses = [Course("a", "a", "A", "Economics", "2026-01-01", None), Course("b", "b", "B", None, None, None)]
+    sd = SiteData(False, 5, courses, {})
+    sd.comparison = Dataset("comparison", [], [{"course_id": c.course_id, "enrolled": 10, "active": 5,
+                                                "approved": 2, "certified": 1} for c in courses])
+    for lang, none in (("es", "Sin departamento"), ("en", "No department"), ("pt", "Sem departamento")):
+        bind = comparison_items(sd, lang)[0].spec["params"][0]["bind"]
+        assert dict(zip(bind["options"], bind["labels"]))["–"] == none and "Economics" in bind["labels"]
+    spec = C.time_lines("t", [{"week": "2025-10-06", "n": 3}], "week", "n", None, "Semana", "N")
+    assert spec["encoding"]["tooltip"][0]["format"] == "%d %b %Y"
+    assert C.dot_compare("t", [], "c", "v", "m", "C", "V", "M", [], [])["encoding"]["tooltip"][2]["format"] == ".1%"

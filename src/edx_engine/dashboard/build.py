@@ -628,8 +628,10 @@ def comparison_items(sd: SiteData, lang: str) -> list[Item]:
     smes = sorted({r["sme"] for r in rows})
     years = sorted({r["year"] for r in rows})
     all_ = t("all", lang)
+    # a course without a department is "–" in the table; the filter names it
+    dept_labels = [all_] + [t("no_department", lang) if d == "–" else d for d in smes]
     params = [{"name": "dept", "value": all_, "bind": {"input": "select", "options": [all_] + smes,
-                                                        "name": t("sme", lang) + " "}},
+                                                        "labels": dept_labels, "name": t("sme", lang) + " "}},
               {"name": "period", "value": all_, "bind": {"input": "select", "options": [all_] + years,
                                                           "name": t("period", lang) + " "}}]
     transform = [{"filter": f"(dept == '{all_}' || datum.sme == dept) && (period == '{all_}' || datum.year == period)"}]
@@ -935,7 +937,7 @@ def _build_site(lake: Lake, out: Path, lang: str, public: bool, k: int, courses:
             settle(items, lg, public, k, _has_logs(sd))
             _render(env, tmp, lg, path, kind, heading, items, cards, course, sd, title, res, reuse)
     reuse.save()
-    (tmp / "index.html").write_text(env.get_template("redirect.html.j2").render(target=f"{lang}/index.html"), "utf-8")
+    (tmp / "index.html").write_text(env.get_template("redirect.html.j2").render(target=f"{lang}/index.html", lang=lang), "utf-8")
     testhooks.pause("dashboard-publish")
     _publish(tmp, out)
     res.pages = [out / p.relative_to(tmp) for p in res.pages]

@@ -191,6 +191,11 @@ def date_axis(rows: list[dict], x: str, window: Window | None = None) -> dict:
     return {**axis, "format": fmt, "values": {"expr": f"period == 'all' ? {json.dumps(ticks)} : {json.dumps(recent)}"}}
 
 
+# a tooltip's date, day first in every language (the page's time locale names the month): Vega's
+# default "%b %d, %Y" read "oct 06, 2025" in Spanish
+TOOLTIP_DATE = "%d %b %Y"
+
+
 def has_gaps(rows: list[dict], y: str) -> bool:
     """Whether a line of ``rows`` breaks somewhere (a hidden value, None, in a public site). A line
     draws nothing for a value alone between two gaps, so such a line needs its point markers: a
@@ -215,7 +220,8 @@ def time_lines(title: str, rows: list[dict], x: str, y: str, color: str | None, 
                  "axis": date_axis(rows, x, window)},
            "y": {"field": y, "type": "quantitative", "title": y_title, "axis": value_axis(",d"),
                  **({"stack": "zero"} if stack else {})},
-           "tooltip": [{"field": x, "type": "temporal", "title": x_title, "timeUnit": "utcyearmonthdate"},
+           "tooltip": [{"field": x, "type": "temporal", "title": x_title, "timeUnit": "utcyearmonthdate",
+                        "format": TOOLTIP_DATE},
                        {"field": y, "type": "quantitative", "title": y_title, "format": ",d"}]}
     if color:
         enc["color"] = {"field": color, "type": "nominal", "title": color_title,
@@ -282,10 +288,15 @@ def dot_compare(title: str, rows: list[dict], cat: str, val: str, metric: str, c
     s = base(title, rows, height=max(120, 28 * len({r[cat] for r in rows})))
     s.update({"params": params, "transform": transform,
               "mark": {"type": "point", "filled": True, "size": 90, "tooltip": True},
-              "encoding": {"y": {"field": cat, "type": "nominal", "title": None},
+              "encoding": {"y": {"field": cat, "type": "nominal", "title": None,
+                                 # course names take less of a phone's width, leaving the dots room
+                                 "axis": {"labelLimit": {"expr": "containerSize()[0] < 560 ? 130 : 220"}}},
                            "x": {"field": val, "type": "quantitative", "title": val_title,
                                  "axis": value_axis("%"), "scale": {"domain": [0, 1]}},
-                           "color": {"field": metric, "type": "nominal", "title": metric_title},
+                           # the legend in one column, its height fixed: with the page's two-column rule
+                           # (by plot width) the box kept the height of one layout and cut off the other's rows
+                           "color": {"field": metric, "type": "nominal", "title": metric_title,
+                                     "legend": {"columns": 1, "labelLimit": 300}},
                            "shape": {"field": metric, "type": "nominal", "title": metric_title},
                            "tooltip": [{"field": cat, "title": cat_title}, {"field": metric, "title": metric_title},
                                        {"field": val, "title": val_title, "format": ".1%"}]}})

@@ -291,6 +291,7 @@ T: dict[str, tuple[str, str, str]] = {  # key -> (es, en, pt)
     "x_hidden_bars": (" {n} de las {m} barras están ocultas (marcadas «oculto»).",
                       " {n} of the {m} bars are hidden (marked \u201chidden\u201d).",
                       " {n} das {m} barras estão ocultas (marcadas «oculto»)."),
+    "no_department": ("Sin departamento", "No department", "Sem departamento"),
     "scroll_hint": ("Desplace la tabla hacia los lados para ver más columnas →",
                     "Scroll the table sideways for more columns →",
                     "Role a tabela para o lado para ver mais colunas →"),
