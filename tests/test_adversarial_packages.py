@@ -80,7 +80,7 @@ def test_links_leaving_a_package_directory_are_refused_named_and_never_read(tmp_
     refused_lines = [ln for ln in out.splitlines() if ln.startswith("refused ")]
     assert len(refused_lines) == 3, out  # one line each, naming the link
     assert any(f"{SLUG}-auth_user-prod-analytics.sql" in ln and str(secret) in ln for ln in refused_lines)
-    assert "refused: 3 file(s)" in out
+    assert "refused: 3 (named above)" in out
     assert "SECRET-LINE-4242" not in out  # the target is never opened, so never echoed
     assert count(data, f"student_courseenrollment WHERE course_id = '{CID}'") == 3
     assert count(data, "auth_user") == 0 and count(data, "auth_userprofile") == 0

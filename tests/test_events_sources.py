@@ -258,7 +258,10 @@ def test_a_date_that_is_no_day_in_a_name_is_refused_and_the_rest_loads(tmp_path)
     for name, d in (("idbx-edx-events-2016-02-30.log.gz", "2016-02-30"), ("IDBx-2016-99-99", "2016-99-99"),
                     ("IDBx-2016-13-01.zip", "2016-13-01")):
         assert name in text and f"the date {d} in" in text, (name, text)
-    assert "refused: 3 file(s)" in text
+    # one line for a folder, however many files it holds (helper-69)
+    assert "IDBx-2016-99-99: the date 2016-99-99 in this folder's name is not a day of the calendar; " \
+           "its 1 file(s) not imported" in text
+    assert "refused: 3 (named above)" in text
     assert count_events(data) == 2
     assert q(data, "SELECT DISTINCT source_file FROM events") == [(str(good),)]
     assert not q(data, "SELECT * FROM _edx_snapshots")

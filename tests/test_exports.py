@@ -561,3 +561,8 @@ def test_studentmodule_records_that_span_lines_are_joined(tmp_path):
     got = dict(q(data, "SELECT id, state::VARCHAR FROM courseware_studentmodule"))
     assert got == want_states
     assert [r[0] for r in q(data, "SELECT line FROM quarantine ORDER BY line")] == [7, 12]
+    # a file cut right after an escaped LF ends inside a record: truncated, not a short row (helper-69)
+    cut = body[:body.index(b'{"q":\\\n') + len(b'{"q":\\\n')]
+    with pytest.raises(tsv.FileRejected, match="line 3: file is truncated"):
+        for _ in tsv.read_mysql_tsv(io.BytesIO(cut), "x.sql", schema):
+            pass

@@ -274,6 +274,14 @@ def test_a_column_named_like_the_stores_own_is_renamed_not_taken(tmp_path):
     cols = [c for (c,) in q(data, "SELECT column_name FROM (DESCRIBE student_courseenrollment)")]
     assert set(personal_in("student_courseenrollment", cols)) == \
         {"package_date_in_file", "source_file_in_file", "Mode_in_file", "column_10"}
+    # also against the columns the stored file has whatever the header: an optional one the header
+    # lacks (auth_user.country) and the importer's course_id (helper-69); an exact course_id is the file's
+    from edx_engine.ingest.tsv import _stored_names
+    from edx_engine.schemas import schema_for
+
+    assert _stored_names(["id", "username", "Country", "Course_ID", "course_id"], schema_for("auth_user")) == \
+        (["id", "username", "Country_in_file", "Course_ID_in_file", "course_id"],
+         {"Country_in_file": "Country", "Course_ID_in_file": "Course_ID"})
 
 
 def test_lines_ending_in_a_carriage_return_alone_are_named(tmp_path):
@@ -301,3 +309,10 @@ def test_another_copy_of_an_imported_package_date_replaces_it_with_a_warning(tmp
     assert q(data, "SELECT count(*) FROM student_courseenrollment WHERE mode = 'verified'") == [(1,)]
     s = load(data, b.parent)
     assert not s.warnings and [f.status for f in s.files] == ["unchanged"]
+    # the same rows from a zip (another fingerprint: CRC-32, not SHA-256) are not "other content" (helper-69)
+    z = tmp_path / "Z" / "IDBx-2016-10-09.zip"
+    z.parent.mkdir()
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(b, f"IDBx-2016-10-09/{b.name}")
+    s = load(data, z)
+    assert not s.warnings and [f.status for f in s.files] == ["loaded"]

@@ -126,7 +126,7 @@ def import_cmd(
             spark.stop()
     partial = bool(refused)
     if refused:
-        out.print(f"refused: {len(refused)} file(s), named above, not read", highlight=False)
+        out.print(f"refused: {len(refused)} (named above), not read", highlight=False)
     if exports:
         by_status = {s: [f for f in exports.files if f.status == s] for s in ("loaded", "unchanged", "older",
                                                                           "set aside")}

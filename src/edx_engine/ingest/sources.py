@@ -91,12 +91,31 @@ def _classify(label: str, name: str, opener, fingerprint: str, size: int, pkg: t
 
 
 def _bad_date(path: Path) -> str | None:
-    """Why a file is refused for the date in its name or in the name of a folder above it, or None."""
-    for p in [path, *path.parents]:
-        if d := bad_name_date(p.name):
-            where = "its name" if p == path else f"the name of its folder {p.name}"
-            return f"the date {d} in {where} is not a day of the calendar; not imported"
+    """Why a file is refused for the date in its own name, or None."""
+    if d := bad_name_date(path.name):
+        return f"the date {d} in its name is not a day of the calendar; not imported"
     return None
+
+
+def _bad_package_folder(path: Path) -> Path | None:
+    """The folder that gives a package member its date (the nearest named like a package, as
+    ``_package_of`` finds it) when that date is not a day of the calendar, else None."""
+    if not parse_package_member(path.name):
+        return None
+    for p in path.parents:
+        if bad_name_date(p.name):
+            return p
+        if parse_package_name(p.name):
+            return None
+    return None
+
+
+def _refuse_folders(bad: dict[str, int], out: "Discovery") -> None:
+    """One line per package folder refused for its date, with the number of its files."""
+    for folder, n in bad.items():
+        d = bad_name_date(folder)
+        out.refused.append(f"{folder}: the date {d} in this folder's name is not a day of the calendar; "
+                           f"its {n} file(s) not imported")
 
 
 def _zip_member_is_link(info: zipfile.ZipInfo) -> bool:
@@ -122,6 +141,7 @@ def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label
     except (zipfile.BadZipFile, OSError) as exc:
         raise SourceError(f"{path}: not a readable zip file ({exc})") from None
     seen: set[str] = set()
+    bad_folders: dict[str, int] = {}
     for info in infos:
         if info.is_dir():
             continue
@@ -129,8 +149,13 @@ def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label
         if _zip_member_is_link(info):
             out.refused.append(f"{label}: a symbolic link inside the zip; not imported")
             continue
-        if why := _bad_date(Path(info.filename.replace("\\", "/"))):
+        member_path = Path(info.filename.replace("\\", "/"))
+        if why := _bad_date(member_path):
             out.refused.append(f"{label}: {why}")
+            continue
+        if pkg is None and package_date is None and (folder := _bad_package_folder(member_path)) is not None:
+            key = f"{zip_label}:{folder.as_posix()}"
+            bad_folders[key] = bad_folders.get(key, 0) + 1
             continue
         if odd := _odd_member_path(info.filename):
             out.warnings.append(f"{label}: member with {odd}; read from the zip by its file name, "
@@ -147,6 +172,7 @@ def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label
         src = _classify(label, info.filename.replace("\\", "/").rsplit("/", 1)[-1], opener, f"{info.file_size}:crc32:{info.CRC:08x}",
                         info.file_size, pkg or _package_of(Path(info.filename)), package_date)
         (out.sources.append(src) if src else out.unknown.append(label))
+    _refuse_folders(bad_folders, out)
 
 
 def _walk(root: Path, out: Discovery) -> list[Path]:
@@ -192,9 +218,13 @@ def discover(paths: list[Path], package_date: str | None = None, labels: dict[Pa
         if not p.exists():
             raise SourceError(f"{p}: no such file or directory")
         files = _walk(p, out) if p.is_dir() else [p]
+        bad_folders: dict[str, int] = {}
         for f in files:
             if why := _bad_date(f):
                 out.refused.append(f"{labels.get(f.resolve(), str(f))}: {why}")
+                continue
+            if package_date is None and (folder := _bad_package_folder(f)) is not None:
+                bad_folders[str(folder)] = bad_folders.get(str(folder), 0) + 1
                 continue
             if f.name.lower().endswith(".zip") or f.name.lower().endswith(".zip.gpg"):
                 if f.name.lower().endswith(".gpg"):
@@ -221,4 +251,5 @@ def discover(paths: list[Path], package_date: str | None = None, labels: dict[Pa
                 out.sources.append(src)
             else:
                 out.unknown.append(str(f))
+        _refuse_folders(bad_folders, out)
     return out

@@ -1,8 +1,10 @@
 """Reader for the ``.sql`` files of a database package: MySQL batch-mode TSV.
 
 Rules (edx-data-formats.md §3): UTF-8, header line, one row per line, ``NULL`` is NULL,
-an empty field is an empty string, ``\\t \\n \\\\ \\0`` escapes inside values. Columns are
-matched by header name, never by position. Parsing is done by Arrow's streaming CSV
+an empty field is an empty string, ``\\t \\n \\\\ \\0`` escapes inside values; except that
+``courseware_studentmodule`` (Python's csv writer) escapes a TAB, LF or CR with a backslash and the
+real character, so its rows can span lines (``_Tracked``). Columns are matched by header name,
+never by position. Parsing is done by Arrow's streaming CSV
 reader in C++; rows with the wrong number of fields are handed back as rejects with
 their line number, never guessed.
 """
@@ -45,9 +47,10 @@ class Header:
 
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
-# a TAB, LF or CR after an odd run of backslashes: escaped by Python's csv writer (escapechar '\\'),
-# which wrote courseware_studentmodule (edx-package-details.md §3); group 1: the even run before it
-_ESCAPED_BREAK = re.compile(rb"(?<!\\)((?:\\\\)*)\\([\t\n\r])")
+# a backslash and a TAB, LF or CR: escaped by Python's csv writer (escapechar '\\'), which wrote
+# courseware_studentmodule (edx-package-details.md §3), when the backslash run before it is odd.
+# (A literal first byte: re then skips to each backslash instead of trying every position.)
+_BREAK_AFTER_BACKSLASH = re.compile(rb"\\[\t\n\r]")
 _AS_ESCAPE = {b"\t": b"\\t", b"\n": b"\\n", b"\r": b"\\r"}
 
 
@@ -80,6 +83,7 @@ class _Tracked:
         self.closed = False
         self._held = b""  # trailing backslashes and CRs held back from the previous chunk (what follows?)
         self.joins: list[int] = []  # handed-on line numbers that hold an escaped LF (one entry per LF)
+        self._tail = b""  # the last two bytes handed on
         self._stopped = False  # `stop`: every read from now on is the end of the stream
         self._state = threading.Condition()
         self._busy = 0  # reads in progress (Arrow's I/O thread reads ahead)
@@ -150,16 +154,25 @@ class _Tracked:
                 return out
 
     def _escaped_breaks(self, data: bytes) -> bytes:
-        """Escaped TAB/LF/CR (backslash + the real character) as two-character escapes."""
-        out, last, lfs = [], 0, 0
-        for m in _ESCAPED_BREAK.finditer(data):
-            ch = m.group(2)
-            out += [data[last:m.start(2) - 1], _AS_ESCAPE[ch]]
-            last = m.end()
+        """Escaped TAB/LF/CR (backslash + the real character) as two-character escapes. A run of
+        backslashes never spans two reads (``_read`` holds a trailing run back), so its length is
+        found within ``data``."""
+        out, last, lfs, counted = [], 0, 0, 0  # lfs: the real LFs in data[:counted]
+        for m in _BREAK_AFTER_BACKSLASH.finditer(data):
+            at = m.start()  # the backslash just before the character
+            start = at
+            while start > 0 and data[start - 1] == 0x5C:  # the run of backslashes ending at `at`
+                start -= 1
+            if (at - start) % 2:  # an even run: an escaped backslash, then a real separator or line end
+                continue
+            ch = data[at + 1:at + 2]
+            out += [data[last:at], _AS_ESCAPE[ch]]
+            last = at + 2
             if ch == b"\n":
-                # the handed-on line of this LF: the lines before it (data only continues the held line)
-                self.joins.append(self._line + data.count(b"\n", 0, m.start(2)) - lfs)
-                lfs += 1
+                # the handed-on line of this LF: the real LFs before it (data only continues the held line)
+                lfs += data.count(b"\n", counted, at)
+                counted = at + 2
+                self.joins.append(self._line + lfs)
         if not out:
             return data
         out.append(data[last:])
@@ -189,7 +202,14 @@ class _Tracked:
         if data and not data.isascii() and not _valid_utf8(data):
             data = self._mask_bad_lines(data)
         self._line += data.count(b"\n")
+        if data:
+            self._tail = (self._tail + data)[-2:]
         return data
+
+    @property
+    def open_record(self) -> bool:
+        """Whether what was handed on ends with an escaped LF: a record that continues past the end."""
+        return self._tail == b"\\n" and self.last == b"\n"
 
     def _end_too_long(self) -> bytes:
         """A line longer than any table's (BLOCK_BYTES, whatever the reads' sizes): the stream ends
@@ -292,12 +312,13 @@ def _stored_names(names: list[str], schema: TableSchema) -> tuple[list[str], dic
     models pick each user's newest row by ``package_date``) nor, in other letter case, of another
     column (DuckDB's names ignore case: the view would rename one of them): it is stored as
     ``<name>_in_file``. An empty name (a header ending in a tab) is stored as ``column_<position>``."""
-    taken = {c.name.lower() for c in ADDED_COLUMNS if c.name != "course_id" and schema.column(c.name) is None}
-    taken |= {n.lower() for n in names if schema.column(n) is not None}
+    # every column the stored file has whatever the header (the schema's, the importer's own); an exact
+    # ``course_id`` is the file's own course column (checked against the file's course), not a rival
+    taken = {c.name.lower() for c in schema.columns} | {c.name.lower() for c in ADDED_COLUMNS}
     out, renamed = [], {}
     for i, n in enumerate(names, start=1):
         new = n
-        if schema.column(n) is None:
+        if schema.column(n) is None and n != "course_id":
             if not n:
                 new = f"column_{i}"
             elif n.lower() in taken:
@@ -466,7 +487,7 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     if stream.too_long:
         raise _too_long(label, stream.file_line(stream.too_long))
     # edX's files always end with a newline: a file without one was cut short.
-    if stream.nbytes and stream.last != b"\n":
+    if stream.nbytes and (stream.last != b"\n" or stream.open_record):
         last_line = stream.file_line(lines.rows + len(lines.skipped) + 1)
         raise FileRejected(f"{label}: line {last_line}: file is truncated (ends in the middle of a line)")
     if pending:
