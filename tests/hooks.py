@@ -20,7 +20,8 @@ put in place): tests/test_dashboard_reuse.py.
 ``EDX_ENGINE_TEST_SIGINT_AT="stage[:n]"`` makes the process send itself SIGINT the n-th time it
 reaches ``stage`` and report it the way DuckDB reports a Ctrl-C that arrives during a query: the
 Python handler runs (the CLI's raises KeyboardInterrupt), and DuckDB swallows that exception and
-raises ``RuntimeError: Query interrupted`` instead.
+raises ``RuntimeError: Query interrupted`` instead. ``EDX_ENGINE_TEST_SIGNAL=TERM`` sends SIGTERM
+instead (systemd's and docker's stop). ``build-model``: a model about to be built.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def _wanted_sigint() -> tuple[str, int] | None:
 def _sigint_as_duckdb(stage: str) -> None:
     import signal
 
+    sig = signal.SIGTERM if os.environ.get("EDX_ENGINE_TEST_SIGNAL") == "TERM" else signal.SIGINT
     try:
-        signal.raise_signal(signal.SIGINT)  # the handler runs before raise_signal returns
+        signal.raise_signal(sig)  # the handler runs before raise_signal returns
         time.sleep(0.05)  # (a handler that only sets a flag lets the sleep end)
     except KeyboardInterrupt:
         raise RuntimeError("Query interrupted") from None  # what duckdb's Python client raises

@@ -9,6 +9,7 @@ the models must be exactly what a forced full rebuild gives, and no model may be
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -73,6 +74,48 @@ def test_run_syncs_builds_and_refreshes(s3, moto, deliveries, gpg_key, tmp_path)
     r = cli(data, conf, env, "build", "--force")
     assert r.returncode == 0, r.stderr + r.stdout
     assert snapshot(data) == refreshed
+
+
+def console_run(data, conf, env) -> subprocess.CompletedProcess:
+    """`edx-engine run` through the console entry point (``main``: its signal handlers), in a process."""
+    args = [sys.executable, "-c", "from edx_engine.cli import main; main()", "run", "--no-dashboard",
+            "--data-dir", str(data), "--config", str(conf)]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("signal_name", ["TERM", "INT"])
+def test_a_stop_during_the_import_ends_the_run_as_interrupted(signal_name, s3, moto, deliveries, gpg_key, tmp_path):
+    """SIGTERM (systemd's or docker's stop) that DuckDB reports as "Query interrupted" inside a package
+    member's import: the object was recorded as failed, the sync as partial, and `run` went on to build
+    the models and the dashboard (helper-70). Now, as for Ctrl-C: exit 130, one line, the run recorded
+    interrupted, no object failed, no build; the next run completes."""
+    conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
+    upload(s3, deliveries / "A")
+    stopped = dict(env, EDX_ENGINE_TEST_SIGINT_AT="package-file:2", EDX_ENGINE_TEST_SIGNAL=signal_name)
+    r = console_run(data, conf, stopped)
+    assert r.returncode == 130, r.stderr + r.stdout
+    assert "Traceback" not in r.stderr and "models:" not in r.stdout, r.stderr + r.stdout
+    assert "interrupted" in r.stderr.strip().splitlines()[-1]
+    assert not q(data, "SELECT key FROM _edx_ledger WHERE state = 'failed'")
+    assert q(data, "SELECT status FROM _edx_sync_runs ORDER BY started_at DESC LIMIT 1") == [("interrupted",)]
+    assert not (data / "lake" / "models").exists()
+    r = cli(data, conf, env, "run", "--no-dashboard", process=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert stale_models(Lake(data)) == []
+
+
+def test_a_stop_during_the_build_is_one_line_and_exit_130(s3, moto, deliveries, gpg_key, tmp_path):
+    """SIGTERM while `run` builds the models gave a traceback and exit 1 (helper-70)."""
+    conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
+    upload(s3, deliveries / "A")
+    stopped = dict(env, EDX_ENGINE_TEST_SIGINT_AT="build-model:3", EDX_ENGINE_TEST_SIGNAL="TERM")
+    r = console_run(data, conf, stopped)
+    assert r.returncode == 130, r.stderr + r.stdout
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("interrupted")
+    r = cli(data, conf, env, "run", "--no-dashboard", process=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert stale_models(Lake(data)) == []
 
 
 def test_run_stops_when_sync_cannot_start(tmp_path, gpg_key):

@@ -58,6 +58,7 @@ def main() -> None:
 
     interrupts.reset()
     signal.signal(signal.SIGINT, Interrupt.handler)
+    signal.signal(signal.SIGTERM, Interrupt.handler)  # systemd stop, docker stop: as Ctrl-C (exit 130)
     sys.unraisablehook = Interrupt.unraisable
     try:
         app()

@@ -61,8 +61,9 @@ def warn_stale(lake, models: list[str] | None = None, store: str | None = None) 
 
 
 class Interrupt:
-    """Ctrl-C (SIGINT) anywhere: remember it, so that whatever a library turns it into (DuckDB raises
-    ``RuntimeError: Query interrupted``) ends as one line and exit 130, not a traceback."""
+    """Ctrl-C (SIGINT) or a stop (SIGTERM) anywhere: remember it, so that whatever a library turns it
+    into (DuckDB raises ``RuntimeError: Query interrupted``) ends as one line and exit 130, not a
+    traceback, and no per-file handler takes it for a failed file."""
 
     seen = False
     reported = False  # a command that printed its own line about the interruption (sync) sets it

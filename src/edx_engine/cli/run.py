@@ -69,11 +69,14 @@ def run(build: bool = True, dashboard: bool = True, **sync_options) -> None:
     Exit status: the worst of the steps (0 ok, 1 a step failed, 2 partial: some file was rejected).
     A sync that could not start (configuration, busy store) stops the run; a partial sync is
     still built, so the indicators always show what was imported."""
+    from .. import interrupts
+
     code = 0
     try:
         sync(**sync_options)
     except typer.Exit as exc:
         code = exc.exit_code
+    interrupts.check()  # stopped during the sync (whatever became of the signal): no build after it
     if code not in (0, 2) or sync_options.get("dry_run"):
         raise typer.Exit(code)
     if build:

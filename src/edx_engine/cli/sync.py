@@ -133,10 +133,10 @@ def sync(
         out.print(res.one_line(), highlight=False)
         return
 
-    def on_term(signum, frame):  # systemd stop / docker stop: record the run as interrupted
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    # systemd stop / docker stop: the run is recorded as interrupted, as after Ctrl-C. The handler also
+    # notes it (interrupts.note): DuckDB turns it into "Query interrupted", which a file's import must not
+    # record as a failed file (helper-70: the object was marked failed and `run` went on to build)
+    signal.signal(signal.SIGTERM, Interrupt.handler)
     progress = Progress(TextColumn("{task.description:<60.60}"), BarColumn(), TaskProgressColumn(),
                         TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)
     log = (lambda note: progress.console.print(_styled(note), highlight=False, soft_wrap=True))

@@ -45,6 +45,7 @@ import pyarrow as pa
 
 from ..store import catalog, views
 from ..store.files import write_atomic
+from .. import _hooks as testhooks
 from .. import interrupts, pandas_guard
 from ..store.lake import Lake
 from . import definitions as D
@@ -235,6 +236,7 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
             _duck_config(con, threads, memory_limit, lake.root / "tmp" / "models")
             run = _DuckRun(lake, con, params, force)
             for n in todo:
+                testhooks.pause("build-model")  # interrupt tests: a model about to be built
                 r = run.build_partitioned(n) if D.MODELS[n].partition else run.build_whole(n, entries)
                 res.models.append(r)
                 if on_model:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from .. import _hooks as testhooks
+from .. import interrupts
 from ..config import Settings
 from ..decrypt import DecryptError, gpg_session
 from ..fetch.s3 import DownloadCorrupt, FetchError, ObjectChanged, RemoteObject, S3Error, S3Fetcher, local_path_for
@@ -313,6 +314,7 @@ class Syncer:
                     return
                 time.sleep(1.0)
             except (SourceError, DecryptError) as exc:
+                interrupts.check()  # a gpg child stopped by the same Ctrl-C / SIGTERM: not the object's fault
                 error = _without_object(_url(o), str(exc))
                 exports = events = None
                 break
@@ -321,6 +323,7 @@ class Syncer:
                 exports = events = None
                 break
             except Exception as exc:  # an importer bug must not stop the other files
+                interrupts.check()  # "Query interrupted": DuckDB's form of Ctrl-C / SIGTERM
                 error = f"import failed: {type(exc).__name__}: {exc}"
                 exports = events = None
                 break
