@@ -585,6 +585,35 @@ def test_object_deleted_from_s3_before_its_import_is_reported_once(s3, moto, del
     assert r.returncode == 0, r.stderr + r.stdout
 
 
+def test_status_counts_the_days_the_store_holds(s3, moto, deliveries, gpg_key, tmp_path):
+    """A day imported whole, then re-delivered broken and deleted from S3 (helper-70): `status` listed it
+    as a missing day and said "deleted from the bucket before it was imported", and a day's second copy
+    (edge) counted as a second day. Coverage now comes from what the store holds, like the dashboard's
+    data-health page, and the ledger says that the version imported before stays."""
+    if not HAS_EVENTS:
+        pytest.skip("no events importer")
+    upload(s3, deliveries / "A")
+    conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
+    assert run_sync(data, conf, env).returncode == 0
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=EV_BUCKET)["Contents"])
+    days = sorted({k.rsplit("events-", 1)[1][:10] for k in keys})
+    first, middle = keys[0], keys[len(keys) // 2]
+    edge = first.replace("/edx/", "/edge/").replace("-edx-", "-edge-")
+    s3.copy_object(Bucket=EV_BUCKET, Key=edge, CopySource={"Bucket": EV_BUCKET, "Key": first})
+    s3.put_object(Bucket=EV_BUCKET, Key=middle, Body=b"this log was never encrypted\n" * 150)
+    before = counts(data)
+    assert run_sync(data, conf, env).returncode == 2
+    s3.delete_object(Bucket=EV_BUCKET, Key=middle)
+    r = run_sync(data, conf, env)
+    state, _, err = ledger(data)[f"{EV_BUCKET}/{middle}"]
+    assert state == "gone" and "before its new version was imported" in err and "stays in the store" in err, err
+    assert counts(data)["events"] == before["events"]  # the edge copy is all duplicates
+    st = run_status(data, conf, env)
+    line = next(ln for ln in st.stdout.splitlines() if ln.startswith("event logs:"))
+    assert line.startswith(f"event logs: {len(days)} days imported, {days[0]} to {days[-1]}"), line
+    assert "missing" not in line, line
+
+
 def test_run_that_fails_is_summarised_as_failed(s3, moto, gpg_key, tmp_path):
     conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
     r = run_sync(data, conf, env, "--packages-bucket", "no-such-bucket", "--only", "packages")

@@ -189,6 +189,7 @@ class Syncer:
                     _unlink(self.data_dir / e.local_path)
                 listed.append(Entry(o.bucket, o.key, o.kind, o.org, o.date, o.site, o.size, o.etag,
                                     o.last_modified, state="listed", first_seen=e.first_seen, listed_at=t,
+                                    imported_at=e.imported_at,  # a version imported before stays in the store
                                     changes=(e.changes or 0) + 1, run_id=res.run_id))
         if listed:
             self.ledger.upsert(*listed)
@@ -203,7 +204,10 @@ class Syncer:
                 continue  # skipped: the operator gave up on it, its deletion changes nothing
             if (only and e.kind != only) or (since and (e.date or "") < since):
                 continue  # outside this run's listing: not known to be gone
-            msg = "deleted from the bucket before it was imported"
+            # a changed version that failed or waited: the one imported before it stays in the store
+            msg = ("deleted from the bucket before its new version was imported; the version imported "
+                   f"{e.imported_at:%Y-%m-%d} stays in the store" if e.imported_at else
+                   "deleted from the bucket before it was imported")
             self.ledger.update(bucket, key, state="gone", error=msg, failed_at=now(), run_id=res.run_id)
             res.failed.append((_url(e), msg))
             self._fail_log(res, _url(e), msg, "gone")

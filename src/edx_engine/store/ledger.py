@@ -17,6 +17,7 @@ Two bookkeeping tables live in the store's DuckDB catalog (``<data_dir>/edx.duck
     error                  why it failed (or why the last attempt did not finish); never secrets
     local_path             the downloaded file while it is kept (relative to the data dir)
     first_seen, listed_at, downloaded_at, decrypted_at, imported_at, failed_at
+                           (imported_at: the last import of any version, kept when the object changes)
     attempts               download/import attempts since the object (or its version) was first seen
     changes                how many times the object was replaced in S3 after it was first seen
     run_id                 the sync run that touched it last

@@ -52,10 +52,7 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
         report["skipped"] = ledger.skipped(con)  # set aside by `edx-engine skip`: who, when, why
         report["packages"] = _package_coverage(con)
         report["events"] = _events(con)
-        days = [r[0] for r in con.execute("SELECT object_date FROM _edx_ledger WHERE kind='events' "
-                                          "AND state='imported'").fetchall()]
-        report["event_files"] = {"imported": len(days), "first_day": min(days) if days else None,
-                                 "last_day": max(days) if days else None, "missing_days": missing_days(days)}
+        report["event_files"] = _event_days(con)
         report["imports"] = _recent_imports(con)
     last = report["last_sync"]
     if last and last["status"] == "running" and not running_pid:
@@ -63,6 +60,19 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
         last["status"] = "interrupted"
         last["summary"] = last["summary"] or f"process {last['pid']} ended without finishing (killed or crashed)"
     return report
+
+
+def _event_days(con) -> dict[str, Any]:
+    """The days of tracking logs the store holds (``_edx_event_files``, as the dashboard's data-health
+    page reads them), not the ledger's objects: a day's second copy (edge, a re-delivery refused as
+    cut short) is not a second day, and a day whose last object failed is still held (helper-70)."""
+    try:
+        days = [str(r[0]) for r in con.execute("SELECT DISTINCT file_date FROM _edx_event_files "
+                                               "WHERE file_date IS NOT NULL").fetchall()]
+    except Exception:  # a store with no events yet
+        days = []
+    return {"imported": len(days), "first_day": min(days) if days else None,
+            "last_day": max(days) if days else None, "missing_days": missing_days(days)}
 
 
 def _last_run(con, where: str) -> dict[str, Any] | None:
