@@ -180,3 +180,19 @@ def test_missing_days_are_reported():
 
     assert _missing_days(["2026-10-01", "2026-10-04", "2026-10-02"]) == ["2026-10-03"]
     assert _missing_days([]) == []
+
+
+def test_a_long_failure_line_loses_its_middle_between_words():
+    """Cut inside words it read "the compressed stream i…runcated after line 1,436" (helper-70)."""
+    from edx_engine.fetch.sync import LINE_MAX, failure_line
+
+    url = "s3://edx-course-data/idbx/edx/events/2026/idbx-edx-events-2026-10-02.log.gz.gpg"
+    why = ("the compressed stream is truncated after line 1,436 (the rest of the file is missing); 1,436 lines "
+           "kept and 12 lines quarantined, the day stays partial until edX delivers it again; gave up after 4 attempts")
+    line = failure_line("failed", url, why)
+    assert len(line) <= LINE_MAX
+    head, tail = line[len(f"failed {url}: "):].split(" … ")
+    assert why.startswith(head) and why.endswith(tail)
+    words = set(why.split())
+    assert head.split()[-1] in words and tail.split()[0] in words, line
+    assert tail.endswith("gave up after 4 attempts")

@@ -167,7 +167,13 @@ def failure_line(word: str, url: str, why: str) -> str:
     room = max(40, LINE_MAX - len(head))
     if len(why) > room:
         start = (room - 1) * 2 // 5
-        why = why[:start].rstrip() + "…" + why[len(why) - (room - 1 - start):].lstrip()
+        left, right = why[:start], why[len(why) - (room - 1 - start):]
+        # cut between words where one is near (within 15 characters), not inside one
+        if " " in left[-15:] and not why[start:start + 1].isspace():
+            left = left[:left.rindex(" ")]
+        if " " in right[:15] and not why[len(why) - len(right) - 1:][:1].isspace():
+            right = right[right.index(" ") + 1:]
+        why = left.rstrip() + " … " + right.lstrip()
     return head + why
 
 
