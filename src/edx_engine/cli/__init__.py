@@ -57,6 +57,7 @@ def main() -> None:
     from .. import interrupts
 
     interrupts.reset()
+    Interrupt.seen = Interrupt.reported = False  # an earlier command of this process (in-process callers)
     signal.signal(signal.SIGINT, Interrupt.handler)
     signal.signal(signal.SIGTERM, Interrupt.handler)  # systemd stop, docker stop: as Ctrl-C (exit 130)
     sys.unraisablehook = Interrupt.unraisable
