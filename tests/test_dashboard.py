@@ -472,7 +472,11 @@ def test_serve_is_read_only_on_loopback(site):
         assert exc.value.code == 501
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        rc = proc.wait(timeout=10)
+    # a service manager's stop (SIGTERM) ends the server cleanly: exit 0, no "interrupted" line (after
+    # SIGTERM became Ctrl-C for every command, it read "interrupted ... run the same command again", 130)
+    assert rc == 0, proc.stderr.read()
+    assert "interrupted" not in proc.stderr.read()
 
 
 def test_enrolment_lines_have_a_zero_for_every_week_and_month_without_enrolments(store):

@@ -214,3 +214,27 @@ def test_ctrl_c_inside_a_finalizer_ends_as_one_line_not_exception_ignored():
     assert r.returncode == 130, (r.returncode, r.stdout, r.stderr)
     assert r.stdout == "finalizer-ended\n", r.stdout  # the finalizer ran to its end, the command did not
     assert r.stderr.strip().splitlines() == [INTERRUPTED], r.stderr
+
+
+def test_sigterm_to_the_group_stops_a_parallel_import_without_worker_tracebacks(tmp_path):
+    """systemd's stop sends SIGTERM to every process of the group. The workers of `import --jobs` inherited
+    the CLI's handler, which raises: a worker waiting for a file died with "Process ForkProcess-N:
+    Traceback ... KeyboardInterrupt", and one such run hung (helper-71). Here the driver holds after its
+    first log's commit, so the other workers are done or waiting when the signal arrives."""
+    from test_events import ev, write_log
+
+    logs = tmp_path / "logs"
+    for day in range(10, 14):
+        write_log(logs, [ev(session=f"{day}-{i}", time=f"2016-10-{day}T10:00:{i:02d}Z") for i in range(40)],
+                  date=f"2016-10-{day}")
+    flag = tmp_path / "paused"
+    proc = subprocess.Popen([*ENTRY, "import", str(logs), "--jobs", "3", "--data-dir", str(tmp_path / "d")],
+                            env=env(EDX_ENGINE_TEST_PAUSE_AT="events-file", EDX_ENGINE_TEST_PAUSE_FILE=str(flag)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_paused(proc, flag)
+    time.sleep(0.5)  # the other workers finish their files and wait
+    os.killpg(proc.pid, signal.SIGTERM)
+    rc, out, err = finish(proc)
+    assert rc == 130, (rc, out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1:] == [INTERRUPTED], err

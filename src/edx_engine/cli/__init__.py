@@ -69,6 +69,8 @@ def main() -> None:
     except BaseException as exc:
         if not Interrupt.seen and not isinstance(exc, KeyboardInterrupt):
             raise
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            raise  # a command that ended on its own after the signal (`dashboard serve` stops so): exit 0
         if not Interrupt.reported:
             console.print(INTERRUPTED, highlight=False, soft_wrap=True)
         sys.exit(130)

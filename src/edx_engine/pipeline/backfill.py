@@ -158,6 +158,9 @@ def _worker_init() -> None:
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
     signal.signal(signal.SIGINT, _worker_sigint)
+    # systemd's stop sends SIGTERM to every process of the group: a waiting worker must not die with
+    # a traceback (the CLI's handler, inherited by fork, raises), which could leave the pool hung (helper-71)
+    signal.signal(signal.SIGTERM, _worker_sigint)
 
 
 def _worker_sigint(signum, frame) -> None:

@@ -66,10 +66,12 @@ def _event_days(con) -> dict[str, Any]:
     """The days of tracking logs the store holds (``_edx_event_files``, as the dashboard's data-health
     page reads them), not the ledger's objects: a day's second copy (edge, a re-delivery refused as
     cut short) is not a second day, and a day whose last object failed is still held (helper-70)."""
+    import duckdb
+
     try:
         days = [str(r[0]) for r in con.execute("SELECT DISTINCT file_date FROM _edx_event_files "
                                                "WHERE file_date IS NOT NULL").fetchall()]
-    except Exception:  # a store with no events yet
+    except duckdb.CatalogException:  # a store made before tracking logs had a table (any other error is one)
         days = []
     return {"imported": len(days), "first_day": min(days) if days else None,
             "last_day": max(days) if days else None, "missing_days": missing_days(days)}
