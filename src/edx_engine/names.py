@@ -104,7 +104,8 @@ def unknown_table_name_ok(table: str) -> bool:
         and not _RESERVED_VIEWS.match(table)
 
 
-def _is_date(text: str) -> bool:
+def is_date(text: str) -> bool:
+    """Whether ``text`` is a day of the calendar as YYYY-MM-DD."""
     try:
         date.fromisoformat(text)
         return True
@@ -117,13 +118,13 @@ def parse_package_name(filename: str) -> tuple[str, str] | None:
     name, or one whose date is not a day of the calendar (``bad_name_date``)."""
     base = filename.rstrip("/").rsplit("/", 1)[-1]
     m = _PACKAGE_RE.match(base) or _DATE_DIR_RE.match(base)
-    return (m["org"], m["date"]) if m and _is_date(m["date"]) else None
+    return (m["org"], m["date"]) if m and is_date(m["date"]) else None
 
 
 def parse_events_name(filename: str) -> EventsFile | None:
     base = filename.rsplit("/", 1)[-1]
     m = _EVENTS_RE.match(base)
-    if not m or not _is_date(m["date"]):
+    if not m or not is_date(m["date"]):
         return None
     return EventsFile(base, m["org"], m["site"] or "edx", m["date"], bool(m["gz"]), bool(m["gpg"]))
 
@@ -134,7 +135,7 @@ def bad_name_date(filename: str) -> str | None:
     refused: its date would decide which snapshot is newest, or hold the events of no day."""
     base = filename.rstrip("/").rsplit("/", 1)[-1]
     m = _PACKAGE_RE.match(base) or _DATE_DIR_RE.match(base) or _EVENTS_RE.match(base)
-    return m["date"] if m and not _is_date(m["date"]) else None
+    return m["date"] if m and not is_date(m["date"]) else None
 
 
 def course_slug(course_id: str) -> str:

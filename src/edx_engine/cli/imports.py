@@ -145,13 +145,10 @@ def import_cmd(
         extras: dict[tuple[str, str], list[str]] = {}  # (table, column) -> the files that have it
         renamed: dict[tuple[str, str], str] = {}  # (table, stored name) -> the file's name
         for f in exports.files:
-            for c in f.extra_columns:
+            # a renamed column is an extra one of a known table; an unknown table's are named only if renamed
+            for c in dict.fromkeys([*f.extra_columns, *f.renamed_columns]):
                 extras.setdefault((f.table, c), []).append(f.label)
-            for new, old in f.renamed_columns.items():
-                extras.setdefault((f.table, new), [])
-                if f.label not in extras[(f.table, new)]:
-                    extras[(f.table, new)].append(f.label)
-                renamed[(f.table, new)] = old
+            renamed.update({(f.table, new): old for new, old in f.renamed_columns.items()})
         for (table, col), files in sorted(extras.items()):
             where = files[0] + (f" and {len(files) - 1} other file(s)" if len(files) > 1 else "")
             if (table, col) in renamed:

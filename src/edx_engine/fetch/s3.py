@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
-from ..names import parse_events_name
+from ..names import is_date, parse_events_name
 from ..store.files import finish_atomic, fsync_dir as _fsync_dir, write_atomic
 from .. import _hooks as testhooks
 
@@ -250,12 +250,12 @@ class S3Fetcher:
                       last_modified=_naive_utc(obj.get("LastModified")))
         if kind == "packages":
             m = _PACKAGE_KEY_RE.match(key.rsplit("/", 1)[-1])
-            if not m or m["org"].lower() != org or not _valid_date(m["date"]):
+            if not m or m["org"].lower() != org or not is_date(m["date"]):
                 return None
             return RemoteObject(kind=kind, org=m["org"], date=m["date"], **common)
         m = _EVENTS_PATH_RE.search(key)
         ev = parse_events_name(key)
-        if not m or ev is None or m["org"].lower() != org or ev.org.lower() != org or not _valid_date(ev.date):
+        if not m or ev is None or m["org"].lower() != org or ev.org.lower() != org:  # (ev: None for a date that is no day)
             return None
         if ".." in key.split("/"):
             return None
@@ -410,14 +410,6 @@ class S3Fetcher:
             raise DownloadCorrupt(f"s3://{obj.bucket}/{obj.key}: MD5 of the downloaded bytes does not match the "
                                   f"ETag {obj.etag}")
         return sha.hexdigest()
-
-
-def _valid_date(s: str) -> bool:
-    try:
-        dt.date.fromisoformat(s)
-        return True
-    except ValueError:
-        return False
 
 
 def _naive_utc(v) -> dt.datetime | None:

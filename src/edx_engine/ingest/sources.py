@@ -110,10 +110,14 @@ def _bad_package_folder(path: Path) -> Path | None:
     return None
 
 
-def _refuse_folders(bad: dict[str, int], out: "Discovery") -> None:
+def _count_bad_folder(bad: dict[str, list], label: str, folder: Path) -> None:
+    """One more file of a package folder refused for its date (``label``: how people know the folder)."""
+    bad.setdefault(label, [bad_name_date(folder.name), 0])[1] += 1
+
+
+def _refuse_folders(bad: dict[str, list], out: "Discovery") -> None:
     """One line per package folder refused for its date, with the number of its files."""
-    for folder, n in bad.items():
-        d = bad_name_date(folder)
+    for folder, (d, n) in bad.items():
         out.refused.append(f"{folder}: the date {d} in this folder's name is not a day of the calendar; "
                            f"its {n} file(s) not imported")
 
@@ -141,7 +145,7 @@ def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label
     except (zipfile.BadZipFile, OSError) as exc:
         raise SourceError(f"{path}: not a readable zip file ({exc})") from None
     seen: set[str] = set()
-    bad_folders: dict[str, int] = {}
+    bad_folders: dict[str, list] = {}  # folder -> [its date, files]
     for info in infos:
         if info.is_dir():
             continue
@@ -154,8 +158,7 @@ def _zip_sources(path: Path, package_date: str | None, out: Discovery, zip_label
             out.refused.append(f"{label}: {why}")
             continue
         if pkg is None and package_date is None and (folder := _bad_package_folder(member_path)) is not None:
-            key = f"{zip_label}:{folder.as_posix()}"
-            bad_folders[key] = bad_folders.get(key, 0) + 1
+            _count_bad_folder(bad_folders, f"{zip_label}:{folder.as_posix()}", folder)
             continue
         if odd := _odd_member_path(info.filename):
             out.warnings.append(f"{label}: member with {odd}; read from the zip by its file name, "
@@ -218,13 +221,13 @@ def discover(paths: list[Path], package_date: str | None = None, labels: dict[Pa
         if not p.exists():
             raise SourceError(f"{p}: no such file or directory")
         files = _walk(p, out) if p.is_dir() else [p]
-        bad_folders: dict[str, int] = {}
+        bad_folders: dict[str, list] = {}  # folder -> [its date, files]
         for f in files:
             if why := _bad_date(f):
                 out.refused.append(f"{labels.get(f.resolve(), str(f))}: {why}")
                 continue
             if package_date is None and (folder := _bad_package_folder(f)) is not None:
-                bad_folders[str(folder)] = bad_folders.get(str(folder), 0) + 1
+                _count_bad_folder(bad_folders, str(folder), folder)
                 continue
             if f.name.lower().endswith(".zip") or f.name.lower().endswith(".zip.gpg"):
                 if f.name.lower().endswith(".gpg"):

@@ -324,7 +324,7 @@ def _stored_names(names: list[str], schema: TableSchema) -> tuple[list[str], dic
                 new = f"{n}_in_file"
             k = 2
             while new != n and (new.lower() in taken or new in names):
-                new = f"{n or 'column'}_in_file{k}" if n else f"column_{i}_{k}"
+                new = f"{n}_in_file{k}" if n else f"column_{i}_{k}"
                 k += 1
             if new != n:
                 renamed[new] = n
