@@ -150,6 +150,20 @@ def test_course_id_from_percent_encoded_page(tmp_path, engine):
     assert [c for (c,) in q(data, "SELECT course_id FROM events ORDER BY line")] == list(PAGES.values())
 
 
+def test_blanks_around_a_context_course_id_are_trimmed(tmp_path, engine):
+    """" IDBx/..." in a context made a second, empty course (helper-66); blanks only mean no id."""
+    page = "https://courses.edx.org/courses/course-v1:IDBx+URL+2020/courseware"
+    ctxs = [{"course_id": f" {CID}\t", "org_id": "IDBx", "user_id": 1, "path": "/event"},
+            {"course_id": f"{CID}\r\n", "org_id": "IDBx", "user_id": 1, "path": "/event"},
+            {"course_id": CID, "org_id": "IDBx", "user_id": 1, "path": "/event"},
+            {"course_id": " \t ", "org_id": "IDBx", "user_id": 1, "path": "/event"},
+            {"course_id": "x y", "org_id": "IDBx", "user_id": 1, "path": "/event"}]
+    data = tmp_path / "d"
+    run(data, write_log(tmp_path / "in", [ev(page=page, context=c) for c in ctxs]))
+    assert [c for (c,) in q(data, "SELECT course_id FROM events ORDER BY line")] == \
+        [CID, CID, CID, "course-v1:IDBx+URL+2020", "x y"]
+
+
 def test_byte_order_mark_at_file_start_is_dropped(tmp_path, engine):
     data = tmp_path / "d"
     body = b"\xef\xbb\xbf" + line(ev(session="first")) + b"\n" + line(ev(session="second")) + b"\n"

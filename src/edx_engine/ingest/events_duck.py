@@ -87,7 +87,8 @@ SELECT
               AND (c.user_id = TRY_CAST(c.user_id AS BIGINT)::VARCHAR
                    OR regexp_full_match(c.user_id, '\\s*-?[0-9]+\\s*'))
          THEN TRY_CAST(c.user_id AS BIGINT) END AS user_id,
-    CASE WHEN c.course_id <> '' THEN c.course_id  -- CASE, not coalesce: the regexes run only on the rest
+    -- CASE, not coalesce: the regexes run only on the rest; blanks around a context's id are no part of it
+    CASE WHEN trim(c.course_id, ' \t\r\n') <> '' THEN trim(c.course_id, ' \t\r\n')
          ELSE coalesce({_course('e.page')},
                        CASE WHEN starts_with(e.event_type, '/') THEN {_course('e.event_type')} END,
                        {_course('c.path')}) END AS course_id,

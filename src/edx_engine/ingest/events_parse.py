@@ -333,6 +333,9 @@ def _user_id(u) -> int | None:
     return None
 
 
+_BLANKS = " \t\r\n"  # as the DuckDB engine's trim()
+
+
 def _course_from(page, event_type, path) -> str | None:
     if page and (c := course_id_from_url(page)):
         return c
@@ -482,8 +485,10 @@ def _columns(recs: list[_Line], nos: list[int], ids: list[bytes], lines: list[by
     pages, etypes = strs["page"], strs["event_type"]
     paths = [c.path for c in ctxs]
     for j, cid in enumerate(course):
-        if not cid:
-            course[j] = _course_from(pages[j], etypes[j], paths[j])
+        if cid and cid[0] not in _BLANKS and cid[-1] not in _BLANKS:
+            continue
+        cid = cid.strip(_BLANKS) if cid else cid  # blanks around a context's id are no part of it
+        course[j] = cid or _course_from(pages[j], etypes[j], paths[j])
     uids = [_user_id(c.user_id) for c in ctxs]
     modules = [c.module.usage_key if c.module is not None else None for c in ctxs]
 
