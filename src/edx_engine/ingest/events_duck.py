@@ -88,7 +88,11 @@ SELECT
                    OR regexp_full_match(c.user_id, '\\s*-?[0-9]+\\s*'))
          THEN TRY_CAST(c.user_id AS BIGINT) END AS user_id,
     -- CASE, not coalesce: the regexes run only on the rest; blanks around a context's id are no part of it
-    CASE WHEN trim(c.course_id, ' \t\r\n') <> '' THEN trim(c.course_id, ' \t\r\n')
+    -- (>= '!': the first byte is no blank nor control character; trim() alone costs 0.45 us a row)
+    CASE WHEN c.course_id >= '!' AND NOT (ends_with(c.course_id, ' ') OR ends_with(c.course_id, '\t')
+                                          OR ends_with(c.course_id, '\r') OR ends_with(c.course_id, '\n'))
+         THEN c.course_id
+         WHEN trim(c.course_id, ' \t\r\n') <> '' THEN trim(c.course_id, ' \t\r\n')
          ELSE coalesce({_course('e.page')},
                        CASE WHEN starts_with(e.event_type, '/') THEN {_course('e.event_type')} END,
                        {_course('c.path')}) END AS course_id,
