@@ -63,6 +63,20 @@ def _dashboard(settings, lake) -> int:
     return 0
 
 
+def _warn_low_disk(sync_options: dict) -> None:
+    """One line on stderr when the store's file system has less free space than the next writes may need:
+    an unattended job says so before the night the disk fills (`status` shows the sizes)."""
+    from .. import config as cfg
+    from ..store.status import disk_report, disk_warning
+
+    try:
+        settings = cfg.resolve(sync_options.get("data_dir"), None, None, sync_options.get("config"))
+    except cfg.ConfigError:  # the sync said so already
+        return
+    if (warning := disk_warning(disk_report(settings.data_dir))) is not None:
+        console.print(warning, highlight=False, markup=False, soft_wrap=True)
+
+
 def run(build: bool = True, dashboard: bool = True, **sync_options) -> None:
     """Daily job: sync from S3, then build the models that changed, then the dashboard.
 
@@ -77,6 +91,7 @@ def run(build: bool = True, dashboard: bool = True, **sync_options) -> None:
     except typer.Exit as exc:
         code = exc.exit_code
     interrupts.check()  # stopped during the sync (whatever became of the signal): no build after it
+    _warn_low_disk(sync_options)  # after the sync (the downloads are on the disk), before the build
     if code not in (0, 2) or sync_options.get("dry_run"):
         raise typer.Exit(code)
     if build:

@@ -188,7 +188,8 @@ def status(
     data_dir: Optional[str] = DataDir, config: Optional[str] = ConfigOpt,
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Show the sync ledger: last sync, pending, failed and skipped files (with reasons), data coverage per course."""
+    """Show the sync ledger: last sync, pending, failed and skipped files (with reasons), data coverage per course,
+    the store's size and the free space beside it (a warning when the next night may not fit)."""
     from ..fetch.sync import lock_holder
     from ..ledger import LedgerBusy
     from ..store.status import collect_status
@@ -212,6 +213,7 @@ def status(
     if last is None:
         out.print(f"no sync has run on {settings.data_dir} yet (run `edx-engine sync --org ORG`)", highlight=False)
         _print_coverage(rep)
+        _print_disk(rep)
         return
     out.print(f"last sync: {last['started_at']:%Y-%m-%d %H:%M:%S} UTC, {last['status']}"
               + (f" — {last['summary']}" if last["summary"] else ""), highlight=False, markup=False, soft_wrap=True)
@@ -254,6 +256,21 @@ def status(
                               p["reason"], p["error"]))
         out.print(t)
     _print_coverage(rep)
+    _print_disk(rep)
+
+
+def _print_disk(rep: dict[str, Any]) -> None:
+    """The store's size by part and the free space beside it; a warning when the next night may not fit."""
+    from ..store.status import disk_warning, human_bytes
+
+    disk = rep.get("disk")
+    if not disk:
+        return
+    parts = ", ".join(f"{k} {human_bytes(v)}" for k, v in disk["parts"].items() if v)
+    out.print(f"disk: store {human_bytes(disk['store_bytes'])}" + (f" ({parts})" if parts else "")
+              + f"; {human_bytes(disk['free_bytes'])} free on its file system", highlight=False)
+    if (warning := disk_warning(disk)) is not None:
+        console.print(warning, highlight=False, markup=False, soft_wrap=True)
 
 
 # -- skip -----------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Read-only questions about a store, answered as plain values (the CLI prints them).
 
 `collect_status`: the sync ledger, the recent imports and the data coverage per course;
-`table_summary`: rows per table. No stage is imported: the caller says which sync is running."""
+`table_summary`: rows per table; `disk_report`: the store's size and the free space beside it.
+No stage is imported: the caller says which sync is running."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
     ledger = Ledger(data_dir, lock_timeout=30)
     report: dict[str, Any] = {"data_dir": str(data_dir), "running_pid": running_pid, "last_sync": None,
                               "last_ok_sync": None, "states": {}, "pending": [], "failed": [], "packages": [],
-                              "events": [], "event_files": {}, "skipped": []}
+                              "events": [], "event_files": {}, "skipped": [], "disk": disk_report(data_dir)}
     if not ledger.path.exists():
         return report
     with ledger.connect(read_only=True) as con:  # one connection for every question (each is ~30 ms)
@@ -141,3 +144,72 @@ def _recent_imports(con, limit: int = 5) -> list[dict]:
         return []
     keys = ("at", "files", "loaded", "failed", "rows", "rejected")
     return [dict(zip(keys, r)) for r in rows]
+
+
+# The parts of a store, as `status` sizes them: (name, path under the data directory); the rest is "other".
+DISK_PARTS = (("events", "lake/events"), ("tables", "lake/tables"), ("models", "lake/models"),
+              ("models", "lake/model_parts"), ("quarantine", "lake/quarantine"), ("downloads", "downloads"),
+              ("site", "site"))
+# Kept free beyond what the next night's largest writes need (the catalog's checkpoint, a day of logs,
+# temporary files): a margin, not a measurement.
+DISK_MARGIN = 1 << 30
+
+
+def _tree_bytes(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (symbolic links not followed; vanished files skipped)."""
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:  # gone or unreadable: a concurrent garbage collection, a permission
+            continue
+        with entries:
+            for e in entries:
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(Path(e.path))
+                    elif e.is_file(follow_symlinks=False):
+                        total += e.stat(follow_symlinks=False).st_size
+                except OSError:
+                    continue
+    return total
+
+
+def disk_report(data_dir: Path) -> dict[str, Any] | None:
+    """The store's size by part, the free space on its file system, and whether that is too little for
+    the next night. ``need``: the models plus the package tables plus ``DISK_MARGIN``, because a full
+    rebuild writes every model anew, and a package every course's tables anew, before the old files
+    go. None when the data directory does not exist."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        return None
+    parts = {name: 0 for name, _ in DISK_PARTS}
+    for name, rel in DISK_PARTS:
+        parts[name] += _tree_bytes(root / rel)
+    total = _tree_bytes(root)
+    parts["other"] = max(total - sum(parts.values()), 0)  # the catalog, the ledger, caches, views
+    usage = shutil.disk_usage(root)
+    need = parts["models"] + parts["tables"] + DISK_MARGIN
+    return {"store_bytes": total, "parts": parts, "free_bytes": usage.free, "disk_bytes": usage.total,
+            "need_bytes": need, "low": usage.free < need}
+
+
+def disk_warning(disk: dict[str, Any] | None) -> str | None:
+    """One line for a store whose file system has less free space than the next night may need."""
+    if not disk or not disk["low"]:
+        return None
+    return (f"warning: only {human_bytes(disk['free_bytes'])} free on the store's file system; the next import "
+            f"and build may need about {human_bytes(disk['need_bytes'])} (a package's tables and a full "
+            "rebuild of the models are written before the old files go, plus a margin of "
+            f"{human_bytes(DISK_MARGIN)}): free some space or move the data directory")
+
+
+def human_bytes(n: int) -> str:
+    """1023 B, 4.2 MB, 1.5 GB (powers of 1024, as `du -h` and `df -h` show them)."""
+    x = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if x < 1024 or unit == "TB":
+            return f"{int(x)} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1024
+    raise AssertionError("unreachable")
