@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -116,6 +117,53 @@ def test_a_stop_during_the_build_is_one_line_and_exit_130(s3, moto, deliveries, 
     r = cli(data, conf, env, "run", "--no-dashboard", process=True)
     assert r.returncode == 0, r.stderr + r.stdout
     assert stale_models(Lake(data)) == []
+
+
+def _hold_store_lock(data, seconds: float) -> subprocess.Popen:
+    """flock(1) on the store's write lock, as a backup script would hold it; returns once it is held."""
+    from edx_engine.store.files import lock_holder
+
+    holder = subprocess.Popen(["flock", str(data / ".lock"), "sleep", str(seconds)])
+    deadline = time.monotonic() + 10
+    while lock_holder(data / ".lock") is None:
+        assert time.monotonic() < deadline, "flock did not take the lock"
+        time.sleep(0.02)
+    return holder
+
+
+def test_the_build_waits_for_another_writer(s3, moto, deliveries, gpg_key, tmp_path, monkeypatch):
+    """Another process writing to the store (a manual import, a backup holding its lock) made the night's
+    build fail at once; it now waits for it, as the sync waits before an import, then builds. A writer that
+    outlasts the wait fails the build in one line."""
+    import edx_engine.cli.run as run_module
+
+    conf, env, data = write_config(tmp_path, moto.url), sync_env(gpg_key), tmp_path / "d"
+    upload(s3, deliveries / "A")
+    r = cli(data, conf, env, "sync")
+    assert r.returncode == 0, r.stderr + r.stdout
+    holder = _hold_store_lock(data, 3)
+    try:
+        t0 = time.monotonic()
+        r = cli(data, conf, env, "run", "--no-dashboard")
+        waited = time.monotonic() - t0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "the build waits for it" in r.stderr and "models:" in r.stdout, r.stderr + r.stdout
+    assert waited > 1.5
+    assert stale_models(Lake(data)) == []
+
+    monkeypatch.setattr(run_module, "STORE_WAIT", 1.0)
+    holder = _hold_store_lock(data, 60)
+    try:
+        r = cli(data, conf, env, "run", "--no-dashboard")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert r.returncode == 1, r.stderr + r.stdout
+    assert r.stderr.strip().splitlines()[-1].startswith("build failed: another edx-engine process is writing")
+    assert "Traceback" not in r.stderr
 
 
 def test_run_stops_when_sync_cannot_start(tmp_path, gpg_key):

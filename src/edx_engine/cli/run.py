@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 import typing
 
 import typer
@@ -16,8 +17,14 @@ from .common import console, load_settings, out
 from .sync import sync
 
 
+# How long the build waits for another process writing to the store (a manual import, a backup holding
+# the store's lock), as the sync waits for one before an import: then the night's build fails in one line.
+STORE_WAIT = 600.0
+
+
 def _build(settings, dashboard: bool) -> int:
     """Build the models that changed, then the dashboard; the exit code of this half."""
+    from .. import interrupts
     from .models import _params, _registry, _store
     from ..lake import Lake, StoreBusy
     from ..models import BuildError, build_duckdb, build_postgres
@@ -29,11 +36,26 @@ def _build(settings, dashboard: bool) -> int:
     if not lake.catalog_path.exists():
         console.print("nothing imported yet: no models to build", highlight=False)
         return 0
-    try:
-        res = (build_postgres(lake, url, entries, params) if url else build_duckdb(lake, entries, params))
-    except (BuildError, StoreBusy) as exc:
-        console.print(f"build failed: {exc}", highlight=False, markup=False, soft_wrap=True)
-        return 1
+    deadline, waiting = time.monotonic() + STORE_WAIT, False
+    while True:
+        try:
+            res = (build_postgres(lake, url, entries, params) if url else build_duckdb(lake, entries, params))
+            break
+        except StoreBusy as exc:
+            # another writer (its lock), or a program holding the catalog: worth waiting for; a moved,
+            # too new or long-held catalog (subclasses, already waited for) is not
+            if type(exc) is not StoreBusy or time.monotonic() > deadline:
+                console.print(f"build failed: {exc}", highlight=False, markup=False, soft_wrap=True)
+                return 1
+            if not waiting:
+                console.print(f"{exc}: the build waits for it (up to {STORE_WAIT / 60:.0f} minutes)",
+                              highlight=False, markup=False, soft_wrap=True)
+                waiting = True
+            interrupts.check()
+            time.sleep(1.0)
+        except BuildError as exc:
+            console.print(f"build failed: {exc}", highlight=False, markup=False, soft_wrap=True)
+            return 1
     out.print(res.one_line(), highlight=False)
     if not dashboard:
         return 0
