@@ -269,7 +269,7 @@ SPLIT_GROUPS = {
 SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark", "test_spark_connect.py": "spark",
               "test_event_id_text.py": "spark",  # one worker, one Spark session
               "test_postgres_models.py": "pg", "test_postgres_courses.py": "pg", "test_models_geo.py": "pg",
-              "test_postgres_store.py": "pg"}  # one server
+              "test_postgres_store.py": "pg", "test_postgres_nul.py": "pg"}  # one server
 COSTLY_FIRST = ["spark", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
                 "test_sync.py:main", "pg", "test_privacy.py", "test_incremental.py", "test_faults.py:scrub",
                 "test_sync.py:errors", "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py",

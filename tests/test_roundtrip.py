@@ -22,7 +22,7 @@ def naive_unescape(v: str):
     out, i = [], 0
     while i < len(v):
         if v[i] == "\\" and i + 1 < len(v):
-            out.append({"t": "\t", "n": "\n", "\\": "\\", "0": "\x00", "r": "\r"}.get(v[i + 1], v[i + 1]))
+            out.append({"t": "\t", "n": "\n", "\\": "\\", "0": "", "r": "\r"}.get(v[i + 1], v[i + 1]))  # NUL: removed
             i += 2
         else:
             out.append(v[i])

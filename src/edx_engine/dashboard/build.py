@@ -190,11 +190,13 @@ def _cname(c: Course, n: int = 48) -> str:
 
 
 def _next_week(d: dt.date) -> dt.date:
-    return d + dt.timedelta(days=7)
+    """The week after ``d`` (``date.max`` past the last week a date can hold: a value dated 9999-12-31)."""
+    return d + dt.timedelta(days=7) if d <= dt.date.max - dt.timedelta(days=7) else dt.date.max
 
 
 def _next_month(d: dt.date) -> dt.date:
-    return dt.date(d.year + d.month // 12, d.month % 12 + 1, 1)
+    """The first day of the month after ``d`` (``date.max`` after December 9999)."""
+    return dt.date(d.year + d.month // 12, d.month % 12 + 1, 1) if (d.year, d.month) < (9999, 12) else dt.date.max
 
 
 def zero_filled(rows: list[dict], key: str, step: Callable[[dt.date], dt.date],
@@ -748,7 +750,7 @@ def partial_enrolments(sd: SiteData, lang: str, months: bool) -> str:
     if sd.public:
         return t("x_partial_enrol_public", lang)
     week = last.weekday() != 6
-    month = months and (last + dt.timedelta(days=1)).day != 1
+    month = months and last != dt.date.max and (last + dt.timedelta(days=1)).day != 1
     if not (week or month):
         return ""
     what = "last_both_are" if week and month else "last_week_is" if week else "last_month_is"

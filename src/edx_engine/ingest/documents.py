@@ -22,6 +22,30 @@ from .typing import type_column
 
 BATCH = 20_000
 
+# In JSON text every backslash starts an escape: scanned from the left, a \u0000 escape (NUL) is removed and
+# any other escape kept whole (the 'u0000' after an escaped backslash is text). The store holds no NUL, as
+# edX's table exporter deletes them (PostgreSQL text cannot hold one; events_parse.strip_nul for the logs).
+_JSON_NUL = re.compile(rb"\\u0000|(\\(?:u[0-9A-Fa-f]{4}|[^u]))")
+
+
+def without_nul_escapes(data: bytes, counts: dict | None = None) -> bytes:
+    """JSON text ``data`` without its \\u0000 escapes; ``counts["nuls"]`` increased by their number."""
+    if b"\\u0000" not in data:
+        return data
+    n = 0
+
+    def sub(m: re.Match) -> bytes:
+        nonlocal n
+        if m.group(1) is None:
+            n += 1
+            return b""
+        return m.group(1)
+
+    out = _JSON_NUL.sub(sub, data)
+    if counts is not None:
+        counts["nuls"] = counts.get("nuls", 0) + n
+    return out
+
 
 def _ts(value) -> datetime | None:
     """Mongo/JSON dates: ISO string, {"$date": iso|millis|{"$numberLong": ...}}, or epoch millis."""
@@ -70,9 +94,9 @@ def _int(v) -> int | None:
     return n if n is None or -(1 << 63) <= n < (1 << 63) else None
 
 
-def read_course_structure(raw: BinaryIO, label: str) -> tuple[list[dict], str | None]:
-    """Blocks in course order, and the course id the structure belongs to."""
-    data = raw.read()
+def read_course_structure(raw: BinaryIO, label: str, counts: dict | None = None) -> tuple[list[dict], str | None]:
+    """Blocks in course order, and the course id the structure belongs to (``counts``: ``without_nul_escapes``)."""
+    data = without_nul_escapes(raw.read(), counts)
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -114,14 +138,15 @@ def read_course_structure(raw: BinaryIO, label: str) -> tuple[list[dict], str | 
     return rows, course_id
 
 
-def read_forum(raw: BinaryIO, label: str) -> Iterator[tuple[list[dict], list[Reject]]]:
+def read_forum(raw: BinaryIO, label: str, counts: dict | None = None) -> Iterator[tuple[list[dict], list[Reject]]]:
+    """Forum documents as rows, in batches (``counts``: ``without_nul_escapes``)."""
     rows: list[dict] = []
     rejects: list[Reject] = []
     for lineno, line in enumerate(_lines(raw, label), start=1):
         if not line.strip():
             continue
         try:
-            d = orjson.loads(line)
+            d = orjson.loads(without_nul_escapes(line, counts))
             if not isinstance(d, dict):
                 raise ValueError("not a JSON object")
         except (orjson.JSONDecodeError, ValueError) as exc:

@@ -90,6 +90,7 @@ class EventsFileResult:
     rejected: int = 0
     duplicates: int = 0  # delivered copies of this file's events left out of `events`
     duplicate_keys: int = 0  # loaded lines that gave a top-level key twice (the first value is kept)
+    nuls: int = 0  # loaded lines from whose values NUL characters (\u0000) were removed (events_parse.strip_nul)
     message: str = ""
     source_key: str = ""
     nbytes: int = 0  # bytes of JSON read
@@ -130,6 +131,10 @@ class EventsSummary:
         return sum(f.duplicate_keys for f in self.loaded)
 
     @property
+    def nuls(self) -> int:
+        return sum(f.nuls for f in self.loaded)
+
+    @property
     def added(self) -> int:
         """Net change of ``SELECT count(*) FROM events`` made by this run."""
         return sum(f.added for f in self.loaded)
@@ -161,6 +166,7 @@ class EventsSummary:
                 + (f"warnings: {len(self.warnings)} (see above), " if self.warnings else "")
                 + (f"lines with duplicate keys: {self.duplicate_keys:,} (first value kept), "
                    if self.duplicate_keys else "")
+                + (f"lines with NUL characters (\\u0000, removed): {self.nuls:,}, " if self.nuls else "")
                 + f"{mb:,.1f} MB in {self.seconds:.1f} s ({rate:,.1f} MB/s)")
 
 
@@ -569,11 +575,15 @@ class _DuckEngine:
         self.last_line = 0  # the number of the last line read (a truncated file's note names it)
         for p in (self.parser, *self.others):
             p.window(checks[1], checks[2], dupkeys)
-            p.dupkeys = 0
+            p.dupkeys = p.nuls = 0
 
     @property
     def dupkeys(self) -> int:
         return sum(p.dupkeys for p in (self.parser, *self.others))
+
+    @property
+    def nuls(self) -> int:
+        return sum(p.nuls for p in (self.parser, *self.others))
 
     def run(self, counting: "_Plain", quarantine: "_QuarantineWriter", res: "EventsFileResult", tick) -> None:
         """Parse the whole stream: blocks go to this thread and, when threaded, one more consumer."""
@@ -838,6 +848,7 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
         raise
     qpath = quarantine.close()
     res.events = sum(p["rows"] for p in parts)
+    res.nuls = pool.nuls
     if isinstance(pool, _DuckEngine):
         res.duplicate_keys = pool.dupkeys
     res.rejected = quarantine.rows

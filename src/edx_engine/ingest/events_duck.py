@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from ..names import course_in_url_sql
 from .events_parse import (BAD_OFFSET_RE, JSON_TYPE, KEPT_BYTES, MAX_LINE_BYTES, SCHEMA, STRING_FIELDS, _is_utf8,
-                           _slow, invalid_utf8_rows, repair_lone_surrogates, too_long, uuid_text)
+                           _slow, invalid_utf8_rows, repair_lone_surrogates, strip_nul, too_long, uuid_text)
 
 BLOCK_BYTES = 8 << 20  # JSON bytes per block (a longer line makes a bigger block)
 QUEUE_BLOCKS = 2  # blocks decoded ahead of the SQL
@@ -106,6 +106,7 @@ SELECT
     CASE WHEN NOT evok THEN e.event END AS event_text,
     CASE WHEN e.context <> 'null' THEN e.context::VARCHAR END AS context,
     @DUPKEYS@
+    contains(txt, '\\u0000') AS nul,  -- a NUL escape somewhere (events_parse.strip_nul): rare, a memchr-fast test
     line,
     CASE WHEN NOT ok THEN 'check'
          WHEN e.time IS NULL OR e.time = '' THEN 'no time'
@@ -376,6 +377,7 @@ class DuckParser:
         self.con = con
         self.sql = SQL
         self.dupkeys = 0  # good rows whose line gave a top-level key twice (with ``window(dupkeys=True)``)
+        self.nuls = 0  # good rows from whose values NUL characters were removed (events_parse.strip_nul)
 
     def cursor(self) -> "DuckParser":
         """Another parser on the same database, for another thread."""
@@ -436,6 +438,11 @@ class DuckParser:
             res = pa.concat_tables(pieces) if pieces else res.slice(0, 0)
         if res.num_rows == 0:
             return None
+        nul = pc.fill_null(res.column("nul"), False)
+        if pc.any(nul).as_py():  # only those rows are rewritten (rows carry their line: any order will do)
+            clean, n = strip_nul(res.filter(nul))
+            self.nuls += n
+            res = pa.concat_tables([res.filter(pc.invert(nul)), clean])
         return _to_schema(res)
 
     def _repaired(self, fixed: dict[int, bytes], block: Block, rejects: list) -> pa.Table | None:

@@ -142,6 +142,47 @@ SCHEMA = pa.schema([
 ])
 
 
+# -- NUL (U+0000) ------------------------------------------------------------------------------------------
+# A browser can send the JSON escape \u0000 in any field it fills (event_type, page, the event string...);
+# the parse turns it into a NUL character, which PostgreSQL text cannot hold (`build --store` failed for the
+# whole store) and which CSV readers choke on. The store holds none: NUL is removed from every text value
+# of an event, and the \u0000 escapes from its JSON values (event, context), as edX's own table exporter
+# deletes NUL bytes (edx-package-details.md §3). The line's event_id is still the hash of the line as
+# delivered. Only lines holding the escape (``NUL_ESCAPE``, found by the block's SQL) pay for this.
+NUL_ESCAPE = b"\\u0000"
+NUL_TEXT_COLUMNS = (*STRING_FIELDS, "course_id", "org_id", "path", "module_id", "event_text")
+NUL_JSON_COLUMNS = ("event", "context")
+# In JSON text every backslash starts an escape: scanned from the left, a \u0000 escape is removed and any
+# other escape is kept whole, so the 'u0000' after an escaped backslash (text, not an escape) stays.
+_JSON_NUL_RE = r"\\u0000|(\\(?:u[0-9A-Fa-f]{4}|[^u]))"
+
+
+def strip_nul(table: pa.Table) -> tuple[pa.Table, int]:
+    """``table`` (event rows, SCHEMA or the block statement's columns) without NUL characters in its text
+    columns and \\u0000 escapes in its JSON columns; and the number of rows that held some."""
+    table = table.combine_chunks()  # one chunk per column: the rows' flags line up across columns
+    changed = None
+    cols = []
+    for name in table.column_names:
+        col = table.column(name)
+        if name not in NUL_TEXT_COLUMNS and name not in NUL_JSON_COLUMNS:
+            cols.append(col)
+            continue
+        chunks = []
+        for c in col.chunks:
+            ext = isinstance(c, pa.ExtensionArray)
+            s = c.storage if ext else c
+            new = (pc.replace_substring(s, "\x00", "") if name in NUL_TEXT_COLUMNS
+                   else pc.replace_substring_regex(s, pattern=_JSON_NUL_RE, replacement=r"\1"))
+            diff = pc.fill_null(pc.not_equal(pc.binary_length(s), pc.binary_length(new)), False)
+            changed = diff if changed is None else pc.or_(changed, diff)
+            chunks.append(pa.ExtensionArray.from_storage(c.type, new) if ext else new)
+        cols.append(pa.chunked_array(chunks, col.type))
+    if changed is None or table.num_rows == 0:
+        return table, 0
+    return pa.Table.from_arrays(cols, schema=table.schema), int(pc.sum(changed).as_py() or 0)
+
+
 class _Module(msgspec.Struct, gc=False):
     usage_key: str | None = None
 
@@ -382,10 +423,12 @@ def _bad_utf8_lines(lines: list[bytes]) -> set[int]:
     return set(invalid_utf8_rows(data, offsets))
 
 
-def parse_block(lines: list[bytes], first_line: int, rejects: list, checks: tuple | None = None) -> pa.Table | None:
+def parse_block(lines: list[bytes], first_line: int, rejects: list, checks: tuple | None = None,
+                counts: dict | None = None) -> pa.Table | None:
     """Parse consecutive lines (without their newlines); ``first_line`` is the 1-based number of the first.
 
-    ``checks``: (max line bytes, plausible window lo, hi as datetimes or None)."""
+    ``checks``: (max line bytes, plausible window lo, hi as datetimes or None). ``counts["nuls"]`` (when
+    given) is increased by the lines from whose values NUL characters were removed (``strip_nul``)."""
     max_line, lo, hi = checks or (MAX_LINE_BYTES, None, None)
     recs: list[_Line] = []
     nos: list[int] = []
@@ -420,7 +463,12 @@ def parse_block(lines: list[bytes], first_line: int, rejects: list, checks: tupl
         ids.append(sha1(ln).digest()[:16])
     if not recs:
         return None
-    return _columns(recs, nos, ids, lines, first_line, rejects, (lo, hi))
+    table = _columns(recs, nos, ids, lines, first_line, rejects, (lo, hi))
+    if table is not None and any(NUL_ESCAPE in ln for ln in lines):
+        table, n = strip_nul(table)
+        if counts is not None:
+            counts["nuls"] = counts.get("nuls", 0) + n
+    return table
 
 
 def _columns(recs: list[_Line], nos: list[int], ids: list[bytes], lines: list[bytes], first_line: int,

@@ -228,6 +228,7 @@ class _FileState:
     def __init__(self) -> None:
         self.rejects: list[tuple[int, str, bytes]] = []
         self.rows = 0
+        self.counts: dict[str, int] = {}  # "nuls": lines from whose values NUL characters were removed
 
 
 def worker_fd_main(fd: int) -> None:
@@ -254,10 +255,11 @@ def _worker_main(conn) -> None:  # runs in a child process
             elif kind == "block":
                 pieces = [conn.recv_bytes() for _ in range(msg[2])]
                 rejects: list = []
-                table = parse_block(block_lines(pieces), msg[1], rejects, checks)
+                counts: dict = {}
+                table = parse_block(block_lines(pieces), msg[1], rejects, checks, counts)
                 del pieces
                 sink.add(table)  # type: ignore[union-attr]
-                conn.send(("done", table.num_rows if table is not None else 0, rejects))
+                conn.send(("done", table.num_rows if table is not None else 0, rejects, counts.get("nuls", 0)))
             elif kind == "end":
                 conn.send(("parts", sink.close() if sink else []))  # type: ignore[union-attr]
                 sink = None
@@ -331,7 +333,7 @@ class ParsePool:
 
     def submit(self, first_line: int, pieces: list) -> None:
         if self.n == 0:
-            table = parse_block(block_lines(pieces), first_line, self.state.rejects, self.checks)
+            table = parse_block(block_lines(pieces), first_line, self.state.rejects, self.checks, self.state.counts)
             if table is not None:
                 self.state.rows += table.num_rows
                 self.sink.add(table)  # type: ignore[union-attr]
@@ -357,6 +359,7 @@ class ParsePool:
             self.in_flight[id(c)] -= 1
             self.state.rows += msg[1]
             self.state.rejects.extend(msg[2])
+            self.state.counts["nuls"] = self.state.counts.get("nuls", 0) + msg[3]
         elif msg[0] == "error":
             self.in_flight[id(c)] = max(0, self.in_flight[id(c)] - 1)
             self.error = self.error or msg[1]
@@ -381,6 +384,11 @@ class ParsePool:
         for p in self.procs:
             if p.poll() is not None:
                 raise EventsParseError(f"parse worker died (exit code {p.returncode})")
+
+    @property
+    def nuls(self) -> int:
+        """Lines of the current file from whose values NUL characters were removed."""
+        return self.state.counts.get("nuls", 0)
 
     def drain_rejects(self) -> list:
         r, self.state.rejects = self.state.rejects, []

@@ -575,6 +575,7 @@ class PackageImporter:
             path = self.lake.table_file(schema.name, cid, src.package_date or "unknown")
             return _SnapshotWriter(path, arrow_schema, {**constants, "course_id": cid})
 
+        nul_count: dict[str, int] = {}  # NUL characters removed from the values (tsv.read_mysql_tsv, documents)
         try:
             with self._open(src) as raw:
                 if kind in ("sql", "csv"):
@@ -582,8 +583,8 @@ class PackageImporter:
                     if not schema.known:
                         names_ok = _header_names_ok(src.label)
                         on_header = lambda h: (names_ok(h), header_box.append(h))  # noqa: E731
-                    reader = (read_mysql_tsv(raw, src.label, schema, header_cb=on_header) if kind == "sql"
-                              else documents.read_email_opt_in(raw, src.label))
+                    reader = (read_mysql_tsv(raw, src.label, schema, header_cb=on_header, counts=nul_count)
+                              if kind == "sql" else documents.read_email_opt_in(raw, src.label))
                     from_rows = course_id is None or not schema.known
                     for cols, n, rej in reader:
                         rejects.extend(rej)
@@ -604,14 +605,14 @@ class PackageImporter:
                     result.extra_columns = header_box[0].extra if header_box and schema.known else []
                     result.renamed_columns = header_box[0].renamed if header_box else {}
                 elif kind == "json":
-                    rows, cid = documents.read_course_structure(raw, src.label)
+                    rows, cid = documents.read_course_structure(raw, src.label, nul_count)
                     if cid and src.member and src.member.slug:
                         self.slug_to_course[src.member.slug] = cid
                     course_id = cid or course_id or self._fallback_course(src)
                     writer = open_writer(course_id, _doc_schema(schema))
                     _write_rows(writer, rows)
                 elif kind == "mongo":
-                    for rows, rej in documents.read_forum(raw, src.label):
+                    for rows, rej in documents.read_forum(raw, src.label, nul_count):
                         rejects.extend(rej)
                         if writer is None:
                             course_id = course_id or next((r["course_id"] for r in rows if r.get("course_id")), None) \
@@ -644,6 +645,9 @@ class PackageImporter:
                 writer.discard()
             raise
         assert writer is not None
+        if nul_count.get("nuls"):
+            result.warnings.append(f"{src.label}: {nul_count['nuls']:,} NUL character(s) removed from its values "
+                                   "(edX's exporter removes them; PostgreSQL cannot store them)")
         # A course whose id we could not know earlier (no structure/enrolment): check skip now.
         if result.course_id is None and (skip := self._skip_reason(schema.name, writer.constants["course_id"], src)):
             writer.discard()

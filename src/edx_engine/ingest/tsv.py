@@ -92,6 +92,7 @@ class _Tracked:
         self._line = 2  # file line of the first line of the next data handed on (the header is line 1)
         self.bad_utf8: dict[int, tuple[str, bytes]] = {}
         self.too_long = 0  # the file line that is longer than BLOCK_BYTES (the stream then ends there)
+        self.nuls = 0  # NUL bytes removed from the lines handed on
 
     def stop(self) -> None:
         """End the stream here: Arrow's read-ahead thread gets end-of-file at its next read."""
@@ -198,6 +199,9 @@ class _Tracked:
             if self._carry and len(self._carry) + (data.find(b"\n") % (len(data) + 1)) > BLOCK_BYTES:
                 return self._end_too_long()
             data, self._carry = self._carry + data, b""
+        if b"\x00" in data:  # (memchr) edX's exporter deletes NUL bytes: a file that holds some is no
+            self.nuls += data.count(b"\x00")  # export of theirs, but its values lose them the same way
+            data = data.replace(b"\x00", b"")
         if data and not data.isascii() and not _valid_utf8(data):
             data = self._mask_bad_lines(data)
         self._line += data.count(b"\n")
@@ -344,9 +348,10 @@ def output_schema(schema: TableSchema, header: Header, added: list[tuple[str, pa
 
 
 def type_batch(
-    batch: pa.RecordBatch, schema: TableSchema, header: Header, unescape: bool
+    batch: pa.RecordBatch, schema: TableSchema, header: Header, unescape: bool, counts: dict | None = None
 ) -> tuple[dict[str, pa.Array], list[BadValue]]:
-    """Typed arrays for every schema column (+ extras as text); bad values are reported per row."""
+    """Typed arrays for every schema column (+ extras as text); bad values are reported per row.
+    ``counts``: see ``unescape_mysql``."""
     bad: list[BadValue] = []
     out: dict[str, pa.Array] = {}
     n = batch.num_rows
@@ -354,7 +359,7 @@ def type_batch(
         if col.name in batch.schema.names:
             arr = batch.column(col.name)
             if unescape and col.type in ("text", "json"):
-                arr = unescape_mysql(arr)
+                arr = unescape_mysql(arr, counts)
             out[col.name] = type_column(arr, col, bad)
         else:
             out[col.name] = pa.nulls(n, pa.string())
@@ -425,12 +430,13 @@ def _empty_lines(batch: pa.RecordBatch) -> list[BadValue]:
     return [BadValue(i, EMPTY_LINE) for i in pc.indices_nonzero(empty).to_pylist()]
 
 
-def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=None) -> Iterator[
-    tuple[dict[str, pa.Array], int, list[Reject]]
-]:
+def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=None,
+                   counts: dict | None = None) -> Iterator[tuple[dict[str, pa.Array], int, list[Reject]]]:
     """Stream a table file: yields (typed columns, row count, rejects) per block.
 
     Raises FileRejected for a bad header or a truncated file (a line that is not UTF-8 is a reject).
+    NUL characters (raw bytes, ``\\0`` escapes) are removed from the values, as edX's exporter removes
+    them; ``counts["nuls"]`` (when given) is increased by their number once the whole file is read.
     """
     line, rest = read_header_line(raw, label)
     header = check_header(line, schema, label)
@@ -464,7 +470,7 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
             ),
         )
         for batch in reader:
-            cols, bad = type_batch(batch, schema, header, unescape=True)
+            cols, bad = type_batch(batch, schema, header, unescape=True, counts=counts)
             bad += _empty_lines(batch)
             rejects, pending[:] = list(pending), []
             cols, n = lines.drop_bad_rows(batch, cols, bad, rejects, "\t")
@@ -489,6 +495,8 @@ def read_mysql_tsv(raw: BinaryIO, label: str, schema: TableSchema, header_cb=Non
     if stream.nbytes and (stream.last != b"\n" or stream.open_record):
         last_line = stream.file_line(lines.rows + len(lines.skipped) + 1)
         raise FileRejected(f"{label}: line {last_line}: file is truncated (ends in the middle of a line)")
+    if counts is not None:
+        counts["nuls"] = counts.get("nuls", 0) + stream.nuls
     if pending:
         yield {}, 0, list(pending)
 

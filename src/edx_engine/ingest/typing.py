@@ -35,17 +35,25 @@ def arrow_type(logical: str) -> pa.DataType:
     return ARROW_TYPES[logical]
 
 
-def unescape_mysql(arr: pa.Array) -> pa.Array:
+def unescape_mysql(arr: pa.Array, counts: dict | None = None) -> pa.Array:
     r"""Undo MySQL batch escaping (``\t``, ``\n``, ``\r``, ``\0``, ``\Z``, ``\\``), vectorised.
 
     Values are split on the escaped backslash first, so ``\\t`` stays a backslash and a
     ``t``; the pieces are unescaped and joined back with a real backslash.
+
+    ``\0`` (NUL, written by the ``mysql`` client of the oldest packages) is removed, not restored: edX's
+    exporter deletes NUL bytes, and PostgreSQL text cannot hold one. ``counts["nuls"]`` (when given) is
+    increased by the number removed.
     """
     if len(arr) == 0 or not pc.any(pc.match_substring(arr, "\\")).as_py():
         return arr
     pieces = pc.split_pattern(arr, "\\\\")
     flat = pieces.flatten()
-    for seq, ch in (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"), ("\\0", "\x00"), ("\\Z", "\x1a")):
+    before = pc.sum(pc.binary_length(flat)).as_py() or 0  # (from the offsets: no pass over the text)
+    flat = pc.replace_substring(flat, "\\0", "")  # first: each escape is two characters, whatever the order
+    if counts is not None:
+        counts["nuls"] = counts.get("nuls", 0) + (before - (pc.sum(pc.binary_length(flat)).as_py() or 0)) // 2
+    for seq, ch in (("\\t", "\t"), ("\\n", "\n"), ("\\r", "\r"), ("\\Z", "\x1a")):
         flat = pc.replace_substring(flat, seq, ch)
     rebuilt = pa.ListArray.from_arrays(pieces.offsets, flat, mask=pieces.is_null())
     return pc.binary_join(rebuilt, "\\")

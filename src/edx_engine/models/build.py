@@ -1153,6 +1153,10 @@ def _pg_copy_inputs(con: duckdb.DuckDBPyConnection, pg, url: str, run: "_PgRun",
             pg.execute(f"DELETE FROM {PG_RAW}.{q(n)} WHERE {inc.day_filter(changed + gone)}")
     _load_postgres_extension(con)
     con.execute("SET enable_progress_bar = false")  # library code: no bar on the terminal of a long copy
+    # PostgreSQL text cannot hold NUL (U+0000). The import removes it (ingest: events_parse.strip_nul, tsv,
+    # documents); a store imported by an older version may still hold some, and one such value stopped the
+    # whole copy: it is copied without them, as the import now stores it.
+    con.execute("SET pg_null_byte_replacement = ''")
     con.execute(f"ATTACH {catalog.sql_str(url)} AS pgdb (TYPE postgres, READ_WRITE)")
     try:
         con.register("_course_info_arrow", run.info)

@@ -693,13 +693,26 @@ def enrolment_month(t: Tables, p: Params) -> ir.Table:
         activations=isum(ed.activations), deactivations=isum(ed.deactivations))
 
 
+EARLIEST_DAY = (2012, 1, 1)  # edX's first courses (the tracking logs' earliest_time too)
+
+
+def enrol_day(e: ir.Table) -> ir.Value:
+    """The day of an enrolment's ``created``, or NULL for a day no enrolment can have: before edX's first
+    courses or after the package that lists it (a value such as 0001-01-01 or 9999-12-31 put the
+    dashboard's enrolment charts on an axis of thousands of years, a site of gigabytes). The enrolment
+    is still counted, on no day."""
+    day = e.created.date()
+    ok = (day >= ibis.date(*EARLIEST_DAY)) & (e.package_date.isnull() | (day <= e.package_date.cast("date")))
+    return ibis.ifelse(ok, day, None)
+
+
 @model("enrolment_daily", inputs=("student_courseenrollment", "auth_user", "student_courseaccessrole"),
        deps=("enrolment_month",), partition="course_id", grain="course",
        course_inputs=("student_courseenrollment", "student_courseaccessrole"))
 def enrolment_daily(t: Tables, p: Params) -> ir.Table:
     """Per course, day and mode: enrolments (snapshot `created`), activations / deactivations (events)."""
     e = without_staff(t, p, enrolments(t).filter(lambda s: s.created.notnull()))
-    snap = e.group_by(["course_id", e.created.date().name("date"), clean(e.mode, lower=True).name("mode")]) \
+    snap = e.group_by(["course_id", enrol_day(e).name("date"), clean(e.mode, lower=True).name("mode")]) \
         .aggregate(enrollments=e.count()).mutate(activations=ibis.literal(0, "int64"),
                                                  deactivations=ibis.literal(0, "int64"))
     ed = without_staff(t, p, t.enrolment_month)
