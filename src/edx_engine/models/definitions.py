@@ -694,15 +694,19 @@ def enrolment_month(t: Tables, p: Params) -> ir.Table:
 
 
 EARLIEST_DAY = (2012, 1, 1)  # edX's first courses (the tracking logs' earliest_time too)
+# Days an enrolment may be created after its package's date: an export named by the day it started can
+# run past midnight. A margin for that, far below the absurd dates it is there to catch.
+PACKAGE_LAG_DAYS = 7
 
 
 def enrol_day(e: ir.Table) -> ir.Value:
     """The day of an enrolment's ``created``, or NULL for a day no enrolment can have: before edX's first
-    courses or after the package that lists it (a value such as 0001-01-01 or 9999-12-31 put the
-    dashboard's enrolment charts on an axis of thousands of years, a site of gigabytes). The enrolment
-    is still counted, on no day."""
+    courses or more than ``PACKAGE_LAG_DAYS`` after the package that lists it (a value such as 0001-01-01
+    or 9999-12-31 put the dashboard's enrolment charts on an axis of thousands of years, a site of
+    gigabytes). The enrolment is still counted, on no day."""
     day = e.created.date()
-    ok = (day >= ibis.date(*EARLIEST_DAY)) & (e.package_date.isnull() | (day <= e.package_date.cast("date")))
+    latest = e.package_date.cast("date") + ibis.interval(days=PACKAGE_LAG_DAYS)
+    ok = (day >= ibis.date(*EARLIEST_DAY)) & (e.package_date.isnull() | (day <= latest))
     return ibis.ifelse(ok, day, None)
 
 
