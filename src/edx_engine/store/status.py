@@ -37,7 +37,7 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
         if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name='_edx_ledger'").fetchone()[0]:
             # a store filled by `import` only: its imports and coverage
             report["packages"] = _package_coverage(con)
-            report["events"] = _events(con)
+            report["events"] = _events(data_dir)
             report["imports"] = _recent_imports(con)
             return report
         report["last_sync"] = _last_run(con, "")
@@ -51,7 +51,7 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
                 f"FROM _edx_ledger WHERE {where} ORDER BY object_date, key").fetchall()]
         report["skipped"] = ledger.skipped(con)  # set aside by `edx-engine skip`: who, when, why
         report["packages"] = _package_coverage(con)
-        report["events"] = _events(con)
+        report["events"] = _events(data_dir)
         report["event_files"] = _event_days(con)
         report["imports"] = _recent_imports(con)
     last = report["last_sync"]
@@ -83,8 +83,12 @@ def _last_run(con, where: str) -> dict[str, Any] | None:
     return dict(zip(RUN_COLUMNS, r)) if r else None
 
 
-def _events(con) -> list[dict[str, str]]:
-    return [{"course_id": c, "first_day": str(a), "last_day": str(b)} for c, a, b in events_coverage(con)]
+def _events(data_dir: Path) -> list[dict[str, str]]:
+    """Coverage per course from the events view, through the store's own connection: a store moved or copied
+    since its views were made is re-pointed first (the ledger's plain connection read the old place's files,
+    or, with those gone, found no day and said nothing)."""
+    with Lake(data_dir).connect(read_only=True) as con:
+        return [{"course_id": c, "first_day": str(a), "last_day": str(b)} for c, a, b in events_coverage(con)]
 
 
 def events_coverage(con) -> list[tuple]:
