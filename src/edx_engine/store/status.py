@@ -9,6 +9,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from .errors import CatalogBusy, LedgerBusy
 from .lake import Lake
 from .ledger import Ledger
 
@@ -87,7 +88,13 @@ def _events(data_dir: Path) -> list[dict[str, str]]:
     """Coverage per course from the events view, through the store's own connection: a store moved or copied
     since its views were made is re-pointed first (the ledger's plain connection read the old place's files,
     or, with those gone, found no day and said nothing)."""
-    with Lake(data_dir).connect(read_only=True) as con:
+    lake = Lake(data_dir)
+    lake.wait_seconds = 30  # a commit holding the catalog is waited for, as by the ledger's connection
+    try:
+        con = lake.connect(read_only=True)
+    except CatalogBusy:
+        raise LedgerBusy(f"the catalog {lake.catalog_path} is locked by another process") from None
+    with con:
         return [{"course_id": c, "first_day": str(a), "last_day": str(b)} for c, a, b in events_coverage(con)]
 
 
