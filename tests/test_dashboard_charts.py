@@ -160,3 +160,20 @@ def test_small_things_redirect_language_department_filter_and_tooltip_dates(tmp_
     spec = C.time_lines("t", [{"week": "2025-10-06", "n": 3}], "week", "n", None, "Semana", "N")
     assert spec["encoding"]["tooltip"][0]["format"] == "%d %b %Y"
     assert C.dot_compare("t", [], "c", "v", "m", "C", "V", "M", [], [])["encoding"]["tooltip"][2]["format"] == ".1%"
+
+
+def test_countries_with_as_many_learners_come_in_one_order_whatever_the_rows_order():
+    """The top 20 countries and the per-country table do not depend on the order the model's rows come in
+    (the store's row order is not fixed): two renderings of the same store showed Guatemala or Honduras as
+    the 20th country of a course, 3 learners each, and listed the countries of one count in another order."""
+    from edx_engine.dashboard.build import ALL, country_detail, country_items
+
+    codes = ["AR", "BO", "BR", "CL", "CO", "CR", "DO", "EC", "ES", "FR", "GT", "HN", "MX", "NI", "PA", "PE", "PY",
+             "SV", "US", "UY", "VE", "DE", "IT", "PT", "CA"]
+    rows = [{"country": c, "learners": 10 if i < 15 else 3} for i, c in enumerate(codes)]  # 5 of 10 tied go
+    shown = [[r["code"] for r in country_items("", order, "en", map_=False)[0].rows] for order in (rows, rows[::-1])]
+    assert len(shown[0]) == 20 and shown[0] == shown[1]
+    bd = [{"country": ALL, "dimension": "country", "value": r["country"], "learners": r["learners"]} for r in rows]
+    bd += [{"country": r["country"], "dimension": "gender", "value": "f", "learners": 1} for r in rows]
+    tables = [[r["country"] for r in country_detail(order, "en").rows] for order in (bd, bd[::-1])]
+    assert len(tables[0]) == 25 and tables[0] == tables[1]

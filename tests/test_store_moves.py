@@ -8,6 +8,7 @@ Parquet files (summed from their footers, without the views).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,24 @@ def test_copy_without_first_use_of_the_original(store, reference, tmp_path):
     with Lake(c).connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM events").fetchone()[0] == reference["main.events"]
     assert_own_files(c, reference, store)
+
+
+def test_status_of_a_copy_reads_its_own_events(store, tmp_path):
+    """`status` of a copied store, first thing at its new place: its coverage per course comes from the copy's
+    files (it read the events view through the ledger's connection, never re-pointed: the original's files,
+    or, the original gone, no event day for any course and no word about it)."""
+    from edx_engine.store.status import collect_status
+
+    expected = collect_status(store)["events"]
+    assert expected and all(e["first_day"] != "None" for e in expected)
+    a = cp_a(store, tmp_path / "a")
+    assert edx("tables", "--data-dir", str(a)).returncode == 0  # now built for a
+    c = cp_a(a, tmp_path / "c")
+    shutil.rmtree(a / "lake")  # the original loses its files: a copy still reading them finds no day
+    assert collect_status(c)["events"] == expected
+    r = edx("status", "--json", "--data-dir", str(c))
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert json.loads(r.stdout)["events"] == expected
 
 
 def test_read_only_open_when_the_catalog_cannot_be_written(store, reference, tmp_path):

@@ -446,7 +446,9 @@ def country_items(prefix: str, rows: list[dict], lang: str, map_: bool, merged: 
     # the 20 countries with the most learners, then "not stated" and "other (small groups)", which are
     # not countries: shown after them, never ranked among them
     shown = [r for r in rows if r["learners"] is not None]
-    top = sorted([r for r in shown if r["code"] not in ("unknown", OTHER)], key=lambda r: -r["learners"])[:20]
+    # (ties by code: the store's row order is not fixed, and the top 20 is the same in every language)
+    top = sorted([r for r in shown if r["code"] not in ("unknown", OTHER)],
+                 key=lambda r: (-r["learners"], r["code"]))[:20]
     top += sorted([r for r in shown if r["code"] in ("unknown", OTHER)], key=lambda r: r["code"] == OTHER)
     for i, r in enumerate(top):
         r["_order"] = i
@@ -598,7 +600,7 @@ def country_detail(bd: list[dict], lang: str) -> Item:
         return None if vals is None or any(v is None for v in vals) else sum(vals)
 
     rows = []
-    for code, n in sorted(total.items(), key=lambda x: -(x[1] or 0)):
+    for code, n in sorted(total.items(), key=lambda x: (-(x[1] or 0), str(x[0]))):  # ties by code, as the top 20
         # no gender row at all: a country the public breakdown does not detail (under 2k learners),
         # so its women and men are hidden, not zero; with rows, a missing value is a true zero
         parts = g.get(code)

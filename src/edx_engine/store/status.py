@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .errors import CatalogBusy, LedgerBusy
 from .lake import Lake
 from .ledger import Ledger
 
@@ -40,7 +41,7 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
         if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name='_edx_ledger'").fetchone()[0]:
             # a store filled by `import` only: its imports and coverage
             report["packages"] = _package_coverage(con)
-            report["events"] = _events(con)
+            report["events"] = _events(data_dir)
             report["imports"] = _recent_imports(con)
             return report
         report["last_sync"] = _last_run(con, "")
@@ -54,7 +55,7 @@ def collect_status(data_dir: Path, running_pid: int | None = None) -> dict[str, 
                 f"FROM _edx_ledger WHERE {where} ORDER BY object_date, key").fetchall()]
         report["skipped"] = ledger.skipped(con)  # set aside by `edx-engine skip`: who, when, why
         report["packages"] = _package_coverage(con)
-        report["events"] = _events(con)
+        report["events"] = _events(data_dir)
         report["event_files"] = _event_days(con)
         report["imports"] = _recent_imports(con)
     last = report["last_sync"]
@@ -86,8 +87,18 @@ def _last_run(con, where: str) -> dict[str, Any] | None:
     return dict(zip(RUN_COLUMNS, r)) if r else None
 
 
-def _events(con) -> list[dict[str, str]]:
-    return [{"course_id": c, "first_day": str(a), "last_day": str(b)} for c, a, b in events_coverage(con)]
+def _events(data_dir: Path) -> list[dict[str, str]]:
+    """Coverage per course from the events view, through the store's own connection: a store moved or copied
+    since its views were made is re-pointed first (the ledger's plain connection read the old place's files,
+    or, with those gone, found no day and said nothing)."""
+    lake = Lake(data_dir)
+    lake.wait_seconds = 30  # a commit holding the catalog is waited for, as by the ledger's connection
+    try:
+        con = lake.connect(read_only=True)
+    except CatalogBusy:
+        raise LedgerBusy(f"the catalog {lake.catalog_path} is locked by another process") from None
+    with con:
+        return [{"course_id": c, "first_day": str(a), "last_day": str(b)} for c, a, b in events_coverage(con)]
 
 
 def events_coverage(con) -> list[tuple]:
