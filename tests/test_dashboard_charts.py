@@ -177,3 +177,25 @@ def test_countries_with_as_many_learners_come_in_one_order_whatever_the_rows_ord
     bd += [{"country": r["country"], "dimension": "gender", "value": "f", "learners": 1} for r in rows]
     tables = [[r["country"] for r in country_detail(order, "en").rows] for order in (bd, bd[::-1])]
     assert len(tables[0]) == 25 and tables[0] == tables[1]
+
+
+def test_models_come_to_the_pages_in_one_order_whatever_the_store_order():
+    """The course table, the weekly active learners and the breakdowns were drawn in the models' row order,
+    which the store does not fix (helper-72: two builds of one store listed courses and weeks in another
+    order). The reader now gives them in the exports' order."""
+    import duckdb
+
+    from edx_engine.dashboard.data import Reader
+
+    rows = [(c, w, n) for c in ("course-v1:IDBx+B+1", "course-v1:IDBx+A+1", "IDBx/C/1")
+            for w, n in (("2026-10-12", 9), ("2026-10-05", 7))]
+    got = []
+    for order in (rows, rows[::-1]):
+        con = duckdb.connect()
+        con.execute("CREATE SCHEMA models")
+        con.execute("CREATE TABLE _edx_models (name VARCHAR, params VARCHAR)")
+        con.execute("CREATE TABLE models.activity_weekly (course_id VARCHAR, week VARCHAR, active_learners BIGINT)")
+        con.executemany("INSERT INTO models.activity_weekly VALUES (?, ?, ?)", order)
+        got.append(Reader(con, public=False, k=5, courses=None).model("activity_weekly").to_pylist())
+    assert got[0] == got[1]
+    assert [(r["course_id"], r["week"]) for r in got[0]] == sorted((c, w) for c, w, _ in rows)

@@ -543,7 +543,7 @@ def course_items(sd: SiteData, c: Course, lang: str) -> list[Item]:
     bd = d.get("breakdown", [])
     dims = {dim: [{dim: r["value"], "learners": r["learners"]} for r in bd if r["country"] == ALL
                   and r["dimension"] == dim] for dim in ("gender", "level_of_education", "country")}
-    dims["level_of_education"].sort(key=lambda r: -(r["learners"] or 0))
+    dims["level_of_education"].sort(key=lambda r: (-(r["learners"] or 0), str(r["level_of_education"])))
     ages = [{"age_band": r["age_band"], "learners": r["learners"]} for r in d.get("ages", [])]
     items += demographic_items("", dims["gender"], dims["level_of_education"], ages, lang)
     items += country_items("", dims["country"], lang, map_=False)

@@ -20,7 +20,7 @@ import pyarrow as pa
 from ..age import age_band_sql
 from ..store.lake import Lake
 from ..privacy import suppress as S
-from ..privacy.export import COURSE_TABLES, PUBLIC_SPECS, public_course_tables
+from ..privacy.export import COURSE_TABLES, PUBLIC_SPECS, public_course_tables, sorted_rows
 
 ALL = "(all)"
 # The programme's learners by these are published with small categories merged (``merge_small``): a
@@ -144,13 +144,14 @@ class Reader:
         return self._public_course
 
     def model(self, name: str, spec: str | None = None) -> pa.Table:
-        """A model, suppressed with its public rule on public sites (whole table, then courses)."""
+        """A model, suppressed with its public rule on public sites (whole table, then courses), in the
+        exports' row order: the store's is not fixed, and two renderings of one store must be the same."""
         if self.public and spec in COURSE_TABLES:
-            return _only(self.public_course()[spec], self.courses)
+            return sorted_rows(_only(self.public_course()[spec], self.courses))
         t = _arrow(self.con, f'SELECT * FROM models."{name}"')
         if self.public and spec:
             t = PUBLIC_SPECS[spec](t, self.k)
-        return _only(t, self.courses)
+        return sorted_rows(_only(t, self.courses))
 
     def course_filter(self, col: str = "course_id") -> str:
         if self.courses is None:
@@ -165,7 +166,7 @@ class Reader:
                        _iso(r["start_date"]), _iso(r["end_date"])) for r in t.to_pylist()]
 
     def headline(self, summary: pa.Table, general: pa.Table) -> dict:
-        raw = _only(_arrow(self.con, "SELECT * FROM models.course_summary"), self.courses)
+        raw = _only(_arrow(self.con, "SELECT * FROM models.course_summary ORDER BY course_id"), self.courses)
         tot = {c: sum(v or 0 for v in raw.column(c).to_pylist()) for c in ("enrolled", "active", "approved",
                                                                               "certified")}
         distinct = _arrow(self.con, f"""
