@@ -165,6 +165,20 @@ def sorted_rows(t: pa.Table) -> pa.Table:
     return t.sort_by([(k, "ascending") for k in keys]) if keys and t.num_rows else t
 
 
+def private_order(columns: list[str], drop: list[str], ids: list[str], pz: Pseudonymizer) -> tuple[str, list[str]]:
+    """ORDER BY of a pseudonymised export, and its parameters: the exports' key columns, the user ids by a
+    keyed hash (``Pseudonymizer.order_key``), then every other column that is written. Deterministic (the
+    store's row order is not fixed), and it tells nothing about the ids or the dropped columns: in the
+    store's order, a table file's rows came by user id, and their ranks matched pseudonyms to learners."""
+    q = lambda c: '"' + c.replace('"', '""') + '"'  # noqa: E731
+    kept = [c for c in columns if c not in drop]
+    keys = [c for c in ROW_ORDER if c in kept and c not in ids]
+    # md5 keyed by a secret prefix: its collisions do not matter for an order, and it costs a quarter of sha256
+    parts = [q(c) for c in keys] + [f"md5_number(? || coalesce(CAST({q(c)} AS VARCHAR), ''))" for c in ids]
+    parts += [q(c) for c in kept if c not in keys and c not in ids]
+    return ", ".join(parts) or "1", [pz.order_key] * len(ids)
+
+
 def public_table(name: str, table: pa.Table, k: int, read: Callable[[str], pa.Table] | None = None) -> pa.Table:
     """``table`` (model ``name``) as it may be published. Every public output goes through here.
 
@@ -313,7 +327,11 @@ def export_table(lake: Lake, name: str, path: str | Path, fmt: str | None = None
         rows = 0
         suppressed = 0
         out_cols: list[str] = []
-        reader = con.execute(f"SELECT * FROM {rel}").to_arrow_reader(65_536)
+        if public:
+            reader = con.execute(f"SELECT * FROM {rel}").to_arrow_reader(65_536)
+        else:
+            order, params = private_order(cols, drop, ids, pseudonymizer)
+            reader = con.execute(f"SELECT * FROM {rel} ORDER BY {order}", params).to_arrow_reader(65_536)
         if public:
             table = reader.read_all()
             table = anonymise_batch(table, drop, ids, pseudonymizer) if pseudonymizer else table.drop_columns(drop)
