@@ -8,7 +8,6 @@ and `df`, not against the code's own walk."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from cli_support import run_cli
 from store_support import edx, small_store
+from test_commit_wait import small_disk  # noqa: F401 (a real 48 MB tmpfs, or a skip)
 from test_sync import cli_args, gpg_key, moto, s3, sync_env, write_config, ENTRY  # noqa: F401
 
 from edx_engine.store.status import DISK_MARGIN, human_bytes
@@ -77,22 +77,6 @@ def test_status_sizes_the_store_by_part(store):
 def test_human_bytes():
     assert [human_bytes(n) for n in (0, 1023, 1024, 1536, 5 << 20, 3 << 30, 2 << 40)] == \
         ["0 B", "1023 B", "1.0 KB", "1.5 KB", "5.0 MB", "3.0 GB", "2.0 TB"]
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 48 MB tmpfs: far less free space than the next night's margin alone."""
-    mnt = tmp_path / "small-disk"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small file system needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_status_and_run_warn_when_the_next_night_may_not_fit(store, small_disk, s3, moto, gpg_key, tmp_path):
