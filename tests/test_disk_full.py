@@ -1,0 +1,114 @@
+"""A full disk under the data directory, at each stage of the nightly job (helper-74).
+
+Every case was first reproduced by hand on a real small tmpfs holding ``--data-dir``, pre-filled with a
+ballast file leaving N kB free (see the report of helper-74); here each is made at its exact point by a
+faked ``OSError(ENOSPC)`` or DuckDB's own error text, so that the tests run anywhere. What each
+checks: one line saying the disk is full and where, a non-zero exit, nothing half-done (the rerun
+after space is freed gives the store a run without the full disk gives), no input blamed.
+(``test_commit_wait.py`` has the one real-tmpfs test, of the events commit; it skips where mounting is
+not permitted.)"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import cli_support
+from edx_engine.synthetic import SyntheticConfig, generate
+
+from test_sync import counts
+
+FULL = "No space left on device"
+
+
+def enospc(path: str | None = None) -> OSError:
+    # Arrow's form (no file name): "Error writing bytes to file. Detail: [errno 28] No space left on device"
+    return OSError(errno.ENOSPC, FULL, path) if path else OSError(errno.ENOSPC, f"Error writing bytes to file. "
+                                                                              f"Detail: [errno 28] {FULL}")
+
+
+@pytest.fixture(scope="module")
+def delivery(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("full-delivery")
+    generate(base, SyntheticConfig(org="IDBx", seed=7, courses=2, learners=30, days=2, malformed=False))
+    return base
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDX_ENGINE_") or k == "EDX_ENGINE_SQL_CACHE"}
+    env.update(COLUMNS="400")  # messages on one line
+    r = cli_support.run_cli([str(a) for a in args], env=env)
+    return r.returncode, r.stdout, r.stderr
+
+
+@pytest.fixture(scope="module")
+def clean(delivery, tmp_path_factory) -> Path:
+    """A store built from the delivery on a disk that never filled: package, logs, models."""
+    data = tmp_path_factory.mktemp("clean") / "d"
+    rc, out, err = run_cli("import", delivery / "course-data", delivery / "edx-course-data", "--data-dir", data)
+    assert rc == 0, out + err
+    rc, out, err = run_cli("build", "--data-dir", data)
+    assert rc == 0, out + err
+    return data
+
+
+def one_error_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def rows(data: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(data / "edx.duckdb"), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+# --- the catalog's checkpoint --------------------------------------------------------------------------
+
+def test_a_checkpoint_the_full_disk_refuses_when_the_catalog_closes_loses_nothing(tmp_path, monkeypatch):
+    """DuckDB checkpoints a catalog when its last connection closes (DETACH); on a full disk that
+    fails with "Detached database ..., but CHECKPOINT during DETACH failed ... No space left on device"
+    after the transactions were committed to the write-ahead log. Seen on a real full tmpfs at the end
+    of `build` (every model recorded, then a traceback and exit 1) and of the catalog's initialisation
+    (a traceback before any file was read). The file is detached and the WAL holds the commits, which
+    the next open applies: the close is not an error."""
+    from edx_engine.store import connection
+
+    path = tmp_path / "c.duckdb"
+    con = connection.open_database(path)
+    con.execute("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2)")
+    key, host = con._host
+    real = host.db
+
+    class Refusing:  # the instance, with DuckDB's error for a checkpoint the full disk refused
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, *args):
+            if sql.startswith("DETACH"):
+                real.execute(sql)  # DuckDB detaches the file, then reports the checkpoint it could not write
+                raise duckdb.IOException(f"IO Error: Detached database 'c', but CHECKPOINT during DETACH failed. "
+                                         f"Checkpoint failed for database \"c\". The database has been invalidated. "
+                                         f"Original error: Could not write file \"{path}\": {FULL}")
+            return real.execute(sql, *args)
+
+    host.db = Refusing()
+    con.close()  # no exception
+    assert key not in connection._ACTIVE and key not in connection._SHARED  # the instance goes, the next starts anew
+    with connection.open_database(path, read_only=True) as again:
+        assert again.execute("SELECT sum(x) FROM t").fetchone() == (3,)
+
+
+def test_other_detach_errors_still_raise(tmp_path):
+    from edx_engine.store import connection
+
+    assert not connection._checkpoint_refused(duckdb.IOException("IO Error: Detached database 'c', but CHECKPOINT "
+                                                                 "during DETACH failed: Input/output error"))
+    assert connection._checkpoint_refused(duckdb.IOException(f"IO Error: Detached database 'c', but CHECKPOINT "
+                                                             f"during DETACH failed. ... {FULL}"))
