@@ -69,6 +69,42 @@ def rows(data: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+# --- the package import ------------------------------------------------------------------------------
+
+def test_full_disk_in_a_package_member_stops_the_package_and_blames_no_member(delivery, clean, tmp_path,
+                                                                             monkeypatch):
+    """The disk fills while a member's Parquet file is written (the 4th member of the package): before,
+    that member and every later one were reported "failed: ... cannot read the file (OSError ...)"
+    (the input blamed), and had the commit still fit, the package would have gone in without them.
+    Now: one line, exit 1, nothing of the package committed, no import-log row; the rerun is whole."""
+    from edx_engine.ingest import exports
+
+    data = tmp_path / "d"
+    calls = {"n": 0}
+    real = exports._SnapshotWriter.write
+
+    def write(self, cols, n):
+        calls["n"] += 1
+        if calls["n"] >= 4:
+            raise enospc()
+        return real(self, cols, n)
+
+    monkeypatch.setattr(exports._SnapshotWriter, "write", write)
+    rc, out, err = run_cli("import", delivery / "course-data", "--data-dir", data)
+    assert rc == 1, out + err
+    line = one_error_line(err)
+    assert "no space left on device" in line and "nothing of the package was committed" in line, line
+    assert "cannot read" not in out + err and "failed " not in out + err, out + err
+    assert rows(data, "SELECT count(*) FROM _edx_snapshots") == [(0,)]
+    assert rows(data, "SELECT count(*) FROM _edx_import_log") == [(0,)]
+    assert not [p for p in (data / "lake").rglob("*") if p.is_file()]  # what it wrote is deleted at once
+    monkeypatch.setattr(exports._SnapshotWriter, "write", real)
+    rc, out, err = run_cli("import", delivery / "course-data", "--data-dir", data)
+    assert rc == 0, out + err
+    whole = {k: v for k, v in counts(clean).items() if not k.startswith("events") and k != "quarantine"}
+    assert {k: v for k, v in counts(data).items() if k in whole} == whole
+
+
 # --- the catalog's checkpoint --------------------------------------------------------------------------
 
 def test_a_checkpoint_the_full_disk_refuses_when_the_catalog_closes_loses_nothing(tmp_path, monkeypatch):
