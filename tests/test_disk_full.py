@@ -148,3 +148,45 @@ def test_other_detach_errors_still_raise(tmp_path):
                                                                  "during DETACH failed: Input/output error"))
     assert connection._checkpoint_refused(duckdb.IOException(f"IO Error: Detached database 'c', but CHECKPOINT "
                                                              f"during DETACH failed. ... {FULL}"))
+
+
+# --- the models ----------------------------------------------------------------------------------------
+
+def test_full_disk_during_build_is_one_line_and_keeps_the_previous_models(clean, tmp_path, monkeypatch):
+    """DuckDB's COPY of a model's Parquet file on a full disk raised an IOException through the CLI (a
+    traceback). Now one line naming the file, exit 1; the models switch in one transaction at the end,
+    so the previous ones stay, and the rerun rebuilds exactly what a build on a roomy disk does."""
+    import shutil
+
+    from edx_engine.models import build
+
+    data = tmp_path / "d"
+    shutil.copytree(clean, data)
+    before = rows(data, "SELECT name, path, rows FROM _edx_models ORDER BY 1")
+    real = build._DuckRun.build_whole, build._DuckRun.build_partitioned
+    seen = []
+
+    def refusing(method):
+        def run(self, name, *args):
+            seen.append(name)
+            if len(seen) == 5:  # a few models built (written, not yet recorded), then the disk is full
+                raise duckdb.IOException(f'IO Error: Could not write file "{data}/lake/model_parts/{name}/'
+                                         f'.tmp-1/data_0.parquet": {FULL}')
+            return method(self, name, *args)
+        return run
+
+    monkeypatch.setattr(build._DuckRun, "build_whole", refusing(real[0]))
+    monkeypatch.setattr(build._DuckRun, "build_partitioned", refusing(real[1]))
+    rc, out, err = run_cli("build", "--full", "--data-dir", data)
+    assert rc == 1, out + err
+    line = one_error_line(err)
+    assert "no space left on device" in line and f"model_parts/{seen[-1]}/" in line and "no model was changed" in line, line
+    assert rows(data, "SELECT name, path, rows FROM _edx_models ORDER BY 1") == before
+    monkeypatch.setattr(build._DuckRun, "build_whole", real[0])
+    monkeypatch.setattr(build._DuckRun, "build_partitioned", real[1])
+    rc, out, err = run_cli("build", "--full", "--data-dir", data)
+    assert rc == 0, out + err
+    for (name,) in rows(clean, "SELECT name FROM _edx_models"):
+        q = f"SELECT count(*) FROM (SELECT * EXCLUDE (created_at) FROM models.{name})" if name == "course_summary" \
+            else f"SELECT count(*) FROM models.{name}"
+        assert rows(data, q) == rows(clean, q), name
