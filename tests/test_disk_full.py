@@ -190,3 +190,40 @@ def test_full_disk_during_build_is_one_line_and_keeps_the_previous_models(clean,
         q = f"SELECT count(*) FROM (SELECT * EXCLUDE (created_at) FROM models.{name})" if name == "course_summary" \
             else f"SELECT count(*) FROM models.{name}"
         assert rows(data, q) == rows(clean, q), name
+
+
+# --- the dashboard -------------------------------------------------------------------------------------
+
+def test_full_disk_during_dashboard_is_one_line_and_keeps_the_published_site(clean, tmp_path, monkeypatch):
+    """A page written on a full disk raised OSError through the CLI (a traceback) and left the half-made
+    site in <site>/.building. Now one line, exit 1, .building removed (its space back), the published
+    site as it was; the rerun publishes the site a roomy disk gives."""
+    import shutil
+
+    from edx_engine.dashboard import build as dash
+
+    data = tmp_path / "d"
+    shutil.copytree(clean, data)
+    rc, out, err = run_cli("dashboard", "--data-dir", data)
+    assert rc == 0, out + err
+    site = data / "site"
+    before = {p.relative_to(site): p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    real, pages = dash._render, []
+
+    def render(env, root, lang, path, *args):
+        pages.append(path)
+        if len(pages) == 4:
+            raise OSError(errno.ENOSPC, FULL, str(root / lang / f"{path}.html"))
+        return real(env, root, lang, path, *args)
+
+    monkeypatch.setattr(dash, "_render", render)
+    rc, out, err = run_cli("dashboard", "--data-dir", data)
+    assert rc == 1, out + err
+    line = one_error_line(err)
+    assert "no space left on device" in line and str(site) in line and "published site is unchanged" in line, line
+    assert not (site / ".building").exists()
+    assert {p.relative_to(site): p.read_bytes() for p in site.rglob("*") if p.is_file()} == before
+    monkeypatch.setattr(dash, "_render", real)
+    rc, out, err = run_cli("dashboard", "--data-dir", data)
+    assert rc == 0, out + err
+    assert {p.relative_to(site) for p in site.rglob("*") if p.is_file()} == set(before)
