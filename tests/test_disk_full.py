@@ -227,3 +227,37 @@ def test_full_disk_during_dashboard_is_one_line_and_keeps_the_published_site(cle
     rc, out, err = run_cli("dashboard", "--data-dir", data)
     assert rc == 0, out + err
     assert {p.relative_to(site) for p in site.rglob("*") if p.is_file()} == set(before)
+
+
+# --- the tracking logs ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_full_disk_during_a_log_import_stops_the_run_and_marks_no_file_failed(delivery, clean, tmp_path,
+                                                                            monkeypatch, jobs):
+    """The disk fills while the second day's parts are written. Before: that day and every later one
+    were each read to the end and recorded "failed" (a sync marked the objects failed), exit 2. Now:
+    the first day stays imported, the run stops with one line and exit 1, no day is logged as failed,
+    and the rerun gives the store of a roomy disk. (--jobs 2: the parallel import's committer.)"""
+    from edx_engine.ingest import events_pipeline as P
+
+    data = tmp_path / "d"
+    rc, out, err = run_cli("import", delivery / "course-data", "--data-dir", data)
+    assert rc == 0, out + err
+    real = P.PartSink._flush
+
+    def flush(self, date):
+        if "2026-10-02" in self.label:
+            raise OSError(errno.ENOSPC, FULL, str(self.dir))
+        return real(self, date)
+
+    monkeypatch.setattr(P.PartSink, "_flush", flush)
+    rc, out, err = run_cli("import", delivery / "edx-course-data", "--data-dir", data, "--jobs", jobs)
+    assert rc == 1, out + err
+    line = one_error_line(err)
+    assert "no space left on device while importing" in line and "2026-10-02" in line and "not marked failed" in line
+    assert rows(data, "SELECT count(*) FROM _edx_import_log WHERE status = 'failed'") == [(0,)]
+    assert rows(data, "SELECT count(*) FROM _edx_event_files") == [(1,)]
+    monkeypatch.setattr(P.PartSink, "_flush", real)
+    rc, out, err = run_cli("import", delivery / "edx-course-data", "--data-dir", data, "--jobs", jobs)
+    assert rc == 0, out + err
+    assert counts(data) == counts(clean)
