@@ -261,3 +261,95 @@ def test_full_disk_during_a_log_import_stops_the_run_and_marks_no_file_failed(de
     rc, out, err = run_cli("import", delivery / "edx-course-data", "--data-dir", data, "--jobs", jobs)
     assert rc == 0, out + err
     assert counts(data) == counts(clean)
+
+
+# --- the sync ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def s3_delivery(delivery):
+    """The delivery in the two buckets of an S3-protocol server on loopback (moto, as tests/test_sync.py)."""
+    pytest.importorskip("moto.server")
+    from test_sync import Moto, client, upload
+
+    m = Moto()
+    try:
+        c = client(m.url)
+        c.create_bucket(Bucket="course-data")
+        c.create_bucket(Bucket="edx-course-data")
+        upload(c, delivery)
+        yield m.url
+    finally:
+        m.stop()
+
+
+def sync_cli(data: Path, url: str) -> tuple[int, str, str]:
+    conf = data.parent / "sync.toml"
+    conf.write_text(f'[sync]\norg = "IDBx"\nendpoint_url = "{url}"\nretries = 2\nretry_delay = 0.01\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EDX_ENGINE_", "AWS_"))
+           or k == "EDX_ENGINE_SQL_CACHE"}
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+               COLUMNS="400")
+    r = cli_support.run_cli(["sync", "--data-dir", str(data), "--config", str(conf)], env=env)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_full_disk_during_a_download_stops_the_sync_and_blames_neither_s3_nor_the_object(s3_delivery, tmp_path,
+                                                                                       monkeypatch):
+    """A download's write on a full disk was taken for a network error: retried, then the sync stopped
+    with "S3 unreachable: ... [Errno 28] No space left on device". Now: not retried, the .part removed,
+    one line saying the disk is full, exit 1, no object failed; the next sync downloads everything."""
+    from edx_engine.fetch import s3
+
+    data = tmp_path / "d"
+    real, calls = s3.S3Fetcher._single, []
+
+    def single(self, obj, part, on_bytes):
+        calls.append(obj.key)
+        if obj.key.endswith("2026-10-02.log.gz"):
+            with open(part, "wb") as f:
+                f.write(b"x" * 100)
+            raise OSError(errno.ENOSPC, FULL)
+        return real(self, obj, part, on_bytes)
+
+    monkeypatch.setattr(s3.S3Fetcher, "_single", single)
+    monkeypatch.setattr(s3.S3Fetcher, "_ranged", lambda self, obj, part, meta, label, *a: single(self, obj, part, None))
+    rc, out, err = sync_cli(data, s3_delivery)
+    assert rc == 1, out + err
+    line = one_error_line(err)
+    assert "could not download" in line and "2026-10-02.log.gz" in line and "no space left on device" in line, line
+    assert "unreachable" not in out + err and "failed " not in out + err, out + err
+    assert sum(k.endswith("2026-10-02.log.gz") for k in calls) == 1  # not retried
+    assert not list((data / "downloads").rglob("*.part*"))
+    assert rows(data, "SELECT count(*) FROM _edx_ledger WHERE state = 'failed'") == [(0,)]
+    monkeypatch.setattr(s3.S3Fetcher, "_single", real)
+    monkeypatch.undo()
+    rc, out, err = sync_cli(data, s3_delivery)
+    assert rc == 0, out + err
+    assert rows(data, "SELECT state, count(*) FROM _edx_ledger GROUP BY 1") == [("imported", 3)]
+
+
+def test_full_disk_during_a_synced_import_leaves_the_object_to_the_next_sync(s3_delivery, tmp_path, monkeypatch):
+    """An import the full disk stops (here a log's parts) was recorded as the object's failure, and the
+    ledger write that followed on the full disk was a TransactionException traceback. Now one line,
+    exit 1; the object stays downloaded (not failed) and the next sync imports it."""
+    from edx_engine.ingest import events_pipeline as P
+
+    data = tmp_path / "d"
+    real = P.PartSink._flush
+
+    def flush(self, date):
+        if "2026-10-02" in self.label:
+            raise OSError(errno.ENOSPC, FULL, str(self.dir))
+        return real(self, date)
+
+    monkeypatch.setattr(P.PartSink, "_flush", flush)
+    rc, out, err = sync_cli(data, s3_delivery)
+    assert rc == 1, out + err
+    line = one_error_line(err)
+    assert "no space left on device while importing s3://" in line and "2026-10-02" in line, line
+    assert rows(data, "SELECT state, count(*) FROM _edx_ledger GROUP BY 1 ORDER BY 1") == [("downloaded", 1),
+                                                                                            ("imported", 2)]
+    monkeypatch.undo()
+    rc, out, err = sync_cli(data, s3_delivery)
+    assert rc == 0, out + err
+    assert rows(data, "SELECT state, count(*) FROM _edx_ledger GROUP BY 1") == [("imported", 3)]
