@@ -353,3 +353,26 @@ def test_full_disk_during_a_synced_import_leaves_the_object_to_the_next_sync(s3_
     rc, out, err = sync_cli(data, s3_delivery)
     assert rc == 0, out + err
     assert rows(data, "SELECT state, count(*) FROM _edx_ledger GROUP BY 1") == [("imported", 3)]
+
+
+# --- every other command -------------------------------------------------------------------------------
+
+def test_a_full_disk_no_command_catches_is_one_line_not_a_traceback(clean, tmp_path, monkeypatch):
+    """`scrub` and `locate-users` on a real full tmpfs ended in a traceback (an OSError or DuckDB's
+    IOException from deep inside). The console entry point now says it in one line, exit 1, for any
+    command; the stages that can say more (import, build, dashboard, sync) do so first."""
+    import shutil
+
+    from edx_engine.privacy import scrub
+
+    data = tmp_path / "d"
+    shutil.copytree(clean, data)
+
+    def full(*args, **kwargs):
+        raise duckdb.IOException(f'IO Error: Could not write file "{data}/lake/tables/x.parquet": {FULL}')
+
+    monkeypatch.setattr(scrub, "scrub", full)
+    rc, out, err = run_cli("scrub", "--data-dir", data)
+    assert rc == 1, out + err
+    line = one_error_line(err)
+    assert line == f"error: no space left on device (writing {data}/lake/tables/x.parquet); free some space and run again"
