@@ -10,6 +10,7 @@ import json
 import pytest
 
 import edx_engine.ingest.events as E
+from edx_engine.store.errors import DiskFull
 from edx_engine.ingest import events_duck as D
 
 from test_events import FAMILY_LINES, ev, line, q, row, run, write_log
@@ -235,9 +236,10 @@ def test_crlf_line_with_an_invalid_byte_is_quarantined_not_a_hang(tmp_path):
 
 def test_a_full_disk_while_the_writer_thread_writes_fails_the_file_and_leaves_nothing(tmp_path, monkeypatch):
     """The threaded parse hands its tables to a writer thread (``_SinkWriter``). When writing a row
-    group fails (the lake's disk is full), the file fails with the one-line message, the consumers
-    stop instead of waiting for a writer that is gone, no part file is left, and the next file of
-    the run loads."""
+    group fails (the lake's disk is full), the consumers stop instead of waiting for a writer that is
+    gone and no part file is left. The run stops there with one line (DiskFull; helper-74: every later
+    file would fail alike, and a file failed for the disk was recorded as failed, by a sync too): the
+    file is not logged as failed, and the rerun loads it and the next."""
     import errno
 
     from edx_engine.ingest import events_pipeline as P
@@ -257,12 +259,14 @@ def test_a_full_disk_while_the_writer_thread_writes_fails_the_file_and_leaves_no
         return real(self, date)
 
     monkeypatch.setattr(P.PartSink, "_flush", flush)
+    with pytest.raises(DiskFull, match="no space left on device while importing .*2016-10-12.log"):
+        run(tmp_path / "d", bad, good, workers=2)
+    assert row(tmp_path / "d", "SELECT count(*) FROM _edx_import_log") == (0,)  # not recorded as failed
+    assert not [p.name for p in (tmp_path / "d").rglob("*.parquet*") if "events" in p.parts]
+    monkeypatch.setattr(P.PartSink, "_flush", real)
     s = run(tmp_path / "d", bad, good, workers=2)
-    assert [f.status for f in s.files] == ["failed", "loaded"]
-    assert "no space left on device while writing the lake" in s.files[0].message
-    assert s.events == 50 and row(tmp_path / "d", "SELECT count(*) FROM events") == (50,)
-    parts = [p.name for p in (tmp_path / "d").rglob("*.parquet*") if "events" in p.parts]
-    assert len(parts) == 1 and not any(p.endswith(".tmp") for p in parts), parts
+    assert [f.status for f in s.files] == ["loaded", "loaded"]
+    assert row(tmp_path / "d", "SELECT count(*) FROM events") == (3050,)
 
 
 def test_event_parts_keep_statistics_where_filters_and_scrub_read_them(tmp_path):

@@ -13,7 +13,7 @@ import typer
 from rich.text import Text
 
 from .. import pandas_guard
-from ..store.errors import StoreBusy
+from ..store.errors import StoreBusy, StoreWriteError, full_path, is_disk_full
 from . import dashboard, imports, models, privacy, run, sql, sync
 from .common import INTERRUPTED, Interrupt, console, fail, out
 from .imports import run_import
@@ -67,6 +67,12 @@ def main() -> None:
         console.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
         sys.exit(1)
     except BaseException as exc:
+        if not Interrupt.seen and isinstance(exc, Exception) and (isinstance(exc, StoreWriteError)
+                                                                  or is_disk_full(exc)):
+            # a full disk where no command catches it (the stages say it in their own words first): one
+            # line, not a traceback
+            console.print(Text.assemble(("error: ", "bold red"), _disk_line(exc)), highlight=False, soft_wrap=True)
+            sys.exit(1)
         if not Interrupt.seen and not isinstance(exc, KeyboardInterrupt):
             raise
         if isinstance(exc, SystemExit) and exc.code in (0, None):
@@ -77,3 +83,10 @@ def main() -> None:
     finally:
         sys.unraisablehook = sys.__unraisablehook__
         interrupts.reset()  # the command is over: library code run later in this process may commit again
+
+
+def _disk_line(exc: BaseException) -> str:
+    if isinstance(exc, StoreWriteError):
+        return str(exc)
+    where = full_path(exc)
+    return "no space left on device" + (f" (writing {where})" if where else "") + "; free some space and run again"

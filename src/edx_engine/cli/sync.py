@@ -85,6 +85,7 @@ def sync(
     from ..fetch.sync import SyncBusy, failure_line, sync_lock
     from ..pipeline.sync import Syncer
     from ..ledger import LedgerBusy
+    from ..store.errors import StoreWriteError
 
     settings = load_settings(data_dir, None, passphrase_file, config)
     try:
@@ -157,6 +158,9 @@ def sync(
         return
     except LedgerBusy as exc:
         fail(str(exc), 2)
+        return
+    except StoreWriteError as exc:  # the disk is full (a download, an import, the ledger): the run stops
+        fail(str(exc))
         return
     except KeyboardInterrupt:
         console.print("interrupted; the next sync resumes where this one stopped", highlight=False)

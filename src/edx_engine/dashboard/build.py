@@ -36,6 +36,7 @@ import markupsafe
 from markupsafe import Markup
 
 from .. import _hooks as testhooks
+from ..store.errors import is_disk_full
 from ..store.files import exchange, file_lock
 from ..store.lake import Lake
 from . import charts as C
@@ -911,11 +912,26 @@ def build_site(lake: Lake, out_dir: Path | str, lang: str = "es", public: bool =
     lake = lake if isinstance(lake, Lake) else Lake(lake)
     stale = check_models(lake)  # (no models, or a store this version cannot read: said before a folder is made)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # one rendering of a site at a time (the nightly `run` and a person's `dashboard` share .building);
-    # the one that waited reads the models after the other has published: the newest data wins
-    with file_lock(out / LOCK, wait=True):
-        return _build_site(lake, out, lang, public, k, courses, title, stale, t0)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # one rendering of a site at a time (the nightly `run` and a person's `dashboard` share .building);
+        # the one that waited reads the models after the other has published: the newest data wins
+        with file_lock(out / LOCK, wait=True):
+            try:
+                return _build_site(lake, out, lang, public, k, courses, title, stale, t0)
+            except BaseException as exc:
+                if is_disk_full(exc):
+                    shutil.rmtree(out / ".building", ignore_errors=True)  # the space back at once
+                raise
+    except OSError as exc:
+        # a page, a CSV, a copied static file on a full disk: was a traceback, with the half-made site
+        # left in .building (until the next build). The pages are made aside and published last, by
+        # renames that need no space: the site readers see is the previous one
+        if not is_disk_full(exc):
+            raise
+        # (not exc.filename: a copy that fails names its source, the installed static file)
+        raise DashboardError(f"could not write the dashboard: no space left on device (writing the new site in "
+                             f"{out}); the published site is unchanged; free some space and run again") from None
 
 
 def _build_site(lake: Lake, out: Path, lang: str, public: bool, k: int, courses: list[str] | None,

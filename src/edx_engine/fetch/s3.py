@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 from ..names import is_date, parse_events_name
+from ..store.errors import DiskFull, is_disk_full
 from ..store.files import finish_atomic, fsync_dir as _fsync_dir, write_atomic
 from .. import _hooks as testhooks
 
@@ -174,6 +175,8 @@ def with_retries(conf: S3Settings, what: str, fn: Callable[[], T], sleep: Callab
         except (ObjectChanged, DownloadCorrupt, S3Error):
             raise
         except Exception as exc:
+            if is_disk_full(exc):  # our disk, not S3: retrying cannot help (Fetcher.download says it)
+                raise
             if isinstance(exc, bex.ClientError) and _client_error_code(exc) in ("PreconditionFailed", "412"):
                 raise ObjectChanged(f"{what}: the object changed in S3 during the download") from None
             if isinstance(exc, bex.FlexibleChecksumError):  # the body did not match S3's checksum
@@ -303,6 +306,15 @@ class S3Fetcher:
             part.unlink(missing_ok=True)
             meta.unlink(missing_ok=True)
             raise
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            # the downloads' disk, not S3: was retried as a network error, then reported as "S3 unreachable"
+            part.unlink(missing_ok=True)  # the space back at once (a ranged download's chunks are lost too)
+            meta.unlink(missing_ok=True)
+            raise DiskFull(f"could not download s3://{obj.bucket}/{obj.key}: no space left on device (writing "
+                           f"{dest.parent}); nothing of it was kept and the sync stopped, the next one downloads "
+                           f"it again; free some space and run again") from None
         except FetchError:
             if not meta.exists():  # a single-request download restarts from zero: nothing to resume
                 part.unlink(missing_ok=True)

@@ -58,6 +58,7 @@ from ..decrypt import DecryptError, GpgSettings
 from .. import _hooks as testhooks
 from .. import interrupts
 from ..store import catalog, views
+from ..store.errors import DiskFull, is_disk_full
 from ..store.files import QuarantineWriter
 from ..store.lake import Lake
 from ..store.views import sql_list as _sql_list
@@ -99,6 +100,7 @@ class EventsFileResult:
     replaced: int = 0  # rows of this source's previous import that the commit removed
     warning: str = ""  # a replacement that removed a large share of a day's events; bytes after the gzip data
     truncated: int = 0  # the compressed stream ends inside its data: the number of the last line read (0: not cut)
+    disk_full: bool = False  # failed because the lake's disk is full: the run stops (disk_full_error), nothing logged
 
 
 @dataclass
@@ -762,6 +764,10 @@ def _import_one(lake: Lake, src: Source, key: str, origin: str, gpg: GpgSettings
 
     staged = _stage_one(lake, src, key, gpg, pool, limits, tick, opened=opened)
     res = staged.res
+    if res.disk_full:
+        if task is not None:
+            progress.remove_task(task)
+        raise disk_full_error(lake, res)
     if res.status == "failed":
         res.seconds = time.perf_counter() - t0
         _log(lake, src, res)
@@ -841,6 +847,7 @@ def _stage_one(lake: Lake, src: Source, key: str, gpg: GpgSettings, pool, limits
         interrupts.check()  # DuckDB reports Ctrl-C as "Query interrupted": not a failed file
         res.status = "failed"
         res.message = _failure_message(src.label, exc)
+        res.disk_full = is_disk_full(exc)
         return _Staged(res)
     except BaseException:
         pool.abort()
@@ -876,6 +883,16 @@ def _warn(res: EventsFileResult, line: str) -> None:
 def _gzip_name(label: str) -> bool:
     """Whether the file's name says its plaintext is gzip (``….log.gz`` or ``….log.gz.gpg``)."""
     return strip_gpg(label)[0].lower().endswith(".gz")
+
+
+def disk_full_error(lake: Lake, res: EventsFileResult) -> DiskFull:
+    """The run's one line for a log file whose parts the full disk refused. The run stops there: every
+    later file would fail alike (each read to its end first), and the file is not recorded as failed
+    (a sync would have marked the object failed, the disk not being the input's fault); the files
+    before it are committed, and the rerun imports it and the rest. Reproduced on a real full tmpfs."""
+    return DiskFull(f"no space left on device while importing {res.label} (writing the lake in {lake.root}); that "
+                    f"file is not imported and not marked failed, the files before it are; free some space and "
+                    f"run again")
 
 
 def _failure_message(label: str, exc: BaseException) -> str:

@@ -24,6 +24,7 @@ from .. import interrupts
 from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
 from ..store import catalog
 from ..store.files import QuarantineWriter, finish_atomic
+from ..store.errors import DiskFull, full_path, is_disk_full
 from ..store.lake import Lake, QuarantineFile, Snapshot
 from ..names import course_slug, slug_matches
 from ..schemas import TABLES, TableSchema, schema_for
@@ -227,12 +228,18 @@ class PackageImporter:
         self._ahead: dict[int, _Started] = {}
         self._current: dict[tuple[str, str], tuple] = {}  # (table, course) -> (package_date, fingerprint, path)
         self._by_fingerprint: dict[tuple[str, str, str], str] = {}  # (table, package_date, fingerprint) -> course
+        self._cands: dict[tuple[str, str, str], list[_Claim]] = {}  # this run's written snapshots (see _run)
+        self._reading: Source | None = None  # the member being read
 
     def run(self, sources: Iterable[Source]) -> ImportSummary:
         with gpg_session(self.gpg) as gpg:
             self.gpg = gpg
             try:
                 return self._run(sources)
+            except BaseException as exc:
+                if not is_disk_full(exc):
+                    raise
+                raise self._disk_full(exc) from None
             finally:
                 for started in self._ahead.values():
                     started.abandon()
@@ -258,8 +265,10 @@ class PackageImporter:
         # (table, course, package date) -> every file of the run that holds it (its current snapshot
         # too, when a file is found unchanged): one of them, or none, becomes the snapshot
         cands: dict[tuple[str, str, str], list[_Claim]] = {}
+        self._cands = cands
         for i, src in enumerate(srcs):
             self._start_ahead(srcs, i, jobs)
+            self._reading = src
             try:
                 result, snap, qfile = self._import_one(src)
             except PassphraseError as exc:  # every other file would fail alike: stop here
@@ -288,6 +297,7 @@ class PackageImporter:
         quarantine = [c.qfile for c in kept if c.qfile is not None]  # (those of copies set aside are deleted)
         self._shrink_warnings(kept)
         self._same_date_warnings(kept)
+        self._reading = None
         summary.notes.extend(self._courses_left_out(srcs, summary.files))
         for i, lines in checks.snapshot_warnings(snapshots, self._current_users, self.lake.root / "tmp").items():
             results_of[i].warnings.extend(lines)
@@ -299,6 +309,25 @@ class PackageImporter:
         self.lake.commit(snapshots, quarantine, log)
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _disk_full(self, exc: BaseException) -> DiskFull:
+        """The run's one line for a write the full disk refused, after deleting what the run wrote (the
+        space goes back at once; the next run reads every member again). The package is all or
+        nothing: no member is marked failed and none of it is committed, as the disk is not the
+        input's fault (before, each member read after the disk filled was reported "failed: cannot
+        read the file", and a package whose commit still fit went in without them)."""
+        for group in self._cands.values():
+            for c in group:
+                if c.snap is not None:
+                    self._discard(c.snap, c.qfile)
+        self._cands = {}
+        if isinstance(exc, DiskFull):  # the commit's (Lake.transaction): says what it could not write
+            return exc
+        where = full_path(exc)
+        what = f" while importing {self._reading.label}" if self._reading is not None else ""
+        return DiskFull(f"no space left on device{what}" + (f" (writing {where})" if where else "")
+                        + f"; nothing of the package was committed, the store {self.lake.root} is as before; "
+                          "free some space and run again")
 
     def _without_superseded_slugs(self, kept: list["_Claim"]) -> list["_Claim"]:
         """A copy whose course id fell back to the file-name slug (no row named the course: an empty
@@ -532,6 +561,8 @@ class PackageImporter:
             return result, None, None
         except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the package
             interrupts.check()  # Ctrl-C that DuckDB or pyarrow reported as an error is not a failed file
+            if is_disk_full(exc):
+                raise  # the store's disk, not the file: the whole run stops (run)
             result.status, result.message = "failed", _unreadable(src.label, exc)
             return result, None, None
         if snap is None:

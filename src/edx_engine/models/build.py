@@ -47,6 +47,7 @@ from ..store import catalog, views
 from ..store.files import write_atomic
 from .. import _hooks as testhooks
 from .. import interrupts, pandas_guard
+from ..store.errors import full_path, is_disk_full
 from ..store.lake import Lake
 from . import definitions as D
 from . import incremental as inc
@@ -231,6 +232,24 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
     t0 = time.perf_counter()
     res = BuildResult(store=str(lake.catalog_path))
     todo = D.order(names)
+    try:
+        _build_duckdb(lake, entries, params, todo, force, on_model, threads, memory_limit, res)
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        # a model's Parquet file (DuckDB's COPY) or the catalog's commit: the models switch in one
+        # transaction at the end, so none changed; the half-written files go with the next collection
+        where = full_path(exc)
+        raise BuildError(f"could not build the models: no space left on device" + (f" (writing {where})" if where else "")
+                         + f"; no model was changed, the store {lake.root} keeps the previous ones; free some "
+                           "space and run again") from None
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, todo: list[str], force: bool,
+                  on_model: Callable[[ModelResult], None] | None, threads: int | None, memory_limit: str | None,
+                  res: BuildResult) -> None:
     with lake.writer():
         with lake.connect(read_only=True, fresh=True) as con:  # global settings: an instance of its own
             _duck_config(con, threads, memory_limit, lake.root / "tmp" / "models")
@@ -247,8 +266,6 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
             record_models(lake, run.new_paths, params, run.in_fp, run.parts, collect=True, confirmed=confirmed)
         else:
             lake.collect_garbage()
-    res.seconds = time.perf_counter() - t0
-    return res
 
 
 @dataclass

@@ -336,6 +336,8 @@ class _Committer:
                 staged.discard()
             staged = self._stage_here(src, key)
         res = staged.res
+        if res.disk_full:  # the lake's disk: the run stops, the file is not recorded as failed
+            raise E.disk_full_error(self.lake, res)
         if res.status == "failed":
             self._log(src, res)
             return res

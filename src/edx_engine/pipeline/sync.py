@@ -22,6 +22,7 @@ from ..fetch.sync import (GIVE_UP_AFTER, Planned, SyncNote, SyncResult, _files_f
                           _without_object, failure_line)
 from ..ingest.sources import SourceError
 from ..store import catalog
+from ..store.errors import is_disk_full
 from ..store.lake import Lake, StoreBusy
 from ..clock import now
 from ..store.ledger import Entry, Ledger, describe_skip
@@ -328,6 +329,11 @@ class Syncer:
                 break
             except Exception as exc:  # an importer bug must not stop the other files
                 interrupts.check()  # "Query interrupted": DuckDB's form of Ctrl-C / SIGTERM
+                if is_disk_full(exc):
+                    # the store's disk, not the object: the run stops, the object stays downloaded (not
+                    # failed) and the next sync imports it; before, it was marked failed, and the ledger
+                    # write that followed on the full disk was a traceback
+                    raise
                 error = f"import failed: {type(exc).__name__}: {exc}"
                 exports = events = None
                 break

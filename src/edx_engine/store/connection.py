@@ -30,6 +30,7 @@ from typing import Any
 import duckdb
 
 from . import catalog
+from .errors import is_disk_full
 
 _LOCK = threading.RLock()
 # keys: (process id, resolved path); a forked child makes its own
@@ -129,9 +130,10 @@ def _release(key: tuple[int, str], host: _Host, alias: str) -> None:
         return
     try:
         host.db.execute(f"DETACH {_quote(alias)}")
-    except BaseException:
+    except BaseException as exc:
         host.tainted = True  # the instance goes instead (and the file with it); the next open starts anew
-        raise
+        if not _checkpoint_refused(exc):
+            raise
     finally:
         if host.tainted:
             _SHARED.pop(key, None)
@@ -141,6 +143,16 @@ def _release(key: tuple[int, str], host: _Host, alias: str) -> None:
         idle = [k for k in _SHARED if k not in _ACTIVE]
         for k in idle[:max(0, len(idle) - KEPT)]:
             _SHARED.pop(k).db.close()
+
+
+def _checkpoint_refused(exc: BaseException) -> bool:
+    """A DETACH whose closing checkpoint the full disk refused: DuckDB has detached the file (its lock is
+    released) and every committed transaction is in its write-ahead log (``<catalog>.wal``), which the
+    next open applies. Nothing is lost, and the write that follows on the full disk (a commit, a Parquet
+    file) reports it in one line; raising here made a traceback of a command whose work was committed
+    (a build whose models were all recorded, a catalog initialised). Reproduced on a real full tmpfs."""
+    return (isinstance(exc, duckdb.IOException) and "CHECKPOINT during DETACH failed" in str(exc)
+            and is_disk_full(exc))
 
 
 class CatalogConnection:

@@ -33,5 +33,40 @@ class StoreWriteError(Exception):
     committed, the store is as before. The message is one line naming the cause."""
 
 
+class DiskFull(StoreWriteError):
+    """The disk holding the store (or an output) refused a write: no space left, or the quota is used
+    up. Never the input's fault: no file is marked failed or quarantined for it. The message is one
+    line naming what was being written and saying that nothing half-done was kept."""
+
+
+_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk is full: ENOSPC or EDQUOT as an
+    OSError, or in the text DuckDB and Arrow give it (``IOException: ... No space left on device``)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, DiskFull):
+            return True
+        if getattr(exc, "errno", None) in (28, 122):  # ENOSPC, EDQUOT
+            return True
+        if any(t in str(exc) for t in _FULL_TEXTS):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def full_path(exc: BaseException) -> str | None:
+    """The file a disk-full error names, when it names one (DuckDB: ``Could not write file "X"``)."""
+    import re
+
+    name = getattr(exc, "filename", None)
+    if name:
+        return str(name)
+    m = re.search(r'(?:file|File) "([^"]+)"', str(exc))
+    return m.group(1) if m else None
+
+
 class LedgerBusy(Exception):
     """The catalog is locked by another process for longer than we were willing to wait."""

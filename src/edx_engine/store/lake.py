@@ -45,7 +45,7 @@ from . import catalog, files, views
 from .connection import open_database
 from .catalog import LAKE_FILE_OWNERS, QUARANTINE_COLUMNS  # noqa: F401 (their old home)
 from .views import sql_list as _sql_list
-from .errors import CatalogBusy, StoreBusy, StoreMoved, StoreWriteError  # noqa: F401 (their old home)
+from .errors import CatalogBusy, DiskFull, StoreBusy, StoreMoved, StoreWriteError, is_disk_full  # noqa: F401 (their old home)
 
 CATALOG = "edx.duckdb"
 
@@ -248,18 +248,20 @@ class Lake:
 
     def write_error(self, exc: BaseException, purpose: str) -> StoreWriteError | None:
         """The one-line StoreWriteError for an error the disk caused, else None."""
+        if isinstance(exc, StoreWriteError):
+            return exc  # said already (a disk-full error of a stage, inside this transaction)
         text = str(exc)
-        errno_ = getattr(exc, "errno", None)
-        full = errno_ in (28, 122) or "No space left on device" in text or "Disk quota exceeded" in text
+        full = is_disk_full(exc)
         io = isinstance(exc, duckdb.IOException) or (isinstance(exc, duckdb.TransactionException)
                                                        and "Could not write" in text)
         if not (full or io or isinstance(exc, OSError)):
             return None
         cause = "no space left on device" if full else (text.strip().splitlines() or [type(exc).__name__])[0]
         where = re.search(r'(?:file|File) "([^"]+)"', text)
-        return StoreWriteError(f"could not {purpose}: {cause}" + (f" (writing {where.group(1)})" if where else "")
-                               + f"; nothing was committed, the store {self.root} is as before; "
-                               + ("free some space and run again" if full else "fix the cause and run again"))
+        return (DiskFull if full else StoreWriteError)(
+            f"could not {purpose}: {cause}" + (f" (writing {where.group(1)})" if where else "")
+            + f"; nothing was committed, the store {self.root} is as before; "
+            + ("free some space and run again" if full else "fix the cause and run again"))
 
     def _open(self, path: Path, read_only: bool, fresh: bool = False) -> duckdb.DuckDBPyConnection:
         try:

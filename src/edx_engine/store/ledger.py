@@ -52,7 +52,7 @@ from ..clock import now
 from . import catalog
 from .connection import open_database
 from .lake import CATALOG
-from .errors import LedgerBusy  # noqa: F401 (its old home)
+from .errors import DiskFull, LedgerBusy, is_disk_full  # noqa: F401 (LedgerBusy: its old home)
 
 STATES = ("listed", "downloaded", "imported", "failed", "gone", "skipped")
 
@@ -160,6 +160,12 @@ class Ledger:
         try:
             catalog.check_format(catalog.get_meta(con, catalog.FORMAT_META), self.path)
             yield con
+        except Exception as exc:
+            if is_disk_full(exc) and not isinstance(exc, DiskFull):  # was a TransactionException traceback
+                raise DiskFull(f"could not write the sync ledger in {self.path}: no space left on device; what "
+                               f"was imported stays imported and the next sync completes the rest; free some "
+                               f"space and run again") from None
+            raise
         finally:
             con.close()
 
