@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -273,6 +274,8 @@ def s3_delivery(delivery):
 
     m = Moto()
     try:
+        # moto keeps its buckets per process, not per server: another test's objects would still be there
+        urllib.request.urlopen(urllib.request.Request(f"{m.url}/moto-api/reset", method="POST")).read()
         c = client(m.url)
         c.create_bucket(Bucket="course-data")
         c.create_bucket(Bucket="edx-course-data")
