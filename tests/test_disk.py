@@ -101,3 +101,20 @@ def test_status_and_run_warn_when_the_next_night_may_not_fit(store, small_disk, 
         r = run_cli(cli_args(store, conf, "run", "--no-dashboard")[len(ENTRY):], env=env)
         assert r.returncode == 0, r.stderr + r.stdout
         assert "warning: only" not in r.stderr
+
+
+def test_disk_report_reads_each_directory_once(store, monkeypatch):
+    """The sizes come from one walk of the data directory: each part used to be walked, then the whole
+    directory again (every file of a large store listed and stat'ed twice, by `status` and every `run`)."""
+    import os
+
+    from edx_engine.store import status as S
+
+    before = S.disk_report(store)
+    seen: list[str] = []
+    real = os.scandir
+    monkeypatch.setattr(S.os, "scandir", lambda p: (seen.append(str(p)), real(p))[1])
+    report = S.disk_report(store)
+    assert len(seen) == len(set(seen)), sorted(p for p in set(seen) if seen.count(p) > 1)[:5]
+    assert report["parts"] == before["parts"] and report["store_bytes"] == before["store_bytes"]
+    assert report["store_bytes"] == find_bytes(store)

@@ -9,6 +9,7 @@ exports' key columns, then by a keyed hash of the ids: the same order for the sa
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,46 @@ def test_pseudonymised_rows_do_not_come_by_user_id(lake, tmp_path, table):
     back_other = {other.user(u): u for u in uids}
     first = [back[r["user_id"]] for r in got][:50]
     assert [back_other[r["user_id"]] for r in rows(tmp_path / "c.csv")][:50] != first
+
+
+def test_sort_reads_only_written_columns_and_spills_inside_the_store(lake, tmp_path, monkeypatch):
+    """The sort of a pseudonymised export spills to disk on a big table. It did so in DuckDB's default
+    ``.tmp`` of the working directory (wherever the export was run: beside the shared files), and it
+    sorted every column, the dropped personal ones (email, name ...) and the real ids among them: rows
+    of identified data written outside the store, left there if the export was killed."""
+    from edx_engine.store.lake import Lake
+
+    seen: list[tuple[str, str, str]] = []
+    real = Lake.connect
+
+    def connect(self, *a, **kw):
+        con = real(self, *a, **kw)
+
+        class Spy:
+            def __getattr__(self, name):
+                return getattr(con, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                con.close()
+
+            def execute(self, sql, *args):
+                if "ORDER BY" in sql:
+                    tmp = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+                    seen.append((sql, tmp, con.execute("SELECT current_setting('memory_limit')").fetchone()[0]))
+                return con.execute(sql, *args)
+        return Spy()
+
+    monkeypatch.setattr(Lake, "connect", connect)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    export_table(lake, "auth_user", tmp_path / "u.csv", pseudonymizer=Pseudonymizer(SECRET))
+    (sql, tmp, _), = seen
+    select = sql.split(" FROM ")[0]
+    for personal in ("email", "username", "first_name", "last_name", "password"):
+        assert f'"{personal}"' not in select and "*" not in select, select
+    assert Path(tmp).resolve().is_relative_to(lake.root.resolve()), tmp
+    assert not (elsewhere / ".tmp").exists()

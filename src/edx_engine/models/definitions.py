@@ -780,7 +780,7 @@ def firsts(t: Tables, source: str, own: ir.Table, keys: list[str], **conds: ir.B
     row), read from ``source`` up to the months computed, limited to the keys of ``own``."""
     first_day = ibis.date(1, 1, 1)  # a NULL month (events without a date: hand-made catalogs) comes first
     own = own.mutate(month=own.month.fill_null(first_day))
-    h = t.upto(source)
+    h = t.upto(source).view()  # another reference: with staff included, ``own`` can be this very table
     h = h.mutate(month=h.month.fill_null(first_day)).semi_join(own, [h[k] == own[k] for k in keys])
     f = h.group_by([h[k].name(f"h_{k}") for k in keys]).aggregate(
         month_any=h.month.min(), **{f"month_{c}": h.month.min(where=cond(h)) for c, cond in conds.items()})

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ..store.catalog import sql_str
 from ..store.lake import Lake
 from ..outputs import OutputError, csv_ready, is_directory, output_file, write_atomically
 from ..schemas import ADDED_COLUMNS, TABLES
@@ -313,7 +314,14 @@ def export_table(lake: Lake, name: str, path: str | Path, fmt: str | None = None
         raise ExportError("k must be at least 1")
     if not lake.catalog_path.exists():
         raise ExportError(f"no store at {lake.root} (run `edx-engine import` first)")
-    with lake.connect(read_only=True) as con:
+    # a pseudonymised export is sorted (private_order), which spills to disk on a big table: a DuckDB
+    # instance of its own, whose temporary files go under the store (it holds these rows anyway), not in
+    # DuckDB's default, `.tmp` of the working directory (beside the shared files, left there if killed)
+    with lake.connect(read_only=True, fresh=not public) as con:
+        if not public:
+            spill = lake.root / "tmp" / "export"
+            spill.mkdir(parents=True, exist_ok=True)
+            con.execute(f"SET temp_directory = {sql_str(str(spill))}")
         rel, kind = source_of(con, name)
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
         drop, ids = columns_plan(name, kind, cols)
@@ -331,7 +339,10 @@ def export_table(lake: Lake, name: str, path: str | Path, fmt: str | None = None
             reader = con.execute(f"SELECT * FROM {rel}").to_arrow_reader(65_536)
         else:
             order, params = private_order(cols, drop, ids, pseudonymizer)
-            reader = con.execute(f"SELECT * FROM {rel} ORDER BY {order}", params).to_arrow_reader(65_536)
+            # only the written columns are read and sorted: the dropped ones (email, name ...) never
+            # reach the sort or its temporary files
+            kept = ", ".join('"' + c.replace('"', '""') + '"' for c in cols if c not in drop) or "*"
+            reader = con.execute(f"SELECT {kept} FROM {rel} ORDER BY {order}", params).to_arrow_reader(65_536)
         if public:
             table = reader.read_all()
             table = anonymise_batch(table, drop, ids, pseudonymizer) if pseudonymizer else table.drop_columns(drop)

@@ -166,22 +166,24 @@ DISK_PARTS = (("events", "lake/events"), ("tables", "lake/tables"), ("models", "
 DISK_MARGIN = 1 << 30
 
 
-def _tree_bytes(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (symbolic links not followed; vanished files skipped)."""
-    total = 0
-    stack = [path]
+def _tree_bytes(path: Path, parts: dict[str, str] | None = None) -> dict[str, int]:
+    """Bytes of the regular files under ``path`` (symbolic links not followed; vanished files skipped), in
+    one walk: by part for the directories ``parts`` names (path -> part), the rest under ``""``."""
+    total: dict[str, int] = {"": 0}
+    stack = [(str(path), "")]
     while stack:
+        where, part = stack.pop()
         try:
-            entries = os.scandir(stack.pop())
+            entries = os.scandir(where)
         except OSError:  # gone or unreadable: a concurrent garbage collection, a permission
             continue
         with entries:
             for e in entries:
                 try:
                     if e.is_dir(follow_symlinks=False):
-                        stack.append(Path(e.path))
+                        stack.append((e.path, (parts or {}).get(e.path, part)))
                     elif e.is_file(follow_symlinks=False):
-                        total += e.stat(follow_symlinks=False).st_size
+                        total[part] = total.get(part, 0) + e.stat(follow_symlinks=False).st_size
                 except OSError:
                     continue
     return total
@@ -195,11 +197,10 @@ def disk_report(data_dir: Path) -> dict[str, Any] | None:
     root = Path(data_dir)
     if not root.is_dir():
         return None
-    parts = {name: 0 for name, _ in DISK_PARTS}
-    for name, rel in DISK_PARTS:
-        parts[name] += _tree_bytes(root / rel)
-    total = _tree_bytes(root)
-    parts["other"] = max(total - sum(parts.values()), 0)  # the catalog, the ledger, caches, views
+    sizes = _tree_bytes(root, {os.path.join(str(root), rel): name for name, rel in DISK_PARTS})
+    parts = {name: sizes.get(name, 0) for name, _ in DISK_PARTS}
+    parts["other"] = sizes[""]  # the catalog, the ledger, caches, views
+    total = sum(parts.values())
     usage = shutil.disk_usage(root)
     need = parts["models"] + parts["tables"] + DISK_MARGIN
     return {"store_bytes": total, "parts": parts, "free_bytes": usage.free, "disk_bytes": usage.total,
