@@ -232,6 +232,20 @@ def test_full_disk_during_dashboard_is_one_line_and_keeps_the_published_site(cle
 
 # --- the tracking logs ---------------------------------------------------------------------------------
 
+def _full_disk_at_day(monkeypatch, day: str) -> None:
+    """The disk fills when the tracking-log parts of ``day`` are written (a faked ENOSPC at that point)."""
+    from edx_engine.ingest import events_pipeline as P
+
+    real = P.PartSink._flush
+
+    def flush(self, date):
+        if day in self.label:
+            raise OSError(errno.ENOSPC, FULL, str(self.dir))
+        return real(self, date)
+
+    monkeypatch.setattr(P.PartSink, "_flush", flush)
+
+
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_full_disk_during_a_log_import_stops_the_run_and_marks_no_file_failed(delivery, clean, tmp_path,
                                                                             monkeypatch, jobs):
@@ -239,26 +253,17 @@ def test_full_disk_during_a_log_import_stops_the_run_and_marks_no_file_failed(de
     were each read to the end and recorded "failed" (a sync marked the objects failed), exit 2. Now:
     the first day stays imported, the run stops with one line and exit 1, no day is logged as failed,
     and the rerun gives the store of a roomy disk. (--jobs 2: the parallel import's committer.)"""
-    from edx_engine.ingest import events_pipeline as P
-
     data = tmp_path / "d"
     rc, out, err = run_cli("import", delivery / "course-data", "--data-dir", data)
     assert rc == 0, out + err
-    real = P.PartSink._flush
-
-    def flush(self, date):
-        if "2026-10-02" in self.label:
-            raise OSError(errno.ENOSPC, FULL, str(self.dir))
-        return real(self, date)
-
-    monkeypatch.setattr(P.PartSink, "_flush", flush)
+    _full_disk_at_day(monkeypatch, "2026-10-02")
     rc, out, err = run_cli("import", delivery / "edx-course-data", "--data-dir", data, "--jobs", jobs)
     assert rc == 1, out + err
     line = one_error_line(err)
     assert "no space left on device while importing" in line and "2026-10-02" in line and "not marked failed" in line
     assert rows(data, "SELECT count(*) FROM _edx_import_log WHERE status = 'failed'") == [(0,)]
     assert rows(data, "SELECT count(*) FROM _edx_event_files") == [(1,)]
-    monkeypatch.setattr(P.PartSink, "_flush", real)
+    monkeypatch.undo()
     rc, out, err = run_cli("import", delivery / "edx-course-data", "--data-dir", data, "--jobs", jobs)
     assert rc == 0, out + err
     assert counts(data) == counts(clean)
@@ -335,17 +340,8 @@ def test_full_disk_during_a_synced_import_leaves_the_object_to_the_next_sync(s3_
     """An import the full disk stops (here a log's parts) was recorded as the object's failure, and the
     ledger write that followed on the full disk was a TransactionException traceback. Now one line,
     exit 1; the object stays downloaded (not failed) and the next sync imports it."""
-    from edx_engine.ingest import events_pipeline as P
-
     data = tmp_path / "d"
-    real = P.PartSink._flush
-
-    def flush(self, date):
-        if "2026-10-02" in self.label:
-            raise OSError(errno.ENOSPC, FULL, str(self.dir))
-        return real(self, date)
-
-    monkeypatch.setattr(P.PartSink, "_flush", flush)
+    _full_disk_at_day(monkeypatch, "2026-10-02")
     rc, out, err = sync_cli(data, s3_delivery)
     assert rc == 1, out + err
     line = one_error_line(err)
