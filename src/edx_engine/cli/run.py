@@ -41,7 +41,7 @@ def _build(settings, dashboard: bool) -> int:
         try:
             res = (build_postgres(lake, url, entries, params) if url else build_duckdb(lake, entries, params))
             break
-        except StoreBusy as exc:
+        except (BuildError, StoreBusy) as exc:
             # another writer (its lock), or a program holding the catalog: worth waiting for; a moved,
             # too new or long-held catalog (subclasses, already waited for) is not
             if type(exc) is not StoreBusy or time.monotonic() > deadline:
@@ -53,9 +53,6 @@ def _build(settings, dashboard: bool) -> int:
                 waiting = True
             interrupts.check()
             time.sleep(1.0)
-        except BuildError as exc:
-            console.print(f"build failed: {exc}", highlight=False, markup=False, soft_wrap=True)
-            return 1
     out.print(res.one_line(), highlight=False)
     if not dashboard:
         return 0

@@ -17,15 +17,15 @@ import pyarrow.csv as pacsv
 
 from ..names import course_id_from_usage_key
 from ..schemas import TABLES
+from .events_parse import JSON_NUL_RE
 from .tsv import FileRejected, Header, LineMap, Reject, check_header, read_header_line
 from .typing import type_column
 
 BATCH = 20_000
 
-# In JSON text every backslash starts an escape: scanned from the left, a \u0000 escape (NUL) is removed and
-# any other escape kept whole (the 'u0000' after an escaped backslash is text). The store holds no NUL, as
-# edX's table exporter deletes them (PostgreSQL text cannot hold one; events_parse.strip_nul for the logs).
-_JSON_NUL = re.compile(rb"\\u0000|(\\(?:u[0-9A-Fa-f]{4}|[^u]))")
+# The store holds no NUL, as edX's table exporter deletes them (PostgreSQL text cannot hold one): the
+# tracking logs' rule (events_parse.JSON_NUL_RE, strip_nul), on the bytes of a document.
+_JSON_NUL = re.compile(JSON_NUL_RE.encode())
 
 
 def without_nul_escapes(data: bytes, counts: dict | None = None) -> bytes:

@@ -154,7 +154,7 @@ NUL_TEXT_COLUMNS = (*STRING_FIELDS, "course_id", "org_id", "path", "module_id", 
 NUL_JSON_COLUMNS = ("event", "context")
 # In JSON text every backslash starts an escape: scanned from the left, a \u0000 escape is removed and any
 # other escape is kept whole, so the 'u0000' after an escaped backslash (text, not an escape) stays.
-_JSON_NUL_RE = r"\\u0000|(\\(?:u[0-9A-Fa-f]{4}|[^u]))"
+JSON_NUL_RE = r"\\u0000|(\\(?:u[0-9A-Fa-f]{4}|[^u]))"
 
 
 def strip_nul(table: pa.Table) -> tuple[pa.Table, int]:
@@ -173,7 +173,7 @@ def strip_nul(table: pa.Table) -> tuple[pa.Table, int]:
             ext = isinstance(c, pa.ExtensionArray)
             s = c.storage if ext else c
             new = (pc.replace_substring(s, "\x00", "") if name in NUL_TEXT_COLUMNS
-                   else pc.replace_substring_regex(s, pattern=_JSON_NUL_RE, replacement=r"\1"))
+                   else pc.replace_substring_regex(s, pattern=JSON_NUL_RE, replacement=r"\1"))
             diff = pc.fill_null(pc.not_equal(pc.binary_length(s), pc.binary_length(new)), False)
             changed = diff if changed is None else pc.or_(changed, diff)
             chunks.append(pa.ExtensionArray.from_storage(c.type, new) if ext else new)

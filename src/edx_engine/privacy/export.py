@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..store.catalog import sql_str
+from ..store.catalog import sql_ident, sql_str
 from ..store.lake import Lake
 from ..outputs import OutputError, csv_ready, is_directory, output_file, write_atomically
 from ..schemas import ADDED_COLUMNS, TABLES
@@ -171,7 +171,7 @@ def private_order(columns: list[str], drop: list[str], ids: list[str], pz: Pseud
     keyed hash (``Pseudonymizer.order_key``), then every other column that is written. Deterministic (the
     store's row order is not fixed), and it tells nothing about the ids or the dropped columns: in the
     store's order, a table file's rows came by user id, and their ranks matched pseudonyms to learners."""
-    q = lambda c: '"' + c.replace('"', '""') + '"'  # noqa: E731
+    q = sql_ident
     kept = [c for c in columns if c not in drop]
     keys = [c for c in ROW_ORDER if c in kept and c not in ids]
     # md5 keyed by a secret prefix: its collisions do not matter for an order, and it costs a quarter of sha256
@@ -341,7 +341,7 @@ def export_table(lake: Lake, name: str, path: str | Path, fmt: str | None = None
             order, params = private_order(cols, drop, ids, pseudonymizer)
             # only the written columns are read and sorted: the dropped ones (email, name ...) never
             # reach the sort or its temporary files
-            kept = ", ".join('"' + c.replace('"', '""') + '"' for c in cols if c not in drop) or "*"
+            kept = ", ".join(sql_ident(c) for c in cols if c not in drop) or "*"
             reader = con.execute(f"SELECT {kept} FROM {rel} ORDER BY {order}", params).to_arrow_reader(65_536)
         if public:
             table = reader.read_all()

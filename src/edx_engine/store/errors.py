@@ -58,13 +58,16 @@ def is_disk_full(exc: BaseException | None) -> bool:
 
 
 def full_path(exc: BaseException) -> str | None:
-    """The file a disk-full error names, when it names one (DuckDB: ``Could not write file "X"``)."""
+    """The file a disk-full error names, when it names one (an OSError's, else ``named_file``)."""
+    name = getattr(exc, "filename", None)
+    return str(name) if name else named_file(str(exc))
+
+
+def named_file(text: str) -> str | None:
+    """The file DuckDB's and Arrow's messages name (``Could not write file "X"``), if any."""
     import re
 
-    name = getattr(exc, "filename", None)
-    if name:
-        return str(name)
-    m = re.search(r'(?:file|File) "([^"]+)"', str(exc))
+    m = re.search(r'(?:file|File) "([^"]+)"', text)
     return m.group(1) if m else None
 
 

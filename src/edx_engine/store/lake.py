@@ -45,7 +45,7 @@ from . import catalog, files, views
 from .connection import open_database
 from .catalog import LAKE_FILE_OWNERS, QUARANTINE_COLUMNS  # noqa: F401 (their old home)
 from .views import sql_list as _sql_list
-from .errors import CatalogBusy, DiskFull, StoreBusy, StoreMoved, StoreWriteError, is_disk_full  # noqa: F401 (their old home)
+from .errors import CatalogBusy, DiskFull, StoreBusy, StoreMoved, StoreWriteError, is_disk_full, named_file  # noqa: F401 (their old home)
 
 CATALOG = "edx.duckdb"
 
@@ -257,9 +257,9 @@ class Lake:
         if not (full or io or isinstance(exc, OSError)):
             return None
         cause = "no space left on device" if full else (text.strip().splitlines() or [type(exc).__name__])[0]
-        where = re.search(r'(?:file|File) "([^"]+)"', text)
+        where = named_file(text)
         return (DiskFull if full else StoreWriteError)(
-            f"could not {purpose}: {cause}" + (f" (writing {where.group(1)})" if where else "")
+            f"could not {purpose}: {cause}" + (f" (writing {where})" if where else "")
             + f"; nothing was committed, the store {self.root} is as before; "
             + ("free some space and run again" if full else "fix the cause and run again"))
 
