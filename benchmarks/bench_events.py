@@ -457,6 +457,74 @@ def _next_day_copy(path: Path, base: Path, tag: str) -> str:
         shutil.copyfile(path, dst)
     return str(dst)
 
+STAGES_CODE = r"""
+import json, sys, tempfile, time
+from pathlib import Path
+from edx_engine import pandas_guard
+pandas_guard.hide()
+from isal import igzip
+from edx_engine.ingest import events_duck as ed
+from edx_engine.ingest.events_pipeline import PartSink
+path = sys.argv[1]
+parser = ed.DuckParser(1)
+con = parser.con
+parse_only = f"SELECT line, try(json_transform(raw, '{ed._SPEC}')) AS e FROM blk"
+cpu = {"read": 0.0, "parse": 0.0, "statement": 0.0, "write": 0.0}
+clock = time.thread_time
+with tempfile.TemporaryDirectory() as tmp:
+    sink = PartSink(Path(tmp), "k", "f", "t")
+    blocks = ed.iter_blocks(igzip.open(path, "rb"))
+    while True:
+        t = clock()
+        block = next(blocks, None)
+        cpu["read"] += clock() - t
+        if block is None:
+            break
+        t = clock()
+        con.register("blk", block.table)
+        con.sql(parse_only).to_arrow_table()
+        con.unregister("blk")
+        cpu["parse"] += clock() - t
+        t = clock()
+        table = parser.parse(block, [])
+        cpu["statement"] += clock() - t
+        t = clock()
+        sink.add(table)
+        cpu["write"] += clock() - t
+        del block, table
+    t = clock()
+    sink.close()
+    cpu["write"] += clock() - t
+print(json.dumps(cpu))
+"""
+
+
+def stages(plain: str, json_bytes: int, repeat: int) -> None:
+    """Where a day's CPU goes, each stage alone on one thread (``--only p``), against what 200 MB/s
+    allows on this machine's cores: the budget for the issue's target, stage by stage.
+
+    read: inflating (isal) and cutting whole-line blocks; parse: DuckDB's JSON parse of each line
+    alone, into Arrow (the first step of the block statement, the least any DuckDB JSON design pays);
+    statement: the whole block statement (parse, normalisation, ids) with its Arrow hand-off;
+    write: the Parquet parts (zstd level 1). Medians of ``repeat`` runs, each in a fresh process."""
+    runs = []
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-c", STAGES_CODE, plain], check=True, capture_output=True,
+                             text=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    mb, cores = json_bytes / 1e6, os.cpu_count() or 1
+    budget = cores * mb / 200
+    log(f"stages of the {mb:.1f} MB day, each alone on one thread, CPU-s (medians of {repeat}):")
+    for k in ("read", "parse", "statement", "write"):
+        log(f"  {k:>10} {med[k]:6.2f}   ({mb / med[k]:6.1f} MB/s on one core)")
+    need = med["read"] + med["statement"] + med["write"]
+    least = med["read"] + med["parse"] + med["write"]
+    log(f"  read + statement + write: {need:.2f} CPU-s; read + parse alone + write: {least:.2f} CPU-s")
+    log(f"  200 MB/s on {cores} cores allows {budget:.2f} CPU-s for everything (start-up, catalog and commit "
+        f"included): {'within' if need <= budget else 'over'} it by the stages alone "
+        f"({need / budget:.2f} x the budget; {least / budget:.2f} x without any normalisation)")
+
 
 def sizes(base: Path, home: Path, repeat: int, compare: str | None = None, only: set[int] | None = None) -> None:
     """The day-size table: floor, import in a fresh process (in-process and whole-process seconds).
@@ -530,7 +598,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sample", type=int, default=100_000, help="lines for the naive baseline (c)")
     ap.add_argument("--workers", default="auto")
-    ap.add_argument("--only", default="abcdes", help="which measurements to run (subset of abcdes; s: day sizes)")
+    ap.add_argument("--only", default="abcdesp", help="which measurements to run (subset of abcdesp; s: day sizes; p: the stages of the "
+                         "largest mix day, each alone)")
     ap.add_argument("--compare", default=None, metavar="SRC",
                     help="day sizes: also run the code in SRC (another checkout's src folder, e.g. of "
                          "`git worktree add /tmp/old <rev>`), interleaved with this one")
@@ -542,8 +611,12 @@ def main() -> None:
     if "s" in args.only:
         sizes(base, base / "gnupg", args.repeat, args.compare,
               {int(x) for x in args.sizes.split(",")} if args.sizes else None)
-        if not set(args.only) - {"s"}:
-            return
+    if "p" in args.only:
+        home = base / "gnupg"
+        largest = generate_mix(base, home, make_key(home))[-1]
+        stages(largest["plain"], largest["json_bytes"], args.repeat)
+    if not set(args.only) - {"s", "p"}:
+        return
     path, home, meta = generate_day(base)
     mb = meta["json_bytes"] / 1e6
     cores = os.cpu_count() or 1
