@@ -24,6 +24,10 @@ each imported by ``import_events`` in a fresh process. Per size: lines/s, MB/s o
 to ``gpg -d | gzip -dc`` of the same file, and where the time goes (in-process import, whole
 process). The 1,000-line day is also imported as the second file of a process (warm: libraries
 loaded, the store open before), with and without encryption.
+
+Stages (``--only p``, part of the default run): the largest mix day's CPU, each stage alone on one
+thread (inflating and cutting blocks; DuckDB's JSON parse alone; the whole block statement; the
+Parquet writing), against the CPU that 200 MB/s allows on this machine's cores (issue 15's target).
 """
 
 from __future__ import annotations
