@@ -265,13 +265,16 @@ SPLIT_GROUPS = {
         w in name for w in ("corrupt", "wrong_passphrase", "network", "unreachable", "keeps_failing",
                             "deleted", "fails_is", "foreign", "user_errors")) else "main"),
     "test_faults.py": lambda name: "scrub" if "scrub_killed" in name else "import",
+    "test_incremental_random.py": lambda name: name.rpartition("[")[2].rstrip("]"),  # one group a seed
 }
 SAME_GROUP = {"test_spark.py": "spark", "test_spark_import.py": "spark", "test_spark_connect.py": "spark",
               "test_event_id_text.py": "spark",  # one worker, one Spark session
               "test_postgres_models.py": "pg", "test_postgres_courses.py": "pg", "test_models_geo.py": "pg",
-              "test_postgres_store.py": "pg", "test_postgres_nul.py": "pg"}  # one server
+              "test_postgres_store.py": "pg", "test_postgres_nul.py": "pg",
+              "test_postgres_incremental_random.py": "pg"}  # one server
 COSTLY_FIRST = ["spark", "test_sync.py:kill-a", "test_sync.py:kill-b", "test_faults.py:import",
-                "test_sync.py:main", "pg", "test_privacy.py", "test_incremental.py", "test_faults.py:scrub",
+                "test_sync.py:main", "pg", "test_privacy.py", "test_incremental.py",
+                *(f"test_incremental_random.py:{s}" for s in (1, 2, 3)), "test_faults.py:scrub",
                 "test_sync.py:errors", "test_daily_run.py", "test_dashboard.py", "test_commit_wait.py",
                 "test_gpg_passphrase.py", "test_store_moves.py", "test_cli.py", "test_events_sources.py",
                 "test_adversarial_events.py", "test_models_naive.py"]
