@@ -13,7 +13,7 @@ import typer
 from rich.text import Text
 
 from .. import pandas_guard
-from ..store.errors import StoreBusy, StoreWriteError, full_path, is_disk_full
+from ..store.errors import StoreBusy, StoreWriteError, disk_full_cause, is_disk_full
 from . import dashboard, imports, models, privacy, run, sql, sync
 from .common import INTERRUPTED, Interrupt, console, fail, out
 from .imports import run_import
@@ -88,5 +88,4 @@ def main() -> None:
 def _disk_line(exc: BaseException) -> str:
     if isinstance(exc, StoreWriteError):
         return str(exc)
-    where = full_path(exc)
-    return "no space left on device" + (f" (writing {where})" if where else "") + "; free some space and run again"
+    return disk_full_cause(exc) + "; free some space and run again"

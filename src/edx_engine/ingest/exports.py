@@ -24,7 +24,7 @@ from .. import interrupts
 from ..decrypt import DecryptError, GpgSettings, PassphraseError, gpg_session
 from ..store import catalog
 from ..store.files import QuarantineWriter, finish_atomic
-from ..store.errors import DiskFull, full_path, is_disk_full
+from ..store.errors import DiskFull, disk_full_cause, is_disk_full
 from ..store.lake import Lake, QuarantineFile, Snapshot
 from ..names import course_slug, slug_matches
 from ..schemas import TABLES, TableSchema, schema_for
@@ -323,11 +323,9 @@ class PackageImporter:
         self._cands = {}
         if isinstance(exc, DiskFull):  # the commit's (Lake.transaction): says what it could not write
             return exc
-        where = full_path(exc)
         what = f" while importing {self._reading.label}" if self._reading is not None else ""
-        return DiskFull(f"no space left on device{what}" + (f" (writing {where})" if where else "")
-                        + f"; nothing of the package was committed, the store {self.lake.root} is as before; "
-                          "free some space and run again")
+        return DiskFull(f"{disk_full_cause(exc, what)}; nothing of the package was committed, the store "
+                        f"{self.lake.root} is as before; free some space and run again")
 
     def _without_superseded_slugs(self, kept: list["_Claim"]) -> list["_Claim"]:
         """A copy whose course id fell back to the file-name slug (no row named the course: an empty

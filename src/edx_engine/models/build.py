@@ -47,7 +47,7 @@ from ..store import catalog, views
 from ..store.files import write_atomic
 from .. import _hooks as testhooks
 from .. import interrupts, pandas_guard
-from ..store.errors import full_path, is_disk_full
+from ..store.errors import disk_full_cause, is_disk_full
 from ..store.lake import Lake
 from . import definitions as D
 from . import incremental as inc
@@ -239,10 +239,8 @@ def build_duckdb(lake: Lake, entries: list[CourseEntry], params: D.Params, names
             raise
         # a model's Parquet file (DuckDB's COPY) or the catalog's commit: the models switch in one
         # transaction at the end, so none changed; the half-written files go with the next collection
-        where = full_path(exc)
-        raise BuildError(f"could not build the models: no space left on device" + (f" (writing {where})" if where else "")
-                         + f"; no model was changed, the store {lake.root} keeps the previous ones; free some "
-                           "space and run again") from None
+        raise BuildError(f"could not build the models: {disk_full_cause(exc)}; no model was changed, the store "
+                         f"{lake.root} keeps the previous ones; free some space and run again") from None
     res.seconds = time.perf_counter() - t0
     return res
 

@@ -63,6 +63,13 @@ def full_path(exc: BaseException) -> str | None:
     return str(name) if name else named_file(str(exc))
 
 
+def disk_full_cause(exc: BaseException, doing: str = "") -> str:
+    """``no space left on device``, then ``doing`` (" while importing X"), then the file being written when
+    the error names one: the start of every stage's one line for a full disk."""
+    where = full_path(exc)
+    return f"no space left on device{doing}" + (f" (writing {where})" if where else "")
+
+
 def named_file(text: str) -> str | None:
     """The file DuckDB's and Arrow's messages name (``Could not write file "X"``), if any."""
     import re
